@@ -1,0 +1,151 @@
+/**
+ * Steps 404–407 at the authentication server. The checks run in this order, one rule each:
+ *   1. the request is this terminal's to answer, still pending and not expired;
+ *   2. the approval is signed by the credential record's device key and names exactly this
+ *      request, merchant, amount, currency and items, and is fresh;
+ *   3. the sealed credential's header is bound to this credential and this device key;
+ *   4. the nonce is spent and the intent saved (status `authorizing`) before calling out;
+ *   5. step 405: convert the credential (re-seal in memory, or pass through untouched);
+ *   6. step 406: forward to the issuer over mutual TLS;
+ *   7. step 407: verify the issuer's signed decision, record it and tell the merchant.
+ * On any failure after step 4 the request returns to `pending`: the issuer answers a second
+ * approval for the same request with the decision it already made, so nothing is charged twice.
+ */
+import { importJWK } from 'jose';
+import {
+  approvalPayload,
+  authorizationPayload,
+  authorizeResponse,
+  KessaiError,
+  limits,
+  readHeader,
+  itemsHash,
+  typ,
+  verifyJson,
+  type ApprovalPayload,
+  type ApproveRequest,
+  type AuthorizationPayload,
+  type TerminalOutcome,
+} from '@kessai/protocol';
+import { sqlState } from '@kessai/service';
+import type { TerminalCaller } from './callers.ts';
+import type { AuthContext } from './context.ts';
+import { passThrough } from './conversion/pass-through.ts';
+import { reseal } from './conversion/reseal.ts';
+import type { Issuer } from './issuers.ts';
+import { loadPaymentRequest, merchantView, type PaymentRequestRow } from './payment-requests.ts';
+import { enqueueEvent } from './webhooks.ts';
+
+export async function requestForTerminal(context: AuthContext, terminal: TerminalCaller, id: string, now: Date): Promise<PaymentRequestRow> {
+  const { config } = context;
+  const row = await loadPaymentRequest(config.db, id, now, (expired) => enqueueEvent(config.db, 'payment_request.expired', merchantView(expired, config.publicBaseUrl), now));
+  if (row.wallet_handle !== null && row.wallet_handle !== terminal.credentialId) throw new KessaiError('payment_request_not_found');
+  if (row.credential_id !== null && row.credential_id !== terminal.credentialId) throw new KessaiError('payment_request_not_found');
+  return row;
+}
+
+function requireAnswerable(row: PaymentRequestRow): void {
+  if (row.status === 'expired') throw new KessaiError('payment_request_expired');
+  if (row.status !== 'pending') throw new KessaiError('payment_request_not_pending', `payment request is ${row.status}`);
+}
+
+async function checkApproval(terminal: TerminalCaller, row: PaymentRequestRow, approval: string, now: Date): Promise<ApprovalPayload> {
+  const deviceKey = (await importJWK(terminal.deviceJwk, 'ES256')) as CryptoKey;
+  const { value } = await verifyJson(approval, deviceKey, typ.approval, 'approval_invalid');
+  const parsed = approvalPayload.safeParse(value);
+  if (!parsed.success) throw new KessaiError('approval_invalid');
+  const signed = parsed.data;
+  if (signed.rid !== row.id || signed.mid !== row.merchant_id || signed.amt !== BigInt(row.amount_minor).toString() || signed.cur !== row.currency || signed.ih !== (await itemsHash(row.line_items))) {
+    throw new KessaiError('approval_mismatch');
+  }
+  const ageMs = now.getTime() - signed.iat * 1000;
+  if (ageMs > limits.approvalAgeMsMax || ageMs < -limits.clockSkewMs) throw new KessaiError('approval_stale');
+  return signed;
+}
+
+function checkCredentialBinding(terminal: TerminalCaller, sealedCredential: string): void {
+  const header = readHeader(sealedCredential, 'credential_invalid');
+  if (header.cred !== terminal.credentialId || header.dkt !== terminal.deviceJkt) throw new KessaiError('credential_device_mismatch');
+  if (header.iss !== terminal.issuerId || header.typ !== typ.credential) throw new KessaiError('credential_invalid');
+}
+
+async function saveIntent(context: AuthContext, terminal: TerminalCaller, row: PaymentRequestRow, approval: ApprovalPayload): Promise<void> {
+  await context.config.db.transaction(async (tx) => {
+    try {
+      await tx.query('insert into approval_nonces (nonce, request_id) values ($1, $2)', [approval.nonce, row.id]);
+    } catch (err) {
+      if (sqlState(err) === '23505') throw new KessaiError('approval_replayed');
+      throw err;
+    }
+    const updated = await tx.query("update payment_requests set status = 'authorizing', credential_id = $2, issuer_id = $3, updated_at = now() where id = $1 and status = 'pending' returning id", [row.id, terminal.credentialId, terminal.issuerId]);
+    if (updated.length === 0) throw new KessaiError('payment_request_not_pending');
+  });
+}
+
+/** Step 405: the conversion the issuer asked for in its metadata. */
+async function convert(context: AuthContext, issuer: Issuer, sealedCredential: string): Promise<string> {
+  if (issuer.metadata.conversion_mode === 'pass_through') return passThrough(sealedCredential);
+  return reseal(sealedCredential, context.config.keys, issuer.keys.current('enc'));
+}
+
+async function verifyDecision(issuer: Issuer, jws: string, row: PaymentRequestRow): Promise<AuthorizationPayload> {
+  const { value } = await verifyJson(jws, (kid) => issuer.keys.byKid(kid)?.publicKey, typ.authorization, 'issuer_refused');
+  const parsed = authorizationPayload.safeParse(value);
+  if (!parsed.success) throw new KessaiError('issuer_refused', 'unreadable authorization');
+  const decision = parsed.data;
+  if (decision.iss !== issuer.route.id || decision.rid !== row.id || decision.amt !== BigInt(row.amount_minor).toString() || decision.cur !== row.currency || decision.mid !== row.merchant_id) {
+    throw new KessaiError('issuer_refused', 'authorization does not match the request');
+  }
+  return decision;
+}
+
+export async function approve(context: AuthContext, terminal: TerminalCaller, id: string, body: ApproveRequest, now: Date): Promise<TerminalOutcome> {
+  const { config } = context;
+  const row = await requestForTerminal(context, terminal, id, now);
+  requireAnswerable(row);
+  const approval = await checkApproval(terminal, row, body.approval, now);
+  checkCredentialBinding(terminal, body.sealed_credential);
+  const issuer = await context.issuers.byId(terminal.issuerId);
+  await saveIntent(context, terminal, row, approval);
+  let decision: AuthorizationPayload;
+  let jws: string;
+  try {
+    const converted = await convert(context, issuer, body.sealed_credential);
+    config.logger.info({ request: row.id, mode: issuer.metadata.conversion_mode }, 'step 405: credential converted');
+    const forwarded = { request: { rid: row.id, mid: row.merchant_id, amt: approval.amt, cur: approval.cur, ih: approval.ih }, sealed_credential: converted, approval: body.approval, pin: body.pin };
+    ({ authorization: jws } = await context.http.call('POST', `${issuer.route.baseUrl}/internal/v1/authorizations`, { body: forwarded, schema: authorizeResponse, unavailable: 'issuer_unavailable' }));
+    decision = await verifyDecision(issuer, jws, row);
+  } catch (err) {
+    await config.db.query("update payment_requests set status = 'pending', credential_id = null, issuer_id = null, updated_at = now() where id = $1 and status = 'authorizing'", [row.id]);
+    throw err;
+  }
+  // Step 407: record the outcome and tell the merchant, in one transaction.
+  const status = decision.decision === 'approved' ? 'approved' : 'declined';
+  const recorded = await config.db.transaction(async (tx) => {
+    const [next] = await tx.query<PaymentRequestRow>("update payment_requests set status = $2, authorization_jws = $3, decline_code = $4, updated_at = now() where id = $1 and status = 'authorizing' returning *", [row.id, status, jws, decision.code]);
+    if (!next) throw new Error(`payment request ${row.id} left authorizing while this approval ran`);
+    await tx.query('update credentials set last_used_at = now() where id = $1', [terminal.credentialId]);
+    await enqueueEvent(tx, status === 'approved' ? 'payment_request.approved' : 'payment_request.declined', merchantView(next, config.publicBaseUrl), now);
+    return next;
+  });
+  config.logger.info({ request: row.id, decision: decision.decision, code: decision.code }, 'step 407: outcome recorded');
+  return outcomeOf(recorded);
+}
+
+export function outcomeOf(row: PaymentRequestRow): TerminalOutcome {
+  return { id: row.id, status: row.status, decline_code: row.decline_code, authorization: row.authorization_jws };
+}
+
+/** The payer says no (step 403's other answer). */
+export async function decline(context: AuthContext, terminal: TerminalCaller, id: string, now: Date): Promise<TerminalOutcome> {
+  const { config } = context;
+  const row = await requestForTerminal(context, terminal, id, now);
+  requireAnswerable(row);
+  const cancelled = await config.db.transaction(async (tx) => {
+    const [next] = await tx.query<PaymentRequestRow>("update payment_requests set status = 'cancelled', decline_code = 'payer_declined', credential_id = $2, updated_at = now() where id = $1 and status = 'pending' returning *", [row.id, terminal.credentialId]);
+    if (!next) throw new KessaiError('payment_request_not_pending');
+    await enqueueEvent(tx, 'payment_request.cancelled', merchantView(next, config.publicBaseUrl), now);
+    return next;
+  });
+  return outcomeOf(cancelled);
+}

@@ -1,0 +1,52 @@
+/**
+ * Who is calling: a merchant (API key, stored as its SHA-256) or a terminal (a device proof: a
+ * short-lived JWT signed by the device key, bound to method and path, used once).
+ */
+import type { FastifyRequest } from 'fastify';
+import { importJWK } from 'jose';
+import { deviceProofSubject, KessaiError, limits, sha256Base64url, verifyDeviceProof, type JWK } from '@kessai/protocol';
+import { sqlState, type Db } from '@kessai/service';
+
+export interface MerchantCaller {
+  id: string;
+  name: string;
+}
+
+export async function authenticateMerchant(db: Db, request: FastifyRequest): Promise<MerchantCaller> {
+  const header = request.headers.authorization;
+  const match = typeof header === 'string' ? /^Bearer ([A-Za-z0-9_-]{16,128})$/.exec(header) : null;
+  if (!match?.[1]) throw new KessaiError('unauthenticated');
+  const [merchant] = await db.query<MerchantCaller>('select id, name from merchants where api_key_hash = $1', [await sha256Base64url(match[1])]);
+  if (!merchant) throw new KessaiError('unauthenticated');
+  return merchant;
+}
+
+export interface TerminalCaller {
+  credentialId: string;
+  issuerId: string;
+  deviceJwk: JWK;
+  deviceJkt: string;
+}
+
+export const deviceProofScheme = 'KessaiDevice';
+
+export async function authenticateTerminal(db: Db, request: FastifyRequest): Promise<TerminalCaller> {
+  const header = request.headers.authorization;
+  const token = typeof header === 'string' && header.startsWith(`${deviceProofScheme} `) ? header.slice(deviceProofScheme.length + 1) : undefined;
+  if (!token || token.length > limits.joseLengthMax) throw new KessaiError('unauthenticated');
+  const credentialId = deviceProofSubject(token);
+  if (!credentialId) throw new KessaiError('unauthenticated');
+  const [credential] = await db.query<{ id: string; issuer_id: string; device_jwk: JWK; device_jkt: string; status: string }>('select id, issuer_id, device_jwk, device_jkt, status from credentials where id = $1', [credentialId]);
+  if (!credential) throw new KessaiError('unauthenticated');
+  const key = (await importJWK(credential.device_jwk, 'ES256')) as CryptoKey;
+  const path = request.url.split('?')[0] ?? request.url;
+  const proof = await verifyDeviceProof(token, key, { credentialId, method: request.method, path, maxAgeMs: limits.deviceProofAgeMsMax, skewMs: limits.clockSkewMs });
+  try {
+    await db.query('insert into device_proofs (jti, credential_id, expires_at) values ($1, $2, $3)', [proof.jti, credentialId, new Date((proof.iat * 1000) + limits.deviceProofAgeMsMax + limits.clockSkewMs)]);
+  } catch (err) {
+    if (sqlState(err) === '23505') throw new KessaiError('unauthenticated', 'device proof already used');
+    throw err;
+  }
+  if (credential.status === 'revoked') throw new KessaiError('credential_revoked');
+  return { credentialId, issuerId: credential.issuer_id, deviceJwk: credential.device_jwk, deviceJkt: credential.device_jkt };
+}

@@ -1,0 +1,34 @@
+/** What an authentication server needs to start, built by its caller (main.ts or a test) and frozen. */
+import type { KeyRing } from '@kessai/protocol';
+import type { Db, Logger } from '@kessai/service';
+
+export interface IssuerRoute {
+  id: string;
+  /** Where its settlement server listens (https://…). */
+  baseUrl: string;
+  /** Card-number prefixes this issuer serves; the longest matching prefix wins. */
+  cardPrefixes: string[];
+}
+
+export interface MerchantSeed {
+  id: string;
+  name: string;
+  apiKey: string;
+  webhookUrl?: string;
+  webhookSecret: string;
+}
+
+export interface AuthConfig {
+  db: Db;
+  logger: Logger;
+  /** cipher 1 (use enc) and the signing key for payment-request views (use sig). */
+  keys: KeyRing;
+  publicBaseUrl: string;
+  issuers: readonly IssuerRoute[];
+  merchants: readonly MerchantSeed[];
+  tls: { keyPem: string; certPem: string; caCertPem: string };
+  /** Client certificate for mutual TLS to the settlement servers. */
+  clientTls: { certPem: string; keyPem: string };
+  /** How often the outbox and expiry sweeper run. */
+  workerIntervalMs?: number;
+}

@@ -1,0 +1,64 @@
+/**
+ * The settlement servers this authentication server brokers for: routed by card range, each
+ * described by the metadata and JWKS it publishes (conversion mode, cipher 2 key, signing keys).
+ * Metadata is fetched over TLS on first use and refreshed after issuerMetadataTtlMs.
+ */
+import { issuerMetadata, keyEntryFromJwk, KessaiError, KeyRing, type IssuerMetadata, type JWK } from '@kessai/protocol';
+import type { HttpClient } from '@kessai/sdk';
+import { z } from 'zod';
+import type { IssuerRoute } from './config.ts';
+
+const issuerMetadataTtlMs = 5 * 60 * 1000;
+const jwks = z.object({ keys: z.array(z.record(z.string(), z.unknown())).max(20) });
+
+export interface Issuer {
+  route: IssuerRoute;
+  metadata: IssuerMetadata;
+  keys: KeyRing;
+}
+
+export class IssuerDirectory {
+  readonly #routes: readonly IssuerRoute[];
+  readonly #http: HttpClient;
+  readonly #cache = new Map<string, { issuer: Promise<Issuer>; fetchedAt: number }>();
+
+  constructor(routes: readonly IssuerRoute[], http: HttpClient) {
+    this.#routes = routes;
+    this.#http = http;
+  }
+
+  /** The issuer whose longest card prefix matches, or issuer_unknown. */
+  forCard(cardNumber: string): Promise<Issuer> {
+    let best: IssuerRoute | undefined;
+    let bestLength = 0;
+    for (const route of this.#routes) {
+      for (const prefix of route.cardPrefixes) {
+        if (cardNumber.startsWith(prefix) && prefix.length > bestLength) {
+          best = route;
+          bestLength = prefix.length;
+        }
+      }
+    }
+    if (!best) throw new KessaiError('issuer_unknown');
+    return this.byId(best.id);
+  }
+
+  byId(id: string): Promise<Issuer> {
+    const route = this.#routes.find((r) => r.id === id);
+    if (!route) throw new KessaiError('issuer_unknown');
+    const cached = this.#cache.get(id);
+    if (cached && Date.now() - cached.fetchedAt < issuerMetadataTtlMs) return cached.issuer;
+    const issuer = this.#fetch(route);
+    this.#cache.set(id, { issuer, fetchedAt: Date.now() });
+    issuer.catch(() => this.#cache.delete(id));
+    return issuer;
+  }
+
+  async #fetch(route: IssuerRoute): Promise<Issuer> {
+    const metadata = await this.#http.call('GET', `${route.baseUrl}/.well-known/kessai-issuer`, { schema: issuerMetadata, unavailable: 'issuer_unavailable' });
+    if (metadata.issuer_id !== route.id) throw new KessaiError('issuer_unavailable', 'issuer metadata names another issuer');
+    const set = await this.#http.call('GET', metadata.jwks_uri, { schema: jwks, unavailable: 'issuer_unavailable' });
+    const entries = await Promise.all(set.keys.map((jwk) => keyEntryFromJwk(jwk as JWK)));
+    return { route, metadata, keys: new KeyRing(entries) };
+  }
+}

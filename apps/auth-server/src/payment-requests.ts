@@ -1,0 +1,79 @@
+/**
+ * Payment requests as the authentication server keeps them (step 402) and the two views it gives:
+ * the merchant's (JSON) and the terminal's (a JWS signed by this server, step 403, so the wallet
+ * can show the verified merchant name, items and total).
+ */
+import { KessaiError, signJson, typ, type LineItem, type PaymentRequestStatus, type PaymentRequestView, type TerminalRequestPayload, type KeyRing } from '@kessai/protocol';
+import type { Queryable } from '@kessai/service';
+
+export interface PaymentRequestRow {
+  id: string;
+  merchant_id: string;
+  order_id: string;
+  currency: string;
+  amount_minor: bigint;
+  captured_minor: bigint;
+  line_items: LineItem[];
+  wallet_handle: string | null;
+  status: PaymentRequestStatus;
+  credential_id: string | null;
+  issuer_id: string | null;
+  authorization_jws: string | null;
+  decline_code: string | null;
+  created_at: Date;
+  expires_at: Date;
+}
+
+/** Loads a request, turning a pending one past its expiry into `expired` (and telling the merchant). */
+export async function loadPaymentRequest(db: Queryable, id: string, now: Date, onExpired?: (row: PaymentRequestRow) => Promise<void>): Promise<PaymentRequestRow> {
+  const [row] = await db.query<PaymentRequestRow>('select * from payment_requests where id = $1', [id]);
+  if (!row) throw new KessaiError('payment_request_not_found');
+  if (row.status === 'pending' && row.expires_at.getTime() <= now.getTime()) {
+    const [expired] = await db.query<PaymentRequestRow>("update payment_requests set status = 'expired', updated_at = now() where id = $1 and status = 'pending' returning *", [id]);
+    if (expired) {
+      await onExpired?.(expired);
+      return expired;
+    }
+    return loadPaymentRequest(db, id, now);
+  }
+  return row;
+}
+
+export function merchantView(row: PaymentRequestRow, publicBaseUrl: string): PaymentRequestView {
+  return {
+    id: row.id,
+    merchant_id: row.merchant_id,
+    order_id: row.order_id,
+    status: row.status,
+    currency: row.currency,
+    amount_minor: BigInt(row.amount_minor).toString(),
+    captured_minor: BigInt(row.captured_minor).toString(),
+    line_items: row.line_items,
+    payment_link: paymentLink(publicBaseUrl, row.id),
+    created_at: row.created_at.toISOString(),
+    expires_at: row.expires_at.toISOString(),
+    authorization: row.authorization_jws,
+    decline_code: row.decline_code,
+  };
+}
+
+export function paymentLink(publicBaseUrl: string, id: string): string {
+  return `${publicBaseUrl}/pay/${id}`;
+}
+
+/** Step 403: the signed view the terminal shows the payer. */
+export async function signTerminalView(row: PaymentRequestRow, merchantName: string, keys: KeyRing, now: Date): Promise<string> {
+  const payload: TerminalRequestPayload = {
+    rid: row.id,
+    merchant: { id: row.merchant_id, name: merchantName },
+    order_id: row.order_id,
+    currency: row.currency as TerminalRequestPayload['currency'],
+    amount_minor: BigInt(row.amount_minor).toString(),
+    line_items: row.line_items,
+    expires_at: row.expires_at.toISOString(),
+    iat: Math.floor(now.getTime() / 1000),
+  };
+  const key = keys.current('sig');
+  if (!key.privateKey) throw new Error('authentication server signing key has no private part');
+  return signJson(payload, key.privateKey, { typ: typ.requestView, kid: key.kid });
+}

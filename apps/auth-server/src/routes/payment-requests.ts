@@ -1,0 +1,105 @@
+/**
+ * The merchant API: step 402 (create a payment request), polling (step 407's fallback), and
+ * step 409 relayed to the issuer (capture, void). Every POST takes an Idempotency-Key.
+ */
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import {
+  captureRequest,
+  createPaymentRequest,
+  KessaiError,
+  limits,
+  lineItemsTotal,
+  newId,
+  parseAmount,
+  paymentRequestId,
+  settlementCaptureResponse,
+  voidRequest,
+  type WebhookEvent,
+} from '@kessai/protocol';
+import { authenticateMerchant, type MerchantCaller } from '../callers.ts';
+import type { AuthContext } from '../context.ts';
+import { idempotencyKeyOf, idempotent, requestHash } from '../idempotency.ts';
+import { loadPaymentRequest, merchantView, signTerminalView, type PaymentRequestRow } from '../payment-requests.ts';
+import { enqueueEvent } from '../webhooks.ts';
+
+export async function paymentRequestRoutes(plugin: FastifyInstance, context: AuthContext): Promise<void> {
+  const app = plugin.withTypeProvider<ZodTypeProvider>();
+  const { config, hub } = context;
+  const byId = z.strictObject({ id: paymentRequestId });
+
+  /** Runs a merchant POST under its Idempotency-Key and sends the (possibly stored) answer. */
+  async function merchantPost(request: FastifyRequest, reply: FastifyReply, run: (merchant: MerchantCaller) => Promise<{ status: number; body: unknown }>) {
+    const merchant = await authenticateMerchant(config.db, request);
+    const key = idempotencyKeyOf(request.headers);
+    const hash = await requestHash(request.method, request.url, request.body);
+    const response = await idempotent(config.db, merchant.id, key, hash, () => run(merchant));
+    if (response.status >= 400) return reply.code(response.status).type('application/problem+json').send(response.body);
+    return reply.code(response.status).send(response.body);
+  }
+
+  async function ownedRequest(merchant: MerchantCaller, id: string): Promise<PaymentRequestRow> {
+    const row = await loadPaymentRequest(config.db, id, new Date(), (expired) => enqueueEvent(config.db, 'payment_request.expired', merchantView(expired, config.publicBaseUrl), new Date()));
+    // Another merchant's request does not exist, as far as this merchant can tell.
+    if (row.merchant_id !== merchant.id) throw new KessaiError('payment_request_not_found');
+    return row;
+  }
+
+  // Step 402: the shop asks for a payment.
+  app.post('/v1/payment-requests', { schema: { body: createPaymentRequest } }, async (request, reply) =>
+    merchantPost(request, reply, async (merchant) => {
+      const body = request.body;
+      if (lineItemsTotal(body.line_items) !== parseAmount(body.amount_minor)) throw new KessaiError('amount_mismatch');
+      if (body.wallet_handle) {
+        const [credential] = await config.db.query<{ status: string }>('select status from credentials where id = $1', [body.wallet_handle]);
+        if (!credential) throw new KessaiError('credential_not_found');
+        if (credential.status !== 'active') throw new KessaiError('credential_revoked');
+      }
+      const now = new Date();
+      const ttlMs = body.expires_in_seconds ? body.expires_in_seconds * 1000 : limits.paymentRequestTtlMsDefault;
+      const [row] = await config.db.query<PaymentRequestRow>(
+        `insert into payment_requests (id, merchant_id, order_id, currency, amount_minor, line_items, wallet_handle, status, expires_at)
+         values ($1, $2, $3, $4, $5, $6::text::jsonb, $7, 'pending', $8) returning *`,
+        [newId('pr'), merchant.id, body.order_id, body.currency, parseAmount(body.amount_minor), JSON.stringify(body.line_items), body.wallet_handle ?? null, new Date(now.getTime() + ttlMs)],
+      );
+      if (!row) throw new Error('insert returned no row');
+      request.log.info({ request: row.id, merchant: merchant.id }, 'step 402: payment request created');
+      // Step 403: push to the wallet if it is listening.
+      if (row.wallet_handle) hub.publish(row.wallet_handle, await signTerminalView(row, merchant.name, config.keys, now));
+      return { status: 201, body: merchantView(row, config.publicBaseUrl) };
+    }),
+  );
+
+  app.get('/v1/payment-requests/:id', { schema: { params: byId } }, async (request) => {
+    const merchant = await authenticateMerchant(config.db, request);
+    return merchantView(await ownedRequest(merchant, request.params.id), config.publicBaseUrl);
+  });
+
+  // Step 409: capture (fully or partly) or void, relayed to the issuer that holds the funds.
+  for (const action of ['capture', 'void'] as const) {
+    app.post(`/v1/payment-requests/:id/${action}`, { schema: { params: byId, body: action === 'capture' ? captureRequest : voidRequest } }, async (request, reply) =>
+      merchantPost(request, reply, async (merchant) => {
+        const row = await ownedRequest(merchant, request.params.id);
+        if (row.status !== 'approved' || !row.issuer_id) throw new KessaiError('authorization_not_capturable', `payment request is ${row.status}`);
+        const issuer = await context.issuers.byId(row.issuer_id);
+        const amount = action === 'capture' ? ((request.body as { amount_minor?: string }).amount_minor ?? BigInt(row.amount_minor).toString()) : undefined;
+        if (amount !== undefined && parseAmount(amount) > BigInt(row.amount_minor)) throw new KessaiError('capture_exceeds_authorization');
+        const result = await context.http.call('POST', `${issuer.route.baseUrl}/internal/v1/authorizations/${row.id}/${action}`, {
+          body: action === 'capture' ? { amount_minor: amount } : {},
+          schema: settlementCaptureResponse,
+          unavailable: 'issuer_unavailable',
+        });
+        const updated = await config.db.transaction(async (tx) => {
+          const [next] = await tx.query<PaymentRequestRow>("update payment_requests set status = $2, captured_minor = $3, updated_at = now() where id = $1 and status = 'approved' returning *", [row.id, result.status, parseAmount(result.captured_minor)]);
+          if (!next) throw new KessaiError('authorization_not_capturable');
+          const eventType: WebhookEvent['type'] = result.status === 'captured' ? 'payment_request.captured' : 'payment_request.voided';
+          await enqueueEvent(tx, eventType, merchantView(next, config.publicBaseUrl), new Date());
+          return next;
+        });
+        request.log.info({ request: row.id, action, amount: result.captured_minor }, 'step 409: relayed to the issuer');
+        return { status: 200, body: merchantView(updated, config.publicBaseUrl) };
+      }),
+    );
+  }
+}

@@ -1,0 +1,75 @@
+/**
+ * The terminal API (steps 403–404, 408). Every call carries a device proof. The terminal
+ * listens for payment requests over server-sent events, or fetches one by id (payment link),
+ * then approves or declines it, and reads the final state.
+ */
+import type { FastifyInstance } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { approveRequest, KessaiError, limits, voidRequest, paymentRequestId, terminalOutcome } from '@kessai/protocol';
+import { authenticateTerminal } from '../callers.ts';
+import type { AuthContext } from '../context.ts';
+import { approve, decline, outcomeOf, requestForTerminal } from '../approval.ts';
+import { signTerminalView, type PaymentRequestRow } from '../payment-requests.ts';
+
+const signedRequest = z.strictObject({ request: z.string() });
+
+export async function terminalRoutes(plugin: FastifyInstance, context: AuthContext): Promise<void> {
+  const app = plugin.withTypeProvider<ZodTypeProvider>();
+  const { config, hub } = context;
+  const byId = z.strictObject({ id: paymentRequestId });
+
+  async function signedView(row: PaymentRequestRow): Promise<string> {
+    const [merchant] = await config.db.query<{ name: string }>('select name from merchants where id = $1', [row.merchant_id]);
+    return signTerminalView(row, merchant?.name ?? row.merchant_id, config.keys, new Date());
+  }
+
+  // Step 403: push. Pending requests addressed to this wallet first, then each new one.
+  app.get('/v1/terminal/events', async (request, reply) => {
+    const terminal = await authenticateTerminal(config.db, request);
+    const queue: string[] = [];
+    const unsubscribe = hub.subscribe(terminal.credentialId, (event) => write(event.request));
+    if (!unsubscribe) throw new KessaiError('stream_limit_reached');
+    reply.hijack();
+    const raw = reply.raw;
+    raw.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive' });
+    function write(view: string) {
+      if (raw.writableEnded) return;
+      queue.push(view);
+      raw.write(`event: payment_request\ndata: ${JSON.stringify({ request: view })}\n\n`);
+    }
+    const heartbeat = setInterval(() => raw.write(': keep-alive\n\n'), limits.sseHeartbeatMs);
+    const close = () => {
+      clearInterval(heartbeat);
+      unsubscribe();
+    };
+    request.raw.on('close', close);
+    const pending = await config.db.query<PaymentRequestRow>("select * from payment_requests where wallet_handle = $1 and status = 'pending' and expires_at > now() order by created_at limit $2", [terminal.credentialId, limits.listPageMax]);
+    for (const row of pending) write(await signedView(row));
+    raw.write(': ready\n\n');
+  });
+
+  // Step 403 by payment link: any enrolled terminal may open a request not addressed to another.
+  app.get('/v1/terminal/payment-requests/:id', { schema: { params: byId, response: { 200: signedRequest } } }, async (request) => {
+    const terminal = await authenticateTerminal(config.db, request);
+    const row = await requestForTerminal(context, terminal, request.params.id, new Date());
+    return { request: await signedView(row) };
+  });
+
+  // Step 404: the payer confirmed; steps 405–407 follow before this answers.
+  app.post('/v1/terminal/payment-requests/:id/approve', { schema: { params: byId, body: approveRequest, response: { 200: terminalOutcome } } }, async (request) => {
+    const terminal = await authenticateTerminal(config.db, request);
+    return approve(context, terminal, request.params.id, request.body, new Date());
+  });
+
+  app.post('/v1/terminal/payment-requests/:id/decline', { schema: { params: byId, body: voidRequest, response: { 200: terminalOutcome } } }, async (request) => {
+    const terminal = await authenticateTerminal(config.db, request);
+    return decline(context, terminal, request.params.id, new Date());
+  });
+
+  // Step 408: the terminal sees the final state.
+  app.get('/v1/terminal/payment-requests/:id/outcome', { schema: { params: byId, response: { 200: terminalOutcome } } }, async (request) => {
+    const terminal = await authenticateTerminal(config.db, request);
+    return outcomeOf(await requestForTerminal(context, terminal, request.params.id, new Date()));
+  });
+}

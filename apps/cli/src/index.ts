@@ -1,0 +1,2 @@
+export { startSystem, type KessaiSystem, type SystemOptions } from './system.ts';
+export { demoIssuers } from './demo-data.ts';

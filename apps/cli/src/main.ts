@@ -1,0 +1,38 @@
+/**
+ * `kessai`: the one command for everything a person does by hand. The only module that reads
+ * the environment.
+ */
+import { Command } from 'commander';
+import { registerWalletCommands } from '@kessai/wallet';
+import { demo } from './demo.ts';
+import { issuerDatabaseEnv, issuerIds, start } from './start.ts';
+
+const program = new Command('kessai').description('Kessai: settlement without keeping the payer’s personal data (JP 2001-076059)');
+
+program
+  .command('start')
+  .description('start the authentication server, the settlement servers and the shop')
+  .option('--data-dir <dir>', 'where keys, certificates, databases and logs live', process.env.KESSAI_DATA_DIR ?? './.kessai')
+  .option('--log', 'also print the servers’ logs', false)
+  .action(async (options: { dataDir: string; log: boolean }) => {
+    await start({
+      dataDir: options.dataDir,
+      logToStdout: options.log,
+      databaseUrls: {
+        auth: process.env.AUTH_DATABASE_URL,
+        shop: process.env.SHOP_DATABASE_URL,
+        issuers: Object.fromEntries(issuerIds.map((id) => [id, process.env[issuerDatabaseEnv(id)]])),
+      },
+    });
+  });
+
+program
+  .command('demo')
+  .description('walk one purchase in each conversion mode on a fresh system, printing each patent step')
+  .action(async () => {
+    process.exitCode = await demo();
+  });
+
+registerWalletCommands(program);
+
+await program.parseAsync(process.argv);

@@ -1,0 +1,60 @@
+/** `kessai start`: the whole system on fixed localhost ports, data under one folder, until Ctrl-C. */
+import path from 'node:path';
+import { formatAmount } from '@kessai/protocol';
+import { demoIssuers } from './demo-data.ts';
+import { defaultPorts, startSystem, type DbSource } from './system.ts';
+
+export interface StartOptions {
+  dataDir: string;
+  /** Per-role PostgreSQL URLs from the environment; a role without one uses PGlite. */
+  databaseUrls: { auth?: string; shop?: string; issuers: Record<string, string | undefined> };
+  logToStdout: boolean;
+}
+
+export async function start(options: StartOptions): Promise<void> {
+  const url = (value: string | undefined): DbSource | undefined => (value ? { url: value } : undefined);
+  const issuerDbs: Record<string, DbSource> = {};
+  for (const [id, value] of Object.entries(options.databaseUrls.issuers)) if (value) issuerDbs[id] = { url: value };
+  console.log(`Kessai: starting in ${path.resolve(options.dataDir)} (first start generates the CA, keys and databases; this can take a minute)`);
+  const system = await startSystem({
+    dataDir: options.dataDir,
+    ports: defaultPorts,
+    databases: { ...(url(options.databaseUrls.auth) ? { auth: url(options.databaseUrls.auth) } : {}), ...(url(options.databaseUrls.shop) ? { shop: url(options.databaseUrls.shop) } : {}), issuers: issuerDbs },
+    stdoutLogs: options.logToStdout,
+  });
+  const lines = [
+    '',
+    'Kessai is running.',
+    `  authentication server (30)  ${system.auth.url}`,
+    ...system.settlements.map((s) => `  settlement server (40)      ${s.url}   ${s.issuer.name}, ${s.issuer.conversionMode === 'reseal' ? 're-seal (embodiment 1)' : 'pass-through (embodiment 2)'}`),
+    `  shop (50)                   ${system.shop.url}/api/products`,
+    `  development CA              ${system.pki.caCertPath}`,
+    `  merchant API key            ${path.join(system.dataDir, 'shop', 'merchant.json')}`,
+    `  logs                        ${path.join(system.dataDir, 'logs')}`,
+    '',
+    'Test cards (expiry 12/34):',
+    ...demoIssuers.flatMap((issuer) => issuer.cards.map((card) => `  ${card.cardNumber.replace(/(\d{4})(?=\d)/g, '$1 ')}  PIN ${card.pin}  ${card.holderName.padEnd(14)} ${issuer.name}: ${card.purpose}`)),
+    '',
+    'Pay from a terminal:',
+    `  npx kessai wallet enroll --storage ./my-wallet --auth ${system.auth.url} --ca ${system.pki.caCertPath}`,
+    '  npx kessai wallet listen --storage ./my-wallet',
+    `  (then check out at the shop: see README.md, or run npm run demo for a scripted walk-through; prices in ${formatAmount(1200n, 'JPY')} style)`,
+    '',
+    'Ctrl-C stops.',
+  ];
+  console.log(lines.join('\n'));
+  await new Promise<void>((resolve) => {
+    const stop = () => resolve();
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  });
+  console.log('\nKessai: stopping…');
+  await system.close();
+  console.log('Kessai: stopped.');
+}
+
+export function issuerDatabaseEnv(issuerId: string): string {
+  return `${issuerId.toUpperCase().replace(/-/g, '_')}_DATABASE_URL`;
+}
+
+export const issuerIds = demoIssuers.map((i) => i.id);

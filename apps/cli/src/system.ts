@@ -1,0 +1,195 @@
+/**
+ * Starts the whole Kessai system in this process: one authentication server, one settlement
+ * server per demo issuer, and the shop — each its own Fastify server on its own port, talking to
+ * the others over real HTTPS (mutual TLS between broker and issuers) with a development CA
+ * generated on first start. Used by `kessai start`, `kessai demo`, the tests and the benchmark.
+ */
+import { randomBytes } from 'node:crypto';
+import { createServer as createNetServer } from 'node:net';
+import path from 'node:path';
+import { buildAuthServer } from '@kessai/auth-server';
+import { buildSettlementServer, type SettlementConfig } from '@kessai/settlement-server';
+import { buildShop } from '@kessai/shop';
+import { createLogger, type KessaiApp, loadOrCreateKeyRing, loadOrCreateDevPki, openDb, readIfExists, writePrivateFile, type Db, type DevPki, type Logger } from '@kessai/service';
+import { newId } from '@kessai/protocol';
+import { demoIssuers, demoMerchantName, type DemoIssuer } from './demo-data.ts';
+
+export type DbSource = { url: string } | { pgliteTemplate: Blob } | { dataDir: string };
+
+export interface SystemOptions {
+  dataDir: string;
+  host?: string;
+  /** Fixed ports, or 0 for any free port. */
+  ports?: { auth: number; shop: number; issuers: Record<string, number> };
+  /** Where each role's database lives; default: a PGlite folder under dataDir. */
+  databases?: { auth?: DbSource; shop?: DbSource; issuers?: Record<string, DbSource> };
+  issuers?: DemoIssuer[];
+  stdoutLogs?: boolean;
+  /** Lower argon2id cost for tests (never below the library minimum). */
+  pinHash?: SettlementConfig['pinHash'];
+  workerIntervalMs?: number;
+  /** Called with each server before it listens (tests add hooks to watch what crosses the wire). */
+  beforeListen?: (role: 'auth-server' | 'shop' | `settlement-${string}`, app: { addHook: KessaiApp['addHook'] }) => void;
+}
+
+export interface MerchantSecrets {
+  merchantId: string;
+  apiKey: string;
+  webhookSecret: string;
+}
+
+export const defaultPorts = { auth: 8443, shop: 8446, issuers: { 'sakura-bank': 8444, 'fuji-bank': 8445 } as Record<string, number> };
+
+async function freePort(host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createNetServer();
+    server.once('error', reject);
+    server.listen(0, host, () => {
+      const address = server.address();
+      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+async function merchantSecrets(dir: string): Promise<MerchantSecrets> {
+  const file = path.join(dir, 'merchant.json');
+  const stored = await readIfExists(file);
+  if (stored) return JSON.parse(stored) as MerchantSecrets;
+  const secrets = { merchantId: newId('mer'), apiKey: `sk_test_${randomBytes(24).toString('base64url')}`, webhookSecret: `whsec_${randomBytes(24).toString('base64url')}` };
+  await writePrivateFile(file, `${JSON.stringify(secrets, null, 2)}\n`);
+  return secrets;
+}
+
+function openRoleDb(source: DbSource | undefined, dataDir: string, role: string): Promise<Db> {
+  if (source && 'url' in source) return openDb({ url: source.url });
+  if (source && 'pgliteTemplate' in source) return openDb({ pgliteTemplate: source.pgliteTemplate });
+  return openDb({ dataDir: source?.dataDir ?? path.join(dataDir, role, 'db') });
+}
+
+export async function startSystem(options: SystemOptions) {
+  const host = options.host ?? '127.0.0.1';
+  const issuers = options.issuers ?? demoIssuers;
+  const dataDir = path.resolve(options.dataDir);
+  const pick = async (port: number | undefined) => (port === undefined || port === 0 ? freePort(host) : port);
+  const ports = {
+    auth: await pick(options.ports?.auth),
+    shop: await pick(options.ports?.shop),
+    issuers: Object.fromEntries(await Promise.all(issuers.map(async (i) => [i.id, await pick(options.ports?.issuers[i.id])] as const))),
+  };
+  const url = (port: number) => `https://${host === '0.0.0.0' ? '127.0.0.1' : host}:${port}`;
+  const pki: DevPki = await loadOrCreateDevPki(path.join(dataDir, 'pki'), [
+    { name: 'auth-server', dnsNames: ['localhost'], ipAddresses: ['127.0.0.1', '::1'], usages: ['server', 'client'] },
+    { name: 'settlement-server', dnsNames: ['localhost'], ipAddresses: ['127.0.0.1', '::1'], usages: ['server'] },
+    { name: 'shop', dnsNames: ['localhost'], ipAddresses: ['127.0.0.1', '::1'], usages: ['server'] },
+  ]);
+  const tlsOf = (name: string) => {
+    const leaf = pki.leaves[name];
+    if (!leaf) throw new Error(`no certificate for ${name}`);
+    return { keyPem: leaf.keyPem, certPem: leaf.certPem, caCertPem: pki.caCertPem };
+  };
+  const loggers: Logger[] = [];
+  const logger = (name: string) => {
+    const created = createLogger({ name, file: path.join(dataDir, 'logs', `${name}.log`), stdout: options.stdoutLogs ?? false });
+    loggers.push(created);
+    return created;
+  };
+  const dbs: Db[] = [];
+  const closers: Array<() => Promise<void>> = [];
+
+  try {
+    // Settlement servers (role 40), one per issuer.
+    const settlements = [];
+    for (const issuer of issuers) {
+      const db = await openRoleDb(options.databases?.issuers?.[issuer.id], dataDir, `settlement-${issuer.id}`);
+      dbs.push(db);
+      const config: SettlementConfig = Object.freeze({
+        issuerId: issuer.id,
+        name: issuer.name,
+        conversionMode: issuer.conversionMode,
+        publicBaseUrl: url(ports.issuers[issuer.id] ?? 0),
+        db,
+        logger: logger(`settlement-${issuer.id}`),
+        keys: await loadOrCreateKeyRing(path.join(dataDir, `settlement-${issuer.id}`, 'keys'), [
+          { name: 'cipher2', use: 'enc', alg: issuer.cipher2 },
+          { name: 'authorization-signing', use: 'sig' },
+        ]),
+        seedCards: issuer.cards,
+        ...(options.pinHash ? { pinHash: options.pinHash } : {}),
+        tls: tlsOf('settlement-server'),
+      });
+      const app = await buildSettlementServer(config);
+      options.beforeListen?.(`settlement-${issuer.id}`, app);
+      await app.listen({ port: ports.issuers[issuer.id] ?? 0, host });
+      closers.push(() => app.close());
+      settlements.push({ issuer, config, app, url: config.publicBaseUrl });
+    }
+
+    // Authentication server (role 30).
+    const merchant = await merchantSecrets(path.join(dataDir, 'shop'));
+    const authDb = await openRoleDb(options.databases?.auth, dataDir, 'auth');
+    dbs.push(authDb);
+    const authTls = tlsOf('auth-server');
+    const auth = await buildAuthServer(
+      Object.freeze({
+        db: authDb,
+        logger: logger('auth-server'),
+        keys: await loadOrCreateKeyRing(path.join(dataDir, 'auth', 'keys'), [
+          { name: 'cipher1', use: 'enc' },
+          { name: 'request-signing', use: 'sig' },
+        ]),
+        publicBaseUrl: url(ports.auth),
+        issuers: settlements.map((s) => ({ id: s.issuer.id, baseUrl: s.url, cardPrefixes: s.issuer.cardPrefixes })),
+        merchants: [{ id: merchant.merchantId, name: demoMerchantName, apiKey: merchant.apiKey, webhookSecret: merchant.webhookSecret, webhookUrl: `${url(ports.shop)}/webhooks/kessai` }],
+        tls: authTls,
+        clientTls: { certPem: authTls.certPem, keyPem: authTls.keyPem },
+        ...(options.workerIntervalMs ? { workerIntervalMs: options.workerIntervalMs } : {}),
+      }),
+    );
+    options.beforeListen?.('auth-server', auth.app);
+    await auth.app.listen({ port: ports.auth, host });
+    closers.push(() => auth.app.close());
+
+    // The shop (role 50).
+    const shopDb = await openRoleDb(options.databases?.shop, dataDir, 'shop');
+    dbs.push(shopDb);
+    const shop = await buildShop(
+      Object.freeze({
+        logger: logger('shop'),
+        db: shopDb,
+        merchantApiKey: merchant.apiKey,
+        authBaseUrl: url(ports.auth),
+        caCertPem: pki.caCertPem,
+        webhookSecrets: [merchant.webhookSecret],
+        issuers: Object.fromEntries(settlements.map((s) => [s.issuer.id, `${s.url}/.well-known/jwks.json`])),
+        autoCapture: true,
+        publicBaseUrl: url(ports.shop),
+        tls: tlsOf('shop'),
+      }),
+    );
+    options.beforeListen?.('shop', shop.app);
+    await shop.app.listen({ port: ports.shop, host });
+    closers.push(() => shop.close());
+
+    const close = async () => {
+      for (const closer of closers.reverse()) await closer().catch(() => undefined);
+      for (const db of dbs) await db.close().catch(() => undefined);
+      for (const l of loggers) l.flush?.();
+    };
+    return {
+      dataDir,
+      pki,
+      merchant,
+      auth: { ...auth, db: authDb, url: url(ports.auth) },
+      settlements,
+      shop: { ...shop, db: shopDb, url: url(ports.shop) },
+      logFiles: { auth: path.join(dataDir, 'logs', 'auth-server.log'), shop: path.join(dataDir, 'logs', 'shop.log') },
+      close,
+    };
+  } catch (err) {
+    for (const closer of closers.reverse()) await closer().catch(() => undefined);
+    for (const db of dbs) await db.close().catch(() => undefined);
+    throw err;
+  }
+}
+
+export type KessaiSystem = Awaited<ReturnType<typeof startSystem>>;

@@ -1,0 +1,32 @@
+/** What a settlement server needs to start, built by its caller (main.ts or a test) and frozen. */
+import type { KeyRing } from '@kessai/protocol';
+import type { ConversionMode, Currency } from '@kessai/protocol';
+import type { Db, Logger } from '@kessai/service';
+
+export interface SeedCard {
+  cardNumber: string;
+  holderName: string;
+  expiry: string;
+  pin: string;
+  status: 'active' | 'blocked';
+  balanceMinor: bigint;
+  currency: Currency;
+  /** What the card demonstrates, for the printed list of test cards. */
+  purpose: string;
+}
+
+export interface SettlementConfig {
+  issuerId: string;
+  name: string;
+  conversionMode: ConversionMode;
+  /** The URL this server is reached at (for jwks_uri in its metadata). */
+  publicBaseUrl: string;
+  db: Db;
+  logger: Logger;
+  /** cipher 2 key(s) (use enc) and the signing key(s) for authorizations (use sig). */
+  keys: KeyRing;
+  seedCards: readonly SeedCard[];
+  /** Argon2id cost; tests may lower it, never below the library's minimum. */
+  pinHash?: { memoryCost: number; timeCost: number };
+  tls?: { keyPem: string; certPem: string; caCertPem: string };
+}

@@ -1,0 +1,31 @@
+/**
+ * Demo issuer data: test cards with known PINs and balances, funded from the issuer's funding
+ * account by ordinary ledger transfers. Runs only on an empty account store.
+ */
+import { Secret } from '@kessai/protocol';
+import type { SettlementConfig } from './config.ts';
+import { createAccount, createTransfer } from './ledger/store.ts';
+import { pinHashCostDefault, pinVerifier } from './pin.ts';
+
+export async function seedCards(config: SettlementConfig): Promise<number> {
+  const [{ count } = { count: 0n }] = await config.db.query<{ count: bigint }>('select count(*)::int8 as count from cards');
+  if (BigInt(count) > 0n || config.seedCards.length === 0) return 0;
+  const verifiers = await Promise.all(config.seedCards.map((card) => pinVerifier(new Secret(card.pin), config.pinHash ?? pinHashCostDefault)));
+  await config.db.transaction(async (tx) => {
+    const funding = new Map<string, string>();
+    for (const [index, card] of config.seedCards.entries()) {
+      let fundingAccountId = funding.get(card.currency);
+      if (!fundingAccountId) {
+        fundingAccountId = await createAccount(tx, 'issuer_funding', card.currency, false);
+        funding.set(card.currency, fundingAccountId);
+      }
+      const accountId = await createAccount(tx, 'cardholder', card.currency, true);
+      if (card.balanceMinor > 0n) {
+        const funded = await createTransfer(tx, { debitAccountId: fundingAccountId, creditAccountId: accountId, amount: card.balanceMinor, currency: card.currency }, 'single');
+        if (funded.result !== 'ok') throw new Error(`funding a seed card failed: ${funded.result}`);
+      }
+      await tx.query('insert into cards (card_number, holder_name, expiry, account_id, status, pin_verifier) values ($1, $2, $3, $4, $5, $6)', [card.cardNumber, card.holderName, card.expiry, accountId, card.status, verifiers[index]]);
+    }
+  });
+  return config.seedCards.length;
+}

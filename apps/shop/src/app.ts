@@ -1,0 +1,62 @@
+/**
+ * The reference e-shop (role 50) as a Fastify app built from a frozen config: a catalogue, carts,
+ * checkout into a payment request (steps 401–402), and fulfilment on the issuer's verified
+ * authorization (steps 408–409), learnt from signed webhooks or by polling. It stores no personal
+ * data of the payer. The caller listens; tests call it with inject().
+ */
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { AuthorizationVerifier, MerchantClient } from '@kessai/sdk';
+import { createServer, migrate, type Db, type KessaiApp } from '@kessai/service';
+import { seedCatalogue } from './catalogue.ts';
+import { defineShopConfig, type ResolvedShopConfig, type ShopConfig } from './config.ts';
+import { Fulfilment } from './fulfilment.ts';
+import { registerCartRoutes } from './routes/carts.ts';
+import { registerCheckoutRoute } from './routes/checkout.ts';
+import { registerOrderRoutes } from './routes/orders.ts';
+import { registerProductRoutes } from './routes/products.ts';
+import { registerWebhookRoute } from './routes/webhooks.ts';
+
+export const migrationsDir = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'migrations');
+
+/** What the routes share. */
+export interface ShopContext {
+  config: ResolvedShopConfig;
+  db: Db;
+  merchant: MerchantClient;
+  fulfilment: Fulfilment;
+}
+
+export interface Shop {
+  app: KessaiApp;
+  /** Stops the app, waits for background captures and closes the HTTP clients (not the database). */
+  close(): Promise<void>;
+}
+
+export async function buildShop(input: ShopConfig): Promise<Shop> {
+  const config = defineShopConfig(input);
+  await migrate(config.db, migrationsDir);
+  const seeded = await seedCatalogue(config.db);
+  if (seeded > 0) config.logger.info({ products: seeded }, 'seeded the catalogue');
+
+  const merchant = new MerchantClient({ baseUrl: config.authBaseUrl, apiKey: config.merchantApiKey, caCertPem: config.caCertPem });
+  const verifier = new AuthorizationVerifier({ issuers: config.issuers, caCertPem: config.caCertPem });
+  const fulfilment = new Fulfilment({ db: config.db, merchant, verifier, autoCapture: config.autoCapture, logger: config.logger });
+  const context: ShopContext = { config, db: config.db, merchant, fulfilment };
+
+  const app = createServer({ logger: config.logger, ...(config.tls ? { tls: config.tls } : {}) });
+  registerProductRoutes(app, context);
+  registerCartRoutes(app, context);
+  registerCheckoutRoute(app, context);
+  registerOrderRoutes(app, context);
+  await registerWebhookRoute(app, context);
+
+  return {
+    app,
+    async close() {
+      await app.close();
+      await fulfilment.close();
+      await Promise.all([merchant.close(), verifier.close()]);
+    },
+  };
+}

@@ -1,0 +1,43 @@
+/**
+ * The webhook receiver (step 407 reaching the shop). The signature is checked over the raw body
+ * bytes before anything is parsed, so this route keeps the body as a string (a content-type
+ * parser of its own, in its own plugin scope: every other route still parses JSON). Deliveries
+ * are retried, so an event id is handled once; the order update is the same code polling uses.
+ */
+import { z } from 'zod';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { KessaiError, limits } from '@kessai/protocol';
+import { AuthorizationVerificationError, verifyWebhookEvent } from '@kessai/sdk';
+import type { KessaiApp } from '@kessai/service';
+import type { ShopContext } from '../app.ts';
+import { webhookPath } from '../config.ts';
+
+export const webhookHeaders = z.looseObject({ 'kessai-signature': z.string().min(1).max(1024) });
+export const webhookAck = z.strictObject({ received: z.literal(true) });
+
+export async function registerWebhookRoute(app: KessaiApp, { config, db, fulfilment }: ShopContext): Promise<void> {
+  await app.register(async (plugin) => {
+    plugin.removeContentTypeParser('application/json');
+    plugin.addContentTypeParser('application/json', { parseAs: 'string', bodyLimit: limits.bodyBytesMax }, (_request, body, done) => done(null, body));
+    const scope = plugin.withTypeProvider<ZodTypeProvider>();
+
+    scope.post(webhookPath, { schema: { headers: webhookHeaders, body: z.string(), response: { 200: webhookAck } } }, async (request) => {
+      const event = await verifyWebhookEvent(config.webhookSecrets, request.headers['kessai-signature'], request.body);
+      if (!event) throw new KessaiError('validation_failed', 'Kessai-Signature does not verify, is stale, or the body is not a webhook event');
+
+      const [seen] = await db.query<{ event_id: string }>('select event_id from processed_webhook_events where event_id = $1', [event.id]);
+      if (seen) return { received: true as const };
+      try {
+        await fulfilment.apply(event.data, { waitForCapture: false });
+      } catch (err) {
+        if (!(err instanceof AuthorizationVerificationError)) throw err;
+        // Unreachable keys may come back: refuse the delivery so that it is retried.
+        if (err.transient) throw new KessaiError('issuer_unavailable', 'the issuer keys are unreachable; deliver again later');
+        // A forged or mismatched authorization will not get better: keep the order unfulfilled.
+        request.log.error({ event: event.id, paymentRequest: event.data.id, reason: err.reason }, 'step 408: authorization refused, order not fulfilled');
+      }
+      await db.query('insert into processed_webhook_events (event_id, type) values ($1, $2) on conflict (event_id) do nothing', [event.id, event.type]);
+      return { received: true as const };
+    });
+  });
+}

@@ -1,0 +1,469 @@
+/**
+ * `kessai wallet …`: the terminal (role 10) on the command line. Enrollment (301–305) onto the
+ * removable storage; payments pushed to it (403) or opened from a payment link, shown from the
+ * authentication server's signed view and answered with the device key and the PIN (404); the
+ * final state (408). Prompts go to the terminal (stderr); results go to stdout, one line each.
+ */
+import { readFile, stat } from 'node:fs/promises';
+import type { Readable, Writable } from 'node:stream';
+import * as prompts from '@clack/prompts';
+import type { Command } from 'commander';
+import { errors as undiciErrors } from 'undici';
+import {
+  declineCatalog,
+  expiryPattern,
+  formatAmount,
+  idPattern,
+  isCurrency,
+  isExpired,
+  isValidCardNumber,
+  KessaiError,
+  limits,
+  lineItemsTotal,
+  normalizeCardNumber,
+  Secret,
+  type ConversionMode,
+  type TerminalOutcome,
+  type TerminalRequestPayload,
+} from '@kessai/protocol';
+import { AuthorizationVerifier, WalletClient, type VerifiedRequest } from '@kessai/sdk';
+import { assertMayEnroll, isPemCertificate, loadWallet, openStorage, saveWallet, storageFileBytesMax, StorageError, StorageMissingError, type LoadedWallet } from './storage.ts';
+
+/** Problems the command line finds itself, before any server is asked. */
+export type WalletCliErrorCode = 'input_required' | 'input_invalid' | 'cancelled';
+
+export class WalletCliError extends Error {
+  readonly code: WalletCliErrorCode;
+  constructor(code: WalletCliErrorCode, message: string) {
+    super(message);
+    this.name = 'WalletCliError';
+    this.code = code;
+  }
+}
+
+/** Where the commands read and write; main.ts passes the process's own. */
+export interface WalletIo {
+  stdin: Readable & { isTTY?: boolean };
+  stdout: Writable;
+  stderr: Writable;
+  env: Readonly<Record<string, string | undefined>>;
+}
+
+/** Consecutive reconnections of `listen` after the event stream drops, and the first pause (doubling). */
+export const listenReconnectsMax = 5;
+export const listenReconnectDelayMsFirst = 1_000;
+/** Request ids `listen` remembers, so a request pushed twice is shown once. */
+const seenRequestsMax = 1_000;
+
+const modeDescriptions: Record<ConversionMode, string> = {
+  reseal: 'reseal — the authentication server re-seals your credential for the issuer, in memory, at each payment (embodiment 1)',
+  pass_through: 'pass_through — your credential is sealed for the issuer; the authentication server cannot open it (embodiment 2)',
+};
+
+const automationNote = '--yes and --pin-from-env are for automation (tests, the demo): a person should confirm and type the PIN at the prompt.';
+
+interface PayOptions {
+  storage: string;
+  pinFromEnv?: string;
+  yes?: boolean;
+}
+
+export function registerWalletCommands(program: Command, io: WalletIo = { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr, env: process.env }): Command {
+  const wallet = program.command('wallet').description('the terminal (role 10): enroll a card onto removable storage and pay from it');
+
+  wallet
+    .command('enroll')
+    .description('enroll a card (steps 301–305): the sealed credential and the device key go onto the storage folder')
+    .requiredOption('--storage <dir>', 'the removable storage folder (must exist)')
+    .requiredOption('--auth <url>', 'the authentication server, https://…')
+    .requiredOption('--ca <file>', 'the CA certificate (PEM) the servers are signed by; copied onto the storage')
+    .option('--name <name>', 'cardholder name as on the card (asked if absent)')
+    .option('--card <number>', 'card number (asked if absent; on the command line it is visible to other users of this machine)')
+    .option('--expiry <MM/YY>', 'card expiry (asked if absent)')
+    .option('--force', 'replace a wallet already on the storage')
+    .action(run(io, (options: { storage: string; auth: string; ca: string; name?: string; card?: string; expiry?: string; force?: boolean }) => enroll(io, options)));
+
+  wallet
+    .command('listen')
+    .description('wait for payment requests pushed to this wallet (step 403) and answer each')
+    .requiredOption('--storage <dir>', 'the removable storage folder')
+    .option('--once', 'stop after one request')
+    .option('--pin-from-env <var>', 'read the PIN from this environment variable (automation only)')
+    .option('--yes', 'approve without asking (automation only)')
+    .addHelpText('after', `\n${automationNote}`)
+    .action(run(io, (options: PayOptions & { once?: boolean }) => listen(io, options)));
+
+  wallet
+    .command('pay')
+    .description('open one payment request by id or payment link and answer it')
+    .argument('<id-or-link>', 'payment request id (pr_…) or payment link')
+    .requiredOption('--storage <dir>', 'the removable storage folder')
+    .option('--pin-from-env <var>', 'read the PIN from this environment variable (automation only)')
+    .option('--yes', 'approve without asking (automation only)')
+    .addHelpText('after', `\n${automationNote}`)
+    .action(run(io, (idOrLink: string, options: PayOptions) => pay(io, idOrLink, options)));
+
+  wallet
+    .command('status')
+    .description("show the wallet on the storage, or a payment request's final state (step 408)")
+    .argument('[request-id]', 'payment request id (pr_…) or payment link')
+    .requiredOption('--storage <dir>', 'the removable storage folder')
+    .action(run(io, (requestId: string | undefined, options: { storage: string }) => status(io, requestId, options)));
+
+  return wallet;
+}
+
+/**
+ * Expected failures print one line, `kessai wallet: <message> (<code>)`, and exit 1 (2 when the
+ * storage is not there); anything else is a bug and crashes loudly.
+ */
+function run<A extends unknown[]>(io: WalletIo, action: (...args: A) => Promise<void>): (...args: [...A, Command]) => Promise<void> {
+  return async (...args) => {
+    const command = args[args.length - 1] as Command;
+    try {
+      await action(...(args.slice(0, -1) as A));
+    } catch (err) {
+      if (err instanceof StorageError || err instanceof KessaiError || err instanceof WalletCliError) {
+        command.error(`kessai wallet: ${oneLine(err.message)} (${err.code})`, { exitCode: err instanceof StorageMissingError ? 2 : 1, code: `kessai.${err.code}` });
+      }
+      throw err;
+    }
+  };
+}
+
+// ---- enroll (steps 301–305) ------------------------------------------------------------------
+
+async function enroll(io: WalletIo, options: { storage: string; auth: string; ca: string; name?: string; card?: string; expiry?: string; force?: boolean }): Promise<void> {
+  const storage = await openStorage(options.storage);
+  assertMayEnroll(storage, options.force ?? false);
+  const authBaseUrl = httpsUrl(options.auth, '--auth');
+  const caCertPem = await readCaCert(options.ca);
+
+  const holderName = options.name !== undefined ? checkedName(options.name) : await ask(io, 'text', 'Cardholder name (as on the card)', checkName, 'pass --name');
+  const card = new Secret(options.card !== undefined ? checkedCard(options.card) : normalizeCardNumber(await ask(io, 'password', 'Card number', checkCard, 'pass --card')));
+  const expiry = options.expiry !== undefined ? checkedExpiry(options.expiry) : (await ask(io, 'text', 'Expiry (MM/YY)', checkExpiry, 'pass --expiry')).trim();
+
+  const stored = await WalletClient.enroll({ authBaseUrl, caCertPem, holderName: holderName.trim(), cardNumber: card.expose(), expiry });
+  const saved = await saveWallet(storage.dir, stored, caCertPem, { force: options.force ?? false });
+  const out = lines(io.stdout);
+  out(`enrolled: credential ${stored.credential_id} (card ending ${card.expose().slice(-4)})`);
+  out(`issuer: ${stored.issuer.name} (${stored.issuer.id}), conversion mode ${modeDescriptions[stored.issuer.conversion_mode]}`);
+  out(`storage: ${saved.dir} — keep it safe; whoever holds it and knows the PIN can pay`);
+}
+
+function checkName(value: string | undefined): string | undefined {
+  const name = value?.trim() ?? '';
+  if (name.length === 0) return 'the cardholder name is required';
+  if (name.length > limits.holderNameLengthMax) return `at most ${limits.holderNameLengthMax} characters`;
+  return undefined;
+}
+
+function checkCard(value: string | undefined): string | undefined {
+  return isValidCardNumber(normalizeCardNumber(value ?? '')) ? undefined : 'not a valid card number (12–19 digits, Luhn check)';
+}
+
+function checkExpiry(value: string | undefined): string | undefined {
+  const expiry = value?.trim() ?? '';
+  if (!expiryPattern.test(expiry)) return 'expiry is MM/YY';
+  return isExpired(expiry, new Date()) ? 'the card has expired' : undefined;
+}
+
+function checkedName(value: string): string {
+  const problem = checkName(value);
+  if (problem) throw new KessaiError('validation_failed', `--name: ${problem}`);
+  return value;
+}
+
+function checkedCard(value: string): string {
+  const card = normalizeCardNumber(value);
+  if (!isValidCardNumber(card)) throw new KessaiError('card_invalid', 'the card number is not valid (12–19 digits, Luhn check)');
+  return card;
+}
+
+function checkedExpiry(value: string): string {
+  const expiry = value.trim();
+  if (!expiryPattern.test(expiry)) throw new KessaiError('validation_failed', '--expiry must be MM/YY');
+  if (isExpired(expiry, new Date())) throw new KessaiError('card_expired');
+  return expiry;
+}
+
+function httpsUrl(value: string, flag: string): string {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new WalletCliError('input_invalid', `${flag} is not a URL`);
+  }
+  if (url.protocol !== 'https:') throw new WalletCliError('input_invalid', `${flag} must be an https URL`);
+  return url.href.replace(/\/+$/, '');
+}
+
+async function readCaCert(file: string): Promise<string> {
+  const info = await stat(file).catch(() => undefined);
+  if (!info?.isFile()) throw new WalletCliError('input_invalid', `--ca ${file} is not a readable file`);
+  if (info.size > storageFileBytesMax) throw new WalletCliError('input_invalid', `--ca ${file} is larger than ${storageFileBytesMax} bytes`);
+  const pem = await readFile(file, 'utf8');
+  if (!isPemCertificate(pem)) throw new WalletCliError('input_invalid', `--ca ${file} is not a PEM certificate`);
+  return pem;
+}
+
+// ---- listen and pay (steps 403–404) ------------------------------------------------------------
+
+async function listen(io: WalletIo, options: PayOptions & { once?: boolean }): Promise<void> {
+  const loaded = await loadWallet(options.storage);
+  const pin = pinSource(io, options); // fail before waiting, not when the first request arrives
+  await withClient(loaded, async (client) => {
+    const abort = new AbortController();
+    const stop = () => abort.abort();
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+    const seen = new Set<string>();
+    try {
+      io.stderr.write(`listening for payment requests to ${loaded.wallet.credential_id} (Ctrl-C to stop)\n`);
+      for await (const request of pushedRequests(io, client, loaded.wallet.auth_base_url, abort.signal)) {
+        if (seen.has(request.view.rid)) continue; // pushed again after a reconnection
+        remember(seen, request.view.rid);
+        try {
+          await answer(io, client, loaded, request, options, pin);
+        } catch (err) {
+          // A long-running listener reports a request that failed (expired, answered elsewhere) and waits for the next.
+          if (options.once || !(err instanceof KessaiError)) throw err;
+          io.stderr.write(`kessai wallet: ${oneLine(err.message)} (${err.code})\n`);
+        }
+        if (options.once) return;
+      }
+    } finally {
+      abort.abort();
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+    }
+  });
+}
+
+/** Step 403 over server-sent events, reconnecting (with doubling pauses) when the stream drops. */
+async function* pushedRequests(io: WalletIo, client: WalletClient, authBaseUrl: string, signal: AbortSignal): AsyncGenerator<VerifiedRequest> {
+  let failures = 0;
+  for (;;) {
+    try {
+      for await (const request of client.listen(signal)) {
+        failures = 0;
+        yield request;
+      }
+    } catch (err) {
+      if (signal.aborted) return;
+      if (!isTransient(err)) throw err;
+    }
+    if (signal.aborted) return;
+    if (++failures > listenReconnectsMax) throw new KessaiError('issuer_unavailable', `lost the event stream from ${authBaseUrl} ${listenReconnectsMax} times in a row`);
+    const delayMs = listenReconnectDelayMsFirst * 2 ** (failures - 1);
+    io.stderr.write(`event stream from ${authBaseUrl} closed; reconnecting in ${delayMs / 1000}s\n`);
+    await sleep(delayMs, signal);
+  }
+}
+
+/** The server or the network went away: worth reconnecting. A refusal (revoked, bad signature) is not. */
+function isTransient(err: unknown): boolean {
+  if (err instanceof KessaiError) return err.code === 'issuer_unavailable';
+  if (err instanceof undiciErrors.UndiciError) return true;
+  return err instanceof Error && typeof (err as NodeJS.ErrnoException).errno === 'number';
+}
+
+async function pay(io: WalletIo, idOrLink: string, options: PayOptions): Promise<void> {
+  const loaded = await loadWallet(options.storage);
+  const id = requestIdOf(idOrLink);
+  const pin = pinSource(io, options);
+  await withClient(loaded, async (client) => {
+    const request = await client.fetchRequest(id);
+    // A link opened twice: say what became of it rather than ask for the PIN again.
+    const current = await client.outcome(id);
+    if (current.status !== 'pending') throw new KessaiError('payment_request_not_pending', `payment request ${id} is already ${current.status}${current.decline_code ? ` (${current.decline_code})` : ''}`);
+    await answer(io, client, loaded, request, options, pin);
+  });
+}
+
+/** Shows the verified request, asks, and answers it: steps 403 (what the payer sees) and 404. */
+async function answer(io: WalletIo, client: WalletClient, loaded: LoadedWallet, request: VerifiedRequest, options: PayOptions, pin: PinSource): Promise<void> {
+  const { view } = request;
+  const total = shownTotal(view);
+  showRequest(io, view, total);
+  if (Date.parse(view.expires_at) <= Date.now()) throw new KessaiError('payment_request_expired', `payment request ${view.rid} expired at ${view.expires_at}`);
+
+  const approve = options.yes === true || (await askConfirm(io, `Pay ${total} to ${printable(view.merchant.name)}?`));
+  if (!approve) {
+    printOutcome(io, view, total, await client.decline(request));
+    return;
+  }
+  const outcome = await client.approve(request, (await pin()).expose());
+  printOutcome(io, view, total, outcome, await issuerSignature(loaded, view, outcome));
+}
+
+function showRequest(io: WalletIo, view: TerminalRequestPayload, total: string): void {
+  const out = lines(io.stdout);
+  const currency = currencyOf(view);
+  const rows = view.line_items.map((item) => ({
+    what: `${item.quantity} × ${printable(item.description)}`,
+    unit: formatAmount(BigInt(item.unit_price_minor), currency),
+    sum: formatAmount(BigInt(item.quantity) * BigInt(item.unit_price_minor), currency),
+  }));
+  const whatWidth = Math.max(...rows.map((row) => row.what.length));
+  const unitWidth = Math.max(...rows.map((row) => row.unit.length));
+  const sumWidth = Math.max(total.length, ...rows.map((row) => row.sum.length));
+  out(`payment request ${view.rid} from ${printable(view.merchant.name)} (signed by the authentication server)`);
+  for (const row of rows) out(`  ${row.what.padEnd(whatWidth)}  at ${row.unit.padStart(unitWidth)}  = ${row.sum.padStart(sumWidth)}`);
+  out(`  ${'total'.padEnd(whatWidth + unitWidth + 9)}${total.padStart(sumWidth)}`);
+  out(`  order ${printable(view.order_id)}, expires ${view.expires_at}`);
+}
+
+/** Merchant text reaches the payer's terminal: no control or bidi characters that could redraw the total. */
+export function printable(text: string): string {
+  // eslint-disable-next-line no-control-regex -- matching control characters is the point
+  return text.replace(/[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g, '\ufffd');
+}
+
+/** The total, checked against the items: the payer is never shown a total the items do not add up to. */
+function shownTotal(view: TerminalRequestPayload): string {
+  const amount = BigInt(view.amount_minor);
+  if (lineItemsTotal(view.line_items) !== amount) throw new KessaiError('amount_mismatch', `payment request ${view.rid}: the total is not the sum of the items`);
+  return formatAmount(amount, currencyOf(view));
+}
+
+function currencyOf(view: TerminalRequestPayload) {
+  if (!isCurrency(view.currency)) throw new KessaiError('currency_unsupported', `payment request ${view.rid} is in ${view.currency}`);
+  return view.currency;
+}
+
+function printOutcome(io: WalletIo, view: TerminalRequestPayload, total: string, outcome: TerminalOutcome, signature?: string): void {
+  const out = lines(io.stdout);
+  if (outcome.status === 'approved' || outcome.status === 'captured') {
+    out(`approved: ${view.rid} — ${total} to ${printable(view.merchant.name)}${signature ? ` (${signature})` : ''}`);
+  } else if (outcome.status === 'cancelled' && outcome.decline_code === 'payer_declined') {
+    out(`declined: ${view.rid} — you declined (payer_declined)`);
+  } else {
+    out(`${outcome.status === 'declined' ? 'declined' : outcome.status}: ${view.rid}${describeDecline(outcome.decline_code)}`);
+  }
+}
+
+function describeDecline(code: string | null): string {
+  if (code === null) return '';
+  const reason = Object.hasOwn(declineCatalog, code) ? declineCatalog[code as keyof typeof declineCatalog] : undefined;
+  return reason ? ` — ${reason} (${code})` : ` (${code})`;
+}
+
+/** The wallet checks the issuer's own signature on the authorization, as the shop does (step 408). */
+async function issuerSignature(loaded: LoadedWallet, view: TerminalRequestPayload, outcome: TerminalOutcome): Promise<string | undefined> {
+  if (outcome.status !== 'approved' || !outcome.authorization) return undefined;
+  const { issuer } = loaded.wallet;
+  const verifier = new AuthorizationVerifier({ issuers: { [issuer.id]: issuer.jwks_uri }, caCertPem: loaded.caCertPem });
+  try {
+    const payload = await verifier.verify(outcome.authorization, { rid: view.rid, mid: view.merchant.id, amountMinor: BigInt(view.amount_minor), currency: view.currency });
+    return `authorization ${payload.aid}, signed by ${issuer.name}`;
+  } catch (err) {
+    if (err instanceof Error && err.name === 'AuthorizationVerificationError') return `the issuer's signature could not be checked: ${err.message}`;
+    throw err;
+  } finally {
+    await verifier.close();
+  }
+}
+
+// ---- status (step 408) ------------------------------------------------------------------------
+
+async function status(io: WalletIo, requestId: string | undefined, options: { storage: string }): Promise<void> {
+  const loaded = await loadWallet(options.storage);
+  const { wallet } = loaded;
+  const out = lines(io.stdout);
+  if (requestId === undefined) {
+    out(`credential: ${wallet.credential_id}`);
+    out(`issuer: ${wallet.issuer.name} (${wallet.issuer.id})`);
+    out(`conversion mode: ${modeDescriptions[wallet.issuer.conversion_mode]}`);
+    out(`authentication server: ${wallet.auth_base_url}`);
+    out(`storage: ${loaded.dir}`);
+    return;
+  }
+  const id = requestIdOf(requestId);
+  await withClient(loaded, async (client) => {
+    const outcome = await client.outcome(id);
+    out(`${outcome.id}: ${outcome.status}${describeDecline(outcome.decline_code)}`);
+  });
+}
+
+// ---- helpers -------------------------------------------------------------------------------------
+
+async function withClient(loaded: LoadedWallet, use: (client: WalletClient) => Promise<void>): Promise<void> {
+  const client = new WalletClient(loaded.wallet, { caCertPem: loaded.caCertPem });
+  try {
+    await use(client);
+  } finally {
+    await client.close();
+  }
+}
+
+/** A payment request id, or the id at the end of a payment link. */
+function requestIdOf(idOrLink: string): string {
+  const trimmed = idOrLink.trim();
+  let last = trimmed;
+  if (/^https?:\/\//.test(trimmed)) {
+    try {
+      last = new URL(trimmed).pathname.replace(/\/+$/, '').split('/').pop() ?? '';
+    } catch {
+      last = '';
+    }
+  }
+  if (!idPattern('pr').test(last)) throw new WalletCliError('input_invalid', `${trimmed.slice(0, 80)} is not a payment request id (pr_…) or payment link`);
+  return last;
+}
+
+type PinSource = () => Promise<Secret<string>>;
+
+/** Where the PIN comes from: the environment (automation) or a password prompt on the terminal. */
+function pinSource(io: WalletIo, options: PayOptions): PinSource {
+  const checkPin = (value: string | undefined) => (/^[0-9]{4,12}$/.test(value ?? '') ? undefined : 'a PIN is 4 to 12 digits');
+  if (options.pinFromEnv !== undefined) {
+    const value = io.env[options.pinFromEnv];
+    if (value === undefined || value === '') throw new WalletCliError('input_required', `environment variable ${options.pinFromEnv} (--pin-from-env) is not set`);
+    if (checkPin(value)) throw new KessaiError('validation_failed', `the PIN in ${options.pinFromEnv} is not 4 to 12 digits`);
+    return async () => new Secret(value);
+  }
+  if (!io.stdin.isTTY) throw new WalletCliError('input_required', 'no terminal to ask for the PIN — run in a terminal, or pass --pin-from-env VAR (automation)');
+  return async () => new Secret(await ask(io, 'password', 'PIN', checkPin, 'pass --pin-from-env'));
+}
+
+/** One prompt on the terminal; refuses when there is none, rather than hang on a pipe. */
+async function ask(io: WalletIo, kind: 'text' | 'password', message: string, validate: (value: string | undefined) => string | undefined, instead: string): Promise<string> {
+  if (!io.stdin.isTTY) throw new WalletCliError('input_required', `no terminal to ask for "${message}" — ${instead}`);
+  const common = { message, validate, input: io.stdin, output: io.stderr };
+  const value = kind === 'password' ? await prompts.password(common) : await prompts.text(common);
+  if (prompts.isCancel(value)) throw new WalletCliError('cancelled', 'cancelled at the prompt; nothing was sent');
+  return value;
+}
+
+async function askConfirm(io: WalletIo, message: string): Promise<boolean> {
+  if (!io.stdin.isTTY) throw new WalletCliError('input_required', 'no terminal to confirm the payment — run in a terminal, or pass --yes (automation)');
+  const value = await prompts.confirm({ message, initialValue: false, input: io.stdin, output: io.stderr });
+  if (prompts.isCancel(value)) throw new WalletCliError('cancelled', 'cancelled at the prompt; the request is still pending');
+  return value;
+}
+
+function remember(seen: Set<string>, rid: string): void {
+  seen.add(rid);
+  if (seen.size > seenRequestsMax) seen.delete(seen.values().next().value as string);
+}
+
+function lines(stream: Writable): (line: string) => void {
+  return (line) => stream.write(`${line}\n`);
+}
+
+function oneLine(message: string): string {
+  return message.replace(/\s*\n\s*/g, ' ').trim();
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, ms);
+    signal.addEventListener('abort', done, { once: true });
+    function done() {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    }
+  });
+}

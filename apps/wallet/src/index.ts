@@ -1,0 +1,17 @@
+/** The command-line terminal (role 10): `kessai wallet …` and its removable storage. */
+export { registerWalletCommands, WalletCliError, listenReconnectsMax, listenReconnectDelayMsFirst, type WalletCliErrorCode, type WalletIo } from './commands.ts';
+export {
+  assertMayEnroll,
+  loadWallet,
+  openStorage,
+  saveWallet,
+  storageFileBytesMax,
+  storageFiles,
+  StorageError,
+  StorageMissingError,
+  walletFile,
+  type LoadedWallet,
+  type Storage,
+  type StorageErrorCode,
+  type WalletFile,
+} from './storage.ts';

@@ -1,0 +1,239 @@
+/**
+ * `kessai wallet` as a person or a script meets it: a child process, its exit code, its stdout
+ * and stderr. The first part needs no server; the last drives a whole running system through
+ * enrollment (301–305) and payment (401–408), by payment link and by push.
+ */
+import { spawn } from 'node:child_process';
+import { chmod, mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { printable } from '../src/commands.ts';
+import { loadWallet, saveWallet, storageFiles } from '../src/storage.ts';
+import { fakeCaCertPem, fakeStoredWallet } from './fake-wallet.ts';
+
+const repoRoot = path.resolve(import.meta.dirname, '../../..');
+const tsx = path.join(repoRoot, 'node_modules/.bin/tsx');
+const walletMain = path.join(repoRoot, 'apps/wallet/src/main.ts');
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Starts `tsx apps/wallet/src/main.ts wallet …` with stdin a pipe (not a terminal), as a script would. */
+function startWallet(args: string[], env: Record<string, string> = {}) {
+  const child = spawn(tsx, [walletMain, 'wallet', ...args], { cwd: repoRoot, env: { ...process.env, NO_COLOR: '1', ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
+  const run: Run = { code: null, stdout: '', stderr: '' };
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (run.stdout += chunk));
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (run.stderr += chunk));
+  const done = new Promise<Run>((resolve, reject) => {
+    child.once('error', reject);
+    child.once('close', (code) => resolve({ ...run, code }));
+  });
+  return { child, run, done };
+}
+
+function runWallet(args: string[], env: Record<string, string> = {}): Promise<Run> {
+  const started = startWallet(args, env);
+  started.child.stdin.end();
+  return started.done;
+}
+
+function lines(text: string): string[] {
+  return text.split('\n').filter((line) => line.length > 0);
+}
+
+let scratch: string;
+let caFile: string;
+beforeAll(async () => {
+  scratch = await mkdtemp(path.join(tmpdir(), 'kessai-wallet-cli-'));
+  caFile = path.join(scratch, 'ca.cert.pem');
+  await writeFile(caFile, fakeCaCertPem);
+});
+afterAll(async () => {
+  await rm(scratch, { recursive: true, force: true });
+});
+
+async function freshFolder(name: string): Promise<string> {
+  const dir = path.join(scratch, name);
+  await mkdir(dir);
+  return dir;
+}
+
+describe('what the payer is shown', () => {
+  it('replaces control and bidi characters in merchant text, so it cannot redraw the total on the terminal', () => {
+    expect(printable('Tea\u001b[2K\rTotal JPY 1')).toBe('Tea\ufffd[2K\ufffdTotal JPY 1');
+    expect(printable('abc\u202edcba\u0085x\u007f')).toBe('abc\ufffddcba\ufffdx\ufffd');
+    expect(printable('抹茶 100 g — Uji')).toBe('抹茶 100 g — Uji');
+  });
+});
+
+describe('without the storage', () => {
+  it('prints one line naming the missing folder on stderr, nothing else, and exits 2', async () => {
+    const result = await runWallet(['status', '--storage', '/nonexistent']);
+    expect(result.code).toBe(2);
+    expect(result.stdout).toBe('');
+    expect(lines(result.stderr)).toHaveLength(1);
+    expect(result.stderr).toBe('kessai wallet: storage folder /nonexistent not found — insert the removable storage or pass --storage (storage_missing)\n');
+  });
+
+  it('does the same for every command, before asking for anything', async () => {
+    for (const args of [
+      ['enroll', '--storage', '/nonexistent', '--auth', 'https://127.0.0.1:9', '--ca', '/nonexistent/ca.pem'],
+      ['listen', '--storage', '/nonexistent', '--once'],
+      ['pay', 'pr_00000000000000000000000000', '--storage', '/nonexistent'],
+    ]) {
+      const result = await runWallet(args);
+      expect({ args, code: result.code, stdout: result.stdout, lines: lines(result.stderr).length }).toEqual({ args, code: 2, stdout: '', lines: 1 });
+      expect(result.stderr).toContain('/nonexistent not found');
+    }
+  });
+});
+
+describe('checks made before any server is asked', () => {
+  const enrollArgs = (storage: string, card: string, expiry = '12/34') => ['enroll', '--storage', storage, '--auth', 'https://127.0.0.1:9', '--ca', caFile, '--name', 'TARO YAMADA', '--card', card, '--expiry', expiry];
+
+  it('refuses a card number that fails the Luhn check, without echoing it, and writes nothing', async () => {
+    const storage = await freshFolder('bad-card');
+    const result = await runWallet(enrollArgs(storage, '4242 4242 4242 4241'));
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(/^kessai wallet: .*\(card_invalid\)\n$/);
+    expect(result.stdout + result.stderr).not.toMatch(/4242.?4242.?4242.?4241/);
+    expect(await readdir(storage)).toEqual([]);
+  });
+
+  it('refuses an expired card and a malformed expiry', async () => {
+    const storage = await freshFolder('expired');
+    expect((await runWallet(enrollArgs(storage, '4242424242424242', '01/20'))).stderr).toMatch(/\(card_expired\)\n$/);
+    expect((await runWallet(enrollArgs(storage, '4242424242424242', '2034-12'))).stderr).toMatch(/MM\/YY \(validation_failed\)\n$/);
+  });
+
+  it('refuses to enroll onto storage that already holds a wallet unless --force, before asking for the card', async () => {
+    const storage = await freshFolder('occupied');
+    await saveWallet(storage, await fakeStoredWallet(), fakeCaCertPem);
+    const result = await runWallet(['enroll', '--storage', storage, '--auth', 'https://127.0.0.1:9', '--ca', caFile]);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(/already holds a wallet — pass --force .*\(storage_occupied\)\n$/);
+  });
+
+  it('asks on the terminal for what was not given, and refuses when there is no terminal', async () => {
+    const storage = await freshFolder('no-terminal');
+    const result = await runWallet(['enroll', '--storage', storage, '--auth', 'https://127.0.0.1:9', '--ca', caFile, '--name', 'TARO YAMADA']);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(/no terminal to ask for "Card number" — pass --card \(input_required\)\n$/);
+  });
+
+  it('refuses an --auth that is not https and a --ca that is not a certificate', async () => {
+    const storage = await freshFolder('bad-flags');
+    const http = await runWallet(['enroll', '--storage', storage, '--auth', 'http://127.0.0.1:9', '--ca', caFile]);
+    expect(http.stderr).toMatch(/--auth must be an https URL \(input_invalid\)\n$/);
+    const notPem = path.join(scratch, 'not.pem');
+    await writeFile(notPem, 'hello');
+    const ca = await runWallet(['enroll', '--storage', storage, '--auth', 'https://127.0.0.1:9', '--ca', notPem]);
+    expect(ca.stderr).toMatch(/is not a PEM certificate \(input_invalid\)\n$/);
+  });
+
+  it('refuses --pin-from-env naming an unset variable, and a payment that is not a request id or link', async () => {
+    const storage = await freshFolder('pay-checks');
+    await saveWallet(storage, await fakeStoredWallet(), fakeCaCertPem);
+    const unset = await runWallet(['pay', 'pr_00000000000000000000000000', '--storage', storage, '--yes', '--pin-from-env', 'KESSAI_TEST_UNSET_PIN']);
+    expect(unset.code).toBe(1);
+    expect(unset.stderr).toMatch(/KESSAI_TEST_UNSET_PIN \(--pin-from-env\) is not set \(input_required\)\n$/);
+    const notId = await runWallet(['pay', 'https://shop.example/thanks', '--storage', storage, '--yes', '--pin-from-env', 'KESSAI_PIN'], { KESSAI_PIN: '7392' });
+    expect(notId.stderr).toMatch(/is not a payment request id \(pr_…\) or payment link \(input_invalid\)\n$/);
+  });
+
+  it('shows the wallet on the storage without contacting any server', async () => {
+    const storage = await freshFolder('status');
+    const stored = await fakeStoredWallet();
+    await saveWallet(storage, stored, fakeCaCertPem);
+    const result = await runWallet(['status', '--storage', storage]);
+    expect(result.code).toBe(0);
+    expect(result.stderr).toBe('');
+    expect(result.stdout).toContain(`credential: ${stored.credential_id}`);
+    expect(result.stdout).toContain('issuer: Sakura Demo Bank (sakura-bank)');
+    expect(result.stdout).toContain('conversion mode: reseal');
+    expect(result.stdout).toContain(`storage: ${storage}`);
+  });
+
+  it.skipIf(process.platform === 'win32')('refuses storage whose files others can read', async () => {
+    const storage = await freshFolder('exposed');
+    await saveWallet(storage, await fakeStoredWallet(), fakeCaCertPem);
+    await chmod(path.join(storage, storageFiles.deviceKey), 0o644);
+    const result = await runWallet(['status', '--storage', storage]);
+    expect(result.code).toBe(1);
+    expect(lines(result.stderr)).toHaveLength(1);
+    expect(result.stderr).toMatch(/device-key\.jwk is readable by others \(mode 0644\) — run `chmod 600 .*\(storage_exposed\)\n$/);
+  });
+});
+
+describe('against a running system', () => {
+  // Loaded here rather than at the top, so the checks above run without the whole system.
+  let system: Awaited<ReturnType<typeof import('../../../test/support/system.ts').startTestSystem>>;
+  let shop: typeof import('../../../test/support/shop.ts');
+  let systemCa: string;
+  beforeAll(async () => {
+    const support = await import('../../../test/support/system.ts');
+    shop = await import('../../../test/support/shop.ts');
+    system = await support.startTestSystem();
+    systemCa = path.join(scratch, 'system-ca.cert.pem');
+    await writeFile(systemCa, system.pki.caCertPem);
+  });
+  afterAll(async () => {
+    await system?.stop();
+  });
+
+  async function enrollCli(name: string, card: { number: string; holder: string }) {
+    const storage = await freshFolder(name);
+    const result = await runWallet(['enroll', '--storage', storage, '--auth', system.auth.url, '--ca', systemCa, '--name', card.holder, '--card', card.number, '--expiry', '12/34']);
+    return { storage, result };
+  }
+
+  it('enrolls, then pays a payment link with the PIN from the environment', async () => {
+    const { storage, result: enrolled } = await enrollCli('e2e-pay', { number: '4242424242424242', holder: 'TARO YAMADA' });
+    expect(enrolled).toMatchObject({ code: 0, stderr: '' });
+    const { wallet } = await loadWallet(storage);
+    expect(enrolled.stdout).toContain(`enrolled: credential ${wallet.credential_id} (card ending 4242)`);
+    expect(enrolled.stdout).toContain('issuer: Sakura Demo Bank (sakura-bank), conversion mode reseal');
+    expect(enrolled.stdout).not.toContain('4242424242424242');
+
+    const order = await shop.checkout(system, [{ index: 0, quantity: 2 }, { index: 1, quantity: 1 }], wallet.credential_id);
+    const paid = await runWallet(['pay', order.payment_link, '--storage', storage, '--yes', '--pin-from-env', 'KESSAI_PIN'], { KESSAI_PIN: '7392' });
+    expect(paid.stderr).toBe('');
+    expect(paid.code).toBe(0);
+    expect(paid.stdout).toContain(`payment request ${order.payment_request_id} from Kessai Tea House`);
+    expect(paid.stdout).toMatch(new RegExp(`^approved: ${order.payment_request_id} — JPY [0-9,]+ to Kessai Tea House \\(authorization auth_\\w+, signed by Sakura Demo Bank\\)$`, 'm'));
+    expect(paid.stdout + paid.stderr).not.toContain('7392');
+
+    await shop.waitForOrder(system, order.order_id, 'captured');
+    const status = await runWallet(['status', order.payment_request_id, '--storage', storage]);
+    expect(status).toMatchObject({ code: 0, stdout: `${order.payment_request_id}: captured\n`, stderr: '' });
+  });
+
+  it('listens, is pushed the request, approves it once, and exits', async () => {
+    const { storage, result: enrolled } = await enrollCli('e2e-listen', { number: '5555555555554444', holder: 'KENJI ITO' });
+    expect(enrolled.code).toBe(0);
+    expect(enrolled.stdout).toContain('conversion mode pass_through');
+    const { wallet } = await loadWallet(storage);
+
+    const listener = startWallet(['listen', '--storage', storage, '--once', '--yes', '--pin-from-env', 'KESSAI_PIN'], { KESSAI_PIN: '8264' });
+    listener.child.stdin.end();
+    const order = await shop.checkout(system, [{ index: 2, quantity: 1 }], wallet.credential_id);
+    const result = await listener.done;
+    expect(result.code).toBe(0);
+    expect(result.stderr).toBe(`listening for payment requests to ${wallet.credential_id} (Ctrl-C to stop)\n`);
+    expect(result.stdout).toMatch(new RegExp(`^approved: ${order.payment_request_id} — .* \\(authorization auth_\\w+, signed by Fuji Direct Bank\\)$`, 'm'));
+  });
+
+  it('prints the decline code when the issuer declines', async () => {
+    const { storage, result: enrolled } = await enrollCli('e2e-declined', { number: '4000000000009995', holder: 'JIRO TANAKA' });
+    expect(enrolled.code).toBe(0);
+    const { wallet } = await loadWallet(storage);
+    const order = await shop.checkout(system, [{ index: 0, quantity: 3 }], wallet.credential_id);
+    const paid = await runWallet(['pay', order.payment_request_id, '--storage', storage, '--yes', '--pin-from-env', 'KESSAI_PIN'], { KESSAI_PIN: '6051' });
+    expect(paid.code).toBe(0);
+    expect(paid.stdout).toContain(`declined: ${order.payment_request_id} — The available balance does not cover the amount (insufficient_funds)`);
+  });
+});

@@ -1,0 +1,101 @@
+/**
+ * The closed set of error codes Kessai servers answer with, as RFC 9457 problem details.
+ * docs/errors.md lists every code; a test keeps the two in step, and each code has a test that
+ * produces it.
+ */
+export const errorCatalog = {
+  validation_failed: { status: 400, title: 'The request does not match the schema' },
+  body_too_large: { status: 413, title: 'The request body is larger than bodyBytesMax' },
+  unsupported_media_type: { status: 415, title: 'The request body must be application/json' },
+  not_found: { status: 404, title: 'No such resource' },
+  method_not_allowed: { status: 405, title: 'Method not allowed' },
+  unauthenticated: { status: 401, title: 'Missing or invalid credentials' },
+  client_certificate_required: { status: 401, title: 'This endpoint requires a client certificate from the Kessai CA' },
+  idempotency_key_missing: { status: 400, title: 'Idempotency-Key header is required on this POST' },
+  idempotency_key_reused: { status: 422, title: 'Idempotency-Key was used with a different request' },
+  idempotency_request_in_progress: { status: 409, title: 'A request with this Idempotency-Key is still in progress' },
+  card_invalid: { status: 422, title: 'The card number is not valid' },
+  card_expired: { status: 422, title: 'The card has expired' },
+  issuer_unknown: { status: 422, title: 'No settlement server serves this card range' },
+  account_not_found: { status: 422, title: 'The issuer has no account for this card' },
+  account_blocked: { status: 422, title: 'The issuer has blocked this card' },
+  amount_mismatch: { status: 422, title: 'The amount is not the sum of the line items' },
+  currency_unsupported: { status: 422, title: 'The currency is not supported' },
+  credential_not_found: { status: 404, title: 'No such credential' },
+  credential_revoked: { status: 403, title: 'The credential has been revoked' },
+  credential_invalid: { status: 422, title: 'The sealed credential cannot be opened or is not bound to this credential' },
+  credential_device_mismatch: { status: 422, title: 'The credential belongs to another device key' },
+  payment_request_not_found: { status: 404, title: 'No such payment request' },
+  payment_request_expired: { status: 409, title: 'The payment request has expired' },
+  payment_request_not_pending: { status: 409, title: 'The payment request is no longer pending' },
+  approval_invalid: { status: 422, title: 'The approval is not a valid signature by the device key' },
+  approval_mismatch: { status: 422, title: 'The approval was signed for another request, amount, currency, merchant or items' },
+  approval_replayed: { status: 409, title: 'This approval nonce was already used' },
+  approval_stale: { status: 422, title: 'The approval is too old or from the future' },
+  pin_invalid: { status: 422, title: 'The encrypted PIN cannot be opened or is bound to another request' },
+  authorization_not_found: { status: 404, title: 'No such authorization' },
+  capture_exceeds_authorization: { status: 422, title: 'The capture amount exceeds the authorized amount' },
+  authorization_not_capturable: { status: 409, title: 'The authorization is not in a state that allows this' },
+  issuer_unavailable: { status: 502, title: 'The settlement server could not be reached' },
+  issuer_refused: { status: 502, title: 'The settlement server refused the request' },
+  stream_limit_reached: { status: 429, title: 'Too many open event streams for this credential or server' },
+  internal_error: { status: 500, title: 'Internal error' },
+} as const satisfies Record<string, { status: number; title: string }>;
+
+export type ErrorCode = keyof typeof errorCatalog;
+export const errorCodes = Object.keys(errorCatalog) as ErrorCode[];
+
+/** Why the settlement server declined an authorization; travels inside the signed decision. */
+export const declineCatalog = {
+  pin_incorrect: 'The PIN is wrong',
+  pin_locked: 'Too many wrong PINs: the card is locked until the issuer unlocks it',
+  insufficient_funds: 'The available balance does not cover the amount',
+  card_blocked: 'The issuer has blocked the card',
+  card_expired: 'The card has expired',
+  currency_mismatch: "The card's account is in another currency",
+} as const;
+
+export type DeclineCode = keyof typeof declineCatalog;
+export const declineCodes = Object.keys(declineCatalog) as DeclineCode[];
+
+export interface Problem {
+  type: string;
+  title: string;
+  status: number;
+  code: ErrorCode;
+  detail?: string;
+  errors?: Array<{ path: string; message: string }>;
+}
+
+/**
+ * An expected failure caused by the caller's input or by a peer. `detail` must never contain
+ * personal data: it is sent to the caller and logged.
+ */
+export class KessaiError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  readonly errors: Problem['errors'];
+  constructor(code: ErrorCode, detail?: string, errors?: Problem['errors']) {
+    super(detail ?? errorCatalog[code].title);
+    this.name = 'KessaiError';
+    this.code = code;
+    this.status = errorCatalog[code].status;
+    this.errors = errors;
+  }
+
+  toProblem(): Problem {
+    const problem: Problem = {
+      type: `urn:kessai:error:${this.code}`,
+      title: errorCatalog[this.code].title,
+      status: this.status,
+      code: this.code,
+    };
+    if (this.message !== problem.title) problem.detail = this.message;
+    if (this.errors) problem.errors = this.errors;
+    return problem;
+  }
+}
+
+export function isErrorCode(value: unknown): value is ErrorCode {
+  return typeof value === 'string' && Object.hasOwn(errorCatalog, value);
+}

@@ -1,0 +1,51 @@
+/**
+ * Every limit of the protocol and the servers, named once. Each is enforced where the input
+ * arrives and has a test that crosses it (see test/limits.test.ts and the integration suites).
+ */
+export const limits = {
+  /** Largest JSON body any Kessai server reads. */
+  bodyBytesMax: 64 * 1024,
+  /** Longest string field that has no tighter limit of its own. */
+  stringLengthMax: 200,
+  holderNameLengthMax: 64,
+  orderIdLengthMax: 64,
+  idempotencyKeyLengthMax: 255,
+  /** Longest compact JWS/JWE accepted in a body or header. */
+  joseLengthMax: 16 * 1024,
+  lineItemsMax: 100,
+  quantityMax: 10_000,
+  /** Largest amount in minor units: 10^15 (a quadrillion yen; fits in PostgreSQL bigint with room for sums). */
+  amountMinorMax: 1_000_000_000_000_000n,
+  /** Payment requests live this long unless the merchant asks for less. */
+  paymentRequestTtlMsDefault: 15 * 60 * 1000,
+  paymentRequestTtlMsMax: 60 * 60 * 1000,
+  paymentRequestTtlMsMin: 10 * 1000,
+  /** An approval older than this is refused even if its request is still pending. */
+  approvalAgeMsMax: 5 * 60 * 1000,
+  /** Allowed clock difference for iat claims (approvals, device proofs). */
+  clockSkewMs: 60 * 1000,
+  /** Device proofs (signed terminal requests) are valid this long. */
+  deviceProofAgeMsMax: 2 * 60 * 1000,
+  /** Wrong PINs before the card is locked. */
+  pinAttemptsMax: 3,
+  /** Calls from one server to another give up after this long. */
+  upstreamTimeoutMs: 10_000,
+  /** Webhook delivery: attempts, per-attempt timeout, first and largest back-off. */
+  webhookAttemptsMax: 8,
+  webhookTimeoutMs: 5_000,
+  webhookBackoffMsFirst: 500,
+  webhookBackoffMsMax: 60_000,
+  /** Outbox rows delivered per poll. */
+  webhookBatchMax: 20,
+  /** Webhook signatures older than this are refused by the receiver. */
+  webhookToleranceMs: 5 * 60 * 1000,
+  /** Idempotency keys are kept at least this long. */
+  idempotencyKeyTtlMs: 24 * 60 * 60 * 1000,
+  /** Open server-sent-event streams per credential and in all. */
+  sseStreamsPerCredentialMax: 4,
+  sseStreamsMax: 1_000,
+  /** Keep-alive comment interval on event streams. */
+  sseHeartbeatMs: 15_000,
+  /** Payment requests returned by one list call. */
+  listPageMax: 100,
+} as const;

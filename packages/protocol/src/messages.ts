@@ -1,0 +1,218 @@
+/**
+ * Every message that crosses a wire in Kessai, as zod schemas (which also give the types).
+ * Objects are strict: an unknown field is refused. Strings and lists have limits from limits.ts.
+ * docs/protocol.md shows each message with example values that a test checks.
+ */
+import { z } from 'zod';
+import { limits } from './limits.ts';
+import { amountPattern, currencies } from './money.ts';
+import { expiryPattern } from './card.ts';
+import { declineCodes } from './errors.ts';
+import { sha256Base64url } from './crypto.ts';
+
+const text = (max: number = limits.stringLengthMax) => z.string().min(1).max(max);
+const jose = z.string().min(1).max(limits.joseLengthMax).regex(/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]*){2,4}$/, 'compact JOSE');
+const prefixedId = (prefix: string) => z.string().regex(new RegExp(`^${prefix}_[0-9a-hjkmnp-tv-z]{26}$`), `${prefix}_ id`);
+
+export const amountString = z.string().max(20).regex(amountPattern, 'non-negative integer string').refine((v) => BigInt(v) <= limits.amountMinorMax, 'exceeds amountMinorMax');
+export const currencyCode = z.enum(currencies as [string, ...string[]]);
+export const credentialId = prefixedId('cred');
+export const paymentRequestId = prefixedId('pr');
+export const authorizationId = prefixedId('auth');
+export const merchantId = prefixedId('mer');
+
+/** A P-256 public key as JWK: the device key. Private members are refused by strictness. */
+export const deviceJwk = z.strictObject({
+  kty: z.literal('EC'),
+  crv: z.literal('P-256'),
+  x: z.string().regex(/^[A-Za-z0-9_-]{43}$/),
+  y: z.string().regex(/^[A-Za-z0-9_-]{43}$/),
+});
+
+// ---- Enrollment (steps 301–305) ----------------------------------------------------------
+
+export const enrollmentRequest = z.strictObject({
+  holder_name: text(limits.holderNameLengthMax),
+  card_number: z.string().min(12).max(23),
+  expiry: z.string().regex(expiryPattern, 'MM/YY'),
+  device_jwk: deviceJwk,
+});
+export type EnrollmentRequest = z.infer<typeof enrollmentRequest>;
+
+export const conversionMode = z.enum(['reseal', 'pass_through']);
+export type ConversionMode = z.infer<typeof conversionMode>;
+
+export const issuerSummary = z.strictObject({
+  id: text(64),
+  name: text(),
+  conversion_mode: conversionMode,
+  /** Where the terminal fetches the key it encrypts PINs to. */
+  jwks_uri: z.url(),
+});
+
+export const enrollmentResponse = z.strictObject({
+  credential_id: credentialId,
+  sealed_credential: jose,
+  issuer: issuerSummary,
+  /** The authentication server's JWKS: the terminal verifies signed payment requests with it. */
+  auth_jwks_uri: z.url(),
+});
+export type EnrollmentResponse = z.infer<typeof enrollmentResponse>;
+
+/** The personal data inside a sealed credential. Only cipher 1/2 ever hold it at rest. */
+export const credentialPlaintext = z.strictObject({
+  v: z.literal(1),
+  holder_name: text(limits.holderNameLengthMax),
+  card_number: z.string().regex(/^[0-9]{12,19}$/),
+  expiry: z.string().regex(expiryPattern),
+  device_jwk: deviceJwk,
+});
+export type CredentialPlaintext = z.infer<typeof credentialPlaintext>;
+
+// ---- Payment requests (step 402) ---------------------------------------------------------
+
+export const lineItem = z.strictObject({
+  description: text(),
+  quantity: z.number().int().min(1).max(limits.quantityMax),
+  unit_price_minor: amountString,
+});
+export type LineItem = z.infer<typeof lineItem>;
+
+/** The items hash an approval signs: sha256 (base64url) of JSON [[description, quantity, unit_price_minor], …] in order. */
+export function itemsHash(items: readonly LineItem[]): Promise<string> {
+  return sha256Base64url(JSON.stringify(items.map((item) => [item.description, item.quantity, item.unit_price_minor])));
+}
+
+export const createPaymentRequest = z.strictObject({
+  order_id: text(limits.orderIdLengthMax),
+  currency: currencyCode,
+  amount_minor: amountString,
+  line_items: z.array(lineItem).min(1).max(limits.lineItemsMax),
+  /** Push to this wallet; without it the payer opens the payment link. */
+  wallet_handle: credentialId.optional(),
+  expires_in_seconds: z.number().int().min(limits.paymentRequestTtlMsMin / 1000).max(limits.paymentRequestTtlMsMax / 1000).optional(),
+});
+export type CreatePaymentRequest = z.infer<typeof createPaymentRequest>;
+
+export const paymentRequestStatus = z.enum(['pending', 'authorizing', 'approved', 'declined', 'cancelled', 'expired', 'captured', 'voided']);
+export type PaymentRequestStatus = z.infer<typeof paymentRequestStatus>;
+
+export const paymentRequestView = z.strictObject({
+  id: paymentRequestId,
+  merchant_id: merchantId,
+  order_id: z.string(),
+  status: paymentRequestStatus,
+  currency: currencyCode,
+  amount_minor: amountString,
+  captured_minor: amountString,
+  line_items: z.array(lineItem),
+  payment_link: z.string(),
+  created_at: z.string(),
+  expires_at: z.string(),
+  /** The settlement server's signed decision (step 407), once there is one. */
+  authorization: jose.nullable(),
+  decline_code: z.string().nullable(),
+});
+export type PaymentRequestView = z.infer<typeof paymentRequestView>;
+
+export const captureRequest = z.strictObject({ amount_minor: amountString.optional() });
+export const voidRequest = z.strictObject({});
+
+// ---- What the terminal sees and sends (steps 403–404) --------------------------------------
+
+/** Payload of the signed view the authentication server pushes to the terminal. */
+export const terminalRequestPayload = z.strictObject({
+  rid: paymentRequestId,
+  merchant: z.strictObject({ id: merchantId, name: text() }),
+  order_id: z.string(),
+  currency: currencyCode,
+  amount_minor: amountString,
+  line_items: z.array(lineItem),
+  expires_at: z.string(),
+  iat: z.number().int(),
+});
+export type TerminalRequestPayload = z.infer<typeof terminalRequestPayload>;
+
+/** Payload of the approval the device key signs (dynamic linking to amount, payee and items). */
+export const approvalPayload = z.strictObject({
+  rid: paymentRequestId,
+  mid: merchantId,
+  amt: amountString,
+  cur: currencyCode,
+  /** sha256 (base64url) of JSON [[description, quantity, unit_price_minor], …] in order. */
+  ih: z.string().regex(/^[A-Za-z0-9_-]{43}$/),
+  iat: z.number().int(),
+  nonce: z.string().regex(/^[A-Za-z0-9_-]{22,64}$/),
+});
+export type ApprovalPayload = z.infer<typeof approvalPayload>;
+
+export const approveRequest = z.strictObject({
+  sealed_credential: jose,
+  approval: jose,
+  /** The PIN, encrypted by the terminal to the settlement server's key, bound to the request id. */
+  pin: jose,
+});
+export type ApproveRequest = z.infer<typeof approveRequest>;
+
+export const pinPlaintext = z.strictObject({ pin: z.string().regex(/^[0-9]{4,12}$/), rid: paymentRequestId });
+
+export const terminalOutcome = z.strictObject({
+  id: paymentRequestId,
+  status: paymentRequestStatus,
+  decline_code: z.string().nullable(),
+  authorization: jose.nullable(),
+});
+export type TerminalOutcome = z.infer<typeof terminalOutcome>;
+
+// ---- Authentication server ↔ settlement server (steps 303, 405–407, 409) -------------------
+
+export const issuerMetadata = z.strictObject({
+  issuer_id: text(64),
+  name: text(),
+  conversion_mode: conversionMode,
+  cipher2: z.strictObject({ alg: z.enum(['ECDH-ES+A256KW', 'RSA-OAEP-256']), enc: z.literal('A256GCM') }),
+  jwks_uri: z.url(),
+});
+export type IssuerMetadata = z.infer<typeof issuerMetadata>;
+
+export const accountCheckRequest = z.strictObject({ sealed_credential: jose });
+export const accountCheckResponse = z.strictObject({ status: z.enum(['ok', 'account_not_found', 'account_blocked', 'card_expired']) });
+
+export const authorizeRequest = z.strictObject({
+  request: z.strictObject({ rid: paymentRequestId, mid: merchantId, amt: amountString, cur: currencyCode, ih: z.string().max(64) }),
+  sealed_credential: jose,
+  approval: jose,
+  pin: jose,
+});
+export type AuthorizeRequest = z.infer<typeof authorizeRequest>;
+
+export const authorizationDecision = z.enum(['approved', 'declined']);
+
+/** Payload of the settlement server's signed authorization (step 407). */
+export const authorizationPayload = z.strictObject({
+  iss: z.string(),
+  aid: authorizationId,
+  rid: paymentRequestId,
+  mid: merchantId,
+  amt: amountString,
+  cur: currencyCode,
+  decision: authorizationDecision,
+  code: z.enum(declineCodes as [string, ...string[]]).nullable(),
+  iat: z.number().int(),
+});
+export type AuthorizationPayload = z.infer<typeof authorizationPayload>;
+
+export const authorizeResponse = z.strictObject({ authorization: jose });
+
+export const settlementCaptureRequest = z.strictObject({ amount_minor: amountString });
+export const settlementCaptureResponse = z.strictObject({ authorization_id: authorizationId, status: z.enum(['captured', 'voided']), captured_minor: amountString });
+
+// ---- Webhooks (step 407 to the shop) -------------------------------------------------------
+
+export const webhookEvent = z.strictObject({
+  id: z.string(),
+  type: z.enum(['payment_request.approved', 'payment_request.declined', 'payment_request.cancelled', 'payment_request.captured', 'payment_request.voided', 'payment_request.expired']),
+  created_at: z.string(),
+  data: paymentRequestView,
+});
+export type WebhookEvent = z.infer<typeof webhookEvent>;

@@ -1,0 +1,54 @@
+/**
+ * Money is an integer count of minor units (bigint) beside an ISO 4217 code; on the wire it is a
+ * decimal string. Floats never touch an amount.
+ */
+import { limits } from './limits.ts';
+
+/** ISO 4217 minor-unit exponents of the currencies Kessai accepts. */
+export const currencyExponents = {
+  JPY: 0,
+  USD: 2,
+  EUR: 2,
+  GBP: 2,
+  KWD: 3,
+  BHD: 3,
+} as const;
+
+export type Currency = keyof typeof currencyExponents;
+export const currencies = Object.keys(currencyExponents) as Currency[];
+
+export function isCurrency(code: string): code is Currency {
+  return Object.hasOwn(currencyExponents, code);
+}
+
+/** A non-negative integer without leading zeros, at most 19 digits. */
+export const amountPattern = /^(0|[1-9][0-9]{0,18})$/;
+
+/** Parses a wire amount; throws TypeError on anything that is not a plain non-negative integer string. */
+export function parseAmount(text: string): bigint {
+  if (!amountPattern.test(text)) throw new TypeError('amount must be a non-negative integer string');
+  const value = BigInt(text);
+  if (value > limits.amountMinorMax) throw new TypeError('amount exceeds amountMinorMax');
+  return value;
+}
+
+export function formatAmount(amountMinor: bigint, currency: Currency): string {
+  const exponent = currencyExponents[currency];
+  const negative = amountMinor < 0n;
+  const digits = (negative ? -amountMinor : amountMinor).toString().padStart(exponent + 1, '0');
+  const whole = digits.slice(0, digits.length - exponent).replace(/\B(?=(\d{3})+(?!\d))/g, ',');
+  const fraction = exponent > 0 ? `.${digits.slice(digits.length - exponent)}` : '';
+  return `${negative ? '-' : ''}${currency} ${whole}${fraction}`;
+}
+
+export interface PricedLine {
+  quantity: number;
+  unit_price_minor: string;
+}
+
+/** Sum of quantity × unit price over the lines, exact. */
+export function lineItemsTotal(lines: readonly PricedLine[]): bigint {
+  let total = 0n;
+  for (const line of lines) total += BigInt(line.quantity) * parseAmount(line.unit_price_minor);
+  return total;
+}

@@ -1,0 +1,90 @@
+/**
+ * Calls from one Kessai server to another: HTTPS through undici with the development CA (and a
+ * client certificate for mutual TLS), a timeout on every call, JSON checked against a schema.
+ * A peer's problem+json with a known code is re-raised as that code; anything else is `unavailable`.
+ */
+import { Agent, request } from 'undici';
+import type { z } from 'zod';
+import { KessaiError, isErrorCode, limits, type ErrorCode } from '@kessai/protocol';
+
+export interface HttpClientOptions {
+  caCertPem: string;
+  clientCertPem?: string;
+  clientKeyPem?: string;
+  timeoutMs?: number;
+}
+
+export interface CallOptions<T> {
+  body?: unknown;
+  headers?: Record<string, string>;
+  schema: z.ZodType<T>;
+  /** The code raised when the peer cannot be reached or answers with something unexpected. */
+  unavailable: ErrorCode;
+}
+
+export class HttpClient {
+  readonly #agent: Agent;
+  readonly #timeoutMs: number;
+  constructor(options: HttpClientOptions) {
+    this.#timeoutMs = options.timeoutMs ?? limits.upstreamTimeoutMs;
+    this.#agent = new Agent({
+      connect: {
+        ca: options.caCertPem,
+        ...(options.clientCertPem ? { cert: options.clientCertPem, key: options.clientKeyPem } : {}),
+        minVersion: 'TLSv1.2',
+      },
+      headersTimeout: this.#timeoutMs,
+      bodyTimeout: this.#timeoutMs,
+    });
+  }
+
+  async call<T>(method: 'GET' | 'POST', url: string, options: CallOptions<T>): Promise<T> {
+    let status: number;
+    let text: string;
+    try {
+      const response = await request(url, {
+        method,
+        dispatcher: this.#agent,
+        headers: { accept: 'application/json', ...(options.body === undefined ? {} : { 'content-type': 'application/json' }), ...options.headers },
+        ...(options.body === undefined ? {} : { body: JSON.stringify(options.body) }),
+        signal: AbortSignal.timeout(this.#timeoutMs),
+      });
+      status = response.statusCode;
+      text = await response.body.text();
+    } catch {
+      throw new KessaiError(options.unavailable, `${method} ${new URL(url).pathname} failed`);
+    }
+    const body = parseJson(text);
+    if (status >= 200 && status < 300) {
+      const parsed = options.schema.safeParse(body);
+      if (!parsed.success) throw new KessaiError(options.unavailable, `${new URL(url).pathname} answered an unexpected body`);
+      return parsed.data;
+    }
+    const code = (body as { code?: unknown } | undefined)?.code;
+    if (status < 500 && isErrorCode(code)) throw new KessaiError(code, (body as { detail?: string }).detail);
+    throw new KessaiError(options.unavailable, `${new URL(url).pathname} answered ${status}`);
+  }
+
+  /** Opens a long-lived GET (server-sent events) and yields its body as text chunks. */
+  async *stream(url: string, headers: Record<string, string>, signal: AbortSignal): AsyncGenerator<string> {
+    const response = await request(url, { method: 'GET', dispatcher: this.#agent, headers: { accept: 'text/event-stream', ...headers }, signal, bodyTimeout: 0 });
+    if (response.statusCode !== 200) {
+      const body = parseJson(await response.body.text()) as { code?: unknown; detail?: string } | undefined;
+      throw new KessaiError(isErrorCode(body?.code) ? body.code : 'unauthenticated', body?.detail);
+    }
+    response.body.setEncoding('utf8');
+    for await (const chunk of response.body) yield chunk as string;
+  }
+
+  close(): Promise<void> {
+    return this.#agent.close();
+  }
+}
+
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}

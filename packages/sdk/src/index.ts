@@ -1,0 +1,4 @@
+export * from './http.ts';
+export * from './wallet-client.ts';
+export * from './merchant-client.ts';
+export * from './authorization-verifier.ts';

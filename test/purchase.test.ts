@@ -1,0 +1,107 @@
+/**
+ * The whole purchase, steps 301–305 and 401–409, through real HTTPS between the real servers, in
+ * both conversion modes; then the zero-retention audit of everything the authentication server
+ * and the shop kept.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openJson, typ } from '@kessai/protocol';
+import { readAccount } from '@kessai/settlement-server';
+import { demoCard, enroll, startTestSystem, type TestSystem } from './support/system.ts';
+import { checkout, waitForOrder } from './support/shop.ts';
+import { collectAuthAndShopRetention, personalDataNeedles } from './support/retention.ts';
+
+let system: TestSystem;
+/** What the pass-through issuer's authorization endpoint received, byte for byte. */
+const receivedByPassThroughIssuer: string[] = [];
+beforeAll(async () => {
+  system = await startTestSystem({
+    beforeListen: (role, app) => {
+      if (role !== 'settlement-fuji-bank') return;
+      app.addHook('preHandler', async (request) => {
+        if (request.url === '/internal/v1/authorizations') receivedByPassThroughIssuer.push((request.body as { sealed_credential: string }).sealed_credential);
+      });
+    },
+  });
+});
+afterAll(async () => {
+  await system?.stop();
+});
+
+async function cardAccount(issuerId: string, cardNumber: string) {
+  const settlement = system.settlements.find((s) => s.issuer.id === issuerId)!;
+  const [row] = await settlement.config.db.query<{ account_id: string }>('select account_id from cards where card_number = $1', [cardNumber]);
+  return readAccount(settlement.config.db, row!.account_id);
+}
+
+describe.each([
+  { mode: 'reseal', cardNumber: '4242424242424242' },
+  { mode: 'pass_through', cardNumber: '5555555555554444' },
+])('a purchase in $mode mode', ({ mode, cardNumber }) => {
+  it('enrolls, pushes the request, approves with the PIN, and the shop captures a verified authorization', async () => {
+    const card = demoCard(cardNumber);
+    const wallet = await enroll(system, cardNumber);
+    expect(wallet.wallet.issuer.conversion_mode).toBe(mode);
+    const before = await cardAccount(card.issuer.id, cardNumber);
+
+    // Step 403: the wallet listens; the shop's checkout pushes the request to it.
+    const abort = new AbortController();
+    const stream = wallet.listen(abort.signal);
+    const pushed = stream.next();
+    const order = await checkout(system, [{ index: 0, quantity: 2 }, { index: 1, quantity: 1 }], wallet.wallet.credential_id);
+    const { value: request } = await pushed;
+    abort.abort();
+    expect(request!.view.rid).toBe(order.payment_request_id);
+    expect(request!.view.merchant.name).toBe('Kessai Tea House');
+    expect(request!.view.line_items).toHaveLength(2);
+
+    // Steps 404–407.
+    const outcome = await wallet.approve(request!, card.pin);
+    expect(outcome.status).toBe('approved');
+    expect(outcome.authorization).toMatch(/^ey/);
+
+    // Steps 408–409: the shop verifies the issuer's signature and captures.
+    const captured = await waitForOrder(system, order.order_id, 'captured');
+    expect(captured.captured_minor).toBe(captured.amount_minor);
+    const after = await cardAccount(card.issuer.id, cardNumber);
+    expect(after.debitsPosted - before.debitsPosted).toBe(BigInt(captured.amount_minor));
+    expect(after.debitsPending).toBe(before.debitsPending);
+    const final = await wallet.outcome(order.payment_request_id);
+    expect(final.status).toBe('captured');
+    await wallet.close();
+  });
+});
+
+describe('what the authentication server can read', () => {
+  it('forwards a pass-through credential byte for byte and holds no key that opens it', async () => {
+    receivedByPassThroughIssuer.length = 0;
+    const wallet = await enroll(system, '5555555555554444');
+    const order = await checkout(system, [{ index: 2, quantity: 1 }]);
+    const request = await wallet.fetchRequest(order.payment_link);
+    const outcome = await wallet.approve(request, demoCard('5555555555554444').pin);
+    expect(outcome.status).toBe('approved');
+    expect(receivedByPassThroughIssuer).toEqual([wallet.wallet.sealed_credential]);
+    await expect(openJson(wallet.wallet.sealed_credential, system.auth.context.config.keys, typ.credential, 'credential_invalid')).rejects.toMatchObject({ code: 'credential_invalid' });
+    await wallet.close();
+  });
+
+  it('never holds a PIN it can open, in either mode', async () => {
+    for (const cardNumber of ['4242424242424242', '5555555555554444']) {
+      const wallet = await enroll(system, cardNumber);
+      const order = await checkout(system, [{ index: 0, quantity: 1 }]);
+      const request = await wallet.fetchRequest(order.payment_request_id);
+      const body = await wallet.approvalBody(request, demoCard(cardNumber).pin);
+      await expect(openJson(body.pin, system.auth.context.config.keys, typ.pin, 'pin_invalid')).rejects.toMatchObject({ code: 'pin_invalid' });
+      await wallet.close();
+    }
+  });
+});
+
+describe('zero retention', () => {
+  it('keeps no card number, holder name, expiry or PIN in any table or log line of the authentication server or the shop', async () => {
+    const haystacks = await collectAuthAndShopRetention(system);
+    expect(haystacks.rows).toBeGreaterThan(10);
+    expect(haystacks.logLines).toBeGreaterThan(10);
+    const found = personalDataNeedles().filter((needle) => needle.pattern.test(haystacks.text));
+    expect(found.map((n) => n.label)).toEqual([]);
+  });
+});

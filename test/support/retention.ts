@@ -1,0 +1,53 @@
+/**
+ * The zero-retention audit: everything the authentication server and the shop kept — every row
+ * of every table, every log line — as one text, and every form a piece of personal data could
+ * take in it (plain, spaced, base64 and base64url).
+ */
+import { readFile } from 'node:fs/promises';
+import type { Db } from '@kessai/service';
+import { demoIssuers } from '@kessai/cli/demo-data';
+import type { KessaiSystem } from '@kessai/cli/system';
+
+async function dumpTables(db: Db): Promise<{ text: string; rows: number }> {
+  const tables = await db.query<{ table_name: string }>("select table_name from information_schema.tables where table_schema = 'public' and table_type = 'BASE TABLE'");
+  let text = '';
+  let rows = 0;
+  for (const { table_name } of tables) {
+    const dumped = await db.query<{ row: string }>(`select row_to_json(t)::text as row from "${table_name}" t`);
+    rows += dumped.length;
+    for (const { row } of dumped) text += `${table_name}: ${row}\n`;
+  }
+  return { text, rows };
+}
+
+export async function collectAuthAndShopRetention(system: KessaiSystem): Promise<{ text: string; rows: number; logLines: number }> {
+  const auth = await dumpTables(system.auth.db);
+  const shop = await dumpTables(system.shop.db);
+  const logs = (await readFile(system.logFiles.auth, 'utf8')) + (await readFile(system.logFiles.shop, 'utf8'));
+  return { text: auth.text + shop.text + logs, rows: auth.rows + shop.rows, logLines: logs.split('\n').length };
+}
+
+const escape = (text: string) => text.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
+const base64Forms = (value: string) => [...new Set([Buffer.from(value).toString('base64').replace(/=+$/, ''), Buffer.from(value).toString('base64url')])];
+
+/** Every test card's number, holder name, expiry and PIN, in each form that could leak. */
+export function personalDataNeedles(): Array<{ label: string; pattern: RegExp }> {
+  const needles: Array<{ label: string; pattern: RegExp }> = [];
+  const add = (label: string, value: string, wholeToken = false) => {
+    const plain = wholeToken ? `(?<![0-9A-Za-z])${escape(value)}(?![0-9A-Za-z])` : escape(value);
+    needles.push({ label: `${label} (plain)`, pattern: new RegExp(plain, 'i') });
+    for (const form of base64Forms(value)) needles.push({ label: `${label} (base64)`, pattern: new RegExp(escape(form)) });
+  };
+  for (const issuer of demoIssuers) {
+    for (const card of issuer.cards) {
+      const last4 = card.cardNumber.slice(-4);
+      add(`card …${last4} number`, card.cardNumber);
+      add(`card …${last4} number spaced`, card.cardNumber.replace(/(\d{4})(?=\d)/g, '$1 '));
+      add(`card …${last4} holder name`, card.holderName);
+      add(`card …${last4} expiry`, card.expiry);
+      // A four-digit PIN is looked for as a whole token, so it is not "found" inside a timestamp.
+      add(`card …${last4} PIN`, card.pin, true);
+    }
+  }
+  return needles;
+}
