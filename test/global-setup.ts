@@ -17,9 +17,9 @@ declare module 'vitest' {
 }
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  const template = await createPgliteTemplate();
   const dir = await mkdtemp(path.join(tmpdir(), 'kessai-pglite-template-'));
   const file = path.join(dir, 'template.tar');
-  const template = await createPgliteTemplate();
   await writeFile(file, new Uint8Array(await template.arrayBuffer()));
   project.provide('pgliteTemplatePath', file);
   return () => rm(dir, { recursive: true, force: true });

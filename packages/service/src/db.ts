@@ -17,10 +17,11 @@
  * - A JS array passed as a json/jsonb parameter is sent as a PostgreSQL array by `pg`: pass
  *   `JSON.stringify(value)` for JSON arrays (objects and JSON strings work on both backends).
  * - `timestamp` (without time zone) is parsed in the process's local time zone; use timestamptz.
+ * - `query` takes exactly one statement (both backends refuse several with SQLSTATE 42601).
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { mkdir } from 'node:fs/promises';
-import { PGlite, protocol, types as pgliteTypes } from '@electric-sql/pglite';
+import { PGlite, protocol } from '@electric-sql/pglite';
 import pg from 'pg';
 
 export interface Queryable {
@@ -89,6 +90,8 @@ export function sqlState(err: unknown): string | undefined {
   return err instanceof pg.DatabaseError || err instanceof protocol.messages.DatabaseError ? err.code : undefined;
 }
 
+/** Type OIDs (pg_type.oid) parsed differently from the drivers' defaults. */
+const OID = { INT8: 20, INT8_ARRAY: 1016, DATE: 1082, INTERVAL: 1186 };
 const asText = (value: string) => value;
 const toBigInts = (value: unknown): unknown =>
   Array.isArray(value) ? value.map(toBigInts) : value === null ? null : BigInt(value as string);
@@ -99,7 +102,7 @@ async function openPglite(dataDir: string | undefined, template: Blob | undefine
     dataDir,
     loadDataDir: template,
     // PGlite alone returns int8 as number when it fits; always bigint, like the pg backend.
-    parsers: { [pgliteTypes.INT8]: BigInt, [pgliteTypes.DATE]: asText, [pgliteTypes.INTERVAL]: asText },
+    parsers: { [OID.INT8]: BigInt, [OID.DATE]: asText, [OID.INTERVAL]: asText },
   });
   await lite.waitReady;
   const session: Session = {
@@ -114,12 +117,11 @@ async function openPglite(dataDir: string | undefined, template: Blob | undefine
 }
 
 async function openPostgres(url: string, max: number): Promise<Db> {
-  const oid: Record<'INT8' | 'INT8_ARRAY' | 'DATE' | 'INTERVAL', number> = { INT8: 20, INT8_ARRAY: 1016, DATE: 1082, INTERVAL: 1186 };
-  const parseInt8Array = pg.types.getTypeParser(oid.INT8_ARRAY);
+  const parseInt8Array = pg.types.getTypeParser(OID.INT8_ARRAY);
   const getTypeParser = (type: number, format?: 'text' | 'binary') =>
-    type === oid.INT8 ? BigInt
-    : type === oid.INT8_ARRAY ? (v: string) => toBigInts(parseInt8Array(v))
-    : type === oid.DATE || type === oid.INTERVAL ? asText
+    type === OID.INT8 ? BigInt
+    : type === OID.INT8_ARRAY ? (v: string) => toBigInts(parseInt8Array(v))
+    : type === OID.DATE || type === OID.INTERVAL ? asText
     : pg.types.getTypeParser(type, format);
   const pool = new pg.Pool({
     connectionString: url,
@@ -136,7 +138,9 @@ async function openPostgres(url: string, max: number): Promise<Db> {
     throw err;
   }
   const sessionOf = (client: pg.Pool | pg.PoolClient): Session => ({
-    query: async (sql, params) => (await client.query(sql, [...params])).rows,
+    // Extended protocol even without parameters, as PGlite: several statements are refused, not run.
+    query: async (sql, params) =>
+      (await client.query({ text: sql, values: [...params], queryMode: 'extended' } as pg.QueryConfig)).rows,
     exec: async (sql) => {
       const result: pg.QueryResult | pg.QueryResult[] = await client.query(sql);
       return (Array.isArray(result) ? result.at(-1) : result)?.command;
@@ -158,13 +162,13 @@ async function openPostgres(url: string, max: number): Promise<Db> {
   });
 }
 
-interface Backend {
+interface Driver {
   /** Runs fn with a session; `exclusive` = one connection for the whole of fn (a transaction). */
   run<T>(fn: (session: Session) => Promise<T>, exclusive: boolean): Promise<T>;
   close(): Promise<void>;
 }
 
-function createDb(kind: Db['kind'], backend: Backend): Db {
+function createDb(kind: Db['kind'], driver: Driver): Db {
   const insideTransaction = new AsyncLocalStorage<{ open: boolean }>();
   const refuseNested = () => {
     if (insideTransaction.getStore()?.open) {
@@ -175,15 +179,15 @@ function createDb(kind: Db['kind'], backend: Backend): Db {
     kind,
     async query<T>(sql: string, params: readonly unknown[] = []) {
       refuseNested();
-      return (await backend.run((s) => s.query(sql, params), false)) as T[];
+      return (await driver.run((s) => s.query(sql, params), false)) as T[];
     },
     async exec(sql) {
       refuseNested();
-      await backend.run((s) => s.exec(sql), false);
+      await driver.run((s) => s.exec(sql), false);
     },
     async transaction(fn) {
       refuseNested();
-      return backend.run(async (session) => {
+      return driver.run(async (session) => {
         const state = { open: true };
         const checkOpen = () => {
           if (!state.open) throw new Error('transaction already finished: `tx` cannot be used any more');
@@ -214,7 +218,7 @@ function createDb(kind: Db['kind'], backend: Backend): Db {
         }
       }, true);
     },
-    close: () => backend.close(),
+    close: () => driver.close(),
   };
 }
 

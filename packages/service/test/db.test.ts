@@ -100,6 +100,13 @@ for (const backend of backends) {
       expect(row).toEqual({ i8: 2n ** 63n - 1n, i4: 7, n: String(10n ** 30n), t: '-11' });
     });
 
+    test('refuses several statements in one query without running any of them; exec runs several', async () => {
+      await db.exec('CREATE TABLE statements (id int); INSERT INTO statements VALUES (1)');
+      const err = await db.query('INSERT INTO statements VALUES (2); INSERT INTO statements VALUES (3)').catch((e: unknown) => e);
+      expect(sqlState(err)).toBe('42601');
+      expect(await db.query('SELECT id FROM statements')).toEqual([{ id: 1 }]);
+    });
+
     test('commits a transaction and returns what its callback returned', async () => {
       await db.exec('CREATE TABLE committed (id int)');
       const result = await db.transaction(async (tx) => {
