@@ -59,7 +59,7 @@ export class WebhookDispatcher {
       await this.#db.query('update webhook_outbox set delivered_at = now(), last_status = 0 where id = $1', [row.id]);
       return;
     }
-    let status = 0;
+    let status: number;
     try {
       const signature = await signWebhook(row.webhook_secret, row.body, Math.floor(Date.now() / 1000));
       const response = await request(row.webhook_url, {

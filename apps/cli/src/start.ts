@@ -44,9 +44,10 @@ export async function start(options: StartOptions): Promise<void> {
   ];
   console.log(lines.join('\n'));
   await new Promise<void>((resolve) => {
-    const stop = () => resolve();
-    process.once('SIGINT', stop);
-    process.once('SIGTERM', stop);
+    // The first Ctrl-C stops cleanly; a signal that arrives while stopping (a terminal sends one to
+    // every process of the group, tsx relays another) is ignored.
+    process.on('SIGINT', () => resolve());
+    process.on('SIGTERM', () => resolve());
   });
   console.log('\nKessai: stopping…');
   await system.close();

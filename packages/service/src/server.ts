@@ -3,7 +3,7 @@
  * zod schemas on the way in and out, and one error handler that answers every failure as
  * application/problem+json with a stable code — never a 500 for bad input.
  */
-import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import Fastify, { type FastifyError, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { TLSSocket } from 'node:tls';
 import { hasZodFastifySchemaValidationErrors, serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
 import { KessaiError, limits } from '@kessai/protocol';
