@@ -1,3 +1,4 @@
+/* global process, console */
 // Reads vitest JSON reports and prints one plain line "N passed, N failed, N skipped".
 // Exits non-zero when a test failed or when no test ran at all (a silent global-setup failure
 // would otherwise look like success).

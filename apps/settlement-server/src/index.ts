@@ -1,3 +1,4 @@
 export { buildSettlementServer, issuerMetadataOf } from './app.ts';
 export type { SeedCard, SettlementConfig } from './config.ts';
-export { readAccount } from './ledger/store.ts';
+export { createAccount, createTransfer, readAccount } from './ledger/store.ts';
+export { pinVerifier } from './pin.ts';

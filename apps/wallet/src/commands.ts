@@ -328,7 +328,8 @@ function shownTotal(view: TerminalRequestPayload): string {
 }
 
 function currencyOf(view: TerminalRequestPayload) {
-  if (!isCurrency(view.currency)) throw new KessaiError('currency_unsupported', `payment request ${view.rid} is in ${view.currency}`);
+  // terminalRequestPayload's schema admits only known currencies: anything else is a bug here.
+  if (!isCurrency(view.currency)) throw new TypeError(`payment request ${view.rid} is in an unknown currency`);
   return view.currency;
 }
 

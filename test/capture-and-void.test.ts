@@ -1,0 +1,111 @@
+/**
+ * Step 409 through the merchant API: full and partial capture, void, and their refusals, with the
+ * ledger checked after each — holds placed, posted or released exactly.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { randomBytes } from 'node:crypto';
+import { KessaiError } from '@kessai/protocol';
+import { MerchantClient, type WalletClient } from '@kessai/sdk';
+import { readAccount } from '@kessai/settlement-server';
+import { demoCard, enroll, startTestSystem, type TestSystem } from './support/system.ts';
+
+let system: TestSystem;
+let merchant: MerchantClient;
+let wallet: WalletClient;
+const cardNumber = '4000056655665556';
+
+beforeAll(async () => {
+  system = await startTestSystem();
+  merchant = new MerchantClient({ baseUrl: system.auth.url, apiKey: system.merchant.apiKey, caCertPem: system.pki.caCertPem });
+  wallet = await enroll(system, cardNumber);
+});
+afterAll(async () => {
+  await wallet?.close();
+  await merchant?.close();
+  await system?.stop();
+});
+
+const key = () => randomBytes(12).toString('hex');
+
+async function codeOf(promise: Promise<unknown>): Promise<string> {
+  try {
+    await promise;
+  } catch (err) {
+    if (err instanceof KessaiError) return err.code;
+    throw err;
+  }
+  return 'no error';
+}
+
+async function card() {
+  const settlement = system.settlements.find((s) => s.issuer.id === 'sakura-bank')!;
+  const [row] = await settlement.config.db.query<{ account_id: string }>('select account_id from cards where card_number = $1', [cardNumber]);
+  return readAccount(settlement.config.db, row!.account_id);
+}
+
+async function approvedRequest(amount = 5000n) {
+  const created = await merchant.createPaymentRequest({ order_id: `o-${key()}`, currency: 'JPY', amount_minor: amount.toString(), line_items: [{ description: 'Chawan', quantity: 1, unit_price_minor: amount.toString() }] }, key());
+  const outcome = await wallet.approve(await wallet.fetchRequest(created.id), demoCard(cardNumber).pin);
+  expect(outcome.status).toBe('approved');
+  return created.id;
+}
+
+describe('capture and void', () => {
+  it('places a hold on approval that reduces what the payer can spend', async () => {
+    const before = await card();
+    await approvedRequest(4000n);
+    const after = await card();
+    expect(after.debitsPending - before.debitsPending).toBe(4000n);
+    expect(after.debitsPosted).toBe(before.debitsPosted);
+  });
+
+  it('captures part of an authorization, posting that part and releasing the rest', async () => {
+    const id = await approvedRequest(5000n);
+    const before = await card();
+    const captured = await merchant.capture(id, { amountMinor: 1800n }, key());
+    expect(captured).toMatchObject({ status: 'captured', captured_minor: '1800' });
+    const after = await card();
+    expect(after.debitsPosted - before.debitsPosted).toBe(1800n);
+    expect(before.debitsPending - after.debitsPending).toBe(5000n);
+  });
+
+  it('voids an authorization, releasing the whole hold', async () => {
+    const id = await approvedRequest(3000n);
+    const before = await card();
+    expect(await merchant.void(id, key())).toMatchObject({ status: 'voided', captured_minor: '0' });
+    const after = await card();
+    expect(before.debitsPending - after.debitsPending).toBe(3000n);
+    expect(after.debitsPosted).toBe(before.debitsPosted);
+  });
+
+  it('answers a retried capture with the same Idempotency-Key with the stored answer and posts once', async () => {
+    const id = await approvedRequest(2000n);
+    const before = await card();
+    const idempotencyKey = key();
+    const first = await merchant.capture(id, {}, idempotencyKey);
+    const second = await merchant.capture(id, {}, idempotencyKey);
+    expect(second).toEqual(first);
+    expect((await card()).debitsPosted - before.debitsPosted).toBe(2000n);
+  });
+
+  it('refuses to capture more than was authorized with capture_exceeds_authorization', async () => {
+    const id = await approvedRequest(1000n);
+    expect(await codeOf(merchant.capture(id, { amountMinor: 1001n }, key()))).toBe('capture_exceeds_authorization');
+  });
+
+  it('refuses to capture a request that was not approved with authorization_not_capturable', async () => {
+    const created = await merchant.createPaymentRequest({ order_id: `o-${key()}`, currency: 'JPY', amount_minor: '100', line_items: [{ description: 'Tenugui', quantity: 1, unit_price_minor: '100' }] }, key());
+    expect(await codeOf(merchant.capture(created.id, {}, key()))).toBe('authorization_not_capturable');
+    const id = await approvedRequest(1000n);
+    await merchant.void(id, key());
+    expect(await codeOf(merchant.capture(id, {}, key()))).toBe('authorization_not_capturable');
+  });
+
+  it('keeps debits equal to credits in the issuer’s ledger', async () => {
+    for (const settlement of system.settlements) {
+      const [sums] = await settlement.config.db.query<{ dp: bigint; cp: bigint; dpo: bigint; cpo: bigint }>('select sum(debits_pending) as dp, sum(credits_pending) as cp, sum(debits_posted) as dpo, sum(credits_posted) as cpo from ledger_accounts');
+      expect(BigInt(sums!.dp)).toBe(BigInt(sums!.cp));
+      expect(BigInt(sums!.dpo)).toBe(BigInt(sums!.cpo));
+    }
+  });
+});

@@ -1,0 +1,130 @@
+/**
+ * Enrollment (steps 301–305) refusals, and the credential's life at the authentication server:
+ * each refusal its own test with its code.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { randomBytes } from 'node:crypto';
+import { exportJWK, generateKeyPair } from 'jose';
+import { KessaiError } from '@kessai/protocol';
+import { MerchantClient, WalletClient } from '@kessai/sdk';
+import { callJson, enroll, startTestSystem, type TestSystem } from './support/system.ts';
+
+let system: TestSystem;
+beforeAll(async () => {
+  system = await startTestSystem();
+});
+afterAll(async () => {
+  await system?.stop();
+});
+
+async function codeOf(promise: Promise<unknown>): Promise<string> {
+  try {
+    await promise;
+  } catch (err) {
+    if (err instanceof KessaiError) return err.code;
+    throw err;
+  }
+  return 'no error';
+}
+
+function enrollCard(cardNumber: string, expiry = '12/34', holderName = 'TARO YAMADA') {
+  return WalletClient.enroll({ authBaseUrl: system.auth.url, caCertPem: system.pki.caCertPem, holderName, cardNumber, expiry });
+}
+
+describe('enrollment refusals', () => {
+  it('refuses a card number that fails the Luhn check with card_invalid', async () => {
+    expect(await codeOf(enrollCard('4242424242424241'))).toBe('card_invalid');
+  });
+
+  it('refuses an expired card with card_expired', async () => {
+    expect(await codeOf(enrollCard('4242424242424242', '01/20'))).toBe('card_expired');
+  });
+
+  it('refuses a card range no settlement server serves with issuer_unknown', async () => {
+    expect(await codeOf(enrollCard('378282246310005'))).toBe('issuer_unknown');
+  });
+
+  it('refuses a card the issuer has no account for with account_not_found', async () => {
+    expect(await codeOf(enrollCard('4111111111111111'))).toBe('account_not_found');
+  });
+
+  it('refuses a holder name that does not match the account with account_not_found', async () => {
+    expect(await codeOf(enrollCard('4242424242424242', '12/34', 'SOMEONE ELSE'))).toBe('account_not_found');
+  });
+
+  it('accepts a card number typed with spaces', async () => {
+    const stored = await enrollCard('4242 4242 4242 4242');
+    expect(stored.credential_id).toMatch(/^cred_/);
+  });
+
+  it('refuses a device key sent with its private part with validation_failed', async () => {
+    const { privateKey } = await generateKeyPair('ES256', { extractable: true });
+    const jwk = await exportJWK(privateKey);
+    const response = await callJson(system, 'POST', `${system.auth.url}/v1/enrollments`, { holder_name: 'TARO YAMADA', card_number: '4242424242424242', expiry: '12/34', device_jwk: jwk });
+    expect(response.status).toBe(400);
+    expect(response.body.code).toBe('validation_failed');
+    expect(JSON.stringify(response.body)).not.toContain('4242424242424242');
+  });
+
+  it('stores the device key and the sealed credential so the wallet can pay from them alone', async () => {
+    const stored = await enrollCard('4242424242424242');
+    const header = JSON.parse(Buffer.from(stored.sealed_credential.split('.')[0]!, 'base64url').toString('utf8'));
+    expect(header).toMatchObject({ typ: 'kessai-credential+jwe', alg: 'ECDH-ES+A256KW', enc: 'A256GCM', cred: stored.credential_id, iss: 'sakura-bank' });
+    expect(typeof header.dkt).toBe('string');
+    expect(stored.device_private_jwk).toHaveProperty('d');
+    const [record] = await system.auth.db.query<Record<string, unknown>>('select * from credentials where id = $1', [stored.credential_id]);
+    expect(Object.keys(record!).sort()).toEqual(['created_at', 'device_jkt', 'device_jwk', 'id', 'issuer_id', 'last_used_at', 'status']);
+    expect(record!.device_jwk).not.toHaveProperty('d');
+  });
+});
+
+describe('credentials at the authentication server', () => {
+  let merchant: MerchantClient;
+  beforeAll(() => {
+    merchant = new MerchantClient({ baseUrl: system.auth.url, apiKey: system.merchant.apiKey, caCertPem: system.pki.caCertPem });
+  });
+  afterAll(async () => {
+    await merchant.close();
+  });
+  const body = (walletHandle: string) => ({ order_id: 'order-1', currency: 'JPY', amount_minor: '1200', line_items: [{ description: 'Sencha', quantity: 1, unit_price_minor: '1200' }], wallet_handle: walletHandle });
+
+  it('refuses a payment request for an unknown wallet handle with credential_not_found', async () => {
+    expect(await codeOf(merchant.createPaymentRequest(body('cred_0000000000000000000000000a'), randomBytes(8).toString('hex')))).toBe('credential_not_found');
+  });
+
+  it('refuses every use of a revoked credential with credential_revoked', async () => {
+    const wallet = await enroll(system, '4000056655665556');
+    const created = await merchant.createPaymentRequest(body(wallet.wallet.credential_id), randomBytes(8).toString('hex'));
+    await system.auth.db.query("update credentials set status = 'revoked' where id = $1", [wallet.wallet.credential_id]);
+    expect(await codeOf(wallet.fetchRequest(created.id))).toBe('credential_revoked');
+    expect(await codeOf(merchant.createPaymentRequest(body(wallet.wallet.credential_id), randomBytes(8).toString('hex')))).toBe('credential_revoked');
+  });
+
+  it('limits the event streams one credential may hold open with stream_limit_reached', async () => {
+    const wallet = await enroll(system, '4000056655665556');
+    const aborts: AbortController[] = [];
+    try {
+      const streams = [];
+      for (let i = 0; i < 4; i++) {
+        const abort = new AbortController();
+        aborts.push(abort);
+        const stream = wallet.listen(abort.signal);
+        streams.push(stream);
+        void stream.next().catch(() => undefined);
+      }
+      // Let the four streams reach the server before the fifth.
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      const fifth = new AbortController();
+      aborts.push(fifth);
+      expect(await codeOf(wallet.listen(fifth.signal).next())).toBe('stream_limit_reached');
+    } finally {
+      for (const abort of aborts) abort.abort();
+    }
+  });
+
+  it('answers issuer_unavailable when the issuer cannot be reached', async () => {
+    const fuji = system.settlements.find((s) => s.issuer.id === 'fuji-bank')!;
+    await fuji.app.close();
+    expect(await codeOf(enrollCard('5555555555554444', '12/34', 'KENJI ITO'))).toBe('issuer_unavailable');
+  });
+});
