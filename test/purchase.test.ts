@@ -104,4 +104,14 @@ describe('zero retention', () => {
     const found = personalDataNeedles().filter((needle) => needle.pattern.test(haystacks.text));
     expect(found.map((n) => n.label)).toEqual([]);
   });
+
+  it('would find a card number, name, expiry or PIN hidden in any of the forms it looks for', () => {
+    const card = demoCard('4242424242424242');
+    const plants = [card.cardNumber, '4242 4242 4242 4242', Buffer.from(card.cardNumber).toString('base64'), Buffer.from(card.holderName).toString('base64url'), card.holderName.toLowerCase(), card.expiry, `"pin":"${card.pin}"`];
+    for (const plant of plants) {
+      const found = personalDataNeedles().filter((needle) => needle.pattern.test(`{"noise":"x","leak":"${plant}"}`));
+      expect(found.length, plant).toBeGreaterThan(0);
+    }
+    expect(personalDataNeedles().filter((needle) => needle.pattern.test(`{"at":"2026-11-25T12:00:00.000Z","time":1764072392123}`))).toEqual([]);
+  });
 });

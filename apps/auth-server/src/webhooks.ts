@@ -50,18 +50,18 @@ export class WebhookDispatcher {
         [now, new Date(now.getTime() + limits.webhookTimeoutMs * 2), limits.webhookAttemptsMax, limits.webhookBatchMax],
       ),
     );
-    await Promise.all(due.map((row) => this.#deliver(row)));
+    await Promise.all(due.map((row) => this.#deliver(row, now)));
     return due.length;
   }
 
-  async #deliver(row: OutboxRow): Promise<void> {
+  async #deliver(row: OutboxRow, now: Date): Promise<void> {
     if (!row.webhook_url) {
       await this.#db.query('update webhook_outbox set delivered_at = now(), last_status = 0 where id = $1', [row.id]);
       return;
     }
     let status: number;
     try {
-      const signature = await signWebhook(row.webhook_secret, row.body, Math.floor(Date.now() / 1000));
+      const signature = await signWebhook(row.webhook_secret, row.body, Math.floor(now.getTime() / 1000));
       const response = await request(row.webhook_url, {
         method: 'POST',
         dispatcher: this.#agent,
@@ -79,7 +79,7 @@ export class WebhookDispatcher {
       this.#logger.info({ event: row.id, type: row.event_type, attempts: row.attempts }, 'webhook delivered');
       return;
     }
-    await this.#db.query('update webhook_outbox set last_status = $2, next_attempt_at = $3 where id = $1', [row.id, status, new Date(Date.now() + backoffMs(row.attempts))]);
+    await this.#db.query('update webhook_outbox set last_status = $2, next_attempt_at = $3 where id = $1', [row.id, status, new Date(now.getTime() + backoffMs(row.attempts))]);
     this.#logger.warn({ event: row.id, type: row.event_type, attempts: row.attempts, status }, 'webhook delivery failed');
   }
 

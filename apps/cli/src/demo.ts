@@ -10,6 +10,7 @@ import { Agent, request } from 'undici';
 import { authorizationPayload, formatAmount, verifyJson, typ, KeyRing, keyEntryFromJwk, type Currency, type JWK } from '@kessai/protocol';
 import { WalletClient } from '@kessai/sdk';
 import { readAccount } from '@kessai/settlement-server';
+import type { Db } from '@kessai/service';
 import { demoIssuers } from './demo-data.ts';
 import { startSystem, type KessaiSystem } from './system.ts';
 
@@ -42,6 +43,7 @@ async function purchase(system: KessaiSystem, cardNumber: string): Promise<void>
 
   const [{ account_id: accountId } = { account_id: '' }] = await settlement.config.db.query<{ account_id: string }>('select account_id from cards where card_number = $1', [card.cardNumber]);
   const before = await readAccount(settlement.config.db, accountId);
+  const merchantBefore = await merchantPosted(settlement.config.db, system.merchant.merchantId);
 
   const abort = new AbortController();
   const pushed = wallet.listen(abort.signal).next();
@@ -82,10 +84,17 @@ async function purchase(system: KessaiSystem, cardNumber: string): Promise<void>
   const after = await readAccount(settlement.config.db, accountId);
   const moved = after.debitsPosted - before.debitsPosted;
   say('409', `captured ${formatAmount(BigInt(shopOrder.captured_minor), currency)}; the payer's posted debits moved by ${formatAmount(moved, currency)}, pending back to ${formatAmount(after.debitsPending, currency)}`);
-  if (moved !== BigInt(view.amount_minor) || after.debitsPending !== before.debitsPending) throw new Error('the ledger did not move by the amount');
+  const merchantMoved = (await merchantPosted(settlement.config.db, system.merchant.merchantId)) - merchantBefore;
+  say('409', `the shop's account at ${issuer.name} was credited ${formatAmount(merchantMoved, currency)}`);
+  if (moved !== BigInt(view.amount_minor) || merchantMoved !== moved || after.debitsPending !== before.debitsPending) throw new Error('the ledger did not move by the amount');
   const final = await wallet.outcome(view.rid);
   say('408', `the terminal sees the final state: ${final.status}`);
   await wallet.close();
+}
+
+async function merchantPosted(db: Db, merchantId: string): Promise<bigint> {
+  const [row] = await db.query<{ account_id: string }>("select account_id from merchant_accounts where merchant_id = $1 and currency = 'JPY'", [merchantId]);
+  return row ? (await readAccount(db, row.account_id)).creditsPosted : 0n;
 }
 
 export async function demo(): Promise<number> {

@@ -8,6 +8,7 @@ export const errorCatalog = {
   body_too_large: { status: 413, title: 'The request body is larger than bodyBytesMax' },
   unsupported_media_type: { status: 415, title: 'The request body must be application/json' },
   not_found: { status: 404, title: 'No such resource' },
+  method_not_allowed: { status: 405, title: 'Method not allowed' },
   unauthenticated: { status: 401, title: 'Missing or invalid credentials' },
   client_certificate_required: { status: 401, title: 'This endpoint requires a client certificate from the Kessai CA' },
   idempotency_key_missing: { status: 400, title: 'Idempotency-Key header is required on this POST' },

@@ -1,0 +1,332 @@
+/**
+ * docs/protocol.md against the code, so the two cannot drift: every json example marked
+ * `<!-- schema: X -->` parses with the zod schema X of messages.ts, every wire-message schema has
+ * an example, and the known-answer vectors of docs/protocol/vectors are reproduced (hash, HMAC) or
+ * verified and opened (JWS, JWE, JWT) with the protocol's own functions and the stored test keys.
+ */
+import { readdirSync, readFileSync } from 'node:fs';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { z } from 'zod';
+import { decodeJwt, decodeProtectedHeader, importJWK } from 'jose';
+import {
+  KessaiError,
+  KeyRing,
+  itemsHash,
+  keyEntryFromJwk,
+  limits,
+  openJson,
+  sha256Base64url,
+  signWebhook,
+  thumbprint,
+  typ,
+  verifyDeviceProof,
+  verifyJson,
+  verifyWebhook,
+  type ErrorCode,
+  type JWK,
+} from '@kessai/protocol';
+import * as messages from '../packages/protocol/src/messages.ts';
+
+const docsDir = new URL('../docs/', import.meta.url);
+const protocolMd = readFileSync(new URL('protocol.md', docsDir), 'utf8');
+const vectorsDir = new URL('protocol/vectors/', docsDir);
+
+// ---- The examples of protocol.md ---------------------------------------------------------------
+
+interface Example {
+  schema: string;
+  line: number;
+  text: string;
+}
+
+const markerPattern = /^<!--\s*schema:\s*([A-Za-z0-9_]+)\s*-->$/;
+
+/** The json blocks of a markdown page with the schema marker right before each, and what is wrong with the markers. */
+function examplesOf(markdown: string): { examples: Example[]; problems: string[] } {
+  const lines = markdown.split('\n');
+  const examples: Example[] = [];
+  const problems: string[] = [];
+  const previousNonBlank = (index: number) => {
+    for (let i = index - 1; i >= 0; i--) if ((lines[i] ?? '').trim() !== '') return i;
+    return -1;
+  };
+  for (let i = 0; i < lines.length; i++) {
+    const line = (lines[i] ?? '').trim();
+    if (!line.startsWith('```')) continue;
+    const end = lines.findIndex((l, j) => j > i && l.trim() === '```');
+    if (end < 0) {
+      problems.push(`fence at line ${i + 1} is never closed`);
+      break;
+    }
+    if (line === '```json') {
+      const marker = markerPattern.exec((lines[previousNonBlank(i)] ?? '').trim());
+      if (marker?.[1]) examples.push({ schema: marker[1], line: i + 1, text: lines.slice(i + 1, end).join('\n') });
+      else problems.push(`json block at line ${i + 1} has no <!-- schema: X --> marker right before it`);
+    }
+    i = end;
+  }
+  lines.forEach((line, i) => {
+    if (!markerPattern.test(line.trim())) return;
+    const next = lines.findIndex((l, j) => j > i && l.trim() !== '');
+    if ((lines[next] ?? '').trim() !== '```json') problems.push(`schema marker at line ${i + 1} is not followed by a json block`);
+  });
+  return { examples, problems };
+}
+
+/** Schemas of messages.ts that only ever appear nested inside a message that has its own example. */
+const nestedOnly: Record<string, string> = {
+  lineItem: 'inside createPaymentRequest, paymentRequestView and terminalRequestPayload',
+  issuerSummary: 'inside enrollmentResponse',
+};
+
+const { examples, problems } = examplesOf(protocolMd);
+const exported = messages as unknown as Record<string, unknown>;
+const objectSchemas = Object.entries(exported)
+  .filter(([, value]) => value instanceof z.ZodObject)
+  .map(([name]) => name)
+  .sort();
+
+describe('docs/protocol.md', () => {
+  it('marks every json example with a schema, and every marker sits right before a json example', () => {
+    expect(examples.length).toBeGreaterThan(0);
+    expect(problems).toEqual([]);
+  });
+
+  it.each(examples)('the $schema example at line $line is valid for its schema', ({ schema, text }) => {
+    const value: unknown = JSON.parse(text);
+    if (schema === 'none') return;
+    const zodSchema = exported[schema];
+    expect(zodSchema, `${schema} is not a zod schema exported by messages.ts`).toBeInstanceOf(z.ZodType);
+    const result = (zodSchema as z.ZodType).safeParse(value);
+    expect(result.error?.issues ?? []).toEqual([]);
+    expect(result.success).toBe(true);
+  });
+
+  it('shows an example of every wire-message schema of messages.ts', () => {
+    for (const name of Object.keys(nestedOnly)) expect(objectSchemas, `allow-listed ${name} is not an object schema of messages.ts`).toContain(name);
+    const shown = new Set(examples.map((example) => example.schema));
+    const missing = objectSchemas.filter((name) => !shown.has(name) && !Object.hasOwn(nestedOnly, name));
+    expect(missing).toEqual([]);
+  });
+
+  it('names every JOSE typ of the protocol', () => {
+    const missing = Object.values(typ).filter((value) => !protocolMd.includes(value));
+    expect(missing).toEqual([]);
+  });
+
+  it('uses only vector artefacts as JWS and JWE examples, so each one can be verified with the published test keys', () => {
+    const artefacts = new Set(
+      readdirSync(vectorsDir)
+        .map((file) => readVector<{ jws?: string; jwe?: string; jwt?: string }>(file))
+        .flatMap((vector) => [vector.jws, vector.jwe, vector.jwt])
+        .filter((value): value is string => typeof value === 'string'),
+    );
+    const inExamples = examples.flatMap((example) => [...example.text.matchAll(/"(eyJ[A-Za-z0-9_-]*(?:\.[A-Za-z0-9_-]*){2,4})"/g)].map((match) => match[1]));
+    expect(inExamples.length).toBeGreaterThan(0);
+    expect(inExamples.filter((value) => !artefacts.has(value ?? ''))).toEqual([]);
+  });
+});
+
+// ---- Known-answer vectors ----------------------------------------------------------------------
+
+function readVector<T>(file: string): T {
+  return JSON.parse(readFileSync(new URL(file, vectorsDir), 'utf8')) as T;
+}
+
+async function codeOf(promise: Promise<unknown>): Promise<ErrorCode | 'no error'> {
+  try {
+    await promise;
+  } catch (err) {
+    if (err instanceof KessaiError) return err.code;
+    throw err;
+  }
+  return 'no error';
+}
+
+type Header = Record<string, unknown>;
+interface JwsVector {
+  keys: Record<string, JWK>;
+  jws: string;
+  expected: { protected_header: Header; payload: Record<string, unknown> };
+}
+interface JweVector {
+  keys: Record<string, JWK>;
+  jwe: string;
+  expected: { protected_header: Header; plaintext: Record<string, unknown> };
+}
+interface ItemsHashVector {
+  cases: Array<{ name: string; line_items: messages.LineItem[]; canonical_json: string; items_hash: string }>;
+}
+interface WebhookVector {
+  secret: string;
+  timestamp: number;
+  body: string;
+  expected_header: string;
+}
+interface DeviceProofVector {
+  keys: { device_public_jwk: JWK };
+  request: { method: string; path: string; credential_id: string };
+  jwt: string;
+  verify_at_ms: number;
+  expected: { protected_header: Header; claims: { sub: string; htm: string; htu: string; iat: number; jti: string } };
+}
+
+const vectorFiles = [
+  'approval-jws.json',
+  'authorization-jws.json',
+  'credential-jwe-cipher1.json',
+  'credential-jwe-resealed.json',
+  'credential-jwe-rsa-oaep-256.json',
+  'device-proof-jwt.json',
+  'items-hash.json',
+  'payment-request-view-jws.json',
+  'pin-jwe.json',
+  'webhook-signature.json',
+];
+
+/** The one key of a vector whose name ends with `suffix`. */
+function keyOf(vector: { keys: Record<string, JWK> }, suffix: string): JWK {
+  const found = Object.entries(vector.keys).find(([name]) => name.endsWith(suffix));
+  if (!found) throw new TypeError(`vector has no key named …${suffix}`);
+  return found[1];
+}
+
+async function verifyingKey(privateJwk: JWK): Promise<CryptoKey> {
+  return (await keyEntryFromJwk(privateJwk)).publicKey;
+}
+
+async function openingKeys(privateJwk: JWK): Promise<KeyRing> {
+  return new KeyRing([await keyEntryFromJwk(privateJwk)]);
+}
+
+describe('known-answer vectors (docs/protocol/vectors)', () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it('checks every vector file there is', () => {
+    expect(readdirSync(vectorsDir).sort()).toEqual(vectorFiles);
+  });
+
+  it('reproduces each items hash from its line items', async () => {
+    const { cases } = readVector<ItemsHashVector>('items-hash.json');
+    expect(cases.length).toBeGreaterThan(1);
+    for (const { line_items, canonical_json, items_hash } of cases) {
+      for (const item of line_items) messages.lineItem.parse(item);
+      expect(JSON.stringify(line_items.map((item) => [item.description, item.quantity, item.unit_price_minor]))).toBe(canonical_json);
+      expect(await sha256Base64url(canonical_json)).toBe(items_hash);
+      expect(await itemsHash(line_items)).toBe(items_hash);
+    }
+  });
+
+  it('reproduces the webhook signature header exactly, and verifies it only inside the tolerance and for the same body', async () => {
+    const { secret, timestamp, body, expected_header } = readVector<WebhookVector>('webhook-signature.json');
+    expect(await signWebhook(secret, body, timestamp)).toBe(expected_header);
+    messages.webhookEvent.parse(JSON.parse(body));
+    const atMs = timestamp * 1000;
+    expect(await verifyWebhook([secret], expected_header, body, atMs, limits.webhookToleranceMs)).toBe(true);
+    expect(await verifyWebhook(['whsec_another', secret], expected_header, body, atMs, limits.webhookToleranceMs)).toBe(true);
+    expect(await verifyWebhook([secret], expected_header, body, atMs + limits.webhookToleranceMs + 1000, limits.webhookToleranceMs)).toBe(false);
+    expect(await verifyWebhook([secret], expected_header, body.replace('"5700"', '"57000"'), atMs, limits.webhookToleranceMs)).toBe(false);
+  });
+
+  it('verifies the approval JWS with the device key, and its ih is the hash of its line items', async () => {
+    const vector = readVector<JwsVector & { line_items: messages.LineItem[] }>('approval-jws.json');
+    const key = (await importJWK(keyOf(vector, 'device_public_jwk'), 'ES256')) as CryptoKey;
+    const { header, value } = await verifyJson(vector.jws, key, typ.approval, 'approval_invalid');
+    expect(header).toEqual(vector.expected.protected_header);
+    expect(value).toEqual(vector.expected.payload);
+    expect(messages.approvalPayload.parse(value).ih).toBe(await itemsHash(vector.line_items));
+    const { d: _d, ...publicPart } = keyOf(vector, 'device_private_jwk');
+    expect(await thumbprint(publicPart)).toBe(await thumbprint(keyOf(vector, 'device_public_jwk')));
+    expect(await codeOf(verifyJson(vector.jws, key, typ.authorization, 'approval_invalid'))).toBe('approval_invalid');
+  });
+
+  it('verifies the payment-request view JWS with the authentication server key', async () => {
+    const vector = readVector<JwsVector>('payment-request-view-jws.json');
+    const { header, value } = await verifyJson(vector.jws, await verifyingKey(keyOf(vector, 'signing_private_jwk')), typ.requestView, 'approval_invalid');
+    expect(header).toEqual(vector.expected.protected_header);
+    expect(value).toEqual(vector.expected.payload);
+    messages.terminalRequestPayload.parse(value);
+  });
+
+  it('verifies the authorization JWS with the settlement server key', async () => {
+    const vector = readVector<JwsVector>('authorization-jws.json');
+    const key = await verifyingKey(keyOf(vector, 'signing_private_jwk'));
+    const { header, value } = await verifyJson(vector.jws, key, typ.authorization, 'issuer_refused');
+    expect(header).toEqual(vector.expected.protected_header);
+    expect(value).toEqual(vector.expected.payload);
+    messages.authorizationPayload.parse(value);
+    expect(await codeOf(verifyJson(vector.jws, key, typ.approval, 'approval_invalid'))).toBe('approval_invalid');
+  });
+
+  it.each(['credential-jwe-cipher1.json', 'credential-jwe-resealed.json', 'credential-jwe-rsa-oaep-256.json'])(
+    'opens the sealed credential of %s and finds its header bound to the device key inside',
+    async (file) => {
+      const vector = readVector<JweVector>(file);
+      const keys = await openingKeys(keyOf(vector, 'private_jwk'));
+      const { header, value } = await openJson(vector.jwe, keys, typ.credential, 'credential_invalid');
+      expect(header).toEqual(vector.expected.protected_header);
+      expect(value).toEqual(vector.expected.plaintext);
+      const plaintext = messages.credentialPlaintext.parse(value);
+      expect(header.dkt).toBe(await thumbprint(plaintext.device_jwk));
+      expect(await codeOf(openJson(vector.jwe, keys, typ.pin, 'pin_invalid'))).toBe('pin_invalid');
+    },
+  );
+
+  it('re-seals (step 405) without changing the plaintext or the bindings', () => {
+    const before = readVector<JweVector>('credential-jwe-cipher1.json').expected;
+    const after = readVector<JweVector>('credential-jwe-resealed.json').expected;
+    expect(after.plaintext).toEqual(before.plaintext);
+    for (const field of ['typ', 'cred', 'iss', 'dkt']) expect(after.protected_header[field]).toBe(before.protected_header[field]);
+    expect(after.protected_header.kid).not.toBe(before.protected_header.kid);
+  });
+
+  it('opens the RSA-OAEP-256 credential with RSA-OAEP-256 and A256GCM', () => {
+    const { protected_header } = readVector<JweVector>('credential-jwe-rsa-oaep-256.json').expected;
+    expect([protected_header.alg, protected_header.enc, protected_header.epk]).toEqual(['RSA-OAEP-256', 'A256GCM', undefined]);
+  });
+
+  it('opens the PIN JWE with the settlement server key and finds it bound to the payment request', async () => {
+    const vector = readVector<JweVector>('pin-jwe.json');
+    const keys = await openingKeys(keyOf(vector, 'private_jwk'));
+    const { header, value } = await openJson(vector.jwe, keys, typ.pin, 'pin_invalid');
+    expect(header).toEqual(vector.expected.protected_header);
+    expect(value).toEqual(vector.expected.plaintext);
+    expect(header.rid).toBe(messages.pinPlaintext.parse(value).rid);
+    expect(await codeOf(openJson(vector.jwe, keys, typ.credential, 'credential_invalid'))).toBe('credential_invalid');
+  });
+
+  it('accepts the device proof at its time for its method and path, and refuses it later or elsewhere', async () => {
+    const vector = readVector<DeviceProofVector>('device-proof-jwt.json');
+    const key = (await importJWK(vector.keys.device_public_jwk, 'ES256')) as CryptoKey;
+    const { claims } = vector.expected;
+    expect(decodeProtectedHeader(vector.jwt)).toEqual(vector.expected.protected_header);
+    expect(decodeJwt(vector.jwt)).toEqual(claims);
+    const expected = { credentialId: vector.request.credential_id, method: vector.request.method, path: vector.request.path, maxAgeMs: limits.deviceProofAgeMsMax, skewMs: limits.clockSkewMs };
+
+    vi.setSystemTime(vector.verify_at_ms);
+    expect(await verifyDeviceProof(vector.jwt, key, expected)).toEqual({ jti: claims.jti, iat: claims.iat });
+    expect(await codeOf(verifyDeviceProof(vector.jwt, key, { ...expected, path: `${vector.request.path}x` }))).toBe('unauthenticated');
+    expect(await codeOf(verifyDeviceProof(vector.jwt, key, { ...expected, method: 'GET' }))).toBe('unauthenticated');
+
+    vi.setSystemTime(claims.iat * 1000 + limits.deviceProofAgeMsMax + limits.clockSkewMs + 1000);
+    expect(await codeOf(verifyDeviceProof(vector.jwt, key, expected))).toBe('unauthenticated');
+  });
+
+  it('tells one payment: the vectors agree on credential, device key, request, merchant and amount', () => {
+    const approval = readVector<JwsVector>('approval-jws.json');
+    const view = readVector<JwsVector>('payment-request-view-jws.json').expected.payload;
+    const authorization = readVector<JwsVector>('authorization-jws.json').expected.payload;
+    const credential = readVector<JweVector>('credential-jwe-cipher1.json').expected;
+    const pin = readVector<JweVector>('pin-jwe.json').expected.plaintext;
+    const proof = readVector<DeviceProofVector>('device-proof-jwt.json');
+    const signed = approval.expected.payload;
+    expect([view.rid, authorization.rid, pin.rid]).toEqual([signed.rid, signed.rid, signed.rid]);
+    expect([(view.merchant as { id: string }).id, authorization.mid]).toEqual([signed.mid, signed.mid]);
+    expect([view.amount_minor, view.currency, authorization.amt, authorization.cur]).toEqual([signed.amt, signed.cur, signed.amt, signed.cur]);
+    expect(credential.plaintext.device_jwk).toEqual(keyOf(approval, 'device_public_jwk'));
+    expect(proof.keys.device_public_jwk).toEqual(keyOf(approval, 'device_public_jwk'));
+    expect(proof.expected.claims.sub).toBe(credential.protected_header.cred);
+  });
+});
