@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openJson, typ } from '@kessai/protocol';
 import { readAccount } from '@kessai/settlement-server';
-import { demoCard, enroll, startTestSystem, type TestSystem } from './support/system.ts';
+import { callJson, demoCard, enroll, startTestSystem, type TestSystem } from './support/system.ts';
 import { checkout, waitForOrder } from './support/shop.ts';
 import { collectAuthAndShopRetention, personalDataNeedles } from './support/retention.ts';
 
@@ -76,6 +76,9 @@ describe('what the authentication server can read', () => {
     receivedByPassThroughIssuer.length = 0;
     const wallet = await enroll(system, '5555555555554444');
     const order = await checkout(system, [{ index: 2, quantity: 1 }]);
+    // The payment link itself answers anyone with what is asked and how to pay it.
+    const link = await callJson(system, 'GET', order.payment_link);
+    expect(link.body).toMatchObject({ id: order.payment_request_id, merchant: 'Kessai Tea House', currency: 'JPY', status: 'pending' });
     const request = await wallet.fetchRequest(order.payment_link);
     const outcome = await wallet.approve(request, demoCard('5555555555554444').pin);
     expect(outcome.status).toBe('approved');

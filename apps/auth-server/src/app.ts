@@ -15,7 +15,7 @@ import { IssuerDirectory } from './issuers.ts';
 import { merchantView, type PaymentRequestRow } from './payment-requests.ts';
 import { PushHub } from './push.ts';
 import { enrollmentRoutes } from './routes/enrollments.ts';
-import { paymentRequestRoutes } from './routes/payment-requests.ts';
+import { paymentLinkRoutes, paymentRequestRoutes } from './routes/payment-requests.ts';
 import { terminalRoutes } from './routes/terminal.ts';
 import { enqueueEvent, WebhookDispatcher } from './webhooks.ts';
 
@@ -58,6 +58,7 @@ export async function buildAuthServer(config: AuthConfig) {
   await app.register((plugin) => enrollmentRoutes(plugin, context));
   await app.register((plugin) => paymentRequestRoutes(plugin, context));
   await app.register((plugin) => terminalRoutes(plugin, context));
+  await app.register((plugin) => paymentLinkRoutes(plugin, context));
 
   let timer: NodeJS.Timeout | undefined;
   let running: Promise<void> | undefined;

@@ -1,6 +1,6 @@
 /**
  * Every limit of the protocol and the servers, named once. Each is enforced where the input
- * arrives and has a test that crosses it (see test/limits.test.ts and the integration suites).
+ * arrives; the integration suites (test/*.test.ts) cross them.
  */
 export const limits = {
   /** Largest JSON body any Kessai server reads. */

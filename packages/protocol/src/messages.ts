@@ -179,7 +179,7 @@ export const accountCheckRequest = z.strictObject({ sealed_credential: jose });
 export const accountCheckResponse = z.strictObject({ status: z.enum(['ok', 'account_not_found', 'account_blocked', 'card_expired']) });
 
 export const authorizeRequest = z.strictObject({
-  request: z.strictObject({ rid: paymentRequestId, mid: merchantId, amt: amountString, cur: currencyCode, ih: z.string().max(64) }),
+  request: z.strictObject({ rid: paymentRequestId, mid: merchantId, amt: amountString, cur: currencyCode, ih: z.string().regex(/^[A-Za-z0-9_-]{43}$/) }),
   sealed_credential: jose,
   approval: jose,
   pin: jose,

@@ -1,9 +1,11 @@
 /**
  * The Fastify instance every Kessai server starts from: TLS, JSON bodies up to bodyBytesMax,
  * zod schemas on the way in and out, and one error handler that answers every failure as
- * application/problem+json with a stable code — never a 500 for bad input.
+ * application/problem+json with a stable code — never a 500 for bad input, including what Fastify
+ * and Node refuse before any route runs (bad URLs, over-long path parameters, malformed request heads).
  */
 import Fastify, { type FastifyError, type FastifyReply, type FastifyRequest } from 'fastify';
+import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { hasZodFastifySchemaValidationErrors, serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
 import { KessaiError, limits } from '@kessai/protocol';
@@ -40,12 +42,55 @@ export function createServer(options: ServerOptions) {
     bodyLimit: limits.bodyBytesMax,
     ...(https ? { https } : {}),
     requestIdHeader: false,
+    // A path that is not valid URL encoding, or a path parameter past maxParamLength, never reaches a route.
+    frameworkErrors: (error, request, reply) => sendProblem(reply, toKessaiError(error, request)),
+    clientErrorHandler: answerClientError,
   }).withTypeProvider<ZodTypeProvider>();
+  // Bodies are JSON or nothing: Fastify's default text/plain parser would hand a string to the schemas.
+  app.removeContentTypeParser('text/plain');
+  app.addHook('preValidation', refuseNulCharacters);
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
   app.setErrorHandler((error, request, reply) => sendProblem(reply, toKessaiError(error, request)));
-  app.setNotFoundHandler((_request, reply) => sendProblem(reply, new KessaiError('not_found')));
+  app.setNotFoundHandler((request, reply) => {
+    // A path that exists for another method is method_not_allowed, with the methods it does take (RFC 9110 §15.5.6).
+    const allowed = routeMethods.filter((method) => method !== request.method && app.findRoute({ method, url: request.url }) !== null);
+    if (allowed.length > 0) return sendProblem(reply.header('allow', allowed.join(', ')), new KessaiError('method_not_allowed'));
+    return sendProblem(reply, new KessaiError('not_found'));
+  });
   return app;
+}
+
+const routeMethods = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'] as const;
+
+/**
+ * The HTTP parser refused the request head (not HTTP, or headers past Node's maxHeaderSize), so no
+ * route or error handler runs: answer in the same problem format, then close, as Fastify's default does.
+ */
+function answerClientError(error: NodeJS.ErrnoException, socket: Socket): void {
+  if (error.code === 'ECONNRESET' || socket.destroyed) return;
+  if (socket.writable) {
+    const detail = error.code === 'HPE_HEADER_OVERFLOW' ? 'the request headers are larger than the server reads' : 'the request is not valid HTTP or arrived too slowly';
+    const body = JSON.stringify(new KessaiError('validation_failed', detail).toProblem());
+    socket.write(`HTTP/1.1 400 Bad Request\r\nContent-Length: ${Buffer.byteLength(body)}\r\nContent-Type: application/problem+json\r\nConnection: close\r\n\r\n${body}`);
+  }
+  socket.destroy(error);
+}
+
+/** PostgreSQL text cannot hold U+0000: refused at the edge as bad input, before any route can store it. */
+async function refuseNulCharacters(request: FastifyRequest): Promise<void> {
+  const pending: unknown[] = [request.body];
+  while (pending.length > 0) {
+    const value = pending.pop();
+    if (typeof value === 'string') {
+      if (value.includes('\u0000')) throw new KessaiError('validation_failed', 'a string contains the character U+0000');
+    } else if (value !== null && typeof value === 'object') {
+      for (const [key, item] of Object.entries(value)) {
+        if (key.includes('\u0000')) throw new KessaiError('validation_failed', 'a key contains the character U+0000');
+        pending.push(item);
+      }
+    }
+  }
 }
 
 export function sendProblem(reply: FastifyReply, error: KessaiError): FastifyReply {
@@ -66,6 +111,10 @@ function toKessaiError(error: unknown, request: FastifyRequest): KessaiError {
       return new KessaiError('unsupported_media_type');
     case 'FST_ERR_NOT_FOUND':
       return new KessaiError('not_found');
+    case 'FST_ERR_BAD_URL':
+      return new KessaiError('validation_failed', 'the path is not valid URL encoding');
+    case 'FST_ERR_MAX_PARAM_LENGTH':
+      return new KessaiError('validation_failed', 'a path parameter is longer than any id');
   }
   const status = fastifyError.statusCode;
   // A parse error's message can quote the body, so the detail is ours, never the parser's.
@@ -74,8 +123,13 @@ function toKessaiError(error: unknown, request: FastifyRequest): KessaiError {
   return new KessaiError('internal_error');
 }
 
-/** preHandler for routes that only peers holding a certificate from the Kessai CA may call. */
+/**
+ * onRequest hook for routes that only peers holding a certificate from the Kessai CA may call.
+ * `authorized` alone is not enough: Node reports a resumed TLS 1.3 session as authorized even when
+ * no certificate was ever presented, so the certificate itself must be there too.
+ */
 export async function requireClientCertificate(request: FastifyRequest): Promise<void> {
   const socket = request.raw.socket as TLSSocket;
-  if (!socket.authorized) throw new KessaiError('client_certificate_required');
+  const certificate = typeof socket.getPeerCertificate === 'function' ? socket.getPeerCertificate() : undefined;
+  if (!socket.authorized || !certificate || Object.keys(certificate).length === 0) throw new KessaiError('client_certificate_required');
 }

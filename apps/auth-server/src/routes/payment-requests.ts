@@ -103,3 +103,25 @@ export async function paymentRequestRoutes(plugin: FastifyInstance, context: Aut
     );
   }
 }
+
+/**
+ * The payment link a shop shows (a QR code on a phone, a link on a page): public, it tells what is
+ * asked and how to pay it. Only a terminal's signed, device-bound calls can answer it.
+ */
+export async function paymentLinkRoutes(plugin: FastifyInstance, context: AuthContext): Promise<void> {
+  const app = plugin.withTypeProvider<ZodTypeProvider>();
+  const { config } = context;
+  app.get('/pay/:id', { schema: { params: z.strictObject({ id: paymentRequestId }) } }, async (request) => {
+    const row = await loadPaymentRequest(config.db, request.params.id, new Date());
+    const [merchant] = await config.db.query<{ name: string }>('select name from merchants where id = $1', [row.merchant_id]);
+    return {
+      id: row.id,
+      merchant: merchant?.name ?? row.merchant_id,
+      currency: row.currency,
+      amount_minor: BigInt(row.amount_minor).toString(),
+      status: row.status,
+      expires_at: row.expires_at.toISOString(),
+      how_to_pay: `kessai wallet pay ${config.publicBaseUrl}/pay/${row.id} --storage <your wallet folder>`,
+    };
+  });
+}
