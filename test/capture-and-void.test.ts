@@ -4,10 +4,11 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
-import { KessaiError } from '@kessai/protocol';
+
 import { MerchantClient, type WalletClient } from '@kessai/sdk';
 import { readAccount } from '@kessai/settlement-server';
 import { demoCard, enroll, startTestSystem, type TestSystem } from './support/system.ts';
+import { codeOf } from './support/errors.ts';
 
 let system: TestSystem;
 let merchant: MerchantClient;
@@ -27,15 +28,6 @@ afterAll(async () => {
 
 const key = () => randomBytes(12).toString('hex');
 
-async function codeOf(promise: Promise<unknown>): Promise<string> {
-  try {
-    await promise;
-  } catch (err) {
-    if (err instanceof KessaiError) return err.code;
-    throw err;
-  }
-  return 'no error';
-}
 
 async function card() {
   const settlement = system.settlements.find((s) => s.issuer.id === 'sakura-bank')!;

@@ -5,9 +5,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { exportJWK, generateKeyPair } from 'jose';
-import { KessaiError } from '@kessai/protocol';
+
 import { MerchantClient, WalletClient } from '@kessai/sdk';
 import { callJson, enroll, startTestSystem, type TestSystem } from './support/system.ts';
+import { codeOf } from './support/errors.ts';
 
 let system: TestSystem;
 beforeAll(async () => {
@@ -17,15 +18,6 @@ afterAll(async () => {
   await system?.stop();
 });
 
-async function codeOf(promise: Promise<unknown>): Promise<string> {
-  try {
-    await promise;
-  } catch (err) {
-    if (err instanceof KessaiError) return err.code;
-    throw err;
-  }
-  return 'no error';
-}
 
 function enrollCard(cardNumber: string, expiry = '12/34', holderName = 'TARO YAMADA') {
   return WalletClient.enroll({ authBaseUrl: system.auth.url, caCertPem: system.pki.caCertPem, holderName, cardNumber, expiry });

@@ -9,7 +9,6 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { z } from 'zod';
 import { decodeJwt, decodeProtectedHeader, importJWK } from 'jose';
 import {
-  KessaiError,
   KeyRing,
   itemsHash,
   keyEntryFromJwk,
@@ -22,10 +21,10 @@ import {
   verifyDeviceProof,
   verifyJson,
   verifyWebhook,
-  type ErrorCode,
   type JWK,
 } from '@kessai/protocol';
 import * as messages from '../packages/protocol/src/messages.ts';
+import { codeOf } from './support/errors.ts';
 
 const docsDir = new URL('../docs/', import.meta.url);
 const protocolMd = readFileSync(new URL('protocol.md', docsDir), 'utf8');
@@ -133,15 +132,6 @@ function readVector<T>(file: string): T {
   return JSON.parse(readFileSync(new URL(file, vectorsDir), 'utf8')) as T;
 }
 
-async function codeOf(promise: Promise<unknown>): Promise<ErrorCode | 'no error'> {
-  try {
-    await promise;
-  } catch (err) {
-    if (err instanceof KessaiError) return err.code;
-    throw err;
-  }
-  return 'no error';
-}
 
 type Header = Record<string, unknown>;
 interface JwsVector {

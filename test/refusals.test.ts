@@ -5,9 +5,10 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
-import { KessaiError, sha256Base64url, type CreatePaymentRequest } from '@kessai/protocol';
+import { sha256Base64url, type CreatePaymentRequest } from '@kessai/protocol';
 import { MerchantClient, type WalletClient } from '@kessai/sdk';
 import { demoCard, enroll, startTestSystem, type TestSystem } from './support/system.ts';
+import { codeOf } from './support/errors.ts';
 
 let system: TestSystem;
 let merchant: MerchantClient;
@@ -30,15 +31,6 @@ function paymentRequest(wallet?: WalletClient, overrides: Partial<CreatePaymentR
   return merchant.createPaymentRequest(body, randomBytes(12).toString('hex'));
 }
 
-async function codeOf(promise: Promise<unknown>): Promise<string> {
-  try {
-    await promise;
-  } catch (err) {
-    if (err instanceof KessaiError) return err.code;
-    throw err;
-  }
-  return 'no error';
-}
 
 async function settlementOf(cardNumber: string) {
   return system.settlements.find((s) => s.issuer.id === demoCard(cardNumber).issuer.id)!;
