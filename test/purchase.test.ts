@@ -4,18 +4,35 @@
  * and the shop kept.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openJson, typ } from '@kessai/protocol';
+import { generateKeyPair } from 'jose';
+import { openJson, signJson, typ } from '@kessai/protocol';
+import { codeOf } from './support/errors.ts';
 import { readAccount } from '@kessai/settlement-server';
 import { callJson, demoCard, enroll, startTestSystem, type TestSystem } from './support/system.ts';
 import { checkout, waitForOrder } from './support/shop.ts';
 import { collectAuthAndShopRetention, personalDataNeedles } from './support/retention.ts';
 
 let system: TestSystem;
+/** Set to make the Sakura issuer's next decision arrive signed by a key it never published. */
+let forgeNextAuthorization = false;
 /** What the pass-through issuer's authorization endpoint received, byte for byte. */
 const receivedByPassThroughIssuer: string[] = [];
 beforeAll(async () => {
   system = await startTestSystem({
     beforeListen: (role, app) => {
+      if (role === 'settlement-sakura-bank') {
+        // A peer (or a machine in the middle) that answers with a decision the issuer did not sign.
+        app.addHook('onSend', async (request, _reply, payload) => {
+          if (!forgeNextAuthorization || request.url !== '/internal/v1/authorizations' || typeof payload !== 'string') return payload;
+          forgeNextAuthorization = false;
+          const { authorization } = JSON.parse(payload) as { authorization: string };
+          const forger = await generateKeyPair('ES256');
+          const header = JSON.parse(Buffer.from(authorization.split('.')[0]!, 'base64url').toString('utf8')) as { kid: string };
+          const claims = JSON.parse(Buffer.from(authorization.split('.')[1]!, 'base64url').toString('utf8')) as unknown;
+          return JSON.stringify({ authorization: await signJson(claims, forger.privateKey, { typ: typ.authorization, kid: header.kid }) });
+        });
+        return;
+      }
       if (role !== 'settlement-fuji-bank') return;
       app.addHook('preHandler', async (request) => {
         if (request.url === '/internal/v1/authorizations') receivedByPassThroughIssuer.push((request.body as { sealed_credential: string }).sealed_credential);
@@ -96,6 +113,22 @@ describe('what the authentication server can read', () => {
       await expect(openJson(body.pin, system.auth.context.config.keys, typ.pin, 'pin_invalid')).rejects.toMatchObject({ code: 'pin_invalid' });
       await wallet.close();
     }
+  });
+});
+
+describe('a decision the issuer did not sign', () => {
+  it('is refused with issuer_refused and the request stays pending for a real answer', async () => {
+    const wallet = await enroll(system, '4000056655665556');
+    const order = await checkout(system, [{ index: 5, quantity: 1 }]);
+    const request = await wallet.fetchRequest(order.payment_request_id);
+    forgeNextAuthorization = true;
+    expect(await codeOf(wallet.approve(request, demoCard('4000056655665556').pin))).toBe('issuer_refused');
+    const [row] = await system.auth.db.query<{ status: string; authorization_jws: string | null }>('select status, authorization_jws from payment_requests where id = $1', [order.payment_request_id]);
+    expect(row).toEqual({ status: 'pending', authorization_jws: null });
+    // The issuer keeps its real decision; the next approval gets it, and nothing is held twice.
+    const retried = await wallet.approve(request, demoCard('4000056655665556').pin);
+    expect(retried.status).toBe('approved');
+    await wallet.close();
   });
 });
 

@@ -4,7 +4,7 @@
  */
 import type { FastifyRequest } from 'fastify';
 import { importJWK } from 'jose';
-import { deviceProofSubject, KessaiError, limits, sha256Base64url, verifyDeviceProof, type JWK } from '@kessai/protocol';
+import { deviceProofSubject, idPattern, KessaiError, limits, sha256Base64url, verifyDeviceProof, type JWK } from '@kessai/protocol';
 import { sqlState, type Db } from '@kessai/service';
 
 export interface MerchantCaller {
@@ -35,7 +35,7 @@ export async function authenticateTerminal(db: Db, request: FastifyRequest): Pro
   const token = typeof header === 'string' && header.startsWith(`${deviceProofScheme} `) ? header.slice(deviceProofScheme.length + 1) : undefined;
   if (!token || token.length > limits.joseLengthMax) throw new KessaiError('unauthenticated');
   const credentialId = deviceProofSubject(token);
-  if (!credentialId) throw new KessaiError('unauthenticated');
+  if (!credentialId || !idPattern('cred').test(credentialId)) throw new KessaiError('unauthenticated');
   const [credential] = await db.query<{ id: string; issuer_id: string; device_jwk: JWK; device_jkt: string; status: string }>('select id, issuer_id, device_jwk, device_jkt, status from credentials where id = $1', [credentialId]);
   if (!credential) throw new KessaiError('unauthenticated');
   const key = (await importJWK(credential.device_jwk, 'ES256')) as CryptoKey;

@@ -61,7 +61,8 @@ export class HttpClient {
       return parsed.data;
     }
     const code = (body as { code?: unknown } | undefined)?.code;
-    if (status < 500 && isErrorCode(code)) throw new KessaiError(code, (body as { detail?: string }).detail);
+    // A peer's documented code is kept (a 502 issuer_refused stays that); a 500 is the peer's bug, not an answer.
+    if (status !== 500 && isErrorCode(code) && code !== 'internal_error') throw new KessaiError(code, (body as { detail?: string }).detail);
     throw new KessaiError(options.unavailable, `${new URL(url).pathname} answered ${status}`);
   }
 
