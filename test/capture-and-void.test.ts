@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 
 import { MerchantClient, type WalletClient } from '@kessai/sdk';
 import { readAccount } from '@kessai/settlement-server';
+import { requestHash } from '../apps/auth-server/src/idempotency.ts';
 import { demoCard, enroll, startTestSystem, type TestSystem } from './support/system.ts';
 import { codeOf } from './support/errors.ts';
 
@@ -78,6 +79,15 @@ describe('capture and void', () => {
     const second = await merchant.capture(id, {}, idempotencyKey);
     expect(second).toEqual(first);
     expect((await card()).debitsPosted - before.debitsPosted).toBe(2000n);
+  });
+
+  it('lets a retry take over an Idempotency-Key left in progress by a request that died', async () => {
+    const id = await approvedRequest(1500n);
+    const idempotencyKey = key();
+    const path = `/v1/payment-requests/${id}/capture`;
+    const hash = await requestHash('POST', path, {});
+    await system.auth.db.query("insert into idempotency_keys (merchant_id, key, request_hash, state, created_at) values ($1, $2, $3, 'in_progress', now() - interval '2 minutes')", [system.merchant.merchantId, idempotencyKey, hash]);
+    expect(await merchant.capture(id, {}, idempotencyKey)).toMatchObject({ status: 'captured', captured_minor: '1500' });
   });
 
   it('refuses to capture more than was authorized with capture_exceeds_authorization', async () => {

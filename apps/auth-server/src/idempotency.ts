@@ -27,10 +27,15 @@ export function idempotencyKeyOf(headers: Record<string, unknown>): string {
 export async function idempotent(db: Db, merchantId: string, key: string, hash: string, run: () => Promise<StoredResponse>): Promise<StoredResponse> {
   const claimed = await db.query("insert into idempotency_keys (merchant_id, key, request_hash, state) values ($1, $2, $3, 'in_progress') on conflict do nothing returning key", [merchantId, key, hash]);
   if (claimed.length === 0) {
-    const [row] = await db.query<{ request_hash: string; state: string; response_status: number; response_body: unknown }>('select request_hash, state, response_status, response_body from idempotency_keys where merchant_id = $1 and key = $2', [merchantId, key]);
+    const [row] = await db.query<{ request_hash: string; state: string; response_status: number; response_body: unknown; created_at: Date }>('select request_hash, state, response_status, response_body, created_at from idempotency_keys where merchant_id = $1 and key = $2', [merchantId, key]);
     if (!row) return idempotent(db, merchantId, key, hash, run);
     if (row.request_hash !== hash) throw new KessaiError('idempotency_key_reused');
-    if (row.state === 'in_progress') throw new KessaiError('idempotency_request_in_progress');
+    if (row.state === 'in_progress') {
+      if (Date.now() - row.created_at.getTime() < limits.idempotencyInProgressMsMax) throw new KessaiError('idempotency_request_in_progress');
+      // Its process died mid-request: the work it saved is found again by the retry (save intent before calling out).
+      await db.query("delete from idempotency_keys where merchant_id = $1 and key = $2 and state = 'in_progress' and created_at = $3", [merchantId, key, row.created_at]);
+      return idempotent(db, merchantId, key, hash, run);
+    }
     return { status: row.response_status, body: row.response_body };
   }
   let response: StoredResponse;

@@ -5,6 +5,8 @@
 export const limits = {
   /** Largest JSON body any Kessai server reads. */
   bodyBytesMax: 64 * 1024,
+  /** Deepest nesting of objects and arrays in a JSON body or protocol payload (the deepest message needs 3). */
+  jsonDepthMax: 16,
   /** Longest string field that has no tighter limit of its own. */
   stringLengthMax: 200,
   holderNameLengthMax: 64,
@@ -41,6 +43,8 @@ export const limits = {
   webhookToleranceMs: 5 * 60 * 1000,
   /** Idempotency keys are kept at least this long. */
   idempotencyKeyTtlMs: 24 * 60 * 60 * 1000,
+  /** A key still `in_progress` after this long belongs to a request that died with its process: it may be taken over. */
+  idempotencyInProgressMsMax: 60 * 1000,
   /** Open server-sent-event streams per credential and in all. */
   sseStreamsPerCredentialMax: 4,
   sseStreamsMax: 1_000,
@@ -48,4 +52,16 @@ export const limits = {
   sseHeartbeatMs: 15_000,
   /** Payment requests returned by one list call. */
   listPageMax: 100,
+  /** Ledger jobs (holds, captures, voids, refunds, expiry passes) written per database transaction (group commit). */
+  ledgerBatchSizeMax: 256,
+  /** Ledger jobs waiting for their batch; beyond this the settlement server answers ledger_busy. */
+  ledgerQueueDepthMax: 4_096,
+  /** Runs of one batch when another server's batch raced it for a lock or an id. */
+  ledgerBatchAttemptsMax: 3,
+  /** An authorization hold that is neither captured nor voided is released after this long (card schemes: about 7 days). */
+  holdTimeoutSecondsDefault: 7 * 24 * 60 * 60,
+  holdTimeoutSecondsMax: 31 * 24 * 60 * 60,
+  /** How often the settlement server's expiry pass runs, and how many holds one pass releases. */
+  expiryIntervalMsDefault: 10_000,
+  expiryBatchMax: 500,
 } as const;

@@ -14,7 +14,7 @@ const text = (max: number = limits.stringLengthMax) => z.string().min(1).max(max
 const jose = z.string().min(1).max(limits.joseLengthMax).regex(/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]*){2,4}$/, 'compact JOSE');
 const prefixedId = (prefix: string) => z.string().regex(new RegExp(`^${prefix}_[0-9a-hjkmnp-tv-z]{26}$`), `${prefix}_ id`);
 
-export const amountString = z.string().max(20).regex(amountPattern, 'non-negative integer string').refine((v) => BigInt(v) <= limits.amountMinorMax, 'exceeds amountMinorMax');
+export const amountString = z.string().max(20).regex(amountPattern, 'non-negative integer string').refine((v) => amountPattern.test(v) && BigInt(v) <= limits.amountMinorMax, 'exceeds amountMinorMax');
 export const currencyCode = z.enum(currencies as [string, ...string[]]);
 export const credentialId = prefixedId('cred');
 export const paymentRequestId = prefixedId('pr');

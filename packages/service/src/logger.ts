@@ -30,7 +30,8 @@ export function createLogger(options: LoggerOptions): Logger {
       name: options.name,
       level: options.level ?? 'info',
       redact: {
-        paths: ['req.headers.authorization', 'req.headers.cookie', '*.card_number', '*.holder_name', '*.expiry', '*.pin', '*.sealed_credential'],
+        // A database error's detail and parameters can quote a row's values.
+        paths: ['req.headers.authorization', 'req.headers.cookie', 'err.detail', 'err.where', 'err.parameters', 'err.params', '*.card_number', '*.holder_name', '*.expiry', '*.pin', '*.sealed_credential'],
         censor: '[redacted]',
       },
     },
