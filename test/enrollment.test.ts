@@ -84,6 +84,17 @@ describe('credentials at the authentication server', () => {
     expect(await codeOf(merchant.createPaymentRequest(body('cred_0000000000000000000000000a'), randomBytes(8).toString('hex')))).toBe('credential_not_found');
   });
 
+  it('lets a payer retry a checkout that named an unknown wallet, with another handle or none', async () => {
+    const cart = await callJson(system, 'POST', `${system.shop.url}/api/carts`, {});
+    await callJson(system, 'POST', `${system.shop.url}/api/carts/${cart.body.id}/items`, { product_id: 'tenugui', quantity: 1 });
+    const unknown = await callJson(system, 'POST', `${system.shop.url}/api/carts/${cart.body.id}/checkout`, { wallet_handle: 'cred_0000000000000000000000000a' });
+    expect(unknown.body.code).toBe('credential_not_found');
+    const wallet = await enroll(system, '4000056655665556');
+    const retried = await callJson(system, 'POST', `${system.shop.url}/api/carts/${cart.body.id}/checkout`, { wallet_handle: wallet.wallet.credential_id });
+    expect(retried.status).toBe(200);
+    expect(retried.body.payment_request_id).toMatch(/^pr_/);
+  });
+
   it('refuses every use of a revoked credential with credential_revoked', async () => {
     const wallet = await enroll(system, '4000056655665556');
     const created = await merchant.createPaymentRequest(body(wallet.wallet.credential_id), randomBytes(8).toString('hex'));

@@ -117,7 +117,7 @@ describe('the settlement server’s own checks', () => {
     const expired = { cardNumber: '4000000000000010', holderName: 'OLD CARD', expiry: '01/20', pin: '5820' };
     const db = sakura().config.db;
     await db.transaction(async (tx) => {
-      const accountId = await createAccount(tx, 'cardholder', 'JPY', true);
+      const accountId = await createAccount(tx, 'cardholder', 'JPY', { debitsMustNotExceedCredits: true });
       await tx.query("insert into cards (card_number, holder_name, expiry, account_id, status, pin_verifier) values ($1, $2, $3, $4, 'active', $5)", [expired.cardNumber, expired.holderName, expired.expiry, accountId, await pinVerifier(new Secret(expired.pin), { memoryCost: 8192, timeCost: 1 })]);
     });
     const response = await post('POST', '/internal/v1/authorizations', await authorizeBody(expired));

@@ -17,7 +17,7 @@ export interface TestSystem extends KessaiSystem {
   backend: 'pglite' | 'postgres';
 }
 
-export async function startTestSystem(options: Pick<SystemOptions, 'beforeListen'> = {}): Promise<TestSystem> {
+export async function startTestSystem(options: Pick<SystemOptions, 'beforeListen' | 'holdTimeoutSeconds' | 'expiryIntervalMs'> = {}): Promise<TestSystem> {
   const dataDir = await mkdtemp(path.join(tmpdir(), 'kessai-test-'));
   const drops: Array<() => Promise<void>> = [];
   const source = async (role: string): Promise<DbSource> => {

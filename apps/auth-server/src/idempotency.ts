@@ -33,7 +33,7 @@ export async function idempotent(db: Db, merchantId: string, key: string, hash: 
     if (row.state === 'in_progress') {
       if (Date.now() - row.created_at.getTime() < limits.idempotencyInProgressMsMax) throw new KessaiError('idempotency_request_in_progress');
       // Its process died mid-request: the work it saved is found again by the retry (save intent before calling out).
-      await db.query("delete from idempotency_keys where merchant_id = $1 and key = $2 and state = 'in_progress' and created_at = $3", [merchantId, key, row.created_at]);
+      await db.query("delete from idempotency_keys where merchant_id = $1 and key = $2 and state = 'in_progress' and created_at < $3", [merchantId, key, new Date(Date.now() - limits.idempotencyInProgressMsMax)]);
       return idempotent(db, merchantId, key, hash, run);
     }
     return { status: row.response_status, body: row.response_body };

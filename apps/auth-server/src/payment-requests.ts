@@ -13,6 +13,8 @@ export interface PaymentRequestRow {
   currency: string;
   amount_minor: bigint;
   captured_minor: bigint;
+  /** All refunds so far (migration 0002); not in the merchant view: refunds are answered and sent as refund views. */
+  refunded_minor: bigint;
   line_items: LineItem[];
   wallet_handle: string | null;
   status: PaymentRequestStatus;

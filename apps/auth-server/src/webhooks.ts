@@ -5,11 +5,11 @@
  * them can always poll the payment request.
  */
 import { Agent, request } from 'undici';
-import { limits, newId, signWebhook, type PaymentRequestView, type WebhookEvent } from '@kessai/protocol';
+import { limits, newId, signWebhook, type PaymentRequestView, type RefundView, type WebhookEvent } from '@kessai/protocol';
 import type { Db, Logger, Queryable } from '@kessai/service';
 
-export async function enqueueEvent(tx: Queryable, type: WebhookEvent['type'], view: PaymentRequestView, now: Date): Promise<void> {
-  const event: WebhookEvent = { id: newId('evt'), type, created_at: now.toISOString(), data: view };
+export async function enqueueEvent(tx: Queryable, type: WebhookEvent['type'], view: PaymentRequestView, now: Date, refund?: RefundView): Promise<void> {
+  const event: WebhookEvent = { id: newId('evt'), type, created_at: now.toISOString(), data: view, ...(refund ? { refund } : {}) };
   await tx.query('insert into webhook_outbox (id, merchant_id, event_type, body) values ($1, $2, $3, $4)', [event.id, view.merchant_id, type, JSON.stringify(event)]);
 }
 

@@ -28,6 +28,9 @@ export interface SystemOptions {
   /** Lower argon2id cost for tests (never below the library minimum). */
   pinHash?: SettlementConfig['pinHash'];
   workerIntervalMs?: number;
+  /** Settlement servers: authorization holds expire after this long; the expiry pass runs this often. */
+  holdTimeoutSeconds?: number;
+  expiryIntervalMs?: number;
   /** Called with each server before it listens (tests add hooks to watch what crosses the wire). */
   beforeListen?: (role: 'auth-server' | 'shop' | `settlement-${string}`, app: { addHook: KessaiApp['addHook'] }) => void;
 }
@@ -115,6 +118,8 @@ export async function startSystem(options: SystemOptions) {
         ]),
         seedCards: issuer.cards,
         ...(options.pinHash ? { pinHash: options.pinHash } : {}),
+        ...(options.holdTimeoutSeconds !== undefined ? { holdTimeoutSeconds: options.holdTimeoutSeconds } : {}),
+        ...(options.expiryIntervalMs !== undefined ? { expiryIntervalMs: options.expiryIntervalMs } : {}),
         tls: tlsOf('settlement-server'),
       });
       const app = await buildSettlementServer(config);

@@ -1,7 +1,8 @@
 /**
  * The settlement server (role 40) as a Fastify app built from a frozen config. Public: its
  * metadata and JWKS. Internal (mutual TLS, the authentication server only): account checks
- * (step 303), authorizations (step 406–407), capture and void (step 409).
+ * (step 303), authorizations (step 406–407), capture, void and refunds (step 409). A worker releases
+ * expired holds every expiryIntervalMs.
  */
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -14,9 +15,12 @@ import {
   authorizeResponse,
   issuerMetadata,
   isExpired,
+  limits,
   paymentRequestId,
   settlementCaptureRequest,
   settlementCaptureResponse,
+  settlementRefundRequest,
+  settlementRefundResponse,
   voidRequest,
   type IssuerMetadata,
 } from '@kessai/protocol';
@@ -25,6 +29,9 @@ import type { SettlementConfig } from './config.ts';
 import { authorize } from './authorize.ts';
 import { settleHold } from './capture.ts';
 import { findCard, openCredential } from './credential.ts';
+import { startExpiryWorker } from './expiry.ts';
+import { GroupCommit } from './ledger/group-commit.ts';
+import { refund } from './refund.ts';
 import { seedCards } from './seed.ts';
 
 const migrationsDir = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'migrations');
@@ -46,6 +53,13 @@ export async function buildSettlementServer(config: SettlementConfig) {
   if (seeded > 0) config.logger.info({ cards: seeded }, 'seeded demo cards');
   const app = createServer({ logger: config.logger, ...(config.tls ? { tls: { ...config.tls, requestClientCertificate: true } } : {}) });
   const metadata = issuerMetadataOf(config);
+  // Every ledger write of this server goes through one group commit (ledger/group-commit.ts).
+  const ledger = new GroupCommit(config.db);
+  const expiryIntervalMs = config.expiryIntervalMs ?? limits.expiryIntervalMsDefault;
+  if (expiryIntervalMs > 0) {
+    const worker = startExpiryWorker(ledger, config.logger, expiryIntervalMs);
+    app.addHook('onClose', () => worker.stop());
+  }
 
   app.get('/.well-known/kessai-issuer', { schema: { response: { 200: issuerMetadata } } }, async () => metadata);
   app.get('/.well-known/jwks.json', async () => config.keys.jwks());
@@ -66,15 +80,19 @@ export async function buildSettlementServer(config: SettlementConfig) {
     });
 
     internal.post('/internal/v1/authorizations', { schema: { body: authorizeRequest, response: { 200: authorizeResponse } } }, async (request) => ({
-      authorization: await authorize(config, request.body, new Date()),
+      authorization: await authorize(config, ledger, request.body, new Date()),
     }));
 
     internal.post('/internal/v1/authorizations/:rid/capture', { schema: { params: rid, body: settlementCaptureRequest, response: { 200: settlementCaptureResponse } } }, async (request) =>
-      settleHold(config, request.params.rid, 'capture', request.body.amount_minor),
+      settleHold(config, ledger, request.params.rid, 'capture', request.body.amount_minor, new Date()),
+    );
+
+    internal.post('/internal/v1/authorizations/:rid/refunds', { schema: { params: rid, body: settlementRefundRequest, response: { 200: settlementRefundResponse } } }, async (request) =>
+      refund(config, ledger, request.params.rid, request.body.refund_id, request.body.amount_minor, new Date()),
     );
 
     internal.post('/internal/v1/authorizations/:rid/void', { schema: { params: rid, body: voidRequest, response: { 200: settlementCaptureResponse } } }, async (request) =>
-      settleHold(config, request.params.rid, 'void'),
+      settleHold(config, ledger, request.params.rid, 'void', undefined, new Date()),
     );
   });
   return app;

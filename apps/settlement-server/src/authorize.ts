@@ -5,10 +5,12 @@
  *      this request, merchant, amount, currency and items — so a compromised authentication
  *      server cannot charge more than the payer approved;
  *   3. open the PIN (encrypted by the terminal to this server, bound to the request id);
- *   4. in one transaction: answer a retry with the stored decision, spend the approval nonce, find
- *      the card, check status and expiry, check the PIN (counting failures, locking at the limit),
- *      check funds and place the hold;
- *   5. step 407: sign the decision.
+ *   4. check the PIN against the card's verifier (argon2 is slow: outside the ledger batch);
+ *   5. as one job of the ledger's group commit (ledger/group-commit.ts): answer a retry with the
+ *      stored decision, spend the approval nonce, find the card, check status and expiry, count a
+ *      wrong PIN (locking at the limit), check funds and place the hold — a pending transfer that
+ *      expires after holdTimeoutSeconds;
+ *   6. step 407: sign the decision.
  */
 import {
   approvalPayload,
@@ -34,22 +36,27 @@ import { importJWK } from 'jose';
 import { sqlState, type Queryable } from '@kessai/service';
 import type { SettlementConfig } from './config.ts';
 import { findCard, openCredential } from './credential.ts';
-import { createAccount, createTransfer } from './ledger/store.ts';
+import type { GroupCommit } from './ledger/group-commit.ts';
+import { createAccount, createTransfers } from './ledger/store.ts';
 import { pinMatches } from './pin.ts';
 
-export async function authorize(config: SettlementConfig, body: AuthorizeRequest, now: Date): Promise<string> {
+export async function authorize(config: SettlementConfig, ledger: GroupCommit, body: AuthorizeRequest, now: Date): Promise<string> {
   const credential = await openCredential(body.sealed_credential, config.keys, config.issuerId);
   const approval = await checkApproval(body, credential.deviceJwk, now);
   const pin = await openPin(config, body.pin, body.request.rid);
-  return config.db.transaction(async (tx) => {
+  const unlocked = await findCard(config.db, credential, false);
+  const pinChecked = unlocked ? { verifier: unlocked.pin_verifier, ok: await pinMatches(unlocked.pin_verifier, pin) } : undefined;
+  return ledger.run(async (tx) => {
     const existing = await storedDecision(tx, body.request.rid);
     if (existing) return existing;
     await spendNonce(tx, approval.nonce, body.request.rid);
     const card = await findCard(tx, credential, true);
     if (!card) throw new KessaiError('account_not_found');
-    const decline = await declineReason(config, tx, card, credential.expiry.expose(), pin, body.request.cur as Currency, now);
+    // The verifier cannot change today; if it ever does between the two reads, check again.
+    const pinOk = pinChecked?.verifier === card.pin_verifier ? pinChecked.ok : await pinMatches(card.pin_verifier, pin);
+    const decline = await declineReason(config, tx, card, credential.expiry.expose(), pinOk, body.request.cur as Currency, now);
     if (decline) return record(config, tx, body, card.account_id, { decision: 'declined', code: decline }, now);
-    const hold = await placeHold(tx, card.account_id, body);
+    const hold = await placeHold(config, tx, card.account_id, body, now);
     if (hold.result !== 'ok') return record(config, tx, body, card.account_id, { decision: 'declined', code: 'insufficient_funds' }, now);
     return record(config, tx, body, card.account_id, { decision: 'approved', code: null, holdTransferId: hold.id }, now);
   });
@@ -91,11 +98,11 @@ async function spendNonce(tx: Queryable, nonce: string, rid: string): Promise<vo
   }
 }
 
-async function declineReason(config: SettlementConfig, tx: Queryable, card: { card_number: string; account_id: string; status: string; pin_verifier: string; pin_failures: number }, expiry: string, pin: Secret<string>, currency: Currency, now: Date): Promise<DeclineCode | undefined> {
+async function declineReason(config: SettlementConfig, tx: Queryable, card: { card_number: string; account_id: string; status: string; pin_verifier: string; pin_failures: number }, expiry: string, pinOk: boolean, currency: Currency, now: Date): Promise<DeclineCode | undefined> {
   if (card.status === 'blocked') return 'card_blocked';
   if (card.status === 'locked') return 'pin_locked';
   if (isExpired(expiry, now)) return 'card_expired';
-  if (!(await pinMatches(card.pin_verifier, pin))) {
+  if (!pinOk) {
     const failures = card.pin_failures + 1;
     const locked = failures >= limits.pinAttemptsMax;
     await tx.query('update cards set pin_failures = $2, status = $3 where card_number = $1', [card.card_number, failures, locked ? 'locked' : card.status]);
@@ -111,15 +118,21 @@ async function declineReason(config: SettlementConfig, tx: Queryable, card: { ca
 async function merchantAccount(tx: Queryable, merchantId: string, currency: Currency): Promise<string> {
   const [row] = await tx.query<{ account_id: string }>('select account_id from merchant_accounts where merchant_id = $1 and currency = $2', [merchantId, currency]);
   if (row) return row.account_id;
-  const accountId = await createAccount(tx, 'merchant', currency, false);
+  const accountId = await createAccount(tx, 'merchant', currency);
   await tx.query('insert into merchant_accounts (merchant_id, currency, account_id) values ($1, $2, $3)', [merchantId, currency, accountId]);
   return accountId;
 }
 
-async function placeHold(tx: Queryable, cardAccountId: string, body: AuthorizeRequest) {
+/** The hold: a pending transfer from the cardholder to the merchant, refused if it would overdraw. */
+async function placeHold(config: SettlementConfig, tx: Queryable, cardAccountId: string, body: AuthorizeRequest, now: Date): Promise<{ result: 'ok'; id: string } | { result: 'exceeds_credits' }> {
   const currency = body.request.cur as Currency;
   const creditAccountId = await merchantAccount(tx, body.request.mid, currency);
-  return createTransfer(tx, { debitAccountId: cardAccountId, creditAccountId, amount: parseAmount(body.request.amt), currency }, 'pending');
+  const id = newId('xfer');
+  const timeoutSeconds = config.holdTimeoutSeconds ?? limits.holdTimeoutSecondsDefault;
+  const [result] = await createTransfers(tx, [{ id, kind: 'pending', debitAccountId: cardAccountId, creditAccountId, amount: parseAmount(body.request.amt), currency, timeoutSeconds }], now);
+  if (result === 'ok') return { result, id };
+  if (result === 'exceeds_credits') return { result };
+  throw new Error(`ledger refused a hold: ${result}`);
 }
 
 type Outcome = { decision: 'approved'; code: null; holdTransferId: string } | { decision: 'declined'; code: DeclineCode };

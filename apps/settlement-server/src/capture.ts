@@ -1,17 +1,23 @@
 /**
  * Step 409 at the issuer: capture (post the hold, fully or partly; the rest is released) or void
  * (release it). Keyed by the payment request id and idempotent: repeating a finished capture with
- * the same amount, or a finished void, answers the same result.
+ * the same amount, or a finished void, answers the same result. The post or void transfer's id is
+ * derived from the hold's, so the ledger itself refuses a second resolution.
  */
 import { KessaiError, parseAmount } from '@kessai/protocol';
+import type { Queryable } from '@kessai/service';
 import type { SettlementConfig } from './config.ts';
-import { resolvePending } from './ledger/store.ts';
+import { expireHolds } from './expiry.ts';
+import type { GroupCommit } from './ledger/group-commit.ts';
+import { createTransfers } from './ledger/store.ts';
 
-interface AuthorizationRow {
+export interface AuthorizationRow {
   id: string;
-  status: 'held' | 'captured' | 'voided' | 'declined';
+  status: 'held' | 'captured' | 'voided' | 'expired' | 'declined';
   amount: bigint;
+  currency: string;
   captured_amount: bigint;
+  refunded_amount: bigint;
   hold_transfer_id: string | null;
 }
 
@@ -21,21 +27,31 @@ export interface CaptureResult {
   captured_minor: string;
 }
 
-export async function settleHold(config: SettlementConfig, rid: string, action: 'capture' | 'void', amountText?: string): Promise<CaptureResult> {
-  return config.db.transaction(async (tx) => {
-    const [row] = await tx.query<AuthorizationRow>('select id, status, amount, captured_amount, hold_transfer_id from authorizations where request_id = $1 for update', [rid]);
-    if (!row) throw new KessaiError('authorization_not_found');
+export async function lockAuthorization(tx: Queryable, rid: string): Promise<AuthorizationRow> {
+  const [row] = await tx.query<AuthorizationRow>('select id, status, amount, currency, captured_amount, refunded_amount, hold_transfer_id from authorizations where request_id = $1 for update', [rid]);
+  if (!row) throw new KessaiError('authorization_not_found');
+  return row;
+}
+
+export async function settleHold(config: SettlementConfig, ledger: GroupCommit, rid: string, action: 'capture' | 'void', amountText: string | undefined, now: Date): Promise<CaptureResult> {
+  const outcome = await ledger.run(async (tx) => {
+    const row = await lockAuthorization(tx, rid);
     const amount = action === 'capture' ? (amountText === undefined ? BigInt(row.amount) : parseAmount(amountText)) : 0n;
     const finished = action === 'capture' ? 'captured' : 'voided';
     if (row.status === finished && (action === 'void' || BigInt(row.captured_amount) === amount)) {
-      return { authorization_id: row.id, status: finished, captured_minor: BigInt(row.captured_amount).toString() };
+      return { authorization_id: row.id, status: finished, captured_minor: BigInt(row.captured_amount).toString() } as const;
     }
     if (row.status !== 'held' || !row.hold_transfer_id) throw new KessaiError('authorization_not_capturable', `authorization is ${row.status}`);
     if (amount > BigInt(row.amount)) throw new KessaiError('capture_exceeds_authorization');
-    const result = await resolvePending(tx, row.hold_transfer_id, action === 'capture' ? 'post' : 'void', amount);
-    if (result !== 'ok') throw new KessaiError('capture_exceeds_authorization');
+    const kind = action === 'capture' ? 'post_pending' : 'void_pending';
+    const [result] = await createTransfers(tx, [{ id: `${row.hold_transfer_id}.${action}`, kind, pendingId: row.hold_transfer_id, amount, currency: row.currency }], now);
+    // The hold is due but the expiry pass has not run yet: run it now, inside this job, and refuse.
+    if (result === 'pending_transfer_expired') return { expired: await expireHolds(tx, now) };
+    if (result !== 'ok') throw new Error(`ledger refused resolving hold ${row.hold_transfer_id}: ${result}`);
     await tx.query('update authorizations set status = $2, captured_amount = $3 where id = $1', [row.id, finished, amount]);
     config.logger.info({ authorization: row.id, request: rid, action, amount: amount.toString() }, 'step 409: hold resolved');
-    return { authorization_id: row.id, status: finished, captured_minor: amount.toString() };
+    return { authorization_id: row.id, status: finished, captured_minor: amount.toString() } as const;
   });
+  if ('expired' in outcome) throw new KessaiError('authorization_not_capturable', 'authorization is expired');
+  return outcome;
 }

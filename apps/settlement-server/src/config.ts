@@ -29,4 +29,8 @@ export interface SettlementConfig {
   /** Argon2id cost; tests may lower it, never below the library's minimum. */
   pinHash?: { memoryCost: number; timeCost: number };
   tls?: { keyPem: string; certPem: string; caCertPem: string };
+  /** Authorization holds expire after this many seconds (default limits.holdTimeoutSecondsDefault). */
+  holdTimeoutSeconds?: number;
+  /** How often the expiry pass runs (default limits.expiryIntervalMsDefault); 0 turns the worker off. */
+  expiryIntervalMs?: number;
 }

@@ -2,9 +2,9 @@
  * Demo issuer data: test cards with known PINs and balances, funded from the issuer's funding
  * account by ordinary ledger transfers. Runs only on an empty account store.
  */
-import { Secret } from '@kessai/protocol';
+import { newId, Secret } from '@kessai/protocol';
 import type { SettlementConfig } from './config.ts';
-import { createAccount, createTransfer } from './ledger/store.ts';
+import { createAccount, createTransfers } from './ledger/store.ts';
 import { pinHashCostDefault, pinVerifier } from './pin.ts';
 
 export async function seedCards(config: SettlementConfig): Promise<number> {
@@ -16,13 +16,13 @@ export async function seedCards(config: SettlementConfig): Promise<number> {
     for (const [index, card] of config.seedCards.entries()) {
       let fundingAccountId = funding.get(card.currency);
       if (!fundingAccountId) {
-        fundingAccountId = await createAccount(tx, 'issuer_funding', card.currency, false);
+        fundingAccountId = await createAccount(tx, 'issuer_funding', card.currency);
         funding.set(card.currency, fundingAccountId);
       }
-      const accountId = await createAccount(tx, 'cardholder', card.currency, true);
+      const accountId = await createAccount(tx, 'cardholder', card.currency, { debitsMustNotExceedCredits: true });
       if (card.balanceMinor > 0n) {
-        const funded = await createTransfer(tx, { debitAccountId: fundingAccountId, creditAccountId: accountId, amount: card.balanceMinor, currency: card.currency }, 'single');
-        if (funded.result !== 'ok') throw new Error(`funding a seed card failed: ${funded.result}`);
+        const [funded] = await createTransfers(tx, [{ id: newId('xfer'), kind: 'single', debitAccountId: fundingAccountId, creditAccountId: accountId, amount: card.balanceMinor, currency: card.currency }], new Date());
+        if (funded !== 'ok') throw new Error(`funding a seed card failed: ${funded}`);
       }
       await tx.query('insert into cards (card_number, holder_name, expiry, account_id, status, pin_verifier) values ($1, $2, $3, $4, $5, $6)', [card.cardNumber, card.holderName, card.expiry, accountId, card.status, verifiers[index]]);
     }

@@ -40,7 +40,12 @@ function normalize(row: OrderRow): OrderRow {
 
 /** The Idempotency-Keys derive from the order id, so a retry can never ask twice. */
 export const idempotencyKeys = {
-  paymentRequest: (orderId: string) => `${orderId}:payment-request`,
+  /**
+   * One key per order and wallet handle: a retry of the same checkout finds its payment request,
+   * and a checkout that failed for an unknown wallet can be retried with another handle (the
+   * first answer, an error, stays stored under its own key).
+   */
+  paymentRequest: (orderId: string, walletHandle?: string) => `${orderId}:payment-request:${walletHandle ?? 'link'}`,
   capture: (orderId: string) => `${orderId}:capture`,
 } as const;
 

@@ -145,7 +145,7 @@ describe('checkout', () => {
 
     const [sent] = shop.peers.callsTo('POST', '/v1/payment-requests').slice(before);
     expect(sent?.authorization).toBe('Bearer sk_test_shop');
-    expect(sent?.idempotencyKey).toBe(`${body.order_id}:payment-request`);
+    expect(sent?.idempotencyKey).toBe(`${body.order_id}:payment-request:${wallet}`);
     expect(sent?.body).toEqual({
       order_id: body.order_id,
       currency: 'JPY',
@@ -181,7 +181,7 @@ describe('checkout', () => {
     const retry = await call('POST', `/api/carts/${id}/checkout`);
     expect(retry.status).toBe(200);
     const keys = shop.peers.callsTo('POST', '/v1/payment-requests').filter((c) => (c.body as { order_id: string }).order_id === retry.body.order_id).map((c) => c.idempotencyKey);
-    expect(keys).toEqual([`${retry.body.order_id}:payment-request`, `${retry.body.order_id}:payment-request`]);
+    expect(keys).toEqual([`${retry.body.order_id}:payment-request:link`, `${retry.body.order_id}:payment-request:link`]);
   });
 
   it('passes an unknown wallet back to the payer, but hides the shop’s own misconfiguration', async () => {

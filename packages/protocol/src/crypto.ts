@@ -21,6 +21,7 @@ import {
   type JWK,
 } from 'jose';
 import { KessaiError, type ErrorCode } from './errors.ts';
+import { parseJson } from './json.ts';
 
 export const signatureAlgorithms = ['ES256'] as const;
 export const keyManagementAlgorithms = ['ECDH-ES+A256KW', 'RSA-OAEP-256'] as const;
@@ -151,7 +152,7 @@ export async function openJson(jwe: string, keys: KeyRing, expectedTyp: string, 
       { keyManagementAlgorithms: [...keyManagementAlgorithms], contentEncryptionAlgorithms: [...contentEncryptionAlgorithms] },
     );
     if (protectedHeader.typ !== expectedTyp) throw new KessaiError(code, 'wrong typ');
-    return { header: protectedHeader, value: JSON.parse(decoder.decode(plaintext)) };
+    return { header: protectedHeader, value: parseJson(decoder.decode(plaintext)) };
   } catch (err) {
     if (err instanceof KessaiError) throw err;
     if (err instanceof joseErrors.JOSEError || err instanceof SyntaxError) throw new KessaiError(code);
@@ -187,7 +188,7 @@ export async function verifyJson(jws: string, key: CryptoKey | ((kid: unknown) =
       { algorithms: [...signatureAlgorithms] },
     );
     if (protectedHeader.typ !== expectedTyp) throw new KessaiError(code, 'wrong typ');
-    return { header: protectedHeader as Record<string, unknown>, value: JSON.parse(decoder.decode(payload)) };
+    return { header: protectedHeader as Record<string, unknown>, value: parseJson(decoder.decode(payload)) };
   } catch (err) {
     if (err instanceof KessaiError) throw err;
     if (err instanceof joseErrors.JOSEError || err instanceof SyntaxError || err instanceof TypeError) throw new KessaiError(code);

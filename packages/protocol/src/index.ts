@@ -2,6 +2,7 @@ export * from './card.ts';
 export * from './crypto.ts';
 export * from './errors.ts';
 export * from './ids.ts';
+export * from './json.ts';
 export * from './limits.ts';
 export * from './messages.ts';
 export * from './money.ts';

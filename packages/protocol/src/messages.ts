@@ -20,6 +20,7 @@ export const credentialId = prefixedId('cred');
 export const paymentRequestId = prefixedId('pr');
 export const authorizationId = prefixedId('auth');
 export const merchantId = prefixedId('mer');
+export const refundId = prefixedId('rf');
 
 /** A P-256 public key as JWK: the device key. Private members are refused by strictness. */
 export const deviceJwk = z.strictObject({
@@ -116,6 +117,19 @@ export const paymentRequestView = z.strictObject({
 export type PaymentRequestView = z.infer<typeof paymentRequestView>;
 
 export const captureRequest = z.strictObject({ amount_minor: amountString.optional() });
+/** Step 409: a refund of part of what was captured; several may follow, up to the captured amount. */
+export const refundRequest = z.strictObject({ amount_minor: amountString });
+export const refundView = z.strictObject({
+  id: refundId,
+  payment_request_id: paymentRequestId,
+  currency: currencyCode,
+  amount_minor: amountString,
+  /** All refunds of this payment request so far, this one included. */
+  refunded_minor: amountString,
+  captured_minor: amountString,
+  created_at: z.string(),
+});
+export type RefundView = z.infer<typeof refundView>;
 export const voidRequest = z.strictObject({});
 
 // ---- What the terminal sees and sends (steps 403–404) --------------------------------------
@@ -206,13 +220,18 @@ export const authorizeResponse = z.strictObject({ authorization: jose });
 
 export const settlementCaptureRequest = z.strictObject({ amount_minor: amountString });
 export const settlementCaptureResponse = z.strictObject({ authorization_id: authorizationId, status: z.enum(['captured', 'voided']), captured_minor: amountString });
+/** The refund id is chosen (and saved) by the authentication server before it calls: a retry reuses it. */
+export const settlementRefundRequest = z.strictObject({ refund_id: refundId, amount_minor: amountString });
+export const settlementRefundResponse = z.strictObject({ authorization_id: authorizationId, refund_id: refundId, amount_minor: amountString, refunded_minor: amountString, captured_minor: amountString });
 
 // ---- Webhooks (step 407 to the shop) -------------------------------------------------------
 
 export const webhookEvent = z.strictObject({
   id: z.string(),
-  type: z.enum(['payment_request.approved', 'payment_request.declined', 'payment_request.cancelled', 'payment_request.captured', 'payment_request.voided', 'payment_request.expired']),
+  type: z.enum(['payment_request.approved', 'payment_request.declined', 'payment_request.cancelled', 'payment_request.captured', 'payment_request.voided', 'payment_request.expired', 'payment_request.refunded']),
   created_at: z.string(),
   data: paymentRequestView,
+  /** payment_request.refunded only: the refund that caused the event. */
+  refund: refundView.optional(),
 });
 export type WebhookEvent = z.infer<typeof webhookEvent>;

@@ -12,10 +12,13 @@ import {
   limits,
   paymentRequestId,
   paymentRequestView,
+  refundRequest,
+  refundView,
   verifyWebhook,
   webhookEvent,
   type CreatePaymentRequest,
   type PaymentRequestView,
+  type RefundView,
   type WebhookEvent,
 } from '@kessai/protocol';
 import { HttpClient } from './http.ts';
@@ -68,11 +71,16 @@ export class MerchantClient {
     return this.#post(this.#url(id, 'void'), {}, idempotencyKey);
   }
 
+  /** Step 409: refunds part of what was captured; several refunds may follow, up to the captured amount. */
+  async refund(id: string, amountMinor: bigint, idempotencyKey: string): Promise<RefundView> {
+    return this.#post(`${this.#url(id)}/refunds`, outgoing(refundRequest, { amount_minor: amountMinor.toString() }), idempotencyKey, refundView);
+  }
+
   close(): Promise<void> {
     return this.#http.close();
   }
 
-  async #post(pathOrUrl: string, body: unknown, idempotencyKey: string): Promise<PaymentRequestView> {
+  async #post<T = PaymentRequestView>(pathOrUrl: string, body: unknown, idempotencyKey: string, schema: z.ZodType<T> = paymentRequestView as unknown as z.ZodType<T>): Promise<T> {
     if (idempotencyKey.length < 1 || idempotencyKey.length > limits.idempotencyKeyLengthMax) {
       throw new TypeError(`MerchantClient: Idempotency-Key must be 1..${limits.idempotencyKeyLengthMax} characters`);
     }
@@ -80,7 +88,7 @@ export class MerchantClient {
     return this.#http.call('POST', url, {
       body,
       headers: { ...this.#auth(), 'idempotency-key': idempotencyKey },
-      schema: paymentRequestView,
+      schema,
       unavailable: 'issuer_unavailable',
     });
   }

@@ -4,11 +4,11 @@
  * application/problem+json with a stable code — never a 500 for bad input, including what Fastify
  * and Node refuse before any route runs (bad URLs, over-long path parameters, malformed request heads).
  */
-import Fastify, { type FastifyError, type FastifyReply, type FastifyRequest } from 'fastify';
+import Fastify, { LogController, type FastifyError, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { hasZodFastifySchemaValidationErrors, serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
-import { KessaiError, limits } from '@kessai/protocol';
+import { jsonShapeProblem, KessaiError, limits } from '@kessai/protocol';
 import type { Logger } from './logger.ts';
 
 export interface ServerTls {
@@ -42,12 +42,24 @@ export function createServer(options: ServerOptions) {
     bodyLimit: limits.bodyBytesMax,
     ...(https ? { https } : {}),
     requestIdHeader: false,
+    logController: new RequestLogs(),
     // A path that is not valid URL encoding, or a path parameter past maxParamLength, never reaches a route.
     frameworkErrors: (error, request, reply) => sendProblem(reply, toKessaiError(error, request)),
     clientErrorHandler: answerClientError,
   }).withTypeProvider<ZodTypeProvider>();
   // Bodies are JSON or nothing: Fastify's default text/plain parser would hand a string to the schemas.
   app.removeContentTypeParser('text/plain');
+  // JSON with a repeated member name or nested past jsonDepthMax is refused before Fastify's own
+  // parser (which still refuses __proto__ and constructor.prototype) reads it: see protocol json.ts.
+  const defaultJsonParser = app.getDefaultJsonParser('error', 'error');
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string', bodyLimit: limits.bodyBytesMax }, (request, body, done) => {
+    const text = typeof body === 'string' ? body : body.toString('utf8');
+    const problem = jsonShapeProblem(text);
+    if (problem === 'duplicate_key') return done(new KessaiError('validation_failed', 'the body repeats a member name inside one object'), undefined);
+    if (problem === 'too_deep') return done(new KessaiError('validation_failed', `the body is nested deeper than ${limits.jsonDepthMax} levels`), undefined);
+    defaultJsonParser(request, text, done);
+  });
   app.addHook('preValidation', refuseNulCharacters);
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
@@ -62,6 +74,28 @@ export function createServer(options: ServerOptions) {
 }
 
 const routeMethods = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'] as const;
+
+/** A Kessai id (`pr_…`, `cart_…`): the only part of a URL a log line repeats. */
+const idShape = /^[a-z]{2,5}_[0-9a-hjkmnp-tv-z]{26}$/;
+
+/**
+ * Request log lines name the route pattern and the ids in the path, never the raw URL: a caller can
+ * put anything in a path or query string — a card number, a name — and logs must not keep it
+ * (PCI DSS 3.3, 10). Fastify's default logs `req.url` as sent.
+ */
+class RequestLogs extends LogController {
+  override incomingRequest(request: FastifyRequest): void {
+    if (this.isLogDisabled(request)) return;
+    const params = (request.params ?? {}) as Record<string, unknown>;
+    const ids = Object.values(params).filter((value): value is string => typeof value === 'string' && idShape.test(value));
+    // Not under `req`: the logger's request serializer would rebuild it from the raw URL.
+    request.log.info({ request: { method: request.method, route: request.routeOptions.url ?? null, ...(ids.length > 0 ? { ids } : {}), remoteAddress: request.ip } }, 'incoming request');
+  }
+  override routeNotFound(request: FastifyRequest): void {
+    if (this.isLogDisabled(request)) return;
+    request.log.info({ request: { method: request.method } }, 'route not found');
+  }
+}
 
 /**
  * The HTTP parser refused the request head (not HTTP, or headers past Node's maxHeaderSize), so no
@@ -100,7 +134,7 @@ export function sendProblem(reply: FastifyReply, error: KessaiError): FastifyRep
 function toKessaiError(error: unknown, request: FastifyRequest): KessaiError {
   if (error instanceof KessaiError) return error;
   if (hasZodFastifySchemaValidationErrors(error)) {
-    const errors = error.validation.map((issue) => ({ path: `${error.validationContext ?? 'body'}${issue.instancePath}`, message: issue.message ?? 'invalid' }));
+    const errors = error.validation.map((issue) => ({ path: `${error.validationContext ?? 'body'}${issue.instancePath}`, message: withoutInput(issue.message ?? 'invalid') }));
     return new KessaiError('validation_failed', undefined, errors);
   }
   const fastifyError = error as FastifyError;
@@ -121,6 +155,14 @@ function toKessaiError(error: unknown, request: FastifyRequest): KessaiError {
   if (typeof status === 'number' && status >= 400 && status < 500) return new KessaiError('validation_failed', 'the body is not valid JSON or not acceptable');
   request.log.error({ err: error }, 'unhandled error');
   return new KessaiError('internal_error');
+}
+
+/**
+ * A schema message never repeats what the caller sent: zod quotes the names of unknown keys, and a
+ * key can be anything — a card number, a holder's name — that must not travel back or into a log.
+ */
+function withoutInput(message: string): string {
+  return /^Unrecognized keys?:/.test(message) ? 'Unrecognized key (not repeated here)' : message;
 }
 
 /**

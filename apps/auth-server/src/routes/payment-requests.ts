@@ -1,6 +1,6 @@
 /**
  * The merchant API: step 402 (create a payment request), polling (step 407's fallback), and
- * step 409 relayed to the issuer (capture, void). Every POST takes an Idempotency-Key.
+ * step 409 relayed to the issuer (capture, void, refunds). Every POST takes an Idempotency-Key.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
@@ -14,6 +14,7 @@ import {
   newId,
   parseAmount,
   paymentRequestId,
+  refundRequest,
   settlementCaptureResponse,
   voidRequest,
   type WebhookEvent,
@@ -22,6 +23,7 @@ import { authenticateMerchant, type MerchantCaller } from '../callers.ts';
 import type { AuthContext } from '../context.ts';
 import { idempotencyKeyOf, idempotent, requestHash } from '../idempotency.ts';
 import { loadPaymentRequest, merchantView, signTerminalView, type PaymentRequestRow } from '../payment-requests.ts';
+import { relayRefund } from '../refunds.ts';
 import { enqueueEvent } from '../webhooks.ts';
 
 export async function paymentRequestRoutes(plugin: FastifyInstance, context: AuthContext): Promise<void> {
@@ -102,6 +104,16 @@ export async function paymentRequestRoutes(plugin: FastifyInstance, context: Aut
       }),
     );
   }
+
+  // Step 409: a refund of part of what was captured (refunds.ts); several, up to the captured amount.
+  app.post('/v1/payment-requests/:id/refunds', { schema: { params: byId, body: refundRequest } }, async (request, reply) =>
+    merchantPost(request, reply, async (merchant) => {
+      const row = await ownedRequest(merchant, request.params.id);
+      const refund = await relayRefund(context, merchant, row, parseAmount(request.body.amount_minor), idempotencyKeyOf(request.headers));
+      request.log.info({ request: row.id, refund: refund.id, amount: refund.amount_minor }, 'step 409: refund relayed to the issuer');
+      return { status: 201, body: refund };
+    }),
+  );
 }
 
 /**

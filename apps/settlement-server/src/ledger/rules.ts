@@ -1,30 +1,225 @@
 /**
- * The ledger's rules as pure functions (no I/O, no clock): whether a transfer may be applied to
- * the balances it touches. The SQL store beside them applies what these allow. A minimal subset of
- * TigerBeetle's model; the full ledger (result codes, expiry, refunds) is its own issue.
+ * The ledger's rules as pure functions (no I/O, no clock, no randomness), after TigerBeetle's
+ * create_transfers: what a transfer's result is against the accounts and transfers it names, and
+ * how an accepted one changes them. The SQL store (store.ts) loads what a batch touches, runs
+ * these rules over an in-memory copy and writes the changes back in one transaction.
  */
-export interface Balances {
+
+/** Every result of creating a transfer, in order of precedence: the first that applies wins. */
+export const transferResults = [
+  'ok',
+  'id_must_not_be_empty',
+  'amount_must_not_be_negative',
+  'exists_with_different_kind',
+  'exists_with_different_pending_id',
+  'exists_with_different_timeout',
+  'exists_with_different_debit_account_id',
+  'exists_with_different_credit_account_id',
+  'exists_with_different_amount',
+  'exists_with_different_currency',
+  'exists',
+  'pending_id_must_be_empty',
+  'timeout_reserved_for_pending_transfer',
+  'accounts_must_be_different',
+  'debit_account_not_found',
+  'credit_account_not_found',
+  'accounts_must_have_the_same_currency',
+  'transfer_must_have_the_same_currency_as_accounts',
+  'pending_id_must_not_be_empty',
+  'pending_id_must_be_different',
+  'void_amount_must_be_zero',
+  'pending_transfer_not_found',
+  'pending_transfer_not_pending',
+  'pending_transfer_has_different_debit_account_id',
+  'pending_transfer_has_different_credit_account_id',
+  'pending_transfer_has_different_currency',
+  'exceeds_pending_transfer_amount',
+  'pending_transfer_already_posted',
+  'pending_transfer_already_voided',
+  'pending_transfer_expired',
+  'exceeds_credits',
+  'exceeds_debits',
+] as const;
+
+export type TransferResult = (typeof transferResults)[number];
+
+export type TransferKind = 'single' | 'pending' | 'post_pending' | 'void_pending';
+export type PendingState = 'pending' | 'posted' | 'voided' | 'expired';
+
+export interface Account {
+  id: string;
+  currency: string;
   debitsPending: bigint;
   debitsPosted: bigint;
   creditsPending: bigint;
   creditsPosted: bigint;
+  /** Debits (pending + posted) may never exceed posted credits: a cardholder's own money. */
   debitsMustNotExceedCredits: boolean;
+  /** Credits (pending + posted) may never exceed posted debits. */
+  creditsMustNotExceedDebits: boolean;
 }
 
-export type TransferResult = 'ok' | 'exceeds_credits' | 'amount_exceeds_pending' | 'currency_mismatch';
+/** What a caller submits. Post and void may leave the accounts out (they inherit the pending transfer's). */
+export interface TransferInput {
+  id: string;
+  kind: TransferKind;
+  debitAccountId?: string;
+  creditAccountId?: string;
+  /** Minor units. Post: the amount to post (≤ pending; the rest is released). Void: 0. */
+  amount: bigint;
+  currency: string;
+  pendingId?: string;
+  /** Pending transfers only: expire this many seconds after creation; 0 = never. */
+  timeoutSeconds?: number;
+}
 
-/** What the cardholder can still spend: posted credits less every debit, pending or posted. */
-export function available(account: Balances): bigint {
+/** A stored transfer. */
+export interface Transfer {
+  id: string;
+  kind: TransferKind;
+  debitAccountId: string;
+  creditAccountId: string;
+  amount: bigint;
+  currency: string;
+  pendingId: string | null;
+  timeoutSeconds: number;
+  /** Pending transfers only. */
+  state: PendingState | null;
+  expiresAtMs: number | null;
+}
+
+/** The in-memory state the rules read and change: only what one batch touches. */
+export interface LedgerState {
+  accounts: Map<string, Account>;
+  transfers: Map<string, Transfer>;
+}
+
+/** What the payer can still spend: posted credits less every debit, pending or posted. */
+export function available(account: Account): bigint {
   return account.creditsPosted - account.debitsPosted - account.debitsPending;
 }
 
-/** A pending (hold) or single-phase transfer from `debit`. */
-export function checkDebit(debit: Balances, amount: bigint): TransferResult {
-  if (debit.debitsMustNotExceedCredits && debit.debitsPending + debit.debitsPosted + amount > debit.creditsPosted) return 'exceeds_credits';
+/** The result of creating `t` at `nowMs`, without changing anything. */
+export function checkTransfer(state: LedgerState, t: TransferInput, nowMs: number): TransferResult {
+  if (t.id === '') return 'id_must_not_be_empty';
+  if (t.amount < 0n) return 'amount_must_not_be_negative';
+  const existing = state.transfers.get(t.id);
+  if (existing) return existsResult(t, existing);
+  if (t.kind === 'post_pending' || t.kind === 'void_pending') return checkResolve(state, t, nowMs);
+  if (t.pendingId !== undefined) return 'pending_id_must_be_empty';
+  if (t.kind === 'single' && (t.timeoutSeconds ?? 0) !== 0) return 'timeout_reserved_for_pending_transfer';
+  if (t.debitAccountId === undefined || t.creditAccountId === undefined) throw new TypeError(`transfer ${t.id} names no accounts`);
+  if (t.debitAccountId === t.creditAccountId) return 'accounts_must_be_different';
+  const debit = state.accounts.get(t.debitAccountId);
+  if (!debit) return 'debit_account_not_found';
+  const credit = state.accounts.get(t.creditAccountId);
+  if (!credit) return 'credit_account_not_found';
+  if (debit.currency !== credit.currency) return 'accounts_must_have_the_same_currency';
+  if (t.currency !== debit.currency) return 'transfer_must_have_the_same_currency_as_accounts';
+  if (debit.debitsMustNotExceedCredits && debit.debitsPending + debit.debitsPosted + t.amount > debit.creditsPosted) return 'exceeds_credits';
+  if (credit.creditsMustNotExceedDebits && credit.creditsPending + credit.creditsPosted + t.amount > credit.debitsPosted) return 'exceeds_debits';
   return 'ok';
 }
 
-/** Posting a pending transfer for `amount` (≤ the pending amount; the rest is released). */
-export function checkPost(pendingAmount: bigint, amount: bigint): TransferResult {
-  return amount > pendingAmount ? 'amount_exceeds_pending' : 'ok';
+/** Same id again: `exists` only if every field the caller gave matches the stored transfer. */
+function existsResult(t: TransferInput, e: Transfer): TransferResult {
+  if (t.kind !== e.kind) return 'exists_with_different_kind';
+  if ((t.pendingId ?? null) !== e.pendingId) return 'exists_with_different_pending_id';
+  if ((t.timeoutSeconds ?? 0) !== e.timeoutSeconds) return 'exists_with_different_timeout';
+  if (t.debitAccountId !== undefined && t.debitAccountId !== e.debitAccountId) return 'exists_with_different_debit_account_id';
+  if (t.creditAccountId !== undefined && t.creditAccountId !== e.creditAccountId) return 'exists_with_different_credit_account_id';
+  if (t.amount !== e.amount) return 'exists_with_different_amount';
+  if (t.currency !== e.currency) return 'exists_with_different_currency';
+  return 'exists';
+}
+
+/** Post or void of a pending transfer. */
+function checkResolve(state: LedgerState, t: TransferInput, nowMs: number): TransferResult {
+  if ((t.timeoutSeconds ?? 0) !== 0) return 'timeout_reserved_for_pending_transfer';
+  if (t.pendingId === undefined || t.pendingId === '') return 'pending_id_must_not_be_empty';
+  if (t.pendingId === t.id) return 'pending_id_must_be_different';
+  if (t.kind === 'void_pending' && t.amount !== 0n) return 'void_amount_must_be_zero';
+  const p = state.transfers.get(t.pendingId);
+  if (!p) return 'pending_transfer_not_found';
+  if (p.kind !== 'pending') return 'pending_transfer_not_pending';
+  if (t.debitAccountId !== undefined && t.debitAccountId !== p.debitAccountId) return 'pending_transfer_has_different_debit_account_id';
+  if (t.creditAccountId !== undefined && t.creditAccountId !== p.creditAccountId) return 'pending_transfer_has_different_credit_account_id';
+  if (t.currency !== p.currency) return 'pending_transfer_has_different_currency';
+  if (t.kind === 'post_pending' && t.amount > p.amount) return 'exceeds_pending_transfer_amount';
+  if (p.state === 'posted') return 'pending_transfer_already_posted';
+  if (p.state === 'voided') return 'pending_transfer_already_voided';
+  if (p.state === 'expired' || isDue(p, nowMs)) return 'pending_transfer_expired';
+  return 'ok';
+}
+
+/** Whether a pending transfer's timeout has passed at `nowMs`. */
+export function isDue(p: Transfer, nowMs: number): boolean {
+  return p.state === 'pending' && p.expiresAtMs !== null && nowMs >= p.expiresAtMs;
+}
+
+/** Checks `t` and, if the result is `ok`, applies it to `state`. */
+export function applyTransfer(state: LedgerState, t: TransferInput, nowMs: number): TransferResult {
+  const result = checkTransfer(state, t, nowMs);
+  if (result !== 'ok') return result;
+  if (t.kind === 'single' || t.kind === 'pending') {
+    const phase = t.kind === 'pending' ? 'Pending' : 'Posted';
+    const timeoutSeconds = t.timeoutSeconds ?? 0;
+    const transfer: Transfer = {
+      id: t.id, kind: t.kind, debitAccountId: t.debitAccountId!, creditAccountId: t.creditAccountId!, amount: t.amount, currency: t.currency,
+      pendingId: null, timeoutSeconds,
+      state: t.kind === 'pending' ? 'pending' : null,
+      expiresAtMs: t.kind === 'pending' && timeoutSeconds > 0 ? nowMs + timeoutSeconds * 1000 : null,
+    };
+    move(state, transfer.debitAccountId, `debits${phase}`, t.amount);
+    move(state, transfer.creditAccountId, `credits${phase}`, t.amount);
+    state.transfers.set(t.id, transfer);
+    return 'ok';
+  }
+  const p = state.transfers.get(t.pendingId!)!;
+  release(state, p, t.kind === 'post_pending' ? 'posted' : 'voided');
+  if (t.kind === 'post_pending') {
+    move(state, p.debitAccountId, 'debitsPosted', t.amount);
+    move(state, p.creditAccountId, 'creditsPosted', t.amount);
+  }
+  state.transfers.set(t.id, {
+    id: t.id, kind: t.kind, debitAccountId: p.debitAccountId, creditAccountId: p.creditAccountId, amount: t.amount, currency: p.currency,
+    pendingId: p.id, timeoutSeconds: 0, state: null, expiresAtMs: null,
+  });
+  return 'ok';
+}
+
+/** The expiry pass for one pending transfer: releases it if its timeout has passed. Returns whether it did. */
+export function expirePending(state: LedgerState, pendingId: string, nowMs: number): boolean {
+  const p = state.transfers.get(pendingId);
+  if (!p || !isDue(p, nowMs)) return false;
+  release(state, p, 'expired');
+  return true;
+}
+
+/** Takes a pending transfer's whole amount off both accounts' pending columns and ends its state. */
+function release(state: LedgerState, p: Transfer, end: Exclude<PendingState, 'pending'>): void {
+  if (p.state !== 'pending') throw new Error(`ledger bug: releasing ${p.id} in state ${p.state}`);
+  move(state, p.debitAccountId, 'debitsPending', -p.amount);
+  move(state, p.creditAccountId, 'creditsPending', -p.amount);
+  state.transfers.set(p.id, { ...p, state: end });
+}
+
+type Column = 'debitsPending' | 'debitsPosted' | 'creditsPending' | 'creditsPosted';
+
+function move(state: LedgerState, accountId: string, column: Column, amount: bigint): void {
+  const account = state.accounts.get(accountId);
+  if (!account) throw new Error(`ledger bug: account ${accountId} not loaded`);
+  const next = account[column] + amount;
+  if (next < 0n) throw new Error(`ledger bug: ${accountId}.${column} would be negative`);
+  state.accounts.set(accountId, { ...account, [column]: next });
+}
+
+/** Debits minus credits (pending and posted, separately) per currency: both must be zero. */
+export function imbalance(accounts: Iterable<Account>): Map<string, { pending: bigint; posted: bigint }> {
+  const sums = new Map<string, { pending: bigint; posted: bigint }>();
+  for (const a of accounts) {
+    const s = sums.get(a.currency) ?? { pending: 0n, posted: 0n };
+    sums.set(a.currency, { pending: s.pending + a.debitsPending - a.creditsPending, posted: s.posted + a.debitsPosted - a.creditsPosted });
+  }
+  return sums;
 }

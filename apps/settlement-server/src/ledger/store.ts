@@ -1,12 +1,15 @@
 /**
- * Applies transfers to PostgreSQL. Every function runs inside the caller's transaction and locks
- * the accounts it touches in id order (SELECT … FOR UPDATE), so concurrent transfers on one
- * account serialize and never overdraw. Debits always equal credits: each transfer adds the same
- * amount to one account's debits and another's credits.
+ * The SQL store beside the pure rules: applies a batch of transfers inside the caller's
+ * transaction. It locks the transfers the batch names, then the accounts, each in id order
+ * (SELECT … FOR UPDATE), runs the rules over an in-memory copy, and writes the changes back, so
+ * every committed state has debits = credits per currency. Two batches inserting the same new id
+ * at once: one fails with a unique violation (23505) and is retried by its caller (group-commit.ts).
  */
 import { newId, type Currency } from '@kessai/protocol';
 import type { Queryable } from '@kessai/service';
-import { checkDebit, checkPost, type Balances, type TransferResult } from './rules.ts';
+import { applyTransfer, expirePending, type Account, type LedgerState, type PendingState, type Transfer, type TransferInput, type TransferKind, type TransferResult } from './rules.ts';
+
+export type AccountKind = 'cardholder' | 'merchant' | 'issuer_funding';
 
 interface AccountRow {
   id: string;
@@ -16,70 +19,139 @@ interface AccountRow {
   credits_pending: bigint;
   credits_posted: bigint;
   debits_must_not_exceed_credits: boolean;
+  credits_must_not_exceed_debits: boolean;
 }
 
-export function toBalances(row: AccountRow): Balances {
-  return {
-    debitsPending: BigInt(row.debits_pending),
-    debitsPosted: BigInt(row.debits_posted),
-    creditsPending: BigInt(row.credits_pending),
-    creditsPosted: BigInt(row.credits_posted),
-    debitsMustNotExceedCredits: row.debits_must_not_exceed_credits,
-  };
+interface TransferRow {
+  id: string;
+  kind: TransferKind;
+  debit_account_id: string;
+  credit_account_id: string;
+  amount: bigint;
+  currency: string;
+  pending_id: string | null;
+  timeout_seconds: number;
+  state: PendingState | null;
+  expires_at: Date | null;
 }
 
-export async function createAccount(tx: Queryable, kind: 'cardholder' | 'merchant' | 'issuer_funding', currency: Currency, debitsMustNotExceedCredits: boolean): Promise<string> {
+const toAccount = (row: AccountRow): Account => ({
+  id: row.id,
+  currency: row.currency,
+  debitsPending: BigInt(row.debits_pending),
+  debitsPosted: BigInt(row.debits_posted),
+  creditsPending: BigInt(row.credits_pending),
+  creditsPosted: BigInt(row.credits_posted),
+  debitsMustNotExceedCredits: row.debits_must_not_exceed_credits,
+  creditsMustNotExceedDebits: row.credits_must_not_exceed_debits,
+});
+
+const toTransfer = (row: TransferRow): Transfer => ({
+  id: row.id,
+  kind: row.kind,
+  debitAccountId: row.debit_account_id,
+  creditAccountId: row.credit_account_id,
+  amount: BigInt(row.amount),
+  currency: row.currency,
+  pendingId: row.pending_id,
+  timeoutSeconds: Number(row.timeout_seconds),
+  state: row.state,
+  expiresAtMs: row.expires_at ? new Date(row.expires_at).getTime() : null,
+});
+
+export async function createAccount(tx: Queryable, kind: AccountKind, currency: Currency, flags: { debitsMustNotExceedCredits?: boolean; creditsMustNotExceedDebits?: boolean } = {}): Promise<string> {
   const id = newId('acct');
-  await tx.query('insert into ledger_accounts (id, kind, currency, debits_must_not_exceed_credits) values ($1, $2, $3, $4)', [id, kind, currency, debitsMustNotExceedCredits]);
+  await tx.query('insert into ledger_accounts (id, kind, currency, debits_must_not_exceed_credits, credits_must_not_exceed_debits) values ($1, $2, $3, $4, $5)', [
+    id, kind, currency, flags.debitsMustNotExceedCredits ?? false, flags.creditsMustNotExceedDebits ?? false,
+  ]);
   return id;
 }
 
-async function lockAccounts(tx: Queryable, ids: string[]): Promise<Map<string, AccountRow>> {
-  const rows = await tx.query<AccountRow>('select * from ledger_accounts where id = any($1::text[]) order by id for update', [ids]);
-  return new Map(rows.map((row) => [row.id, row]));
-}
-
-export async function readAccount(tx: Queryable, id: string): Promise<Balances & { currency: string }> {
-  const [row] = await tx.query<AccountRow>('select * from ledger_accounts where id = $1', [id]);
+export async function readAccount(db: Queryable, id: string): Promise<Account> {
+  const [row] = await db.query<AccountRow>('select * from ledger_accounts where id = $1', [id]);
   if (!row) throw new Error(`ledger account ${id} missing`);
-  return { ...toBalances(row), currency: row.currency };
+  return toAccount(row);
 }
 
-interface TransferSpec {
-  debitAccountId: string;
-  creditAccountId: string;
-  amount: bigint;
-  currency: Currency;
+export async function readTransfer(db: Queryable, id: string): Promise<Transfer | undefined> {
+  const [row] = await db.query<TransferRow>('select * from transfers where id = $1', [id]);
+  return row ? toTransfer(row) : undefined;
 }
 
-/** A single-phase (posted at once) or pending (hold) transfer. Returns its id, or why it was refused. */
-export async function createTransfer(tx: Queryable, spec: TransferSpec, phase: 'single' | 'pending'): Promise<{ result: 'ok'; id: string } | { result: Exclude<TransferResult, 'ok'> }> {
-  const accounts = await lockAccounts(tx, [spec.debitAccountId, spec.creditAccountId]);
-  const debit = accounts.get(spec.debitAccountId);
-  const credit = accounts.get(spec.creditAccountId);
-  if (!debit || !credit) throw new Error('transfer names a missing account');
-  if (debit.currency !== spec.currency || credit.currency !== spec.currency) return { result: 'currency_mismatch' };
-  const result = checkDebit(toBalances(debit), spec.amount);
-  if (result !== 'ok') return { result };
-  const id = newId('xfer');
-  const column = phase === 'pending' ? 'pending' : 'posted';
-  await tx.query('insert into transfers (id, debit_account_id, credit_account_id, amount, kind, currency) values ($1, $2, $3, $4, $5, $6)', [id, spec.debitAccountId, spec.creditAccountId, spec.amount, phase, spec.currency]);
-  await tx.query(`update ledger_accounts set debits_${column} = debits_${column} + $2 where id = $1`, [spec.debitAccountId, spec.amount]);
-  await tx.query(`update ledger_accounts set credits_${column} = credits_${column} + $2 where id = $1`, [spec.creditAccountId, spec.amount]);
-  return { result: 'ok', id };
+/** Loads and locks (transfers first, then accounts, each in id order) what a batch touches. */
+async function load(tx: Queryable, transferIds: string[], accountIds: string[]): Promise<{ state: LedgerState; before: LedgerState }> {
+  const transferRows = transferIds.length === 0 ? [] : await tx.query<TransferRow>('select * from transfers where id = any($1::text[]) order by id for update', [[...new Set(transferIds)].sort()]);
+  const transfers = new Map(transferRows.map((row) => [row.id, toTransfer(row)]));
+  const ids = new Set(accountIds);
+  for (const t of transfers.values()) ids.add(t.debitAccountId).add(t.creditAccountId);
+  const accountRows = await tx.query<AccountRow>('select * from ledger_accounts where id = any($1::text[]) order by id for update', [[...ids].sort()]);
+  const accounts = new Map(accountRows.map((row) => [row.id, toAccount(row)]));
+  return { state: { accounts, transfers }, before: { accounts: new Map(accounts), transfers: new Map(transfers) } };
 }
 
-/** Posts a pending transfer for `amount` (≤ pending; the remainder is released) or voids it (amount 0n and `void`). */
-export async function resolvePending(tx: Queryable, pendingId: string, action: 'post' | 'void', amount: bigint): Promise<TransferResult> {
-  const [pending] = await tx.query<{ debit_account_id: string; credit_account_id: string; amount: bigint; currency: string }>("select debit_account_id, credit_account_id, amount, currency from transfers where id = $1 and kind = 'pending'", [pendingId]);
-  if (!pending) throw new Error(`pending transfer ${pendingId} missing`);
-  const held = BigInt(pending.amount);
-  const posted = action === 'post' ? amount : 0n;
-  const result = checkPost(held, posted);
-  if (result !== 'ok') return result;
-  await lockAccounts(tx, [pending.debit_account_id, pending.credit_account_id]);
-  await tx.query('insert into transfers (id, debit_account_id, credit_account_id, amount, kind, pending_id, currency) values ($1, $2, $3, $4, $5, $6, $7)', [newId('xfer'), pending.debit_account_id, pending.credit_account_id, posted, action === 'post' ? 'post_pending' : 'void_pending', pendingId, pending.currency]);
-  await tx.query('update ledger_accounts set debits_pending = debits_pending - $2, debits_posted = debits_posted + $3 where id = $1', [pending.debit_account_id, held, posted]);
-  await tx.query('update ledger_accounts set credits_pending = credits_pending - $2, credits_posted = credits_posted + $3 where id = $1', [pending.credit_account_id, held, posted]);
-  return 'ok';
+/**
+ * Writes what the rules changed: new transfers, pending transfers' new states, account balances.
+ * created_at is the database transaction's start (now()), so one batch's transfers share it.
+ */
+async function store(tx: Queryable, state: LedgerState, before: LedgerState): Promise<void> {
+  const created = [...state.transfers.values()].filter((t) => !before.transfers.has(t.id));
+  if (created.length > 0) {
+    await tx.query(
+      `insert into transfers (id, kind, debit_account_id, credit_account_id, amount, currency, pending_id, timeout_seconds, state, expires_at)
+       select id, kind, debit, credit, amount, currency, pending_id, timeout, state, expires_at
+       from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[], $6::text[], $7::text[], $8::int4[], $9::text[], $10::timestamptz[])
+         as x (id, kind, debit, credit, amount, currency, pending_id, timeout, state, expires_at)`,
+      [
+        created.map((t) => t.id), created.map((t) => t.kind), created.map((t) => t.debitAccountId), created.map((t) => t.creditAccountId),
+        created.map((t) => t.amount.toString()), created.map((t) => t.currency), created.map((t) => t.pendingId), created.map((t) => t.timeoutSeconds),
+        created.map((t) => t.state), created.map((t) => (t.expiresAtMs === null ? null : new Date(t.expiresAtMs).toISOString())),
+      ],
+    );
+  }
+  for (const t of state.transfers.values()) {
+    const old = before.transfers.get(t.id);
+    if (old && old.state !== t.state) await tx.query('update transfers set state = $2 where id = $1', [t.id, t.state]);
+  }
+  for (const a of state.accounts.values()) {
+    const old = before.accounts.get(a.id)!;
+    if (old === a) continue;
+    await tx.query('update ledger_accounts set debits_pending = $2, debits_posted = $3, credits_pending = $4, credits_posted = $5 where id = $1', [
+      a.id, a.debitsPending, a.debitsPosted, a.creditsPending, a.creditsPosted,
+    ]);
+  }
+}
+
+/**
+ * Creates a batch of transfers, in order, inside the caller's transaction: one result per input
+ * (a later transfer sees the effects of the earlier ones). `now` stamps them and decides expiry.
+ */
+export async function createTransfers(tx: Queryable, batch: readonly TransferInput[], now: Date): Promise<TransferResult[]> {
+  if (batch.length === 0) return [];
+  const transferIds = batch.flatMap((t) => (t.pendingId ? [t.id, t.pendingId] : [t.id]));
+  const accountIds = batch.flatMap((t) => [t.debitAccountId, t.creditAccountId].filter((id): id is string => id !== undefined));
+  const { state, before } = await load(tx, transferIds, accountIds);
+  const nowMs = now.getTime();
+  const results = batch.map((t) => applyTransfer(state, t, nowMs));
+  await store(tx, state, before);
+  return results;
+}
+
+/** The expiry pass: releases up to `limit` pending transfers whose timeout has passed. Returns their ids. */
+export async function expirePendingTransfers(tx: Queryable, now: Date, limit: number): Promise<string[]> {
+  const due = await tx.query<{ id: string }>("select id from transfers where state = 'pending' and expires_at <= $1 order by id limit $2", [now, limit]);
+  if (due.length === 0) return [];
+  const { state, before } = await load(tx, due.map((row) => row.id), []);
+  const nowMs = now.getTime();
+  const expired = due.map((row) => row.id).filter((id) => expirePending(state, id, nowMs));
+  await store(tx, state, before);
+  return expired;
+}
+
+/** Sums of debits and credits, pending and posted, per currency over all accounts: the invariant is debits = credits. */
+export async function ledgerTotals(db: Queryable): Promise<Array<{ currency: string; debits_pending: bigint; credits_pending: bigint; debits_posted: bigint; credits_posted: bigint }>> {
+  return db.query(
+    `select currency, sum(debits_pending)::int8 as debits_pending, sum(credits_pending)::int8 as credits_pending,
+            sum(debits_posted)::int8 as debits_posted, sum(credits_posted)::int8 as credits_posted
+     from ledger_accounts group by currency order by currency`,
+  );
 }

@@ -80,7 +80,7 @@ async function requestPayment({ db, merchant, config }: ShopContext, order: Orde
   };
   let view: PaymentRequestView;
   try {
-    view = await merchant.createPaymentRequest(body, idempotencyKeys.paymentRequest(order.id));
+    view = await merchant.createPaymentRequest(body, idempotencyKeys.paymentRequest(order.id, walletHandle));
   } catch (err) {
     if (!(err instanceof KessaiError)) throw err;
     // The payer's own input (an unknown or revoked wallet) is theirs to see, and a concurrent

@@ -1,0 +1,47 @@
+/**
+ * Step 409, refunds through the merchant API: the refund is saved (its id, under the merchant's
+ * Idempotency-Key) before the issuer is called, the issuer keys the reverse transfer by that id,
+ * and the outcome is recorded with a signed `payment_request.refunded` event in one transaction.
+ * The issuer is the authority on what may still be refunded; the check here only spares it a call.
+ */
+import { KessaiError, newId, settlementRefundResponse, type RefundView } from '@kessai/protocol';
+import type { MerchantCaller } from './callers.ts';
+import type { AuthContext } from './context.ts';
+import { merchantView, type PaymentRequestRow } from './payment-requests.ts';
+import { enqueueEvent } from './webhooks.ts';
+
+export async function relayRefund(context: AuthContext, merchant: MerchantCaller, row: PaymentRequestRow, amount: bigint, idempotencyKey: string): Promise<RefundView> {
+  const { config } = context;
+  if (row.status !== 'captured' || !row.issuer_id) throw new KessaiError('authorization_not_refundable', `payment request is ${row.status}`);
+  if (amount === 0n) throw new KessaiError('validation_failed', 'a refund must be at least 1 minor unit');
+  if (BigInt(row.refunded_minor) + amount > BigInt(row.captured_minor)) throw new KessaiError('refund_exceeds_captured', `captured ${row.captured_minor}, refunded ${row.refunded_minor}`);
+  await config.db.query(
+    "insert into refunds (id, payment_request_id, merchant_id, idempotency_key, amount_minor, state) values ($1, $2, $3, $4, $5, 'pending') on conflict (merchant_id, idempotency_key) do nothing",
+    [newId('rf'), row.id, merchant.id, idempotencyKey, amount],
+  );
+  const [saved] = await config.db.query<{ id: string; created_at: Date }>('select id, created_at from refunds where merchant_id = $1 and idempotency_key = $2', [merchant.id, idempotencyKey]);
+  if (!saved) throw new Error('refund intent not saved');
+  const issuer = await context.issuers.byId(row.issuer_id);
+  const result = await context.http.call('POST', `${issuer.route.baseUrl}/internal/v1/authorizations/${row.id}/refunds`, {
+    body: { refund_id: saved.id, amount_minor: amount.toString() },
+    schema: settlementRefundResponse,
+    unavailable: 'issuer_unavailable',
+  });
+  const refund: RefundView = {
+    id: saved.id,
+    payment_request_id: row.id,
+    currency: row.currency,
+    amount_minor: result.amount_minor,
+    refunded_minor: result.refunded_minor,
+    captured_minor: result.captured_minor,
+    created_at: new Date(saved.created_at).toISOString(),
+  };
+  await config.db.transaction(async (tx) => {
+    const [pending] = await tx.query("update refunds set state = 'succeeded' where id = $1 and state = 'pending' returning id", [saved.id]);
+    const [next] = await tx.query<PaymentRequestRow>('update payment_requests set refunded_minor = greatest(refunded_minor, $2), updated_at = now() where id = $1 returning *', [row.id, BigInt(result.refunded_minor)]);
+    if (!next) throw new Error(`payment request ${row.id} vanished`);
+    // One event per refund, even if a retry reaches this point again.
+    if (pending) await enqueueEvent(tx, 'payment_request.refunded', merchantView(next, config.publicBaseUrl), new Date(), refund);
+  });
+  return refund;
+}

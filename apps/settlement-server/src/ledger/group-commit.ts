@@ -1,0 +1,133 @@
+/**
+ * Group commit, as TigerBeetle batches requests: every ledger job of this server (authorization
+ * holds, captures, voids, refunds, the expiry pass) is queued, and the queue is drained many jobs
+ * per database transaction, one after another, each inside its own SAVEPOINT so one job's failure
+ * rolls back only that job. A job's promise settles only after its transaction committed. Jobs run
+ * one batch at a time, so the ledger is serialized per server; the queue depth is bounded.
+ * Plain transfer submissions (`createTransfers`) queued next to each other with the same `now`
+ * are merged into one call of the store, so they cost one round of locks and writes together.
+ */
+import { KessaiError, limits } from '@kessai/protocol';
+import { sqlState, type Db, type TxQueryable } from '@kessai/service';
+import type { TransferInput, TransferResult } from './rules.ts';
+import { createTransfers } from './store.ts';
+
+type Job = {
+  run: (tx: TxQueryable) => Promise<unknown>;
+  /** Set for plain transfer submissions, which may be merged with their neighbours. */
+  transfers?: { batch: readonly TransferInput[]; nowMs: number };
+  resolve: (value: unknown) => void;
+  reject: (err: unknown) => void;
+};
+type Outcome = { ok: true; value: unknown } | { ok: false; err: unknown };
+
+export interface GroupCommitOptions {
+  batchSizeMax?: number;
+  queueDepthMax?: number;
+}
+
+export class GroupCommit {
+  readonly #db: Db;
+  readonly #batchSizeMax: number;
+  readonly #queueDepthMax: number;
+  #queue: Job[] = [];
+  #draining = false;
+  /** Transactions committed and jobs run, for tests and benchmarks. */
+  readonly stats = { batches: 0, jobs: 0, batchSizeMaxSeen: 0 };
+
+  constructor(db: Db, options: GroupCommitOptions = {}) {
+    this.#db = db;
+    this.#batchSizeMax = options.batchSizeMax ?? limits.ledgerBatchSizeMax;
+    this.#queueDepthMax = options.queueDepthMax ?? limits.ledgerQueueDepthMax;
+    if (this.#batchSizeMax < 1 || this.#queueDepthMax < 1) throw new TypeError('GroupCommit: batchSizeMax and queueDepthMax must be at least 1');
+  }
+
+  /** Runs `fn` inside a shared transaction; resolves with its value once that transaction committed. */
+  run<T>(fn: (tx: TxQueryable) => Promise<T>): Promise<T> {
+    return this.#enqueue(fn);
+  }
+
+  /** Creates `batch` (store.ts createTransfers) as one job, merged with neighbouring submissions for the same `now`. */
+  createTransfers(batch: readonly TransferInput[], now: Date): Promise<TransferResult[]> {
+    return this.#enqueue((tx) => createTransfers(tx, batch, now), { batch, nowMs: now.getTime() });
+  }
+
+  #enqueue<T>(fn: (tx: TxQueryable) => Promise<T>, transfers?: Job['transfers']): Promise<T> {
+    if (this.#queue.length >= this.#queueDepthMax) return Promise.reject(new KessaiError('ledger_busy'));
+    return new Promise<T>((resolve, reject) => {
+      this.#queue.push({ run: fn, ...(transfers ? { transfers } : {}), resolve: resolve as (value: unknown) => void, reject });
+      if (!this.#draining) {
+        this.#draining = true;
+        setImmediate(() => void this.#drain());
+      }
+    });
+  }
+
+  async #drain(): Promise<void> {
+    while (this.#queue.length > 0) {
+      const batch = this.#queue.splice(0, this.#batchSizeMax);
+      await this.#commit(batch);
+    }
+    this.#draining = false;
+  }
+
+  async #commit(batch: Job[]): Promise<void> {
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        const outcomes = await this.#db.transaction(async (tx) => {
+          const done: Outcome[] = [];
+          for (const group of mergeable(batch)) done.push(...(await runGroup(tx, group)));
+          return done;
+        });
+        this.stats.batches += 1;
+        this.stats.jobs += batch.length;
+        this.stats.batchSizeMaxSeen = Math.max(this.stats.batchSizeMaxSeen, batch.length);
+        outcomes.forEach((o, i) => (o.ok ? batch[i]!.resolve(o.value) : batch[i]!.reject(o.err)));
+        return;
+      } catch (err) {
+        // Another server's batch took a lock or an id first: the whole batch runs again.
+        const retriable = ['40001', '40P01', '23505'].includes(sqlState(err) ?? '');
+        if (!retriable || attempt >= limits.ledgerBatchAttemptsMax) {
+          for (const job of batch) job.reject(err);
+          return;
+        }
+      }
+    }
+  }
+}
+
+/** Splits a batch into groups: runs of transfer submissions with the same `now`, and single other jobs. */
+function mergeable(batch: Job[]): Job[][] {
+  const groups: Job[][] = [];
+  for (const job of batch) {
+    const last = groups.at(-1);
+    if (job.transfers && last?.[0]?.transfers && last[0].transfers.nowMs === job.transfers.nowMs) last.push(job);
+    else groups.push([job]);
+  }
+  return groups;
+}
+
+/** Runs one group inside a savepoint: a failure rolls back only this group. */
+async function runGroup(tx: TxQueryable, group: Job[]): Promise<Outcome[]> {
+  await tx.query('savepoint job');
+  try {
+    let outcomes: Outcome[];
+    if (group.length === 1) {
+      outcomes = [{ ok: true, value: await group[0]!.run(tx) }];
+    } else {
+      const merged = group.flatMap((job) => job.transfers!.batch);
+      const results = await createTransfers(tx, merged, new Date(group[0]!.transfers!.nowMs));
+      let offset = 0;
+      outcomes = group.map((job) => {
+        const value = results.slice(offset, offset + job.transfers!.batch.length);
+        offset += job.transfers!.batch.length;
+        return { ok: true, value };
+      });
+    }
+    await tx.query('release savepoint job');
+    return outcomes;
+  } catch (err) {
+    await tx.query('rollback to savepoint job');
+    return group.map(() => ({ ok: false, err }));
+  }
+}

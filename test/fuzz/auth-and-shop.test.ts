@@ -1,0 +1,117 @@
+/**
+ * Fuzzes every endpoint of the authentication server (public, merchant and terminal routes) and of
+ * the shop (storefront and webhook receiver) with malformed requests (see harness.ts). Afterwards
+ * both servers' logs must hold no personal data, although the fuzz planted test card data in
+ * bodies, paths, query strings and headers. test/fuzz/settlement.test.ts does the settlement servers.
+ */
+import { randomBytes } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { limits, newId, signDeviceProof, signWebhook } from '@kessai/protocol';
+import { casesFor, fuzz, plantedValues, fuzzWeights, type Endpoint, type FuzzCase, type Target } from './harness.ts';
+import { personalDataInLogs, startFuzzFixture, type FuzzFixture } from './fixture.ts';
+
+let fixture: FuzzFixture;
+beforeAll(async () => {
+  fixture = await startFuzzFixture();
+});
+afterAll(async () => {
+  await fixture?.close();
+});
+
+const jose = 'eyJhbGciOiJFUzI1NiJ9.eyJ4IjoxfQ.c2lnbmF0dXJl';
+const deviceJwk = { kty: 'EC', crv: 'P-256', x: 'DAgWP0s42_t2B7V8rRErE88d5YELfz64nBZZGt3v1z8', y: 'J7bEvu7q9OJxsDnOQ2iD7SahxEStbSHK8hcNVd8T1sc' };
+
+function authEndpoints(): Endpoint[] {
+  const { ids } = fixture;
+  const prIds = [ids.pending, ids.approved, newId('pr')];
+  const paymentRequest = { order_id: 'order-fuzz', currency: 'JPY', amount_minor: '2400', line_items: [{ description: 'Sencha, 100 g', quantity: 2, unit_price_minor: '1200' }], expires_in_seconds: 600 };
+  return [
+    { name: 'jwks', method: 'GET', path: '/.well-known/jwks.json' },
+    { name: 'payment link', method: 'GET', path: '/pay/:id', ids: prIds },
+    { name: 'enrollment', method: 'POST', path: '/v1/enrollments', body: { holder_name: 'TARO YAMADA', card_number: '4242 4242 4242 4242', expiry: '12/34', device_jwk: deviceJwk }, personalFields: ['holder_name', 'card_number', 'expiry'] },
+    { name: 'create payment request', method: 'POST', path: '/v1/payment-requests', body: { ...paymentRequest, wallet_handle: ids.cred } },
+    { name: 'read payment request', method: 'GET', path: '/v1/payment-requests/:id', ids: prIds },
+    { name: 'capture', method: 'POST', path: '/v1/payment-requests/:id/capture', ids: prIds, body: { amount_minor: '100' } },
+    { name: 'void', method: 'POST', path: '/v1/payment-requests/:id/void', ids: prIds, body: {} },
+    // With a valid proof the stream stays open: only refused openings are fuzzed.
+    { name: 'event stream', method: 'GET', path: '/v1/terminal/events', noRightCredential: true },
+    { name: 'terminal view', method: 'GET', path: '/v1/terminal/payment-requests/:id', ids: prIds },
+    { name: 'approve', method: 'POST', path: '/v1/terminal/payment-requests/:id/approve', ids: prIds, body: { sealed_credential: jose, approval: jose, pin: jose } },
+    { name: 'decline', method: 'POST', path: '/v1/terminal/payment-requests/:id/decline', ids: prIds, body: {} },
+    { name: 'outcome', method: 'GET', path: '/v1/terminal/payment-requests/:id/outcome', ids: prIds },
+  ];
+}
+
+const authTarget = (): Target => ({
+  baseUrl: fixture.system.auth.url,
+  async identity(fuzzCase: FuzzCase, method: string, path: string) {
+    const headers: Record<string, string> = {};
+    if (fuzzCase.endpoint.path.startsWith('/v1/payment-requests')) {
+      headers['idempotency-key'] = randomBytes(12).toString('hex');
+      if (fuzzCase.credential === 'right') headers.authorization = `Bearer ${fixture.system.merchant.apiKey}`;
+      if (fuzzCase.credential === 'wrong') headers.authorization = `Bearer ${plantedValues[path.length % plantedValues.length]!.replace(/ /g, '')}`;
+    }
+    if (fuzzCase.endpoint.path.startsWith('/v1/terminal/')) {
+      if (fuzzCase.credential === 'right') headers.authorization = `KessaiDevice ${await signDeviceProof(fixture.deviceKey, { credentialId: fixture.ids.cred, method, path })}`;
+      if (fuzzCase.credential === 'wrong') headers.authorization = `KessaiDevice ${jose}`;
+    }
+    return { headers, dispatcher: fixture.anonymous };
+  },
+});
+
+function shopEndpoints(): Endpoint[] {
+  const { ids } = fixture;
+  const carts = [ids.cart, newId('cart')];
+  const checkedOut = [ids.checkedOutCart, newId('cart')];
+  return [
+    { name: 'products', method: 'GET', path: '/api/products' },
+    { name: 'new cart', method: 'POST', path: '/api/carts', body: {} },
+    { name: 'cart', method: 'GET', path: '/api/carts/:id', ids: carts },
+    { name: 'add item', method: 'POST', path: '/api/carts/:id/items', ids: carts, body: { product_id: 'sencha-100g', quantity: 1 } },
+    { name: 'checkout', method: 'POST', path: '/api/carts/:id/checkout', ids: checkedOut, body: { wallet_handle: ids.cred } },
+    { name: 'order', method: 'GET', path: '/api/orders/:id', ids: [ids.order, newId('ord')] },
+    { name: 'webhook', method: 'POST', path: '/webhooks/kessai', body: { id: newId('evt'), type: 'payment_request.approved', created_at: new Date().toISOString(), data: { id: ids.pending, status: 'approved' } } },
+  ];
+}
+
+const shopTarget = (): Target => ({
+  baseUrl: fixture.system.shop.url,
+  async identity(fuzzCase: FuzzCase) {
+    const headers: Record<string, string> = {};
+    if (fuzzCase.endpoint.name === 'webhook') {
+      const secret = fixture.system.merchant.webhookSecret;
+      const now = Math.floor(Date.now() / 1000);
+      // The right secret signs whatever the fuzz sends, so the event parser and fulfilment are fuzzed too.
+      if (fuzzCase.credential === 'right') headers['kessai-signature'] = await signWebhook(secret, fuzzCase.body ?? '', now);
+      if (fuzzCase.credential === 'wrong') headers['kessai-signature'] = await signWebhook(secret, fuzzCase.body ?? '', now - limits.webhookToleranceMs / 1000 - 1);
+    }
+    return { headers, dispatcher: fixture.anonymous };
+  },
+});
+
+let sentInAll = 0;
+const timeout = casesFor(fuzzWeights.auth + fuzzWeights.shop) * 20 + 60_000;
+
+describe('fuzzing the authentication server and the shop: never a 5xx, always a catalogued problem, no personal data echoed', () => {
+  it('the authentication server: public, merchant and terminal routes', { timeout }, async () => {
+    const cases = casesFor(fuzzWeights.auth);
+    const sent = await fuzz(authTarget(), authEndpoints(), cases);
+    expect(sent).toBeGreaterThanOrEqual(cases);
+    sentInAll += sent;
+  });
+
+  it('the shop: storefront and webhook receiver', { timeout }, async () => {
+    const cases = casesFor(fuzzWeights.shop);
+    const sent = await fuzz(shopTarget(), shopEndpoints(), cases);
+    expect(sent).toBeGreaterThanOrEqual(cases);
+    sentInAll += sent;
+  });
+
+  it('leaves no personal data in the authentication server’s or the shop’s logs', async () => {
+    expect(sentInAll).toBeGreaterThanOrEqual(casesFor(fuzzWeights.auth + fuzzWeights.shop));
+    const { lineCount, found } = await personalDataInLogs(fixture.system);
+    // One line per request at least: the logs were written, and they were read.
+    expect(lineCount).toBeGreaterThan(sentInAll);
+    expect(found).toEqual([]);
+  });
+});

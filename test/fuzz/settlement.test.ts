@@ -1,0 +1,67 @@
+/**
+ * Fuzzes both settlement servers (see harness.ts): the public metadata and keys, and the /internal
+ * routes called with the authentication server's client certificate (reaching the issuer's own
+ * checks), with the shop's certificate (from the CA, but no client's) and with none. Then the
+ * authentication server's and shop's logs must still hold no personal data.
+ */
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { newId } from '@kessai/protocol';
+import { casesFor, fuzz, fuzzWeights, type Endpoint, type FuzzCase, type Target } from './harness.ts';
+import { personalDataInLogs, startFuzzFixture, type FuzzFixture } from './fixture.ts';
+import { personalDataNeedles } from '../support/retention.ts';
+
+let fixture: FuzzFixture;
+beforeAll(async () => {
+  fixture = await startFuzzFixture();
+});
+afterAll(async () => {
+  await fixture?.close();
+});
+
+const jose = 'eyJhbGciOiJFUzI1NiJ9.eyJ4IjoxfQ.c2lnbmF0dXJl';
+
+function settlementEndpoints(): Endpoint[] {
+  const { ids, system } = fixture;
+  const rids = [ids.pending, ids.approved, newId('pr')];
+  const authorization = { request: { rid: ids.pending, mid: system.merchant.merchantId, amt: '2400', cur: 'JPY', ih: 'A'.repeat(43) }, sealed_credential: jose, approval: jose, pin: jose };
+  return [
+    { name: 'issuer metadata', method: 'GET', path: '/.well-known/kessai-issuer' },
+    { name: 'issuer jwks', method: 'GET', path: '/.well-known/jwks.json' },
+    { name: 'account check', method: 'POST', path: '/internal/v1/account-checks', body: { sealed_credential: jose } },
+    { name: 'authorize', method: 'POST', path: '/internal/v1/authorizations', body: authorization },
+    { name: 'capture', method: 'POST', path: '/internal/v1/authorizations/:id/capture', ids: rids, body: { amount_minor: '1' } },
+    { name: 'void', method: 'POST', path: '/internal/v1/authorizations/:id/void', ids: rids, body: {} },
+    { name: 'refund', method: 'POST', path: '/internal/v1/authorizations/:id/refunds', ids: rids, body: { refund_id: newId('rf'), amount_minor: '1' } },
+  ];
+}
+
+const settlementTarget = (baseUrl: string): Target => ({
+  baseUrl,
+  async identity(fuzzCase: FuzzCase) {
+    const dispatcher = fuzzCase.credential === 'right' ? fixture.peer : fuzzCase.credential === 'wrong' ? fixture.stranger : fixture.anonymous;
+    return { headers: {}, dispatcher };
+  },
+});
+
+const timeout = casesFor(fuzzWeights.settlement) * 20 + 60_000;
+
+describe('fuzzing the settlement servers: never a 5xx, always a catalogued problem, no personal data echoed', () => {
+  it.each(['sakura-bank', 'fuji-bank'])('%s: public routes and the mutual-TLS /internal routes', { timeout }, async (issuer) => {
+    const settlement = fixture.system.settlements.find((s) => s.issuer.id === issuer)!;
+    const cases = Math.ceil(casesFor(fuzzWeights.settlement) / 2);
+    expect(await fuzz(settlementTarget(settlement.url), settlementEndpoints(), cases)).toBeGreaterThanOrEqual(cases);
+  });
+
+  it('leaves no personal data in the authentication server’s or the shop’s logs', async () => {
+    expect((await personalDataInLogs(fixture.system)).found).toEqual([]);
+  });
+
+  it('leaves no personal data in the settlement servers’ own logs either', async () => {
+    const lines = (await Promise.all(fixture.system.settlements.map((s) => readFile(path.join(fixture.system.dataDir, 'logs', `settlement-${s.issuer.id}.log`), 'utf8')))).join('').split('\n');
+    expect(lines.length).toBeGreaterThan(casesFor(fuzzWeights.settlement));
+    const found = personalDataNeedles().flatMap((needle) => lines.filter((line) => needle.pattern.test(line)).slice(0, 1).map((line) => ({ needle: needle.label, line: line.slice(0, 400) })));
+    expect(found).toEqual([]);
+  });
+});
