@@ -3,13 +3,11 @@
  * ledger checked after each — holds placed, posted or released exactly.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { randomBytes } from 'node:crypto';
-
 import { MerchantClient, type WalletClient } from '@kessai/sdk';
-import { readAccount } from '@kessai/settlement-server';
 import { requestHash } from '../apps/auth-server/src/idempotency.ts';
-import { demoCard, enroll, startTestSystem, type TestSystem } from './support/system.ts';
+import { enroll, startTestSystem, type TestSystem } from './support/system.ts';
 import { codeOf } from './support/errors.ts';
+import { approvedRequest, cardAccount, idempotencyKey } from './support/payer.ts';
 
 let system: TestSystem;
 let merchant: MerchantClient;
@@ -27,80 +25,65 @@ afterAll(async () => {
   await system?.stop();
 });
 
-const key = () => randomBytes(12).toString('hex');
-
-
-async function card() {
-  const settlement = system.settlements.find((s) => s.issuer.id === 'sakura-bank')!;
-  const [row] = await settlement.config.db.query<{ account_id: string }>('select account_id from cards where card_number = $1', [cardNumber]);
-  return readAccount(settlement.config.db, row!.account_id);
-}
-
-async function approvedRequest(amount = 5000n) {
-  const created = await merchant.createPaymentRequest({ order_id: `o-${key()}`, currency: 'JPY', amount_minor: amount.toString(), line_items: [{ description: 'Chawan', quantity: 1, unit_price_minor: amount.toString() }] }, key());
-  const outcome = await wallet.approve(await wallet.fetchRequest(created.id), demoCard(cardNumber).pin);
-  expect(outcome.status).toBe('approved');
-  return created.id;
-}
 
 describe('capture and void', () => {
   it('places a hold on approval that reduces what the payer can spend', async () => {
-    const before = await card();
-    await approvedRequest(4000n);
-    const after = await card();
+    const before = await cardAccount(system, cardNumber);
+    await approvedRequest(merchant, wallet, cardNumber, 4000n);
+    const after = await cardAccount(system, cardNumber);
     expect(after.debitsPending - before.debitsPending).toBe(4000n);
     expect(after.debitsPosted).toBe(before.debitsPosted);
   });
 
   it('captures part of an authorization, posting that part and releasing the rest', async () => {
-    const id = await approvedRequest(5000n);
-    const before = await card();
-    const captured = await merchant.capture(id, { amountMinor: 1800n }, key());
+    const id = await approvedRequest(merchant, wallet, cardNumber, 5000n);
+    const before = await cardAccount(system, cardNumber);
+    const captured = await merchant.capture(id, { amountMinor: 1800n }, idempotencyKey());
     expect(captured).toMatchObject({ status: 'captured', captured_minor: '1800' });
-    const after = await card();
+    const after = await cardAccount(system, cardNumber);
     expect(after.debitsPosted - before.debitsPosted).toBe(1800n);
     expect(before.debitsPending - after.debitsPending).toBe(5000n);
   });
 
   it('voids an authorization, releasing the whole hold', async () => {
-    const id = await approvedRequest(3000n);
-    const before = await card();
-    expect(await merchant.void(id, key())).toMatchObject({ status: 'voided', captured_minor: '0' });
-    const after = await card();
+    const id = await approvedRequest(merchant, wallet, cardNumber, 3000n);
+    const before = await cardAccount(system, cardNumber);
+    expect(await merchant.void(id, idempotencyKey())).toMatchObject({ status: 'voided', captured_minor: '0' });
+    const after = await cardAccount(system, cardNumber);
     expect(before.debitsPending - after.debitsPending).toBe(3000n);
     expect(after.debitsPosted).toBe(before.debitsPosted);
   });
 
   it('answers a retried capture with the same Idempotency-Key with the stored answer and posts once', async () => {
-    const id = await approvedRequest(2000n);
-    const before = await card();
-    const idempotencyKey = key();
-    const first = await merchant.capture(id, {}, idempotencyKey);
-    const second = await merchant.capture(id, {}, idempotencyKey);
+    const id = await approvedRequest(merchant, wallet, cardNumber, 2000n);
+    const before = await cardAccount(system, cardNumber);
+    const retryKey = idempotencyKey();
+    const first = await merchant.capture(id, {}, retryKey);
+    const second = await merchant.capture(id, {}, retryKey);
     expect(second).toEqual(first);
-    expect((await card()).debitsPosted - before.debitsPosted).toBe(2000n);
+    expect((await cardAccount(system, cardNumber)).debitsPosted - before.debitsPosted).toBe(2000n);
   });
 
   it('lets a retry take over an Idempotency-Key left in progress by a request that died', async () => {
-    const id = await approvedRequest(1500n);
-    const idempotencyKey = key();
+    const id = await approvedRequest(merchant, wallet, cardNumber, 1500n);
+    const retryKey = idempotencyKey();
     const path = `/v1/payment-requests/${id}/capture`;
     const hash = await requestHash('POST', path, {});
-    await system.auth.db.query("insert into idempotency_keys (merchant_id, key, request_hash, state, created_at) values ($1, $2, $3, 'in_progress', now() - interval '2 minutes')", [system.merchant.merchantId, idempotencyKey, hash]);
-    expect(await merchant.capture(id, {}, idempotencyKey)).toMatchObject({ status: 'captured', captured_minor: '1500' });
+    await system.auth.db.query("insert into idempotency_keys (merchant_id, key, request_hash, state, created_at) values ($1, $2, $3, 'in_progress', now() - interval '2 minutes')", [system.merchant.merchantId, retryKey, hash]);
+    expect(await merchant.capture(id, {}, retryKey)).toMatchObject({ status: 'captured', captured_minor: '1500' });
   });
 
   it('refuses to capture more than was authorized with capture_exceeds_authorization', async () => {
-    const id = await approvedRequest(1000n);
-    expect(await codeOf(merchant.capture(id, { amountMinor: 1001n }, key()))).toBe('capture_exceeds_authorization');
+    const id = await approvedRequest(merchant, wallet, cardNumber, 1000n);
+    expect(await codeOf(merchant.capture(id, { amountMinor: 1001n }, idempotencyKey()))).toBe('capture_exceeds_authorization');
   });
 
   it('refuses to capture a request that was not approved with authorization_not_capturable', async () => {
-    const created = await merchant.createPaymentRequest({ order_id: `o-${key()}`, currency: 'JPY', amount_minor: '100', line_items: [{ description: 'Tenugui', quantity: 1, unit_price_minor: '100' }] }, key());
-    expect(await codeOf(merchant.capture(created.id, {}, key()))).toBe('authorization_not_capturable');
-    const id = await approvedRequest(1000n);
-    await merchant.void(id, key());
-    expect(await codeOf(merchant.capture(id, {}, key()))).toBe('authorization_not_capturable');
+    const created = await merchant.createPaymentRequest({ order_id: `o-${idempotencyKey()}`, currency: 'JPY', amount_minor: '100', line_items: [{ description: 'Tenugui', quantity: 1, unit_price_minor: '100' }] }, idempotencyKey());
+    expect(await codeOf(merchant.capture(created.id, {}, idempotencyKey()))).toBe('authorization_not_capturable');
+    const id = await approvedRequest(merchant, wallet, cardNumber, 1000n);
+    await merchant.void(id, idempotencyKey());
+    expect(await codeOf(merchant.capture(id, {}, idempotencyKey()))).toBe('authorization_not_capturable');
   });
 
   it('keeps debits equal to credits in the issuer’s ledger', async () => {

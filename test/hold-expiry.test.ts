@@ -7,9 +7,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { MerchantClient, type WalletClient } from '@kessai/sdk';
-import { readAccount } from '@kessai/settlement-server';
 import { demoCard, enroll, startTestSystem, waitFor, type TestSystem } from './support/system.ts';
 import { codeOf } from './support/errors.ts';
+import { cardAccount } from './support/payer.ts';
 
 let system: TestSystem;
 let merchant: MerchantClient;
@@ -30,24 +30,20 @@ afterAll(async () => {
 
 const sakura = () => system.settlements.find((s) => s.issuer.id === 'sakura-bank')!;
 
-async function card() {
-  const [row] = await sakura().config.db.query<{ account_id: string }>('select account_id from cards where card_number = $1', [cardNumber]);
-  return readAccount(sakura().config.db, row!.account_id);
-}
 
 describe('authorization holds expire', () => {
   it('releases an uncaptured hold after its timeout on its own, marks the authorization expired, and refuses a late capture', async () => {
-    const before = await card();
+    const before = await cardAccount(system, cardNumber);
     const created = await merchant.createPaymentRequest({ order_id: `o-${key()}`, currency: 'JPY', amount_minor: '2500', line_items: [{ description: 'Furoshiki', quantity: 1, unit_price_minor: '2500' }] }, key());
     expect((await wallet.approve(await wallet.fetchRequest(created.id), demoCard(cardNumber).pin)).status).toBe('approved');
-    expect((await card()).debitsPending - before.debitsPending).toBe(2500n);
+    expect((await cardAccount(system, cardNumber)).debitsPending - before.debitsPending).toBe(2500n);
 
     const status = await waitFor('the hold to expire', async () => {
       const [row] = await sakura().config.db.query<{ status: string }>("select status from authorizations where request_id = $1 and status = 'expired'", [created.id]);
       return row?.status;
     }, 10_000);
     expect(status).toBe('expired');
-    const after = await card();
+    const after = await cardAccount(system, cardNumber);
     expect(after.debitsPending).toBe(before.debitsPending);
     expect(after.creditsPosted - after.debitsPosted - after.debitsPending).toBe(before.creditsPosted - before.debitsPosted - before.debitsPending);
     expect(await codeOf(merchant.capture(created.id, {}, key()))).toBe('authorization_not_capturable');

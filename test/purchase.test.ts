@@ -7,10 +7,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateKeyPair } from 'jose';
 import { openJson, signJson, typ } from '@kessai/protocol';
 import { codeOf } from './support/errors.ts';
-import { readAccount } from '@kessai/settlement-server';
 import { callJson, demoCard, enroll, startTestSystem, type TestSystem } from './support/system.ts';
 import { checkout, waitForOrder } from './support/shop.ts';
 import { collectAuthAndShopRetention, personalDataNeedles } from './support/retention.ts';
+import { cardAccount } from './support/payer.ts';
 
 let system: TestSystem;
 /** Set to make the Sakura issuer's next decision arrive signed by a key it never published. */
@@ -44,11 +44,6 @@ afterAll(async () => {
   await system?.stop();
 });
 
-async function cardAccount(issuerId: string, cardNumber: string) {
-  const settlement = system.settlements.find((s) => s.issuer.id === issuerId)!;
-  const [row] = await settlement.config.db.query<{ account_id: string }>('select account_id from cards where card_number = $1', [cardNumber]);
-  return readAccount(settlement.config.db, row!.account_id);
-}
 
 describe.each([
   { mode: 'reseal', cardNumber: '4242424242424242' },
@@ -58,7 +53,7 @@ describe.each([
     const card = demoCard(cardNumber);
     const wallet = await enroll(system, cardNumber);
     expect(wallet.wallet.issuer.conversion_mode).toBe(mode);
-    const before = await cardAccount(card.issuer.id, cardNumber);
+    const before = await cardAccount(system, cardNumber);
 
     // Step 403: the wallet listens; the shop's checkout pushes the request to it.
     const abort = new AbortController();
@@ -79,7 +74,7 @@ describe.each([
     // Steps 408–409: the shop verifies the issuer's signature and captures.
     const captured = await waitForOrder(system, order.order_id, 'captured');
     expect(captured.captured_minor).toBe(captured.amount_minor);
-    const after = await cardAccount(card.issuer.id, cardNumber);
+    const after = await cardAccount(system, cardNumber);
     expect(after.debitsPosted - before.debitsPosted).toBe(BigInt(captured.amount_minor));
     expect(after.debitsPending).toBe(before.debitsPending);
     const final = await wallet.outcome(order.payment_request_id);

@@ -5,19 +5,17 @@
  * was not captured.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { randomBytes } from 'node:crypto';
 import { Agent, request } from 'undici';
 import { MerchantClient, type WalletClient } from '@kessai/sdk';
-import { ledgerTotals, readAccount } from '@kessai/settlement-server';
-import { demoCard, enroll, startTestSystem, waitFor, type TestSystem } from './support/system.ts';
+import { ledgerTotals } from '@kessai/settlement-server';
+import { enroll, startTestSystem, waitFor, type TestSystem } from './support/system.ts';
 import { codeOf } from './support/errors.ts';
+import { approvedRequest, cardAccount, idempotencyKey } from './support/payer.ts';
 
 let system: TestSystem;
 let merchant: MerchantClient;
 let wallet: WalletClient;
 const cardNumber = '4000056655665556';
-const key = () => randomBytes(12).toString('hex');
-
 beforeAll(async () => {
   system = await startTestSystem();
   merchant = new MerchantClient({ baseUrl: system.auth.url, apiKey: system.merchant.apiKey, caCertPem: system.pki.caCertPem });
@@ -31,48 +29,37 @@ afterAll(async () => {
 
 const sakura = () => system.settlements.find((s) => s.issuer.id === 'sakura-bank')!;
 
-async function card() {
-  const [row] = await sakura().config.db.query<{ account_id: string }>('select account_id from cards where card_number = $1', [cardNumber]);
-  return readAccount(sakura().config.db, row!.account_id);
-}
-
-async function approvedRequest(amount: bigint) {
-  const created = await merchant.createPaymentRequest({ order_id: `o-${key()}`, currency: 'JPY', amount_minor: amount.toString(), line_items: [{ description: 'Yukata', quantity: 1, unit_price_minor: amount.toString() }] }, key());
-  expect((await wallet.approve(await wallet.fetchRequest(created.id), demoCard(cardNumber).pin)).status).toBe('approved');
-  return created.id;
-}
-
 describe('refunds', () => {
   it('refunds a capture in several parts up to the captured amount, each a reverse transfer, and refuses more with refund_exceeds_captured', async () => {
-    const id = await approvedRequest(5000n);
-    await merchant.capture(id, { amountMinor: 4000n }, key());
-    const before = await card();
-    const first = await merchant.refund(id, 1500n, key());
+    const id = await approvedRequest(merchant, wallet, cardNumber, 5000n);
+    await merchant.capture(id, { amountMinor: 4000n }, idempotencyKey());
+    const before = await cardAccount(system, cardNumber);
+    const first = await merchant.refund(id, 1500n, idempotencyKey());
     expect(first).toMatchObject({ payment_request_id: id, currency: 'JPY', amount_minor: '1500', refunded_minor: '1500', captured_minor: '4000' });
-    const second = await merchant.refund(id, 2500n, key());
+    const second = await merchant.refund(id, 2500n, idempotencyKey());
     expect(second).toMatchObject({ amount_minor: '2500', refunded_minor: '4000' });
     expect(second.id).not.toBe(first.id);
-    expect((await card()).creditsPosted - before.creditsPosted).toBe(4000n);
-    expect(await codeOf(merchant.refund(id, 1n, key()))).toBe('refund_exceeds_captured');
+    expect((await cardAccount(system, cardNumber)).creditsPosted - before.creditsPosted).toBe(4000n);
+    expect(await codeOf(merchant.refund(id, 1n, idempotencyKey()))).toBe('refund_exceeds_captured');
     for (const row of await ledgerTotals(sakura().config.db)) expect([row.debits_pending, row.debits_posted]).toEqual([row.credits_pending, row.credits_posted]);
   });
 
   it('answers a retried refund with the same Idempotency-Key with the stored answer and moves the money once', async () => {
-    const id = await approvedRequest(3000n);
-    await merchant.capture(id, {}, key());
-    const before = await card();
-    const idempotencyKey = key();
-    const first = await merchant.refund(id, 700n, idempotencyKey);
-    expect(await merchant.refund(id, 700n, idempotencyKey)).toEqual(first);
-    expect((await card()).creditsPosted - before.creditsPosted).toBe(700n);
-    expect(await codeOf(merchant.refund(id, 800n, idempotencyKey))).toBe('idempotency_key_reused');
+    const id = await approvedRequest(merchant, wallet, cardNumber, 3000n);
+    await merchant.capture(id, {}, idempotencyKey());
+    const before = await cardAccount(system, cardNumber);
+    const retryKey = idempotencyKey();
+    const first = await merchant.refund(id, 700n, retryKey);
+    expect(await merchant.refund(id, 700n, retryKey)).toEqual(first);
+    expect((await cardAccount(system, cardNumber)).creditsPosted - before.creditsPosted).toBe(700n);
+    expect(await codeOf(merchant.refund(id, 800n, retryKey))).toBe('idempotency_key_reused');
   });
 
   it('the issuer refuses a refund beyond the capture by itself, and answers a repeated refund id without moving money twice', async () => {
-    const id = await approvedRequest(1000n);
-    await merchant.capture(id, { amountMinor: 600n }, key());
-    const refund = await merchant.refund(id, 600n, key());
-    const before = await card();
+    const id = await approvedRequest(merchant, wallet, cardNumber, 1000n);
+    await merchant.capture(id, { amountMinor: 600n }, idempotencyKey());
+    const refund = await merchant.refund(id, 600n, idempotencyKey());
+    const before = await cardAccount(system, cardNumber);
     // The authentication server's retry after a crash sends the same refund id again.
     const [row] = await system.auth.db.query<{ issuer_id: string }>('select issuer_id from payment_requests where id = $1', [id]);
     expect(row!.issuer_id).toBe('sakura-bank');
@@ -88,20 +75,20 @@ describe('refunds', () => {
     } finally {
       await agent.close();
     }
-    expect((await card()).creditsPosted).toBe(before.creditsPosted);
+    expect((await cardAccount(system, cardNumber)).creditsPosted).toBe(before.creditsPosted);
   });
 
   it('refuses to refund a payment that was not captured with authorization_not_refundable', async () => {
-    const id = await approvedRequest(900n);
-    expect(await codeOf(merchant.refund(id, 100n, key()))).toBe('authorization_not_refundable');
-    await merchant.void(id, key());
-    expect(await codeOf(merchant.refund(id, 100n, key()))).toBe('authorization_not_refundable');
+    const id = await approvedRequest(merchant, wallet, cardNumber, 900n);
+    expect(await codeOf(merchant.refund(id, 100n, idempotencyKey()))).toBe('authorization_not_refundable');
+    await merchant.void(id, idempotencyKey());
+    expect(await codeOf(merchant.refund(id, 100n, idempotencyKey()))).toBe('authorization_not_refundable');
   });
 
   it('sends the shop a signed payment_request.refunded event carrying the refund', async () => {
-    const id = await approvedRequest(1200n);
-    await merchant.capture(id, {}, key());
-    const refund = await merchant.refund(id, 200n, key());
+    const id = await approvedRequest(merchant, wallet, cardNumber, 1200n);
+    await merchant.capture(id, {}, idempotencyKey());
+    const refund = await merchant.refund(id, 200n, idempotencyKey());
     const [outbox] = await system.auth.db.query<{ body: string }>("select body from webhook_outbox where event_type = 'payment_request.refunded' and body like $1", [`%${refund.id}%`]);
     const event = JSON.parse(outbox!.body) as { id: string; data: { id: string }; refund: { id: string; amount_minor: string } };
     expect(event).toMatchObject({ data: { id }, refund: { id: refund.id, amount_minor: '200' } });

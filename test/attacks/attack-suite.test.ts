@@ -16,13 +16,14 @@ import { connect } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Agent } from 'undici';
 import { CompactEncrypt, CompactSign, exportJWK, exportSPKI, generateKeyPair, importJWK, type JWK as JoseJwk } from 'jose';
-import { base64url, generateKeyEntry, itemsHash, keyEntryFromJwk, KeyRing, KessaiError, limits, newId, sealJson, signDeviceProof, signJson, signWebhook, thumbprint, typ, type CreatePaymentRequest, type JWK } from '@kessai/protocol';
+import { base64url, generateKeyEntry, itemsHash, keyEntryFromJwk, KeyRing, limits, newId, sealJson, signDeviceProof, signJson, signWebhook, thumbprint, typ, type CreatePaymentRequest, type JWK } from '@kessai/protocol';
 import { MerchantClient, type WalletClient } from '@kessai/sdk';
 import { loadOrCreateDevPki } from '@kessai/service';
 import { saveWallet } from '@kessai/wallet';
 import { demoCard, enroll, startTestSystem, type TestSystem } from '../support/system.ts';
 import { checkout, orderOf } from '../support/shop.ts';
 import { b64, decodePart, expectProblem, sendRaw, tamperPart, type Answer } from './support.ts';
+import { codeOf } from '../support/errors.ts';
 
 let system: TestSystem;
 let merchant: MerchantClient;
@@ -53,16 +54,6 @@ const lines: CreatePaymentRequest['line_items'] = [
 function paymentRequest(wallet: WalletClient, overrides: Partial<CreatePaymentRequest> = {}) {
   const body: CreatePaymentRequest = { order_id: `order-${randomBytes(4).toString('hex')}`, currency: 'JPY', amount_minor: '5700', line_items: lines, wallet_handle: wallet.wallet.credential_id, ...overrides };
   return merchant.createPaymentRequest(body, randomBytes(12).toString('hex'));
-}
-
-async function codeOf(promise: Promise<unknown>): Promise<string> {
-  try {
-    await promise;
-  } catch (err) {
-    if (err instanceof KessaiError) return err.code;
-    throw err;
-  }
-  return 'no error';
 }
 
 /** A pending request for `wallet`, the approval body its terminal would send, and its decoded parts. */
