@@ -3,28 +3,22 @@
  * ledger checked after each — holds placed, posted or released exactly.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MerchantClient, type WalletClient } from '@kessai/sdk';
+import type { MerchantClient, WalletClient } from '@kessai/sdk';
 import { requestHash } from '../apps/auth-server/src/idempotency.ts';
-import { enroll, startTestSystem, type TestSystem } from './support/system.ts';
+import type { TestSystem } from './support/system.ts';
 import { codeOf } from './support/errors.ts';
-import { approvedRequest, cardAccount, idempotencyKey } from './support/payer.ts';
+import { approvedRequest, cardAccount, idempotencyKey, startWithPayer } from './support/payer.ts';
 
 let system: TestSystem;
 let merchant: MerchantClient;
 let wallet: WalletClient;
 const cardNumber = '4000056655665556';
 
+let stop = async () => {};
 beforeAll(async () => {
-  system = await startTestSystem();
-  merchant = new MerchantClient({ baseUrl: system.auth.url, apiKey: system.merchant.apiKey, caCertPem: system.pki.caCertPem });
-  wallet = await enroll(system, cardNumber);
+  ({ system, merchant, wallet, stop } = await startWithPayer(cardNumber));
 });
-afterAll(async () => {
-  await wallet?.close();
-  await merchant?.close();
-  await system?.stop();
-});
-
+afterAll(() => stop());
 
 describe('capture and void', () => {
   it('places a hold on approval that reduces what the payer can spend', async () => {

@@ -6,10 +6,10 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
-import { MerchantClient, type WalletClient } from '@kessai/sdk';
-import { demoCard, enroll, startTestSystem, waitFor, type TestSystem } from './support/system.ts';
+import type { MerchantClient, WalletClient } from '@kessai/sdk';
+import { demoCard, waitFor, type TestSystem } from './support/system.ts';
 import { codeOf } from './support/errors.ts';
-import { cardAccount } from './support/payer.ts';
+import { cardAccount, startWithPayer } from './support/payer.ts';
 
 let system: TestSystem;
 let merchant: MerchantClient;
@@ -17,19 +17,13 @@ let wallet: WalletClient;
 const cardNumber = '4000056655665556';
 const key = () => randomBytes(12).toString('hex');
 
+let stop = async () => {};
 beforeAll(async () => {
-  system = await startTestSystem({ holdTimeoutSeconds: 2, expiryIntervalMs: 200 });
-  merchant = new MerchantClient({ baseUrl: system.auth.url, apiKey: system.merchant.apiKey, caCertPem: system.pki.caCertPem });
-  wallet = await enroll(system, cardNumber);
+  ({ system, merchant, wallet, stop } = await startWithPayer(cardNumber, { holdTimeoutSeconds: 2, expiryIntervalMs: 200 }));
 });
-afterAll(async () => {
-  await wallet?.close();
-  await merchant?.close();
-  await system?.stop();
-});
+afterAll(() => stop());
 
 const sakura = () => system.settlements.find((s) => s.issuer.id === 'sakura-bank')!;
-
 
 describe('authorization holds expire', () => {
   it('releases an uncaptured hold after its timeout on its own, marks the authorization expired, and refuses a late capture', async () => {

@@ -4,10 +4,10 @@
  */
 import { expect } from 'vitest';
 import { randomBytes } from 'node:crypto';
-import type { MerchantClient, WalletClient } from '@kessai/sdk';
+import { MerchantClient, type WalletClient } from '@kessai/sdk';
 import { readAccount } from '@kessai/settlement-server';
 import type { KessaiSystem } from '@kessai/cli/system';
-import { demoCard } from './system.ts';
+import { demoCard, enroll, startTestSystem } from './system.ts';
 
 /** A fresh Idempotency-Key. */
 export const idempotencyKey = () => randomBytes(12).toString('hex');
@@ -25,4 +25,21 @@ export async function approvedRequest(merchant: MerchantClient, wallet: WalletCl
   const outcome = await wallet.approve(await wallet.fetchRequest(created.id), demoCard(cardNumber).pin);
   expect(outcome.status).toBe('approved');
   return created.id;
+}
+
+/** A whole system, the demo merchant's client and one enrolled payer for a test file; stop() closes all three. */
+export async function startWithPayer(cardNumber: string, options?: Parameters<typeof startTestSystem>[0]) {
+  const system = await startTestSystem(options);
+  const merchant = new MerchantClient({ baseUrl: system.auth.url, apiKey: system.merchant.apiKey, caCertPem: system.pki.caCertPem });
+  const wallet = await enroll(system, cardNumber);
+  return {
+    system,
+    merchant,
+    wallet,
+    async stop() {
+      await wallet.close();
+      await merchant.close();
+      await system.stop();
+    },
+  };
 }
