@@ -7,7 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { limits, newId, signDeviceProof, signWebhook } from '@kessai/protocol';
-import { casesFor, fuzz, plantedValues, fuzzWeights, type Endpoint, type FuzzCase, type Target } from './harness.ts';
+import { casesFor, fuzz, plantedValues, fuzzWeights, type Endpoint, type FuzzCase, type Target, joseSample } from './harness.ts';
 import { personalDataInLogs, startFuzzFixture, type FuzzFixture } from './fixture.ts';
 
 let fixture: FuzzFixture;
@@ -18,7 +18,6 @@ afterAll(async () => {
   await fixture?.close();
 });
 
-const jose = 'eyJhbGciOiJFUzI1NiJ9.eyJ4IjoxfQ.c2lnbmF0dXJl';
 const deviceJwk = { kty: 'EC', crv: 'P-256', x: 'DAgWP0s42_t2B7V8rRErE88d5YELfz64nBZZGt3v1z8', y: 'J7bEvu7q9OJxsDnOQ2iD7SahxEStbSHK8hcNVd8T1sc' };
 
 function authEndpoints(): Endpoint[] {
@@ -36,7 +35,7 @@ function authEndpoints(): Endpoint[] {
     // With a valid proof the stream stays open: only refused openings are fuzzed.
     { name: 'event stream', method: 'GET', path: '/v1/terminal/events', noRightCredential: true },
     { name: 'terminal view', method: 'GET', path: '/v1/terminal/payment-requests/:id', ids: prIds },
-    { name: 'approve', method: 'POST', path: '/v1/terminal/payment-requests/:id/approve', ids: prIds, body: { sealed_credential: jose, approval: jose, pin: jose } },
+    { name: 'approve', method: 'POST', path: '/v1/terminal/payment-requests/:id/approve', ids: prIds, body: { sealed_credential: joseSample, approval: joseSample, pin: joseSample } },
     { name: 'decline', method: 'POST', path: '/v1/terminal/payment-requests/:id/decline', ids: prIds, body: {} },
     { name: 'outcome', method: 'GET', path: '/v1/terminal/payment-requests/:id/outcome', ids: prIds },
   ];
@@ -53,7 +52,7 @@ const authTarget = (): Target => ({
     }
     if (fuzzCase.endpoint.path.startsWith('/v1/terminal/')) {
       if (fuzzCase.credential === 'right') headers.authorization = `KessaiDevice ${await signDeviceProof(fixture.deviceKey, { credentialId: fixture.ids.cred, method, path })}`;
-      if (fuzzCase.credential === 'wrong') headers.authorization = `KessaiDevice ${jose}`;
+      if (fuzzCase.credential === 'wrong') headers.authorization = `KessaiDevice ${joseSample}`;
     }
     return { headers, dispatcher: fixture.anonymous };
   },

@@ -176,6 +176,9 @@ export function checkAnswer(fuzzCase: FuzzCase, answer: Sent): void {
 }
 
 /** How the run's cases are shared between the servers (test/fuzz/auth-and-shop.test.ts, settlement.test.ts). */
+/** A well-formed compact JWS that verifies under no key: for fields that must look like JOSE. */
+export const joseSample = 'eyJhbGciOiJFUzI1NiJ9.eyJ4IjoxfQ.c2lnbmF0dXJl';
+
 export const fuzzWeights = { auth: 4, settlement: 3, shop: 3 } as const;
 
 /** This share of KESSAI_FUZZ_RUNS (default 10,000 cases in all). */

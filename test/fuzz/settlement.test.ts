@@ -8,7 +8,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { newId } from '@kessai/protocol';
-import { casesFor, fuzz, fuzzWeights, type Endpoint, type FuzzCase, type Target } from './harness.ts';
+import { casesFor, fuzz, fuzzWeights, type Endpoint, type FuzzCase, type Target, joseSample } from './harness.ts';
 import { personalDataInLogs, startFuzzFixture, type FuzzFixture } from './fixture.ts';
 import { personalDataNeedles } from '../support/retention.ts';
 
@@ -20,16 +20,15 @@ afterAll(async () => {
   await fixture?.close();
 });
 
-const jose = 'eyJhbGciOiJFUzI1NiJ9.eyJ4IjoxfQ.c2lnbmF0dXJl';
 
 function settlementEndpoints(): Endpoint[] {
   const { ids, system } = fixture;
   const rids = [ids.pending, ids.approved, newId('pr')];
-  const authorization = { request: { rid: ids.pending, mid: system.merchant.merchantId, amt: '2400', cur: 'JPY', ih: 'A'.repeat(43) }, sealed_credential: jose, approval: jose, pin: jose };
+  const authorization = { request: { rid: ids.pending, mid: system.merchant.merchantId, amt: '2400', cur: 'JPY', ih: 'A'.repeat(43) }, sealed_credential: joseSample, approval: joseSample, pin: joseSample };
   return [
     { name: 'issuer metadata', method: 'GET', path: '/.well-known/kessai-issuer' },
     { name: 'issuer jwks', method: 'GET', path: '/.well-known/jwks.json' },
-    { name: 'account check', method: 'POST', path: '/internal/v1/account-checks', body: { sealed_credential: jose } },
+    { name: 'account check', method: 'POST', path: '/internal/v1/account-checks', body: { sealed_credential: joseSample } },
     { name: 'authorize', method: 'POST', path: '/internal/v1/authorizations', body: authorization },
     { name: 'capture', method: 'POST', path: '/internal/v1/authorizations/:id/capture', ids: rids, body: { amount_minor: '1' } },
     { name: 'void', method: 'POST', path: '/internal/v1/authorizations/:id/void', ids: rids, body: {} },
