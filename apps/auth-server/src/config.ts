@@ -31,4 +31,6 @@ export interface AuthConfig {
   clientTls: { certPem: string; keyPem: string };
   /** How often the outbox and expiry sweeper run. */
   workerIntervalMs?: number;
+  /** Bearer token of the operator endpoints (`/admin/v1/...`); without it they are not served. */
+  operatorToken?: string;
 }

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { buildAuthServer } from '@kessai/auth-server';
 import { buildSettlementServer, type SettlementConfig } from '@kessai/settlement-server';
 import { buildShop } from '@kessai/shop';
-import { createLogger, type KessaiApp, loadOrCreateKeyRing, loadOrCreateDevPki, openDb, readIfExists, writePrivateFile, type Db, type DevPki, type Logger } from '@kessai/service';
+import { createLogger, type KessaiApp, loadOrCreateKeyRing, loadOrCreateDevPki, loadOrCreateOperatorToken, openDb, readIfExists, writePrivateFile, type Db, type DevPki, type Logger } from '@kessai/service';
 import { newId } from '@kessai/protocol';
 import { demoIssuers, demoMerchantName, type DemoIssuer } from './demo-data.ts';
 
@@ -97,6 +97,7 @@ export async function startSystem(options: SystemOptions) {
     return created;
   };
   const dbs: Db[] = [];
+  const operatorToken = await loadOrCreateOperatorToken(dataDir);
   const closers: Array<() => Promise<void>> = [];
 
   try {
@@ -121,6 +122,7 @@ export async function startSystem(options: SystemOptions) {
         ...(options.holdTimeoutSeconds !== undefined ? { holdTimeoutSeconds: options.holdTimeoutSeconds } : {}),
         ...(options.expiryIntervalMs !== undefined ? { expiryIntervalMs: options.expiryIntervalMs } : {}),
         tls: tlsOf('settlement-server'),
+        operatorToken,
       });
       const app = await buildSettlementServer(config);
       options.beforeListen?.(`settlement-${issuer.id}`, app);
@@ -148,6 +150,7 @@ export async function startSystem(options: SystemOptions) {
         tls: authTls,
         clientTls: { certPem: authTls.certPem, keyPem: authTls.keyPem },
         ...(options.workerIntervalMs ? { workerIntervalMs: options.workerIntervalMs } : {}),
+        operatorToken,
       }),
     );
     options.beforeListen?.('auth-server', auth.app);
@@ -169,6 +172,7 @@ export async function startSystem(options: SystemOptions) {
         autoCapture: true,
         publicBaseUrl: url(ports.shop),
         tls: tlsOf('shop'),
+        operatorToken,
       }),
     );
     options.beforeListen?.('shop', shop.app);
@@ -183,6 +187,7 @@ export async function startSystem(options: SystemOptions) {
     return {
       dataDir,
       pki,
+      operatorToken,
       merchant,
       auth: { ...auth, db: authDb, url: url(ports.auth) },
       settlements,

@@ -33,4 +33,6 @@ export interface SettlementConfig {
   holdTimeoutSeconds?: number;
   /** How often the expiry pass runs (default limits.expiryIntervalMsDefault); 0 turns the worker off. */
   expiryIntervalMs?: number;
+  /** Bearer token of the operator endpoints (`/admin/v1/...`); without it they are not served. */
+  operatorToken?: string;
 }

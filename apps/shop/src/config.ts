@@ -28,6 +28,8 @@ export interface ShopConfig {
   publicBaseUrl: string;
   /** Serve HTTPS with this key and certificate (the caller listens). */
   tls?: { keyPem: string; certPem: string; caCertPem: string };
+  /** Bearer token of the operator endpoints (`/admin/v1/...`); without it they are not served. */
+  operatorToken?: string;
 }
 
 /** A config after defineShopConfig: defaults applied, frozen. */

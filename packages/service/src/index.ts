@@ -5,3 +5,4 @@ export * from './server.ts';
 export * from './tls.ts';
 export * from './db.ts';
 export * from './migrate.ts';
+export * from './operator.ts';
