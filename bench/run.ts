@@ -1,127 +1,268 @@
 /**
- * `npm run bench`: what one payment costs here, as ratios to ceilings measured in the same run.
+ * `npm run bench`: what one payment costs here, as ratios to baselines measured in the same run.
  *   1. crypto: the JOSE and argon2 work one payment needs, alone, in this process (a ceiling);
  *   2. http: a bare Node HTTPS chain with the same hops (client → broker → issuer, mutual TLS);
- *   3. end to end: the real system (PGlite, TLS, real keys and PINs), closed loop at each
- *      concurrency: payment request (402), fetch by the terminal (403), approval through
- *      conversion, authorization and record (404–407).
- * Everything shares this machine's cores; results go to bench/results/<time>.json.
- * Options: --concurrency 1,4,16  --payments 60 (per level)  --quick (small counts, for a smoke run)
+ *   3. ledger: transfers per second through the settlement server's ledger code, one at a time
+ *      and with many in flight (group commit), on PGlite and on PostgreSQL, against `pgbench`
+ *      TPC-B on the same PostgreSQL (bench/ledger.ts, bench/pg.ts);
+ *   4. end to end: the settlement and authentication servers as separate processes (bench/roles.ts)
+ *      on PostgreSQL when a URL is given, else PGlite; terminals and merchant in this process;
+ *      402 request → 403 push → 404–407 approval → 407 webhook → 409 capture, closed loop at each
+ *      concurrency or open loop at `--rate`; client and server-side (Server-Timing) step times,
+ *      CPU seconds per payment per process, errors by code (bench/e2e.ts).
+ * Results go to bench/results/<time>.json with SVG charts beside it (<time>-*.svg).
+ *
+ * Options:
+ *   --concurrency 1,4,16   --payments 60 (per level)   --quick (small counts, a smoke run)
+ *   --ledger               the ledger part only (with the pgbench baseline)
+ *   --rate N[/s]           end to end open loop at N payments/s for --duration s (default 30)
+ *   --soak S               end to end open loop (at --rate, default 4/s) for S seconds, sampling
+ *                          each process's RSS every 10 s
+ *   --pg-url URL           admin URL of a PostgreSQL server (else KESSAI_BENCH_PG_URL or
+ *                          KESSAI_TEST_PG_URL); without one, the PostgreSQL parts are skipped
+ *   --ledger-seconds 5  --ledger-concurrency 1,16,64,256,1024  --pgbench-seconds 10  --pgbench-clients 1,8
  */
 import { mkdtemp, rm, writeFile, mkdir } from 'node:fs/promises';
-import { tmpdir, cpus } from 'node:os';
+import { tmpdir, cpus, loadavg, totalmem } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { performance } from 'node:perf_hooks';
-import { startSystem } from '@kessai/cli/system';
-import { demoIssuers } from '@kessai/cli/demo-data';
-import { MerchantClient, WalletClient } from '@kessai/sdk';
+import { openDb } from '@kessai/service';
+import { chart, type Series } from './charts.ts';
 import { measureCrypto } from './crypto-ceiling.ts';
+import { Driver, type Payment, type PhaseResult, type Sample } from './e2e.ts';
 import { measureHttpChain } from './http-chain.ts';
-import { summarize, type Summary } from './stats.ts';
+import { measureLedger, type LedgerRun } from './ledger.ts';
+import { findPgbench, runPgbench, scratchDatabase, serverSettings, type PgbenchRun, type ServerSettings } from './pg.ts';
+import { startBenchSystem } from './roles.ts';
+import type { Summary } from './stats.ts';
 
 const { values } = parseArgs({
   options: {
     concurrency: { type: 'string', default: '1,4,16' },
     payments: { type: 'string', default: '60' },
     quick: { type: 'boolean', default: false },
+    ledger: { type: 'boolean', default: false },
+    rate: { type: 'string' },
+    duration: { type: 'string', default: '30' },
+    soak: { type: 'string' },
+    'pg-url': { type: 'string' },
+    'ledger-seconds': { type: 'string', default: '5' },
+    'ledger-concurrency': { type: 'string', default: '1,16,64,256,1024' },
+    'pgbench-seconds': { type: 'string', default: '10' },
+    'pgbench-clients': { type: 'string', default: '1,8' },
   },
 });
-const levels = values.concurrency.split(',').map(Number).filter((n) => Number.isInteger(n) && n > 0 && n <= 64);
+const list = (value: string, max: number) => value.split(',').map(Number).filter((n) => Number.isInteger(n) && n > 0 && n <= max);
+const levels = list(values.concurrency, 64);
 const paymentsPerLevel = values.quick ? 8 : Math.min(Math.max(Number(values.payments), 4), 2_000);
+const pgUrl = values['pg-url'] ?? process.env.KESSAI_BENCH_PG_URL ?? process.env.KESSAI_TEST_PG_URL;
+const soakSeconds = values.soak === undefined ? undefined : Math.max(Number(values.soak), 20);
+const rate = values.rate === undefined ? (soakSeconds !== undefined ? 4 : undefined) : Number(values.rate.replace(/\/s$/, ''));
+if (rate !== undefined && !(rate > 0 && rate <= 500)) throw new Error('--rate must be between 0 and 500 payments/s');
+const parts = {
+  ceilings: !values.ledger && soakSeconds === undefined,
+  ledger: values.ledger || (values.rate === undefined && soakSeconds === undefined),
+  endToEnd: !values.ledger,
+};
 
 function progress(label: string, done: number, total: number): void {
   const width = 30;
-  const filled = Math.round((done / total) * width);
-  process.stderr.write(`\r${label.padEnd(28)} [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${done}/${total}`);
-  if (done === total) process.stderr.write('\n');
+  const filled = Math.round((Math.min(done, total) / total) * width);
+  process.stderr.write(`\r${label.padEnd(40)} [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${done}/${total}`);
+  if (done >= total) process.stderr.write('\n');
 }
 
-async function endToEnd(): Promise<Array<{ concurrency: number; paymentsPerSecond: number; flow: Summary; steps: Record<string, Summary>; errors: Record<string, number> }>> {
-  const dataDir = await mkdtemp(path.join(tmpdir(), 'kessai-bench-'));
-  const system = await startSystem({ dataDir, ports: { auth: 0, shop: 0, issuers: {} }, workerIntervalMs: 200 });
-  const card = demoIssuers[0]!.cards[0]!;
-  const merchant = new MerchantClient({ baseUrl: system.auth.url, apiKey: system.merchant.apiKey, caCertPem: system.pki.caCertPem });
-  const results = [];
+interface LedgerReport {
+  runs: LedgerRun[];
+  postgres?: ServerSettings;
+  pgbench?: PgbenchRun[];
+  skipped: string[];
+  /** Best durable PostgreSQL transfers/s over best pgbench TPC-B tps, same server, same run. */
+  ratioToPgbench?: number;
+}
+
+async function ledgerPart(): Promise<LedgerReport> {
+  const seconds = values.quick ? 2 : Number(values['ledger-seconds']);
+  const concurrency = list(values['ledger-concurrency'], 4_096);
+  const report: LedgerReport = { runs: [], skipped: [] };
+  const liteDir = await mkdtemp(path.join(tmpdir(), 'kessai-bench-ledger-'));
+  const lite = await openDb({ dataDir: liteDir });
   try {
-    const wallets: WalletClient[] = [];
-    for (let i = 0; i < Math.max(...levels); i++) {
-      const stored = await WalletClient.enroll({ authBaseUrl: system.auth.url, caCertPem: system.pki.caCertPem, holderName: card.holderName, cardNumber: card.cardNumber, expiry: card.expiry });
-      wallets.push(new WalletClient(stored, { caCertPem: system.pki.caCertPem }));
-      progress('enrolling terminals', i + 1, Math.max(...levels));
-    }
-    let sequence = 0;
-    for (const concurrency of levels) {
-      const flow: number[] = [];
-      const steps: Record<string, number[]> = { '402 request': [], '403 fetch': [], '404-407 approve': [] };
-      const errors: Record<string, number> = {};
-      let claimed = 0;
-      let done = 0;
-      const started = performance.now();
-      await Promise.all(
-        wallets.slice(0, concurrency).map(async (wallet) => {
-          while (claimed < paymentsPerLevel) {
-            claimed++;
-            const n = ++sequence;
-            const t0 = performance.now();
-            try {
-              const created = await merchant.createPaymentRequest({ order_id: `bench-${n}`, currency: 'JPY', amount_minor: '100', line_items: [{ description: 'Tenugui', quantity: 1, unit_price_minor: '100' }] }, `bench-${n}`);
-              const t1 = performance.now();
-              const request = await wallet.fetchRequest(created.id);
-              const t2 = performance.now();
-              const outcome = await wallet.approve(request, card.pin);
-              const t3 = performance.now();
-              if (outcome.status !== 'approved') errors[outcome.decline_code ?? outcome.status] = (errors[outcome.decline_code ?? outcome.status] ?? 0) + 1;
-              steps['402 request']!.push(t1 - t0);
-              steps['403 fetch']!.push(t2 - t1);
-              steps['404-407 approve']!.push(t3 - t2);
-              flow.push(t3 - t0);
-            } catch (err) {
-              const code = (err as { code?: string }).code ?? 'exception';
-              errors[code] = (errors[code] ?? 0) + 1;
-            }
-            done++;
-            progress(`end to end, concurrency ${concurrency}`, done, paymentsPerLevel);
-          }
-        }),
-      );
-      const seconds = (performance.now() - started) / 1000;
-      results.push({ concurrency, paymentsPerSecond: flow.length / seconds, flow: summarize(flow), steps: Object.fromEntries(Object.entries(steps).map(([k, v]) => [k, summarize(v)])), errors });
-    }
-    for (const wallet of wallets) await wallet.close();
+    report.runs.push(...(await measureLedger(lite, 'pglite', { concurrency, seconds, accounts: 1_000 }, progress)));
   } finally {
-    await merchant.close();
+    await lite.close();
+    await rm(liteDir, { recursive: true, force: true });
+  }
+  if (!pgUrl) {
+    report.skipped.push('PostgreSQL ledger run and pgbench: no --pg-url, KESSAI_BENCH_PG_URL or KESSAI_TEST_PG_URL');
+    return report;
+  }
+  report.postgres = await serverSettings(pgUrl);
+  const scratch = await scratchDatabase(pgUrl, 'kessai_bench_ledger');
+  const db = await openDb({ url: scratch.url, poolSizeMax: 4 });
+  try {
+    report.runs.push(...(await measureLedger(db, 'postgres', { concurrency, seconds, accounts: 1_000 }, progress)));
+  } finally {
+    await db.close();
+    await scratch.drop();
+  }
+  const pgbench = await findPgbench();
+  if (!pgbench) {
+    report.skipped.push('pgbench baseline: no pgbench binary (apt-get install postgresql-contrib, or postgresql-client)');
+    return report;
+  }
+  report.pgbench = await runPgbench(pgbench, pgUrl, { clients: list(values['pgbench-clients'], 256), scale: 1, seconds: values.quick ? 3 : Number(values['pgbench-seconds']) }, (label) => process.stderr.write(`${label}\n`));
+  const bestLedger = Math.max(...report.runs.filter((r) => r.backend === 'postgres').map((r) => r.transfersPerSecond));
+  const bestPgbench = Math.max(...report.pgbench.map((r) => r.tps));
+  report.ratioToPgbench = bestLedger / bestPgbench;
+  return report;
+}
+
+interface EndToEndReport {
+  backend: 'pglite' | 'postgres';
+  phases: PhaseResult[];
+  /** Open loop: RSS and CPU share per process over time (every 2 s, or 10 s in a soak). */
+  samples?: Sample[];
+  soak?: { seconds: number; rate: number; growth: Record<string, number>; withinTenPercent: boolean };
+}
+
+async function endToEndPart(): Promise<{ report: EndToEndReport; payments: Array<{ phase: string; payments: Payment[] }> }> {
+  const dataDir = await mkdtemp(path.join(tmpdir(), 'kessai-bench-'));
+  const system = await startBenchSystem(dataDir, pgUrl);
+  const driver = new Driver(system);
+  const report: EndToEndReport = { backend: system.backend, phases: [] };
+  const all: Array<{ phase: string; payments: Payment[] }> = [];
+  try {
+    if (rate === undefined) {
+      await driver.enroll(Math.max(...levels), (done, total) => progress('enrolling terminals', done, total));
+      await driver.pay(0); // warm up: keys, issuer metadata, connections
+      for (const concurrency of levels) {
+        const { payments, result } = await driver.closed(concurrency, paymentsPerLevel, (done, total) => progress(`end to end, concurrency ${concurrency}`, done, total));
+        report.phases.push(result);
+        all.push({ phase: `concurrency ${concurrency}`, payments });
+      }
+    } else {
+      await driver.enroll(16, (done, total) => progress('enrolling terminals', done, total));
+      await driver.pay(0);
+      const seconds = soakSeconds ?? (values.quick ? 10 : Number(values.duration));
+      const { payments, result, samples } = await driver.open(rate, seconds, (done, total) => progress(`open loop ${rate}/s${soakSeconds ? ' (soak)' : ''}`, done, total), soakSeconds ? 10_000 : 2_000);
+      report.phases.push(result);
+      report.samples = samples;
+      all.push({ phase: `open loop ${rate}/s`, payments });
+      if (soakSeconds) {
+        // Growth: mean RSS over the last minute against the mean over the second minute (the first is
+        // warm-up). The verdict is over the servers; the load generator keeps every payment's result.
+        const mean = (role: string, from: number, to: number) => {
+          const window = samples.filter((s) => s.at >= from && s.at < to);
+          return window.reduce((sum, s) => sum + s.rss[role]!, 0) / Math.max(window.length, 1);
+        };
+        const roles = Object.keys(samples[0]!.rss);
+        const growth = Object.fromEntries(roles.map((role) => [role, mean(role, seconds - 60, seconds + 1) / mean(role, Math.min(60, seconds / 4), Math.min(120, seconds / 2)) - 1]));
+        const servers = roles.filter((role) => !role.startsWith('load generator'));
+        report.soak = { seconds, rate, growth, withinTenPercent: servers.every((role) => growth[role]! <= 0.1) };
+      }
+    }
+  } finally {
+    await driver.close();
     await system.close();
     await rm(dataDir, { recursive: true, force: true });
   }
-  return results;
+  return { report, payments: all };
 }
 
-const crypto = await measureCrypto(values.quick ? 10 : 60, (done, total) => progress('crypto ceiling', done, total));
-const http = await measureHttpChain(values.quick ? 100 : 1_000, Math.max(...levels), (done, total) => progress('bare HTTPS chain', done, total));
-const e2e = await endToEnd();
-const best = Math.max(...e2e.map((r) => r.paymentsPerSecond));
+// The machine may be shared: its load average is recorded at the start and the end.
+const loadAtStart = loadavg();
+const crypto = parts.ceilings ? await measureCrypto(values.quick ? 10 : 60, (done, total) => progress('crypto ceiling', done, total)) : undefined;
+const http = parts.ceilings ? await measureHttpChain(values.quick ? 100 : 1_000, 16, (done, total) => progress('bare HTTPS chain', done, total)) : undefined;
+const ledger = parts.ledger ? await ledgerPart() : undefined;
+const e2e = parts.endToEnd ? await endToEndPart() : undefined;
+const best = e2e ? Math.max(...e2e.report.phases.map((r) => r.paymentsPerSecond)) : undefined;
 const report = {
   at: new Date().toISOString(),
-  machine: { cores: cpus().length, node: process.version },
+  machine: { cores: cpus().length, memoryGiB: Math.round(totalmem() / 2 ** 30), node: process.version, loadAverage1mAtStart: loadAtStart[0] ?? 0, loadAverage1mAtEnd: loadavg()[0] ?? 0 },
+  options: values,
   crypto,
   http,
-  endToEnd: e2e,
+  ledger,
+  endToEnd: e2e?.report,
   ratios: {
-    endToEndToCryptoCeiling: best / crypto.paymentsPerSecondCeiling,
-    endToEndToHttpChain: best / http.requestsPerSecond,
+    ...(best !== undefined && crypto ? { endToEndToCryptoCeiling: best / crypto.paymentsPerSecondCeiling } : {}),
+    ...(best !== undefined && http ? { endToEndToHttpChain: best / http.requestsPerSecond } : {}),
+    ...(ledger?.ratioToPgbench !== undefined ? { ledgerToPgbench: ledger.ratioToPgbench } : {}),
   },
 };
-await mkdir(path.join(import.meta.dirname, 'results'), { recursive: true });
-const file = path.join(import.meta.dirname, 'results', `${report.at.replace(/[:.]/g, '-')}.json`);
-await writeFile(file, `${JSON.stringify(report, null, 2)}\n`);
+const resultsDir = path.join(import.meta.dirname, 'results');
+await mkdir(resultsDir, { recursive: true });
+const stem = path.join(resultsDir, report.at.replace(/[:.]/g, '-'));
+await writeFile(`${stem}.json`, `${JSON.stringify(report, null, 2)}\n`);
+const charts: string[] = [];
+const writeChart = async (name: string, svg: string) => {
+  await writeFile(`${stem}-${name}.svg`, svg);
+  charts.push(`${stem}-${name}.svg`);
+};
+if (ledger) {
+  const series: Series[] = (['pglite', 'postgres'] as const).map((backend) => ({ name: `ledger, ${backend}`, points: ledger.runs.filter((r) => r.backend === backend).map((r) => [r.concurrency, r.transfersPerSecond] as [number, number]) })).filter((s) => s.points.length > 0);
+  const hLines = (ledger.pgbench ?? []).map((r) => ({ name: `pgbench TPC-B -c ${r.clients}`, y: r.tps }));
+  await writeChart('ledger', chart({ title: 'Ledger transfers/s vs transfers in flight (durable commits)', xLabel: 'submitters in flight (log scale)', yLabel: 'transfers/s (pgbench: tps)', series, logX: true, hLines }));
+}
+if (e2e) {
+  await writeChart('latency', chart({ title: 'Payment latency over time (402 → 409)', xLabel: 'seconds since the load generator started', yLabel: 'ms per payment', series: e2e.payments.map(({ phase, payments }) => ({ name: phase, dots: true, points: payments.filter((p) => p.ok).map((p) => [p.endedAt, p.flowMs] as [number, number]) })) }));
+  const closed = e2e.report.phases.filter((p) => p.mode === 'closed');
+  if (closed.length > 0) {
+    await writeChart('throughput', chart({
+      title: `End-to-end payments/s vs concurrency (${e2e.report.backend})`,
+      xLabel: 'payments in flight (closed loop)',
+      yLabel: 'payments/s',
+      series: [{ name: 'payments/s', points: closed.map((p) => [p.concurrency!, p.paymentsPerSecond] as [number, number]) }],
+      ...(crypto ? { hLines: [{ name: 'crypto ceiling, 1 core', y: crypto.paymentsPerSecondCeiling }] } : {}),
+    }));
+  }
+  const samples = e2e.report.samples;
+  if (samples && samples.length > 1) {
+    const roles = Object.keys(samples[0]!.rss);
+    const short = (role: string) => role.replace(/ \(.*\)$/, '');
+    if (e2e.report.soak) {
+      await writeChart('rss', chart({ title: `RSS per process, ${e2e.report.soak.rate} payments/s for ${e2e.report.soak.seconds} s`, xLabel: 'seconds', yLabel: 'MiB', series: roles.map((role) => ({ name: short(role), points: samples.map((s) => [s.at, s.rss[role]! / 2 ** 20] as [number, number]) })) }));
+    }
+    await writeChart('cpu', chart({
+      title: 'CPU per process over time (open loop)',
+      xLabel: 'seconds',
+      yLabel: '% of one core; machine load average × 10',
+      series: [
+        ...roles.map((role) => ({ name: short(role), points: samples.slice(1).map((s) => [s.at, (s.cpuShare[role] ?? 0) * 100] as [number, number]) })),
+        { name: 'load average × 10', points: samples.map((s) => [s.at, s.loadAverage1m * 10] as [number, number]) },
+      ],
+    }));
+  }
+}
 
 const ms = (s: Summary) => `${s.p50.toFixed(1)} / ${s.p95.toFixed(1)} / ${s.p99.toFixed(1)} / ${s.max.toFixed(1)}`;
-console.log(`\nKessai benchmark (${report.machine.cores} cores, Node ${report.machine.node}) — ${file}`);
-console.log(`crypto one payment needs, alone: ${crypto.msPerPayment.toFixed(2)} ms → ceiling ${crypto.paymentsPerSecondCeiling.toFixed(1)} payments/s (argon2id PIN check ${crypto.breakdownMs['settlement: argon2id PIN verify']?.toFixed(2)} ms of it)`);
-console.log(`bare HTTPS chain, 2 hops with mutual TLS: ${http.requestsPerSecond.toFixed(0)} requests/s at concurrency ${http.concurrency}`);
-console.log('\nconcurrency | payments/s | flow p50 / p95 / p99 / max ms | 402 p50 | 403 p50 | 404-407 p50 | errors');
-for (const r of e2e) {
-  console.log(`${String(r.concurrency).padStart(11)} | ${r.paymentsPerSecond.toFixed(1).padStart(10)} | ${ms(r.flow).padEnd(29)} | ${r.steps['402 request']!.p50.toFixed(1).padStart(7)} | ${r.steps['403 fetch']!.p50.toFixed(1).padStart(7)} | ${r.steps['404-407 approve']!.p50.toFixed(1).padStart(11)} | ${JSON.stringify(r.errors)}`);
+console.log(`\nKessai benchmark (${report.machine.cores} cores, Node ${report.machine.node}, load average ${report.machine.loadAverage1mAtStart.toFixed(1)} → ${report.machine.loadAverage1mAtEnd.toFixed(1)}) — ${stem}.json`);
+if (crypto) console.log(`crypto one payment needs, alone: ${crypto.msPerPayment.toFixed(2)} ms → ceiling ${crypto.paymentsPerSecondCeiling.toFixed(1)} payments/s (argon2id PIN check ${crypto.breakdownMs['settlement: argon2id PIN verify']?.toFixed(2)} ms of it)`);
+if (http) console.log(`bare HTTPS chain, 2 hops with mutual TLS: ${http.requestsPerSecond.toFixed(0)} requests/s at concurrency ${http.concurrency}`);
+if (ledger) {
+  console.log('\nledger    | in flight | transfers/s | transfers per transaction | errors');
+  for (const r of ledger.runs) console.log(`${r.backend.padEnd(9)} | ${String(r.concurrency).padStart(9)} | ${r.transfersPerSecond.toFixed(0).padStart(11)} | ${r.transfersPerTransaction.toFixed(1).padStart(25)} | ${JSON.stringify(r.errors)}${r.balanced ? '' : ' UNBALANCED'}`);
+  for (const r of ledger.pgbench ?? []) console.log(`pgbench TPC-B (scale ${r.scale}, ${r.clients} clients, ${r.threads} threads, ${r.seconds} s): ${r.tps.toFixed(0)} tps`);
+  if (ledger.postgres) console.log(`PostgreSQL ${ledger.postgres.version}, fsync ${ledger.postgres.fsync}, synchronous_commit ${ledger.postgres.synchronousCommit}`);
+  if (ledger.ratioToPgbench !== undefined) console.log(`best durable ledger transfers/s on PostgreSQL = ${ledger.ratioToPgbench.toFixed(1)}× best pgbench TPC-B tps (target ≥ 5×)`);
+  for (const s of ledger.skipped) console.log(`skipped: ${s}`);
 }
-console.log(`\nbest end to end = ${(report.ratios.endToEndToCryptoCeiling * 100).toFixed(1)}% of the crypto ceiling, ${(report.ratios.endToEndToHttpChain * 100).toFixed(2)}% of the bare HTTPS chain`);
+if (e2e) {
+  console.log(`\nend to end on ${e2e.report.backend}, roles in separate processes`);
+  console.log('phase           | payments/s | flow p50 / p95 / p99 / max ms | errors');
+  for (const r of e2e.report.phases) console.log(`${(r.mode === 'closed' ? `closed c=${r.concurrency}` : `open ${r.rate}/s`).padEnd(15)} | ${r.paymentsPerSecond.toFixed(1).padStart(10)} | ${ms(r.flow).padEnd(29)} | ${JSON.stringify(r.errors)}`);
+  for (const r of e2e.report.phases) {
+    console.log(`\n${r.mode === 'closed' ? `concurrency ${r.concurrency}` : `open loop ${r.rate}/s`}: step p50 / p95 ms (client | server)`);
+    for (const [name, s] of Object.entries(r.client)) console.log(`  client ${name.padEnd(36)} ${s.p50.toFixed(1)} / ${s.p95.toFixed(1)}`);
+    for (const [name, s] of Object.entries(r.server)) console.log(`  server ${name.padEnd(36)} ${s.p50.toFixed(1)} / ${s.p95.toFixed(1)}`);
+    console.log(`  407 webhook after the approval answer     ${r.notification.p50.toFixed(1)} / ${r.notification.p95.toFixed(1)} (${r.notification.count} received)`);
+    for (const [role, s] of Object.entries(r.cpuSecondsPerPayment)) console.log(`  CPU ${role.padEnd(44)} ${(s * 1000).toFixed(1)} ms/payment, ${(r.cpuUtilization[role]! * 100).toFixed(0)}% of a core`);
+  }
+  if (e2e.report.soak) {
+    const s = e2e.report.soak;
+    console.log(`\nsoak ${s.seconds} s at ${s.rate}/s: RSS growth ${Object.entries(s.growth).map(([role, g]) => `${role} ${(g * 100).toFixed(1)}%`).join(', ')} → servers ${s.withinTenPercent ? 'within' : 'NOT within'} +10% (last minute's mean against the second minute's)`);
+  }
+}
+if (best !== undefined && crypto && http) console.log(`\nbest end to end = ${((report.ratios.endToEndToCryptoCeiling ?? 0) * 100).toFixed(1)}% of the one-core crypto ceiling, ${((report.ratios.endToEndToHttpChain ?? 0) * 100).toFixed(2)}% of the bare HTTPS chain`);
+for (const file of charts) console.log(`chart: ${file}`);

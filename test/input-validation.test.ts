@@ -194,6 +194,7 @@ const routes: Route[] = [
   { server: 'settlement', method: 'POST', path: '/internal/v1/authorizations', caller: 'peer', body: authorization, tooLong: { ...authorization, request: { ...authorization.request, ih: 'A'.repeat(65) } } },
   { server: 'settlement', method: 'POST', path: `/internal/v1/authorizations/${pr}/capture`, caller: 'peer', body: { amount_minor: '100' }, tooLong: { amount_minor: '9'.repeat(21) }, malformedId: '/internal/v1/authorizations/auth_1/capture' },
   { server: 'settlement', method: 'POST', path: `/internal/v1/authorizations/${pr}/void`, caller: 'peer', body: {}, malformedId: '/internal/v1/authorizations/pr_%20/void' },
+  { server: 'settlement', method: 'GET', path: `/internal/v1/authorizations/${pr}`, caller: 'peer', malformedId: '/internal/v1/authorizations/pr_%20' },
   // The shop.
   { server: 'shop', method: 'GET', path: '/api/products', caller: 'public' },
   { server: 'shop', method: 'POST', path: '/api/carts', caller: 'public', body: {}, bodyOptional: true },
@@ -269,7 +270,7 @@ describe('every route refuses a path it does not know, a malformed id and a meth
   const wrongPaths: Array<[Server, string]> = [
     ['auth', '/v1/nothing-here'],
     ['auth', '/v1/payment-requests/pr_x/refund'],
-    ['auth', '/'],
+    ['auth', '/nothing-here'],
     ['settlement', '/internal/v1/nothing-here'],
     ['settlement', '/.well-known/nothing-here'],
     ['shop', '/api/nothing-here'],
@@ -570,8 +571,9 @@ describe('the settlement server', () => {
   it.each(internal.map((route) => [routeName(route), route] as const))('%s answers a caller without a client certificate with client_certificate_required, also on a resumed TLS session', async (_name, route) => {
     // Each call closes its connection, so the next one resumes the TLS session: Node then reports
     // `authorized` although no certificate was ever presented.
-    for (const body of [json(route.body), json(route.body), { contentType: 'text/plain', text: card }, json(route.body)]) {
-      expectProblem(await send('settlement', 'POST', route.path, { body, dispatcher: anonymous, closeAfter: true }), 'client_certificate_required');
+    const bodies = route.method === 'GET' ? [undefined, undefined, undefined] : [json(route.body), json(route.body), { contentType: 'text/plain', text: card }, json(route.body)];
+    for (const body of bodies) {
+      expectProblem(await send('settlement', route.method, route.path, { ...(body ? { body } : {}), dispatcher: anonymous, closeAfter: true }), 'client_certificate_required');
     }
   });
 

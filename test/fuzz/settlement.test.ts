@@ -33,6 +33,7 @@ function settlementEndpoints(): Endpoint[] {
     { name: 'capture', method: 'POST', path: '/internal/v1/authorizations/:id/capture', ids: rids, body: { amount_minor: '1' } },
     { name: 'void', method: 'POST', path: '/internal/v1/authorizations/:id/void', ids: rids, body: {} },
     { name: 'refund', method: 'POST', path: '/internal/v1/authorizations/:id/refunds', ids: rids, body: { refund_id: newId('rf'), amount_minor: '1' } },
+    { name: 'authorization status', method: 'GET', path: '/internal/v1/authorizations/:id', ids: rids },
   ];
 }
 

@@ -1,9 +1,11 @@
 /**
  * The zero-retention audit: everything the authentication server and the shop kept — every row
- * of every table, every log line — as one text, and every form a piece of personal data could
- * take in it (plain, spaced, base64 and base64url).
+ * of every table, every log line — as one text; every file of the system's data folder but the
+ * settlement servers' account stores; every server's audit log; and every form a piece of personal
+ * data could take in it (plain, spaced, base64 and base64url).
  */
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
+import path from 'node:path';
 import type { Db } from '@kessai/service';
 import { demoIssuers } from '@kessai/cli/demo-data';
 import type { KessaiSystem } from '@kessai/cli/system';
@@ -50,4 +52,46 @@ export function personalDataNeedles(): Array<{ label: string; pattern: RegExp }>
     }
   }
   return needles;
+}
+
+/**
+ * Every file under the system's data folder — logs of every role, keys, certificates, the shop's
+ * files, any PGlite folder — read byte for byte (latin1, so binary files are searched too), except
+ * the settlement servers' account stores (`settlement-<issuer>/db`), which hold the cards by design.
+ */
+export async function collectDataFolder(system: KessaiSystem): Promise<{ text: string; files: string[] }> {
+  const accountStores = new Set(system.settlements.map((s) => path.join(system.dataDir, `settlement-${s.issuer.id}`, 'db')));
+  const files: string[] = [];
+  let text = '';
+  const walk = async (dir: string): Promise<void> => {
+    for (const entry of await readdir(dir, { withFileTypes: true })) {
+      const full = path.join(dir, entry.name);
+      if (entry.isDirectory()) {
+        if (!accountStores.has(full)) await walk(full);
+      } else if (entry.isFile()) {
+        files.push(path.relative(system.dataDir, full));
+        text += `${full}: ${(await readFile(full)).toString('latin1')}\n`;
+      }
+    }
+  };
+  await walk(system.dataDir);
+  return { text, files };
+}
+
+/** The audit_log rows of every server, the settlement servers' included. */
+export async function collectAuditRows(system: KessaiSystem): Promise<{ text: string; rows: number }> {
+  const dbs: Array<[string, Db]> = [['auth', system.auth.db], ['shop', system.shop.db], ...system.settlements.map((s) => [`settlement-${s.issuer.id}`, s.config.db] as [string, Db])];
+  let text = '';
+  let rows = 0;
+  for (const [role, db] of dbs) {
+    const dumped = await db.query<{ row: string }>('select row_to_json(a)::text as row from audit_log a order by seq');
+    rows += dumped.length;
+    for (const { row } of dumped) text += `${role} audit_log: ${row}\n`;
+  }
+  return { text, rows };
+}
+
+/** The labels of every needle found in `text`. */
+export function findPersonalData(text: string): string[] {
+  return personalDataNeedles().filter((needle) => needle.pattern.test(text)).map((needle) => needle.label);
 }

@@ -10,6 +10,7 @@ import { Agent, request } from 'undici';
 import { startSystem, type DbSource, type KessaiSystem, type SystemOptions } from '@kessai/cli/system';
 import { demoIssuers } from '@kessai/cli/demo-data';
 import { WalletClient } from '@kessai/sdk';
+import { loadTestRateLimits } from '@kessai/service';
 import { pgliteTemplate, scratchPostgres } from './database.ts';
 
 export interface TestSystem extends KessaiSystem {
@@ -17,7 +18,7 @@ export interface TestSystem extends KessaiSystem {
   backend: 'pglite' | 'postgres';
 }
 
-export async function startTestSystem(options: Pick<SystemOptions, 'beforeListen' | 'holdTimeoutSeconds' | 'expiryIntervalMs'> = {}): Promise<TestSystem> {
+export async function startTestSystem(options: Pick<SystemOptions, 'beforeListen' | 'holdTimeoutSeconds' | 'expiryIntervalMs' | 'rateLimits' | 'settlement'> = {}): Promise<TestSystem> {
   const dataDir = await mkdtemp(path.join(tmpdir(), 'kessai-test-'));
   const drops: Array<() => Promise<void>> = [];
   const source = async (role: string): Promise<DbSource> => {
@@ -36,6 +37,8 @@ export async function startTestSystem(options: Pick<SystemOptions, 'beforeListen
     databases: { auth: await source('auth'), shop: await source('shop'), issuers },
     pinHash: { memoryCost: 8 * 1024, timeCost: 1 },
     workerIntervalMs: 50,
+    // The suites send thousands of requests from one address; test/rate-limits.test.ts passes its own.
+    rateLimits: loadTestRateLimits,
     ...options,
   });
   return {

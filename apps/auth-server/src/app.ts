@@ -7,16 +7,23 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { limits, sha256Base64url } from '@kessai/protocol';
 import { HttpClient } from '@kessai/sdk';
-import { createServer, migrate } from '@kessai/service';
+import { createRateLimiters, createServer, migrate, rateLimitHook, registerWebPages, setUpAuditLog, keyAdminRoutes } from '@kessai/service';
 import type { AuthConfig } from './config.ts';
+import { adminConsoleRoutes } from './admin-console.ts';
 import type { AuthContext } from './context.ts';
 import { purgeIdempotencyKeys } from './idempotency.ts';
+import { syncExpiredHolds } from './hold-sync.ts';
 import { IssuerDirectory } from './issuers.ts';
 import { merchantView, type PaymentRequestRow } from './payment-requests.ts';
-import { PushHub } from './push.ts';
+import { authRateLimitKeys } from './rate-limits.ts';
+import { createPushHub } from './push.ts';
+import { registerServerTiming } from './server-timing.ts';
+import { credentialRoutes } from './routes/credentials.ts';
 import { enrollmentRoutes } from './routes/enrollments.ts';
 import { paymentLinkRoutes, paymentRequestRoutes } from './routes/payment-requests.ts';
+import { settlementRoutes } from './routes/settlements.ts';
 import { terminalRoutes } from './routes/terminal.ts';
+import { webhookSecretRoutes } from './webhook-secrets.ts';
 import { enqueueEvent, WebhookDispatcher } from './webhooks.ts';
 
 const migrationsDir = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'migrations');
@@ -25,8 +32,10 @@ async function seedMerchants(config: AuthConfig): Promise<void> {
   for (const merchant of config.merchants) {
     await config.db.query(
       `insert into merchants (id, name, api_key_hash, webhook_url, webhook_secret) values ($1, $2, $3, $4, $5)
-       on conflict (id) do update set name = excluded.name, api_key_hash = excluded.api_key_hash, webhook_url = excluded.webhook_url, webhook_secret = excluded.webhook_secret`,
-      [merchant.id, merchant.name, await sha256Base64url(merchant.apiKey), merchant.webhookUrl ?? null, merchant.webhookSecret],
+       on conflict (id) do update set name = excluded.name, api_key_hash = excluded.api_key_hash, webhook_url = excluded.webhook_url,
+         -- a secret the operator rotated away from (webhook-secrets.ts) does not come back from the configuration
+         webhook_secret = case when exists (select 1 from merchant_webhook_secrets s where s.merchant_id = merchants.id and s.secret_hash = $6) then merchants.webhook_secret else excluded.webhook_secret end`,
+      [merchant.id, merchant.name, await sha256Base64url(merchant.apiKey), merchant.webhookUrl ?? null, merchant.webhookSecret, await sha256Base64url(merchant.webhookSecret)],
     );
   }
 }
@@ -41,24 +50,36 @@ export async function runWorker(context: AuthContext, dispatcher: WebhookDispatc
   await config.db.query('delete from device_proofs where expires_at < $1', [now]);
   await purgeIdempotencyKeys(config.db, now);
   await dispatcher.deliverDue(now);
+  // Holds the issuer released turn their requests expired (hold-sync.ts); after the deliveries, so a slow issuer delays no webhook.
+  await syncExpiredHolds(context, now);
 }
 
 export async function buildAuthServer(config: AuthConfig) {
   await migrate(config.db, migrationsDir);
   await seedMerchants(config);
   const http = new HttpClient({ caCertPem: config.tls.caCertPem, clientCertPem: config.clientTls.certPem, clientKeyPem: config.clientTls.keyPem });
-  const context: AuthContext = { config, http, issuers: new IssuerDirectory(config.issuers, http), hub: new PushHub() };
+  const context: AuthContext = { config, http, issuers: new IssuerDirectory(config.issuers, http), hub: await createPushHub(config) };
   const dispatcher = new WebhookDispatcher(config.db, config.logger, config.tls.caCertPem);
   const app = createServer({ logger: config.logger, tls: config.tls });
+  if (config.serverTiming) registerServerTiming(app);
+  app.addHook('onRequest', rateLimitHook(createRateLimiters(config.rateLimits), authRateLimitKeys));
+  await setUpAuditLog(app, config.db, config.logger, config.operatorToken);
 
   app.get('/.well-known/jwks.json', async () => {
     const { keys } = config.keys.jwks();
     return { keys: keys.filter((key) => key.use === 'sig') };
   });
   await app.register((plugin) => enrollmentRoutes(plugin, context));
+  await app.register((plugin) => credentialRoutes(plugin, context));
+  await app.register((plugin) => keyAdminRoutes(plugin, config.keys, config.operatorToken)); // key rotation (packages/service/src/key-admin.ts)
+  await app.register((plugin) => webhookSecretRoutes(plugin, config.db, config.operatorToken)); // webhook-secret rotation (webhook-secrets.ts)
   await app.register((plugin) => paymentRequestRoutes(plugin, context));
   await app.register((plugin) => terminalRoutes(plugin, context));
   await app.register((plugin) => paymentLinkRoutes(plugin, context));
+  await app.register((plugin) => settlementRoutes(plugin, context));
+  // The browser wallet at /wallet/ (docs/web.md); it fetches the issuers' PIN keys from their own origins.
+  registerWebPages(app, 'auth-server', { home: 'wallet', connectSrc: config.issuers.map((issuer) => new URL(issuer.baseUrl).origin) });
+  if (config.operatorToken) await app.register((plugin) => adminConsoleRoutes(plugin, config));
 
   let timer: NodeJS.Timeout | undefined;
   let running: Promise<void> | undefined;
@@ -75,6 +96,7 @@ export async function buildAuthServer(config: AuthConfig) {
     clearInterval(timer);
     await running;
     await dispatcher.close();
+    await context.hub.close();
     await http.close();
   });
   return { app, context, runWorker: () => runWorker(context, dispatcher, new Date()) };

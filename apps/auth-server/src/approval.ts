@@ -31,9 +31,11 @@ import { sqlState } from '@kessai/service';
 import type { TerminalCaller } from './callers.ts';
 import type { AuthContext } from './context.ts';
 import { passThrough } from './conversion/pass-through.ts';
+import { renewedForTerminal } from './conversion/renew.ts';
 import { reseal } from './conversion/reseal.ts';
 import type { Issuer } from './issuers.ts';
 import { loadPaymentRequest, merchantView, type PaymentRequestRow } from './payment-requests.ts';
+import { timed } from './server-timing.ts';
 import { enqueueEvent } from './webhooks.ts';
 
 export async function requestForTerminal(context: AuthContext, terminal: TerminalCaller, id: string, now: Date): Promise<PaymentRequestRow> {
@@ -109,27 +111,30 @@ export async function approve(context: AuthContext, terminal: TerminalCaller, id
   await saveIntent(context, terminal, row, approval);
   let decision: AuthorizationPayload;
   let jws: string;
+  let renewed: string | undefined;
   try {
-    const converted = await convert(context, issuer, body.sealed_credential);
+    const converted = await timed('conversion', () => convert(context, issuer, body.sealed_credential));
     config.logger.info({ request: row.id, mode: issuer.metadata.conversion_mode }, 'step 405: credential converted');
     const forwarded = { request: { rid: row.id, mid: row.merchant_id, amt: approval.amt, cur: approval.cur, ih: approval.ih }, sealed_credential: converted, approval: body.approval, pin: body.pin };
-    ({ authorization: jws } = await context.http.call('POST', `${issuer.route.baseUrl}/internal/v1/authorizations`, { body: forwarded, schema: authorizeResponse, unavailable: 'issuer_unavailable' }));
-    decision = await verifyDecision(issuer, jws, row);
+    ({ authorization: jws, sealed_credential: renewed } = await timed('authorization', () => context.http.call('POST', `${issuer.route.baseUrl}/internal/v1/authorizations`, { body: forwarded, schema: authorizeResponse, unavailable: 'issuer_unavailable' })));
+    decision = await verifyDecision(await context.issuers.withKid(issuer, readHeader(jws, 'issuer_refused').kid), jws, row);
   } catch (err) {
     await config.db.query("update payment_requests set status = 'pending', credential_id = null, issuer_id = null, updated_at = now() where id = $1 and status = 'authorizing'", [row.id]);
+    // The issuer retired the cipher 2 key this server still had cached: fetch its keys again for the next attempt.
+    if (err instanceof KessaiError && err.code === 'key_retired') context.issuers.forget(issuer.route.id);
     throw err;
   }
   // Step 407: record the outcome and tell the merchant, in one transaction.
   const status = decision.decision === 'approved' ? 'approved' : 'declined';
-  const recorded = await config.db.transaction(async (tx) => {
+  const recorded = await timed('record', () => config.db.transaction(async (tx) => {
     const [next] = await tx.query<PaymentRequestRow>("update payment_requests set status = $2, authorization_jws = $3, decline_code = $4, updated_at = now() where id = $1 and status = 'authorizing' returning *", [row.id, status, jws, decision.code]);
     if (!next) throw new Error(`payment request ${row.id} left authorizing while this approval ran`);
     await tx.query('update credentials set last_used_at = now() where id = $1', [terminal.credentialId]);
     await enqueueEvent(tx, status === 'approved' ? 'payment_request.approved' : 'payment_request.declined', merchantView(next, config.publicBaseUrl), now);
     return next;
-  });
+  }));
   config.logger.info({ request: row.id, decision: decision.decision, code: decision.code }, 'step 407: outcome recorded');
-  return outcomeOf(recorded);
+  return { ...outcomeOf(recorded), ...(await renewedForTerminal(context, terminal, issuer, body.sealed_credential, renewed)) };
 }
 
 export function outcomeOf(row: PaymentRequestRow): TerminalOutcome {

@@ -5,7 +5,7 @@
 import type { FastifyRequest } from 'fastify';
 import { importJWK } from 'jose';
 import { deviceProofSubject, idPattern, KessaiError, limits, sha256Base64url, verifyDeviceProof, type JWK } from '@kessai/protocol';
-import { sqlState, type Db } from '@kessai/service';
+import { setAuditActor, sqlState, type Db } from '@kessai/service';
 
 export interface MerchantCaller {
   id: string;
@@ -18,6 +18,7 @@ export async function authenticateMerchant(db: Db, request: FastifyRequest): Pro
   if (!match?.[1]) throw new KessaiError('unauthenticated');
   const [merchant] = await db.query<MerchantCaller>('select id, name from merchants where api_key_hash = $1', [await sha256Base64url(match[1])]);
   if (!merchant) throw new KessaiError('unauthenticated');
+  setAuditActor(request, `merchant:${merchant.id}`);
   return merchant;
 }
 
@@ -47,6 +48,7 @@ export async function authenticateTerminal(db: Db, request: FastifyRequest): Pro
     if (sqlState(err) === '23505') throw new KessaiError('unauthenticated', 'device proof already used');
     throw err;
   }
+  setAuditActor(request, `credential:${credentialId}`);
   if (credential.status === 'revoked') throw new KessaiError('credential_revoked');
   return { credentialId, issuerId: credential.issuer_id, deviceJwk: credential.device_jwk, deviceJkt: credential.device_jkt };
 }

@@ -1,6 +1,6 @@
 /** What an authentication server needs to start, built by its caller (main.ts or a test) and frozen. */
 import type { KeyRing } from '@kessai/protocol';
-import type { Db, Logger } from '@kessai/service';
+import type { Db, Logger, RateLimitConfig } from '@kessai/service';
 
 export interface IssuerRoute {
   id: string;
@@ -33,4 +33,8 @@ export interface AuthConfig {
   workerIntervalMs?: number;
   /** Bearer token of the operator endpoints (`/admin/v1/...`); without it they are not served. */
   operatorToken?: string;
+  /** Rate limits other than limits.rateLimits (tests and the benchmark raise them), and their clock. */
+  rateLimits?: RateLimitConfig;
+  /** Send Server-Timing headers (server-timing.ts): for the benchmark. */
+  serverTiming?: boolean;
 }

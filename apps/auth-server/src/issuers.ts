@@ -3,7 +3,7 @@
  * described by the metadata and JWKS it publishes (conversion mode, cipher 2 key, signing keys).
  * Metadata is fetched over TLS on first use and refreshed after issuerMetadataTtlMs.
  */
-import { issuerMetadata, keyEntryFromJwk, KessaiError, KeyRing, type IssuerMetadata, type JWK } from '@kessai/protocol';
+import { issuerMetadata, keyEntryFromJwk, KessaiError, KeyRing, limits, type IssuerMetadata, type JWK } from '@kessai/protocol';
 import type { HttpClient } from '@kessai/sdk';
 import { z } from 'zod';
 import type { IssuerRoute } from './config.ts';
@@ -21,6 +21,8 @@ export class IssuerDirectory {
   readonly #routes: readonly IssuerRoute[];
   readonly #http: HttpClient;
   readonly #cache = new Map<string, { issuer: Promise<Issuer>; fetchedAt: number }>();
+  /** When each issuer's keys were last fetched again for an unknown kid. */
+  readonly #kidRefetchedAt = new Map<string, number>();
 
   constructor(routes: readonly IssuerRoute[], http: HttpClient) {
     this.#routes = routes;
@@ -52,6 +54,21 @@ export class IssuerDirectory {
     this.#cache.set(id, { issuer, fetchedAt: Date.now() });
     issuer.catch(() => this.#cache.delete(id));
     return issuer;
+  }
+
+  /** The issuer with keys that know `kid`: its JWKS is fetched again when a rotated key is not in the cached one (at most once per issuerJwksRefetchCooldownMs). */
+  async withKid(issuer: Issuer, kid: unknown): Promise<Issuer> {
+    if (issuer.keys.byKid(kid)) return issuer;
+    const last = this.#kidRefetchedAt.get(issuer.route.id);
+    if (last !== undefined && Date.now() - last < limits.issuerJwksRefetchCooldownMs) return issuer;
+    this.#kidRefetchedAt.set(issuer.route.id, Date.now());
+    this.#cache.delete(issuer.route.id);
+    return this.byId(issuer.route.id);
+  }
+
+  /** Drops the cached metadata and keys of an issuer (it retired a key): the next use fetches them again. */
+  forget(id: string): void {
+    this.#cache.delete(id);
   }
 
   async #fetch(route: IssuerRoute): Promise<Issuer> {

@@ -5,8 +5,9 @@
  * them can always poll the payment request.
  */
 import { Agent, request } from 'undici';
-import { limits, newId, signWebhook, type PaymentRequestView, type RefundView, type WebhookEvent } from '@kessai/protocol';
+import { limits, newId, type PaymentRequestView, type RefundView, type WebhookEvent } from '@kessai/protocol';
 import type { Db, Logger, Queryable } from '@kessai/service';
+import { webhookSignature } from './webhook-secrets.ts';
 
 export async function enqueueEvent(tx: Queryable, type: WebhookEvent['type'], view: PaymentRequestView, now: Date, refund?: RefundView): Promise<void> {
   const event: WebhookEvent = { id: newId('evt'), type, created_at: now.toISOString(), data: view, ...(refund ? { refund } : {}) };
@@ -20,6 +21,8 @@ interface OutboxRow {
   attempts: number;
   webhook_url: string | null;
   webhook_secret: string;
+  /** Secrets rotated away from and not yet retired: they sign too (webhook-secrets.ts). */
+  previous_secrets: string[] | null;
 }
 
 export function backoffMs(attempts: number): number {
@@ -46,7 +49,8 @@ export class WebhookDispatcher {
           where o.merchant_id = m.id and o.id in (
             select id from webhook_outbox where delivered_at is null and next_attempt_at <= $1 and attempts < $3
              order by next_attempt_at limit $4 for update skip locked)
-        returning o.id, o.event_type, o.body, o.attempts, m.webhook_url, m.webhook_secret`,
+        returning o.id, o.event_type, o.body, o.attempts, m.webhook_url, m.webhook_secret,
+          array(select s.secret from merchant_webhook_secrets s where s.merchant_id = m.id and s.status = 'previous' order by s.rotated_at desc) as previous_secrets`,
         [now, new Date(now.getTime() + limits.webhookTimeoutMs * 2), limits.webhookAttemptsMax, limits.webhookBatchMax],
       ),
     );
@@ -61,7 +65,7 @@ export class WebhookDispatcher {
     }
     let status: number;
     try {
-      const signature = await signWebhook(row.webhook_secret, row.body, Math.floor(now.getTime() / 1000));
+      const signature = await webhookSignature(row.webhook_secret, row.previous_secrets ?? [], row.body, Math.floor(now.getTime() / 1000));
       const response = await request(row.webhook_url, {
         method: 'POST',
         dispatcher: this.#agent,

@@ -1,7 +1,8 @@
 /**
  * The demo world `kessai start` seeds: two issuers — one re-seals (embodiment 1), one takes
  * credentials straight through (embodiment 2, patent claim 3) — with test cards whose numbers,
- * PINs and outcomes are documented in README.md, as card networks document theirs.
+ * PINs and outcomes are documented in README.md, as card networks document theirs. Accounts are
+ * in JPY but one in KWD, a currency with three decimals.
  */
 import type { SeedCard } from '@kessai/settlement-server';
 import type { ConversionMode, KeyManagementAlgorithm } from '@kessai/protocol';
@@ -29,6 +30,8 @@ export const demoIssuers: DemoIssuer[] = [
       { cardNumber: '4000056655665556', holderName: 'HANAKO SUZUKI', expiry, pin: '2846', status: 'active', balanceMinor: 300_000n, currency: 'JPY', purpose: 'pays (balance JPY 300,000)' },
       { cardNumber: '4000000000009995', holderName: 'JIRO TANAKA', expiry, pin: '6051', status: 'active', balanceMinor: 500n, currency: 'JPY', purpose: 'declined: insufficient_funds (balance JPY 500)' },
       { cardNumber: '4000000000000002', holderName: 'YUKI SATO', expiry, pin: '3917', status: 'blocked', balanceMinor: 1_000_000n, currency: 'JPY', purpose: 'refused at enrollment: account_blocked' },
+      // A Kuwaiti dinar account: three decimals, so KWD 1,000.000 is 1,000,000 minor units (fils).
+      { cardNumber: '4000004140000005', holderName: 'LAYLA HASSAN', expiry, pin: '5821', status: 'active', balanceMinor: 1_000_000n, currency: 'KWD', purpose: 'pays in KWD (balance KWD 1,000.000)' },
     ],
   },
   {

@@ -4,7 +4,12 @@
  */
 import { Command } from 'commander';
 import { registerWalletCommands } from '@kessai/wallet';
+import { registerAuditCommands } from './audit-commands.ts';
+import { registerCardsCommands } from './cards-commands.ts';
+import { registerCredentialsCommands } from './credentials-commands.ts';
+import { registerKeysCommands } from './keys-commands.ts';
 import { demo } from './demo.ts';
+import { registerSettleCommands } from './settle-commands.ts';
 import { issuerDatabaseEnv, issuerIds, start } from './start.ts';
 
 const program = new Command('kessai').description('Kessai: settlement without keeping the payer’s personal data (JP 2001-076059)');
@@ -34,5 +39,10 @@ program
   });
 
 registerWalletCommands(program);
+registerAuditCommands(program, process.env.KESSAI_DATA_DIR ?? './.kessai');
+registerCredentialsCommands(program, process.env.KESSAI_DATA_DIR ?? './.kessai');
+registerCardsCommands(program, process.env.KESSAI_DATA_DIR ?? './.kessai');
+registerKeysCommands(program, process.env.KESSAI_DATA_DIR ?? './.kessai');
+registerSettleCommands(program, process.env.KESSAI_DATA_DIR ?? './.kessai');
 
 await program.parseAsync(process.argv);

@@ -1,6 +1,7 @@
 /** `kessai start`: the whole system on fixed localhost ports, data under one folder, until Ctrl-C. */
 import path from 'node:path';
 import { formatAmount } from '@kessai/protocol';
+import { operatorTokenFile } from '@kessai/service';
 import { demoIssuers } from './demo-data.ts';
 import { defaultPorts, startSystem, type DbSource } from './system.ts';
 
@@ -31,6 +32,16 @@ export async function start(options: StartOptions): Promise<void> {
     `  development CA              ${system.pki.caCertPath}`,
     `  merchant API key            ${path.join(system.dataDir, 'shop', 'merchant.json')}`,
     `  logs                        ${path.join(system.dataDir, 'logs')}`,
+    '',
+    'Pages (built by npm run build:web; the browser warns about the development CA, or import it):',
+    `  storefront                  ${system.shop.url}/store/`,
+    `  order page                  ${system.shop.url}/order/?id=ord_…   (checkout opens it)`,
+    `  browser wallet              ${system.auth.url}/wallet/`,
+    '',
+    'Operator consoles (sign in with the operator token):',
+    `  authentication server       ${system.auth.url}/console/`,
+    ...system.settlements.map((s) => `  settlement server           ${s.url}/console/   ${s.issuer.name}`),
+    `  operator token              ${path.join(system.dataDir, operatorTokenFile)}`,
     '',
     'Test cards (expiry 12/34):',
     ...demoIssuers.flatMap((issuer) => issuer.cards.map((card) => `  ${card.cardNumber.replace(/(\d{4})(?=\d)/g, '$1 ')}  PIN ${card.pin}  ${card.holderName.padEnd(14)} ${issuer.name}: ${card.purpose}`)),

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { buildAuthServer } from '@kessai/auth-server';
 import { buildSettlementServer, type SettlementConfig } from '@kessai/settlement-server';
 import { buildShop } from '@kessai/shop';
-import { createLogger, type KessaiApp, loadOrCreateKeyRing, loadOrCreateDevPki, loadOrCreateOperatorToken, openDb, readIfExists, writePrivateFile, type Db, type DevPki, type Logger } from '@kessai/service';
+import { createLogger, type KessaiApp, loadOrCreateKeyRing, loadOrCreateDevPki, loadOrCreateOperatorToken, openDb, readIfExists, writePrivateFile, type Db, type DevPki, type Logger, type RateLimitConfig } from '@kessai/service';
 import { newId } from '@kessai/protocol';
 import { demoIssuers, demoMerchantName, type DemoIssuer } from './demo-data.ts';
 
@@ -31,14 +31,20 @@ export interface SystemOptions {
   /** Settlement servers: authorization holds expire after this long; the expiry pass runs this often. */
   holdTimeoutSeconds?: number;
   expiryIntervalMs?: number;
+  /** Settlement servers: business-day time zone, default fees, closing schedule, clock (tests move it forward). */
+  settlement?: SettlementConfig['settlement'];
   /** Called with each server before it listens (tests add hooks to watch what crosses the wire). */
   beforeListen?: (role: 'auth-server' | 'shop' | `settlement-${string}`, app: { addHook: KessaiApp['addHook'] }) => void;
+  /** Every server's rate limits other than limits.rateLimits (tests and the benchmark raise them). */
+  rateLimits?: RateLimitConfig;
 }
 
 export interface MerchantSecrets {
   merchantId: string;
   apiKey: string;
   webhookSecret: string;
+  /** Secrets rotated away from (`kessai keys rotate --key webhook-secret`) that the shop still accepts until they are retired. */
+  previousWebhookSecrets?: string[];
 }
 
 export const defaultPorts = { auth: 8443, shop: 8446, issuers: { 'sakura-bank': 8444, 'fuji-bank': 8445 } as Record<string, number> };
@@ -121,8 +127,10 @@ export async function startSystem(options: SystemOptions) {
         ...(options.pinHash ? { pinHash: options.pinHash } : {}),
         ...(options.holdTimeoutSeconds !== undefined ? { holdTimeoutSeconds: options.holdTimeoutSeconds } : {}),
         ...(options.expiryIntervalMs !== undefined ? { expiryIntervalMs: options.expiryIntervalMs } : {}),
+        ...(options.settlement ? { settlement: options.settlement } : {}),
         tls: tlsOf('settlement-server'),
         operatorToken,
+        ...(options.rateLimits ? { rateLimits: options.rateLimits } : {}),
       });
       const app = await buildSettlementServer(config);
       options.beforeListen?.(`settlement-${issuer.id}`, app);
@@ -151,6 +159,7 @@ export async function startSystem(options: SystemOptions) {
         clientTls: { certPem: authTls.certPem, keyPem: authTls.keyPem },
         ...(options.workerIntervalMs ? { workerIntervalMs: options.workerIntervalMs } : {}),
         operatorToken,
+        ...(options.rateLimits ? { rateLimits: options.rateLimits } : {}),
       }),
     );
     options.beforeListen?.('auth-server', auth.app);
@@ -167,12 +176,13 @@ export async function startSystem(options: SystemOptions) {
         merchantApiKey: merchant.apiKey,
         authBaseUrl: url(ports.auth),
         caCertPem: pki.caCertPem,
-        webhookSecrets: [merchant.webhookSecret],
+        webhookSecrets: [merchant.webhookSecret, ...(merchant.previousWebhookSecrets ?? [])],
         issuers: Object.fromEntries(settlements.map((s) => [s.issuer.id, `${s.url}/.well-known/jwks.json`])),
         autoCapture: true,
         publicBaseUrl: url(ports.shop),
         tls: tlsOf('shop'),
         operatorToken,
+        ...(options.rateLimits ? { rateLimits: options.rateLimits } : {}),
       }),
     );
     options.beforeListen?.('shop', shop.app);

@@ -20,19 +20,27 @@ import {
   settlementCaptureRequest,
   settlementCaptureResponse,
   settlementRefundRequest,
+  settlementAuthorizationStatus,
   settlementRefundResponse,
   voidRequest,
+  type AuthorizationPayload,
   type IssuerMetadata,
 } from '@kessai/protocol';
-import { createServer, migrate, requireClientCertificate } from '@kessai/service';
+import { decodeJwt } from 'jose';
+import { byAddressExceptCertifiedPeers, createRateLimiters, createServer, migrate, rateLimitHook, registerWebPages, requireClientCertificate, setUpAuditLog, keyAdminRoutes } from '@kessai/service';
 import type { SettlementConfig } from './config.ts';
+import { adminCardRoutes } from './admin-cards.ts';
+import { adminConsoleRoutes } from './admin-console.ts';
 import { authorize } from './authorize.ts';
+import { authorizationStatus } from './authorization-status.ts';
 import { settleHold } from './capture.ts';
 import { findCard, openCredential } from './credential.ts';
 import { startExpiryWorker } from './expiry.ts';
 import { GroupCommit } from './ledger/group-commit.ts';
 import { refund } from './refund.ts';
+import { renewedCredential } from './renew.ts';
 import { seedCards } from './seed.ts';
+import { registerSettlement } from './settlement/routes.ts';
 
 const migrationsDir = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'migrations');
 
@@ -52,6 +60,8 @@ export async function buildSettlementServer(config: SettlementConfig) {
   const seeded = await seedCards(config);
   if (seeded > 0) config.logger.info({ cards: seeded }, 'seeded demo cards');
   const app = createServer({ logger: config.logger, ...(config.tls ? { tls: { ...config.tls, requestClientCertificate: true } } : {}) });
+  app.addHook('onRequest', rateLimitHook(createRateLimiters(config.rateLimits), byAddressExceptCertifiedPeers));
+  const audit = await setUpAuditLog(app, config.db, config.logger, config.operatorToken);
   const metadata = issuerMetadataOf(config);
   // Every ledger write of this server goes through one group commit (ledger/group-commit.ts).
   const ledger = new GroupCommit(config.db);
@@ -62,7 +72,8 @@ export async function buildSettlementServer(config: SettlementConfig) {
   }
 
   app.get('/.well-known/kessai-issuer', { schema: { response: { 200: issuerMetadata } } }, async () => metadata);
-  app.get('/.well-known/jwks.json', async () => config.keys.jwks());
+  // Public keys only: the browser wallet (another origin) fetches the key it encrypts PINs to from here (docs/web.md).
+  app.get('/.well-known/jwks.json', async (_request, reply) => reply.header('access-control-allow-origin', '*').send(config.keys.jwks()));
 
   await app.register(async (plugin) => {
     const internal = plugin.withTypeProvider<ZodTypeProvider>();
@@ -79,9 +90,12 @@ export async function buildSettlementServer(config: SettlementConfig) {
       return { status: 'ok' as const };
     });
 
-    internal.post('/internal/v1/authorizations', { schema: { body: authorizeRequest, response: { 200: authorizeResponse } } }, async (request) => ({
-      authorization: await authorize(config, ledger, request.body, new Date()),
-    }));
+    internal.post('/internal/v1/authorizations', { schema: { body: authorizeRequest, response: { 200: authorizeResponse } } }, async (request) => {
+      const authorization = await authorize(config, ledger, request.body, new Date());
+      const decided = decodeJwt(authorization) as Partial<AuthorizationPayload>;
+      void audit.record({ actor: 'system', action: 'authorization.decided', resource: `${decided.rid} ${decided.aid}`, outcome: decided.code ? `${decided.decision} ${decided.code}` : String(decided.decision), origin: request.ip });
+      return { authorization, ...(await renewedCredential(config, request.body.sealed_credential)) };
+    });
 
     internal.post('/internal/v1/authorizations/:rid/capture', { schema: { params: rid, body: settlementCaptureRequest, response: { 200: settlementCaptureResponse } } }, async (request) =>
       settleHold(config, ledger, request.params.rid, 'capture', request.body.amount_minor, new Date()),
@@ -94,6 +108,14 @@ export async function buildSettlementServer(config: SettlementConfig) {
     internal.post('/internal/v1/authorizations/:rid/void', { schema: { params: rid, body: voidRequest, response: { 200: settlementCaptureResponse } } }, async (request) =>
       settleHold(config, ledger, request.params.rid, 'void', undefined, new Date()),
     );
+
+    // How the authentication server learns that a hold expired (authorization-status.ts).
+    internal.get('/internal/v1/authorizations/:rid', { schema: { params: rid, response: { 200: settlementAuthorizationStatus } } }, async (request) => authorizationStatus(config.db, request.params.rid, new Date()));
   });
+  if (config.operatorToken) await app.register((plugin) => adminConsoleRoutes(plugin, config));
+  if (config.operatorToken) await app.register((plugin) => adminCardRoutes(plugin, config));
+  await app.register((plugin) => keyAdminRoutes(plugin, config.keys, config.operatorToken)); // key rotation (packages/service/src/key-admin.ts)
+  await app.register((plugin) => registerSettlement(plugin, config, ledger)); // settlement batches, fees, payouts, reports (docs/ledger.md)
+  registerWebPages(app, 'settlement-server', { home: 'console' }); // the operator console at /console/ (docs/web.md)
   return app;
 }

@@ -7,8 +7,9 @@
  *   3. open the PIN (encrypted by the terminal to this server, bound to the request id);
  *   4. check the PIN against the card's verifier (argon2 is slow: outside the ledger batch);
  *   5. as one job of the ledger's group commit (ledger/group-commit.ts): answer a retry with the
- *      stored decision, spend the approval nonce, find the card, check status and expiry, count a
- *      wrong PIN (locking at the limit), check funds and place the hold — a pending transfer that
+ *      stored decision, spend the approval nonce, find the card, check status, the credential's
+ *      PIN lock and expiry, count a wrong PIN per account and per credential (pin.ts; each locks
+ *      at its limit), check funds and place the hold — a pending transfer that
  *      expires after holdTimeoutSeconds;
  *   6. step 407: sign the decision.
  */
@@ -38,7 +39,7 @@ import type { SettlementConfig } from './config.ts';
 import { findCard, openCredential } from './credential.ts';
 import type { GroupCommit } from './ledger/group-commit.ts';
 import { createAccount, createTransfers } from './ledger/store.ts';
-import { pinMatches } from './pin.ts';
+import { countWrongPin, credentialPinLocked, pinHolderOf, pinMatches, resetPinFailures, type PinHolder } from './pin.ts';
 
 export async function authorize(config: SettlementConfig, ledger: GroupCommit, body: AuthorizeRequest, now: Date): Promise<string> {
   const credential = await openCredential(body.sealed_credential, config.keys, config.issuerId);
@@ -46,6 +47,7 @@ export async function authorize(config: SettlementConfig, ledger: GroupCommit, b
   const pin = await openPin(config, body.pin, body.request.rid);
   const unlocked = await findCard(config.db, credential, false);
   const pinChecked = unlocked ? { verifier: unlocked.pin_verifier, ok: await pinMatches(unlocked.pin_verifier, pin) } : undefined;
+  const holder = await pinHolderOf(credential);
   return ledger.run(async (tx) => {
     const existing = await storedDecision(tx, body.request.rid);
     if (existing) return existing;
@@ -54,7 +56,7 @@ export async function authorize(config: SettlementConfig, ledger: GroupCommit, b
     if (!card) throw new KessaiError('account_not_found');
     // The verifier cannot change today; if it ever does between the two reads, check again.
     const pinOk = pinChecked?.verifier === card.pin_verifier ? pinChecked.ok : await pinMatches(card.pin_verifier, pin);
-    const decline = await declineReason(config, tx, card, credential.expiry.expose(), pinOk, body.request.cur as Currency, now);
+    const decline = await declineReason(config, tx, card, holder, credential.expiry.expose(), pinOk, body.request.cur as Currency, now);
     if (decline) return record(config, tx, body, card.account_id, { decision: 'declined', code: decline }, now);
     const hold = await placeHold(config, tx, card.account_id, body, now);
     if (hold.result !== 'ok') return record(config, tx, body, card.account_id, { decision: 'declined', code: 'insufficient_funds' }, now);
@@ -98,18 +100,13 @@ async function spendNonce(tx: Queryable, nonce: string, rid: string): Promise<vo
   }
 }
 
-async function declineReason(config: SettlementConfig, tx: Queryable, card: { card_number: string; account_id: string; status: string; pin_verifier: string; pin_failures: number }, expiry: string, pinOk: boolean, currency: Currency, now: Date): Promise<DeclineCode | undefined> {
+async function declineReason(config: SettlementConfig, tx: Queryable, card: { card_number: string; account_id: string; status: string; pin_verifier: string; pin_failures: number }, holder: PinHolder, expiry: string, pinOk: boolean, currency: Currency, now: Date): Promise<DeclineCode | undefined> {
   if (card.status === 'blocked') return 'card_blocked';
   if (card.status === 'locked') return 'pin_locked';
+  if (await credentialPinLocked(tx, holder)) return 'credential_locked';
   if (isExpired(expiry, now)) return 'card_expired';
-  if (!pinOk) {
-    const failures = card.pin_failures + 1;
-    const locked = failures >= limits.pinAttemptsMax;
-    await tx.query('update cards set pin_failures = $2, status = $3 where card_number = $1', [card.card_number, failures, locked ? 'locked' : card.status]);
-    config.logger.warn({ account: card.account_id, failures, locked }, 'wrong PIN');
-    return locked ? 'pin_locked' : 'pin_incorrect';
-  }
-  if (card.pin_failures > 0) await tx.query('update cards set pin_failures = 0 where card_number = $1', [card.card_number]);
+  if (!pinOk) return countWrongPin(config.logger, tx, card, holder);
+  await resetPinFailures(tx, card, holder);
   const [account] = await tx.query<{ currency: string }>('select currency from ledger_accounts where id = $1', [card.account_id]);
   if (account?.currency !== currency) return 'currency_mismatch';
   return undefined;

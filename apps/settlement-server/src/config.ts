@@ -1,7 +1,8 @@
 /** What a settlement server needs to start, built by its caller (main.ts or a test) and frozen. */
 import type { KeyRing } from '@kessai/protocol';
 import type { ConversionMode, Currency } from '@kessai/protocol';
-import type { Db, Logger } from '@kessai/service';
+import type { Db, Logger, RateLimitConfig } from '@kessai/service';
+import type { SettlementOptions } from './settlement/options.ts';
 
 export interface SeedCard {
   cardNumber: string;
@@ -35,4 +36,8 @@ export interface SettlementConfig {
   expiryIntervalMs?: number;
   /** Bearer token of the operator endpoints (`/admin/v1/...`); without it they are not served. */
   operatorToken?: string;
+  /** Rate limits other than limits.rateLimits (tests and the benchmark raise them), and their clock. */
+  rateLimits?: RateLimitConfig;
+  /** Settlement batches, fees and payouts (settlement/options.ts; docs/ledger.md). */
+  settlement?: SettlementOptions;
 }

@@ -5,3 +5,7 @@ export { GroupCommit } from './ledger/group-commit.ts';
 export { expireHolds } from './expiry.ts';
 export * as rules from './ledger/rules.ts';
 export { pinVerifier } from './pin.ts';
+export { closeDay, settlementBatchIdOf } from './settlement/batches.ts';
+export { feeOf, defaultFeeSchedule, type FeeSchedule } from './settlement/fees.ts';
+export { addDays, businessDayOf, endOfDay, startOfDay } from './settlement/business-day.ts';
+export { resolveSettlementOptions, type SettlementOptions } from './settlement/options.ts';

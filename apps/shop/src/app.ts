@@ -7,7 +7,7 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AuthorizationVerifier, MerchantClient } from '@kessai/sdk';
-import { createServer, migrate, type Db, type KessaiApp } from '@kessai/service';
+import { byAddress, createRateLimiters, createServer, migrate, rateLimitHook, registerWebPages, setUpAuditLog, type Db, type KessaiApp } from '@kessai/service';
 import { seedCatalogue } from './catalogue.ts';
 import { defineShopConfig, type ResolvedShopConfig, type ShopConfig } from './config.ts';
 import { Fulfilment } from './fulfilment.ts';
@@ -15,6 +15,7 @@ import { registerCartRoutes } from './routes/carts.ts';
 import { registerCheckoutRoute } from './routes/checkout.ts';
 import { registerOrderRoutes } from './routes/orders.ts';
 import { registerProductRoutes } from './routes/products.ts';
+import { registerSettlementRoutes } from './routes/settlements.ts';
 import { registerWebhookRoute } from './routes/webhooks.ts';
 
 export const migrationsDir = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'migrations');
@@ -45,11 +46,15 @@ export async function buildShop(input: ShopConfig): Promise<Shop> {
   const context: ShopContext = { config, db: config.db, merchant, fulfilment };
 
   const app = createServer({ logger: config.logger, ...(config.tls ? { tls: config.tls } : {}) });
+  app.addHook('onRequest', rateLimitHook(createRateLimiters(config.rateLimits), byAddress));
+  await setUpAuditLog(app, config.db, config.logger, config.operatorToken);
   registerProductRoutes(app, context);
   registerCartRoutes(app, context);
   registerCheckoutRoute(app, context);
   registerOrderRoutes(app, context);
   await registerWebhookRoute(app, context);
+  await registerSettlementRoutes(app, context);
+  registerWebPages(app, 'shop', { home: 'store' }); // the storefront at /store/ (docs/web.md)
 
   return {
     app,

@@ -1,7 +1,8 @@
 /**
  * The shop's demo catalogue: a few goods priced in JPY (integer minor units; the yen has none
- * below one), written to the products table on first start. Later starts leave existing rows as
- * they are, so a price an operator changed in the database is not reset.
+ * below one) and one in KWD (three decimals: a minor unit is a thousandth of a dinar), written
+ * to the products table on first start. Later starts leave existing rows as they are, so a price
+ * an operator changed in the database is not reset.
  */
 import type { Currency } from '@kessai/protocol';
 import type { Db } from '@kessai/service';
@@ -24,6 +25,8 @@ export const catalogue: readonly CatalogueProduct[] = Object.freeze([
   { id: 'chasen', name: 'Chasen', description: 'Bamboo whisk, 80 tines', unitPriceMinor: 3_300n, currency: 'JPY' },
   { id: 'furoshiki', name: 'Furoshiki', description: 'Cotton wrapping cloth, 70 cm', unitPriceMinor: 1_800n, currency: 'JPY' },
   { id: 'tenugui', name: 'Tenugui', description: 'Hand-dyed cotton towel', unitPriceMinor: 990n, currency: 'JPY' },
+  // Priced in Kuwaiti dinar (three decimals): KWD 12.345 is 12,345 minor units.
+  { id: 'uji-gyokuro-kwd', name: 'Gyokuro, 50 g (export)', description: 'Shade-grown green tea from Uji, priced in Kuwaiti dinar', unitPriceMinor: 12_345n, currency: 'KWD' },
 ]);
 
 /** Inserts the catalogue products that are not there yet; returns how many it inserted. */

@@ -3,7 +3,7 @@
  * buildShop never reads the environment and never opens a port.
  */
 import type { Secret } from '@kessai/protocol';
-import type { Db, Logger } from '@kessai/service';
+import type { Db, Logger, RateLimitConfig } from '@kessai/service';
 
 export interface ShopConfig {
   logger: Logger;
@@ -30,6 +30,8 @@ export interface ShopConfig {
   tls?: { keyPem: string; certPem: string; caCertPem: string };
   /** Bearer token of the operator endpoints (`/admin/v1/...`); without it they are not served. */
   operatorToken?: string;
+  /** Rate limits other than limits.rateLimits (tests and the benchmark raise them), and their clock. */
+  rateLimits?: RateLimitConfig;
 }
 
 /** A config after defineShopConfig: defaults applied, frozen. */

@@ -1,14 +1,16 @@
 /**
  * What the shop does when it learns a payment request's state — from a signed webhook or from
  * polling, by the same code: step 408 (verify the issuer's signed authorization, then mark the
- * order paid) and step 409 (capture). Every transition is a conditional UPDATE on the current
- * status, so a webhook and a poll racing each other, or a retried delivery, change nothing twice.
+ * order paid) and step 409 (capture; a hold that expired at the issuer; refunds, recorded once
+ * per refund id from `payment_request.refunded` events). Every transition is a conditional UPDATE
+ * on the current status, so a webhook and a poll racing each other, or a retried delivery, change
+ * nothing twice.
  */
-import { KessaiError, type PaymentRequestView } from '@kessai/protocol';
+import { KessaiError, type PaymentRequestView, type RefundView } from '@kessai/protocol';
 import { AuthorizationVerificationError, type AuthorizationVerifier, type MerchantClient } from '@kessai/sdk';
 import type { Db, Logger } from '@kessai/service';
 
-export const orderStatuses = ['awaiting_payment', 'paid', 'declined', 'cancelled', 'expired', 'captured', 'voided'] as const;
+export const orderStatuses = ['awaiting_payment', 'paid', 'declined', 'cancelled', 'expired', 'captured', 'voided', 'partially_refunded', 'refunded'] as const;
 export type OrderStatus = (typeof orderStatuses)[number];
 
 export interface OrderRow {
@@ -17,6 +19,8 @@ export interface OrderRow {
   currency: string;
   amount_minor: bigint;
   captured_minor: bigint;
+  /** All refunds so far (migration 0002). */
+  refunded_minor: bigint;
   status: OrderStatus;
   payment_request_id: string | null;
   payment_link: string | null;
@@ -26,7 +30,7 @@ export interface OrderRow {
   created_at: Date | string;
 }
 
-const orderColumns = 'id, cart_id, currency, amount_minor, captured_minor, status, payment_request_id, payment_link, merchant_id, authorization_id, decline_code, created_at';
+const orderColumns = 'id, cart_id, currency, amount_minor, captured_minor, refunded_minor, status, payment_request_id, payment_link, merchant_id, authorization_id, decline_code, created_at';
 
 export async function findOrder(db: Pick<Db, 'query'>, id: string): Promise<OrderRow | undefined> {
   const [row] = await db.query<OrderRow>(`select ${orderColumns} from orders where id = $1`, [id]);
@@ -35,7 +39,7 @@ export async function findOrder(db: Pick<Db, 'query'>, id: string): Promise<Orde
 
 /** int8 may come back as bigint, number or string depending on the driver: one type here. */
 function normalize(row: OrderRow): OrderRow {
-  return { ...row, amount_minor: BigInt(row.amount_minor), captured_minor: BigInt(row.captured_minor) };
+  return { ...row, amount_minor: BigInt(row.amount_minor), captured_minor: BigInt(row.captured_minor), refunded_minor: BigInt(row.refunded_minor) };
 }
 
 /** The Idempotency-Keys derive from the order id, so a retry can never ask twice. */
@@ -79,8 +83,15 @@ export class Fulfilment {
    * must answer quickly) an automatic capture runs after the answer; a capture that fails leaves
    * the order `paid`, and the next poll or delivery tries again with the same Idempotency-Key.
    * Throws AuthorizationVerificationError when the authorization does not verify: nothing changes.
+   * With `refund` (a `payment_request.refunded` event) the refund is recorded once the order is captured.
    */
-  async apply(view: PaymentRequestView, options: { waitForCapture: boolean }): Promise<OrderRow | undefined> {
+  async apply(view: PaymentRequestView, options: { waitForCapture: boolean; refund?: RefundView }): Promise<OrderRow | undefined> {
+    const order = await this.#applyStatus(view, options);
+    if (!order || !options.refund) return order;
+    return this.#recordRefund(order, options.refund);
+  }
+
+  async #applyStatus(view: PaymentRequestView, options: { waitForCapture: boolean }): Promise<OrderRow | undefined> {
     const [found] = await this.#db.query<OrderRow>(`select ${orderColumns} from orders where payment_request_id = $1`, [view.id]);
     if (!found || found.id !== view.order_id) {
       this.#log.warn({ paymentRequest: view.id, orderId: view.order_id }, 'payment request matches no order of this shop');
@@ -93,8 +104,10 @@ export class Fulfilment {
         return order;
       case 'declined':
       case 'cancelled':
-      case 'expired':
         return this.#settle(order, view.status, { decline_code: view.decline_code });
+      case 'expired':
+        // Unpaid (the request expired) or paid but never captured (the issuer released the hold).
+        return this.#settle(order, 'expired', { decline_code: view.decline_code }, ['awaiting_payment', 'paid']);
       case 'voided':
         return this.#settle(order, 'voided', {}, ['awaiting_payment', 'paid']);
       case 'approved':
@@ -109,9 +122,12 @@ export class Fulfilment {
     }
   }
 
-  /** The polling fallback: asks the authentication server when the shop still waits for something. */
+  /**
+   * The polling fallback: asks the authentication server when the shop still waits for something
+   * (an unpaid order: its payment; a paid one: its capture, or its hold's expiry).
+   */
   async refresh(order: OrderRow): Promise<OrderRow> {
-    const waiting = order.status === 'awaiting_payment' || (order.status === 'paid' && this.#autoCapture);
+    const waiting = order.status === 'awaiting_payment' || order.status === 'paid';
     if (!waiting || !order.payment_request_id) return order;
     try {
       const view = await this.#merchant.getPaymentRequest(order.payment_request_id);
@@ -166,6 +182,11 @@ export class Fulfilment {
         return this.#settle(order, 'captured', { captured_minor: BigInt(view.captured_minor) }, ['paid']);
       } catch (err) {
         if (!(err instanceof KessaiError)) throw err;
+        if (err.code === 'authorization_not_capturable') {
+          // Expired or voided meanwhile: the payment request says which.
+          const view = await this.#merchant.getPaymentRequest(requestId).catch(() => undefined);
+          if (view?.status === 'expired' || view?.status === 'voided') return this.#settle(order, view.status, {}, ['paid']);
+        }
         this.#log.warn({ order: order.id, code: err.code }, 'capture failed; the order stays paid and is retried later');
         return this.#reload(order);
       }
@@ -173,6 +194,39 @@ export class Fulfilment {
     this.#captures.set(order.id, capturing);
     capturing.catch((err: unknown) => this.#log.error({ order: order.id, err }, 'capture crashed'));
     return capturing;
+  }
+
+  /**
+   * Step 409, a refund the merchant made: recorded once per refund id; the order's refunded total
+   * is the largest the authentication server reported (a lost event is covered by the next one),
+   * and the order turns `partially_refunded`, or `refunded` once the whole capture is refunded.
+   */
+  async #recordRefund(order: OrderRow, refund: RefundView): Promise<OrderRow> {
+    if (refund.payment_request_id !== order.payment_request_id || refund.currency !== order.currency) {
+      this.#log.warn({ order: order.id, refund: refund.id }, 'refund does not match the order');
+      return order;
+    }
+    const row = await this.#db.transaction(async (tx) => {
+      await tx.query('insert into order_refunds (refund_id, order_id, amount_minor, refunded_at) values ($1, $2, $3, $4) on conflict (refund_id) do nothing', [
+        refund.id,
+        order.id,
+        BigInt(refund.amount_minor),
+        new Date(refund.created_at),
+      ]);
+      const [updated] = await tx.query<OrderRow>(
+        `update orders set refunded_minor = greatest(refunded_minor, $2),
+                status = case when greatest(refunded_minor, $2) >= captured_minor then 'refunded' else 'partially_refunded' end, updated_at = now()
+          where id = $1 and status in ('captured', 'partially_refunded', 'refunded') returning ${orderColumns}`,
+        [order.id, BigInt(refund.refunded_minor)],
+      );
+      return updated;
+    });
+    if (!row) {
+      this.#log.warn({ order: order.id, status: order.status, refund: refund.id }, 'refund for an order that is not captured');
+      return this.#reload(order);
+    }
+    this.#log.info({ order: order.id, refund: refund.id, refundedMinor: BigInt(row.refunded_minor).toString(), status: row.status }, 'step 409: refund recorded');
+    return normalize(row);
   }
 
   /** Moves the order to a final status if it is still in one of `from`; otherwise leaves it. */

@@ -2,7 +2,8 @@
  * `kessai wallet …`: the terminal (role 10) on the command line. Enrollment (301–305) onto the
  * removable storage; payments pushed to it (403) or opened from a payment link, shown from the
  * authentication server's signed view and answered with the device key and the PIN (404); the
- * final state (408). Prompts go to the terminal (stderr); results go to stdout, one line each.
+ * final state (408); revocation of a lost storage with the recovery code. Prompts go to the
+ * terminal (stderr); results go to stdout, one line each.
  */
 import { readFile, stat } from 'node:fs/promises';
 import type { Readable, Writable } from 'node:stream';
@@ -21,13 +22,14 @@ import {
   limits,
   lineItemsTotal,
   normalizeCardNumber,
+  safeDisplay,
   Secret,
   type ConversionMode,
   type TerminalOutcome,
   type TerminalRequestPayload,
 } from '@kessai/protocol';
 import { AuthorizationVerifier, WalletClient, type VerifiedRequest } from '@kessai/sdk';
-import { assertMayEnroll, isPemCertificate, loadWallet, openStorage, saveWallet, storageFileBytesMax, StorageError, StorageMissingError, type LoadedWallet } from './storage.ts';
+import { assertMayEnroll, isPemCertificate, loadWallet, openStorage, replaceSealedCredential, saveWallet, storageFileBytesMax, StorageError, StorageMissingError, type LoadedWallet } from './storage.ts';
 
 /** Problems the command line finds itself, before any server is asked. */
 export type WalletCliErrorCode = 'input_required' | 'input_invalid' | 'cancelled';
@@ -82,6 +84,15 @@ export function registerWalletCommands(program: Command, io: WalletIo = { stdin:
     .option('--expiry <MM/YY>', 'card expiry (asked if absent)')
     .option('--force', 'replace a wallet already on the storage')
     .action(run((options: { storage: string; auth: string; ca: string; name?: string; card?: string; expiry?: string; force?: boolean }) => enroll(io, options)));
+
+  wallet
+    .command('revoke')
+    .description('revoke a credential whose storage is lost, from any device, with the recovery code shown at enrollment')
+    .requiredOption('--credential <id>', 'the credential id (cred_…) printed at enrollment')
+    .requiredOption('--auth <url>', 'the authentication server, https://…')
+    .requiredOption('--ca <file>', 'the CA certificate (PEM) the servers are signed by')
+    .option('--recovery-code <code>', 'the recovery code (asked if absent; on the command line it is visible to other users of this machine)')
+    .action(run((options: { credential: string; auth: string; ca: string; recoveryCode?: string }) => revoke(io, options)));
 
   wallet
     .command('listen')
@@ -143,12 +154,27 @@ async function enroll(io: WalletIo, options: { storage: string; auth: string; ca
   const card = new Secret(options.card !== undefined ? checkedCard(options.card) : normalizeCardNumber(await ask(io, 'password', 'Card number', checkCard, 'pass --card')));
   const expiry = options.expiry !== undefined ? checkedExpiry(options.expiry) : (await ask(io, 'text', 'Expiry (MM/YY)', checkExpiry, 'pass --expiry')).trim();
 
-  const stored = await WalletClient.enroll({ authBaseUrl, caCertPem, holderName: holderName.trim(), cardNumber: card.expose(), expiry });
+  const { wallet: stored, recoveryCode } = await WalletClient.enrollment({ authBaseUrl, caCertPem, holderName: holderName.trim(), cardNumber: card.expose(), expiry });
   const saved = await saveWallet(storage.dir, stored, caCertPem, { force: options.force ?? false });
   const out = lines(io.stdout);
   out(`enrolled: credential ${stored.credential_id} (card ending ${card.expose().slice(-4)})`);
   out(`issuer: ${stored.issuer.name} (${stored.issuer.id}), conversion mode ${modeDescriptions[stored.issuer.conversion_mode]}`);
   out(`storage: ${saved.dir} — keep it safe; whoever holds it and knows the PIN can pay`);
+  // Shown once and never written to the storage: a thief holding the storage must not find it there.
+  out(`recovery code: ${recoveryCode.expose()} — write it down and keep it apart from the storage; it is shown only now`);
+  out(`  if the storage is lost: kessai wallet revoke --credential ${stored.credential_id} --auth ${authBaseUrl} --ca <ca.cert.pem>`);
+}
+
+// ---- revoke (lost storage) -------------------------------------------------------------------
+
+async function revoke(io: WalletIo, options: { credential: string; auth: string; ca: string; recoveryCode?: string }): Promise<void> {
+  if (!idPattern('cred').test(options.credential)) throw new WalletCliError('input_invalid', `--credential ${options.credential.slice(0, 80)} is not a credential id (cred_…)`);
+  const authBaseUrl = httpsUrl(options.auth, '--auth');
+  const caCertPem = await readCaCert(options.ca);
+  const checkCode = (value: string | undefined) => ((value ?? '').replace(/[\s-]/g, '').length === 20 ? undefined : 'a recovery code is 20 letters and digits (dashes optional)');
+  const recoveryCode = new Secret(options.recoveryCode ?? (await ask(io, 'password', 'Recovery code', checkCode, 'pass --recovery-code')));
+  const revoked = await WalletClient.revoke({ authBaseUrl, caCertPem, credentialId: options.credential, recoveryCode: recoveryCode.expose() });
+  lines(io.stdout)(`revoked: credential ${revoked.credential_id} at ${revoked.revoked_at} (by the ${revoked.revoked_by}) — every later use of it is refused`);
 }
 
 function checkName(value: string | undefined): string | undefined {
@@ -294,6 +320,10 @@ async function answer(io: WalletIo, client: WalletClient, loaded: LoadedWallet, 
     return;
   }
   const outcome = await client.approve(request, (await pin()).expose());
+  if (outcome.sealed_credential !== undefined) {
+    await replaceSealedCredential(loaded.dir, outcome.sealed_credential);
+    io.stderr.write('the credential was re-sealed under the current key (key rotation); the storage now holds the new one\n');
+  }
   printOutcome(io, view, total, outcome, await issuerSignature(loaded, view, outcome));
 }
 
@@ -316,8 +346,7 @@ function showRequest(io: WalletIo, view: TerminalRequestPayload, total: string):
 
 /** Merchant text reaches the payer's terminal: no control or bidi characters that could redraw the total. */
 export function printable(text: string): string {
-  // eslint-disable-next-line no-control-regex -- matching control characters is the point
-  return text.replace(/[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g, '\ufffd');
+  return safeDisplay(text);
 }
 
 /** The total, checked against the items: the payer is never shown a total the items do not add up to. */

@@ -4,6 +4,7 @@ export {
   assertMayEnroll,
   loadWallet,
   openStorage,
+  replaceSealedCredential,
   saveWallet,
   storageFileBytesMax,
   storageFiles,

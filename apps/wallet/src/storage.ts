@@ -109,6 +109,18 @@ export async function saveWallet(dir: string, stored: StoredWallet, caCertPem: s
   return { dir: storage.dir, holdsWallet: true };
 }
 
+/**
+ * Key rotation: the authentication server handed back the credential re-sealed under its current
+ * key. Replaces it in wallet.json (atomically) if it is bound to the same credential and device key.
+ */
+export async function replaceSealedCredential(dir: string, sealed: string): Promise<void> {
+  const loaded = await loadWallet(dir);
+  const { device_private_jwk: key, ...file } = loaded.wallet;
+  const next = { ...file, sealed_credential: sealed };
+  await assertKeyBelongsToCredential(loaded.dir, next, key as JWK);
+  await writeAtomic(loaded.dir, storageFiles.wallet, `${JSON.stringify(walletFile.parse(next), null, 2)}\n`);
+}
+
 /** Checked before enrollment starts, so the payer is not asked for a card only to be refused. */
 export function assertMayEnroll(storage: Storage, force: boolean): void {
   if (storage.holdsWallet && !force) {

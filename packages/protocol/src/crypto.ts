@@ -50,11 +50,24 @@ export interface KeyEntry {
   privateKey?: CryptoKey;
 }
 
-/** Looks keys up by kid; the first key of each use is the current one. */
+/**
+ * Looks keys up by kid; the first key of each use is the current one, the others of that use are
+ * previous keys that still open and verify. Retired kids are only remembered, to name them in errors.
+ */
 export class KeyRing {
-  readonly #keys: KeyEntry[];
-  constructor(keys: KeyEntry[]) {
+  #keys: KeyEntry[];
+  #retired: Set<string>;
+  constructor(keys: KeyEntry[], retiredKids: Iterable<string> = []) {
     this.#keys = keys;
+    this.#retired = new Set(retiredKids);
+  }
+  /** Key rotation: the running server's ring changes at once (packages/service/src/key-admin.ts). */
+  replace(keys: KeyEntry[], retiredKids: Iterable<string>): void {
+    this.#keys = keys;
+    this.#retired = new Set(retiredKids);
+  }
+  isRetired(kid: unknown): boolean {
+    return typeof kid === 'string' && this.#retired.has(kid);
   }
   current(use: 'sig' | 'enc'): KeyEntry {
     const key = this.#keys.find((k) => k.use === use);
@@ -136,16 +149,25 @@ export async function sealJson(value: unknown, key: KeyEntry, header: SealHeader
 }
 
 /**
+ * How many times openJson was asked to open a JWE with each key ring: the process-level evidence
+ * that a pass-through authentication server never opens a credential (its ring's count stays put
+ * through a whole pass-through purchase; test/zero-retention.test.ts). Only counts, never contents.
+ */
+export const jweOpenings = new WeakMap<KeyRing, number>();
+
+/**
  * Opens a compact JWE with the private key its `kid` names. Any failure — unknown kid, algorithm
  * outside the allow-list, wrong typ, tampered header, key, IV, ciphertext or tag — is the one
  * error `code`, so a caller learns nothing about which part was wrong.
  */
 export async function openJson(jwe: string, keys: KeyRing, expectedTyp: string, code: ErrorCode): Promise<{ header: CompactJWEHeaderParameters; value: unknown }> {
+  jweOpenings.set(keys, (jweOpenings.get(keys) ?? 0) + 1);
   try {
     const { plaintext, protectedHeader } = await compactDecrypt(
       jwe,
       (header) => {
         const key = keys.byKid(header.kid);
+        if (!key && keys.isRetired(header.kid)) throw new KessaiError('key_retired');
         if (!key?.privateKey || key.use !== 'enc' || key.alg !== header.alg) throw new KessaiError(code, 'unknown key');
         return key.privateKey;
       },

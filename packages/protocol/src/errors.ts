@@ -40,7 +40,15 @@ export const errorCatalog = {
   authorization_not_refundable: { status: 409, title: 'Only a captured payment can be refunded' },
   issuer_unavailable: { status: 502, title: 'The settlement server could not be reached' },
   issuer_refused: { status: 502, title: 'The settlement server refused the request' },
+  settlement_day_not_over: { status: 409, title: 'The business day has not ended yet; it cannot be closed' },
+  settlement_batch_not_found: { status: 404, title: 'No such settlement batch' },
   stream_limit_reached: { status: 429, title: 'Too many open event streams for this credential or server' },
+  rate_limited: { status: 429, title: 'Too many requests; retry after the number of seconds in Retry-After' },
+  recovery_code_invalid: { status: 403, title: 'The recovery code does not match this credential' },
+  recovery_locked: { status: 429, title: 'Too many wrong recovery codes for this credential; try again later' },
+  key_retired: { status: 422, title: 'The sealed credential is under a retired key; enroll again' },
+  key_not_found: { status: 404, title: 'No such key' },
+  key_in_use: { status: 409, title: 'The current key cannot be retired; rotate first' },
   internal_error: { status: 500, title: 'Internal error' },
 } as const satisfies Record<string, { status: number; title: string }>;
 
@@ -55,6 +63,7 @@ export const declineCatalog = {
   card_blocked: 'The issuer has blocked the card',
   card_expired: 'The card has expired',
   currency_mismatch: "The card's account is in another currency",
+  credential_locked: 'Too many wrong PINs through this credential: it is locked until the issuer unlocks it',
 } as const;
 
 export type DeclineCode = keyof typeof declineCatalog;

@@ -1,5 +1,6 @@
 export * from './card.ts';
 export * from './crypto.ts';
+export * from './display.ts';
 export * from './errors.ts';
 export * from './ids.ts';
 export * from './json.ts';
@@ -7,3 +8,4 @@ export * from './limits.ts';
 export * from './messages.ts';
 export * from './money.ts';
 export * from './secret.ts';
+export * from './settlement.ts';

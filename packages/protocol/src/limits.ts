@@ -30,6 +30,15 @@ export const limits = {
   deviceProofAgeMsMax: 2 * 60 * 1000,
   /** Wrong PINs before the card is locked. */
   pinAttemptsMax: 3,
+  /** Wrong PINs through one credential (device key) before that credential is locked at the issuer; only a right PIN through it resets the count. */
+  pinAttemptsPerCredentialMax: 3,
+  /** Wrong recovery codes for one credential before revocation by recovery code is locked, and for how long. */
+  recoveryAttemptsMax: 5,
+  recoveryLockoutMs: 15 * 60 * 1000,
+  /** The authentication server fetches an issuer's JWKS again for an unknown signing kid (a rotated key) at most this often. */
+  issuerJwksRefetchCooldownMs: 1_000,
+  /** Each server reads its key files again this often, so a rotation made through another process sharing them takes effect. */
+  keyReloadIntervalMs: 5_000,
   /** Calls from one server to another give up after this long. */
   upstreamTimeoutMs: 10_000,
   /** Webhook delivery: attempts, per-attempt timeout, first and largest back-off. */
@@ -63,4 +72,38 @@ export const limits = {
   /** How often the settlement server's expiry pass runs, and how many holds one pass releases. */
   expiryIntervalMsDefault: 10_000,
   expiryBatchMax: 500,
+  /**
+   * The authentication server's hold sync (apps/auth-server/src/hold-sync.ts): approved requests
+   * asked about per worker pass; how long after its approval a request is first asked about (most
+   * are captured before); how soon it asks again after an issuer did not answer; and how long it
+   * waits before asking again about a request the issuer already resolved otherwise.
+   */
+  holdSyncBatchMax: 100,
+  holdSyncFirstCheckMs: 1_000,
+  holdSyncRetryMs: 5_000,
+  holdSyncMismatchRecheckMs: 60 * 60 * 1000,
+  /** Settlement batches returned by one list call (newest first). */
+  settlementBatchesListMax: 100,
+  /** How often the settlement worker checks whether the previous business day may be closed; 0 turns it off. */
+  settlementWorkerIntervalMsDefault: 60_000,
+  /** The worker closes a business day this long after it ended (late captures of other processes land first). */
+  settlementCloseDelayMsDefault: 15 * 60 * 1000,
+  /**
+   * Rate limits (sustained requests per minute, burst from a full bucket), answered `rate_limited`
+   * with Retry-After: per source address on every server; per merchant API key (merchant API); per
+   * credential, i.e. per device (terminal API); and per source address on enrollment and on
+   * credential recovery or revocation. Buckets are per process (packages/service/src/rate-limit.ts).
+   */
+  rateLimits: {
+    address: { perMinute: 6_000, burst: 1_000 },
+    merchant: { perMinute: 6_000, burst: 1_000 },
+    credential: { perMinute: 600, burst: 120 },
+    enrollment: { perMinute: 10, burst: 20 },
+    recovery: { perMinute: 5, burst: 10 },
+  },
+  /** Keys one rate limiter tracks at most (its memory bound). */
+  rateLimitKeysMax: 100_000,
+  /** Audit rows written per transaction, and read per page when the chain is verified. */
+  auditBatchMax: 256,
+  auditVerifyPageMax: 1_000,
 } as const;

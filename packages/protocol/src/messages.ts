@@ -17,6 +17,8 @@ const prefixedId = (prefix: string) => z.string().regex(new RegExp(`^${prefix}_[
 export const amountString = z.string().max(20).regex(amountPattern, 'non-negative integer string').refine((v) => amountPattern.test(v) && BigInt(v) <= limits.amountMinorMax, 'exceeds amountMinorMax');
 export const currencyCode = z.enum(currencies as [string, ...string[]]);
 export const credentialId = prefixedId('cred');
+/** A recovery code: 20 Crockford base32 characters (100 bits) in five groups of four. */
+export const recoveryCode = z.string().regex(/^[0-9A-HJKMNP-TV-Z]{4}(-[0-9A-HJKMNP-TV-Z]{4}){4}$/, 'recovery code');
 export const paymentRequestId = prefixedId('pr');
 export const authorizationId = prefixedId('auth');
 export const merchantId = prefixedId('mer');
@@ -57,8 +59,28 @@ export const enrollmentResponse = z.strictObject({
   issuer: issuerSummary,
   /** The authentication server's JWKS: the terminal verifies signed payment requests with it. */
   auth_jwks_uri: z.url(),
+  /** Shown to the payer once, never stored by the terminal: revokes the credential from any device. */
+  recovery_code: recoveryCode,
 });
 export type EnrollmentResponse = z.infer<typeof enrollmentResponse>;
+
+// ---- Revocation of a lost storage, PIN unlock (operator) ------------------------------------
+
+/** The payer's revocation from any device: no device key, only the recovery code (typed, so dashes, spaces and case are forgiven). */
+export const revokeCredentialRequest = z.strictObject({ recovery_code: z.string().min(1).max(64) });
+export const credentialRevocation = z.strictObject({
+  credential_id: credentialId,
+  status: z.literal('revoked'),
+  revoked_at: z.string(),
+  revoked_by: z.enum(['payer', 'operator']),
+});
+export type CredentialRevocation = z.infer<typeof credentialRevocation>;
+
+/** Operator, settlement server: unlock a card's account (PIN lock) or one credential's PIN lock — never by card number. */
+export const cardUnlockRequest = z
+  .strictObject({ account_id: z.string().regex(/^acct_[0-9a-hjkmnp-tv-z]{26}$/, 'acct_ id').optional(), credential_id: credentialId.optional() })
+  .refine((body) => (body.account_id === undefined) !== (body.credential_id === undefined), 'exactly one of account_id and credential_id');
+export const cardUnlockResponse = z.strictObject({ accounts_unlocked: z.number().int().min(0), credentials_unlocked: z.number().int().min(0) });
 
 /** The personal data inside a sealed credential. Only cipher 1/2 ever hold it at rest. */
 export const credentialPlaintext = z.strictObject({
@@ -175,6 +197,8 @@ export const terminalOutcome = z.strictObject({
   status: paymentRequestStatus,
   decline_code: z.string().nullable(),
   authorization: jose.nullable(),
+  /** Approve only: the same credential re-sealed under the current key, when it came under a previous one; the terminal stores it. */
+  sealed_credential: jose.optional(),
 });
 export type TerminalOutcome = z.infer<typeof terminalOutcome>;
 
@@ -216,13 +240,50 @@ export const authorizationPayload = z.strictObject({
 });
 export type AuthorizationPayload = z.infer<typeof authorizationPayload>;
 
-export const authorizeResponse = z.strictObject({ authorization: jose });
+export const authorizeResponse = z.strictObject({
+  authorization: jose,
+  /** Pass-through only: the credential re-sealed under the issuer's current cipher 2 key, when it came under a previous one. */
+  sealed_credential: jose.optional(),
+});
 
 export const settlementCaptureRequest = z.strictObject({ amount_minor: amountString });
 export const settlementCaptureResponse = z.strictObject({ authorization_id: authorizationId, status: z.enum(['captured', 'voided']), captured_minor: amountString });
 /** The refund id is chosen (and saved) by the authentication server before it calls: a retry reuses it. */
 export const settlementRefundRequest = z.strictObject({ refund_id: refundId, amount_minor: amountString });
 export const settlementRefundResponse = z.strictObject({ authorization_id: authorizationId, refund_id: refundId, amount_minor: amountString, refunded_minor: amountString, captured_minor: amountString });
+/** An authorization as its issuer keeps it: how the authentication server learns that a hold expired. */
+export const settlementAuthorizationStatus = z.strictObject({
+  authorization_id: authorizationId,
+  status: z.enum(['held', 'captured', 'voided', 'expired', 'declined']),
+  amount_minor: amountString,
+  captured_minor: amountString,
+  refunded_minor: amountString,
+  /** When the hold is due (held only; null once it is resolved, or for a declined authorization). */
+  hold_expires_at: z.string().nullable(),
+});
+export type SettlementAuthorizationStatus = z.infer<typeof settlementAuthorizationStatus>;
+
+// ---- Key rotation (operator, every server) --------------------------------------------------
+
+export const keyStatus = z.enum(['current', 'previous', 'retired']);
+/** One key of a server: its name (file stem, e.g. cipher1), kid, use, alg, when it was made, and its status. */
+export const keyInfo = z.strictObject({
+  key: text(64),
+  kid: text(),
+  use: z.enum(['sig', 'enc']),
+  alg: text(32),
+  created: z.string(),
+  status: keyStatus,
+});
+export type KeyInfo = z.infer<typeof keyInfo>;
+export const keyList = z.strictObject({ keys: z.array(keyInfo).max(limits.listPageMax) });
+export const keyRotateRequest = z.strictObject({ key: text(64) });
+export const keyRetireRequest = z.strictObject({ key: text(64), kid: text() });
+/** A merchant's new webhook secret, answered once to the operator; the previous ones keep signing until retired. */
+export const webhookSecretRotation = z.strictObject({ merchant_id: merchantId, webhook_secret: z.string().regex(/^whsec_[A-Za-z0-9_-]{32}$/), previous_secrets: z.number().int().min(0) });
+export type WebhookSecretRotation = z.infer<typeof webhookSecretRotation>;
+export const webhookSecretRetirement = z.strictObject({ merchant_id: merchantId, retired: z.number().int().min(0) });
+export type WebhookSecretRetirement = z.infer<typeof webhookSecretRetirement>;
 
 // ---- Webhooks (step 407 to the shop) -------------------------------------------------------
 

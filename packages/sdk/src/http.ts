@@ -66,6 +66,25 @@ export class HttpClient {
     throw new KessaiError(options.unavailable, `${new URL(url).pathname} answered ${status}`);
   }
 
+  /** A GET whose successful answer is not JSON (a CSV report): its body as text and its content type; failures as in call(). */
+  async text(url: string, options: { headers?: Record<string, string>; unavailable: ErrorCode }): Promise<{ text: string; contentType: string }> {
+    let status: number;
+    let text: string;
+    let contentType: string;
+    try {
+      const response = await request(url, { method: 'GET', dispatcher: this.#agent, headers: { accept: '*/*', ...options.headers }, signal: AbortSignal.timeout(this.#timeoutMs) });
+      status = response.statusCode;
+      contentType = String(response.headers['content-type'] ?? '');
+      text = await response.body.text();
+    } catch {
+      throw new KessaiError(options.unavailable, `GET ${new URL(url).pathname} failed`);
+    }
+    if (status >= 200 && status < 300) return { text, contentType };
+    const body = parseJson(text) as { code?: unknown; detail?: string } | undefined;
+    if (status !== 500 && isErrorCode(body?.code) && body.code !== 'internal_error') throw new KessaiError(body.code, body.detail);
+    throw new KessaiError(options.unavailable, `${new URL(url).pathname} answered ${status}`);
+  }
+
   /** Opens a long-lived GET (server-sent events) and yields its body as text chunks. */
   async *stream(url: string, headers: Record<string, string>, signal: AbortSignal): AsyncGenerator<string> {
     const response = await request(url, { method: 'GET', dispatcher: this.#agent, headers: { accept: 'text/event-stream', ...headers }, signal, bodyTimeout: 0 });

@@ -14,11 +14,16 @@ import {
   paymentRequestView,
   refundRequest,
   refundView,
+  settlementBatchId,
+  settlementBatchList,
+  settlementReport,
   verifyWebhook,
   webhookEvent,
   type CreatePaymentRequest,
   type PaymentRequestView,
   type RefundView,
+  type SettlementBatchView,
+  type SettlementReport,
   type WebhookEvent,
 } from '@kessai/protocol';
 import { HttpClient } from './http.ts';
@@ -76,6 +81,22 @@ export class MerchantClient {
     return this.#post(`${this.#url(id)}/refunds`, outgoing(refundRequest, { amount_minor: amountMinor.toString() }), idempotencyKey, refundView);
   }
 
+  /** The merchant's settlement batches at every issuer, newest business day first. */
+  async listSettlementBatches(): Promise<SettlementBatchView[]> {
+    const list = await this.#http.call('GET', `${this.#baseUrl}/v1/settlement-batches`, { headers: this.#auth(), schema: settlementBatchList, unavailable: 'issuer_unavailable' });
+    return list.batches;
+  }
+
+  /** One batch's settlement report: every capture and refund with its fee and net, and the totals. */
+  async settlementReport(batchId: string): Promise<SettlementReport> {
+    return this.#http.call('GET', this.#reportUrl(batchId, 'json'), { headers: this.#auth(), schema: settlementReport, unavailable: 'issuer_unavailable' });
+  }
+
+  /** The same report as CSV text (docs/ledger.md, "Settlement report"). */
+  async settlementReportCsv(batchId: string): Promise<string> {
+    return (await this.#http.text(this.#reportUrl(batchId, 'csv'), { headers: this.#auth(), unavailable: 'issuer_unavailable' })).text;
+  }
+
   close(): Promise<void> {
     return this.#http.close();
   }
@@ -97,6 +118,11 @@ export class MerchantClient {
     // The id goes into the path: only a well-formed one, so it can never change the path.
     if (!paymentRequestId.safeParse(id).success) throw new TypeError('MerchantClient: not a payment request id');
     return `${this.#baseUrl}/v1/payment-requests/${id}${action ? `/${action}` : ''}`;
+  }
+
+  #reportUrl(batchId: string, format: 'json' | 'csv'): string {
+    if (!settlementBatchId.safeParse(batchId).success) throw new TypeError('MerchantClient: not a settlement batch id');
+    return `${this.#baseUrl}/v1/settlement-batches/${batchId}/report.${format}`;
   }
 
   #auth(): Record<string, string> {

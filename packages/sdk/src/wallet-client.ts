@@ -8,12 +8,15 @@ import { exportJWK, generateKeyPair, importJWK } from 'jose';
 import { z } from 'zod';
 import {
   base64url,
+  credentialRevocation,
   enrollmentResponse,
   itemsHash,
   keyEntryFromJwk,
   KessaiError,
   KeyRing,
+  readHeader,
   sealJson,
+  Secret,
   signDeviceProof,
   signJson,
   terminalOutcome,
@@ -21,6 +24,7 @@ import {
   typ,
   verifyJson,
   type ApprovalPayload,
+  type CredentialRevocation,
   type EnrollmentResponse,
   type JWK,
   type TerminalOutcome,
@@ -61,7 +65,6 @@ export class WalletClient {
   readonly #http: HttpClient;
   #deviceKey: Promise<CryptoKey>;
   #authKeys?: Promise<KeyRing>;
-  #issuerKeys?: Promise<KeyRing>;
 
   constructor(wallet: StoredWallet, options: { caCertPem: string }) {
     this.wallet = wallet;
@@ -71,6 +74,14 @@ export class WalletClient {
 
   /** Steps 301–305: create the device key, send the personal information, get the sealed credential. */
   static async enroll(input: EnrollInput): Promise<StoredWallet> {
+    return (await WalletClient.enrollment(input)).wallet;
+  }
+
+  /**
+   * Enrollment with the recovery code the server shows once: the caller shows it to the payer and
+   * never stores it with the wallet (whoever finds the storage must not find the code beside it).
+   */
+  static async enrollment(input: EnrollInput): Promise<{ wallet: StoredWallet; recoveryCode: Secret<string> }> {
     const { publicKey, privateKey } = await generateKeyPair('ES256', { extractable: true });
     const { kty, crv, x, y } = await exportJWK(publicKey);
     const http = new HttpClient({ caCertPem: input.caCertPem });
@@ -80,7 +91,7 @@ export class WalletClient {
         schema: enrollmentResponse,
         unavailable: 'issuer_unavailable',
       });
-      return {
+      const wallet: StoredWallet = {
         version: 1,
         auth_base_url: input.authBaseUrl,
         credential_id: enrolled.credential_id,
@@ -89,6 +100,21 @@ export class WalletClient {
         auth_jwks_uri: enrolled.auth_jwks_uri,
         device_private_jwk: { ...(await exportJWK(privateKey)), alg: 'ES256' },
       };
+      return { wallet, recoveryCode: new Secret(enrolled.recovery_code) };
+    } finally {
+      await http.close();
+    }
+  }
+
+  /** Revokes a credential with its recovery code, from any device: no device key is needed. */
+  static async revoke(input: { authBaseUrl: string; caCertPem: string; credentialId: string; recoveryCode: string }): Promise<CredentialRevocation> {
+    const http = new HttpClient({ caCertPem: input.caCertPem });
+    try {
+      return await http.call('POST', `${input.authBaseUrl}/v1/credentials/${encodeURIComponent(input.credentialId)}/revoke`, {
+        body: { recovery_code: input.recoveryCode },
+        schema: credentialRevocation,
+        unavailable: 'issuer_unavailable',
+      });
     } finally {
       await http.close();
     }
@@ -111,7 +137,12 @@ export class WalletClient {
   /** Checks the authentication server's signature on a pushed or fetched request. */
   async verifyRequest(jws: string): Promise<VerifiedRequest> {
     this.#authKeys ??= this.#keys(this.wallet.auth_jwks_uri);
-    const keys = await this.#authKeys;
+    let keys = await this.#authKeys;
+    // A kid not in the cached set: the server rotated its signing key; fetch the set again once.
+    if (!keys.byKid(readHeader(jws, 'approval_invalid').kid)) {
+      this.#authKeys = this.#keys(this.wallet.auth_jwks_uri);
+      keys = await this.#authKeys;
+    }
     const { value } = await verifyJson(jws, (kid) => keys.byKid(kid)?.publicKey, typ.requestView, 'approval_invalid');
     return { view: terminalRequestPayload.parse(value) };
   }
@@ -139,9 +170,23 @@ export class WalletClient {
     }
   }
 
-  /** Step 404: approve with the PIN, which only the issuer can read. */
+  /**
+   * Step 404: approve with the PIN, which only the issuer can read. When the answer carries the
+   * credential re-sealed under a rotated key, this client uses it from now on; the caller stores it
+   * (the command-line wallet writes it to the storage).
+   */
   async approve(request: VerifiedRequest, pin: string, overrides: Partial<ApprovalPayload> = {}): Promise<TerminalOutcome> {
-    return this.#call('POST', `/v1/terminal/payment-requests/${request.view.rid}/approve`, terminalOutcome, await this.approvalBody(request, pin, overrides));
+    const outcome = await this.#call('POST', `/v1/terminal/payment-requests/${request.view.rid}/approve`, terminalOutcome, await this.approvalBody(request, pin, overrides));
+    if (outcome.sealed_credential !== undefined) this.#renew(outcome.sealed_credential);
+    return outcome;
+  }
+
+  /** Takes a re-sealed credential only if its header names this credential, device key and issuer. */
+  #renew(sealed: string): void {
+    const now = readHeader(this.wallet.sealed_credential, 'credential_invalid');
+    const next = readHeader(sealed, 'credential_invalid');
+    if (next.typ !== now.typ || next.cred !== now.cred || next.dkt !== now.dkt || next.iss !== now.iss) throw new KessaiError('credential_invalid', 'the re-sealed credential is bound to another credential');
+    this.wallet.sealed_credential = sealed;
   }
 
   /** The body of an approval, exposed so tests can tamper with each part. */
@@ -151,8 +196,8 @@ export class WalletClient {
     globalThis.crypto.getRandomValues(nonce);
     const payload: ApprovalPayload = { rid: view.rid, mid: view.merchant.id, amt: view.amount_minor, cur: view.currency, ih: await itemsHash(view.line_items), iat: Math.floor(Date.now() / 1000), nonce: base64url(nonce), ...overrides };
     const approval = await signJson(payload, await this.#deviceKey, { typ: typ.approval });
-    this.#issuerKeys ??= this.#keys(this.wallet.issuer.jwks_uri);
-    const issuerKey = (await this.#issuerKeys).current('enc');
+    // Fetched for each approval: the issuer may have rotated the key PINs are encrypted to.
+    const issuerKey = (await this.#keys(this.wallet.issuer.jwks_uri)).current('enc');
     if (!/^[0-9]{4,12}$/.test(pin)) throw new KessaiError('validation_failed', 'a PIN is 4 to 12 digits');
     const pinJwe = await sealJson({ pin, rid: view.rid }, issuerKey, { typ: typ.pin, rid: view.rid });
     return { sealed_credential: this.wallet.sealed_credential, approval, pin: pinJwe };

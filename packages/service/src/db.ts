@@ -45,6 +45,16 @@ export interface Db extends Queryable {
   /** Runs `sql` (several statements allowed, no parameters), used by migrations. */
   exec(sql: string): Promise<void>;
   close(): Promise<void>;
+  /**
+   * PostgreSQL only (undefined on PGlite): LISTEN on `channel` over a dedicated connection outside
+   * the pool, calling `onNotify` with each payload. A lost connection is reopened with backoff;
+   * `onReconnect` runs after each reopening, since notifications sent meanwhile are gone.
+   */
+  listen?(channel: string, onNotify: (payload: string) => void, onReconnect?: () => void): Promise<DbListener>;
+}
+
+export interface DbListener {
+  close(): Promise<void>;
 }
 
 export interface OpenDbOptions {
@@ -147,7 +157,7 @@ async function openPostgres(url: string, max: number): Promise<Db> {
     },
   });
   const poolSession = sessionOf(pool);
-  return createDb('postgres', {
+  const db = createDb('postgres', {
     run: async (fn, exclusive) => {
       if (!exclusive) return fn(poolSession);
       const client = await pool.connect();
@@ -160,6 +170,51 @@ async function openPostgres(url: string, max: number): Promise<Db> {
     },
     close: () => pool.end(),
   });
+  return { ...db, listen: (channel, onNotify, onReconnect) => listenPostgres(url, channel, onNotify, onReconnect) };
+}
+
+/** LISTEN on a dedicated client; reconnects with backoff (100 ms doubling to 5 s) until closed. */
+async function listenPostgres(url: string, channel: string, onNotify: (payload: string) => void, onReconnect?: () => void): Promise<DbListener> {
+  if (!/^[a-z_][a-z0-9_]{0,62}$/.test(channel)) throw new Error(`listen: invalid channel name ${channel}`);
+  let closed = false;
+  let client: pg.Client | undefined;
+  let retry: NodeJS.Timeout | undefined;
+  const open = async (): Promise<void> => {
+    const next = new pg.Client({ connectionString: url });
+    next.on('notification', (message) => {
+      if (message.channel === channel) onNotify(message.payload ?? '');
+    });
+    next.on('error', () => {}); // 'end' follows and reconnects
+    next.on('end', () => {
+      if (client === next) client = undefined;
+      if (!closed) schedule(100);
+    });
+    await next.connect();
+    await next.query(`LISTEN ${channel}`);
+    if (closed) {
+      await next.end().catch(() => {});
+      return;
+    }
+    client = next;
+  };
+  const schedule = (delayMs: number) => {
+    if (closed || retry) return;
+    retry = setTimeout(() => {
+      retry = undefined;
+      open().then(
+        () => onReconnect?.(),
+        () => schedule(Math.min(delayMs * 2, 5_000)),
+      );
+    }, delayMs);
+  };
+  await open();
+  return {
+    async close() {
+      closed = true;
+      clearTimeout(retry);
+      await client?.end().catch(() => {});
+    },
+  };
 }
 
 interface Driver {

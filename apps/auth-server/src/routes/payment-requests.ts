@@ -123,8 +123,10 @@ export async function paymentRequestRoutes(plugin: FastifyInstance, context: Aut
 export async function paymentLinkRoutes(plugin: FastifyInstance, context: AuthContext): Promise<void> {
   const app = plugin.withTypeProvider<ZodTypeProvider>();
   const { config } = context;
-  app.get('/pay/:id', { schema: { params: z.strictObject({ id: paymentRequestId }) } }, async (request) => {
+  app.get('/pay/:id', { schema: { params: z.strictObject({ id: paymentRequestId }) } }, async (request, reply) => {
     const row = await loadPaymentRequest(config.db, request.params.id, new Date());
+    // A browser (a phone that scanned the shop's QR code) opens the request in the browser wallet.
+    if (request.headers.accept?.includes('text/html')) return reply.redirect(`/wallet/?pay=${row.id}`);
     const [merchant] = await config.db.query<{ name: string }>('select name from merchants where id = $1', [row.merchant_id]);
     return {
       id: row.id,

@@ -4,13 +4,14 @@
  * per database transaction, one after another, each inside its own SAVEPOINT so one job's failure
  * rolls back only that job. A job's promise settles only after its transaction committed. Jobs run
  * one batch at a time, so the ledger is serialized per server; the queue depth is bounded.
- * Plain transfer submissions (`createTransfers`) queued next to each other with the same `now`
- * are merged into one call of the store, so they cost one round of locks and writes together.
+ * Plain transfer submissions (`createTransfers`) queued next to each other are merged into one
+ * call of the store (each transfer keeps its own `now`), so they cost one round of locks and
+ * writes together.
  */
 import { KessaiError, limits } from '@kessai/protocol';
 import { sqlState, type Db, type TxQueryable } from '@kessai/service';
 import type { TransferInput, TransferResult } from './rules.ts';
-import { createTransfers } from './store.ts';
+import { createTransfers, createTransfersEach } from './store.ts';
 
 type Job = {
   run: (tx: TxQueryable) => Promise<unknown>;
@@ -47,7 +48,7 @@ export class GroupCommit {
     return this.#enqueue(fn);
   }
 
-  /** Creates `batch` (store.ts createTransfers) as one job, merged with neighbouring submissions for the same `now`. */
+  /** Creates `batch` (store.ts createTransfers) as one job, merged with neighbouring transfer submissions. */
   createTransfers(batch: readonly TransferInput[], now: Date): Promise<TransferResult[]> {
     return this.#enqueue((tx) => createTransfers(tx, batch, now), { batch, nowMs: now.getTime() });
   }
@@ -96,12 +97,12 @@ export class GroupCommit {
   }
 }
 
-/** Splits a batch into groups: runs of transfer submissions with the same `now`, and single other jobs. */
+/** Splits a batch into groups: runs of transfer submissions, and single other jobs. */
 function mergeable(batch: Job[]): Job[][] {
   const groups: Job[][] = [];
   for (const job of batch) {
     const last = groups.at(-1);
-    if (job.transfers && last?.[0]?.transfers && last[0].transfers.nowMs === job.transfers.nowMs) last.push(job);
+    if (job.transfers && last?.[0]?.transfers) last.push(job);
     else groups.push([job]);
   }
   return groups;
@@ -115,8 +116,8 @@ async function runGroup(tx: TxQueryable, group: Job[]): Promise<Outcome[]> {
     if (group.length === 1) {
       outcomes = [{ ok: true, value: await group[0]!.run(tx) }];
     } else {
-      const merged = group.flatMap((job) => job.transfers!.batch);
-      const results = await createTransfers(tx, merged, new Date(group[0]!.transfers!.nowMs));
+      const merged = group.flatMap((job) => job.transfers!.batch.map((transfer) => ({ transfer, nowMs: job.transfers!.nowMs })));
+      const results = await createTransfersEach(tx, merged);
       let offset = 0;
       outcomes = group.map((job) => {
         const value = results.slice(offset, offset + job.transfers!.batch.length);

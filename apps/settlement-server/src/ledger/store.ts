@@ -108,16 +108,24 @@ async function store(tx: Queryable, state: LedgerState, before: LedgerState): Pr
       ],
     );
   }
-  for (const t of state.transfers.values()) {
+  // One statement each for the changed pending states and the changed balances, however many.
+  const resolved = [...state.transfers.values()].filter((t) => {
     const old = before.transfers.get(t.id);
-    if (old && old.state !== t.state) await tx.query('update transfers set state = $2 where id = $1', [t.id, t.state]);
+    return old !== undefined && old.state !== t.state;
+  });
+  if (resolved.length > 0) {
+    await tx.query('update transfers set state = x.state from unnest($1::text[], $2::text[]) as x (id, state) where transfers.id = x.id', [resolved.map((t) => t.id), resolved.map((t) => t.state)]);
   }
-  for (const a of state.accounts.values()) {
-    const old = before.accounts.get(a.id)!;
-    if (old === a) continue;
-    await tx.query('update ledger_accounts set debits_pending = $2, debits_posted = $3, credits_pending = $4, credits_posted = $5 where id = $1', [
-      a.id, a.debitsPending, a.debitsPosted, a.creditsPending, a.creditsPosted,
-    ]);
+  const changed = [...state.accounts.values()].filter((a) => before.accounts.get(a.id) !== a);
+  if (changed.length > 0) {
+    await tx.query(
+      `update ledger_accounts set debits_pending = x.dp, debits_posted = x.dpo, credits_pending = x.cp, credits_posted = x.cpo
+       from unnest($1::text[], $2::int8[], $3::int8[], $4::int8[], $5::int8[]) as x (id, dp, dpo, cp, cpo) where ledger_accounts.id = x.id`,
+      [
+        changed.map((a) => a.id), changed.map((a) => a.debitsPending.toString()), changed.map((a) => a.debitsPosted.toString()),
+        changed.map((a) => a.creditsPending.toString()), changed.map((a) => a.creditsPosted.toString()),
+      ],
+    );
   }
 }
 
@@ -126,12 +134,21 @@ async function store(tx: Queryable, state: LedgerState, before: LedgerState): Pr
  * (a later transfer sees the effects of the earlier ones). `now` stamps them and decides expiry.
  */
 export async function createTransfers(tx: Queryable, batch: readonly TransferInput[], now: Date): Promise<TransferResult[]> {
-  if (batch.length === 0) return [];
-  const transferIds = batch.flatMap((t) => (t.pendingId ? [t.id, t.pendingId] : [t.id]));
-  const accountIds = batch.flatMap((t) => [t.debitAccountId, t.creditAccountId].filter((id): id is string => id !== undefined));
-  const { state, before } = await load(tx, transferIds, accountIds);
   const nowMs = now.getTime();
-  const results = batch.map((t) => applyTransfer(state, t, nowMs));
+  return createTransfersEach(tx, batch.map((transfer) => ({ transfer, nowMs })));
+}
+
+/**
+ * createTransfers where each transfer has its own `now` (ms): what group commit uses to merge
+ * submissions made at different moments into one round of locks and writes. Each transfer is
+ * judged exactly as if it had been created alone at its own `now`, after the ones before it.
+ */
+export async function createTransfersEach(tx: Queryable, items: ReadonlyArray<{ transfer: TransferInput; nowMs: number }>): Promise<TransferResult[]> {
+  if (items.length === 0) return [];
+  const transferIds = items.flatMap(({ transfer: t }) => (t.pendingId ? [t.id, t.pendingId] : [t.id]));
+  const accountIds = items.flatMap(({ transfer: t }) => [t.debitAccountId, t.creditAccountId].filter((id): id is string => id !== undefined));
+  const { state, before } = await load(tx, transferIds, accountIds);
+  const results = items.map(({ transfer, nowMs }) => applyTransfer(state, transfer, nowMs));
   await store(tx, state, before);
   return results;
 }

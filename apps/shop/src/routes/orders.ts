@@ -1,7 +1,8 @@
 /**
- * An order's state as the storefront shows it. While the shop still waits for the payment (or for
- * its capture) it asks the authentication server first: the polling fallback for a webhook that
- * was lost or is late, through the same fulfilment code.
+ * An order's state as the storefront shows it, with what was refunded of it. While the shop still
+ * waits for the payment (or for its capture) it asks the authentication server first: the polling
+ * fallback for a webhook that was lost or is late, through the same fulfilment code. Refunds are
+ * learnt from `payment_request.refunded` events only (the payment request view has no refunds).
  */
 import { z } from 'zod';
 import { KessaiError, amountString, currencyCode, idPattern } from '@kessai/protocol';
@@ -18,6 +19,9 @@ export const orderView = z.strictObject({
   currency: currencyCode,
   amount_minor: amountString,
   captured_minor: amountString,
+  /** All refunds so far; each refund is listed under `refunds`. */
+  refunded_minor: amountString,
+  refunds: z.array(z.strictObject({ id: z.string(), amount_minor: amountString, refunded_at: z.string() })),
   payment_request_id: z.string().nullable(),
   payment_link: z.string().nullable(),
   authorization_id: z.string().nullable(),
@@ -33,12 +37,15 @@ export function registerOrderRoutes(app: KessaiApp, { db, fulfilment }: ShopCont
     if (!stored) throw new KessaiError('not_found', 'no such order');
     const order = await fulfilment.refresh(stored);
     const lines = await orderLines(db, order.id);
+    const refunds = await db.query<{ refund_id: string; amount_minor: bigint; refunded_at: Date }>('select refund_id, amount_minor, refunded_at from order_refunds where order_id = $1 order by refunded_at, refund_id', [order.id]);
     return {
       id: order.id,
       status: order.status,
       currency: order.currency,
       amount_minor: order.amount_minor.toString(),
       captured_minor: order.captured_minor.toString(),
+      refunded_minor: order.refunded_minor.toString(),
+      refunds: refunds.map((r) => ({ id: r.refund_id, amount_minor: BigInt(r.amount_minor).toString(), refunded_at: new Date(r.refunded_at).toISOString() })),
       payment_request_id: order.payment_request_id,
       payment_link: order.payment_link,
       authorization_id: order.authorization_id,

@@ -28,7 +28,7 @@ export async function registerWebhookRoute(app: KessaiApp, { config, db, fulfilm
       const [seen] = await db.query<{ event_id: string }>('select event_id from processed_webhook_events where event_id = $1', [event.id]);
       if (seen) return { received: true as const };
       try {
-        await fulfilment.apply(event.data, { waitForCapture: false });
+        await fulfilment.apply(event.data, { waitForCapture: false, ...(event.refund ? { refund: event.refund } : {}) });
       } catch (err) {
         if (!(err instanceof AuthorizationVerificationError)) throw err;
         // Unreachable keys may come back: refuse the delivery so that it is retried.

@@ -1,0 +1,94 @@
+/**
+ * One authentication server (role 30) as its own OS process, so several can run on one
+ * PostgreSQL database (the push channel then goes through LISTEN/NOTIFY, push.ts).
+ *
+ *   tsx apps/auth-server/src/main.ts <config.json>      (or KESSAI_AUTH_CONFIG=<config.json>)
+ *
+ * The JSON file names the database (or AUTH_DATABASE_URL), the data folder laid out as
+ * `kessai start` makes it (pki/ with the auth-server certificate, auth/keys/ with cipher 1 and the
+ * request-signing key: every instance must share them), the port, the settlement servers and the
+ * merchants. Once listening it prints one JSON line `{"listening":"https://…","pid":…}` on stdout;
+ * SIGTERM or SIGINT closes it.
+ */
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { AddressInfo } from 'node:net';
+import { createLogger, loadOrCreateDevPki, loadOrCreateKeyRing, openDb, type RateLimitConfig } from '@kessai/service';
+import { buildAuthServer } from './app.ts';
+import type { IssuerRoute, MerchantSeed } from './config.ts';
+
+interface MainConfig {
+  databaseUrl?: string;
+  dataDir: string;
+  host?: string;
+  port?: number;
+  /** Default: https://<host>:<port actually bound>. */
+  publicBaseUrl?: string;
+  issuers: IssuerRoute[];
+  merchants: MerchantSeed[];
+  workerIntervalMs?: number;
+  operatorToken?: string;
+  /** Name of the log file under <dataDir>/logs (default auth-server-<pid>). */
+  logName?: string;
+  poolSizeMax?: number;
+  /** Rate limits other than limits.rateLimits (the benchmark raises them). */
+  rateLimits?: RateLimitConfig;
+  /** Server-Timing headers (server-timing.ts), for the benchmark. */
+  serverTiming?: boolean;
+}
+
+const file = process.argv[2] ?? process.env.KESSAI_AUTH_CONFIG;
+if (!file) {
+  console.error('usage: main.ts <config.json> (or KESSAI_AUTH_CONFIG)');
+  process.exit(2);
+}
+const options = JSON.parse(await readFile(file, 'utf8')) as MainConfig;
+const databaseUrl = options.databaseUrl ?? process.env.AUTH_DATABASE_URL;
+const dataDir = path.resolve(options.dataDir);
+const host = options.host ?? '127.0.0.1';
+const pki = await loadOrCreateDevPki(path.join(dataDir, 'pki'), [{ name: 'auth-server', dnsNames: ['localhost'], ipAddresses: ['127.0.0.1', '::1'], usages: ['server', 'client'] }]);
+const leaf = pki.leaves['auth-server']!;
+const db = await openDb(databaseUrl ? { url: databaseUrl, ...(options.poolSizeMax ? { poolSizeMax: options.poolSizeMax } : {}) } : { dataDir: path.join(dataDir, 'auth', 'db') });
+const logger = createLogger({ name: 'auth-server', file: path.join(dataDir, 'logs', `${options.logName ?? `auth-server-${process.pid}`}.log`) });
+const keys = await loadOrCreateKeyRing(path.join(dataDir, 'auth', 'keys'), [
+  { name: 'cipher1', use: 'enc' },
+  { name: 'request-signing', use: 'sig' },
+]);
+// The public URL is known only once the port is bound; the config object is built with it.
+let publicBaseUrl = options.publicBaseUrl ?? '';
+const portProbe = options.port ?? 0;
+if (!publicBaseUrl && portProbe !== 0) publicBaseUrl = `https://${host}:${portProbe}`;
+const { app } = await buildAuthServer(
+  Object.freeze({
+    db,
+    logger,
+    keys,
+    get publicBaseUrl() {
+      return publicBaseUrl;
+    },
+    issuers: options.issuers,
+    merchants: options.merchants,
+    tls: { keyPem: leaf.keyPem, certPem: leaf.certPem, caCertPem: pki.caCertPem },
+    clientTls: { certPem: leaf.certPem, keyPem: leaf.keyPem },
+    ...(options.workerIntervalMs ? { workerIntervalMs: options.workerIntervalMs } : {}),
+    ...(options.operatorToken ? { operatorToken: options.operatorToken } : {}),
+    ...(options.rateLimits ? { rateLimits: options.rateLimits } : {}),
+    ...(options.serverTiming ? { serverTiming: true } : {}),
+  }),
+);
+await app.listen({ port: portProbe, host });
+const bound = (app.server.address() as AddressInfo).port;
+if (!publicBaseUrl) publicBaseUrl = `https://${host}:${bound}`;
+console.log(JSON.stringify({ listening: `https://${host}:${bound}`, pid: process.pid }));
+
+let stopping = false;
+const stop = async () => {
+  if (stopping) return;
+  stopping = true;
+  await app.close().catch(() => undefined);
+  await db.close().catch(() => undefined);
+  logger.flush?.();
+  process.exit(0);
+};
+process.on('SIGTERM', () => void stop());
+process.on('SIGINT', () => void stop());

@@ -1,0 +1,15 @@
+/**
+ * Key rotation, pass-through mode: a credential sealed under a previous cipher 2 key is re-sealed
+ * under the current one when it is used, and handed back (through the authentication server, which
+ * cannot open either) to the terminal. The protected header's bindings are carried over unchanged.
+ */
+import { openJson, readHeader, sealJson, typ } from '@kessai/protocol';
+import type { SettlementConfig } from './config.ts';
+
+export async function renewedCredential(config: SettlementConfig, sealed: string): Promise<{ sealed_credential?: string }> {
+  if (config.conversionMode !== 'pass_through') return {};
+  const current = config.keys.current('enc');
+  if (readHeader(sealed, 'credential_invalid').kid === current.kid) return {};
+  const { header, value } = await openJson(sealed, config.keys, typ.credential, 'credential_invalid');
+  return { sealed_credential: await sealJson(value, current, { typ: typ.credential, cred: String(header.cred), iss: String(header.iss), dkt: String(header.dkt) }) };
+}

@@ -1,0 +1,80 @@
+/**
+ * Settlement on the settlement server: the operator's endpoints (`/admin/v1/settlement-batches…`,
+ * `/admin/v1/fee-schedules`; operator token), the authentication server's (`/internal/v1/merchants/
+ * :merchant_id/settlement-batches…`; mutual TLS), and the closing schedule.
+ */
+import type { FastifyInstance } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import {
+  businessDay,
+  closeDayRequest,
+  closeDayResponse,
+  currencyCode,
+  feeScheduleRequest,
+  merchantId,
+  parseAmount,
+  settlementBatchId,
+  settlementBatchList,
+  settlementReport,
+} from '@kessai/protocol';
+import { requireClientCertificate, requireOperator } from '@kessai/service';
+import type { SettlementConfig } from '../config.ts';
+import type { GroupCommit } from '../ledger/group-commit.ts';
+import { addDays, businessDayOf } from './business-day.ts';
+import { batchView, closeDay, listBatches } from './batches.ts';
+import { feeScheduleFor, setFeeSchedule } from './fees.ts';
+import { resolveSettlementOptions } from './options.ts';
+import { loadReport, reportCsv } from './report.ts';
+import { startSettlementWorker } from './worker.ts';
+
+const feeScheduleView = z.strictObject({ merchant_id: merchantId, currency: currencyCode, basis_points: z.number().int(), fixed_minor: z.string() });
+
+export async function registerSettlement(app: FastifyInstance, config: SettlementConfig, ledger: GroupCommit): Promise<void> {
+  const options = resolveSettlementOptions(config.settlement);
+  if (options.workerIntervalMs > 0) {
+    const worker = startSettlementWorker(ledger, options, config.issuerId, config.logger);
+    app.addHook('onClose', () => worker.stop());
+  }
+
+  await app.register(async (plugin) => {
+    const internal = plugin.withTypeProvider<ZodTypeProvider>();
+    internal.addHook('onRequest', requireClientCertificate);
+    const merchantParams = z.strictObject({ merchant_id: merchantId });
+    internal.get('/internal/v1/merchants/:merchant_id/settlement-batches', { schema: { params: merchantParams, response: { 200: settlementBatchList } } }, async (request) => ({
+      batches: (await listBatches(config.db, { merchantId: request.params.merchant_id })).map((row) => batchView(row, config.issuerId)),
+    }));
+    internal.get(
+      '/internal/v1/merchants/:merchant_id/settlement-batches/:batch_id/report',
+      { schema: { params: z.strictObject({ merchant_id: merchantId, batch_id: settlementBatchId }), querystring: z.strictObject({ format: z.enum(['json', 'csv']).default('json') }) } },
+      async (request, reply) => {
+        const report = settlementReport.parse(await loadReport(config.db, config.issuerId, request.params.batch_id, request.params.merchant_id));
+        if (request.query.format === 'csv') return reply.type('text/csv; charset=utf-8').send(reportCsv(report));
+        return report;
+      },
+    );
+  });
+
+  if (!config.operatorToken) return;
+  await app.register(async (plugin) => {
+    const admin = plugin.withTypeProvider<ZodTypeProvider>();
+    admin.addHook('onRequest', requireOperator(config.operatorToken ?? ''));
+    // Without a date: the previous business day.
+    admin.post('/admin/v1/settlement-batches/close', { schema: { body: closeDayRequest.nullish(), response: { 200: closeDayResponse } } }, async (request) => {
+      const now = options.clock();
+      const day = request.body?.date ?? addDays(businessDayOf(now, options.timeZone), -1);
+      const result = await ledger.run((tx) => closeDay(tx, options, config.issuerId, day, now));
+      config.logger.info({ day, batches: result.batches.length, already: result.already_closed }, 'step 409: business day closed by the operator');
+      return result;
+    });
+    admin.get('/admin/v1/settlement-batches', { schema: { querystring: z.strictObject({ date: businessDay.optional(), merchant_id: merchantId.optional() }), response: { 200: settlementBatchList } } }, async (request) => ({
+      batches: (await listBatches(config.db, { ...(request.query.date ? { day: request.query.date } : {}), ...(request.query.merchant_id ? { merchantId: request.query.merchant_id } : {}) })).map((row) => batchView(row, config.issuerId)),
+    }));
+    admin.post('/admin/v1/fee-schedules', { schema: { body: feeScheduleRequest, response: { 200: feeScheduleView } } }, async (request) => {
+      const { merchant_id: merchant, currency, basis_points: basisPoints, fixed_minor: fixed } = request.body;
+      await setFeeSchedule(config.db, merchant, currency, { basisPoints, fixedMinor: parseAmount(fixed) });
+      const schedule = await feeScheduleFor(config.db, merchant, currency, undefined);
+      return { merchant_id: merchant, currency, basis_points: schedule.basisPoints, fixed_minor: schedule.fixedMinor.toString() };
+    });
+  });
+}

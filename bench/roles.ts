@@ -1,0 +1,183 @@
+/**
+ * The system for the end-to-end benchmark with each server role in its own OS process, so CPU
+ * seconds and memory can be read per role: one settlement server (bench/settlement-process.ts,
+ * the first demo issuer) and one authentication server (apps/auth-server/src/main.ts, with
+ * Server-Timing on and rate limits raised). The load generator (terminals and the merchant)
+ * is this process; it also receives the merchant's webhooks (step 407's notification).
+ * CPU and RSS are read from /proc/<pid>/stat and /proc/<pid>/status (Linux).
+ */
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import { createServer as createHttpsServer, type Server } from 'node:https';
+import { createServer as createNetServer, type AddressInfo } from 'node:net';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import { newId } from '@kessai/protocol';
+import { loadOrCreateDevPki, loadTestRateLimits } from '@kessai/service';
+import { demoIssuers } from '@kessai/cli/demo-data';
+import { scratchDatabase, type Scratch } from './pg.ts';
+
+const root = path.resolve(import.meta.dirname, '..');
+const clockTicks = (() => {
+  try {
+    return Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100;
+  } catch {
+    return 100;
+  }
+})();
+
+export interface RoleProcess {
+  role: string;
+  pid: number;
+  url: string;
+  child: ChildProcess;
+  stop(): Promise<void>;
+}
+
+/** User + system CPU seconds a process has used so far. */
+export function cpuSecondsOf(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / clockTicks; // utime, stime (fields 14, 15)
+}
+
+/** Resident set size in bytes. */
+export function rssOf(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  return Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? 0) * 1024;
+}
+
+async function freePort(): Promise<number> {
+  const probe = createNetServer();
+  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+  const { port } = probe.address() as AddressInfo;
+  await new Promise((resolve) => probe.close(resolve));
+  return port;
+}
+
+async function spawnRole(role: string, entry: string, configFile: string): Promise<RoleProcess> {
+  const child = spawn(process.execPath, ['--import', 'tsx', entry, configFile], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+  const output: string[] = [];
+  child.stderr!.on('data', (chunk: Buffer) => output.push(chunk.toString()));
+  const url = await new Promise<string>((resolve, reject) => {
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      if (line.startsWith('{"listening"')) resolve((JSON.parse(line) as { listening: string }).listening);
+      else output.push(line);
+    });
+    child.once('exit', (code) => reject(new Error(`${role} exited with ${code}: ${output.join('\n').slice(-2_000)}`)));
+  });
+  return {
+    role,
+    pid: child.pid!,
+    url,
+    child,
+    async stop() {
+      if (child.exitCode !== null) return;
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGTERM');
+      await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 10_000))]);
+      if (child.exitCode === null) child.kill('SIGKILL');
+    },
+  };
+}
+
+export interface BenchSystem {
+  backend: 'pglite' | 'postgres';
+  auth: RoleProcess;
+  settlement: RoleProcess;
+  caCertPem: string;
+  apiKey: string;
+  card: (typeof demoIssuers)[number]['cards'][number];
+  /** Arrival time (performance.now() of this process) of each webhook, by payment request id and event type. */
+  webhooks: Map<string, number>;
+  onWebhook?: (key: string) => void;
+  close(): Promise<void>;
+}
+
+/** Starts the settlement and authentication servers as processes on PostgreSQL (admin URL given) or PGlite. */
+export async function startBenchSystem(dataDir: string, pgAdminUrl: string | undefined): Promise<BenchSystem> {
+  const issuer = demoIssuers[0]!;
+  const pki = await loadOrCreateDevPki(path.join(dataDir, 'pki'), [
+    { name: 'auth-server', dnsNames: ['localhost'], ipAddresses: ['127.0.0.1', '::1'], usages: ['server', 'client'] },
+    { name: 'settlement-server', dnsNames: ['localhost'], ipAddresses: ['127.0.0.1', '::1'], usages: ['server'] },
+    { name: 'shop', dnsNames: ['localhost'], ipAddresses: ['127.0.0.1', '::1'], usages: ['server'] },
+  ]);
+  const scratches: Scratch[] = [];
+  const processes: RoleProcess[] = [];
+  let receiver: Server | undefined;
+  const close = async () => {
+    for (const p of processes.reverse()) await p.stop();
+    receiver?.close();
+    for (const s of scratches) await s.drop().catch(() => undefined);
+  };
+  try {
+    const databaseUrl = async (prefix: string) => {
+      if (!pgAdminUrl) return undefined;
+      const scratch = await scratchDatabase(pgAdminUrl, prefix);
+      scratches.push(scratch);
+      return scratch.url;
+    };
+    const system: Partial<BenchSystem> & { webhooks: Map<string, number> } = { webhooks: new Map() };
+    // The merchant's webhook endpoint: records when each event arrives (no signature check needed here).
+    const shop = pki.leaves.shop!;
+    receiver = createHttpsServer({ key: shop.keyPem, cert: shop.certPem }, (req, res) => {
+      let body = '';
+      req.on('data', (chunk: Buffer) => (body += chunk.toString()));
+      req.on('end', () => {
+        const at = performance.now();
+        try {
+          const event = JSON.parse(body) as { type: string; data: { id: string } };
+          const key = `${event.data.id} ${event.type}`;
+          if (!system.webhooks.has(key)) system.webhooks.set(key, at);
+          system.onWebhook?.(key);
+        } catch {
+          // not an event
+        }
+        res.writeHead(200).end();
+      });
+    });
+    await new Promise<void>((resolve) => receiver!.listen(0, '127.0.0.1', resolve));
+    const webhookUrl = `https://127.0.0.1:${(receiver.address() as AddressInfo).port}/webhooks/kessai`;
+
+    const settlementPort = await freePort();
+    const settlementConfig = path.join(dataDir, 'settlement.json');
+    const settlementDb = await databaseUrl('kessai_bench_settlement');
+    await writeFile(settlementConfig, JSON.stringify({ dataDir, issuerId: issuer.id, port: settlementPort, ...(settlementDb ? { databaseUrl: settlementDb } : {}) }), { mode: 0o600 });
+    const settlement = await spawnRole('settlement-server', path.join(root, 'bench', 'settlement-process.ts'), settlementConfig);
+    processes.push(settlement);
+
+    const apiKey = `sk_test_${randomBytes(24).toString('base64url')}`;
+    const authConfig = path.join(dataDir, 'auth.json');
+    const authDb = await databaseUrl('kessai_bench_auth');
+    await writeFile(
+      authConfig,
+      JSON.stringify({
+        ...(authDb ? { databaseUrl: authDb } : {}),
+        dataDir,
+        logName: 'auth-server',
+        issuers: [{ id: issuer.id, baseUrl: settlement.url, cardPrefixes: issuer.cardPrefixes }],
+        merchants: [{ id: newId('mer'), name: 'Kessai Tea House', apiKey, webhookUrl, webhookSecret: `whsec_${randomBytes(24).toString('base64url')}` }],
+        workerIntervalMs: 50,
+        rateLimits: loadTestRateLimits,
+        serverTiming: true,
+      }),
+      { mode: 0o600 },
+    );
+    const auth = await spawnRole('auth-server', path.join(root, 'apps', 'auth-server', 'src', 'main.ts'), authConfig);
+    processes.push(auth);
+    return Object.assign(system, {
+      backend: pgAdminUrl ? ('postgres' as const) : ('pglite' as const),
+      auth,
+      settlement,
+      caCertPem: pki.caCertPem,
+      apiKey,
+      card: issuer.cards[0]!,
+      close,
+    });
+  } catch (err) {
+    await close();
+    throw err;
+  }
+}

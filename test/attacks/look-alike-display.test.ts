@@ -1,0 +1,105 @@
+/**
+ * Attack: a merchant hides characters in the text the payer confirms — zero-width spaces and
+ * joiners, bidi overrides and isolates, line separators, tag characters, blank fillers — to make an
+ * item, an order or a merchant name read as something else. The command-line wallet shows each of
+ * them as a visible U+FFFD, on a real payment request through the real servers.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { PassThrough } from 'node:stream';
+import { Command } from 'commander';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { safeDisplay } from '@kessai/protocol';
+import { MerchantClient } from '@kessai/sdk';
+import { registerWalletCommands } from '@kessai/wallet';
+import { demoCard, startTestSystem, type TestSystem } from '../support/system.ts';
+import { idempotencyKey } from '../support/payer.ts';
+
+/** One of each kind of character that hides or reorders text on a terminal. */
+const hidden = {
+  'zero-width space': '\u200b',
+  'zero-width non-joiner': '\u200c',
+  'zero-width joiner': '\u200d',
+  'word joiner': '\u2060',
+  'invisible separator': '\u2063',
+  'byte order mark': '\ufeff',
+  'right-to-left override': '\u202e',
+  'left-to-right isolate': '\u2066',
+  'pop directional isolate': '\u2069',
+  'arabic letter mark': '\u061c',
+  'line separator': '\u2028',
+  'paragraph separator': '\u2029',
+  'mongolian vowel separator': '\u180e',
+  'tag latin small a': '\u{e0061}',
+  'hangul filler': '\u3164',
+  'combining grapheme joiner': '\u034f',
+  'soft hyphen': '\u00ad',
+  escape: '\u001b',
+  'next line (C1)': '\u0085',
+};
+const anyHidden = new RegExp(Object.values(hidden).join('|'), 'u');
+
+describe('safeDisplay', () => {
+  it('replaces every hiding, reordering or redrawing character with a visible U+FFFD', () => {
+    for (const [name, char] of Object.entries(hidden)) expect(safeDisplay(`Kessai${char}Tea`), name).toBe('Kessai\ufffdTea');
+  });
+
+  it('makes a look-alike merchant name visibly different, and leaves honest text in any script alone', () => {
+    expect(safeDisplay('Kessai Tea\u200b House')).not.toBe('Kessai Tea House');
+    expect(safeDisplay('Kessai Tea House\u202e ESUOH')).toContain('\ufffd');
+    for (const honest of ['Kessai Tea House', '抹茶 100 g — Uji', 'Café Crème', 'Ünïcödé', 'شاي', 'чай', '👍 tea']) expect(safeDisplay(honest)).toBe(honest);
+  });
+});
+
+describe('the command-line wallet on a real payment request', () => {
+  let system: TestSystem;
+  let storage: string;
+  beforeAll(async () => {
+    system = await startTestSystem();
+    storage = await mkdtemp(path.join(tmpdir(), 'kessai-lookalike-'));
+  });
+  afterAll(async () => {
+    await system?.stop();
+    if (storage) await rm(storage, { recursive: true, force: true });
+  });
+
+  /** Runs `kessai wallet …` in this process and returns what it printed. */
+  async function wallet(args: string[], env: Record<string, string> = {}): Promise<string> {
+    const stdout = new PassThrough();
+    const stderr = new PassThrough();
+    let printed = '';
+    stdout.on('data', (chunk: Buffer) => (printed += chunk.toString('utf8')));
+    stderr.on('data', (chunk: Buffer) => (printed += chunk.toString('utf8')));
+    const program = new Command('kessai').exitOverride();
+    registerWalletCommands(program, { stdin: new PassThrough(), stdout, stderr, env });
+    await program.parseAsync(['wallet', ...args], { from: 'user' });
+    return printed;
+  }
+
+  it('shows hidden characters in item descriptions and the order id as U+FFFD, never raw', async () => {
+    const card = demoCard('4242424242424242');
+    await wallet(['enroll', '--storage', storage, '--auth', system.auth.url, '--ca', system.pki.caCertPath, '--name', card.holderName, '--card', card.cardNumber, '--expiry', card.expiry]);
+    const merchant = new MerchantClient({ baseUrl: system.auth.url, apiKey: system.merchant.apiKey, caCertPem: system.pki.caCertPem });
+    const disguised = Object.values(hidden).join('');
+    const created = await merchant.createPaymentRequest(
+      {
+        order_id: `o-${idempotencyKey().slice(0, 8)}\u2028total JPY 1`,
+        currency: 'JPY',
+        amount_minor: '1500',
+        line_items: [
+          { description: `Gyokuro\u202e 1 × JPY 1 \u202c${disguised}`, quantity: 1, unit_price_minor: '1000' },
+          { description: 'Sencha\u200b\u200b\u200b (gift)', quantity: 1, unit_price_minor: '500' },
+        ],
+      },
+      idempotencyKey(),
+    );
+    await merchant.close();
+    const printed = await wallet(['pay', created.id, '--storage', storage, '--pin-from-env', 'KESSAI_TEST_PIN', '--yes'], { KESSAI_TEST_PIN: card.pin });
+    expect(printed).toContain('Gyokuro\ufffd 1 × JPY 1 \ufffd');
+    expect(printed).toContain('Sencha\ufffd\ufffd\ufffd (gift)');
+    expect(printed).toContain('\ufffdtotal JPY 1');
+    expect(printed).toMatch(/approved/);
+    expect(anyHidden.test(printed)).toBe(false);
+  });
+});

@@ -1,0 +1,205 @@
+/**
+ * Two authentication servers as separate OS processes (apps/auth-server/src/main.ts) on one
+ * PostgreSQL database, with a settlement server: a payment request created through instance A is
+ * pushed to a terminal listening on instance B (LISTEN/NOTIFY, ids only), approved through B, and
+ * the merchant waiting on A sees it approved. The push channel survives its connection being cut.
+ * Needs PostgreSQL (KESSAI_TEST_PG_URL): on PGlite there is one process and no channel to test.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { createServer } from 'node:net';
+import { createInterface } from 'node:readline';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import pg from 'pg';
+import { newId } from '@kessai/protocol';
+import { createLogger, loadOrCreateDevPki, loadOrCreateKeyRing, openDb, type Db } from '@kessai/service';
+import { buildSettlementServer } from '@kessai/settlement-server';
+import { demoIssuers } from '@kessai/cli/demo-data';
+import { MerchantClient, WalletClient, type VerifiedRequest } from '@kessai/sdk';
+import { scratchPostgres } from './support/database.ts';
+import { waitFor } from './support/system.ts';
+
+const root = path.resolve(import.meta.dirname, '..');
+const issuer = demoIssuers[0]!;
+const card = issuer.cards.find((c) => c.status === 'active')!;
+
+interface Instance {
+  child: ChildProcess;
+  url: string;
+  output: string[];
+}
+
+/** Starts apps/auth-server/src/main.ts and waits for its `listening` line. */
+async function startInstance(configFile: string): Promise<Instance> {
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'apps/auth-server/src/main.ts'), configFile], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+  const output: string[] = [];
+  child.stderr!.on('data', (chunk: Buffer) => output.push(chunk.toString()));
+  const url = await new Promise<string>((resolve, reject) => {
+    const lines = createInterface({ input: child.stdout! });
+    lines.on('line', (line) => {
+      output.push(line);
+      if (line.startsWith('{"listening"')) resolve((JSON.parse(line) as { listening: string }).listening);
+    });
+    child.once('exit', (code) => reject(new Error(`auth-server process exited with ${code}: ${output.join('\n')}`)));
+  });
+  return { child, url, output };
+}
+
+async function stopInstance(instance: Instance | undefined): Promise<void> {
+  if (!instance || instance.child.exitCode !== null) return;
+  const exited = new Promise((resolve) => instance.child.once('exit', resolve));
+  instance.child.kill('SIGTERM');
+  await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 5_000))]);
+  if (instance.child.exitCode === null) instance.child.kill('SIGKILL');
+}
+
+async function freePort(): Promise<number> {
+  const probe = createServer();
+  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+  const { port } = probe.address() as { port: number };
+  await new Promise((resolve) => probe.close(resolve));
+  return port;
+}
+
+const pgUrl = process.env.KESSAI_TEST_PG_URL;
+
+describe.skipIf(!pgUrl)('several authentication servers on one PostgreSQL', () => {
+  let dataDir: string;
+  const drops: Array<() => Promise<void>> = [];
+  let authDbUrl: string;
+  let settlementDb: Db;
+  let settlement: Awaited<ReturnType<typeof buildSettlementServer>>;
+  let a: Instance | undefined;
+  let b: Instance | undefined;
+  let caCertPem: string;
+  let merchantA: MerchantClient;
+  let wallet: WalletClient;
+  const notices: string[] = [];
+  let observer: pg.Client;
+
+  beforeAll(async () => {
+    dataDir = await mkdtemp(path.join(tmpdir(), 'kessai-multi-'));
+    const authScratch = (await scratchPostgres('kessai_multi_auth'))!;
+    const settlementScratch = (await scratchPostgres('kessai_multi_settlement'))!;
+    drops.push(authScratch.drop, settlementScratch.drop);
+    authDbUrl = authScratch.url;
+    const pki = await loadOrCreateDevPki(path.join(dataDir, 'pki'), [
+      { name: 'auth-server', dnsNames: ['localhost'], ipAddresses: ['127.0.0.1', '::1'], usages: ['server', 'client'] },
+      { name: 'settlement-server', dnsNames: ['localhost'], ipAddresses: ['127.0.0.1', '::1'], usages: ['server'] },
+    ]);
+    caCertPem = pki.caCertPem;
+    const leaf = pki.leaves['settlement-server']!;
+    settlementDb = await openDb({ url: settlementScratch.url });
+    const settlementPort = await freePort();
+    const settlementUrl = `https://127.0.0.1:${settlementPort}`;
+    settlement = await buildSettlementServer(
+      Object.freeze({
+        issuerId: issuer.id,
+        name: issuer.name,
+        conversionMode: issuer.conversionMode,
+        publicBaseUrl: settlementUrl,
+        db: settlementDb,
+        logger: createLogger({ name: 'settlement', file: path.join(dataDir, 'logs', 'settlement.log') }),
+        keys: await loadOrCreateKeyRing(path.join(dataDir, 'settlement', 'keys'), [
+          { name: 'cipher2', use: 'enc', alg: issuer.cipher2 },
+          { name: 'authorization-signing', use: 'sig' },
+        ]),
+        seedCards: issuer.cards,
+        pinHash: { memoryCost: 8 * 1024, timeCost: 1 },
+        tls: { keyPem: leaf.keyPem, certPem: leaf.certPem, caCertPem: pki.caCertPem },
+      }),
+    );
+    await settlement.listen({ port: settlementPort, host: '127.0.0.1' });
+    // Both instances share the keys (auth/keys under dataDir), the database and the merchant seed.
+    const merchant = { id: newId('mer'), name: 'Kessai Tea House', apiKey: `sk_test_${randomBytes(24).toString('base64url')}`, webhookSecret: `whsec_${randomBytes(24).toString('base64url')}` };
+    const configFile = path.join(dataDir, 'auth.json');
+    await writeFile(configFile, JSON.stringify({ databaseUrl: authDbUrl, dataDir, issuers: [{ id: issuer.id, baseUrl: settlementUrl, cardPrefixes: issuer.cardPrefixes }], merchants: [merchant], workerIntervalMs: 100 }), { mode: 0o600 });
+    a = await startInstance(configFile);
+    b = await startInstance(configFile); // after A: A ran the migrations and made the shared keys
+    merchantA = new MerchantClient({ baseUrl: a.url, apiKey: merchant.apiKey, caCertPem });
+    // The terminal is enrolled at, listens on and approves through B only.
+    wallet = new WalletClient(await WalletClient.enroll({ authBaseUrl: b.url, caCertPem, holderName: card.holderName, cardNumber: card.cardNumber, expiry: card.expiry }), { caCertPem });
+    // What crosses the channel, as any other listener on the database sees it.
+    observer = new pg.Client({ connectionString: authDbUrl });
+    await observer.connect();
+    observer.on('notification', (message) => notices.push(message.payload ?? ''));
+    await observer.query('LISTEN kessai_push');
+  }, 120_000);
+
+  afterAll(async () => {
+    await observer?.end().catch(() => undefined);
+    await wallet?.close();
+    await merchantA?.close();
+    await stopInstance(a);
+    await stopInstance(b);
+    await settlement?.close();
+    await settlementDb?.close();
+    for (const drop of drops) await drop();
+    if (dataDir) await rm(dataDir, { recursive: true, force: true });
+  });
+
+  async function pushedThroughB(orderId: string): Promise<{ request: VerifiedRequest; id: string }> {
+    const abort = new AbortController();
+    const stream = wallet.listen(abort.signal);
+    const next = stream.next();
+    // Let B's event stream open (and send what is already pending) before the request exists.
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    const created = await merchantA.createPaymentRequest({ order_id: orderId, currency: 'JPY', amount_minor: '300', line_items: [{ description: 'Sencha', quantity: 1, unit_price_minor: '300' }], wallet_handle: wallet.wallet.credential_id }, orderId);
+    const timer = setTimeout(() => abort.abort(), 15_000);
+    const { value } = await next;
+    clearTimeout(timer);
+    abort.abort();
+    expect(value, 'B pushed the request created through A').toBeDefined();
+    return { request: value!, id: created.id };
+  }
+
+  it('pushes a request created through A to the terminal on B; B approves; the merchant waiting on A sees it', async () => {
+    const { request, id } = await pushedThroughB('multi-1');
+    expect(request.view.rid).toBe(id);
+    expect(request.view.amount_minor).toBe('300');
+
+    const waiting = waitFor('approval seen through A', async () => {
+      const view = await merchantA.getPaymentRequest(id);
+      return view.status === 'pending' || view.status === 'authorizing' ? undefined : view;
+    });
+    const outcome = await wallet.approve(request, card.pin);
+    expect(outcome.status).toBe('approved');
+    const seen = await waiting;
+    expect(seen.status).toBe('approved');
+    expect(seen.authorization).toBe(outcome.authorization);
+
+    // The channel carries ids only: origin process, credential, request.
+    const ours = notices.map((n) => JSON.parse(n) as Record<string, string>).filter((n) => n.r === id);
+    expect(ours).toHaveLength(1);
+    expect(Object.keys(ours[0]!).sort()).toEqual(['c', 'o', 'r']);
+    expect(ours[0]!.c).toBe(wallet.wallet.credential_id);
+    for (const notice of notices) {
+      expect(notice).not.toContain(card.cardNumber);
+      expect(notice).not.toContain(card.holderName);
+      expect(notice).not.toContain('Sencha');
+    }
+  });
+
+  it('keeps pushing after the listening connections are cut', async () => {
+    const admin = new pg.Client({ connectionString: authDbUrl });
+    await admin.connect();
+    try {
+      const observerPid = (await observer.query<{ pid: number }>('select pg_backend_pid() as pid')).rows[0]!.pid;
+      const cut = await admin.query<{ pid: number }>("select pid from pg_stat_activity where datname = current_database() and query = 'LISTEN kessai_push' and pid <> $1 and pid <> pg_backend_pid()", [observerPid]);
+      expect(cut.rows.length).toBe(2); // one per instance
+      for (const { pid } of cut.rows) await admin.query('select pg_terminate_backend($1)', [pid]);
+      await waitFor('both instances listening again', async () => {
+        const again = await admin.query<{ pid: number }>("select pid from pg_stat_activity where datname = current_database() and query = 'LISTEN kessai_push' and pid <> $1", [observerPid]);
+        return again.rows.length === 2 && again.rows.every((r) => !cut.rows.some((c) => c.pid === r.pid)) ? true : undefined;
+      });
+    } finally {
+      await admin.end();
+    }
+    const { request, id } = await pushedThroughB('multi-2');
+    expect(request.view.rid).toBe(id);
+    expect((await wallet.decline(request)).status).toBe('cancelled');
+  });
+});

@@ -1,0 +1,157 @@
+/**
+ * PIN attempt limits at the issuer: per account (pinAttemptsMax locks the card) and per credential
+ * (pinAttemptsPerCredentialMax locks the credential, keyed by its device key), and the documented
+ * unlock path (`POST /admin/v1/cards/unlock`, `kessai cards unlock`) by account id or credential id.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Command } from 'commander';
+import { limits } from '@kessai/protocol';
+import { MerchantClient, type WalletClient } from '@kessai/sdk';
+import { pinHashCostDefault } from '../apps/settlement-server/src/pin.ts';
+import { registerCardsCommands } from '../apps/cli/src/cards-commands.ts';
+import { callJson, demoCard, enroll, startTestSystem, type TestSystem } from './support/system.ts';
+import { idempotencyKey } from './support/payer.ts';
+
+let system: TestSystem;
+let merchant: MerchantClient;
+const wallets: WalletClient[] = [];
+beforeAll(async () => {
+  system = await startTestSystem();
+  merchant = new MerchantClient({ baseUrl: system.auth.url, apiKey: system.merchant.apiKey, caCertPem: system.pki.caCertPem });
+});
+afterAll(async () => {
+  for (const wallet of wallets) await wallet.close();
+  await merchant?.close();
+  await system?.stop();
+});
+
+async function walletFor(cardNumber: string): Promise<WalletClient> {
+  const wallet = await enroll(system, cardNumber);
+  wallets.push(wallet);
+  return wallet;
+}
+
+/** One payment of JPY 100 answered with `pin`: the decline code, or 'approved'. */
+async function pay(wallet: WalletClient, pin: string): Promise<string> {
+  const created = await merchant.createPaymentRequest({ order_id: `o-${idempotencyKey()}`, currency: 'JPY', amount_minor: '100', line_items: [{ description: 'Mochi', quantity: 1, unit_price_minor: '100' }] }, idempotencyKey());
+  const outcome = await wallet.approve(await wallet.fetchRequest(created.id), pin);
+  return outcome.status === 'approved' ? 'approved' : String(outcome.decline_code);
+}
+
+function settlementOf(cardNumber: string) {
+  return system.settlements.find((s) => s.issuer.id === demoCard(cardNumber).issuer.id)!;
+}
+
+async function accountOf(cardNumber: string): Promise<string> {
+  const [row] = await settlementOf(cardNumber).config.db.query<{ account_id: string }>('select account_id from cards where card_number = $1', [cardNumber]);
+  return row!.account_id;
+}
+
+function unlock(cardNumber: string, body: unknown, token = system.operatorToken) {
+  return callJson(system, 'POST', `${settlementOf(cardNumber).url}/admin/v1/cards/unlock`, body, { authorization: `Bearer ${token}` });
+}
+
+const wrongPin = '0001';
+
+describe('PIN attempts per account', () => {
+  it(`locks the card after pinAttemptsMax (${limits.pinAttemptsMax}) wrong PINs, refuses the right PIN with pin_locked, and pays again after the operator unlocks the account`, async () => {
+    const cardNumber = '4242424242424242';
+    const wallet = await walletFor(cardNumber);
+    const codes = [];
+    for (let attempt = 0; attempt < limits.pinAttemptsMax; attempt++) codes.push(await pay(wallet, wrongPin));
+    expect(codes).toEqual([...Array(limits.pinAttemptsMax - 1).fill('pin_incorrect'), 'pin_locked']);
+    expect(await pay(wallet, demoCard(cardNumber).pin)).toBe('pin_locked');
+
+    const unlocked = await unlock(cardNumber, { account_id: await accountOf(cardNumber) });
+    expect(unlocked.status).toBe(200);
+    // The account and the credential that made the attempts are both unlocked.
+    expect(unlocked.body).toEqual({ accounts_unlocked: 1, credentials_unlocked: 1 });
+    expect(await pay(wallet, demoCard(cardNumber).pin)).toBe('approved');
+  });
+});
+
+describe('PIN attempts per credential', () => {
+  it(`locks one credential after pinAttemptsPerCredentialMax (${limits.pinAttemptsPerCredentialMax}) wrong PINs even when another credential's right PIN reset the account, with credential_locked`, async () => {
+    const cardNumber = '5555555555554444';
+    const pin = demoCard(cardNumber).pin;
+    const thief = await walletFor(cardNumber);
+    const owner = await walletFor(cardNumber);
+    const codes = [];
+    for (let attempt = 0; attempt < limits.pinAttemptsPerCredentialMax - 1; attempt++) codes.push(await pay(thief, wrongPin));
+    // The owner pays from another storage: the account's count goes back to zero…
+    codes.push(await pay(owner, pin));
+    // …but the thief's credential keeps its own count, and the next wrong PIN locks it.
+    codes.push(await pay(thief, wrongPin));
+    expect(codes).toEqual([...Array(limits.pinAttemptsPerCredentialMax - 1).fill('pin_incorrect'), 'approved', 'credential_locked']);
+    expect(await pay(thief, pin)).toBe('credential_locked');
+    expect(await pay(owner, pin)).toBe('approved');
+
+    const unlocked = await unlock(cardNumber, { credential_id: thief.wallet.credential_id });
+    expect(unlocked.body).toEqual({ accounts_unlocked: 0, credentials_unlocked: 1 });
+    expect(await pay(thief, pin)).toBe('approved');
+  });
+
+  it('resets a credential’s count with a right PIN through it', async () => {
+    const cardNumber = '4000056655665556';
+    const wallet = await walletFor(cardNumber);
+    const codes = [];
+    for (let round = 0; round < 2; round++) {
+      for (let attempt = 0; attempt < limits.pinAttemptsPerCredentialMax - 1; attempt++) codes.push(await pay(wallet, wrongPin));
+      codes.push(await pay(wallet, demoCard(cardNumber).pin));
+    }
+    expect(codes.filter((code) => code === 'approved')).toHaveLength(2);
+    expect(codes).not.toContain('credential_locked');
+  });
+});
+
+describe('the unlock path', () => {
+  it('refuses the unlock endpoint without the operator token with unauthenticated', async () => {
+    const response = await unlock('4242424242424242', { account_id: await accountOf('4242424242424242') }, 'not-the-operator-token');
+    expect(response.status).toBe(401);
+    expect(response.body.code).toBe('unauthenticated');
+  });
+
+  it('takes exactly one of account_id and credential_id, never a card number, with validation_failed', async () => {
+    const account = await accountOf('4242424242424242');
+    for (const body of [{}, { account_id: account, credential_id: 'cred_0000000000000000000000000a' }, { card_number: '4242424242424242' }]) {
+      const response = await unlock('4242424242424242', body);
+      expect(response.status).toBe(400);
+      expect(response.body.code).toBe('validation_failed');
+      expect(JSON.stringify(response.body)).not.toContain('4242424242424242');
+    }
+  });
+
+  it('refuses an account the issuer does not hold with account_not_found', async () => {
+    const response = await unlock('4242424242424242', { account_id: 'acct_0000000000000000000000000a' });
+    expect(response.body.code).toBe('account_not_found');
+  });
+
+  it('kessai cards unlock lifts a lock through the operator endpoint', async () => {
+    const cardNumber = '4242424242424242';
+    const wallet = await walletFor(cardNumber);
+    for (let attempt = 0; attempt < limits.pinAttemptsMax; attempt++) await pay(wallet, wrongPin);
+    expect(await pay(wallet, demoCard(cardNumber).pin)).toBe('pin_locked');
+    const settlement = settlementOf(cardNumber);
+    const program = new Command('kessai').exitOverride();
+    registerCardsCommands(program, system.dataDir);
+    const written: string[] = [];
+    const write = process.stdout.write.bind(process.stdout);
+    process.stdout.write = ((chunk: string) => written.push(String(chunk)) > 0) as typeof process.stdout.write;
+    try {
+      await program.parseAsync(['cards', 'unlock', '--issuer', settlement.issuer.id, '--account', await accountOf(cardNumber), '--url', settlement.url], { from: 'user' });
+    } finally {
+      process.stdout.write = write;
+    }
+    expect(written.join('')).toContain('unlocked: 1 card account(s), 1 credential(s)');
+    expect(await pay(wallet, demoCard(cardNumber).pin)).toBe('approved');
+  });
+});
+
+describe('the PIN verifier', () => {
+  it('is argon2id at no less than OWASP’s minimum by default (19 MiB, t=2), and argon2id in the account store', async () => {
+    expect(pinHashCostDefault).toEqual({ memoryCost: 19_456, timeCost: 2 });
+    const rows = await settlementOf('4242424242424242').config.db.query<{ pin_verifier: string }>('select pin_verifier from cards');
+    expect(rows.length).toBeGreaterThan(0);
+    for (const row of rows) expect(row.pin_verifier).toMatch(/^\$argon2id\$v=19\$/);
+  });
+});
