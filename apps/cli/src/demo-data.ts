@@ -43,6 +43,8 @@ export const demoIssuers: DemoIssuer[] = [
     cards: [
       { cardNumber: '5555555555554444', holderName: 'KENJI ITO', expiry, pin: '8264', status: 'active', balanceMinor: 1_000_000n, currency: 'JPY', purpose: 'pays (balance JPY 1,000,000)' },
       { cardNumber: '5200828282828210', holderName: 'AYA KOBAYASHI', expiry, pin: '5173', status: 'active', balanceMinor: 800n, currency: 'JPY', purpose: 'declined: insufficient_funds (balance JPY 800)' },
+      // A credit card: nothing paid in, a credit line of JPY 50,000 (docs/ledger.md, "Credit lines").
+      { cardNumber: '5425233430109903', holderName: 'MIKI NAKAMURA', expiry, pin: '6318', status: 'active', balanceMinor: 0n, creditLimitMinor: 50_000n, currency: 'JPY', purpose: 'credit card: pays up to its credit line of JPY 50,000' },
       { cardNumber: '5105105105105100', holderName: 'SHO WATANABE', expiry, pin: '4629', status: 'blocked', balanceMinor: 1_000_000n, currency: 'JPY', purpose: 'refused at enrollment: account_blocked' },
     ],
   },

@@ -11,6 +11,8 @@ export interface SeedCard {
   pin: string;
   status: 'active' | 'blocked';
   balanceMinor: bigint;
+  /** A credit card: its account draws on a credit line of this limit (docs/ledger.md, "Credit lines"). */
+  creditLimitMinor?: bigint;
   currency: Currency;
   /** What the card demonstrates, for the printed list of test cards. */
   purpose: string;

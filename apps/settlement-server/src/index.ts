@@ -9,3 +9,4 @@ export { closeDay, settlementBatchIdOf } from './settlement/batches.ts';
 export { feeOf, defaultFeeSchedule, type FeeSchedule } from './settlement/fees.ts';
 export { addDays, businessDayOf, endOfDay, startOfDay } from './settlement/business-day.ts';
 export { resolveSettlementOptions, type SettlementOptions } from './settlement/options.ts';
+export { changeCreditLimit, creditLimitOf, openCreditLine } from './credit-line.ts';

@@ -1,9 +1,11 @@
 /**
  * Demo issuer data: test cards with known PINs and balances, funded from the issuer's funding
- * account by ordinary ledger transfers. Runs only on an empty account store.
+ * account by ordinary ledger transfers, and credit cards granted their limit by a credit line.
+ * Runs only on an empty account store.
  */
 import { newId, Secret } from '@kessai/protocol';
 import type { SettlementConfig } from './config.ts';
+import { openCreditLine } from './credit-line.ts';
 import { createAccount, createTransfers } from './ledger/store.ts';
 import { pinHashCostDefault, pinVerifier } from './pin.ts';
 
@@ -24,7 +26,8 @@ export async function seedCards(config: SettlementConfig): Promise<number> {
         const [funded] = await createTransfers(tx, [{ id: newId('xfer'), kind: 'single', debitAccountId: fundingAccountId, creditAccountId: accountId, amount: card.balanceMinor, currency: card.currency }], new Date());
         if (funded !== 'ok') throw new Error(`funding a seed card failed: ${funded}`);
       }
-      await tx.query('insert into cards (card_number, holder_name, expiry, account_id, status, pin_verifier) values ($1, $2, $3, $4, $5, $6)', [card.cardNumber, card.holderName, card.expiry, accountId, card.status, verifiers[index]]);
+      const lineAccountId = card.creditLimitMinor === undefined ? null : await openCreditLine(tx, accountId, card.currency, card.creditLimitMinor, new Date());
+      await tx.query('insert into cards (card_number, holder_name, expiry, account_id, status, pin_verifier, credit_line_account_id) values ($1, $2, $3, $4, $5, $6, $7)', [card.cardNumber, card.holderName, card.expiry, accountId, card.status, verifiers[index], lineAccountId]);
     }
   });
   return config.seedCards.length;

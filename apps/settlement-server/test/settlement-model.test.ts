@@ -4,9 +4,9 @@
  * repeated closes of days already closed) runs through the settlement server's own capture,
  * refund and close code on the SQL ledger, and against an independent model of what each batch
  * must hold: per merchant and currency the captured, refunded and fee totals (each fee rounded
- * half up with floating-point arithmetic, exact at these sizes, instead of the server's integer
- * rule), the carried amount and the payout. After every close the batches, the report's sums and
- * the balances of the merchant, fee income and payout accounts must match, and debits = credits.
+ * half up by a formula of its own, in integers), the carried amount and the payout. After every
+ * close the batches, the report's sums and the balances of the merchant, fee income and payout
+ * accounts must match, and debits = credits.
  *
  * Replay a failure with the seed it prints: KESSAI_SEED=<seed> npx vitest run …/settlement-model.test.ts.
  * KESSAI_SETTLEMENT_MODEL_STEPS sets the workload's length (default 150).
@@ -47,7 +47,9 @@ interface ModelLine { merchant: ModelMerchant; kind: 'capture' | 'refund'; amoun
 
 /** The model's fee: Math.round of the float product (exact for these amounts: halves are exact in binary). */
 const modelFee = (amount: bigint, m: ModelMerchant) => {
-  const fee = BigInt(Math.round((Number(amount) * m.bp) / 10_000)) + BigInt(m.fixed);
+  // Round half up, written as floor((2·amount·bp + 10000) / 20000): the same rule as the
+  // server's, by another formula, in integers.
+  const fee = (2n * amount * BigInt(m.bp) + 10_000n) / 20_000n + BigInt(m.fixed);
   return fee > amount ? amount : fee;
 };
 

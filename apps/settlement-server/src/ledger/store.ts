@@ -9,7 +9,7 @@ import { newId, type Currency } from '@kessai/protocol';
 import type { Queryable } from '@kessai/service';
 import { applyTransfer, expirePending, type Account, type LedgerState, type PendingState, type Transfer, type TransferInput, type TransferKind, type TransferResult } from './rules.ts';
 
-export type AccountKind = 'cardholder' | 'merchant' | 'issuer_funding';
+export type AccountKind = 'cardholder' | 'merchant' | 'issuer_funding' | 'credit_line';
 
 interface AccountRow {
   id: string;
