@@ -57,8 +57,10 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-async function spawnRole(role: string, entry: string, configFile: string): Promise<RoleProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', entry, configFile], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+async function spawnRole(role: string, entry: string, configFile: string, profileDir?: string): Promise<RoleProcess> {
+  // One folder per role: the module loader's thread writes a profile of its own beside the main thread's.
+  const profile = profileDir ? ['--cpu-prof', `--cpu-prof-dir=${path.join(profileDir, role)}`] : [];
+  const child = spawn(process.execPath, [...profile, '--import', 'tsx', entry, configFile], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
   const output: string[] = [];
   child.stderr!.on('data', (chunk: Buffer) => output.push(chunk.toString()));
   const url = await new Promise<string>((resolve, reject) => {
@@ -96,8 +98,12 @@ export interface BenchSystem {
   close(): Promise<void>;
 }
 
-/** Starts the settlement and authentication servers as processes on PostgreSQL (admin URL given) or PGlite. */
-export async function startBenchSystem(dataDir: string, pgAdminUrl: string | undefined): Promise<BenchSystem> {
+/**
+ * Starts the settlement and authentication servers as processes on PostgreSQL (admin URL given) or
+ * PGlite; with `profileDir`, each writes V8 CPU profiles into <profileDir>/<role>/ when it stops
+ * (`node --cpu-prof`; the main thread's is the one whose name holds thread id 0).
+ */
+export async function startBenchSystem(dataDir: string, pgAdminUrl: string | undefined, profileDir?: string): Promise<BenchSystem> {
   const issuer = demoIssuers[0]!;
   const pki = await loadOrCreateDevPki(path.join(dataDir, 'pki'), [
     { name: 'auth-server', dnsNames: ['localhost'], ipAddresses: ['127.0.0.1', '::1'], usages: ['server', 'client'] },
@@ -145,7 +151,7 @@ export async function startBenchSystem(dataDir: string, pgAdminUrl: string | und
     const settlementConfig = path.join(dataDir, 'settlement.json');
     const settlementDb = await databaseUrl('kessai_bench_settlement');
     await writeFile(settlementConfig, JSON.stringify({ dataDir, issuerId: issuer.id, port: settlementPort, ...(settlementDb ? { databaseUrl: settlementDb } : {}) }), { mode: 0o600 });
-    const settlement = await spawnRole('settlement-server', path.join(root, 'bench', 'settlement-process.ts'), settlementConfig);
+    const settlement = await spawnRole('settlement-server', path.join(root, 'bench', 'settlement-process.ts'), settlementConfig, profileDir);
     processes.push(settlement);
 
     const apiKey = `sk_test_${randomBytes(24).toString('base64url')}`;
@@ -165,7 +171,7 @@ export async function startBenchSystem(dataDir: string, pgAdminUrl: string | und
       }),
       { mode: 0o600 },
     );
-    const auth = await spawnRole('auth-server', path.join(root, 'apps', 'auth-server', 'src', 'main.ts'), authConfig);
+    const auth = await spawnRole('auth-server', path.join(root, 'apps', 'auth-server', 'src', 'main.ts'), authConfig, profileDir);
     processes.push(auth);
     return Object.assign(system, {
       backend: pgAdminUrl ? ('postgres' as const) : ('pglite' as const),

@@ -141,19 +141,31 @@ describe.skipIf(!pgUrl)('several authentication servers on one PostgreSQL', () =
     if (dataDir) await rm(dataDir, { recursive: true, force: true });
   });
 
+  const order = (orderId: string) => ({ order_id: orderId, currency: 'JPY' as const, amount_minor: '300', line_items: [{ description: 'Sencha', quantity: 1, unit_price_minor: '300' }], wallet_handle: wallet.wallet.credential_id });
+
+  /**
+   * Opens the terminal's event stream on B and waits until it is live — B sends what is already
+   * pending right after subscribing, so a request made beforehand comes first — then creates the
+   * request through A: it can reach B only through the channel.
+   */
   async function pushedThroughB(orderId: string): Promise<{ request: VerifiedRequest; id: string }> {
+    const opener = await merchantA.createPaymentRequest(order(`${orderId}-opener`), `${orderId}-opener`);
     const abort = new AbortController();
-    const stream = wallet.listen(abort.signal);
-    const next = stream.next();
-    // Let B's event stream open (and send what is already pending) before the request exists.
-    await new Promise((resolve) => setTimeout(resolve, 500));
-    const created = await merchantA.createPaymentRequest({ order_id: orderId, currency: 'JPY', amount_minor: '300', line_items: [{ description: 'Sencha', quantity: 1, unit_price_minor: '300' }], wallet_handle: wallet.wallet.credential_id }, orderId);
-    const timer = setTimeout(() => abort.abort(), 15_000);
-    const { value } = await next;
-    clearTimeout(timer);
-    abort.abort();
-    expect(value, 'B pushed the request created through A').toBeDefined();
-    return { request: value!, id: created.id };
+    const timer = setTimeout(() => abort.abort(), 20_000);
+    try {
+      const stream = wallet.listen(abort.signal);
+      const first = await stream.next();
+      expect(first.value?.view.rid, 'the stream on B is live').toBe(opener.id);
+      const created = await merchantA.createPaymentRequest(order(orderId), orderId);
+      let pushed = await stream.next();
+      while (pushed.value && pushed.value.view.rid === opener.id) pushed = await stream.next(); // a repeat of the opener
+      expect(pushed.value, 'B pushed the request created through A').toBeDefined();
+      expect((await wallet.decline(first.value!)).status).toBe('cancelled');
+      return { request: pushed.value!, id: created.id };
+    } finally {
+      clearTimeout(timer);
+      abort.abort();
+    }
   }
 
   it('pushes a request created through A to the terminal on B; B approves; the merchant waiting on A sees it', async () => {
