@@ -173,6 +173,19 @@ describe('settlement batches', () => {
     expect(await merchant.listSettlementBatches()).toEqual(listed.body.batches);
   });
 
+  it("the operator reads any merchant's report, JSON and CSV, the same the merchant gets; without the token unauthenticated", async () => {
+    const url = `${issuer('sakura-bank').url}/admin/v1/settlement-batches/${batch.id}/report`;
+    const json = await callJson(system, 'GET', url, undefined, operator());
+    expect(json.status).toBe(200);
+    expect(json.body).toEqual(await merchant.settlementReport(batch.id));
+    const csv = await getText(`${url}?format=csv`, operator());
+    expect(csv).toMatchObject({ status: 200, text: await merchant.settlementReportCsv(batch.id) });
+    const refused = await callJson(system, 'GET', url, undefined, {});
+    expect([refused.status, refused.body.code]).toEqual([401, 'unauthenticated']);
+    const unknown = await callJson(system, 'GET', `${issuer('sakura-bank').url}/admin/v1/settlement-batches/stb_${'0'.repeat(26)}/report`, undefined, operator());
+    expect([unknown.status, unknown.body.code]).toEqual([404, 'settlement_batch_not_found']);
+  });
+
   it('closing the same day again returns the same batches, makes no transfer and leaves every balance as it was', async () => {
     const account = await merchantAccount('sakura-bank');
     const before = { transfers: await transferCount('sakura-bank'), merchant: await readAccount(issuer('sakura-bank').config.db, account) };

@@ -3,7 +3,7 @@
  * `/admin/v1/fee-schedules`; operator token), the authentication server's (`/internal/v1/merchants/
  * :merchant_id/settlement-batches…`; mutual TLS), and the closing schedule.
  */
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import {
@@ -29,6 +29,14 @@ import { loadReport, reportCsv } from './report.ts';
 import { startSettlementWorker } from './worker.ts';
 
 const feeScheduleView = z.strictObject({ merchant_id: merchantId, currency: currencyCode, basis_points: z.number().int(), fixed_minor: z.string() });
+const reportQuery = z.strictObject({ format: z.enum(['json', 'csv']).default('json') });
+
+/** A batch's report as JSON or CSV; `merchantId` limits it to that merchant's batches (the merchant API's view). */
+async function sendReport(config: SettlementConfig, reply: FastifyReply, batchId: string, format: 'json' | 'csv', merchantId?: string) {
+  const report = settlementReport.parse(await loadReport(config.db, config.issuerId, batchId, merchantId));
+  if (format === 'csv') return reply.type('text/csv; charset=utf-8').send(reportCsv(report));
+  return report;
+}
 
 export async function registerSettlement(app: FastifyInstance, config: SettlementConfig, ledger: GroupCommit): Promise<void> {
   const options = resolveSettlementOptions(config.settlement);
@@ -46,12 +54,8 @@ export async function registerSettlement(app: FastifyInstance, config: Settlemen
     }));
     internal.get(
       '/internal/v1/merchants/:merchant_id/settlement-batches/:batch_id/report',
-      { schema: { params: z.strictObject({ merchant_id: merchantId, batch_id: settlementBatchId }), querystring: z.strictObject({ format: z.enum(['json', 'csv']).default('json') }) } },
-      async (request, reply) => {
-        const report = settlementReport.parse(await loadReport(config.db, config.issuerId, request.params.batch_id, request.params.merchant_id));
-        if (request.query.format === 'csv') return reply.type('text/csv; charset=utf-8').send(reportCsv(report));
-        return report;
-      },
+      { schema: { params: z.strictObject({ merchant_id: merchantId, batch_id: settlementBatchId }), querystring: reportQuery } },
+      async (request, reply) => sendReport(config, reply, request.params.batch_id, request.query.format, request.params.merchant_id),
     );
   });
 
@@ -70,6 +74,10 @@ export async function registerSettlement(app: FastifyInstance, config: Settlemen
     admin.get('/admin/v1/settlement-batches', { schema: { querystring: z.strictObject({ date: businessDay.optional(), merchant_id: merchantId.optional() }), response: { 200: settlementBatchList } } }, async (request) => ({
       batches: (await listBatches(config.db, { ...(request.query.date ? { day: request.query.date } : {}), ...(request.query.merchant_id ? { merchantId: request.query.merchant_id } : {}) })).map((row) => batchView(row, config.issuerId)),
     }));
+    // The operator reads every merchant's reports (the settlement console's View and CSV buttons).
+    admin.get('/admin/v1/settlement-batches/:batch_id/report', { schema: { params: z.strictObject({ batch_id: settlementBatchId }), querystring: reportQuery } }, async (request, reply) =>
+      sendReport(config, reply, request.params.batch_id, request.query.format),
+    );
     admin.post('/admin/v1/fee-schedules', { schema: { body: feeScheduleRequest, response: { 200: feeScheduleView } } }, async (request) => {
       const { merchant_id: merchant, currency, basis_points: basisPoints, fixed_minor: fixed } = request.body;
       await setFeeSchedule(config.db, merchant, currency, { basisPoints, fixedMinor: parseAmount(fixed) });
