@@ -1,7 +1,7 @@
 /**
  * Model-based test of settlement (after ledger-model.test.ts): a seeded random workload of
- * authorizations, captures (full, partial, zero, retried), voids, refunds and day closes (and
- * repeated closes of days already closed) runs through the settlement server's own capture,
+ * authorizations, captures (full, partial, zero, retried), voids, expiry of holds, refunds and
+ * day closes (and repeated closes of days already closed) runs through the settlement server's own capture,
  * refund and close code on the SQL ledger, and against an independent model of what each batch
  * must hold: per merchant and currency the captured, refunded and fee totals (each fee rounded
  * half up by a formula of its own, in integers), the carried amount and the payout. After every
@@ -19,6 +19,7 @@ import { settleHold } from '../src/capture.ts';
 import type { SettlementConfig } from '../src/config.ts';
 import { GroupCommit } from '../src/ledger/group-commit.ts';
 import { createTransfers, readAccount } from '../src/ledger/store.ts';
+import { expireHolds } from '../src/expiry.ts';
 import { refund } from '../src/refund.ts';
 import { addDays, businessDayOf, endOfDay } from '../src/settlement/business-day.ts';
 import { closeDay } from '../src/settlement/batches.ts';
@@ -29,6 +30,8 @@ import { backend, expectBalanced, openLedgerDb } from './ledger-db.ts';
 
 const seed = Number(process.env.KESSAI_SEED ?? Math.floor(Math.random() * 2 ** 32));
 const steps = Number(process.env.KESSAI_SETTLEMENT_MODEL_STEPS ?? 150);
+/** The timeout of the holds that have one: long enough that none expires on its own while the test runs. */
+const holdTimeoutSeconds = 3_600;
 
 function prng(state: number) {
   return () => {
@@ -41,7 +44,8 @@ function prng(state: number) {
 }
 
 interface ModelMerchant { id: string; currency: 'JPY' | 'KWD'; account: string; bp: number; fixed: number; balance: bigint; carried: bigint }
-interface ModelHold { rid: string; merchant: ModelMerchant; card: string; amount: bigint; state: 'held' | 'captured' | 'voided'; captured: bigint; refunded: bigint }
+/** `expires`: the hold has a timeout (most holds here have none, so they stay until captured or voided). */
+interface ModelHold { rid: string; merchant: ModelMerchant; card: string; amount: bigint; expires: boolean; state: 'held' | 'captured' | 'voided' | 'expired'; captured: bigint; refunded: bigint }
 /** A capture or refund not yet in a batch. */
 interface ModelLine { merchant: ModelMerchant; kind: 'capture' | 'refund'; amount: bigint }
 
@@ -119,13 +123,14 @@ async function run(): Promise<void> {
       const amount = BigInt(int(4) === 0 ? 1 + int(20) : 1 + int(20_000));
       const rid = newId('pr');
       const holdId = newId('xfer');
+      const expires = int(3) === 0;
       await db.transaction(async (tx) => {
-        expect(await createTransfers(tx, [{ id: holdId, kind: 'pending', debitAccountId: cards[merchant.currency]!, creditAccountId: merchant.account, amount, currency: merchant.currency }], now)).toEqual(['ok']);
+        expect(await createTransfers(tx, [{ id: holdId, kind: 'pending', debitAccountId: cards[merchant.currency]!, creditAccountId: merchant.account, amount, currency: merchant.currency, ...(expires ? { timeoutSeconds: holdTimeoutSeconds } : {}) }], now)).toEqual(['ok']);
         await tx.query("insert into authorizations (id, request_id, merchant_id, account_id, amount, currency, decision, status, hold_transfer_id, jws) values ($1, $2, $3, $4, $5, $6, 'approved', 'held', $7, 'x.y.z')", [
           newId('auth'), rid, merchant.id, cards[merchant.currency], amount, merchant.currency, holdId,
         ]);
       });
-      holds.push({ rid, merchant, card: cards[merchant.currency]!, amount, state: 'held', captured: 0n, refunded: 0n });
+      holds.push({ rid, merchant, card: cards[merchant.currency]!, amount, expires, state: 'held', captured: 0n, refunded: 0n });
       count('authorize');
     } else if (roll < 55) {
       const hold = pick(held);
@@ -140,11 +145,23 @@ async function run(): Promise<void> {
       // A retried capture answers the same and settles nothing twice.
       if (int(3) === 0) expect((await settleHold(config, ledger, hold.rid, 'capture', amount.toString(), now)).captured_minor).toBe(amount.toString());
       count(amount === 0n ? 'capture:zero' : amount === hold.amount ? 'capture:full' : 'capture:partial');
-    } else if (roll < 62) {
+    } else if (roll < 59) {
       const hold = pick(held);
       await settleHold(config, ledger, hold.rid, 'void', undefined, now);
       hold.state = 'voided';
       count('void');
+    } else if (roll < 65 && held.some((h) => h.expires)) {
+      // Time passes beyond every timeout: the expiry pass releases exactly the held holds that have one.
+      const later = new Date(now.getTime() + (holdTimeoutSeconds + 60) * 1000);
+      const released = await ledger.run((tx) => expireHolds(tx, later));
+      const due = held.filter((h) => h.expires);
+      expect([...released].sort(), `step ${step}: holds expired`).toEqual(due.map((h) => h.rid).sort());
+      for (const hold of due) hold.state = 'expired';
+      // A late capture of an expired hold is refused and moves nothing.
+      const late = pick(due);
+      const refused = await settleHold(config, ledger, late.rid, 'capture', late.amount.toString(), later).then(() => 'captured', (err: { code?: string }) => err.code);
+      expect(refused, `step ${step}: capture after expiry`).toBe('authorization_not_capturable');
+      count('expire');
     } else if (roll < 80 && refundable.length > 0) {
       const hold = pick(refundable);
       const left = hold.captured - hold.refunded;
@@ -207,6 +224,11 @@ async function run(): Promise<void> {
   }
 
   async function compare(step: number): Promise<void> {
+    // What the payers have on hold is exactly the holds still held.
+    for (const [currency, card] of Object.entries(cards)) {
+      const pending = holds.filter((h) => h.card === card && h.state === 'held').reduce((sum, h) => sum + h.amount, 0n);
+      expect((await readAccount(db, card)).debitsPending, `step ${step}: ${currency} held`).toBe(pending);
+    }
     for (const m of merchants) {
       const a = await readAccount(db, m.account);
       expect(a.creditsPosted - a.debitsPosted, `step ${step}: merchant ${m.id} balance`).toBe(m.balance);
@@ -222,7 +244,7 @@ async function run(): Promise<void> {
     await expectBalanced(db);
   }
 
-  for (const key of ['authorize', 'capture:full', 'capture:partial', 'capture:zero', 'void', 'refund', 'close:payout', 'close:no-payout', 'close:carried-in', 'close-again']) {
+  for (const key of ['authorize', 'capture:full', 'capture:partial', 'capture:zero', 'void', 'expire', 'refund', 'close:payout', 'close:no-payout', 'close:carried-in', 'close-again']) {
     expect(counts.get(key) ?? 0, `workload never produced ${key}: ${JSON.stringify([...counts])}`).toBeGreaterThan(0);
   }
 }
