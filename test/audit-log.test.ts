@@ -3,19 +3,23 @@
  * triggers, and an attacker who disables them is still found at the right seq (an edited row, a
  * deleted row, two rows swapped); concurrent writers keep one chain. On a running system, a real
  * purchase leaves an intact chain on every server, naming actors, route patterns and outcomes and
- * no personal data, checked through `GET /admin/v1/audit/verify` and `kessai audit verify`.
+ * no personal data, checked through `GET /admin/v1/audit/verify` and `kessai audit verify`. Domain
+ * events (capture, void, refund, hold expiry, day close, revocation, key and webhook-secret
+ * rotation) join the chain with ids, amounts and codes only.
  */
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MerchantClient } from '@kessai/sdk';
-import { AuditLog, appendAuditEntries, auditLogSql, auditRowHash, createLogger, ensureAuditLog, openDb, verifyAuditChain, type AuditRow, type Db } from '@kessai/service';
+import { MerchantClient, WalletClient } from '@kessai/sdk';
+import { AuditLog, appendAuditEntries, auditLogOf, auditLogSql, auditRowHash, createLogger, ensureAuditLog, openDb, verifyAuditChain, type AuditRow, type Db } from '@kessai/service';
+import { businessDayOf, endOfDay } from '@kessai/settlement-server';
 import { auditVerify } from '../apps/cli/src/audit-commands.ts';
 import { pgliteTemplate, scratchPostgres } from './support/database.ts';
 import { collectAuditRows, findPersonalData } from './support/retention.ts';
 import { checkout, waitForOrder } from './support/shop.ts';
-import { callJson, demoCard, enroll, startTestSystem, type TestSystem } from './support/system.ts';
+import { callJson, demoCard, enroll, startTestSystem, waitFor, type TestSystem } from './support/system.ts';
+import { approvedRequest, idempotencyKey, startWithPayer } from './support/payer.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const logger = createLogger({ name: 'audit-test' });
@@ -200,5 +204,89 @@ describe('the audit log of a running system', () => {
     const broken = await auditVerify({ dataDir: system.dataDir, role: 'shop', url: system.shop.url });
     expect(broken.exitCode).toBe(1);
     expect(broken.lines[0]).toMatch(/^shop: BROKEN at seq 2 \(row edited\)/);
+  });
+});
+
+describe('domain events in the audit chain', () => {
+  const card = '4242424242424242';
+  /** The settlement clock: moved past the end of today to close it. */
+  let clockMs = Date.now();
+  const today = businessDayOf(new Date(clockMs), 'UTC');
+  let system: TestSystem;
+  let merchant: MerchantClient;
+  let wallet: WalletClient;
+  let stop = async () => {};
+  beforeAll(async () => {
+    // Holds time out after 3 s, so one left uncaptured expires within the test.
+    ({ system, merchant, wallet, stop } = await startWithPayer(card, { holdTimeoutSeconds: 3, expiryIntervalMs: 200, settlement: { clock: () => new Date(clockMs), timeZone: 'UTC', closeDelayMs: 60_000 } }));
+  });
+  afterAll(() => stop());
+
+  const operator = () => ({ authorization: `Bearer ${system.operatorToken}` });
+  const issuer = () => system.settlements.find((s) => s.issuer.id === demoCard(card).issuer.id)!;
+  type Row = { actor: string; action: string; resource: string | null; outcome: string };
+  const rowsOf = (db: Db) => db.query<Row>('select actor, action, resource, outcome from audit_log order by seq');
+
+  it('holds capture, void, refund, expiry, day close, revocation, key and webhook-secret rotation, and the chains still verify', async () => {
+    const paid = await approvedRequest(merchant, wallet, card, 2_400n);
+    await merchant.capture(paid, {}, idempotencyKey());
+    const refund = await merchant.refund(paid, 400n, idempotencyKey());
+    const voided = await approvedRequest(merchant, wallet, card, 700n);
+    await merchant.void(voided, idempotencyKey());
+    // A retried capture changes nothing, and is no second event.
+    const key = idempotencyKey();
+    await merchant.capture(paid, {}, key).catch(() => undefined);
+    const expiring = await approvedRequest(merchant, wallet, card, 500n);
+
+    // The payer revokes a second device's credential with its recovery code; the operator revokes the first.
+    const { wallet: second, recoveryCode } = await WalletClient.enrollment({ authBaseUrl: system.auth.url, caCertPem: system.pki.caCertPem, holderName: demoCard(card).holderName, cardNumber: card, expiry: demoCard(card).expiry });
+    await WalletClient.revoke({ authBaseUrl: system.auth.url, caCertPem: system.pki.caCertPem, credentialId: second.credential_id, recoveryCode: recoveryCode.expose() });
+    expect((await callJson(system, 'POST', `${system.auth.url}/admin/v1/credentials/${wallet.wallet.credential_id}/revoke`, undefined, operator())).status).toBe(200);
+    // Twice: the second answers the first revocation and is no second event.
+    expect((await callJson(system, 'POST', `${system.auth.url}/admin/v1/credentials/${wallet.wallet.credential_id}/revoke`, undefined, operator())).status).toBe(200);
+
+    // Key rotation and retirement, and a webhook secret rotation.
+    const rotated = await callJson(system, 'POST', `${system.auth.url}/admin/v1/keys/rotate`, { key: 'request-signing' }, operator());
+    expect(rotated.status).toBe(200);
+    const keys = await callJson(system, 'GET', `${system.auth.url}/admin/v1/keys`, undefined, operator());
+    const previous = (keys.body.keys as Array<{ key: string; kid: string; status: string }>).find((k) => k.key === 'request-signing' && k.status === 'previous')!;
+    expect((await callJson(system, 'POST', `${system.auth.url}/admin/v1/keys/retire`, { key: 'request-signing', kid: previous.kid }, operator())).status).toBe(200);
+    expect((await callJson(system, 'POST', `${system.auth.url}/admin/v1/merchants/${system.merchant.merchantId}/webhook-secret/rotate`, undefined, operator())).status).toBe(200);
+
+    // The uncaptured hold expires on its own.
+    await waitFor('the expiry event', async () => {
+      await auditLogOf(issuer().config.db)?.flush();
+      return (await rowsOf(issuer().config.db)).find((row) => row.action === 'authorization.expired' && row.resource === expiring);
+    });
+
+    // Today ends on the settlement clock and the operator closes it (or the schedule does first).
+    clockMs = endOfDay(today, 'UTC').getTime() + 1_000;
+    const closed = await callJson(system, 'POST', `${issuer().url}/admin/v1/settlement-batches/close`, { date: today }, operator());
+    expect(closed.status).toBe(200);
+    const batch = (closed.body.batches as Array<{ id: string }>)[0]!.id;
+
+    for (const url of [system.auth.url, issuer().url]) {
+      const verified = await callJson(system, 'GET', `${url}/admin/v1/audit/verify`, undefined, operator());
+      expect(verified.body, url).toMatchObject({ ok: true });
+    }
+    const settlement = await rowsOf(issuer().config.db);
+    const events = settlement.filter((row) => !row.action.includes(' '));
+    const aid = (rid: string) => expect.stringMatching(new RegExp(`^${rid} auth_[0-9a-z]{26}$`));
+    expect(events).toContainEqual({ actor: 'system', action: 'authorization.captured', resource: aid(paid), outcome: 'captured 2400 JPY' });
+    expect(events.filter((row) => row.action === 'authorization.captured' && row.resource?.startsWith(paid))).toHaveLength(1);
+    expect(events).toContainEqual({ actor: 'system', action: 'authorization.refunded', resource: expect.stringMatching(new RegExp(`^${paid} auth_[0-9a-z]{26} ${refund.id}$`)), outcome: 'refunded 400 JPY' });
+    expect(events).toContainEqual({ actor: 'system', action: 'authorization.voided', resource: aid(voided), outcome: 'voided' });
+    expect(events).toContainEqual({ actor: 'system', action: 'authorization.expired', resource: expiring, outcome: 'expired' });
+    expect(events).toContainEqual({ actor: 'system', action: 'settlement.day_closed', resource: batch, outcome: `closed ${today} 1 batches` });
+
+    const auth = await rowsOf(system.auth.db);
+    expect(auth).toContainEqual({ actor: `credential:${second.credential_id}`, action: 'credential.revoked', resource: second.credential_id, outcome: 'revoked by payer' });
+    expect(auth.filter((row) => row.action === 'credential.revoked' && row.resource === wallet.wallet.credential_id)).toEqual([{ actor: 'operator', action: 'credential.revoked', resource: wallet.wallet.credential_id, outcome: 'revoked by operator' }]);
+    expect(auth).toContainEqual({ actor: 'operator', action: 'key.rotated', resource: `request-signing ${String(rotated.body.kid)}`, outcome: 'rotated' });
+    expect(auth).toContainEqual({ actor: 'operator', action: 'key.retired', resource: `request-signing ${previous.kid}`, outcome: 'retired' });
+    expect(auth).toContainEqual({ actor: 'operator', action: 'webhook_secret.rotated', resource: system.merchant.merchantId, outcome: 'rotated, 1 previous' });
+    // Ids, amounts and codes only.
+    expect(findPersonalData(JSON.stringify([...settlement, ...auth]))).toEqual([]);
+    expect(JSON.stringify(auth)).not.toContain('whsec_');
   });
 });

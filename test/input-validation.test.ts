@@ -1,9 +1,11 @@
 /**
  * Never a 500 for bad input. Every route of the authentication server, a settlement server and the
  * shop is called over real HTTPS with unknown, mistyped, missing, oversized and over-long fields,
- * bodies that are not JSON, paths that do not exist, malformed ids, and missing, forged or replayed
- * credentials. Each answer must be a 4xx application/problem+json whose code is in errorCatalog, and
- * no answer may echo the card number (or the canary) it was sent.
+ * bodies that are not JSON, paths that do not exist, malformed and unknown ids, and missing, forged
+ * or replayed credentials (API key, device proof, client certificate, operator token). Each answer
+ * must be a 4xx application/problem+json whose code is in errorCatalog, and no answer may echo the
+ * card number (or the canary) it was sent. The route table is checked against the routes the
+ * running servers register: a route added without a row here fails the suite.
  */
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -13,6 +15,7 @@ import { errorCatalog, isErrorCode, limits, newId, signDeviceProof, signJson, ty
 import { MerchantClient, type WalletClient } from '@kessai/sdk';
 import { demoIssuers } from '@kessai/cli/demo-data';
 import { demoCard, enroll, startTestSystem, type TestSystem } from './support/system.ts';
+import { registeredRoutes, routeCovers } from './fuzz/harness.ts';
 
 // ---- the system, its callers and one raw HTTPS call ----------------------------------------------
 
@@ -145,7 +148,7 @@ async function craftedProof(method: string, path: string, options: { iatSeconds?
 
 // ---- every route, with a well-formed body and what makes it bad ----------------------------------
 
-type Caller = 'public' | 'merchant' | 'terminal' | 'peer';
+type Caller = 'public' | 'merchant' | 'terminal' | 'peer' | 'operator';
 
 interface Route {
   server: Server;
@@ -162,6 +165,8 @@ interface Route {
   tooLong?: Record<string, unknown>;
   /** The path with its id in the wrong format. */
   malformedId?: string;
+  /** The path (and body) naming something that does not exist, and the code that says so. */
+  notFound?: { path: string; body?: Record<string, unknown>; code: ErrorCode };
   headers?: Record<string, string>;
 }
 
@@ -173,6 +178,11 @@ const enrollment = { holder_name: 'TARO YAMADA', card_number: card, expiry: '12/
 const paymentRequest = { order_id: 'order-1', currency: 'JPY', amount_minor: '2400', line_items: [{ description: 'Sencha, 100 g', quantity: 2, unit_price_minor: '1200' }] };
 const approval = { sealed_credential: jose, approval: jose, pin: jose };
 const authorization = { request: { rid: pr, mid: newId('mer'), amt: '2400', cur: 'JPY', ih: 'A'.repeat(43) }, sealed_credential: jose, approval: jose, pin: jose };
+const cred = newId('cred');
+const mer = newId('mer');
+const stb = `stb_${newId('pr').slice(3)}`;
+const recovery = { recovery_code: 'ABCD-EFGH-JKMN-PQRS-TVWX' };
+const feeSchedule = { merchant_id: mer, currency: 'JPY', basis_points: 250, fixed_minor: '0' };
 
 const routes: Route[] = [
   // The authentication server.
@@ -187,6 +197,25 @@ const routes: Route[] = [
   { server: 'auth', method: 'POST', path: `/v1/terminal/payment-requests/${pr}/approve`, caller: 'terminal', body: approval, tooLong: { ...approval, sealed_credential: `${jose}${'A'.repeat(limits.joseLengthMax)}` }, malformedId: '/v1/terminal/payment-requests/PR_X/approve' },
   { server: 'auth', method: 'POST', path: `/v1/terminal/payment-requests/${pr}/decline`, caller: 'terminal', body: {}, malformedId: '/v1/terminal/payment-requests/pr_0/decline' },
   { server: 'auth', method: 'GET', path: `/v1/terminal/payment-requests/${pr}/outcome`, caller: 'terminal', malformedId: '/v1/terminal/payment-requests/..%2F/outcome' },
+  { server: 'auth', method: 'GET', path: '/', caller: 'public' },
+  { server: 'auth', method: 'GET', path: '/wallet/', caller: 'public', notFound: { path: '/no-such-page/', code: 'not_found' } },
+  { server: 'auth', method: 'GET', path: '/assets/app.js', caller: 'public', notFound: { path: `/assets/${canary}.js`, code: 'not_found' } },
+  { server: 'auth', method: 'GET', path: `/pay/${pr}`, caller: 'public', malformedId: '/pay/pr_NOT-AN-ID' },
+  { server: 'auth', method: 'POST', path: `/v1/credentials/${cred}/revoke`, caller: 'public', body: recovery, tooLong: { recovery_code: 'A'.repeat(65) }, malformedId: '/v1/credentials/cred_x/revoke', notFound: { path: `/v1/credentials/${cred}/revoke`, body: recovery, code: 'credential_not_found' } },
+  { server: 'auth', method: 'POST', path: `/v1/payment-requests/${pr}/refunds`, caller: 'merchant', body: { amount_minor: '100' }, tooLong: { amount_minor: '1'.repeat(21) }, malformedId: '/v1/payment-requests/pr_x/refunds', notFound: { path: `/v1/payment-requests/${pr}/refunds`, body: { amount_minor: '100' }, code: 'payment_request_not_found' } },
+  { server: 'auth', method: 'GET', path: '/v1/settlement-batches', caller: 'merchant' },
+  { server: 'auth', method: 'GET', path: `/v1/settlement-batches/${stb}/report.json`, caller: 'merchant', malformedId: '/v1/settlement-batches/stb_x/report.json', notFound: { path: `/v1/settlement-batches/${stb}/report.json`, code: 'settlement_batch_not_found' } },
+  { server: 'auth', method: 'GET', path: `/v1/settlement-batches/${stb}/report.csv`, caller: 'merchant', malformedId: `/v1/settlement-batches/${pr}/report.csv`, notFound: { path: `/v1/settlement-batches/${stb}/report.csv`, code: 'settlement_batch_not_found' } },
+  { server: 'auth', method: 'GET', path: '/admin/v1/audit/verify', caller: 'operator' },
+  { server: 'auth', method: 'GET', path: '/admin/v1/credentials', caller: 'operator' },
+  { server: 'auth', method: 'POST', path: `/admin/v1/credentials/${cred}/revoke`, caller: 'operator', malformedId: '/admin/v1/credentials/cred_%20/revoke', notFound: { path: `/admin/v1/credentials/${cred}/revoke`, code: 'credential_not_found' } },
+  { server: 'auth', method: 'GET', path: '/admin/v1/keys', caller: 'operator' },
+  { server: 'auth', method: 'POST', path: '/admin/v1/keys/rotate', caller: 'operator', body: { key: 'request-signing' }, tooLong: { key: 'k'.repeat(65) }, notFound: { path: '/admin/v1/keys/rotate', body: { key: 'no-such-key' }, code: 'key_not_found' } },
+  { server: 'auth', method: 'POST', path: '/admin/v1/keys/retire', caller: 'operator', body: { key: 'request-signing', kid: 'kid-1' }, tooLong: { key: 'k'.repeat(65), kid: 'kid-1' }, notFound: { path: '/admin/v1/keys/retire', body: { key: 'no-such-key', kid: 'kid-1' }, code: 'key_not_found' } },
+  { server: 'auth', method: 'POST', path: `/admin/v1/merchants/${mer}/webhook-secret/rotate`, caller: 'operator', malformedId: '/admin/v1/merchants/mer_x/webhook-secret/rotate', notFound: { path: `/admin/v1/merchants/${mer}/webhook-secret/rotate`, code: 'not_found' } },
+  { server: 'auth', method: 'POST', path: `/admin/v1/merchants/${mer}/webhook-secret/retire-previous`, caller: 'operator', malformedId: `/admin/v1/merchants/${cred}/webhook-secret/retire-previous`, notFound: { path: `/admin/v1/merchants/${mer}/webhook-secret/retire-previous`, code: 'not_found' } },
+  { server: 'auth', method: 'GET', path: '/admin/v1/payment-requests', caller: 'operator' },
+  { server: 'auth', method: 'GET', path: '/admin/v1/webhook-deliveries', caller: 'operator' },
   // A settlement server.
   { server: 'settlement', method: 'GET', path: '/.well-known/kessai-issuer', caller: 'public' },
   { server: 'settlement', method: 'GET', path: '/.well-known/jwks.json', caller: 'public' },
@@ -194,7 +223,27 @@ const routes: Route[] = [
   { server: 'settlement', method: 'POST', path: '/internal/v1/authorizations', caller: 'peer', body: authorization, tooLong: { ...authorization, request: { ...authorization.request, ih: 'A'.repeat(65) } } },
   { server: 'settlement', method: 'POST', path: `/internal/v1/authorizations/${pr}/capture`, caller: 'peer', body: { amount_minor: '100' }, tooLong: { amount_minor: '9'.repeat(21) }, malformedId: '/internal/v1/authorizations/auth_1/capture' },
   { server: 'settlement', method: 'POST', path: `/internal/v1/authorizations/${pr}/void`, caller: 'peer', body: {}, malformedId: '/internal/v1/authorizations/pr_%20/void' },
-  { server: 'settlement', method: 'GET', path: `/internal/v1/authorizations/${pr}`, caller: 'peer', malformedId: '/internal/v1/authorizations/pr_%20' },
+  { server: 'settlement', method: 'GET', path: `/internal/v1/authorizations/${pr}`, caller: 'peer', malformedId: '/internal/v1/authorizations/pr_%20', notFound: { path: `/internal/v1/authorizations/${pr}`, code: 'authorization_not_found' } },
+  { server: 'settlement', method: 'POST', path: `/internal/v1/authorizations/${pr}/refunds`, caller: 'peer', body: { refund_id: newId('rf'), amount_minor: '100' }, tooLong: { refund_id: newId('rf'), amount_minor: '9'.repeat(21) }, malformedId: '/internal/v1/authorizations/pr_1/refunds', notFound: { path: `/internal/v1/authorizations/${pr}/refunds`, body: { refund_id: newId('rf'), amount_minor: '100' }, code: 'authorization_not_found' } },
+  { server: 'settlement', method: 'GET', path: `/internal/v1/merchants/${mer}/settlement-batches`, caller: 'peer', malformedId: '/internal/v1/merchants/mer_%00/settlement-batches' },
+  { server: 'settlement', method: 'GET', path: `/internal/v1/merchants/${mer}/settlement-batches/${stb}/report`, caller: 'peer', malformedId: `/internal/v1/merchants/${mer}/settlement-batches/stb_1/report`, notFound: { path: `/internal/v1/merchants/${mer}/settlement-batches/${stb}/report`, code: 'settlement_batch_not_found' } },
+  { server: 'settlement', method: 'GET', path: '/', caller: 'public' },
+  { server: 'settlement', method: 'GET', path: '/console/', caller: 'public', notFound: { path: '/no-such-page/', code: 'not_found' } },
+  { server: 'settlement', method: 'GET', path: '/assets/app.js', caller: 'public', notFound: { path: `/assets/${canary}.js`, code: 'not_found' } },
+  { server: 'settlement', method: 'GET', path: '/admin/v1/audit/verify', caller: 'operator' },
+  { server: 'settlement', method: 'GET', path: '/admin/v1/authorizations', caller: 'operator' },
+  { server: 'settlement', method: 'GET', path: '/admin/v1/accounts', caller: 'operator' },
+  { server: 'settlement', method: 'GET', path: '/admin/v1/transfers', caller: 'operator' },
+  { server: 'settlement', method: 'GET', path: '/admin/v1/refunds', caller: 'operator' },
+  { server: 'settlement', method: 'GET', path: '/admin/v1/volume', caller: 'operator' },
+  { server: 'settlement', method: 'POST', path: '/admin/v1/cards/unlock', caller: 'operator', body: { credential_id: cred }, tooLong: { credential_id: `cred_${'a'.repeat(100)}` } },
+  { server: 'settlement', method: 'GET', path: '/admin/v1/keys', caller: 'operator' },
+  { server: 'settlement', method: 'POST', path: '/admin/v1/keys/rotate', caller: 'operator', body: { key: 'authorization-signing' }, tooLong: { key: 'k'.repeat(65) }, notFound: { path: '/admin/v1/keys/rotate', body: { key: 'no-such-key' }, code: 'key_not_found' } },
+  { server: 'settlement', method: 'POST', path: '/admin/v1/keys/retire', caller: 'operator', body: { key: 'authorization-signing', kid: 'kid-1' }, tooLong: { key: 'k'.repeat(65), kid: 'kid-1' }, notFound: { path: '/admin/v1/keys/retire', body: { key: 'no-such-key', kid: 'kid-1' }, code: 'key_not_found' } },
+  { server: 'settlement', method: 'GET', path: '/admin/v1/settlement-batches', caller: 'operator' },
+  { server: 'settlement', method: 'GET', path: `/admin/v1/settlement-batches/${stb}/report`, caller: 'operator', malformedId: '/admin/v1/settlement-batches/stb_%00/report', notFound: { path: `/admin/v1/settlement-batches/${stb}/report`, code: 'settlement_batch_not_found' } },
+  { server: 'settlement', method: 'POST', path: '/admin/v1/settlement-batches/close', caller: 'operator', body: { date: '2026-01-01' }, bodyOptional: true, fieldsOptional: true, tooLong: { date: '2026-01-011' } },
+  { server: 'settlement', method: 'POST', path: '/admin/v1/fee-schedules', caller: 'operator', body: feeSchedule, tooLong: { ...feeSchedule, fixed_minor: '9'.repeat(22) } },
   // The shop.
   { server: 'shop', method: 'GET', path: '/api/products', caller: 'public' },
   { server: 'shop', method: 'POST', path: '/api/carts', caller: 'public', body: {}, bodyOptional: true },
@@ -202,11 +251,18 @@ const routes: Route[] = [
   { server: 'shop', method: 'POST', path: `/api/carts/${cart}/items`, caller: 'public', body: { product_id: 'sencha-100g', quantity: 1 }, tooLong: { product_id: 's'.repeat(65), quantity: 1 }, malformedId: '/api/carts/ord_1/items' },
   { server: 'shop', method: 'POST', path: `/api/carts/${cart}/checkout`, caller: 'public', body: {}, bodyOptional: true, tooLong: { wallet_handle: `cred_${'a'.repeat(100)}` }, malformedId: `/api/carts/${cart}x/checkout` },
   { server: 'shop', method: 'GET', path: `/api/orders/${newId('ord')}`, caller: 'public', malformedId: `/api/orders/${cart}` },
+  { server: 'shop', method: 'GET', path: '/', caller: 'public' },
+  { server: 'shop', method: 'GET', path: '/store/', caller: 'public', notFound: { path: '/no-such-page/', code: 'not_found' } },
+  { server: 'shop', method: 'GET', path: '/assets/app.js', caller: 'public', notFound: { path: `/assets/${canary}.js`, code: 'not_found' } },
+  { server: 'shop', method: 'GET', path: '/admin/v1/audit/verify', caller: 'operator' },
+  { server: 'shop', method: 'GET', path: '/api/settlements', caller: 'operator' },
+  { server: 'shop', method: 'GET', path: `/api/settlements/${stb}/report.json`, caller: 'operator', malformedId: '/api/settlements/stb_X/report.json', notFound: { path: `/api/settlements/${stb}/report.json`, code: 'settlement_batch_not_found' } },
+  { server: 'shop', method: 'GET', path: `/api/settlements/${stb}/report.csv`, caller: 'operator', malformedId: `/api/settlements/${cart}/report.csv`, notFound: { path: `/api/settlements/${stb}/report.csv`, code: 'settlement_batch_not_found' } },
   { server: 'shop', method: 'POST', path: '/webhooks/kessai', caller: 'public', body: { id: 'evt_1', type: 'payment_request.approved' }, headers: { 'kessai-signature': `t=${Math.floor(Date.now() / 1000)},v1=${'0'.repeat(64)}` } },
 ];
 
 function routeName(route: Route): string {
-  return `${route.server}: ${route.method} ${route.path.replace(pr, ':id').replace(cart, ':id').replace(/ord_[0-9a-z]{26}/, ':id')}`;
+  return `${route.server}: ${route.method} ${route.path.replace(/[a-z]+_[0-9a-z]{26}/g, ':id')}`;
 }
 
 /** What a legitimate caller of the route would send besides the body: key, proof, certificate. */
@@ -214,6 +270,7 @@ async function credentials(route: Route, path: string = route.path): Promise<{ h
   const extra = route.headers ?? {};
   if (route.caller === 'merchant') return { headers: { ...merchantHeaders(), ...extra }, dispatcher: anonymous };
   if (route.caller === 'terminal') return { headers: { ...(await proofFor(route.method, path)), ...extra }, dispatcher: anonymous };
+  if (route.caller === 'operator') return { headers: { authorization: `Bearer ${system.operatorToken}`, ...extra }, dispatcher: anonymous };
   return { headers: extra, dispatcher: route.caller === 'peer' ? peer : anonymous };
 }
 
@@ -286,12 +343,12 @@ describe('every route refuses a path it does not know, a malformed id and a meth
   });
 
   it.each(withIds.map((route) => [routeName(route), route] as const))('%s answers an id longer than any id with validation_failed', async (_name, route) => {
-    const path = route.path.replace(/(pr|cart|ord)_[0-9a-z]{26}/, `pr_${'0'.repeat(200)}`);
+    const path = route.path.replace(/(pr|cart|ord|cred|mer|stb)_[0-9a-z]{26}/, `pr_${'0'.repeat(200)}`);
     expectProblem(await call(route, route.body ? json(route.body) : undefined, { path }), 'validation_failed');
   });
 
   it.each(withIds.map((route) => [routeName(route), route] as const))('%s answers an id with broken percent-encoding with validation_failed', async (_name, route) => {
-    const path = route.path.replace(/(pr|cart|ord)_[0-9a-z]{26}/, '%E0%A4%A');
+    const path = route.path.replace(/(pr|cart|ord|cred|mer|stb)_[0-9a-z]{26}/, '%E0%A4%A');
     expectProblem(await call(route, route.body ? json(route.body) : undefined, { path }), 'validation_failed');
   });
 
@@ -299,6 +356,64 @@ describe('every route refuses a path it does not know, a malformed id and a meth
     const answer = await call(route, json({}), { method: route.method === 'GET' ? 'DELETE' : 'PUT' });
     expectProblem(answer, 'method_not_allowed');
     expect(answer.allow.split(', ')).toContain(route.method);
+  });
+});
+
+// ---- the route table covers every route the servers register --------------------------------------
+
+function covers(route: Route, server: Server, registered: string): boolean {
+  return route.server === server && routeCovers(route.method, route.path, registered);
+}
+
+describe('the route table', () => {
+  const servers = (): Array<[Server, Parameters<typeof registeredRoutes>[0]]> => [
+    ['auth', system.auth.app],
+    ['settlement', system.settlements[0]!.app],
+    ['shop', system.shop.app],
+  ];
+
+  it('covers every route each server registers, so no new route escapes these checks', () => {
+    const uncovered: string[] = [];
+    let count = 0;
+    for (const [server, app] of servers()) {
+      for (const registered of registeredRoutes(app)) {
+        count++;
+        if (!routes.some((route) => covers(route, server, registered))) uncovered.push(`${server}: ${registered}`);
+      }
+    }
+    expect(count).toBeGreaterThanOrEqual(routes.length);
+    expect(uncovered).toEqual([]);
+  });
+
+  it('names no route the servers do not register', () => {
+    const registered = servers().flatMap(([server, app]) => registeredRoutes(app).map((entry) => [server, entry] as const));
+    const stale = routes.filter((route) => !registered.some(([server, entry]) => covers(route, server, entry))).map(routeName);
+    expect(stale).toEqual([]);
+  });
+});
+
+describe('every route answers an id that names nothing with its not-found code', () => {
+  const withUnknown = routes.filter((route) => route.notFound !== undefined);
+  it.each(withUnknown.map((route) => [routeName(route), route.notFound!.code, route] as const))('%s answers with %s', async (_name, code, route) => {
+    const { path, body } = route.notFound!;
+    expectProblem(await call(route, body ? json(body) : undefined, { path }), code);
+  });
+});
+
+describe('the operator endpoints refuse a caller without the operator token', () => {
+  const operatorRoutes = routes.filter((route) => route.caller === 'operator');
+  const tokens: Array<[string, () => Record<string, string>]> = [
+    ['no Authorization header', () => ({})],
+    ['a wrong token', () => ({ authorization: `Bearer ${randomBytes(24).toString('base64url')}` })],
+    ['the merchant API key', () => ({ authorization: `Bearer ${system.merchant.apiKey}` })],
+    ['the token without its scheme', () => ({ authorization: system.operatorToken })],
+    ['the token with a card number appended', () => ({ authorization: `Bearer ${system.operatorToken}${card}` })],
+  ];
+  describe.each(operatorRoutes.map((route) => [routeName(route), route] as const))('%s', (_name, route) => {
+    it.each(tokens)('answers %s with unauthenticated', async (_case, headers) => {
+      const answer = await send(route.server, route.method, route.path, { ...(route.body ? { body: json(route.body) } : {}), headers: headers() });
+      expectProblem(answer, 'unauthenticated');
+    });
   });
 });
 

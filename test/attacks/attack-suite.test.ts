@@ -394,7 +394,30 @@ describe('the shop refuses forged and replayed webhooks', () => {
 // ---- transport --------------------------------------------------------------------------------------
 
 describe('transport: mutual TLS to the issuer and no fallback below TLS 1.2', () => {
-  const internalRoutes = ['/internal/v1/account-checks', '/internal/v1/authorizations', `/internal/v1/authorizations/${newId('pr')}/capture`];
+  const rid = newId('pr');
+  const merchant = newId('mer');
+  /** Every /internal route, the reads among them: each needs the broker's client certificate. */
+  const internalRoutes: Array<{ method: 'GET' | 'POST'; route: string }> = [
+    { method: 'POST', route: '/internal/v1/account-checks' },
+    { method: 'POST', route: '/internal/v1/authorizations' },
+    { method: 'POST', route: `/internal/v1/authorizations/${rid}/capture` },
+    { method: 'POST', route: `/internal/v1/authorizations/${rid}/void` },
+    { method: 'POST', route: `/internal/v1/authorizations/${rid}/refunds` },
+    { method: 'GET', route: `/internal/v1/authorizations/${rid}` },
+    { method: 'GET', route: `/internal/v1/merchants/${merchant}/settlement-batches` },
+    { method: 'GET', route: `/internal/v1/merchants/${merchant}/settlement-batches/stb_${rid.slice(3)}/report` },
+  ];
+  const callInternal = (agent: Agent, { method, route }: (typeof internalRoutes)[number]) =>
+    sendRaw(agent, `${system.settlements[0]!.url}${route}`, method === 'POST' ? { text: '{}' } : { method: 'GET' });
+
+  it('refuses a caller without any client certificate on every /internal route with client_certificate_required', async () => {
+    const agent = new Agent({ connect: { ca: system.pki.caCertPem } });
+    try {
+      for (const route of internalRoutes) expectProblem(await callInternal(agent, route), 'client_certificate_required');
+    } finally {
+      await agent.close();
+    }
+  });
 
   async function withClient<T>(certPem: string, keyPem: string, run: (agent: Agent) => Promise<T>): Promise<T> {
     const agent = new Agent({ connect: { ca: system.pki.caCertPem, cert: certPem, key: keyPem } });
@@ -408,7 +431,7 @@ describe('transport: mutual TLS to the issuer and no fallback below TLS 1.2', ()
   it.each(['shop', 'settlement-server'])('refuses the %s leaf (issued by the Kessai CA, without clientAuth) on /internal routes with client_certificate_required', async (name) => {
     const leaf = system.pki.leaves[name]!;
     await withClient(leaf.certPem, leaf.keyPem, async (agent) => {
-      for (const route of internalRoutes) expectProblem(await sendRaw(agent, `${system.settlements[0]!.url}${route}`, { text: '{}' }), 'client_certificate_required');
+      for (const route of internalRoutes) expectProblem(await callInternal(agent, route), 'client_certificate_required');
     });
   });
 
@@ -418,7 +441,7 @@ describe('transport: mutual TLS to the issuer and no fallback below TLS 1.2', ()
       const rogue = await loadOrCreateDevPki(dir, [{ name: 'auth-server', dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'], usages: ['server', 'client'] }]);
       const leaf = rogue.leaves['auth-server']!;
       await withClient(leaf.certPem, leaf.keyPem, async (agent) => {
-        for (const route of internalRoutes) expectProblem(await sendRaw(agent, `${system.settlements[0]!.url}${route}`, { text: '{}' }), 'client_certificate_required');
+        for (const route of internalRoutes) expectProblem(await callInternal(agent, route), 'client_certificate_required');
       });
     } finally {
       await rm(dir, { recursive: true, force: true });

@@ -1,13 +1,15 @@
 /**
- * Fuzzes every endpoint of the authentication server (public, merchant and terminal routes) and of
- * the shop (storefront and webhook receiver) with malformed requests (see harness.ts). Afterwards
- * both servers' logs must hold no personal data, although the fuzz planted test card data in
- * bodies, paths, query strings and headers. test/fuzz/settlement.test.ts does the settlement servers.
+ * Fuzzes every endpoint of the authentication server (public, merchant, terminal and operator
+ * routes, pages) and of the shop (storefront, pages, back office and webhook receiver) with
+ * malformed requests (see harness.ts); a first test fails if a server registers a route no endpoint
+ * here reaches. Afterwards both servers' logs must hold no personal data, although the fuzz planted
+ * test card data in bodies, paths, query strings and headers. test/fuzz/settlement.test.ts does the
+ * settlement servers.
  */
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { limits, newId, signDeviceProof, signWebhook } from '@kessai/protocol';
-import { casesFor, fuzz, plantedValues, fuzzWeights, type Endpoint, type FuzzCase, type Target, joseSample } from './harness.ts';
+import { casesFor, fuzz, plantedValues, fuzzWeights, operatorHeaders, unfuzzedRoutes, type Endpoint, type FuzzCase, type Target, joseSample } from './harness.ts';
 import { personalDataInLogs, startFuzzFixture, type FuzzFixture } from './fixture.ts';
 
 let fixture: FuzzFixture;
@@ -23,6 +25,7 @@ const deviceJwk = { kty: 'EC', crv: 'P-256', x: 'DAgWP0s42_t2B7V8rRErE88d5YELfz6
 function authEndpoints(): Endpoint[] {
   const { ids } = fixture;
   const prIds = [ids.pending, ids.approved, newId('pr')];
+  const batchIds = [`stb_${newId('pr').slice(3)}`];
   const paymentRequest = { order_id: 'order-fuzz', currency: 'JPY', amount_minor: '2400', line_items: [{ description: 'Sencha, 100 g', quantity: 2, unit_price_minor: '1200' }], expires_in_seconds: 600 };
   return [
     { name: 'jwks', method: 'GET', path: '/.well-known/jwks.json' },
@@ -38,14 +41,35 @@ function authEndpoints(): Endpoint[] {
     { name: 'approve', method: 'POST', path: '/v1/terminal/payment-requests/:id/approve', ids: prIds, body: { sealed_credential: joseSample, approval: joseSample, pin: joseSample } },
     { name: 'decline', method: 'POST', path: '/v1/terminal/payment-requests/:id/decline', ids: prIds, body: {} },
     { name: 'outcome', method: 'GET', path: '/v1/terminal/payment-requests/:id/outcome', ids: prIds },
+    { name: 'refund', method: 'POST', path: '/v1/payment-requests/:id/refunds', ids: prIds, body: { amount_minor: '100' } },
+    // The payer's own revocation with a recovery code: the fixture's credential, whose code the fuzz never knows, and one nobody enrolled.
+    { name: 'revoke with recovery code', method: 'POST', path: '/v1/credentials/:id/revoke', ids: [ids.cred, newId('cred')], body: { recovery_code: 'ABCD-EFGH-JKMN-PQRS-TVWX' } },
+    { name: 'settlement batches', method: 'GET', path: '/v1/settlement-batches' },
+    { name: 'settlement report (JSON)', method: 'GET', path: '/v1/settlement-batches/:id/report.json', ids: batchIds },
+    { name: 'settlement report (CSV)', method: 'GET', path: '/v1/settlement-batches/:id/report.csv', ids: batchIds },
+    { name: 'home page', method: 'GET', path: '/' },
+    { name: 'page', method: 'GET', path: '/:id/', ids: ['wallet', 'console', 'nothing'] },
+    { name: 'asset', method: 'GET', path: '/assets/:id', ids: ['app.js', 'style.css', 'nothing.js'] },
+    // Operator endpoints. Ids and key names that exist nowhere: the fuzz must not revoke the
+    // fixture's credential, rotate its keys or the merchant's webhook secret from under it.
+    { name: 'audit verify', method: 'GET', path: '/admin/v1/audit/verify', operator: true },
+    { name: 'operator: credentials', method: 'GET', path: '/admin/v1/credentials', operator: true },
+    { name: 'operator: payment requests', method: 'GET', path: '/admin/v1/payment-requests', operator: true },
+    { name: 'operator: webhook deliveries', method: 'GET', path: '/admin/v1/webhook-deliveries', operator: true },
+    { name: 'operator: revoke', method: 'POST', path: '/admin/v1/credentials/:id/revoke', ids: [newId('cred')], operator: true },
+    { name: 'operator: keys', method: 'GET', path: '/admin/v1/keys', operator: true },
+    { name: 'operator: rotate key', method: 'POST', path: '/admin/v1/keys/rotate', body: { key: 'no-such-key' }, operator: true },
+    { name: 'operator: retire key', method: 'POST', path: '/admin/v1/keys/retire', body: { key: 'request-signing', kid: 'no-such-kid' }, operator: true },
+    { name: 'operator: rotate webhook secret', method: 'POST', path: '/admin/v1/merchants/:id/webhook-secret/rotate', ids: [newId('mer')], operator: true },
+    { name: 'operator: retire webhook secrets', method: 'POST', path: '/admin/v1/merchants/:id/webhook-secret/retire-previous', ids: [newId('mer')], operator: true },
   ];
 }
 
 const authTarget = (): Target => ({
   baseUrl: fixture.system.auth.url,
   async identity(fuzzCase: FuzzCase, method: string, path: string) {
-    const headers: Record<string, string> = {};
-    if (fuzzCase.endpoint.path.startsWith('/v1/payment-requests')) {
+    const headers: Record<string, string> = operatorHeaders(fuzzCase, fixture.system.operatorToken);
+    if (fuzzCase.endpoint.path.startsWith('/v1/payment-requests') || fuzzCase.endpoint.path.startsWith('/v1/settlement-batches')) {
       headers['idempotency-key'] = randomBytes(12).toString('hex');
       if (fuzzCase.credential === 'right') headers.authorization = `Bearer ${fixture.system.merchant.apiKey}`;
       if (fuzzCase.credential === 'wrong') headers.authorization = `Bearer ${plantedValues[path.length % plantedValues.length]!.replace(/ /g, '')}`;
@@ -69,6 +93,13 @@ function shopEndpoints(): Endpoint[] {
     { name: 'add item', method: 'POST', path: '/api/carts/:id/items', ids: carts, body: { product_id: 'sencha-100g', quantity: 1 } },
     { name: 'checkout', method: 'POST', path: '/api/carts/:id/checkout', ids: checkedOut, body: { wallet_handle: ids.cred } },
     { name: 'order', method: 'GET', path: '/api/orders/:id', ids: [ids.order, newId('ord')] },
+    { name: 'home page', method: 'GET', path: '/' },
+    { name: 'page', method: 'GET', path: '/:id/', ids: ['store', 'order', 'nothing'] },
+    { name: 'asset', method: 'GET', path: '/assets/:id', ids: ['app.js', 'style.css', 'nothing.js'] },
+    { name: 'audit verify', method: 'GET', path: '/admin/v1/audit/verify', operator: true },
+    { name: 'settlements', method: 'GET', path: '/api/settlements', operator: true },
+    { name: 'settlement report (JSON)', method: 'GET', path: '/api/settlements/:id/report.json', ids: [`stb_${newId('pr').slice(3)}`], operator: true },
+    { name: 'settlement report (CSV)', method: 'GET', path: '/api/settlements/:id/report.csv', ids: [`stb_${newId('pr').slice(3)}`], operator: true },
     { name: 'webhook', method: 'POST', path: '/webhooks/kessai', body: { id: newId('evt'), type: 'payment_request.approved', created_at: new Date().toISOString(), data: { id: ids.pending, status: 'approved' } } },
   ];
 }
@@ -76,7 +107,7 @@ function shopEndpoints(): Endpoint[] {
 const shopTarget = (): Target => ({
   baseUrl: fixture.system.shop.url,
   async identity(fuzzCase: FuzzCase) {
-    const headers: Record<string, string> = {};
+    const headers: Record<string, string> = operatorHeaders(fuzzCase, fixture.system.operatorToken);
     if (fuzzCase.endpoint.name === 'webhook') {
       const secret = fixture.system.merchant.webhookSecret;
       const now = Math.floor(Date.now() / 1000);
@@ -92,14 +123,19 @@ let sentInAll = 0;
 const timeout = casesFor(fuzzWeights.auth + fuzzWeights.shop) * 20 + 60_000;
 
 describe('fuzzing the authentication server and the shop: never a 5xx, always a catalogued problem, no personal data echoed', () => {
-  it('the authentication server: public, merchant and terminal routes', { timeout }, async () => {
+  it('fuzzes every route the authentication server and the shop register', () => {
+    expect(unfuzzedRoutes(fixture.system.auth.app, authEndpoints())).toEqual([]);
+    expect(unfuzzedRoutes(fixture.system.shop.app, shopEndpoints())).toEqual([]);
+  });
+
+  it('the authentication server: public, merchant, terminal and operator routes', { timeout }, async () => {
     const cases = casesFor(fuzzWeights.auth);
     const sent = await fuzz(authTarget(), authEndpoints(), cases);
     expect(sent).toBeGreaterThanOrEqual(cases);
     sentInAll += sent;
   });
 
-  it('the shop: storefront and webhook receiver', { timeout }, async () => {
+  it('the shop: storefront, back office and webhook receiver', { timeout }, async () => {
     const cases = casesFor(fuzzWeights.shop);
     const sent = await fuzz(shopTarget(), shopEndpoints(), cases);
     expect(sent).toBeGreaterThanOrEqual(cases);

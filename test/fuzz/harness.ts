@@ -31,6 +31,8 @@ export interface Endpoint {
   personalFields?: readonly string[];
   /** Never send the right credential (an event stream that would stay open). */
   noRightCredential?: true;
+  /** An operator endpoint (`/admin/v1/…`, the shop's back office): the right credential is the operator token. */
+  operator?: true;
 }
 
 export interface FuzzCase {
@@ -162,6 +164,43 @@ export async function send(target: Target, fuzzCase: FuzzCase): Promise<Sent> {
   return { status: response.statusCode, contentType: String(response.headers['content-type'] ?? ''), text };
 }
 
+/** Every route a server registers, as `METHOD /path/:param`, read from Fastify's route tree (HEAD goes with GET). */
+export function registeredRoutes(app: { printRoutes(options: { commonPrefix: false }): string }): string[] {
+  const found: string[] = [];
+  const prefixes: string[] = [];
+  for (const line of app.printRoutes({ commonPrefix: false }).split('\n')) {
+    const match = /^(.*?)[├└]── (\S+)(?: \(([A-Z, ]+)\))?$/.exec(line);
+    if (!match) continue;
+    const depth = match[1]!.length / 4;
+    const path = `${prefixes[depth - 1] ?? ''}${match[2]!}`.replace(/^\/\//, '/');
+    prefixes[depth] = path;
+    prefixes.length = depth + 1;
+    for (const method of (match[3] ?? '').split(', ').filter((m) => m && m !== 'HEAD')) found.push(`${method} ${path}`);
+  }
+  if (found.length === 0) throw new Error('no route read from printRoutes: has its format changed?');
+  return found;
+}
+
+/** Whether a concrete path (its ids filled in, or `:id` left as is) falls under a registered `METHOD /pattern`. */
+export function routeCovers(method: string, path: string, registered: string): boolean {
+  const [registeredMethod, pattern] = registered.split(' ') as [string, string];
+  const regex = new RegExp(`^${pattern.replace(/[.*+?^${}()|[\]\\]/g, '\\$&').replace(/:[a-z_]+/g, '[^/]+')}$`);
+  return method === registeredMethod && regex.test(path);
+}
+
+/** The registered routes no endpoint of the list reaches: what a new route left out of the fuzz looks like. */
+export function unfuzzedRoutes(app: Parameters<typeof registeredRoutes>[0], endpoints: readonly Endpoint[]): string[] {
+  return registeredRoutes(app).filter((registered) => !endpoints.some((endpoint) => (endpoint.ids?.length ? endpoint.ids : ['x']).some((id) => routeCovers(endpoint.method, endpoint.path.replace(':id', id), registered))));
+}
+
+/** The operator token for the right credential, a wrong bearer token for the wrong one, none otherwise. */
+export function operatorHeaders(fuzzCase: FuzzCase, operatorToken: string): Record<string, string> {
+  if (!fuzzCase.endpoint.operator) return {};
+  if (fuzzCase.credential === 'right') return { authorization: `Bearer ${operatorToken}` };
+  if (fuzzCase.credential === 'wrong') return { authorization: `Bearer ${operatorToken.slice(0, -1)}x` };
+  return {};
+}
+
 /** The contract every answer keeps, whatever was sent. */
 export function checkAnswer(fuzzCase: FuzzCase, answer: Sent): void {
   const where = `${fuzzCase.method} ${fuzzCase.path}${fuzzCase.query} → ${answer.status} ${answer.text.slice(0, 300)}`;
@@ -179,7 +218,8 @@ export function checkAnswer(fuzzCase: FuzzCase, answer: Sent): void {
 /** A well-formed compact JWS that verifies under no key: for fields that must look like JOSE. */
 export const joseSample = 'eyJhbGciOiJFUzI1NiJ9.eyJ4IjoxfQ.c2lnbmF0dXJl';
 
-export const fuzzWeights = { auth: 4, settlement: 3, shop: 3 } as const;
+/** About as many endpoints per share: 32 on the authentication server, 28 on each of two settlement servers, 14 on the shop. */
+export const fuzzWeights = { auth: 4, settlement: 4, shop: 2 } as const;
 
 /** This share of KESSAI_FUZZ_RUNS (default 10,000 cases in all). */
 export function casesFor(weight: number): number {

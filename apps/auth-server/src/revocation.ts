@@ -7,7 +7,7 @@
  */
 import { hash, verify } from '@node-rs/argon2';
 import { KessaiError, limits, Secret, type CredentialRevocation } from '@kessai/protocol';
-import type { Db, Queryable } from '@kessai/service';
+import { recordDomainEvent, type Db, type Queryable } from '@kessai/service';
 
 const alphabet = '0123456789ABCDEFGHJKMNPQRSTVWXYZ';
 const groups = 5;
@@ -63,10 +63,14 @@ function view(credentialId: string, row: Pick<RecoveryRow, 'revoked_at' | 'revok
   return { credential_id: credentialId, status: 'revoked', revoked_at: new Date(row.revoked_at ?? Date.now()).toISOString(), revoked_by: row.revoked_by ?? 'operator' };
 }
 
-/** Marks the credential revoked (once: a second revocation answers with the first one's time and author). */
+/**
+ * Marks the credential revoked (once: a second revocation answers with the first one's time and
+ * author), and records the first one as the domain event `credential.revoked`.
+ */
 async function markRevoked(db: Db, credentialId: string, by: 'payer' | 'operator', now: Date): Promise<CredentialRevocation> {
-  return db.transaction(async (tx) => {
-    await tx.query("update credentials set status = 'revoked' where id = $1", [credentialId]);
+  let fresh = false;
+  const revoked = await db.transaction(async (tx) => {
+    fresh = (await tx.query("update credentials set status = 'revoked' where id = $1 and status <> 'revoked' returning id", [credentialId])).length > 0;
     await tx.query(
       `insert into credential_recovery (credential_id, verifier, revoked_at, revoked_by) values ($1, null, $2, $3)
        on conflict (credential_id) do update set revoked_at = coalesce(credential_recovery.revoked_at, excluded.revoked_at), revoked_by = coalesce(credential_recovery.revoked_by, excluded.revoked_by), failures = 0, locked_until = null`,
@@ -74,6 +78,8 @@ async function markRevoked(db: Db, credentialId: string, by: 'payer' | 'operator
     );
     return view(credentialId, (await loadForRevocation(tx, credentialId)) as RecoveryRow);
   });
+  if (fresh) void recordDomainEvent(db, { actor: by === 'payer' ? `credential:${credentialId}` : 'operator', action: 'credential.revoked', resource: credentialId, outcome: `revoked by ${by}` });
+  return revoked;
 }
 
 /**

@@ -10,7 +10,7 @@ import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { KessaiError, merchantId, sha256Base64url, signWebhook, webhookSecretRetirement, webhookSecretRotation, type WebhookSecretRetirement, type WebhookSecretRotation } from '@kessai/protocol';
-import { requireOperator, type Db } from '@kessai/service';
+import { recordDomainEvent, requireOperator, type Db } from '@kessai/service';
 
 /** The Kessai-Signature header: `t=…,v1=<current>` and one more `v1=` per previous secret. */
 export async function webhookSignature(current: string, previous: readonly string[], body: string, timestampSeconds: number): Promise<string> {
@@ -21,7 +21,7 @@ export async function webhookSignature(current: string, previous: readonly strin
 
 export async function rotateWebhookSecret(db: Db, merchant: string): Promise<WebhookSecretRotation> {
   const fresh = `whsec_${randomBytes(24).toString('base64url')}`;
-  return db.transaction(async (tx) => {
+  const rotated = await db.transaction(async (tx) => {
     const [row] = await tx.query<{ webhook_secret: string }>('select webhook_secret from merchants where id = $1 for update', [merchant]);
     if (!row) throw new KessaiError('not_found', 'no such merchant');
     await tx.query("insert into merchant_webhook_secrets (merchant_id, secret_hash, secret, status) values ($1, $2, $3, 'previous') on conflict do nothing", [merchant, await sha256Base64url(row.webhook_secret), row.webhook_secret]);
@@ -29,12 +29,16 @@ export async function rotateWebhookSecret(db: Db, merchant: string): Promise<Web
     const [count] = await tx.query<{ n: number | string }>("select count(*) as n from merchant_webhook_secrets where merchant_id = $1 and status = 'previous'", [merchant]);
     return { merchant_id: merchant, webhook_secret: fresh, previous_secrets: Number(count?.n ?? 0) };
   });
+  // The event names the merchant and how many secrets still sign, never a secret.
+  void recordDomainEvent(db, { actor: 'operator', action: 'webhook_secret.rotated', resource: merchant, outcome: `rotated, ${rotated.previous_secrets} previous` });
+  return rotated;
 }
 
 export async function retirePreviousWebhookSecrets(db: Db, merchant: string): Promise<WebhookSecretRetirement> {
   const [exists] = await db.query('select 1 from merchants where id = $1', [merchant]);
   if (!exists) throw new KessaiError('not_found', 'no such merchant');
   const retired = await db.query("update merchant_webhook_secrets set status = 'retired', secret = null where merchant_id = $1 and status = 'previous' returning secret_hash", [merchant]);
+  void recordDomainEvent(db, { actor: 'operator', action: 'webhook_secret.retired', resource: merchant, outcome: `retired ${retired.length}` });
   return { merchant_id: merchant, retired: retired.length };
 }
 

@@ -5,9 +5,9 @@
  * derived from the hold's, so the ledger itself refuses a second resolution.
  */
 import { KessaiError, parseAmount } from '@kessai/protocol';
-import type { Queryable } from '@kessai/service';
+import { recordDomainEvent, type Queryable } from '@kessai/service';
 import type { SettlementConfig } from './config.ts';
-import { expireHolds } from './expiry.ts';
+import { expireHolds, recordExpired } from './expiry.ts';
 import type { GroupCommit } from './ledger/group-commit.ts';
 import { createTransfers } from './ledger/store.ts';
 
@@ -34,12 +34,13 @@ export async function lockAuthorization(tx: Queryable, rid: string): Promise<Aut
 }
 
 export async function settleHold(config: SettlementConfig, ledger: GroupCommit, rid: string, action: 'capture' | 'void', amountText: string | undefined, now: Date): Promise<CaptureResult> {
-  const outcome = await ledger.run(async (tx) => {
+  type Outcome = { result: CaptureResult; resolved?: { currency: string } } | { expired: string[] };
+  const outcome = await ledger.run(async (tx): Promise<Outcome> => {
     const row = await lockAuthorization(tx, rid);
     const amount = action === 'capture' ? (amountText === undefined ? BigInt(row.amount) : parseAmount(amountText)) : 0n;
     const finished = action === 'capture' ? 'captured' : 'voided';
     if (row.status === finished && (action === 'void' || BigInt(row.captured_amount) === amount)) {
-      return { authorization_id: row.id, status: finished, captured_minor: BigInt(row.captured_amount).toString() } as const;
+      return { result: { authorization_id: row.id, status: finished, captured_minor: BigInt(row.captured_amount).toString() } };
     }
     if (row.status !== 'held' || !row.hold_transfer_id) throw new KessaiError('authorization_not_capturable', `authorization is ${row.status}`);
     if (amount > BigInt(row.amount)) throw new KessaiError('capture_exceeds_authorization');
@@ -50,8 +51,17 @@ export async function settleHold(config: SettlementConfig, ledger: GroupCommit, 
     if (result !== 'ok') throw new Error(`ledger refused resolving hold ${row.hold_transfer_id}: ${result}`);
     await tx.query('update authorizations set status = $2, captured_amount = $3 where id = $1', [row.id, finished, amount]);
     config.logger.info({ authorization: row.id, request: rid, action, amount: amount.toString() }, 'step 409: hold resolved');
-    return { authorization_id: row.id, status: finished, captured_minor: amount.toString() } as const;
+    return { result: { authorization_id: row.id, status: finished, captured_minor: amount.toString() }, resolved: { currency: row.currency } };
   });
-  if ('expired' in outcome) throw new KessaiError('authorization_not_capturable', 'authorization is expired');
-  return outcome;
+  if ('expired' in outcome) {
+    recordExpired(config.db, outcome.expired);
+    throw new KessaiError('authorization_not_capturable', 'authorization is expired');
+  }
+  const { result, resolved } = outcome;
+  // A repeat of a finished capture or void changed nothing: only the first is a domain event.
+  if (resolved) {
+    const event = result.status === 'captured' ? { action: 'authorization.captured', outcome: `captured ${result.captured_minor} ${resolved.currency}` } : { action: 'authorization.voided', outcome: 'voided' };
+    void recordDomainEvent(config.db, { actor: 'system', resource: `${rid} ${result.authorization_id}`, ...event });
+  }
+  return result;
 }

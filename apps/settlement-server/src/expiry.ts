@@ -5,7 +5,7 @@
  * every expiryIntervalMs as one job of the ledger's group commit.
  */
 import { limits } from '@kessai/protocol';
-import type { Logger, Queryable } from '@kessai/service';
+import { recordDomainEvent, type Logger, type Queryable } from '@kessai/service';
 import type { GroupCommit } from './ledger/group-commit.ts';
 import { expirePendingTransfers } from './ledger/store.ts';
 
@@ -20,13 +20,22 @@ export async function expireHolds(tx: Queryable, now: Date, limit: number = limi
   return rows.map((row) => row.request_id);
 }
 
+/** One `authorization.expired` audit event per authorization whose hold was released (actor `system`). */
+export function recordExpired(owner: object | null | undefined, rids: readonly string[]): void {
+  for (const rid of rids) void recordDomainEvent(owner, { actor: 'system', action: 'authorization.expired', resource: rid, outcome: 'expired' });
+}
+
 /** Runs the expiry pass every `intervalMs` until stopped. A failed pass is logged and retried at the next tick. */
 export function startExpiryWorker(ledger: GroupCommit, logger: Logger, intervalMs: number): { stop(): Promise<void> } {
   let running: Promise<unknown> = Promise.resolve();
   const timer = setInterval(() => {
     running = ledger
       .run((tx) => expireHolds(tx, new Date()))
-      .then((rids) => rids.length > 0 && logger.info({ requests: rids }, 'step 409: authorization holds expired'))
+      .then((rids) => {
+        if (rids.length === 0) return;
+        logger.info({ requests: rids }, 'step 409: authorization holds expired');
+        recordExpired(logger, rids);
+      })
       .catch((err: unknown) => logger.error({ err }, 'expiry pass failed'));
   }, intervalMs);
   timer.unref();

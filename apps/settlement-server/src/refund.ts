@@ -5,6 +5,7 @@
  * retry answers the same result and moves no money twice.
  */
 import { KessaiError, parseAmount } from '@kessai/protocol';
+import { recordDomainEvent } from '@kessai/service';
 import type { SettlementConfig } from './config.ts';
 import { lockAuthorization } from './capture.ts';
 import type { GroupCommit } from './ledger/group-commit.ts';
@@ -20,7 +21,8 @@ export interface RefundResult {
 
 export async function refund(config: SettlementConfig, ledger: GroupCommit, rid: string, refundId: string, amountText: string, now: Date): Promise<RefundResult> {
   const amount = parseAmount(amountText);
-  return ledger.run(async (tx) => {
+  let moved: { currency: string } | undefined;
+  const result = await ledger.run(async (tx) => {
     const row = await lockAuthorization(tx, rid);
     const answer = (refunded: bigint) => ({ authorization_id: row.id, refund_id: refundId, amount_minor: amount.toString(), refunded_minor: refunded.toString(), captured_minor: BigInt(row.captured_amount).toString() });
     const [done] = await tx.query<{ authorization_id: string; amount: bigint }>('select authorization_id, amount from refunds where id = $1', [refundId]);
@@ -41,6 +43,10 @@ export async function refund(config: SettlementConfig, ledger: GroupCommit, rid:
     await tx.query('insert into refunds (id, authorization_id, amount, transfer_id) values ($1, $2, $3, $4)', [refundId, row.id, amount, transferId]);
     await tx.query('update authorizations set refunded_amount = $2 where id = $1', [row.id, refunded]);
     config.logger.info({ authorization: row.id, request: rid, refund: refundId, amount: amount.toString() }, 'step 409: refunded');
+    moved = { currency: hold.currency };
     return answer(refunded);
   });
+  // A retry of a finished refund moved nothing: only the first is a domain event.
+  if (moved) void recordDomainEvent(config.db, { actor: 'system', action: 'authorization.refunded', resource: `${rid} ${result.authorization_id} ${refundId}`, outcome: `refunded ${result.amount_minor} ${moved.currency}` });
+  return result;
 }

@@ -92,23 +92,30 @@ export function auditRowHash(row: Omit<AuditRow, 'hash'>): string {
 /** Appends entries in order, in one transaction, after the chain's current head. */
 export async function appendAuditEntries(db: Db, entries: readonly AuditEntry[]): Promise<void> {
   if (entries.length === 0) return;
-  await db.transaction(async (tx) => {
-    await tx.query(lockSql);
-    const [head] = await tx.query<{ seq: bigint; hash: string }>('SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1');
-    let seq = head?.seq ?? 0n;
-    let prev = head?.hash ?? auditGenesisHash;
-    const values: unknown[] = [];
-    const tuples: string[] = [];
-    for (const entry of entries) {
-      seq += 1n;
-      const row = { seq, at: entry.at ?? new Date(), actor: entry.actor, action: entry.action, resource: entry.resource ?? null, outcome: entry.outcome, origin: entry.origin ?? null, prev_hash: prev };
-      prev = auditRowHash(row);
-      const base = values.length;
-      tuples.push(`(${Array.from({ length: 9 }, (_, i) => `$${base + i + 1}`).join(', ')})`);
-      values.push(row.seq, row.at, row.actor, row.action, row.resource, row.outcome, row.origin, row.prev_hash, prev);
-    }
-    await tx.query(`INSERT INTO audit_log (seq, at, actor, action, resource, outcome, origin, prev_hash, hash) VALUES ${tuples.join(', ')}`, values);
-  });
+  await db.transaction((tx) => appendAuditEntriesIn(tx, entries));
+}
+
+/**
+ * Appends entries inside the caller's transaction, so they commit or roll back with the change they
+ * record (a settlement day close). Takes the chain's lock until that transaction ends.
+ */
+export async function appendAuditEntriesIn(tx: Queryable, entries: readonly AuditEntry[]): Promise<void> {
+  if (entries.length === 0) return;
+  await tx.query(lockSql);
+  const [head] = await tx.query<{ seq: bigint; hash: string }>('SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1');
+  let seq = head?.seq ?? 0n;
+  let prev = head?.hash ?? auditGenesisHash;
+  const values: unknown[] = [];
+  const tuples: string[] = [];
+  for (const entry of entries) {
+    seq += 1n;
+    const row = { seq, at: entry.at ?? new Date(), actor: entry.actor, action: entry.action, resource: entry.resource ?? null, outcome: entry.outcome, origin: entry.origin ?? null, prev_hash: prev };
+    prev = auditRowHash(row);
+    const base = values.length;
+    tuples.push(`(${Array.from({ length: 9 }, (_, i) => `$${base + i + 1}`).join(', ')})`);
+    values.push(row.seq, row.at, row.actor, row.action, row.resource, row.outcome, row.origin, row.prev_hash, prev);
+  }
+  await tx.query(`INSERT INTO audit_log (seq, at, actor, action, resource, outcome, origin, prev_hash, hash) VALUES ${tuples.join(', ')}`, values);
 }
 
 export type AuditVerification =
@@ -181,6 +188,28 @@ export class AuditLog {
       this.#writing = undefined;
     }
   }
+}
+
+// ---- domain events -------------------------------------------------------------------------------
+
+/** Each server's writer, found from what domain code already holds: its database or its logger. */
+const domainWriters = new WeakMap<object, AuditLog>();
+/** The same writer on the server's Fastify instance (and, by inheritance, every plugin's). */
+const auditLogKey = Symbol('kessai.auditLog');
+
+/** The audit log of the server that owns `owner` (its Db, its Logger, or its Fastify instance), if it keeps one. */
+export function auditLogOf(owner: object | null | undefined): AuditLog | undefined {
+  if (owner === null || owner === undefined) return undefined;
+  return domainWriters.get(owner) ?? (owner as { [auditLogKey]?: AuditLog })[auditLogKey];
+}
+
+/**
+ * Appends a domain event (`authorization.captured`, `credential.revoked`, …) to the chain of the
+ * server that owns `owner`; nothing where no audit log was set up (a bare database in a unit test).
+ * Entries name ids, amounts and codes only. Never fails the caller: the writer logs a failed append.
+ */
+export function recordDomainEvent(owner: object | null | undefined, entry: AuditEntry): Promise<void> {
+  return auditLogOf(owner)?.record(entry) ?? Promise.resolve();
 }
 
 const actors = new WeakMap<FastifyRequest, string>();
@@ -272,6 +301,9 @@ export function auditVerificationView(result: AuditVerification): AuditVerifyRes
 export async function setUpAuditLog(app: KessaiApp, db: Db, logger: Logger, operatorToken: string | undefined): Promise<AuditLog> {
   await ensureAuditLog(db);
   const audit = new AuditLog(db, logger);
+  domainWriters.set(db, audit);
+  domainWriters.set(logger, audit);
+  app.decorate(auditLogKey, audit);
   auditRequests(app, audit);
   if (operatorToken) await app.register((plugin) => auditAdminRoutes(plugin, db, audit, operatorToken));
   return audit;

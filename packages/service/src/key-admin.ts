@@ -10,6 +10,7 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { generateKeyEntry, KessaiError, keyInfo, limits, keyList, keyRetireRequest, keyRotateRequest, type KeyInfo, type KeyRing } from '@kessai/protocol';
 import { keyFilesOf, loadOrCreateKeyFiles, retiredCopy, ringEntries, writeGenerations, type KeySpec, type StoredKey } from './keys.ts';
 import { requireOperator } from './operator.ts';
+import { recordDomainEvent } from './audit.ts';
 
 /** One change at a time per key folder: two rotations never race on the same file. */
 const queues = new Map<string, Promise<unknown>>();
@@ -114,11 +115,13 @@ export async function keyAdminRoutes(plugin: FastifyInstance, ring: KeyRing, ope
   app.post('/admin/v1/keys/rotate', { schema: { body: keyRotateRequest, response: { 200: keyInfo } } }, async (request) => {
     const rotated = await rotateKey(ring, request.body.key, new Date());
     request.log.info({ key: rotated.key, kid: rotated.kid }, 'key rotated');
+    void recordDomainEvent(request.server, { actor: 'operator', action: 'key.rotated', resource: `${rotated.key} ${rotated.kid}`, outcome: 'rotated', origin: request.ip });
     return rotated;
   });
   app.post('/admin/v1/keys/retire', { schema: { body: keyRetireRequest, response: { 200: keyInfo } } }, async (request) => {
     const retired = await retireKey(ring, request.body.key, request.body.kid);
     request.log.info({ key: retired.key, kid: retired.kid }, 'key retired');
+    void recordDomainEvent(request.server, { actor: 'operator', action: 'key.retired', resource: `${retired.key} ${retired.kid}`, outcome: 'retired', origin: request.ip });
     return retired;
   });
 }

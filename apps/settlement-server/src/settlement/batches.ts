@@ -8,7 +8,7 @@
  */
 import { createHash } from 'node:crypto';
 import { KessaiError, limits, newId, type SettlementBatchView } from '@kessai/protocol';
-import type { Queryable } from '@kessai/service';
+import { appendAuditEntriesIn, type Queryable } from '@kessai/service';
 import type { TransferInput } from '../ledger/rules.ts';
 import { createTransfers } from '../ledger/store.ts';
 import { endOfDay, parseBusinessDay } from './business-day.ts';
@@ -217,5 +217,7 @@ export async function closeDay(tx: Queryable, options: ResolvedSettlementOptions
     created.push(row!);
   }
   created.sort((a, b) => (a.merchant_id === b.merchant_id ? a.currency.localeCompare(b.currency) : a.merchant_id.localeCompare(b.merchant_id)));
+  // In this transaction: the day is closed in the audit chain exactly when it is closed in the ledger.
+  await appendAuditEntriesIn(tx, [{ actor: 'system', action: 'settlement.day_closed', resource: created.length > 0 ? created.map((row) => row.id).join(' ') : null, outcome: `closed ${day} ${created.length} batches` }]);
   return { business_day: day, time_zone: timeZone, closed_at: now.toISOString(), already_closed: false, batches: created.map((row) => batchView(row, issuerId)) };
 }
