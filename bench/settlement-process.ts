@@ -7,7 +7,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { buildSettlementServer } from '@kessai/settlement-server';
+import { buildSettlementServer, loadOrCreateCardKeys } from '@kessai/settlement-server';
 import { demoIssuers } from '@kessai/cli/demo-data';
 import { createLogger, loadOrCreateDevPki, loadOrCreateKeyRing, loadTestRateLimits, openDb } from '@kessai/service';
 
@@ -39,6 +39,7 @@ const app = await buildSettlementServer(
       { name: 'cipher2', use: 'enc', alg: issuer.cipher2 },
       { name: 'authorization-signing', use: 'sig' },
     ]),
+    cardKeys: await loadOrCreateCardKeys(path.join(dataDir, `settlement-${issuer.id}`, 'keys')),
     seedCards: issuer.cards,
     tls: { keyPem: leaf.keyPem, certPem: leaf.certPem, caCertPem: pki.caCertPem },
     rateLimits: loadTestRateLimits,

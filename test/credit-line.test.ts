@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { MerchantClient, WalletClient } from '@kessai/sdk';
-import { changeCreditLimit, creditLimitOf, ledgerTotals } from '@kessai/settlement-server';
+import { changeCreditLimit, panLookup, creditLimitOf, ledgerTotals } from '@kessai/settlement-server';
 import { newId } from '@kessai/protocol';
 import { demoCard, type TestSystem } from './support/system.ts';
 import { approvedRequest, cardAccount, idempotencyKey, startWithPayer } from './support/payer.ts';
@@ -27,7 +27,7 @@ const available = async () => {
   return account.creditsPosted - account.debitsPosted - account.debitsPending;
 };
 async function lineOf(): Promise<{ accountId: string; lineAccountId: string }> {
-  const [row] = await fuji().config.db.query<{ account_id: string; credit_line_account_id: string | null }>('select account_id, credit_line_account_id from cards where card_number = $1', [cardNumber]);
+  const [row] = await fuji().config.db.query<{ account_id: string; credit_line_account_id: string | null }>('select account_id, credit_line_account_id from cards where pan_lookup = $1', [panLookup(fuji().config.cardKeys, cardNumber)]);
   expect(row?.credit_line_account_id).toMatch(/^acct_/);
   return { accountId: row!.account_id, lineAccountId: row!.credit_line_account_id! };
 }

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { exportJWK, generateKeyPair } from 'jose';
 import { Agent, request } from 'undici';
 import { base64url, itemsHash, keyEntryFromJwk, KeyRing, newId, sealJson, Secret, signJson, thumbprint, typ, type JWK } from '@kessai/protocol';
-import { createAccount, createTransfers, ledgerTotals, pinVerifier, readAccount } from '@kessai/settlement-server';
+import { createAccount, createTransfers, insertCard, ledgerTotals, pinVerifier, readAccount } from '@kessai/settlement-server';
 import { startTestSystem, type TestSystem } from './support/system.ts';
 
 const authorizationsCount = 200;
@@ -36,7 +36,7 @@ beforeAll(async () => {
     const id = await createAccount(tx, 'cardholder', 'JPY', { debitsMustNotExceedCredits: true });
     const [funding] = await tx.query<{ id: string }>("select id from ledger_accounts where kind = 'issuer_funding' and currency = 'JPY'");
     expect(await createTransfers(tx, [{ id: newId('xfer'), kind: 'single', debitAccountId: funding!.id, creditAccountId: id, amount: balanceMinor, currency: 'JPY' }], new Date())).toEqual(['ok']);
-    await tx.query("insert into cards (card_number, holder_name, expiry, account_id, status, pin_verifier) values ($1, $2, $3, $4, 'active', $5)", [card.cardNumber, card.holderName, card.expiry, id, verifier]);
+    await insertCard(tx, sakura().config.cardKeys, { cardNumber: card.cardNumber, holderName: card.holderName, expiry: card.expiry, accountId: id, status: 'active', pinVerifier: verifier });
     return id;
   });
 });

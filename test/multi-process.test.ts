@@ -16,7 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import { newId } from '@kessai/protocol';
 import { createLogger, loadOrCreateDevPki, loadOrCreateKeyRing, openDb, type Db } from '@kessai/service';
-import { buildSettlementServer } from '@kessai/settlement-server';
+import { buildSettlementServer, loadOrCreateCardKeys } from '@kessai/settlement-server';
 import { demoIssuers } from '@kessai/cli/demo-data';
 import { MerchantClient, WalletClient, type VerifiedRequest } from '@kessai/sdk';
 import { scratchPostgres } from './support/database.ts';
@@ -107,6 +107,7 @@ describe.skipIf(!pgUrl)('several authentication servers on one PostgreSQL', () =
           { name: 'cipher2', use: 'enc', alg: issuer.cipher2 },
           { name: 'authorization-signing', use: 'sig' },
         ]),
+        cardKeys: await loadOrCreateCardKeys(path.join(dataDir, 'settlement', 'keys')),
         seedCards: issuer.cards,
         pinHash: { memoryCost: 8 * 1024, timeCost: 1 },
         tls: { keyPem: leaf.keyPem, certPem: leaf.certPem, caCertPem: pki.caCertPem },

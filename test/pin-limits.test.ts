@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Command } from 'commander';
 import { limits } from '@kessai/protocol';
 import { MerchantClient, type WalletClient } from '@kessai/sdk';
+import { accountIdOfCard } from '@kessai/settlement-server';
 import { pinHashCostDefault } from '../apps/settlement-server/src/pin.ts';
 import { registerCardsCommands } from '../apps/cli/src/cards-commands.ts';
 import { callJson, demoCard, enroll, startTestSystem, type TestSystem } from './support/system.ts';
@@ -43,8 +44,8 @@ function settlementOf(cardNumber: string) {
 }
 
 async function accountOf(cardNumber: string): Promise<string> {
-  const [row] = await settlementOf(cardNumber).config.db.query<{ account_id: string }>('select account_id from cards where card_number = $1', [cardNumber]);
-  return row!.account_id;
+  const settlement = settlementOf(cardNumber);
+  return (await accountIdOfCard(settlement.config.db, settlement.config.cardKeys, cardNumber))!;
 }
 
 function unlock(cardNumber: string, body: unknown, token = system.operatorToken) {

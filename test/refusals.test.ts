@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { sha256Base64url, type CreatePaymentRequest } from '@kessai/protocol';
 import { MerchantClient, type WalletClient } from '@kessai/sdk';
+import { panLookup } from '@kessai/settlement-server';
 import { demoCard, enroll, startTestSystem, type TestSystem } from './support/system.ts';
 import { codeOf } from './support/errors.ts';
 
@@ -67,7 +68,7 @@ describe('declines by the issuer (signed decisions)', () => {
     const cardNumber = '4000056655665556';
     const wallet = await enroll(system, cardNumber);
     const settlement = await settlementOf(cardNumber);
-    await settlement.config.db.query("update cards set pin_failures = 0, status = 'active' where card_number = $1", [cardNumber]);
+    await settlement.config.db.query("update cards set pin_failures = 0, status = 'active' where pan_lookup = $1", [panLookup(settlement.config.cardKeys, cardNumber)]);
     const codes = [];
     for (let attempt = 0; attempt < 3; attempt++) {
       const created = await paymentRequest(wallet);
@@ -95,13 +96,13 @@ describe('declines by the issuer (signed decisions)', () => {
     const cardNumber = '5555555555554444';
     const wallet = await enroll(system, cardNumber);
     const settlement = await settlementOf(cardNumber);
-    await settlement.config.db.query("update cards set status = 'blocked' where card_number = $1", [cardNumber]);
+    await settlement.config.db.query("update cards set status = 'blocked' where pan_lookup = $1", [panLookup(settlement.config.cardKeys, cardNumber)]);
     try {
       const created = await paymentRequest(wallet);
       const outcome = await wallet.approve(await wallet.fetchRequest(created.id), demoCard(cardNumber).pin);
       expect(outcome).toMatchObject({ status: 'declined', decline_code: 'card_blocked' });
     } finally {
-      await settlement.config.db.query("update cards set status = 'active' where card_number = $1", [cardNumber]);
+      await settlement.config.db.query("update cards set status = 'active' where pan_lookup = $1", [panLookup(settlement.config.cardKeys, cardNumber)]);
     }
   });
 });

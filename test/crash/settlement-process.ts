@@ -10,7 +10,7 @@
  */
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { buildSettlementServer, type SeedCard, type SettlementConfig } from '@kessai/settlement-server';
+import { buildSettlementServer, loadOrCreateCardKeys, type SeedCard, type SettlementConfig } from '@kessai/settlement-server';
 import { createLogger, loadOrCreateDevPki, loadOrCreateKeyRing, openDb } from '@kessai/service';
 
 export const crashIssuerId = 'crash-bank';
@@ -41,6 +41,7 @@ async function main(): Promise<void> {
       { name: 'cipher2', use: 'enc', alg: 'ECDH-ES+A256KW' },
       { name: 'authorization-signing', use: 'sig' },
     ]),
+    cardKeys: await loadOrCreateCardKeys(path.join(dir, 'keys')),
     seedCards: cards,
     pinHash: { memoryCost: 8 * 1024, timeCost: 1 },
     holdTimeoutSeconds: Number(process.env.KESSAI_CRASH_HOLD_SECONDS ?? 3600),

@@ -5,7 +5,7 @@
 import { expect } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { MerchantClient, type WalletClient } from '@kessai/sdk';
-import { readAccount } from '@kessai/settlement-server';
+import { accountIdOfCard, readAccount } from '@kessai/settlement-server';
 import type { KessaiSystem } from '@kessai/cli/system';
 import { demoCard, enroll, startTestSystem } from './system.ts';
 
@@ -15,8 +15,8 @@ export const idempotencyKey = () => randomBytes(12).toString('hex');
 /** The balances of a demo card's account at its issuer. */
 export async function cardAccount(system: KessaiSystem, cardNumber: string) {
   const settlement = system.settlements.find((s) => s.issuer.id === demoCard(cardNumber).issuer.id)!;
-  const [row] = await settlement.config.db.query<{ account_id: string }>('select account_id from cards where card_number = $1', [cardNumber]);
-  return readAccount(settlement.config.db, row!.account_id);
+  const accountId = await accountIdOfCard(settlement.config.db, settlement.config.cardKeys, cardNumber);
+  return readAccount(settlement.config.db, accountId!);
 }
 
 /** A one-line payment request for `amount` yen, approved by `wallet` with its card's PIN; returns its id. */

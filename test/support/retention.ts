@@ -10,7 +10,7 @@ import type { Db } from '@kessai/service';
 import { demoIssuers } from '@kessai/cli/demo-data';
 import type { KessaiSystem } from '@kessai/cli/system';
 
-async function dumpTables(db: Db): Promise<{ text: string; rows: number }> {
+export async function dumpTables(db: Db): Promise<{ text: string; rows: number }> {
   const tables = await db.query<{ table_name: string }>("select table_name from information_schema.tables where table_schema = 'public' and table_type = 'BASE TABLE'");
   let text = '';
   let rows = 0;

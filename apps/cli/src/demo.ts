@@ -9,7 +9,7 @@ import path from 'node:path';
 import { Agent, request } from 'undici';
 import { authorizationPayload, formatAmount, verifyJson, typ, KeyRing, keyEntryFromJwk, type Currency, type JWK } from '@kessai/protocol';
 import { WalletClient } from '@kessai/sdk';
-import { readAccount } from '@kessai/settlement-server';
+import { accountIdOfCard, readAccount } from '@kessai/settlement-server';
 import type { Db } from '@kessai/service';
 import { demoIssuers } from './demo-data.ts';
 import { startSystem, type KessaiSystem } from './system.ts';
@@ -41,7 +41,7 @@ async function purchase(system: KessaiSystem, cardNumber: string): Promise<void>
   say('305', `the terminal stores the sealed credential ${stored.credential_id}; the server keeps only that record`);
   const wallet = new WalletClient(stored, { caCertPem: system.pki.caCertPem });
 
-  const [{ account_id: accountId } = { account_id: '' }] = await settlement.config.db.query<{ account_id: string }>('select account_id from cards where card_number = $1', [card.cardNumber]);
+  const accountId = (await accountIdOfCard(settlement.config.db, settlement.config.cardKeys, card.cardNumber)) ?? '';
   const before = await readAccount(settlement.config.db, accountId);
   const merchantBefore = await merchantPosted(settlement.config.db, system.merchant.merchantId);
 

@@ -8,9 +8,9 @@ import { randomBytes } from 'node:crypto';
 import { createServer as createNetServer } from 'node:net';
 import path from 'node:path';
 import { buildAuthServer } from '@kessai/auth-server';
-import { buildSettlementServer, type SettlementConfig } from '@kessai/settlement-server';
+import { buildSettlementServer, loadOrCreateCardKeys, type SettlementConfig } from '@kessai/settlement-server';
 import { buildShop } from '@kessai/shop';
-import { createLogger, type KessaiApp, loadOrCreateKeyRing, loadOrCreateDevPki, loadOrCreateOperatorToken, openDb, readIfExists, writePrivateFile, type Db, type DevPki, type Logger, type RateLimitConfig } from '@kessai/service';
+import { certificateFingerprint, createLogger, type KessaiApp, loadOrCreateKeyRing, loadOrCreateDevPki, loadOrCreateOperatorToken, openDb, readIfExists, writePrivateFile, type Db, type DevPki, type Logger, type RateLimitConfig } from '@kessai/service';
 import { newId } from '@kessai/protocol';
 import { demoIssuers, demoMerchantName, type DemoIssuer } from './demo-data.ts';
 
@@ -123,12 +123,15 @@ export async function startSystem(options: SystemOptions) {
           { name: 'cipher2', use: 'enc', alg: issuer.cipher2 },
           { name: 'authorization-signing', use: 'sig' },
         ]),
+        cardKeys: await loadOrCreateCardKeys(path.join(dataDir, `settlement-${issuer.id}`, 'keys')),
         seedCards: issuer.cards,
         ...(options.pinHash ? { pinHash: options.pinHash } : {}),
         ...(options.holdTimeoutSeconds !== undefined ? { holdTimeoutSeconds: options.holdTimeoutSeconds } : {}),
         ...(options.expiryIntervalMs !== undefined ? { expiryIntervalMs: options.expiryIntervalMs } : {}),
         ...(options.settlement ? { settlement: options.settlement } : {}),
         tls: tlsOf('settlement-server'),
+        // Only the authentication server's certificate may call /internal (docs/threat-model.md).
+        brokerCertificates: [certificateFingerprint(tlsOf('auth-server').certPem)],
         operatorToken,
         ...(options.rateLimits ? { rateLimits: options.rateLimits } : {}),
       });

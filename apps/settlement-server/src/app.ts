@@ -27,7 +27,7 @@ import {
   type IssuerMetadata,
 } from '@kessai/protocol';
 import { decodeJwt } from 'jose';
-import { byAddressExceptCertifiedPeers, createRateLimiters, createServer, migrate, rateLimitHook, registerWebPages, requireClientCertificate, setUpAuditLog, keyAdminRoutes } from '@kessai/service';
+import { byAddressExceptCertifiedPeers, createRateLimiters, createServer, migrate, rateLimitHook, registerWebPages, requireClientCertificate, requirePinnedClientCertificate, setUpAuditLog, keyAdminRoutes } from '@kessai/service';
 import type { SettlementConfig } from './config.ts';
 import { adminCardRoutes } from './admin-cards.ts';
 import { adminConsoleRoutes } from './admin-console.ts';
@@ -78,12 +78,13 @@ export async function buildSettlementServer(config: SettlementConfig) {
   await app.register(async (plugin) => {
     const internal = plugin.withTypeProvider<ZodTypeProvider>();
     internal.addHook('onRequest', requireClientCertificate);
+    if (config.brokerCertificates) internal.addHook('onRequest', requirePinnedClientCertificate(config.brokerCertificates));
     const rid = z.strictObject({ rid: paymentRequestId });
 
     // Step 303: the enrollment's account check, on data already sealed for this server.
     internal.post('/internal/v1/account-checks', { schema: { body: accountCheckRequest, response: { 200: accountCheckResponse } } }, async (request) => {
       const credential = await openCredential(request.body.sealed_credential, config.keys, config.issuerId);
-      const card = await findCard(config.db, credential, false);
+      const card = await findCard(config.db, config.cardKeys, credential, false);
       if (!card) return { status: 'account_not_found' as const };
       if (card.status === 'blocked') return { status: 'account_blocked' as const };
       if (isExpired(credential.expiry.expose(), new Date())) return { status: 'card_expired' as const };

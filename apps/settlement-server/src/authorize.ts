@@ -45,14 +45,14 @@ export async function authorize(config: SettlementConfig, ledger: GroupCommit, b
   const credential = await openCredential(body.sealed_credential, config.keys, config.issuerId);
   const approval = await checkApproval(body, credential.deviceJwk, now);
   const pin = await openPin(config, body.pin, body.request.rid);
-  const unlocked = await findCard(config.db, credential, false);
+  const unlocked = await findCard(config.db, config.cardKeys, credential, false);
   const pinChecked = unlocked ? { verifier: unlocked.pin_verifier, ok: await pinMatches(unlocked.pin_verifier, pin) } : undefined;
   const holder = await pinHolderOf(credential);
   return ledger.run(async (tx) => {
     const existing = await storedDecision(tx, body.request.rid);
     if (existing) return existing;
     await spendNonce(tx, approval.nonce, body.request.rid);
-    const card = await findCard(tx, credential, true);
+    const card = await findCard(tx, config.cardKeys, credential, true);
     if (!card) throw new KessaiError('account_not_found');
     // The verifier cannot change today; if it ever does between the two reads, check again.
     const pinOk = pinChecked?.verifier === card.pin_verifier ? pinChecked.ok : await pinMatches(card.pin_verifier, pin);
@@ -100,7 +100,7 @@ async function spendNonce(tx: Queryable, nonce: string, rid: string): Promise<vo
   }
 }
 
-async function declineReason(config: SettlementConfig, tx: Queryable, card: { card_number: string; account_id: string; status: string; pin_verifier: string; pin_failures: number }, holder: PinHolder, expiry: string, pinOk: boolean, currency: Currency, now: Date): Promise<DeclineCode | undefined> {
+async function declineReason(config: SettlementConfig, tx: Queryable, card: { pan_lookup: string; account_id: string; status: string; pin_verifier: string; pin_failures: number }, holder: PinHolder, expiry: string, pinOk: boolean, currency: Currency, now: Date): Promise<DeclineCode | undefined> {
   if (card.status === 'blocked') return 'card_blocked';
   if (card.status === 'locked') return 'pin_locked';
   if (await credentialPinLocked(tx, holder)) return 'credential_locked';

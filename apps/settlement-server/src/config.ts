@@ -3,6 +3,7 @@ import type { KeyRing } from '@kessai/protocol';
 import type { ConversionMode, Currency } from '@kessai/protocol';
 import type { Db, Logger, RateLimitConfig } from '@kessai/service';
 import type { SettlementOptions } from './settlement/options.ts';
+import type { CardKeys } from './card-vault.ts';
 
 export interface SeedCard {
   cardNumber: string;
@@ -28,10 +29,14 @@ export interface SettlementConfig {
   logger: Logger;
   /** cipher 2 key(s) (use enc) and the signing key(s) for authorizations (use sig). */
   keys: KeyRing;
+  /** The account store's card lookup and data keys (card-vault.ts, loadOrCreateCardKeys). */
+  cardKeys: CardKeys;
   seedCards: readonly SeedCard[];
   /** Argon2id cost; tests may lower it, never below the library's minimum. */
   pinHash?: { memoryCost: number; timeCost: number };
   tls?: { keyPem: string; certPem: string; caCertPem: string };
+  /** SHA-256 fingerprints (hex, colons optional) of the broker certificates allowed on /internal; without it any CA-issued client certificate is. */
+  brokerCertificates?: readonly string[];
   /** Authorization holds expire after this many seconds (default limits.holdTimeoutSecondsDefault). */
   holdTimeoutSeconds?: number;
   /** How often the expiry pass runs (default limits.expiryIntervalMsDefault); 0 turns the worker off. */

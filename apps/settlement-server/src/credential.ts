@@ -4,6 +4,7 @@
  */
 import { credentialPlaintext, KessaiError, openJson, Secret, thumbprint, typ, type JWK, type KeyRing } from '@kessai/protocol';
 import type { Queryable } from '@kessai/service';
+import { openCard, panLookup, sameText, type CardKeys } from './card-vault.ts';
 
 export interface OpenedCredential {
   credentialId: string;
@@ -32,19 +33,26 @@ export async function openCredential(sealed: string, keys: KeyRing, issuerId: st
 }
 
 export interface CardRow {
-  card_number: string;
+  pan_lookup: string;
   account_id: string;
   status: 'active' | 'blocked' | 'locked';
   pin_verifier: string;
   pin_failures: number;
 }
 
-/** The card the credential names, if its holder name and expiry match the account store. */
-export async function findCard(tx: Queryable, credential: OpenedCredential, lock: boolean): Promise<CardRow | undefined> {
-  const [row] = await tx.query<CardRow>(
-    `select card_number, account_id, status, pin_verifier, pin_failures from cards
-      where card_number = $1 and holder_name = $2 and expiry = $3 ${lock ? 'for update' : ''}`,
-    [credential.cardNumber.expose(), credential.holderName.expose(), credential.expiry.expose()],
+/**
+ * The card the credential names, if its holder name and expiry match the account store: found by
+ * the keyed hash of its number, its sealed record opened in memory to compare the rest.
+ */
+export async function findCard(tx: Queryable, keys: CardKeys, credential: OpenedCredential, lock: boolean): Promise<CardRow | undefined> {
+  const lookup = panLookup(keys, credential.cardNumber.expose());
+  const [row] = await tx.query<CardRow & { card_record: string; card_key_id: string }>(
+    `select pan_lookup, card_record, card_key_id, account_id, status, pin_verifier, pin_failures from cards
+      where pan_lookup = $1 ${lock ? 'for update' : ''}`,
+    [lookup],
   );
-  return row;
+  if (!row) return undefined;
+  const stored = openCard(keys, row.pan_lookup, row.card_record, row.card_key_id);
+  if (!sameText(stored.holderName.expose(), credential.holderName.expose()) || !sameText(stored.expiry.expose(), credential.expiry.expose())) return undefined;
+  return { pan_lookup: row.pan_lookup, account_id: row.account_id, status: row.status, pin_verifier: row.pin_verifier, pin_failures: row.pin_failures };
 }

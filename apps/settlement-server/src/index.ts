@@ -10,3 +10,4 @@ export { feeOf, defaultFeeSchedule, type FeeSchedule } from './settlement/fees.t
 export { addDays, businessDayOf, endOfDay, startOfDay } from './settlement/business-day.ts';
 export { resolveSettlementOptions, type SettlementOptions } from './settlement/options.ts';
 export { changeCreditLimit, creditLimitOf, openCreditLine } from './credit-line.ts';
+export { accountIdOfCard, insertCard, loadOrCreateCardKeys, panLookup, type CardKeys } from './card-vault.ts';

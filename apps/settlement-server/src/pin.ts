@@ -43,7 +43,7 @@ export async function credentialPinLocked(tx: Queryable, holder: PinHolder): Pro
 }
 
 interface PinCard {
-  card_number: string;
+  pan_lookup: string;
   account_id: string;
   status: string;
   pin_failures: number;
@@ -56,7 +56,7 @@ interface PinCard {
 export async function countWrongPin(logger: Logger, tx: Queryable, card: PinCard, holder: PinHolder): Promise<DeclineCode> {
   const failures = card.pin_failures + 1;
   const locked = failures >= limits.pinAttemptsMax;
-  await tx.query('update cards set pin_failures = $2, status = $3 where card_number = $1', [card.card_number, failures, locked ? 'locked' : card.status]);
+  await tx.query('update cards set pin_failures = $2, status = $3 where pan_lookup = $1', [card.pan_lookup, failures, locked ? 'locked' : card.status]);
   const [row] = await tx.query<{ failures: number; status: string }>(
     `insert into credential_pin_limits as l (device_jkt, credential_id, account_id, failures, status, locked_at)
        values ($1, $2, $3, 1, case when 1 >= $4 then 'locked' else 'active' end, case when 1 >= $4 then now() end)
@@ -76,6 +76,6 @@ export async function countWrongPin(logger: Logger, tx: Queryable, card: PinCard
 
 /** A right PIN resets both counts: the account's and this credential's. */
 export async function resetPinFailures(tx: Queryable, card: PinCard, holder: PinHolder): Promise<void> {
-  if (card.pin_failures > 0) await tx.query('update cards set pin_failures = 0 where card_number = $1', [card.card_number]);
+  if (card.pin_failures > 0) await tx.query('update cards set pin_failures = 0 where pan_lookup = $1', [card.pan_lookup]);
   await tx.query("update credential_pin_limits set failures = 0, updated_at = now() where device_jkt = $1 and failures > 0 and status = 'active'", [holder.deviceJkt]);
 }

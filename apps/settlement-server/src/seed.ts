@@ -1,9 +1,10 @@
 /**
  * Demo issuer data: test cards with known PINs and balances, funded from the issuer's funding
  * account by ordinary ledger transfers, and credit cards granted their limit by a credit line.
- * Runs only on an empty account store.
+ * Runs only on an empty account store; cards are stored sealed (card-vault.ts).
  */
 import { newId, Secret } from '@kessai/protocol';
+import { insertCard } from './card-vault.ts';
 import type { SettlementConfig } from './config.ts';
 import { openCreditLine } from './credit-line.ts';
 import { createAccount, createTransfers } from './ledger/store.ts';
@@ -27,7 +28,7 @@ export async function seedCards(config: SettlementConfig): Promise<number> {
         if (funded !== 'ok') throw new Error(`funding a seed card failed: ${funded}`);
       }
       const lineAccountId = card.creditLimitMinor === undefined ? null : await openCreditLine(tx, accountId, card.currency, card.creditLimitMinor, new Date());
-      await tx.query('insert into cards (card_number, holder_name, expiry, account_id, status, pin_verifier, credit_line_account_id) values ($1, $2, $3, $4, $5, $6, $7)', [card.cardNumber, card.holderName, card.expiry, accountId, card.status, verifiers[index], lineAccountId]);
+      await insertCard(tx, config.cardKeys, { cardNumber: card.cardNumber, holderName: card.holderName, expiry: card.expiry, accountId, status: card.status, pinVerifier: verifiers[index]!, creditLineAccountId: lineAccountId });
     }
   });
   return config.seedCards.length;

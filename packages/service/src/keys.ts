@@ -6,6 +6,7 @@
  * key first and its previous keys after it; a retired key keeps only its public half on disk and
  * is out of the ring, so nothing it sealed opens any more.
  */
+import { randomBytes } from 'node:crypto';
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { generateKeyEntry, keyEntryFromJwk, KeyRing, toPublicJwk, type JWK, type KeyEntry } from '@kessai/protocol';
@@ -91,4 +92,28 @@ export async function loadOrCreateKeyRing(dir: string, specs: readonly KeySpec[]
   const ring = new KeyRing(entries, retired);
   stores.set(ring, { dir, specs });
   return ring;
+}
+
+/**
+ * A symmetric key (JWK `kty: oct`, 256 bits) in `<name>.private.jwk`, created on first start like
+ * the others. To rotate, add newer keys: the file may hold `{ generations: [...] }` and the first
+ * `current` one is used for new data, the rest still open what they sealed.
+ */
+export async function loadOrCreateSecretKeys(dir: string, name: string): Promise<Array<{ kid: string; key: Buffer }>> {
+  const file = fileOf(dir, name);
+  let stored = await readIfExists(file);
+  if (stored === undefined) {
+    const key = randomBytes(32);
+    const jwk = { kty: 'oct', kid: `${name}-${randomBytes(6).toString('hex')}`, k: key.toString('base64url') };
+    await writePrivateFile(file, `${JSON.stringify(jwk, null, 2)}\n`);
+    stored = JSON.stringify(jwk);
+  }
+  const parsed = JSON.parse(stored) as JWK | { generations: StoredKey[] };
+  const generations = 'generations' in parsed && Array.isArray(parsed.generations) ? parsed.generations.filter((g) => g.status !== 'retired').sort((a, b) => Number(b.status === 'current') - Number(a.status === 'current')).map((g) => g.jwk) : [parsed as JWK];
+  return generations.map((jwk) => {
+    if (jwk.kty !== 'oct' || typeof jwk.k !== 'string' || typeof jwk.kid !== 'string') throw new Error(`key ${name} is not a symmetric key with a kid`);
+    const key = Buffer.from(jwk.k, 'base64url');
+    if (key.length !== 32) throw new Error(`key ${name} must be 256 bits`);
+    return { kid: jwk.kid, key };
+  });
 }

@@ -175,3 +175,19 @@ export async function requireClientCertificate(request: FastifyRequest): Promise
   const certificate = typeof socket.getPeerCertificate === 'function' ? socket.getPeerCertificate() : undefined;
   if (!socket.authorized || !certificate || Object.keys(certificate).length === 0) throw new KessaiError('client_certificate_required');
 }
+
+const fingerprintForm = (fingerprint: string) => fingerprint.replace(/:/g, '').toLowerCase();
+
+/**
+ * After requireClientCertificate: the peer's certificate must also be one of these (SHA-256 of
+ * the DER certificate, hex; certificateFingerprint in tls.ts), so another client certificate of
+ * the same CA is refused.
+ */
+export function requirePinnedClientCertificate(fingerprints: readonly string[]): (request: FastifyRequest) => Promise<void> {
+  const allowed = new Set(fingerprints.map(fingerprintForm));
+  return async (request) => {
+    const socket = request.raw.socket as TLSSocket;
+    const certificate = typeof socket.getPeerCertificate === 'function' ? socket.getPeerCertificate() : undefined;
+    if (!socket.authorized || !certificate?.fingerprint256 || !allowed.has(fingerprintForm(certificate.fingerprint256))) throw new KessaiError('client_certificate_required', 'this client certificate is not an allowed broker');
+  };
+}

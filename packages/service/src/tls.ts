@@ -378,3 +378,8 @@ async function writeAtomic(file: string, content: string, mode: number): Promise
     throw error;
   }
 }
+
+/** SHA-256 fingerprint of a PEM certificate (hex, no colons), as pinned by requirePinnedClientCertificate. */
+export function certificateFingerprint(certPem: string): string {
+  return new NodeX509Certificate(certPem).fingerprint256.replace(/:/g, '').toLowerCase();
+}

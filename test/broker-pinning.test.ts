@@ -1,0 +1,63 @@
+/**
+ * The broker's certificate is pinned per issuer (docs/threat-model.md, "Several brokers under one
+ * CA"): a second client certificate issued by the same development CA passes the CA check but is
+ * refused on every /internal route of the settlement server with client_certificate_required,
+ * while the authentication server's own certificate is served.
+ */
+import { X509Certificate } from 'node:crypto';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Agent, request } from 'undici';
+import { newId } from '@kessai/protocol';
+import { certificateFingerprint, loadOrCreateDevPki } from '@kessai/service';
+import { startTestSystem, type TestSystem } from './support/system.ts';
+
+let system: TestSystem;
+let broker: Agent;
+let rogue: Agent;
+let rogueCertPem: string;
+
+beforeAll(async () => {
+  system = await startTestSystem();
+  const own = system.pki.leaves['auth-server']!;
+  broker = new Agent({ connect: { ca: system.pki.caCertPem, cert: own.certPem, key: own.keyPem } });
+  // Another clientAuth leaf of the same CA, issued by the dev PKI's own code.
+  const minted = await loadOrCreateDevPki(path.join(system.dataDir, 'pki'), [{ name: 'second-broker', dnsNames: [], ipAddresses: [], usages: ['client'] }]);
+  const leaf = minted.leaves['second-broker']!;
+  rogueCertPem = leaf.certPem;
+  rogue = new Agent({ connect: { ca: system.pki.caCertPem, cert: leaf.certPem, key: leaf.keyPem } });
+});
+afterAll(async () => {
+  await broker?.close();
+  await rogue?.close();
+  await system?.stop();
+});
+
+async function call(agent: Agent, issuerId: string, method: 'GET' | 'POST', route: string, body?: unknown): Promise<{ status: number; code: string | undefined }> {
+  const settlement = system.settlements.find((s) => s.issuer.id === issuerId)!;
+  const response = await request(`${settlement.url}${route}`, { method, dispatcher: agent, ...(body === undefined ? {} : { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } }) });
+  const json = (await response.body.json()) as { code?: string };
+  return { status: response.statusCode, code: json.code };
+}
+
+describe('broker certificate pinning at the settlement servers', () => {
+  it('the second certificate is a valid client certificate of the same CA, but not the pinned one', () => {
+    const cert = new X509Certificate(rogueCertPem);
+    expect(cert.verify(new X509Certificate(system.pki.caCertPem).publicKey)).toBe(true);
+    expect(cert.keyUsage ?? []).toContain('1.3.6.1.5.5.7.3.2');
+    expect(certificateFingerprint(rogueCertPem)).not.toBe(certificateFingerprint(system.pki.leaves['auth-server']!.certPem));
+  });
+
+  for (const issuerId of ['sakura-bank', 'fuji-bank']) {
+    it(`${issuerId}: refuses the second certificate with client_certificate_required and serves the broker's own`, async () => {
+      const rid = newId('pr');
+      const refused = await call(rogue, issuerId, 'GET', `/internal/v1/authorizations/${rid}`);
+      expect(refused).toEqual({ status: 401, code: 'client_certificate_required' });
+      const refusedCheck = await call(rogue, issuerId, 'POST', '/internal/v1/account-checks', { sealed_credential: 'x.y.z.w.v' });
+      expect(refusedCheck).toEqual({ status: 401, code: 'client_certificate_required' });
+      const served = await call(broker, issuerId, 'GET', `/internal/v1/authorizations/${rid}`);
+      expect(served.code).not.toBe('client_certificate_required');
+      expect(served.status).not.toBe(401);
+    });
+  }
+});
