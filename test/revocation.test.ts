@@ -8,7 +8,7 @@ import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Command } from 'commander';
 import { Writable } from 'node:stream';
-import { limits, recoveryCode } from '@kessai/protocol';
+import { KessaiError, limits, recoveryCode } from '@kessai/protocol';
 import { MerchantClient, WalletClient } from '@kessai/sdk';
 import { registerWalletCommands } from '@kessai/wallet';
 import { registerCredentialsCommands } from '../apps/cli/src/credentials-commands.ts';
@@ -22,7 +22,7 @@ let merchant: MerchantClient;
 beforeAll(async () => {
   // The recovery route's per-address rate limit (limits.rateLimits.recovery) is test/rate-limits.test.ts's
   // subject; raised here so that this file's many revocations from one address test the per-credential lockout.
-  system = await startTestSystem({ rateLimits: { limits: { recovery: { perMinute: 600, burst: 100 } } } });
+  system = await startTestSystem({ rateLimits: { limits: { recovery: { perMinute: 600, burst: 100 } } }, sseHeartbeatMs: 200 });
   merchant = new MerchantClient({ baseUrl: system.auth.url, apiKey: system.merchant.apiKey, caCertPem: system.pki.caCertPem });
 });
 afterAll(async () => {
@@ -130,6 +130,30 @@ describe('revocation by the operator', () => {
     expect(again.body).toEqual(first.body);
     expect(await everyTerminalCall(client, created.id)).toEqual(allRevoked);
     await client.close();
+  });
+
+  it('ends an event stream that was open when the credential was revoked, with credential_revoked', async () => {
+    const { client } = await enrollWithCode();
+    const abort = new AbortController();
+    const stream = client.listen(abort.signal);
+    try {
+      // A request pushed while the credential is active arrives; the stream is live.
+      const first = stream.next();
+      const created = await paymentRequest(client.wallet.credential_id);
+      expect((await first).value?.view.rid).toBe(created.id);
+      const revoked = await callJson(system, 'POST', `${system.auth.url}/admin/v1/credentials/${client.wallet.credential_id}/revoke`, undefined, { authorization: `Bearer ${system.operatorToken}` });
+      expect(revoked.status).toBe(200);
+      // The next re-check (every sseHeartbeatMs, 200 ms here) ends the stream. (The request may come
+      // twice first: pushed, and again as pending when the stream opened while it was being made.)
+      const nextOf = () => stream.next().catch((err: unknown) => (err instanceof Error ? err : new Error(String(err))));
+      let next = await nextOf();
+      while (!(next instanceof Error) && !next.done && next.value.view.rid === created.id) next = await nextOf();
+      expect(next).toBeInstanceOf(KessaiError);
+      expect((next as KessaiError).code).toBe('credential_revoked');
+    } finally {
+      abort.abort();
+      await client.close();
+    }
   });
 });
 

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { Command } from 'commander';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { safeDisplay } from '@kessai/protocol';
+import { merchantNameProblem, safeDisplay } from '@kessai/protocol';
 import { MerchantClient } from '@kessai/sdk';
 import { registerWalletCommands } from '@kessai/wallet';
 import { demoCard, startTestSystem, type TestSystem } from '../support/system.ts';
@@ -101,5 +101,52 @@ describe('the command-line wallet on a real payment request', () => {
     expect(printed).toContain('\ufffdtotal JPY 1');
     expect(printed).toMatch(/approved/);
     expect(anyHidden.test(printed)).toBe(false);
+  });
+});
+
+describe('merchant names at registration', () => {
+  it('accepts names in one script, and Latin beside Japanese, Chinese or Korean scripts', () => {
+    for (const name of ['Kessai Tea House', 'Kessai 茶房', '決済ティーハウス', 'カフェ Kessai 2号店', 'Κέσσαι', 'Кессай', 'Tea & Co. (Kyoto)', 'Café Zoë', '케사이 Tea']) {
+      expect(merchantNameProblem(name), name).toBeUndefined();
+    }
+  });
+
+  it('refuses look-alikes: a Cyrillic or Greek letter among Latin ones, hidden characters, decomposed accents, an empty name', () => {
+    expect(merchantNameProblem('Kessаi Tea House')).toMatch(/mixes scripts \(Cyrillic, Latin\)/); // U+0430
+    expect(merchantNameProblem('Kessai Τea House')).toMatch(/mixes scripts \(Greek, Latin\)/); // U+03A4
+    expect(merchantNameProblem('Kessai\u200b Tea House')).toMatch(/hides, reorders or redraws/);
+    expect(merchantNameProblem('Kessai Tea House\u202e')).toMatch(/hides, reorders or redraws/);
+    expect(merchantNameProblem('Cafe\u0301')).toMatch(/NFC/);
+    expect(merchantNameProblem('   ')).toMatch(/empty/);
+  });
+
+  it('the authentication server refuses to start with a merchant whose name mixes scripts, and registers none of it', async () => {
+    const { buildAuthServer } = await import('@kessai/auth-server');
+    const { openDb, loadOrCreateKeyRing } = await import('@kessai/service');
+    const { pgliteTemplate } = await import('../support/database.ts');
+    const { mkdtemp, rm } = await import('node:fs/promises');
+    const { tmpdir } = await import('node:os');
+    const path = await import('node:path');
+    const { pino } = await import('pino');
+    const dir = await mkdtemp(path.join(tmpdir(), 'kessai-merchant-name-'));
+    const db = await openDb({ pgliteTemplate: await pgliteTemplate() });
+    try {
+      const keys = await loadOrCreateKeyRing(path.join(dir, 'keys'), [{ name: 'cipher1', use: 'enc' }, { name: 'request-signing', use: 'sig' }]);
+      const build = buildAuthServer({
+        db,
+        logger: pino({ level: 'silent' }),
+        keys,
+        publicBaseUrl: 'https://127.0.0.1:1',
+        issuers: [],
+        merchants: [{ id: 'mer_0000000000000000000000000a', name: 'Kessаi Tea House', apiKey: 'sk_test_lookalike', webhookSecret: 'whsec_lookalike' }],
+        tls: { keyPem: '', certPem: '', caCertPem: '' },
+        clientTls: { certPem: '', keyPem: '' },
+      });
+      await expect(build).rejects.toThrow(/cannot be registered: the name mixes scripts/);
+      expect(await db.query('select id from merchants')).toEqual([]);
+    } finally {
+      await db.close();
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

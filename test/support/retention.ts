@@ -57,7 +57,8 @@ export function personalDataNeedles(): Array<{ label: string; pattern: RegExp }>
 /**
  * Every file under the system's data folder — logs of every role, keys, certificates, the shop's
  * files, any PGlite folder — read byte for byte (latin1, so binary files are searched too), except
- * the settlement servers' account stores (`settlement-<issuer>/db`), which hold the cards by design.
+ * the settlement servers' account stores (`settlement-<issuer>/db`): they hold the cards, encrypted,
+ * and their tables are searched for card data by test/pan-at-rest.test.ts.
  */
 export async function collectDataFolder(system: KessaiSystem): Promise<{ text: string; files: string[] }> {
   const accountStores = new Set(system.settlements.map((s) => path.join(system.dataDir, `settlement-${s.issuer.id}`, 'db')));

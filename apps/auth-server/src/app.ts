@@ -5,7 +5,7 @@
  */
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { limits, sha256Base64url } from '@kessai/protocol';
+import { limits, merchantNameProblem, sha256Base64url } from '@kessai/protocol';
 import { HttpClient } from '@kessai/sdk';
 import { createRateLimiters, createServer, migrate, rateLimitHook, registerWebPages, setUpAuditLog, keyAdminRoutes } from '@kessai/service';
 import type { AuthConfig } from './config.ts';
@@ -30,6 +30,9 @@ const migrationsDir = path.join(path.dirname(fileURLToPath(import.meta.url)), '.
 
 async function seedMerchants(config: AuthConfig): Promise<void> {
   for (const merchant of config.merchants) {
+    // A look-alike name would reach every payer's confirmation screen: refuse it at registration.
+    const problem = merchantNameProblem(merchant.name);
+    if (problem) throw new TypeError(`merchant ${merchant.id} cannot be registered: ${problem}`);
     await config.db.query(
       `insert into merchants (id, name, api_key_hash, webhook_url, webhook_secret) values ($1, $2, $3, $4, $5)
        on conflict (id) do update set name = excluded.name, api_key_hash = excluded.api_key_hash, webhook_url = excluded.webhook_url,

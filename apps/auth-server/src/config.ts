@@ -31,6 +31,8 @@ export interface AuthConfig {
   clientTls: { certPem: string; keyPem: string };
   /** How often the outbox and expiry sweeper run. */
   workerIntervalMs?: number;
+  /** Keep-alive interval of the terminals' event streams, each also a re-check of the credential (default limits.sseHeartbeatMs). */
+  sseHeartbeatMs?: number;
   /** Bearer token of the operator endpoints (`/admin/v1/...`); without it they are not served. */
   operatorToken?: string;
   /** Rate limits other than limits.rateLimits (tests and the benchmark raise them), and their clock. */

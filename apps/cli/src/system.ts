@@ -28,6 +28,8 @@ export interface SystemOptions {
   /** Lower argon2id cost for tests (never below the library minimum). */
   pinHash?: SettlementConfig['pinHash'];
   workerIntervalMs?: number;
+  /** The authentication server's event-stream keep-alive (and credential re-check) interval. */
+  sseHeartbeatMs?: number;
   /** Settlement servers: authorization holds expire after this long; the expiry pass runs this often. */
   holdTimeoutSeconds?: number;
   expiryIntervalMs?: number;
@@ -161,6 +163,7 @@ export async function startSystem(options: SystemOptions) {
         tls: authTls,
         clientTls: { certPem: authTls.certPem, keyPem: authTls.keyPem },
         ...(options.workerIntervalMs ? { workerIntervalMs: options.workerIntervalMs } : {}),
+        ...(options.sseHeartbeatMs ? { sseHeartbeatMs: options.sseHeartbeatMs } : {}),
         operatorToken,
         ...(options.rateLimits ? { rateLimits: options.rateLimits } : {}),
       }),

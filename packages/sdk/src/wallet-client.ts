@@ -164,7 +164,10 @@ export class WalletClient {
       while ((end = buffer.indexOf('\n\n')) >= 0) {
         const block = buffer.slice(0, end);
         buffer = buffer.slice(end + 2);
-        const data = block.split('\n').find((line) => line.startsWith('data: '));
+        const lines = block.split('\n');
+        // The server ends the stream with a `revoked` event when the credential is revoked meanwhile.
+        if (lines.includes('event: revoked')) throw new KessaiError('credential_revoked');
+        const data = lines.find((line) => line.startsWith('data: '));
         if (data) yield this.verifyRequest((JSON.parse(data.slice(6)) as { request: string }).request);
       }
     }

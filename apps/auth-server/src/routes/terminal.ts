@@ -24,21 +24,32 @@ export async function terminalRoutes(plugin: FastifyInstance, context: AuthConte
     return signTerminalView(row, merchant?.name ?? row.merchant_id, config.keys, new Date());
   }
 
-  // Step 403: push. Pending requests addressed to this wallet first, then each new one.
+  // Step 403: push. Pending requests addressed to this wallet first, then each new one. A stream
+  // outlives the check made when it opened, so the credential's status is read again before each
+  // pushed request and each heartbeat: once it is revoked, the stream ends with a `revoked` event.
   app.get('/v1/terminal/events', async (request, reply) => {
     const terminal = await authenticateTerminal(config.db, request);
-    const queue: string[] = [];
-    const unsubscribe = hub.subscribe(terminal.credentialId, (event) => write(event.request));
+    let chain: Promise<unknown> = Promise.resolve();
+    const unsubscribe = hub.subscribe(terminal.credentialId, (event) => whileActive(() => write(event.request)));
     if (!unsubscribe) throw new KessaiError('stream_limit_reached');
     reply.hijack();
     const raw = reply.raw;
     raw.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive' });
     function write(view: string) {
       if (raw.writableEnded) return;
-      queue.push(view);
       raw.write(`event: payment_request\ndata: ${JSON.stringify({ request: view })}\n\n`);
     }
-    const heartbeat = setInterval(() => raw.write(': keep-alive\n\n'), limits.sseHeartbeatMs);
+    /** Runs `then` in order with the stream's other writes, if the credential is still active; ends the stream if not. */
+    function whileActive(then: () => void) {
+      chain = chain.then(async () => {
+        if (raw.writableEnded) return;
+        const [row] = await config.db.query<{ status: string }>('select status from credentials where id = $1', [terminal.credentialId]);
+        if (row?.status === 'active') return then();
+        raw.end(`event: revoked\ndata: ${JSON.stringify({ code: 'credential_revoked' })}\n\n`);
+        close();
+      }).catch((err: unknown) => request.log.error({ err }, 'event stream check failed'));
+    }
+    const heartbeat = setInterval(() => whileActive(() => raw.write(': keep-alive\n\n')), config.sseHeartbeatMs ?? limits.sseHeartbeatMs);
     const close = () => {
       clearInterval(heartbeat);
       unsubscribe();
