@@ -42,3 +42,32 @@ export async function expectBalanced(db: Queryable): Promise<void> {
     expect(BigInt(row.debits_posted), `posted ${row.currency}`).toBe(BigInt(row.credits_posted));
   }
 }
+
+/** The seed of a model-based run: KESSAI_SEED to replay one, else a fresh one. */
+export const modelSeed = Number(process.env.KESSAI_SEED ?? Math.floor(Math.random() * 2 ** 32));
+
+/** A seeded workload's dice (mulberry32, a small well-known PRNG), so a failing run replays from its seed. */
+export function seededDice(seed: number) {
+  let state = seed;
+  const random = () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
+  };
+  const int = (n: number) => Math.floor(random() * n);
+  const pick = <T>(items: readonly T[]): T => items[int(items.length)]!;
+  return { int, pick };
+}
+
+/** Runs a model-based test; a failure names its seed and the command that replays it. */
+export async function replayable(name: string, file: string, seed: number, run: () => Promise<void>): Promise<void> {
+  try {
+    await run();
+  } catch (err) {
+    console.error(`${name} failed with seed ${seed}; replay: KESSAI_SEED=${seed} npx vitest run ${file}`);
+    if (err instanceof Error) err.message = `[KESSAI_SEED=${seed}] ${err.message}`;
+    throw err;
+  }
+}

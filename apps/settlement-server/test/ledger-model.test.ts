@@ -16,21 +16,10 @@ import { GroupCommit } from '../src/ledger/group-commit.ts';
 import { createTransfers, expirePendingTransfers } from '../src/ledger/store.ts';
 import type { TransferInput, TransferResult } from '../src/ledger/rules.ts';
 import { t0, type FixtureAccount } from './ledger-cases.ts';
-import { backend, expectBalanced, insertAccounts, openLedgerDb } from './ledger-db.ts';
+import { backend, expectBalanced, insertAccounts, modelSeed, openLedgerDb, replayable, seededDice } from './ledger-db.ts';
 
-const seed = Number(process.env.KESSAI_SEED ?? Math.floor(Math.random() * 2 ** 32));
+const seed = modelSeed;
 const steps = Number(process.env.KESSAI_MODEL_STEPS ?? 250);
-
-/** mulberry32: a small, well-known seeded PRNG. */
-function prng(state: number) {
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
 
 interface ModelAccount { currency: string; guarded: boolean; dp: bigint; dP: bigint; cp: bigint; cP: bigint }
 interface ModelHold { id: string; card: string; merchant: string; amount: bigint; expiresAtMs: number | null; state: 'pending' | 'posted' | 'voided' | 'expired'; captured: bigint; refunded: bigint }
@@ -164,20 +153,12 @@ afterAll(async () => close?.());
 
 describe(`ledger model-based test on ${backend}`, () => {
   it(`matches an independent model over a seeded random workload (${steps} steps)`, async () => {
-    try {
-      await run();
-    } catch (err) {
-      console.error(`ledger model test failed with seed ${seed}; replay: KESSAI_SEED=${seed} npx vitest run apps/settlement-server/test/ledger-model.test.ts`);
-      if (err instanceof Error) err.message = `[KESSAI_SEED=${seed}] ${err.message}`;
-      throw err;
-    }
+    await replayable('ledger model test', 'apps/settlement-server/test/ledger-model.test.ts', seed, run);
   });
 });
 
 async function run(): Promise<void> {
-  const random = prng(seed);
-  const int = (n: number) => Math.floor(random() * n);
-  const pick = <T>(items: readonly T[]): T => items[int(items.length)]!;
+  const { int, pick } = seededDice(seed);
   const model = new Model();
   const ledger = new GroupCommit(db, { batchSizeMax: 8 });
   await db.transaction((tx) => insertAccounts(tx, [...cards, ...merchants, ...funding]));

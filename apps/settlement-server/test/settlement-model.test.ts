@@ -26,22 +26,12 @@ import { closeDay } from '../src/settlement/batches.ts';
 import { setFeeSchedule } from '../src/settlement/fees.ts';
 import { resolveSettlementOptions } from '../src/settlement/options.ts';
 import { loadReport, reportCsv } from '../src/settlement/report.ts';
-import { backend, expectBalanced, openLedgerDb } from './ledger-db.ts';
+import { backend, expectBalanced, modelSeed, openLedgerDb, replayable, seededDice } from './ledger-db.ts';
 
-const seed = Number(process.env.KESSAI_SEED ?? Math.floor(Math.random() * 2 ** 32));
+const seed = modelSeed;
 const steps = Number(process.env.KESSAI_SETTLEMENT_MODEL_STEPS ?? 150);
 /** The timeout of the holds that have one: long enough that none expires on its own while the test runs. */
 const holdTimeoutSeconds = 3_600;
-
-function prng(state: number) {
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
 
 interface ModelMerchant { id: string; currency: 'JPY' | 'KWD'; account: string; bp: number; fixed: number; balance: bigint; carried: bigint }
 /** `expires`: the hold has a timeout (most holds here have none, so they stay until captured or voided). */
@@ -64,20 +54,12 @@ afterAll(async () => close?.());
 
 describe(`settlement model-based test on ${backend}`, () => {
   it(`matches an independent model of batches, fees, carried amounts and payouts (${steps} steps)`, async () => {
-    try {
-      await run();
-    } catch (err) {
-      console.error(`settlement model test failed with seed ${seed}; replay: KESSAI_SEED=${seed} npx vitest run apps/settlement-server/test/settlement-model.test.ts`);
-      if (err instanceof Error) err.message = `[KESSAI_SEED=${seed}] ${err.message}`;
-      throw err;
-    }
+    await replayable('settlement model test', 'apps/settlement-server/test/settlement-model.test.ts', seed, run);
   });
 });
 
 async function run(): Promise<void> {
-  const random = prng(seed);
-  const int = (n: number) => Math.floor(random() * n);
-  const pick = <T>(items: readonly T[]): T => items[int(items.length)]!;
+  const { int, pick } = seededDice(seed);
   const config = { logger: pino({ level: 'silent' }) } as unknown as SettlementConfig;
   const ledger = new GroupCommit(db, { batchSizeMax: 8 });
   const options = resolveSettlementOptions({ workerIntervalMs: 0 });
