@@ -5,7 +5,7 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'vitest';
-import { migrate, openDb, type Db, type Queryable } from '@kessai/service';
+import { ensureAuditLog, migrate, openDb, type Db, type Queryable } from '@kessai/service';
 import { ledgerTotals } from '../src/ledger/store.ts';
 import { pgliteTemplate, scratchPostgres } from '../../../test/support/database.ts';
 import type { FixtureAccount } from './ledger-cases.ts';
@@ -18,6 +18,8 @@ export async function openLedgerDb(prefix: string): Promise<{ db: Db; close(): P
   const scratch = await scratchPostgres(prefix);
   const db = scratch ? await openDb({ url: scratch.url, poolSizeMax: 4 }) : await openDb({ pgliteTemplate: await pgliteTemplate() });
   await migrate(db, migrationsDir);
+  // The audit log comes from its one definition, as the server's start applies it (setUpAuditLog).
+  await ensureAuditLog(db);
   return {
     db,
     async close() {
