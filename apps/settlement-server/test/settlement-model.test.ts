@@ -9,7 +9,8 @@
  * accounts must match, and debits = credits.
  *
  * Replay a failure with the seed it prints: KESSAI_SEED=<seed> npx vitest run …/settlement-model.test.ts.
- * KESSAI_SETTLEMENT_MODEL_STEPS sets the workload's length (default 150).
+ * KESSAI_SETTLEMENT_MODEL_STEPS sets the workload's length (default 150; longer until every kind of
+ * operation has occurred).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pino } from 'pino';
@@ -94,18 +95,21 @@ async function run(): Promise<void> {
   const counts = new Map<string, number>();
   const count = (key: string) => counts.set(key, (counts.get(key) ?? 0) + 1);
 
-  for (let step = 0; step < steps; step += 1) {
+  // Every kind of operation must occur: past `steps`, the workload goes on (at most 8 × steps) until each has.
+  const kinds = ['authorize', 'capture:full', 'capture:partial', 'capture:zero', 'void', 'expire', 'refund', 'close:payout', 'close:no-payout', 'close:carried-in', 'close-again'];
+  const missing = () => kinds.some((kind) => (counts.get(kind) ?? 0) === 0);
+  for (let step = 0; step < steps || (missing() && step < steps * 8); step += 1) {
     const roll = int(100);
     const now = new Date();
     const held = holds.filter((h) => h.state === 'held');
     const refundable = holds.filter((h) => h.state === 'captured' && h.captured > h.refunded);
-    if (roll < 30 || held.length === 0) {
+    if (roll < 28 || held.length === 0) {
       const merchant = pick(merchants);
       // Small amounts too, where the fixed part would exceed the amount.
       const amount = BigInt(int(4) === 0 ? 1 + int(20) : 1 + int(20_000));
       const rid = newId('pr');
       const holdId = newId('xfer');
-      const expires = int(3) === 0;
+      const expires = int(2) === 0;
       await db.transaction(async (tx) => {
         expect(await createTransfers(tx, [{ id: holdId, kind: 'pending', debitAccountId: cards[merchant.currency]!, creditAccountId: merchant.account, amount, currency: merchant.currency, ...(expires ? { timeoutSeconds: holdTimeoutSeconds } : {}) }], now)).toEqual(['ok']);
         await tx.query("insert into authorizations (id, request_id, merchant_id, account_id, amount, currency, decision, status, hold_transfer_id, jws) values ($1, $2, $3, $4, $5, $6, 'approved', 'held', $7, 'x.y.z')", [
@@ -114,7 +118,7 @@ async function run(): Promise<void> {
       });
       holds.push({ rid, merchant, card: cards[merchant.currency]!, amount, expires, state: 'held', captured: 0n, refunded: 0n });
       count('authorize');
-    } else if (roll < 55) {
+    } else if (roll < 48) {
       const hold = pick(held);
       const kind = int(8);
       const amount = kind === 0 ? 0n : kind < 4 ? hold.amount : 1n + BigInt(int(Number(hold.amount))); // zero, full, or 1..amount
@@ -127,12 +131,12 @@ async function run(): Promise<void> {
       // A retried capture answers the same and settles nothing twice.
       if (int(3) === 0) expect((await settleHold(config, ledger, hold.rid, 'capture', amount.toString(), now)).captured_minor).toBe(amount.toString());
       count(amount === 0n ? 'capture:zero' : amount === hold.amount ? 'capture:full' : 'capture:partial');
-    } else if (roll < 59) {
+    } else if (roll < 56) {
       const hold = pick(held);
       await settleHold(config, ledger, hold.rid, 'void', undefined, now);
       hold.state = 'voided';
       count('void');
-    } else if (roll < 65 && held.some((h) => h.expires)) {
+    } else if (roll < 64 && held.some((h) => h.expires)) {
       // Time passes beyond every timeout: the expiry pass releases exactly the held holds that have one.
       const later = new Date(now.getTime() + (holdTimeoutSeconds + 60) * 1000);
       const released = await ledger.run((tx) => expireHolds(tx, later));
@@ -226,7 +230,7 @@ async function run(): Promise<void> {
     await expectBalanced(db);
   }
 
-  for (const key of ['authorize', 'capture:full', 'capture:partial', 'capture:zero', 'void', 'expire', 'refund', 'close:payout', 'close:no-payout', 'close:carried-in', 'close-again']) {
+  for (const key of kinds) {
     expect(counts.get(key) ?? 0, `workload never produced ${key}: ${JSON.stringify([...counts])}`).toBeGreaterThan(0);
   }
 }
