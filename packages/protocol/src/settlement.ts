@@ -59,15 +59,7 @@ export const settlementReport = z.strictObject({
   batch: settlementBatchView,
   lines: z.array(settlementLineView),
   /** Sums over `lines`, and the carried amounts and payout of the batch. */
-  totals: z.strictObject({
-    captured_minor: amountString,
-    refunded_minor: amountString,
-    fees_minor: amountString,
-    net_minor: signedAmountString,
-    carried_in_minor: signedAmountString,
-    payout_minor: amountString,
-    carried_out_minor: signedAmountString,
-  }),
+  totals: settlementBatchView.pick({ captured_minor: true, refunded_minor: true, fees_minor: true, net_minor: true, carried_in_minor: true, payout_minor: true, carried_out_minor: true }),
 });
 export type SettlementReport = z.infer<typeof settlementReport>;
 
