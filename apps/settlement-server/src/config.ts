@@ -48,3 +48,8 @@ export interface SettlementConfig {
   /** Settlement batches, fees and payouts (settlement/options.ts; docs/ledger.md). */
   settlement?: SettlementOptions;
 }
+
+/** The variable that names an issuer's PostgreSQL database: `<ISSUER_ID>_DATABASE_URL`, upper case with `-` → `_` (docs/operations.md). */
+export function issuerDatabaseEnv(issuerId: string): string {
+  return `${issuerId.toUpperCase().replace(/-/g, '_')}_DATABASE_URL`;
+}

@@ -1,5 +1,5 @@
 export { buildSettlementServer, issuerMetadataOf } from './app.ts';
-export type { SeedCard, SettlementConfig } from './config.ts';
+export { issuerDatabaseEnv, type SeedCard, type SettlementConfig } from './config.ts';
 export { createAccount, createTransfers, expirePendingTransfers, ledgerTotals, readAccount, readTransfer } from './ledger/store.ts';
 export { GroupCommit } from './ledger/group-commit.ts';
 export { expireHolds } from './expiry.ts';

@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KessaiError } from '@kessai/protocol';
-import type { Db } from '@kessai/service';
+import { sqlState, type Db } from '@kessai/service';
 import { pino } from 'pino';
 import { settleHold } from '../src/capture.ts';
 import type { SettlementConfig } from '../src/config.ts';
@@ -98,6 +98,27 @@ describe(`ledger store on ${backend}: batches, expiry, group commit`, () => {
     expect(await db.query('select id from ledger_accounts where id = $1', ['acct_gc_bad'])).toEqual([]);
     expect(ledger.stats.jobs).toBe(20);
     expect(ledger.stats.batches).toBeLessThan(20);
+    await expectBalanced(db);
+  });
+
+  it('a job alone in its transaction runs without a savepoint: its failure rolls back its writes and reaches the caller as thrown', async () => {
+    const ledger = new GroupCommit(db, { batchSizeMax: 1 });
+    const failure = new KessaiError('account_not_found');
+    const lone = ledger.run(async (tx) => {
+      await tx.query('insert into ledger_accounts (id, kind, currency) values ($1, $2, $3)', ['acct_lone_bad', 'merchant', 'JPY']);
+      throw failure;
+    });
+    await expect(lone).rejects.toBe(failure);
+    expect(await db.query('select id from ledger_accounts where id = $1', ['acct_lone_bad'])).toEqual([]);
+    // A statement error (a duplicate id) rolls back the same way, and the next job runs normally.
+    const duplicate = ledger.run(async (tx) => {
+      await tx.query('insert into ledger_accounts (id, kind, currency) values ($1, $2, $3)', ['acct_lone_dup', 'merchant', 'JPY']);
+      await tx.query('insert into ledger_accounts (id, kind, currency) values ($1, $2, $3)', ['acct_lone_dup', 'merchant', 'JPY']);
+    });
+    await expect(duplicate).rejects.toSatisfy((err: unknown) => sqlState(err) === '23505');
+    expect(await db.query('select id from ledger_accounts where id = $1', ['acct_lone_dup'])).toEqual([]);
+    expect(await ledger.createTransfers([{ id: 'xfer_lone_ok', kind: 'single', debitAccountId: 'acct_bF', creditAccountId: 'acct_bB', amount: 1n, currency: 'JPY' }], new Date(t0))).toEqual(['ok']);
+    expect(ledger.stats).toMatchObject({ batches: 3, jobs: 3 });
     await expectBalanced(db);
   });
 

@@ -2,7 +2,8 @@
  * Group commit, as TigerBeetle batches requests: every ledger job of this server (authorization
  * holds, captures, voids, refunds, the expiry pass) is queued, and the queue is drained many jobs
  * per database transaction, one after another, each inside its own SAVEPOINT so one job's failure
- * rolls back only that job. A job's promise settles only after its transaction committed. Jobs run
+ * rolls back only that job (a transaction that holds one group only needs none: the transaction
+ * itself rolls back, two round trips fewer). A job's promise settles only after its transaction committed. Jobs run
  * one batch at a time, so the ledger is serialized per server; the queue depth is bounded.
  * Plain transfer submissions (`createTransfers`) queued next to each other are merged into one
  * call of the store (each transfer keeps its own `now`), so they cost one round of locks and
@@ -75,11 +76,18 @@ export class GroupCommit {
   async #commit(batch: Job[]): Promise<void> {
     for (let attempt = 1; ; attempt += 1) {
       try {
-        const outcomes = await this.#db.transaction(async (tx) => {
-          const done: Outcome[] = [];
-          for (const group of mergeable(batch)) done.push(...(await runGroup(tx, group)));
-          return done;
-        });
+        const groups = mergeable(batch);
+        const outcomes = await this.#db
+          .transaction(async (tx) => {
+            if (groups.length === 1) return runAlone(tx, groups[0]!);
+            const done: Outcome[] = [];
+            for (const group of groups) done.push(...(await runGroup(tx, group)));
+            return done;
+          })
+          .catch((err: unknown) => {
+            if (err instanceof GroupFailed) return batch.map((): Outcome => ({ ok: false, err: err.cause }));
+            throw err;
+          });
         this.stats.batches += 1;
         this.stats.jobs += batch.length;
         this.stats.batchSizeMaxSeen = Math.max(this.stats.batchSizeMaxSeen, batch.length);
@@ -112,23 +120,39 @@ function mergeable(batch: Job[]): Job[][] {
 async function runGroup(tx: TxQueryable, group: Job[]): Promise<Outcome[]> {
   await tx.query('savepoint job');
   try {
-    let outcomes: Outcome[];
-    if (group.length === 1) {
-      outcomes = [{ ok: true, value: await group[0]!.run(tx) }];
-    } else {
-      const merged = group.flatMap((job) => job.transfers!.batch.map((transfer) => ({ transfer, nowMs: job.transfers!.nowMs })));
-      const results = await createTransfersEach(tx, merged);
-      let offset = 0;
-      outcomes = group.map((job) => {
-        const value = results.slice(offset, offset + job.transfers!.batch.length);
-        offset += job.transfers!.batch.length;
-        return { ok: true, value };
-      });
-    }
+    const outcomes = await runJobs(tx, group);
     await tx.query('release savepoint job');
     return outcomes;
   } catch (err) {
     await tx.query('rollback to savepoint job');
     return group.map(() => ({ ok: false, err }));
   }
+}
+
+/** A group's failure when it is the transaction's only group: the whole transaction rolls back. */
+class GroupFailed extends Error {
+  constructor(cause: unknown) {
+    super('ledger group failed', { cause });
+  }
+}
+
+/** Runs the transaction's only group without a savepoint; its failure (GroupFailed) rolls back the transaction. */
+async function runAlone(tx: TxQueryable, group: Job[]): Promise<Outcome[]> {
+  try {
+    return await runJobs(tx, group);
+  } catch (err) {
+    throw new GroupFailed(err);
+  }
+}
+
+async function runJobs(tx: TxQueryable, group: Job[]): Promise<Outcome[]> {
+  if (group.length === 1) return [{ ok: true, value: await group[0]!.run(tx) }];
+  const merged = group.flatMap((job) => job.transfers!.batch.map((transfer) => ({ transfer, nowMs: job.transfers!.nowMs })));
+  const results = await createTransfersEach(tx, merged);
+  let offset = 0;
+  return group.map((job) => {
+    const value = results.slice(offset, offset + job.transfers!.batch.length);
+    offset += job.transfers!.batch.length;
+    return { ok: true, value };
+  });
 }

@@ -1,0 +1,133 @@
+/**
+ * One settlement server (role 40) as its own OS process: one issuer per process, so two banks can
+ * sit behind one authentication server (routed by card range) and each can be stopped alone.
+ *
+ *   tsx apps/settlement-server/src/main.ts <config.json>      (or KESSAI_SETTLEMENT_CONFIG=<config.json>)
+ *
+ * The JSON names a demo issuer by id (apps/cli/src/demo-data.ts: its name, conversion mode, cipher
+ * 2 algorithm and seed cards; a full issuer description is not accepted yet, the seed balances are
+ * bigints), the database (or <ISSUER_ID>_DATABASE_URL, else PGlite under the data folder), the data
+ * folder laid out as `kessai start` makes it (pki/, settlement-<issuer>/keys/) and the port (0: a
+ * free one, picked before listening). Once listening it prints one JSON line
+ * `{"listening":"https://…","pid":…}` on stdout; SIGTERM or SIGINT closes it. A missing or invalid
+ * config exits with code 2.
+ */
+import { readFile } from 'node:fs/promises';
+import { createServer as createNetServer, type AddressInfo } from 'node:net';
+import path from 'node:path';
+import { z } from 'zod';
+import { limits } from '@kessai/protocol';
+import { certificateFingerprint, createLogger, loadOrCreateDevPki, loadOrCreateKeyRing, loadOrCreateOperatorToken, openDb, type RateLimitName } from '@kessai/service';
+import { demoIssuers } from '@kessai/cli/demo-data';
+import { buildSettlementServer } from './app.ts';
+import { loadOrCreateCardKeys } from './card-vault.ts';
+import { issuerDatabaseEnv } from './config.ts';
+
+const rateLimit = z.strictObject({ perMinute: z.number().positive(), burst: z.number().int().positive() });
+const mainConfig = z.strictObject({
+  /** A demo issuer's id: sakura-bank or fuji-bank. */
+  issuerId: z.enum(demoIssuers.map((i) => i.id) as [string, ...string[]]),
+  dataDir: z.string().min(1),
+  databaseUrl: z.string().min(1).optional(),
+  host: z.string().min(1).optional(),
+  port: z.number().int().min(0).max(65_535).optional(),
+  /** Default: https://<host>:<port>. */
+  publicBaseUrl: z.url().optional(),
+  /** Default: the data folder's `operator-token` (created if missing), as `kessai start` does. */
+  operatorToken: z.string().min(16).optional(),
+  /** SHA-256 fingerprints of the broker certificates allowed on /internal; default: the data folder's auth-server certificate. */
+  brokerCertificates: z.array(z.string().min(1)).min(1).optional(),
+  /** Name of the log file under <dataDir>/logs (default settlement-<issuer>-<pid>). */
+  logName: z.string().regex(/^[A-Za-z0-9._-]+$/).optional(),
+  poolSizeMax: z.number().int().positive().optional(),
+  /** Rate limits other than limits.rateLimits (the benchmark raises them). */
+  rateLimits: z
+    .strictObject({
+      limits: z.partialRecord(z.enum(Object.keys(limits.rateLimits) as [RateLimitName, ...RateLimitName[]]), rateLimit).optional(),
+      keysMax: z.number().int().positive().optional(),
+    })
+    .optional(),
+});
+
+function refuse(message: string): never {
+  console.error(`settlement-server: ${message}`);
+  process.exit(2);
+}
+
+async function readConfig(file: string | undefined): Promise<z.infer<typeof mainConfig>> {
+  if (!file) refuse('usage: main.ts <config.json> (or KESSAI_SETTLEMENT_CONFIG)');
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    refuse(`cannot read the config ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    refuse(`the config ${file} is not JSON`);
+  }
+  const parsed = mainConfig.safeParse(json);
+  if (!parsed.success) refuse(`invalid config ${file}: ${z.prettifyError(parsed.error).replace(/\n/g, '; ')}`);
+  return parsed.data;
+}
+
+/** The URL (jwks_uri in the metadata) is built into the server before it listens, so port 0 is resolved first. */
+async function freePort(host: string): Promise<number> {
+  const probe = createNetServer();
+  await new Promise<void>((resolve, reject) => probe.once('error', reject).listen(0, host, resolve));
+  const { port } = probe.address() as AddressInfo;
+  await new Promise((resolve) => probe.close(resolve));
+  return port;
+}
+
+const options = await readConfig(process.argv[2] ?? process.env.KESSAI_SETTLEMENT_CONFIG);
+const issuer = demoIssuers.find((i) => i.id === options.issuerId)!;
+const databaseUrl = options.databaseUrl ?? process.env[issuerDatabaseEnv(issuer.id)];
+const dataDir = path.resolve(options.dataDir);
+const host = options.host ?? '127.0.0.1';
+const port = options.port || (await freePort(host));
+const roleDir = path.join(dataDir, `settlement-${issuer.id}`);
+const pki = await loadOrCreateDevPki(path.join(dataDir, 'pki'), [
+  { name: 'auth-server', dnsNames: ['localhost'], ipAddresses: ['127.0.0.1', '::1'], usages: ['server', 'client'] },
+  { name: 'settlement-server', dnsNames: ['localhost'], ipAddresses: ['127.0.0.1', '::1'], usages: ['server'] },
+]);
+const leaf = pki.leaves['settlement-server']!;
+const db = await openDb(databaseUrl ? { url: databaseUrl, ...(options.poolSizeMax ? { poolSizeMax: options.poolSizeMax } : {}) } : { dataDir: path.join(roleDir, 'db') });
+const logger = createLogger({ name: `settlement-${issuer.id}`, file: path.join(dataDir, 'logs', `${options.logName ?? `settlement-${issuer.id}-${process.pid}`}.log`) });
+const app = await buildSettlementServer(
+  Object.freeze({
+    issuerId: issuer.id,
+    name: issuer.name,
+    conversionMode: issuer.conversionMode,
+    publicBaseUrl: options.publicBaseUrl ?? `https://${host}:${port}`,
+    db,
+    logger,
+    keys: await loadOrCreateKeyRing(path.join(roleDir, 'keys'), [
+      { name: 'cipher2', use: 'enc', alg: issuer.cipher2 },
+      { name: 'authorization-signing', use: 'sig' },
+    ]),
+    cardKeys: await loadOrCreateCardKeys(path.join(roleDir, 'keys')),
+    seedCards: issuer.cards,
+    tls: { keyPem: leaf.keyPem, certPem: leaf.certPem, caCertPem: pki.caCertPem },
+    // Only the authentication server's certificate may call /internal (docs/threat-model.md), as in `kessai start`.
+    brokerCertificates: options.brokerCertificates ?? [certificateFingerprint(pki.leaves['auth-server']!.certPem)],
+    operatorToken: options.operatorToken ?? (await loadOrCreateOperatorToken(dataDir)),
+    ...(options.rateLimits ? { rateLimits: options.rateLimits } : {}),
+  }),
+);
+await app.listen({ port, host });
+console.log(JSON.stringify({ listening: `https://${host}:${port}`, pid: process.pid }));
+
+let stopping = false;
+const stop = async () => {
+  if (stopping) return;
+  stopping = true;
+  await app.close().catch(() => undefined);
+  await db.close().catch(() => undefined);
+  logger.flush?.();
+  process.exit(0);
+};
+process.on('SIGTERM', () => void stop());
+process.on('SIGINT', () => void stop());
