@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { sha256Base64url, type CreatePaymentRequest } from '@kessai/protocol';
 import { MerchantClient, type WalletClient } from '@kessai/sdk';
 import { panLookup } from '@kessai/settlement-server';
-import { demoCard, enroll, startTestSystem, type TestSystem } from './support/system.ts';
+import { callJson, demoCard, enroll, startTestSystem, type TestSystem } from './support/system.ts';
 import { codeOf } from './support/errors.ts';
 
 let system: TestSystem;
@@ -153,6 +153,19 @@ describe('refusals of the approval', () => {
     await system.auth.db.query("update payment_requests set expires_at = now() - interval '1 second' where id = $1", [created.id]);
     expect(await codeOf(wallet.approve(request, pin))).toBe('payment_request_expired');
     expect((await merchant.getPaymentRequest(created.id)).status).toBe('expired');
+    // The request turned expired and its event was queued by the same statement, once.
+    const events = await system.auth.db.query<{ body: string }>("select body from webhook_outbox where event_type = 'payment_request.expired' and body like $1", [`%${created.id}%`]);
+    expect(events.map((e) => JSON.parse(e.body) as { data: { id: string; status: string } })).toEqual([expect.objectContaining({ data: expect.objectContaining({ id: created.id, status: 'expired' }) })]);
+  });
+
+  it('a payment link read after expiry turns the request expired and tells the merchant', async () => {
+    const created = await paymentRequest(wallet);
+    await system.auth.db.query("update payment_requests set expires_at = now() - interval '1 second' where id = $1", [created.id]);
+    const link = await callJson(system, 'GET', created.payment_link);
+    expect(link.status).toBe(200);
+    expect((await merchant.getPaymentRequest(created.id)).status).toBe('expired');
+    const events = await system.auth.db.query("select id from webhook_outbox where event_type = 'payment_request.expired' and body like $1", [`%${created.id}%`]);
+    expect(events).toHaveLength(1);
   });
 
   it('refuses a sealed credential whose protected header was altered with credential_invalid, in both modes', async () => {

@@ -46,8 +46,11 @@ async function seedMerchants(config: AuthConfig): Promise<void> {
 /** One pass of the background work; exported so tests can run it without waiting. */
 export async function runWorker(context: AuthContext, dispatcher: WebhookDispatcher, now: Date): Promise<void> {
   const { config } = context;
-  const expired = await config.db.query<PaymentRequestRow>("update payment_requests set status = 'expired', updated_at = now() where status = 'pending' and expires_at <= $1 returning *", [now]);
-  for (const row of expired) await enqueueEvent(config.db, 'payment_request.expired', merchantView(row, config.publicBaseUrl), now);
+  // Expired requests and their events in one transaction: a crash between them would lose the events.
+  await config.db.transaction(async (tx) => {
+    const expired = await tx.query<PaymentRequestRow>("update payment_requests set status = 'expired', updated_at = now() where status = 'pending' and expires_at <= $1 returning *", [now]);
+    for (const row of expired) await enqueueEvent(tx, 'payment_request.expired', merchantView(row, config.publicBaseUrl), now);
+  });
   // A request left `authorizing` by a crash goes back to pending; the issuer answers a new approval with its stored decision.
   await config.db.query("update payment_requests set status = 'pending', credential_id = null, issuer_id = null where status = 'authorizing' and updated_at < $1", [new Date(now.getTime() - 3 * limits.upstreamTimeoutMs)]);
   await config.db.query('delete from device_proofs where expires_at < $1', [now]);

@@ -34,13 +34,12 @@ import { passThrough } from './conversion/pass-through.ts';
 import { renewedForTerminal } from './conversion/renew.ts';
 import { reseal } from './conversion/reseal.ts';
 import type { Issuer } from './issuers.ts';
-import { loadPaymentRequest, merchantView, type PaymentRequestRow } from './payment-requests.ts';
+import { loadPaymentRequest, transitionWithEvent, type PaymentRequestRow } from './payment-requests.ts';
 import { timed } from './server-timing.ts';
-import { enqueueEvent } from './webhooks.ts';
 
 export async function requestForTerminal(context: AuthContext, terminal: TerminalCaller, id: string, now: Date): Promise<PaymentRequestRow> {
   const { config } = context;
-  const row = await loadPaymentRequest(config.db, id, now, (expired) => enqueueEvent(config.db, 'payment_request.expired', merchantView(expired, config.publicBaseUrl), now));
+  const row = await loadPaymentRequest(config.db, id, now, config.publicBaseUrl);
   if (row.wallet_handle !== null && row.wallet_handle !== terminal.credentialId) throw new KessaiError('payment_request_not_found');
   if (row.credential_id !== null && row.credential_id !== terminal.credentialId) throw new KessaiError('payment_request_not_found');
   return row;
@@ -71,17 +70,30 @@ function checkCredentialBinding(terminal: TerminalCaller, sealedCredential: stri
   if (header.iss !== terminal.issuerId || header.typ !== typ.credential) throw new KessaiError('credential_invalid');
 }
 
-async function saveIntent(context: AuthContext, terminal: TerminalCaller, row: PaymentRequestRow, approval: ApprovalPayload): Promise<void> {
-  await context.config.db.transaction(async (tx) => {
-    try {
-      await tx.query('insert into approval_nonces (nonce, request_id) values ($1, $2)', [approval.nonce, row.id]);
-    } catch (err) {
-      if (sqlState(err) === '23505') throw new KessaiError('approval_replayed');
-      throw err;
-    }
-    const updated = await tx.query("update payment_requests set status = 'authorizing', credential_id = $2, issuer_id = $3, updated_at = now() where id = $1 and status = 'pending' returning id", [row.id, terminal.credentialId, terminal.issuerId]);
-    if (updated.length === 0) throw new KessaiError('payment_request_not_pending');
-  });
+/**
+ * Spends the approval's nonce and marks the request `authorizing` (and the credential used), in one
+ * statement: the nonce is inserted only if the request was still pending, and a duplicate nonce
+ * aborts the whole statement (23505).
+ */
+async function saveIntent(context: AuthContext, terminal: TerminalCaller, row: PaymentRequestRow, approval: ApprovalPayload): Promise<PaymentRequestRow> {
+  const { db } = context.config;
+  let saved: unknown[];
+  try {
+    saved = await db.query(
+      `with intent as (update payment_requests set status = 'authorizing', credential_id = $2, issuer_id = $3, updated_at = now() where id = $1 and status = 'pending' returning id),
+       used as (update credentials set last_used_at = now() where id = $2 and exists (select 1 from intent))
+       insert into approval_nonces (nonce, request_id) select $4, id from intent returning request_id`,
+      [row.id, terminal.credentialId, terminal.issuerId, approval.nonce],
+    );
+  } catch (err) {
+    if (sqlState(err) === '23505') throw new KessaiError('approval_replayed');
+    throw err;
+  }
+  if (saved.length === 0) {
+    const spent = await db.query('select 1 from approval_nonces where nonce = $1', [approval.nonce]);
+    throw new KessaiError(spent.length > 0 ? 'approval_replayed' : 'payment_request_not_pending');
+  }
+  return { ...row, status: 'authorizing', credential_id: terminal.credentialId, issuer_id: terminal.issuerId };
 }
 
 /** Step 405: the conversion the issuer asked for in its metadata. */
@@ -108,7 +120,7 @@ export async function approve(context: AuthContext, terminal: TerminalCaller, id
   const approval = await checkApproval(terminal, row, body.approval, now);
   checkCredentialBinding(terminal, body.sealed_credential);
   const issuer = await context.issuers.byId(terminal.issuerId);
-  await saveIntent(context, terminal, row, approval);
+  const authorizing = await saveIntent(context, terminal, row, approval);
   let decision: AuthorizationPayload;
   let jws: string;
   let renewed: string | undefined;
@@ -126,13 +138,10 @@ export async function approve(context: AuthContext, terminal: TerminalCaller, id
   }
   // Step 407: record the outcome and tell the merchant, in one transaction.
   const status = decision.decision === 'approved' ? 'approved' : 'declined';
-  const recorded = await timed('record', () => config.db.transaction(async (tx) => {
-    const [next] = await tx.query<PaymentRequestRow>("update payment_requests set status = $2, authorization_jws = $3, decline_code = $4, updated_at = now() where id = $1 and status = 'authorizing' returning *", [row.id, status, jws, decision.code]);
-    if (!next) throw new Error(`payment request ${row.id} left authorizing while this approval ran`);
-    await tx.query('update credentials set last_used_at = now() where id = $1', [terminal.credentialId]);
-    await enqueueEvent(tx, status === 'approved' ? 'payment_request.approved' : 'payment_request.declined', merchantView(next, config.publicBaseUrl), now);
-    return next;
-  }));
+  const recorded = await timed('record', () =>
+    transitionWithEvent(config.db, authorizing, { status, authorization_jws: jws, decline_code: decision.code }, status === 'approved' ? 'payment_request.approved' : 'payment_request.declined', config.publicBaseUrl, now),
+  );
+  if (!recorded) throw new Error(`payment request ${row.id} left authorizing while this approval ran`);
   config.logger.info({ request: row.id, decision: decision.decision, code: decision.code }, 'step 407: outcome recorded');
   return { ...outcomeOf(recorded), ...(await renewedForTerminal(context, terminal, issuer, body.sealed_credential, renewed)) };
 }
@@ -146,11 +155,7 @@ export async function decline(context: AuthContext, terminal: TerminalCaller, id
   const { config } = context;
   const row = await requestForTerminal(context, terminal, id, now);
   requireAnswerable(row);
-  const cancelled = await config.db.transaction(async (tx) => {
-    const [next] = await tx.query<PaymentRequestRow>("update payment_requests set status = 'cancelled', decline_code = 'payer_declined', credential_id = $2, updated_at = now() where id = $1 and status = 'pending' returning *", [row.id, terminal.credentialId]);
-    if (!next) throw new KessaiError('payment_request_not_pending');
-    await enqueueEvent(tx, 'payment_request.cancelled', merchantView(next, config.publicBaseUrl), now);
-    return next;
-  });
+  const cancelled = await transitionWithEvent(config.db, row, { status: 'cancelled', decline_code: 'payer_declined', credential_id: terminal.credentialId }, 'payment_request.cancelled', config.publicBaseUrl, now);
+  if (!cancelled) throw new KessaiError('payment_request_not_pending');
   return outcomeOf(cancelled);
 }

@@ -22,9 +22,8 @@ import {
 import { authenticateMerchant, type MerchantCaller } from '../callers.ts';
 import type { AuthContext } from '../context.ts';
 import { idempotencyKeyOf, idempotent, requestHash } from '../idempotency.ts';
-import { loadPaymentRequest, merchantView, signTerminalView, type PaymentRequestRow } from '../payment-requests.ts';
+import { loadPaymentRequest, merchantView, signTerminalView, transitionWithEvent, type PaymentRequestRow } from '../payment-requests.ts';
 import { relayRefund } from '../refunds.ts';
-import { enqueueEvent } from '../webhooks.ts';
 
 export async function paymentRequestRoutes(plugin: FastifyInstance, context: AuthContext): Promise<void> {
   const app = plugin.withTypeProvider<ZodTypeProvider>();
@@ -42,7 +41,7 @@ export async function paymentRequestRoutes(plugin: FastifyInstance, context: Aut
   }
 
   async function ownedRequest(merchant: MerchantCaller, id: string): Promise<PaymentRequestRow> {
-    const row = await loadPaymentRequest(config.db, id, new Date(), (expired) => enqueueEvent(config.db, 'payment_request.expired', merchantView(expired, config.publicBaseUrl), new Date()));
+    const row = await loadPaymentRequest(config.db, id, new Date(), config.publicBaseUrl);
     // Another merchant's request does not exist, as far as this merchant can tell.
     if (row.merchant_id !== merchant.id) throw new KessaiError('payment_request_not_found');
     return row;
@@ -92,13 +91,9 @@ export async function paymentRequestRoutes(plugin: FastifyInstance, context: Aut
           schema: settlementCaptureResponse,
           unavailable: 'issuer_unavailable',
         });
-        const updated = await config.db.transaction(async (tx) => {
-          const [next] = await tx.query<PaymentRequestRow>("update payment_requests set status = $2, captured_minor = $3, updated_at = now() where id = $1 and status = 'approved' returning *", [row.id, result.status, parseAmount(result.captured_minor)]);
-          if (!next) throw new KessaiError('authorization_not_capturable');
-          const eventType: WebhookEvent['type'] = result.status === 'captured' ? 'payment_request.captured' : 'payment_request.voided';
-          await enqueueEvent(tx, eventType, merchantView(next, config.publicBaseUrl), new Date());
-          return next;
-        });
+        const eventType: WebhookEvent['type'] = result.status === 'captured' ? 'payment_request.captured' : 'payment_request.voided';
+        const updated = await transitionWithEvent(config.db, row, { status: result.status, captured_minor: parseAmount(result.captured_minor) }, eventType, config.publicBaseUrl, new Date());
+        if (!updated) throw new KessaiError('authorization_not_capturable');
         request.log.info({ request: row.id, action, amount: result.captured_minor }, 'step 409: relayed to the issuer');
         return { status: 200, body: merchantView(updated, config.publicBaseUrl) };
       }),
@@ -124,7 +119,7 @@ export async function paymentLinkRoutes(plugin: FastifyInstance, context: AuthCo
   const app = plugin.withTypeProvider<ZodTypeProvider>();
   const { config } = context;
   app.get('/pay/:id', { schema: { params: z.strictObject({ id: paymentRequestId }) } }, async (request, reply) => {
-    const row = await loadPaymentRequest(config.db, request.params.id, new Date());
+    const row = await loadPaymentRequest(config.db, request.params.id, new Date(), config.publicBaseUrl);
     // A browser (a phone that scanned the shop's QR code) opens the request in the browser wallet.
     if (request.headers.accept?.includes('text/html')) return reply.redirect(`/wallet/?pay=${row.id}`);
     const [merchant] = await config.db.query<{ name: string }>('select name from merchants where id = $1', [row.merchant_id]);
