@@ -1,6 +1,6 @@
 /**
  * The system for the end-to-end benchmark with each server role in its own OS process, so CPU
- * seconds and memory can be read per role: one settlement server (bench/settlement-process.ts,
+ * seconds and memory can be read per role: one settlement server (apps/settlement-server/src/main.ts,
  * the first demo issuer) and one authentication server (apps/auth-server/src/main.ts, with
  * Server-Timing on and rate limits raised). The load generator (terminals and the merchant)
  * is this process; it also receives the merchant's webhooks (step 407's notification).
@@ -150,8 +150,9 @@ export async function startBenchSystem(dataDir: string, pgAdminUrl: string | und
     const settlementPort = await freePort();
     const settlementConfig = path.join(dataDir, 'settlement.json');
     const settlementDb = await databaseUrl('kessai_bench_settlement');
-    await writeFile(settlementConfig, JSON.stringify({ dataDir, issuerId: issuer.id, port: settlementPort, ...(settlementDb ? { databaseUrl: settlementDb } : {}) }), { mode: 0o600 });
-    const settlement = await spawnRole('settlement-server', path.join(root, 'bench', 'settlement-process.ts'), settlementConfig, profileDir);
+    // Rate limits raised: one load generator is all its traffic.
+    await writeFile(settlementConfig, JSON.stringify({ dataDir, issuerId: issuer.id, port: settlementPort, logName: `settlement-${issuer.id}`, rateLimits: loadTestRateLimits, ...(settlementDb ? { databaseUrl: settlementDb } : {}) }), { mode: 0o600 });
+    const settlement = await spawnRole('settlement-server', path.join(root, 'apps', 'settlement-server', 'src', 'main.ts'), settlementConfig, profileDir);
     processes.push(settlement);
 
     const apiKey = `sk_test_${randomBytes(24).toString('base64url')}`;

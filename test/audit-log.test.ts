@@ -11,6 +11,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { limits } from '@kessai/protocol';
 import { MerchantClient, WalletClient } from '@kessai/sdk';
 import { AuditLog, appendAuditEntries, auditLogOf, auditRowHash, createLogger, ensureAuditLog, openDb, verifyAuditChain, type AuditRow, type Db } from '@kessai/service';
 import { businessDayOf, endOfDay } from '@kessai/settlement-server';
@@ -105,6 +106,20 @@ describe('the audit chain on one database', () => {
     } finally {
       if (second !== db) await second.close();
     }
+  });
+
+  it('writes the entries recorded within auditBatchDelayMs of the first in one transaction', async () => {
+    await freshChain(0);
+    let transactions = 0;
+    const counting: Db = { ...db, query: db.query.bind(db), exec: db.exec.bind(db), close: db.close.bind(db), transaction: (fn) => ((transactions += 1), db.transaction(fn)) };
+    const writer = new AuditLog(counting, logger);
+    const first = writer.record({ actor: 'system', action: 'authorization.decided', resource: 'pr_1', outcome: 'approved' });
+    await new Promise((resolve) => setTimeout(resolve, limits.auditBatchDelayMs / 4));
+    const second = writer.record({ actor: 'peer:auth-server', action: 'POST /internal/v1/authorizations', resource: 'pr_1', outcome: '200' });
+    expect(transactions).toBe(0);
+    await Promise.all([first, second]);
+    expect(transactions).toBe(1);
+    expect(await verifyAuditChain(db)).toMatchObject({ ok: true, rows: 2, headSeq: 2n });
   });
 
   it('verifies offline from a database URL with kessai audit verify --database-url (exit 1 when broken)', async () => {

@@ -71,7 +71,7 @@ describe('docs/errors.md', () => {
 
   it('describes payer_declined, the code the authentication server sets when the payer declines', async () => {
     expect(section('`payer_declined`').join('\n')).toMatch(/cancelled/);
-    expect(await readFile(path.join(root, 'apps/auth-server/src/approval.ts'), 'utf8')).toContain("decline_code = 'payer_declined'");
+    expect(await readFile(path.join(root, 'apps/auth-server/src/approval.ts'), 'utf8')).toContain("decline_code: 'payer_declined'");
   });
 });
 

@@ -5,13 +5,10 @@
  * the merchant waiting on A sees it approved. The push channel survives its connection being cut.
  * Needs PostgreSQL (KESSAI_TEST_PG_URL): on PGlite there is one process and no channel to test.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { createServer } from 'node:net';
-import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import { newId } from '@kessai/protocol';
@@ -20,49 +17,11 @@ import { buildSettlementServer, loadOrCreateCardKeys } from '@kessai/settlement-
 import { demoIssuers } from '@kessai/cli/demo-data';
 import { MerchantClient, WalletClient, type VerifiedRequest } from '@kessai/sdk';
 import { scratchPostgres } from './support/database.ts';
+import { freePort, startInstance, stopInstance, type Instance } from './support/processes.ts';
 import { waitFor } from './support/system.ts';
 
-const root = path.resolve(import.meta.dirname, '..');
 const issuer = demoIssuers[0]!;
 const card = issuer.cards.find((c) => c.status === 'active')!;
-
-interface Instance {
-  child: ChildProcess;
-  url: string;
-  output: string[];
-}
-
-/** Starts apps/auth-server/src/main.ts and waits for its `listening` line. */
-async function startInstance(configFile: string): Promise<Instance> {
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'apps/auth-server/src/main.ts'), configFile], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
-  const output: string[] = [];
-  child.stderr!.on('data', (chunk: Buffer) => output.push(chunk.toString()));
-  const url = await new Promise<string>((resolve, reject) => {
-    const lines = createInterface({ input: child.stdout! });
-    lines.on('line', (line) => {
-      output.push(line);
-      if (line.startsWith('{"listening"')) resolve((JSON.parse(line) as { listening: string }).listening);
-    });
-    child.once('exit', (code) => reject(new Error(`auth-server process exited with ${code}: ${output.join('\n')}`)));
-  });
-  return { child, url, output };
-}
-
-async function stopInstance(instance: Instance | undefined): Promise<void> {
-  if (!instance || instance.child.exitCode !== null) return;
-  const exited = new Promise((resolve) => instance.child.once('exit', resolve));
-  instance.child.kill('SIGTERM');
-  await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 5_000))]);
-  if (instance.child.exitCode === null) instance.child.kill('SIGKILL');
-}
-
-async function freePort(): Promise<number> {
-  const probe = createServer();
-  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
-  const { port } = probe.address() as { port: number };
-  await new Promise((resolve) => probe.close(resolve));
-  return port;
-}
 
 const pgUrl = process.env.KESSAI_TEST_PG_URL;
 

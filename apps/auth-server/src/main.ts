@@ -13,7 +13,7 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { AddressInfo } from 'node:net';
-import { createLogger, loadOrCreateDevPki, loadOrCreateKeyRing, openDb, type RateLimitConfig } from '@kessai/service';
+import { createLogger, loadOrCreateDevPki, loadOrCreateKeyRing, openDb, serveUntilSignalled, type RateLimitConfig } from '@kessai/service';
 import { buildAuthServer } from './app.ts';
 import type { IssuerRoute, MerchantSeed } from './config.ts';
 
@@ -79,16 +79,4 @@ const { app } = await buildAuthServer(
 await app.listen({ port: portProbe, host });
 const bound = (app.server.address() as AddressInfo).port;
 if (!publicBaseUrl) publicBaseUrl = `https://${host}:${bound}`;
-console.log(JSON.stringify({ listening: `https://${host}:${bound}`, pid: process.pid }));
-
-let stopping = false;
-const stop = async () => {
-  if (stopping) return;
-  stopping = true;
-  await app.close().catch(() => undefined);
-  await db.close().catch(() => undefined);
-  logger.flush?.();
-  process.exit(0);
-};
-process.on('SIGTERM', () => void stop());
-process.on('SIGINT', () => void stop());
+serveUntilSignalled(`https://${host}:${bound}`, { app, db, logger });

@@ -66,8 +66,7 @@ export async function start(options: StartOptions): Promise<void> {
   console.log('Kessai: stopped.');
 }
 
-export function issuerDatabaseEnv(issuerId: string): string {
-  return `${issuerId.toUpperCase().replace(/-/g, '_')}_DATABASE_URL`;
-}
+// One rule for the variable's name, shared with apps/settlement-server/src/main.ts.
+export { issuerDatabaseEnv } from '@kessai/settlement-server';
 
 export const issuerIds = demoIssuers.map((i) => i.id);

@@ -17,7 +17,7 @@ import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import path from 'node:path';
 import { z } from 'zod';
 import { limits } from '@kessai/protocol';
-import { certificateFingerprint, createLogger, loadOrCreateDevPki, loadOrCreateKeyRing, loadOrCreateOperatorToken, openDb, type RateLimitName } from '@kessai/service';
+import { certificateFingerprint, createLogger, loadOrCreateDevPki, loadOrCreateKeyRing, loadOrCreateOperatorToken, openDb, serveUntilSignalled, type RateLimitName } from '@kessai/service';
 import { demoIssuers } from '@kessai/cli/demo-data';
 import { buildSettlementServer } from './app.ts';
 import { loadOrCreateCardKeys } from './card-vault.ts';
@@ -118,16 +118,4 @@ const app = await buildSettlementServer(
   }),
 );
 await app.listen({ port, host });
-console.log(JSON.stringify({ listening: `https://${host}:${port}`, pid: process.pid }));
-
-let stopping = false;
-const stop = async () => {
-  if (stopping) return;
-  stopping = true;
-  await app.close().catch(() => undefined);
-  await db.close().catch(() => undefined);
-  logger.flush?.();
-  process.exit(0);
-};
-process.on('SIGTERM', () => void stop());
-process.on('SIGINT', () => void stop());
+serveUntilSignalled(`https://${host}:${port}`, { app, db, logger });

@@ -105,5 +105,11 @@ export const limits = {
   rateLimitKeysMax: 100_000,
   /** Audit rows written per transaction, and read per page when the chain is verified. */
   auditBatchMax: 256,
+  /**
+   * How long a server's audit writer waits after the first unwritten entry before it writes, so a
+   * request's domain events, its own row and its neighbours' share one transaction (and one chain
+   * lock) instead of one each. Also the most a crash can lose beyond the batch being written.
+   */
+  auditBatchDelayMs: 20,
   auditVerifyPageMax: 1_000,
 } as const;

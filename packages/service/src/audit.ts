@@ -12,7 +12,8 @@
  * - A trigger refuses UPDATE, DELETE and TRUNCATE. Someone who can drop the trigger can still
  *   rewrite the whole chain from the edited row on, or cut its tail: keep the head (seq and hash,
  *   printed by verify) somewhere they cannot write to detect that.
- * - Rows are written in batches after the response is sent; a crash can lose the last batch.
+ * - Rows are written in batches after the response is sent, auditBatchDelayMs after the first of
+ *   them; a crash can lose the batch not yet written.
  */
 import { createHash } from 'node:crypto';
 import type { TLSSocket } from 'node:tls';
@@ -146,8 +147,10 @@ export async function verifyAuditChain(db: Queryable): Promise<AuditVerification
 }
 
 /**
- * A server's writer: `record` queues an entry and resolves once it is in the chain; entries
- * queued while a batch is being written go together in the next one (at most auditBatchMax).
+ * A server's writer: `record` queues an entry and resolves once it is in the chain. The first
+ * entry waits auditBatchDelayMs, so the entries recorded meanwhile (a request's domain events and
+ * its own row, its neighbours') are written together in one transaction, at most auditBatchMax
+ * at a time; entries queued while a batch is being written go together in the next one.
  * A failed write is logged and never fails the request that caused it.
  */
 export class AuditLog {
@@ -164,7 +167,7 @@ export class AuditLog {
   record(entry: AuditEntry): Promise<void> {
     return new Promise<void>((resolve) => {
       this.#pending.push({ entry: { ...entry, at: entry.at ?? new Date() }, done: resolve });
-      this.#writing ??= this.#drain();
+      this.#writing ??= new Promise((wait) => setTimeout(wait, limits.auditBatchDelayMs)).then(() => this.#drain());
     });
   }
 

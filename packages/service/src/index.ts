@@ -10,3 +10,4 @@ export * from './operator.ts';
 export * from './rate-limit.ts';
 export * from './audit.ts';
 export * from './web.ts';
+export * from './process-main.ts';

@@ -1,0 +1,58 @@
+/**
+ * Servers as their own OS processes for the tests: starts an entry point (apps/<role>/src/main.ts)
+ * with its config file and waits for the `{"listening":…}` line it prints; stops it with SIGTERM
+ * (SIGKILL after 5 s). Their output is kept for the failure message only.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer } from 'node:net';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+
+const root = path.resolve(import.meta.dirname, '..', '..');
+
+export const authServerMain = 'apps/auth-server/src/main.ts';
+export const settlementServerMain = 'apps/settlement-server/src/main.ts';
+
+export interface Instance {
+  child: ChildProcess;
+  url: string;
+  output: string[];
+}
+
+/** Starts `entry` (relative to the repository) with `configFile` and waits for its `listening` line. */
+export async function startInstance(configFile: string, entry: string = authServerMain): Promise<Instance> {
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, entry), configFile], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+  const output: string[] = [];
+  child.stderr!.on('data', (chunk: Buffer) => output.push(chunk.toString()));
+  const url = await new Promise<string>((resolve, reject) => {
+    const lines = createInterface({ input: child.stdout! });
+    lines.on('line', (line) => {
+      output.push(line);
+      if (line.startsWith('{"listening"')) resolve((JSON.parse(line) as { listening: string }).listening);
+    });
+    child.once('exit', (code) => reject(new Error(`${entry} process exited with ${code}: ${output.join('\n')}`)));
+  });
+  return { child, url, output };
+}
+
+/** SIGTERM, then SIGKILL if it has not exited within 5 s; resolves to its exit code (null if killed). */
+export async function stopInstance(instance: Instance | undefined): Promise<number | null> {
+  if (!instance) return null;
+  if (instance.child.exitCode !== null || instance.child.signalCode !== null) return instance.child.exitCode;
+  const exited = new Promise((resolve) => instance.child.once('exit', resolve));
+  instance.child.kill('SIGTERM');
+  await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 5_000))]);
+  if (instance.child.exitCode === null) {
+    instance.child.kill('SIGKILL');
+    await exited;
+  }
+  return instance.child.exitCode;
+}
+
+export async function freePort(): Promise<number> {
+  const probe = createServer();
+  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+  const { port } = probe.address() as { port: number };
+  await new Promise((resolve) => probe.close(resolve));
+  return port;
+}
