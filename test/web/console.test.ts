@@ -148,6 +148,14 @@ describe.skipIf(skipWithoutChromium)('operator consoles in Chromium', () => {
     const batch = page.getByRole('table', { name: /Settlement batches/ }).getByRole('row').filter({ hasText: new Date().toISOString().slice(0, 10) });
     // Captured 4,000, refunded 1,000, fee 2.5 % of 4,000 = 100, net and payout 2,900, two lines.
     expect((await batch.getByRole('cell').allTextContents()).slice(0, 10)).toEqual([expect.any(String), expect.stringMatching(/^stb_/), system.merchant.merchantId, 'JPY', '4,000', '1,000', '100', '2,900', '2,900', '2']);
+    // The operator opens the batch's report from its row: its heading takes focus and it lists both lines.
+    await batch.getByRole('button', { name: /View the report of batch/ }).click();
+    const reportHeading = page.getByRole('heading', { name: /^Report of stb_/ });
+    await reportHeading.waitFor();
+    expect(await page.evaluate(() => document.activeElement?.id)).toBe('settlement-report-heading');
+    const lines = page.getByRole('table', { name: /^Lines of batch stb_/ });
+    expect(await lines.getByRole('row').count()).toBe(3); // the header and the two lines
+    expect(await page.getByRole('region', { name: /^Report of stb_/ }).getByText(/^Totals:/).textContent()).toMatch(/payout .*2,900/);
     await page.getByRole('radio', { name: 'hour' }).check();
     expect(await accessibilityProblems(page)).toEqual([]);
     await screenshot(page, 'console-settlement');

@@ -7,7 +7,7 @@
 import { StrictMode, useEffect, useState } from 'react';
 import { createRoot } from 'react-dom/client';
 import { amountDigits, amountText } from '../../shared/console/format.ts';
-import { ProblemAnswer, type Page } from '../../shared/console/operator.ts';
+import type { Page } from '../../shared/console/operator.ts';
 import { ConsoleApp, DataTable, Id, Section, Status, Time, type Column, type Session } from '../../shared/console/ui.tsx';
 import { VolumeChart, type BucketSize, type VolumeBucket } from './volume-chart.tsx';
 
@@ -85,10 +85,7 @@ interface Data {
   captures: Page<Transfer>;
   refunds: Page<Refund>;
   volume: Record<BucketSize, VolumeBucket[]>;
-  /** null when this server does not offer settlement batches. */
-  batches: Batch[] | null;
-  /** Whether the server answers a batch's report to the operator (found out once, with the first batch). */
-  reportsOffered: boolean;
+  batches: Batch[];
   loadedAt: Date;
 }
 
@@ -104,30 +101,9 @@ async function load(session: Session): Promise<Data> {
     get<Page<Refund>>(`/admin/v1/refunds?limit=${recent}`),
     get<{ buckets: VolumeBucket[] }>('/admin/v1/volume?bucket=hour'),
     get<{ buckets: VolumeBucket[] }>('/admin/v1/volume?bucket=day'),
-    get<{ batches: Batch[] }>(batchesPath).then(
-      (list) => list.batches,
-      (err: unknown) => {
-        if (err instanceof ProblemAnswer && (err.status === 404 || err.status === 405)) return null;
-        throw err;
-      },
-    ),
+    get<{ batches: Batch[] }>(batchesPath),
   ]);
-  const first = batches?.[0];
-  if (reportsOffered === undefined && first) reportsOffered = await offersReports(session, first.id);
-  return { accounts, authorizations, captures, refunds, volume: { hour: hour.buckets, day: day.buckets }, batches, reportsOffered: reportsOffered ?? false, loadedAt: new Date() };
-}
-
-let reportsOffered: boolean | undefined;
-
-/** A server without the report route answers `not_found`; with it, a report (or another problem). */
-async function offersReports(session: Session, batchId: string): Promise<boolean> {
-  try {
-    await session.call('GET', `${batchesPath}/${batchId}/report`);
-    return true;
-  } catch (err) {
-    if (err instanceof ProblemAnswer) return err.code !== 'not_found';
-    throw err;
-  }
+  return { accounts, authorizations, captures, refunds, volume: { hour: hour.buckets, day: day.buckets }, batches: batches.batches, loadedAt: new Date() };
 }
 
 const money = (currency: string, minor: string) => <span className={minor.startsWith('-') ? 'negative' : undefined}>{amountDigits(minor, currency)}</span>;
@@ -233,10 +209,9 @@ function downloadText(name: string, text: string, type: string) {
   setTimeout(() => URL.revokeObjectURL(url), 1_000);
 }
 
-function Batches(props: { batches: Batch[] | null; reportsOffered: boolean; session: Session }) {
+function Batches(props: { batches: Batch[]; session: Session }) {
   const [report, setReport] = useState<Report | null>(null);
   const [problem, setProblem] = useState<string | null>(null);
-  if (props.batches === null) return <p className="hint">This settlement server does not offer settlement batches.</p>;
   const open = async (batch: Batch) => {
     try {
       setReport(await props.session.call<Report>('GET', `${batchesPath}/${batch.id}/report`));
@@ -287,8 +262,7 @@ function Batches(props: { batches: Batch[] | null; reportsOffered: boolean; sess
           {problem}
         </p>
       )}
-      {!props.reportsOffered && props.batches.length > 0 && <p className="hint">Each merchant downloads its batch reports (JSON and CSV) through the merchant API; <code>kessai settle list</code> lists the batches.</p>}
-      <DataTable caption="Settlement batches, newest business day first" columns={props.reportsOffered ? [...columns, reportColumn] : columns} rows={props.batches} rowKey={(b) => b.id} empty="No business day has been closed yet (kessai settle close)." />
+      <DataTable caption="Settlement batches, newest business day first" columns={[...columns, reportColumn]} rows={props.batches} rowKey={(b) => b.id} empty="No business day has been closed yet (kessai settle close)." />
       {report && (
         <section aria-labelledby="settlement-report-heading">
           <h3 id="settlement-report-heading" tabIndex={-1}>
@@ -362,7 +336,7 @@ function SettlementConsole() {
             <DataTable caption={`Recent refunds, newest first (at most ${recent})`} columns={refundColumns} rows={data.refunds.items} rowKey={(r) => r.id} empty="No refunds yet." hasMore={data.refunds.has_more} />
           </Section>
           <Section id="batches" title="Settlement batches">
-            <Batches batches={data.batches} reportsOffered={data.reportsOffered} session={session} />
+            <Batches batches={data.batches} session={session} />
           </Section>
         </>
       )}
