@@ -17,6 +17,7 @@ import { createInterface } from 'node:readline';
 import { newId } from '@kessai/protocol';
 import { loadOrCreateDevPki, loadTestRateLimits } from '@kessai/service';
 import { demoIssuers } from '@kessai/cli/demo-data';
+import { issuerDatabaseEnv } from '@kessai/settlement-server';
 import { scratchDatabase, type Scratch } from './pg.ts';
 
 const root = path.resolve(import.meta.dirname, '..');
@@ -55,6 +56,15 @@ async function freePort(): Promise<number> {
   const { port } = probe.address() as AddressInfo;
   await new Promise((resolve) => probe.close(resolve));
   return port;
+}
+
+/** The auth server's and the issuer's databases from AUTH_DATABASE_URL and <ISSUER>_DATABASE_URL: both or neither. */
+function configuredDatabases(issuerId: string): { auth: string; settlement: string } | undefined {
+  const auth = process.env.AUTH_DATABASE_URL;
+  const settlement = process.env[issuerDatabaseEnv(issuerId)];
+  if (!auth && !settlement) return undefined;
+  if (!auth || !settlement) throw new Error(`set both AUTH_DATABASE_URL and ${issuerDatabaseEnv(issuerId)}, or neither (PGlite)`);
+  return { auth, settlement };
 }
 
 async function spawnRole(role: string, entry: string, configFile: string, profileDir?: string): Promise<RoleProcess> {
@@ -119,8 +129,12 @@ export async function startBenchSystem(dataDir: string, pgAdminUrl: string | und
     for (const s of scratches) await s.drop().catch(() => undefined);
   };
   try {
-    const databaseUrl = async (prefix: string) => {
-      if (!pgAdminUrl) return undefined;
+    // Scratch databases on the admin URL's server (dropped at the end); else the databases the
+    // `*_DATABASE_URL` variables name, as `npm start` reads them (kept: the run adds its merchant,
+    // terminals and payments to them); else PGlite under the data folder.
+    const configured = configuredDatabases(issuer.id);
+    const databaseUrl = async (prefix: string, role: 'auth' | 'settlement') => {
+      if (!pgAdminUrl) return configured?.[role];
       const scratch = await scratchDatabase(pgAdminUrl, prefix);
       scratches.push(scratch);
       return scratch.url;
@@ -149,7 +163,7 @@ export async function startBenchSystem(dataDir: string, pgAdminUrl: string | und
 
     const settlementPort = await freePort();
     const settlementConfig = path.join(dataDir, 'settlement.json');
-    const settlementDb = await databaseUrl('kessai_bench_settlement');
+    const settlementDb = await databaseUrl('kessai_bench_settlement', 'settlement');
     // Rate limits raised: one load generator is all its traffic.
     await writeFile(settlementConfig, JSON.stringify({ dataDir, issuerId: issuer.id, port: settlementPort, logName: `settlement-${issuer.id}`, rateLimits: loadTestRateLimits, ...(settlementDb ? { databaseUrl: settlementDb } : {}) }), { mode: 0o600 });
     const settlement = await spawnRole('settlement-server', path.join(root, 'apps', 'settlement-server', 'src', 'main.ts'), settlementConfig, profileDir);
@@ -157,7 +171,7 @@ export async function startBenchSystem(dataDir: string, pgAdminUrl: string | und
 
     const apiKey = `sk_test_${randomBytes(24).toString('base64url')}`;
     const authConfig = path.join(dataDir, 'auth.json');
-    const authDb = await databaseUrl('kessai_bench_auth');
+    const authDb = await databaseUrl('kessai_bench_auth', 'auth');
     await writeFile(
       authConfig,
       JSON.stringify({
@@ -175,7 +189,7 @@ export async function startBenchSystem(dataDir: string, pgAdminUrl: string | und
     const auth = await spawnRole('auth-server', path.join(root, 'apps', 'auth-server', 'src', 'main.ts'), authConfig, profileDir);
     processes.push(auth);
     return Object.assign(system, {
-      backend: pgAdminUrl ? ('postgres' as const) : ('pglite' as const),
+      backend: pgAdminUrl || configured ? ('postgres' as const) : ('pglite' as const),
       auth,
       settlement,
       caCertPem: pki.caCertPem,
