@@ -3,44 +3,27 @@
  * (pinAttemptsPerCredentialMax locks the credential, keyed by its device key), and the documented
  * unlock path (`POST /admin/v1/cards/unlock`, `kessai cards unlock`) by account id or credential id.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { Command } from 'commander';
 import { limits } from '@kessai/protocol';
-import { MerchantClient, type WalletClient } from '@kessai/sdk';
+import type { WalletClient } from '@kessai/sdk';
 import { accountIdOfCard } from '@kessai/settlement-server';
 import { pinHashCostDefault } from '../apps/settlement-server/src/pin.ts';
 import { registerCardsCommands } from '../apps/cli/src/cards-commands.ts';
-import { callJson, demoCard, enroll, startTestSystem, type TestSystem } from './support/system.ts';
-import { idempotencyKey } from './support/payer.ts';
+import { callJson, demoCard } from './support/system.ts';
+import { idempotencyKey, merchantForFile } from './support/payer.ts';
 
-let system: TestSystem;
-let merchant: MerchantClient;
-const wallets: WalletClient[] = [];
-beforeAll(async () => {
-  system = await startTestSystem();
-  merchant = new MerchantClient({ baseUrl: system.auth.url, apiKey: system.merchant.apiKey, caCertPem: system.pki.caCertPem });
-});
-afterAll(async () => {
-  for (const wallet of wallets) await wallet.close();
-  await merchant?.close();
-  await system?.stop();
-});
-
-async function walletFor(cardNumber: string): Promise<WalletClient> {
-  const wallet = await enroll(system, cardNumber);
-  wallets.push(wallet);
-  return wallet;
-}
+const kessai = merchantForFile();
 
 /** One payment of JPY 100 answered with `pin`: the decline code, or 'approved'. */
 async function pay(wallet: WalletClient, pin: string): Promise<string> {
-  const created = await merchant.createPaymentRequest({ order_id: `o-${idempotencyKey()}`, currency: 'JPY', amount_minor: '100', line_items: [{ description: 'Mochi', quantity: 1, unit_price_minor: '100' }] }, idempotencyKey());
+  const created = await kessai.merchant.createPaymentRequest({ order_id: `o-${idempotencyKey()}`, currency: 'JPY', amount_minor: '100', line_items: [{ description: 'Mochi', quantity: 1, unit_price_minor: '100' }] }, idempotencyKey());
   const outcome = await wallet.approve(await wallet.fetchRequest(created.id), pin);
   return outcome.status === 'approved' ? 'approved' : String(outcome.decline_code);
 }
 
 function settlementOf(cardNumber: string) {
-  return system.settlements.find((s) => s.issuer.id === demoCard(cardNumber).issuer.id)!;
+  return kessai.system.settlements.find((s) => s.issuer.id === demoCard(cardNumber).issuer.id)!;
 }
 
 async function accountOf(cardNumber: string): Promise<string> {
@@ -48,8 +31,8 @@ async function accountOf(cardNumber: string): Promise<string> {
   return (await accountIdOfCard(settlement.config.db, settlement.config.cardKeys, cardNumber))!;
 }
 
-function unlock(cardNumber: string, body: unknown, token = system.operatorToken) {
-  return callJson(system, 'POST', `${settlementOf(cardNumber).url}/admin/v1/cards/unlock`, body, { authorization: `Bearer ${token}` });
+function unlock(cardNumber: string, body: unknown, token = kessai.system.operatorToken) {
+  return callJson(kessai.system, 'POST', `${settlementOf(cardNumber).url}/admin/v1/cards/unlock`, body, { authorization: `Bearer ${token}` });
 }
 
 const wrongPin = '0001';
@@ -57,7 +40,7 @@ const wrongPin = '0001';
 describe('PIN attempts per account', () => {
   it(`locks the card after pinAttemptsMax (${limits.pinAttemptsMax}) wrong PINs, refuses the right PIN with pin_locked, and pays again after the operator unlocks the account`, async () => {
     const cardNumber = '4242424242424242';
-    const wallet = await walletFor(cardNumber);
+    const wallet = await kessai.payer(cardNumber);
     const codes = [];
     for (let attempt = 0; attempt < limits.pinAttemptsMax; attempt++) codes.push(await pay(wallet, wrongPin));
     expect(codes).toEqual([...Array(limits.pinAttemptsMax - 1).fill('pin_incorrect'), 'pin_locked']);
@@ -75,8 +58,8 @@ describe('PIN attempts per credential', () => {
   it(`locks one credential after pinAttemptsPerCredentialMax (${limits.pinAttemptsPerCredentialMax}) wrong PINs even when another credential's right PIN reset the account, with credential_locked`, async () => {
     const cardNumber = '5555555555554444';
     const pin = demoCard(cardNumber).pin;
-    const thief = await walletFor(cardNumber);
-    const owner = await walletFor(cardNumber);
+    const thief = await kessai.payer(cardNumber);
+    const owner = await kessai.payer(cardNumber);
     const codes = [];
     for (let attempt = 0; attempt < limits.pinAttemptsPerCredentialMax - 1; attempt++) codes.push(await pay(thief, wrongPin));
     // The owner pays from another storage: the account's count goes back to zero…
@@ -94,7 +77,7 @@ describe('PIN attempts per credential', () => {
 
   it('resets a credential’s count with a right PIN through it', async () => {
     const cardNumber = '4000056655665556';
-    const wallet = await walletFor(cardNumber);
+    const wallet = await kessai.payer(cardNumber);
     const codes = [];
     for (let round = 0; round < 2; round++) {
       for (let attempt = 0; attempt < limits.pinAttemptsPerCredentialMax - 1; attempt++) codes.push(await pay(wallet, wrongPin));
@@ -129,12 +112,12 @@ describe('the unlock path', () => {
 
   it('kessai cards unlock lifts a lock through the operator endpoint', async () => {
     const cardNumber = '4242424242424242';
-    const wallet = await walletFor(cardNumber);
+    const wallet = await kessai.payer(cardNumber);
     for (let attempt = 0; attempt < limits.pinAttemptsMax; attempt++) await pay(wallet, wrongPin);
     expect(await pay(wallet, demoCard(cardNumber).pin)).toBe('pin_locked');
     const settlement = settlementOf(cardNumber);
     const program = new Command('kessai').exitOverride();
-    registerCardsCommands(program, system.dataDir);
+    registerCardsCommands(program, kessai.system.dataDir);
     const written: string[] = [];
     const write = process.stdout.write.bind(process.stdout);
     process.stdout.write = ((chunk: string) => written.push(String(chunk)) > 0) as typeof process.stdout.write;

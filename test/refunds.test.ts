@@ -4,62 +4,53 @@
  * shop as a signed `payment_request.refunded` event; refusals for too much and for a payment that
  * was not captured.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { Agent, request } from 'undici';
-import type { MerchantClient, WalletClient } from '@kessai/sdk';
 import { ledgerTotals } from '@kessai/settlement-server';
-import { waitFor, type TestSystem } from './support/system.ts';
+import { waitFor } from './support/system.ts';
 import { codeOf } from './support/errors.ts';
-import { approvedRequest, cardAccount, idempotencyKey, startWithPayer } from './support/payer.ts';
+import { idempotencyKey, payerForFile } from './support/payer.ts';
 
-let system: TestSystem;
-let merchant: MerchantClient;
-let wallet: WalletClient;
-const cardNumber = '4000056655665556';
-let stop = async () => {};
-beforeAll(async () => {
-  ({ system, merchant, wallet, stop } = await startWithPayer(cardNumber));
-});
-afterAll(() => stop());
+const kessai = payerForFile('4000056655665556');
 
-const sakura = () => system.settlements.find((s) => s.issuer.id === 'sakura-bank')!;
+const sakura = () => kessai.system.settlements.find((s) => s.issuer.id === 'sakura-bank')!;
 
 describe('refunds', () => {
   it('refunds a capture in several parts up to the captured amount, each a reverse transfer, and refuses more with refund_exceeds_captured', async () => {
-    const id = await approvedRequest(merchant, wallet, cardNumber, 5000n);
-    await merchant.capture(id, { amountMinor: 4000n }, idempotencyKey());
-    const before = await cardAccount(system, cardNumber);
-    const first = await merchant.refund(id, 1500n, idempotencyKey());
+    const id = await kessai.approved(5000n);
+    await kessai.merchant.capture(id, { amountMinor: 4000n }, idempotencyKey());
+    const before = await kessai.account();
+    const first = await kessai.merchant.refund(id, 1500n, idempotencyKey());
     expect(first).toMatchObject({ payment_request_id: id, currency: 'JPY', amount_minor: '1500', refunded_minor: '1500', captured_minor: '4000' });
-    const second = await merchant.refund(id, 2500n, idempotencyKey());
+    const second = await kessai.merchant.refund(id, 2500n, idempotencyKey());
     expect(second).toMatchObject({ amount_minor: '2500', refunded_minor: '4000' });
     expect(second.id).not.toBe(first.id);
-    expect((await cardAccount(system, cardNumber)).creditsPosted - before.creditsPosted).toBe(4000n);
-    expect(await codeOf(merchant.refund(id, 1n, idempotencyKey()))).toBe('refund_exceeds_captured');
+    expect((await kessai.account()).creditsPosted - before.creditsPosted).toBe(4000n);
+    expect(await codeOf(kessai.merchant.refund(id, 1n, idempotencyKey()))).toBe('refund_exceeds_captured');
     for (const row of await ledgerTotals(sakura().config.db)) expect([row.debits_pending, row.debits_posted]).toEqual([row.credits_pending, row.credits_posted]);
   });
 
   it('answers a retried refund with the same Idempotency-Key with the stored answer and moves the money once', async () => {
-    const id = await approvedRequest(merchant, wallet, cardNumber, 3000n);
-    await merchant.capture(id, {}, idempotencyKey());
-    const before = await cardAccount(system, cardNumber);
+    const id = await kessai.approved(3000n);
+    await kessai.merchant.capture(id, {}, idempotencyKey());
+    const before = await kessai.account();
     const retryKey = idempotencyKey();
-    const first = await merchant.refund(id, 700n, retryKey);
-    expect(await merchant.refund(id, 700n, retryKey)).toEqual(first);
-    expect((await cardAccount(system, cardNumber)).creditsPosted - before.creditsPosted).toBe(700n);
-    expect(await codeOf(merchant.refund(id, 800n, retryKey))).toBe('idempotency_key_reused');
+    const first = await kessai.merchant.refund(id, 700n, retryKey);
+    expect(await kessai.merchant.refund(id, 700n, retryKey)).toEqual(first);
+    expect((await kessai.account()).creditsPosted - before.creditsPosted).toBe(700n);
+    expect(await codeOf(kessai.merchant.refund(id, 800n, retryKey))).toBe('idempotency_key_reused');
   });
 
   it('the issuer refuses a refund beyond the capture by itself, and answers a repeated refund id without moving money twice', async () => {
-    const id = await approvedRequest(merchant, wallet, cardNumber, 1000n);
-    await merchant.capture(id, { amountMinor: 600n }, idempotencyKey());
-    const refund = await merchant.refund(id, 600n, idempotencyKey());
-    const before = await cardAccount(system, cardNumber);
+    const id = await kessai.approved(1000n);
+    await kessai.merchant.capture(id, { amountMinor: 600n }, idempotencyKey());
+    const refund = await kessai.merchant.refund(id, 600n, idempotencyKey());
+    const before = await kessai.account();
     // The authentication server's retry after a crash sends the same refund id again.
-    const [row] = await system.auth.db.query<{ issuer_id: string }>('select issuer_id from payment_requests where id = $1', [id]);
+    const [row] = await kessai.system.auth.db.query<{ issuer_id: string }>('select issuer_id from payment_requests where id = $1', [id]);
     expect(row!.issuer_id).toBe('sakura-bank');
-    const client = system.pki.leaves['auth-server']!;
-    const agent = new Agent({ connect: { ca: system.pki.caCertPem, cert: client.certPem, key: client.keyPem } });
+    const client = kessai.system.pki.leaves['auth-server']!;
+    const agent = new Agent({ connect: { ca: kessai.system.pki.caCertPem, cert: client.certPem, key: client.keyPem } });
     try {
       const call = async (body: unknown) => {
         const response = await request(`${sakura().url}/internal/v1/authorizations/${id}/refunds`, { method: 'POST', dispatcher: agent, body: JSON.stringify(body), headers: { 'content-type': 'application/json' } });
@@ -70,26 +61,26 @@ describe('refunds', () => {
     } finally {
       await agent.close();
     }
-    expect((await cardAccount(system, cardNumber)).creditsPosted).toBe(before.creditsPosted);
+    expect((await kessai.account()).creditsPosted).toBe(before.creditsPosted);
   });
 
   it('refuses to refund a payment that was not captured with authorization_not_refundable', async () => {
-    const id = await approvedRequest(merchant, wallet, cardNumber, 900n);
-    expect(await codeOf(merchant.refund(id, 100n, idempotencyKey()))).toBe('authorization_not_refundable');
-    await merchant.void(id, idempotencyKey());
-    expect(await codeOf(merchant.refund(id, 100n, idempotencyKey()))).toBe('authorization_not_refundable');
+    const id = await kessai.approved(900n);
+    expect(await codeOf(kessai.merchant.refund(id, 100n, idempotencyKey()))).toBe('authorization_not_refundable');
+    await kessai.merchant.void(id, idempotencyKey());
+    expect(await codeOf(kessai.merchant.refund(id, 100n, idempotencyKey()))).toBe('authorization_not_refundable');
   });
 
   it('sends the shop a signed payment_request.refunded event carrying the refund', async () => {
-    const id = await approvedRequest(merchant, wallet, cardNumber, 1200n);
-    await merchant.capture(id, {}, idempotencyKey());
-    const refund = await merchant.refund(id, 200n, idempotencyKey());
-    const [outbox] = await system.auth.db.query<{ body: string }>("select body from webhook_outbox where event_type = 'payment_request.refunded' and body like $1", [`%${refund.id}%`]);
+    const id = await kessai.approved(1200n);
+    await kessai.merchant.capture(id, {}, idempotencyKey());
+    const refund = await kessai.merchant.refund(id, 200n, idempotencyKey());
+    const [outbox] = await kessai.system.auth.db.query<{ body: string }>("select body from webhook_outbox where event_type = 'payment_request.refunded' and body like $1", [`%${refund.id}%`]);
     const event = JSON.parse(outbox!.body) as { id: string; data: { id: string }; refund: { id: string; amount_minor: string } };
     expect(event).toMatchObject({ data: { id }, refund: { id: refund.id, amount_minor: '200' } });
     // The shop accepts it only if the signature verifies; it records each processed event.
     const seen = await waitFor('the shop to process the refund event', async () => {
-      const [row] = await system.shop.db.query<{ type: string }>('select type from processed_webhook_events where event_id = $1', [event.id]);
+      const [row] = await kessai.system.shop.db.query<{ type: string }>('select type from processed_webhook_events where event_id = $1', [event.id]);
       return row?.type;
     });
     expect(seen).toBe('payment_request.refunded');

@@ -1,8 +1,9 @@
 /**
- * The payer's side of a test: the ledger account behind a demo card, and a payment request the
- * merchant created and the payer's terminal approved.
+ * The payer's side of a test: the ledger account behind a demo card, a payment request the
+ * merchant created and the payer's terminal approved, and a system with the demo merchant's client
+ * and enrolled payers, started once for a test file.
  */
-import { expect } from 'vitest';
+import { afterAll, beforeAll, expect } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { MerchantClient, type WalletClient } from '@kessai/sdk';
 import { accountIdOfCard, readAccount } from '@kessai/settlement-server';
@@ -27,19 +28,64 @@ export async function approvedRequest(merchant: MerchantClient, wallet: WalletCl
   return created.id;
 }
 
-/** A whole system, the demo merchant's client and one enrolled payer for a test file; stop() closes all three. */
-export async function startWithPayer(cardNumber: string, options?: Parameters<typeof startTestSystem>[0]) {
+/** A whole system and the demo merchant's client; payer() enrolls a wallet; stop() closes them all. */
+export async function startWithMerchant(options?: Parameters<typeof startTestSystem>[0]) {
   const system = await startTestSystem(options);
   const merchant = new MerchantClient({ baseUrl: system.auth.url, apiKey: system.merchant.apiKey, caCertPem: system.pki.caCertPem });
-  const wallet = await enroll(system, cardNumber);
+  const wallets: WalletClient[] = [];
   return {
     system,
     merchant,
-    wallet,
+    /** A wallet enrolled with `cardNumber`, closed by stop(). */
+    async payer(cardNumber: string): Promise<WalletClient> {
+      const wallet = await enroll(system, cardNumber);
+      wallets.push(wallet);
+      return wallet;
+    },
     async stop() {
-      await wallet.close();
+      for (const wallet of wallets) await wallet.close();
       await merchant.close();
       await system.stop();
     },
   };
+}
+
+/** A whole system, the demo merchant's client and one enrolled payer for a test file; stop() closes all three. */
+export async function startWithPayer(cardNumber: string, options?: Parameters<typeof startTestSystem>[0]) {
+  const { system, merchant, payer, stop } = await startWithMerchant(options);
+  return { system, merchant, wallet: await payer(cardNumber), stop };
+}
+
+/** startWithMerchant for the whole test file: started in beforeAll, stopped in afterAll; read it inside the tests. */
+export function merchantForFile(options?: Parameters<typeof startTestSystem>[0]) {
+  return forFile(() => startWithMerchant(options));
+}
+
+/**
+ * startWithPayer for the whole test file: started in beforeAll, stopped in afterAll; read it inside
+ * the tests. approved(amount) is approvedRequest and account() is cardAccount, for this payer's card.
+ */
+export function payerForFile(cardNumber: string, options?: Parameters<typeof startTestSystem>[0]) {
+  return forFile(async () => {
+    const started = await startWithPayer(cardNumber, options);
+    return {
+      ...started,
+      approved: (amount: bigint) => approvedRequest(started.merchant, started.wallet, cardNumber, amount),
+      account: () => cardAccount(started.system, cardNumber),
+    };
+  });
+}
+
+function forFile<T extends { stop(): Promise<void> }>(start: () => Promise<T>): T {
+  let started: T | undefined;
+  beforeAll(async () => {
+    started = await start();
+  });
+  afterAll(() => started?.stop());
+  return new Proxy({} as T, {
+    get(_, key) {
+      if (!started) throw new Error('the test system starts in beforeAll: read it inside a test or a hook');
+      return started[key as keyof T];
+    },
+  });
 }

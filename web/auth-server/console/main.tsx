@@ -3,8 +3,8 @@
  * their states, credential records with a revoke button, and webhook deliveries. This server keeps
  * no personal data, and the console shows none: ids, states, amounts and times only.
  */
-import { StrictMode, useCallback, useEffect, useRef, useState } from 'react';
-import { createRoot } from 'react-dom/client';
+import { useCallback, useEffect, useRef, useState } from 'react';
+import { mount } from '../../shared/mount.tsx';
 import { amountDigits, amountText } from '../../shared/console/format.ts';
 import type { Page } from '../../shared/console/operator.ts';
 import { ConsoleApp, DataTable, Id, Section, Status, Time, type Column, type Session } from '../../shared/console/ui.tsx';
@@ -246,8 +246,4 @@ function AuthConsole() {
   );
 }
 
-createRoot(document.getElementById('root')!).render(
-  <StrictMode>
-    <AuthConsole />
-  </StrictMode>,
-);
+mount(<AuthConsole />);

@@ -4,11 +4,12 @@
  * removable storage), payment requests arriving live, the confirmation screen (verified merchant,
  * every item, quantity, total), PIN entry, decline, and the history of payments.
  */
-import { StrictMode, useCallback, useEffect, useRef, useState, type FormEvent } from 'react';
-import { createRoot } from 'react-dom/client';
+import { useCallback, useEffect, useRef, useState, type FormEvent } from 'react';
 import '../../shared/ui.css';
 import { ApiError, describeError } from '../../shared/api.ts';
-import { lineTotal, money } from '../../shared/format.ts';
+import { money } from '../../shared/format.ts';
+import { LineItems } from '../../shared/line-items.tsx';
+import { mount } from '../../shared/mount.tsx';
 import { isExpired, isValidCardNumber, normalizeCardNumber } from '../../../packages/protocol/src/card.ts';
 import { safeDisplay } from '../../../packages/protocol/src/display.ts';
 import { lineItemsTotal } from '../../../packages/protocol/src/money.ts';
@@ -305,37 +306,7 @@ function Confirm({ view, terminal, onFinished, onBack }: { view: TerminalRequest
         <span className="status ok">verified</span>
       </p>
       <p className="muted">This request is signed by the authentication server; the signature was checked before it was shown. Order {safeDisplay(view.order_id)}.</p>
-      <table>
-        <caption className="sr-only">Items to pay for</caption>
-        <thead>
-          <tr>
-            <th scope="col">Item</th>
-            <th scope="col" className="num" aria-label="Quantity">Qty</th>
-            <th scope="col" className="num">Price</th>
-            <th scope="col" className="num">Amount</th>
-          </tr>
-        </thead>
-        <tbody>
-          {view.line_items.map((item, index) => (
-            <tr key={index}>
-              <td>{safeDisplay(item.description)}</td>
-              <td className="num">{item.quantity}</td>
-              <td className="num">{money(item.unit_price_minor, view.currency)}</td>
-              <td className="num">{money(lineTotal(item.quantity, item.unit_price_minor), view.currency)}</td>
-            </tr>
-          ))}
-        </tbody>
-        <tfoot>
-          <tr>
-            <th scope="row" colSpan={3}>
-              Total
-            </th>
-            <td className="num" data-testid="confirm-total">
-              {money(view.amount_minor, view.currency)}
-            </td>
-          </tr>
-        </tfoot>
-      </table>
+      <LineItems caption="Items to pay for" currency={view.currency} items={view.line_items} totalMinor={view.amount_minor} totalTestId="confirm-total" />
       <p className="muted">Valid until {new Date(view.expires_at).toLocaleString()}.</p>
       {!totalsAgree && (
         <div className="notice bad" role="alert">
@@ -658,10 +629,4 @@ function App() {
   );
 }
 
-const root = document.getElementById('root');
-if (root)
-  createRoot(root).render(
-    <StrictMode>
-      <App />
-    </StrictMode>,
-  );
+mount(<App />);

@@ -26,8 +26,8 @@ export interface HistoryEntry {
   at: string;
 }
 
-export interface WalletRecord {
-  version: 1;
+/** The enrollment as the authentication server answered it: what the record and an export file both hold. */
+export interface Enrollment {
   auth_base_url: string;
   credential_id: string;
   sealed_credential: string;
@@ -35,6 +35,10 @@ export interface WalletRecord {
   auth_jwks_uri: string;
   device_public_jwk: DevicePublicJwk;
   wrapped_device_key: WrappedDeviceKey;
+}
+
+export interface WalletRecord extends Enrollment {
+  version: 1;
   /** Non-extractable; IndexedDB stores the CryptoKey object itself. */
   device_key: CryptoKey;
   created_at: string;
@@ -43,16 +47,9 @@ export interface WalletRecord {
 }
 
 /** What an export file holds: the record without the browser-bound key and without the history. */
-export interface WalletFile {
+export interface WalletFile extends Enrollment {
   format: 'kessai-wallet';
   version: 1;
-  auth_base_url: string;
-  credential_id: string;
-  sealed_credential: string;
-  issuer: IssuerSummary;
-  auth_jwks_uri: string;
-  device_public_jwk: DevicePublicJwk;
-  wrapped_device_key: WrappedDeviceKey;
   exported_at: string;
 }
 

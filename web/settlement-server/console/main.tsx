@@ -4,8 +4,8 @@
  * and refunds, and settlement batches with their reports. Accounts are shown by id and kind only:
  * the console API never reads the card store.
  */
-import { StrictMode, useEffect, useState } from 'react';
-import { createRoot } from 'react-dom/client';
+import { useEffect, useLayoutEffect, useRef, useState } from 'react';
+import { mount } from '../../shared/mount.tsx';
 import { amountDigits, amountText } from '../../shared/console/format.ts';
 import type { Page } from '../../shared/console/operator.ts';
 import { ConsoleApp, DataTable, Id, Section, Status, Time, type Column, type Session } from '../../shared/console/ui.tsx';
@@ -212,11 +212,15 @@ function downloadText(name: string, text: string, type: string) {
 function Batches(props: { batches: Batch[]; session: Session }) {
   const [report, setReport] = useState<Report | null>(null);
   const [problem, setProblem] = useState<string | null>(null);
+  const reportHeading = useRef<HTMLHeadingElement>(null);
+  // A report just opened takes the focus, in the same commit that shows it.
+  useLayoutEffect(() => {
+    if (report) reportHeading.current?.focus();
+  }, [report]);
   const open = async (batch: Batch) => {
     try {
       setReport(await props.session.call<Report>('GET', `${batchesPath}/${batch.id}/report`));
       setProblem(null);
-      requestAnimationFrame(() => document.getElementById('settlement-report-heading')?.focus());
     } catch (err) {
       setProblem(`The report of ${batch.id} could not be loaded (${(err as Error).message}).`);
     }
@@ -265,7 +269,7 @@ function Batches(props: { batches: Batch[]; session: Session }) {
       <DataTable caption="Settlement batches, newest business day first" columns={[...columns, reportColumn]} rows={props.batches} rowKey={(b) => b.id} empty="No business day has been closed yet (kessai settle close)." />
       {report && (
         <section aria-labelledby="settlement-report-heading">
-          <h3 id="settlement-report-heading" tabIndex={-1}>
+          <h3 id="settlement-report-heading" ref={reportHeading} tabIndex={-1}>
             Report of {report.batch.id} ({report.batch.business_day})
           </h3>
           <DataTable
@@ -344,8 +348,4 @@ function SettlementConsole() {
   );
 }
 
-createRoot(document.getElementById('root')!).render(
-  <StrictMode>
-    <SettlementConsole />
-  </StrictMode>,
-);
+mount(<SettlementConsole />);

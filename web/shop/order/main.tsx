@@ -3,12 +3,12 @@
  * the payment, and its state kept up to date without reloading (the shop is asked every second
  * until the order settles, then every few seconds for a later refund).
  */
-import { StrictMode, useEffect, useRef, useState } from 'react';
-import { createRoot } from 'react-dom/client';
+import { useEffect, useRef, useState } from 'react';
 import { renderSVG } from 'uqr';
 import '../../shared/ui.css';
 import { api, describeError } from '../../shared/api.ts';
-import { lineTotal, money } from '../../shared/format.ts';
+import { FooterRow, LineItems } from '../../shared/line-items.tsx';
+import { mount } from '../../shared/mount.tsx';
 import type { Order } from '../types.ts';
 
 const labels: Record<string, { text: string; tone: 'ok' | 'bad' | 'wait' }> = {
@@ -95,45 +95,10 @@ function OrderPage({ id }: { id: string }) {
                 </span>
                 {order.decline_code && <span className="muted"> — reason: {order.decline_code.replace(/_/g, ' ')}</span>}
               </p>
-              <table>
-                <caption className="sr-only">Items of the order</caption>
-                <thead>
-                  <tr>
-                    <th scope="col">Item</th>
-                    <th scope="col" className="num">Qty</th>
-                    <th scope="col" className="num">Price</th>
-                    <th scope="col" className="num">Amount</th>
-                  </tr>
-                </thead>
-                <tbody>
-                  {order.lines.map((line) => (
-                    <tr key={line.product_id}>
-                      <td>{line.description}</td>
-                      <td className="num">{line.quantity}</td>
-                      <td className="num">{money(line.unit_price_minor, order.currency)}</td>
-                      <td className="num">{money(lineTotal(line.quantity, line.unit_price_minor), order.currency)}</td>
-                    </tr>
-                  ))}
-                </tbody>
-                <tfoot>
-                  <tr>
-                    <th scope="row" colSpan={3}>Total</th>
-                    <td className="num" data-testid="order-total">{money(order.amount_minor, order.currency)}</td>
-                  </tr>
-                  {order.captured_minor !== '0' && (
-                    <tr>
-                      <th scope="row" colSpan={3}>Captured</th>
-                      <td className="num">{money(order.captured_minor, order.currency)}</td>
-                    </tr>
-                  )}
-                  {order.refunded_minor !== '0' && (
-                    <tr>
-                      <th scope="row" colSpan={3}>Refunded</th>
-                      <td className="num">{money(order.refunded_minor, order.currency)}</td>
-                    </tr>
-                  )}
-                </tfoot>
-              </table>
+              <LineItems caption="Items of the order" currency={order.currency} items={order.lines} totalMinor={order.amount_minor} totalTestId="order-total">
+                {order.captured_minor !== '0' && <FooterRow label="Captured" amountMinor={order.captured_minor} currency={order.currency} />}
+                {order.refunded_minor !== '0' && <FooterRow label="Refunded" amountMinor={order.refunded_minor} currency={order.currency} />}
+              </LineItems>
               {order.payment_request_id && (
                 <p className="muted">
                   Payment request <span className="mono" data-testid="payment-request-id">{order.payment_request_id}</span>
@@ -179,16 +144,12 @@ function OrderPage({ id }: { id: string }) {
 }
 
 const id = new URLSearchParams(location.search).get('id') ?? '';
-const root = document.getElementById('root');
-if (root)
-  createRoot(root).render(
-    <StrictMode>
-      {/^ord_[0-9a-hjkmnp-tv-z]{26}$/.test(id) ? (
-        <OrderPage id={id} />
-      ) : (
-        <main>
-          <p role="alert">This page needs an order id (…/order/?id=ord_…).</p>
-        </main>
-      )}
-    </StrictMode>,
-  );
+mount(
+  /^ord_[0-9a-hjkmnp-tv-z]{26}$/.test(id) ? (
+    <OrderPage id={id} />
+  ) : (
+    <main>
+      <p role="alert">This page needs an order id (…/order/?id=ord_…).</p>
+    </main>
+  ),
+);

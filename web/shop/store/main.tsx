@@ -3,11 +3,11 @@
  * payment link (shown with a QR code on the order page, for a phone) or a push to a wallet handle.
  * Checkout leads to the order page, which follows the payment live.
  */
-import { StrictMode, useEffect, useState, type FormEvent } from 'react';
-import { createRoot } from 'react-dom/client';
+import { useEffect, useState, type FormEvent } from 'react';
 import '../../shared/ui.css';
 import { api, describeError } from '../../shared/api.ts';
 import { money } from '../../shared/format.ts';
+import { mount } from '../../shared/mount.tsx';
 import { productPicture } from '../pictures.ts';
 import type { Cart, CheckoutResult, Product } from '../types.ts';
 
@@ -195,10 +195,4 @@ function Store() {
   );
 }
 
-const root = document.getElementById('root');
-if (root)
-  createRoot(root).render(
-    <StrictMode>
-      <Store />
-    </StrictMode>,
-  );
+mount(<Store />);
