@@ -113,8 +113,9 @@ export interface BenchSystem {
  * PGlite; with `profileDir`, each writes V8 CPU profiles into <profileDir>/<role>/ when it stops
  * (`node --cpu-prof`; the main thread's is the one whose name holds thread id 0).
  */
-export async function startBenchSystem(dataDir: string, pgAdminUrl: string | undefined, profileDir?: string): Promise<BenchSystem> {
-  const issuer = demoIssuers[0]!;
+export async function startBenchSystem(dataDir: string, pgAdminUrl: string | undefined, profileDir?: string, issuerId = demoIssuers[0]!.id): Promise<BenchSystem> {
+  const issuer = demoIssuers.find((i) => i.id === issuerId);
+  if (!issuer) throw new Error(`no demo issuer ${issuerId}: ${demoIssuers.map((i) => i.id).join(', ')}`);
   const pki = await loadOrCreateDevPki(path.join(dataDir, 'pki'), [
     { name: 'auth-server', dnsNames: ['localhost'], ipAddresses: ['127.0.0.1', '::1'], usages: ['server', 'client'] },
     { name: 'settlement-server', dnsNames: ['localhost'], ipAddresses: ['127.0.0.1', '::1'], usages: ['server'] },
