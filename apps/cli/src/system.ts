@@ -51,13 +51,26 @@ export interface MerchantSecrets {
 
 export const defaultPorts = { auth: 8443, shop: 8446, issuers: { 'sakura-bank': 8444, 'fuji-bank': 8445 } as Record<string, number> };
 
-async function freePort(host: string): Promise<number> {
+/**
+ * A free port, held by a listening probe until `release()`: the servers' URLs must be known before
+ * they are built, and a port closed at once could meanwhile be handed to another listener or an
+ * outgoing connection's local end (EADDRINUSE at listen). A given port is not probed.
+ */
+interface PortReservation {
+  port: number;
+  release(): Promise<void>;
+}
+
+async function reservePort(host: string, given: number | undefined): Promise<PortReservation> {
+  if (given !== undefined && given !== 0) return { port: given, release: async () => undefined };
   return new Promise((resolve, reject) => {
     const server = createNetServer();
     server.once('error', reject);
     server.listen(0, host, () => {
       const address = server.address();
-      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
+      if (typeof address !== 'object' || !address) return reject(new Error('no port'));
+      let released: Promise<void> | undefined;
+      resolve({ port: address.port, release: () => (released ??= new Promise<void>((done) => server.close(() => done()))) });
     });
   });
 }
@@ -81,12 +94,6 @@ export async function startSystem(options: SystemOptions) {
   const host = options.host ?? '127.0.0.1';
   const issuers = options.issuers ?? demoIssuers;
   const dataDir = path.resolve(options.dataDir);
-  const pick = async (port: number | undefined) => (port === undefined || port === 0 ? freePort(host) : port);
-  const ports = {
-    auth: await pick(options.ports?.auth),
-    shop: await pick(options.ports?.shop),
-    issuers: Object.fromEntries(await Promise.all(issuers.map(async (i) => [i.id, await pick(options.ports?.issuers[i.id])] as const))),
-  };
   const url = (port: number) => `https://${host === '0.0.0.0' ? '127.0.0.1' : host}:${port}`;
   const pki: DevPki = await loadOrCreateDevPki(path.join(dataDir, 'pki'), [
     { name: 'auth-server', dnsNames: ['localhost'], ipAddresses: ['127.0.0.1', '::1'], usages: ['server', 'client'] },
@@ -108,6 +115,13 @@ export async function startSystem(options: SystemOptions) {
   const operatorToken = await loadOrCreateOperatorToken(dataDir);
   const closers: Array<() => Promise<void>> = [];
 
+  const reserved = {
+    auth: await reservePort(host, options.ports?.auth),
+    shop: await reservePort(host, options.ports?.shop),
+    issuers: Object.fromEntries(await Promise.all(issuers.map(async (i) => [i.id, await reservePort(host, options.ports?.issuers[i.id])] as const))),
+  };
+  const releaseAll = () => Promise.all([reserved.auth, reserved.shop, ...Object.values(reserved.issuers)].map((r) => r.release()));
+  const ports = { auth: reserved.auth.port, shop: reserved.shop.port, issuers: Object.fromEntries(Object.entries(reserved.issuers).map(([id, r]) => [id, r.port])) };
   try {
     // Settlement servers (role 40), one per issuer.
     const settlements = [];
@@ -139,6 +153,7 @@ export async function startSystem(options: SystemOptions) {
       });
       const app = await buildSettlementServer(config);
       options.beforeListen?.(`settlement-${issuer.id}`, app);
+      await reserved.issuers[issuer.id]?.release();
       await app.listen({ port: ports.issuers[issuer.id] ?? 0, host });
       closers.push(() => app.close());
       settlements.push({ issuer, config, app, url: config.publicBaseUrl });
@@ -169,6 +184,7 @@ export async function startSystem(options: SystemOptions) {
       }),
     );
     options.beforeListen?.('auth-server', auth.app);
+    await reserved.auth.release();
     await auth.app.listen({ port: ports.auth, host });
     closers.push(() => auth.app.close());
 
@@ -192,6 +208,7 @@ export async function startSystem(options: SystemOptions) {
       }),
     );
     options.beforeListen?.('shop', shop.app);
+    await reserved.shop.release();
     await shop.app.listen({ port: ports.shop, host });
     closers.push(() => shop.close());
 
@@ -212,6 +229,7 @@ export async function startSystem(options: SystemOptions) {
       close,
     };
   } catch (err) {
+    await releaseAll();
     for (const closer of closers.reverse()) await closer().catch(() => undefined);
     for (const db of dbs) await db.close().catch(() => undefined);
     throw err;

@@ -5,7 +5,7 @@
  * capture that finds its hold due). Runs on PGlite, or PostgreSQL when KESSAI_TEST_PG_URL is set.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { KessaiError } from '@kessai/protocol';
+import { KessaiError, limits } from '@kessai/protocol';
 import { sqlState, type Db } from '@kessai/service';
 import { pino } from 'pino';
 import { settleHold } from '../src/capture.ts';
@@ -101,7 +101,7 @@ describe(`ledger store on ${backend}: batches, expiry, group commit`, () => {
     await expectBalanced(db);
   });
 
-  it('a job alone in its transaction runs without a savepoint: its failure rolls back its writes and reaches the caller as thrown', async () => {
+  it('a job alone in its transaction runs without a savepoint: its failure rolls back its writes and reaches the caller as thrown, a conflict runs it again', async () => {
     const ledger = new GroupCommit(db, { batchSizeMax: 1 });
     const failure = new KessaiError('account_not_found');
     const lone = ledger.run(async (tx) => {
@@ -110,13 +110,27 @@ describe(`ledger store on ${backend}: batches, expiry, group commit`, () => {
     });
     await expect(lone).rejects.toBe(failure);
     expect(await db.query('select id from ledger_accounts where id = $1', ['acct_lone_bad'])).toEqual([]);
-    // A statement error (a duplicate id) rolls back the same way, and the next job runs normally.
-    const duplicate = ledger.run(async (tx) => {
+    // A duplicate id (what another process inserting first looks like) rolls back and runs the job
+    // again, as a conflicted batch does; the second attempt sees the row and goes on.
+    let attempts = 0;
+    const raced = ledger.run(async (tx) => {
+      attempts += 1;
       await tx.query('insert into ledger_accounts (id, kind, currency) values ($1, $2, $3)', ['acct_lone_dup', 'merchant', 'JPY']);
-      await tx.query('insert into ledger_accounts (id, kind, currency) values ($1, $2, $3)', ['acct_lone_dup', 'merchant', 'JPY']);
+      if (attempts === 1) await tx.query('insert into ledger_accounts (id, kind, currency) values ($1, $2, $3)', ['acct_lone_dup', 'merchant', 'JPY']);
+      return attempts;
     });
-    await expect(duplicate).rejects.toSatisfy((err: unknown) => sqlState(err) === '23505');
-    expect(await db.query('select id from ledger_accounts where id = $1', ['acct_lone_dup'])).toEqual([]);
+    await expect(raced).resolves.toBe(2);
+    expect(await db.query('select id from ledger_accounts where id = $1', ['acct_lone_dup'])).toEqual([{ id: 'acct_lone_dup' }]);
+    // One that conflicts every time is refused after ledgerBatchAttemptsMax attempts, with nothing written.
+    let tries = 0;
+    const hopeless = ledger.run(async (tx) => {
+      tries += 1;
+      await tx.query('insert into ledger_accounts (id, kind, currency) values ($1, $2, $3)', ['acct_lone_dup2', 'merchant', 'JPY']);
+      await tx.query('insert into ledger_accounts (id, kind, currency) values ($1, $2, $3)', ['acct_lone_dup2', 'merchant', 'JPY']);
+    });
+    await expect(hopeless).rejects.toSatisfy((err: unknown) => sqlState(err) === '23505');
+    expect(tries).toBe(limits.ledgerBatchAttemptsMax);
+    expect(await db.query('select id from ledger_accounts where id = $1', ['acct_lone_dup2'])).toEqual([]);
     expect(await ledger.createTransfers([{ id: 'xfer_lone_ok', kind: 'single', debitAccountId: 'acct_bF', creditAccountId: 'acct_bB', amount: 1n, currency: 'JPY' }], new Date(t0))).toEqual(['ok']);
     expect(ledger.stats).toMatchObject({ batches: 3, jobs: 3 });
     await expectBalanced(db);

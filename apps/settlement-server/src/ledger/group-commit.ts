@@ -85,8 +85,10 @@ export class GroupCommit {
             return done;
           })
           .catch((err: unknown) => {
-            if (err instanceof GroupFailed) return batch.map((): Outcome => ({ ok: false, err: err.cause }));
-            throw err;
+            if (!(err instanceof GroupFailed)) throw err;
+            // Alone in its transaction, a group that met another process's lock order or id runs again, as a batch does.
+            if (retriable(err.cause)) throw err.cause;
+            return batch.map((): Outcome => ({ ok: false, err: err.cause }));
           });
         this.stats.batches += 1;
         this.stats.jobs += batch.length;
@@ -95,14 +97,18 @@ export class GroupCommit {
         return;
       } catch (err) {
         // Another server's batch took a lock or an id first: the whole batch runs again.
-        const retriable = ['40001', '40P01', '23505'].includes(sqlState(err) ?? '');
-        if (!retriable || attempt >= limits.ledgerBatchAttemptsMax) {
+        if (!retriable(err) || attempt >= limits.ledgerBatchAttemptsMax) {
           for (const job of batch) job.reject(err);
           return;
         }
       }
     }
   }
+}
+
+/** Serialization failure, deadlock, or a unique id another transaction inserted first. */
+function retriable(err: unknown): boolean {
+  return ['40001', '40P01', '23505'].includes(sqlState(err) ?? '');
 }
 
 /** Splits a batch into groups: runs of transfer submissions, and single other jobs. */
