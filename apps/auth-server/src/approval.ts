@@ -136,7 +136,7 @@ export async function approve(context: AuthContext, terminal: TerminalCaller, id
     if (err instanceof KessaiError && err.code === 'key_retired') context.issuers.forget(issuer.route.id);
     throw err;
   }
-  // Step 407: record the outcome and tell the merchant, in one transaction.
+  // Step 407: record the outcome and tell the merchant, in one statement.
   const status = decision.decision === 'approved' ? 'approved' : 'declined';
   const recorded = await timed('record', () =>
     transitionWithEvent(config.db, authorizing, { status, authorization_jws: jws, decline_code: decision.code }, status === 'approved' ? 'payment_request.approved' : 'payment_request.declined', config.publicBaseUrl, now),
