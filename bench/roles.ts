@@ -11,11 +11,11 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { createServer as createHttpsServer, type Server } from 'node:https';
-import { createServer as createNetServer, type AddressInfo } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { newId } from '@kessai/protocol';
-import { loadOrCreateDevPki, loadTestRateLimits } from '@kessai/service';
+import { freePort, loadOrCreateDevPki, loadTestRateLimits } from '@kessai/service';
 import { demoIssuers } from '@kessai/cli/demo-data';
 import { issuerDatabaseEnv } from '@kessai/settlement-server';
 import { scratchDatabase, type Scratch } from './pg.ts';
@@ -50,13 +50,6 @@ export function rssOf(pid: number): number {
   return Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? 0) * 1024;
 }
 
-async function freePort(): Promise<number> {
-  const probe = createNetServer();
-  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
-  const { port } = probe.address() as AddressInfo;
-  await new Promise((resolve) => probe.close(resolve));
-  return port;
-}
 
 /** The auth server's and the issuer's databases from AUTH_DATABASE_URL and <ISSUER>_DATABASE_URL: both or neither. */
 function configuredDatabases(issuerId: string): { auth: string; settlement: string } | undefined {

@@ -16,7 +16,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -24,7 +23,7 @@ import { exportJWK, generateKeyPair } from 'jose';
 import { Agent, request } from 'undici';
 import { base64url, itemsHash, keyEntryFromJwk, KeyRing, newId, sealJson, signJson, thumbprint, typ, type JWK } from '@kessai/protocol';
 import { ledgerTotals } from '@kessai/settlement-server';
-import { loadOrCreateDevPki, openDb, type Db } from '@kessai/service';
+import { freePort, loadOrCreateDevPki, openDb, type Db } from '@kessai/service';
 import { scratchPostgres } from '../support/database.ts';
 import { crashIssuerId, crashPkiLeaves } from './settlement-process.ts';
 
@@ -53,16 +52,6 @@ function generator(s: number): () => number {
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
-    });
-  });
-}
 
 interface Acked {
   authorizations: Array<{ rid: string; decision: string; code: string | null; amount: bigint; cardIndex: number }>;

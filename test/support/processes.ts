@@ -4,7 +4,6 @@
  * (SIGKILL after 5 s). Their output is kept for the failure message only.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createServer } from 'node:net';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 
@@ -49,10 +48,4 @@ export async function stopInstance(instance: Instance | undefined): Promise<numb
   return instance.child.exitCode;
 }
 
-export async function freePort(): Promise<number> {
-  const probe = createServer();
-  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
-  const { port } = probe.address() as { port: number };
-  await new Promise((resolve) => probe.close(resolve));
-  return port;
-}
+export { freePort } from '@kessai/service';

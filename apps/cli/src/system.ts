@@ -5,12 +5,11 @@
  * generated on first start. Used by `kessai start`, `kessai demo`, the tests and the benchmark.
  */
 import { randomBytes } from 'node:crypto';
-import { createServer as createNetServer } from 'node:net';
 import path from 'node:path';
 import { buildAuthServer } from '@kessai/auth-server';
 import { buildSettlementServer, loadOrCreateCardKeys, type SettlementConfig } from '@kessai/settlement-server';
 import { buildShop } from '@kessai/shop';
-import { certificateFingerprint, createLogger, type KessaiApp, loadOrCreateKeyRing, loadOrCreateDevPki, loadOrCreateOperatorToken, openDb, readIfExists, writePrivateFile, type Db, type DevPki, type Logger, type RateLimitConfig } from '@kessai/service';
+import { certificateFingerprint, createLogger, type KessaiApp, loadOrCreateKeyRing, loadOrCreateDevPki, loadOrCreateOperatorToken, openDb, readIfExists, reservePort, writePrivateFile, type Db, type DevPki, type Logger, type RateLimitConfig } from '@kessai/service';
 import { newId } from '@kessai/protocol';
 import { demoIssuers, demoMerchantName, type DemoIssuer } from './demo-data.ts';
 
@@ -50,30 +49,6 @@ export interface MerchantSecrets {
 }
 
 export const defaultPorts = { auth: 8443, shop: 8446, issuers: { 'sakura-bank': 8444, 'fuji-bank': 8445 } as Record<string, number> };
-
-/**
- * A free port, held by a listening probe until `release()`: the servers' URLs must be known before
- * they are built, and a port closed at once could meanwhile be handed to another listener or an
- * outgoing connection's local end (EADDRINUSE at listen). A given port is not probed.
- */
-interface PortReservation {
-  port: number;
-  release(): Promise<void>;
-}
-
-async function reservePort(host: string, given: number | undefined): Promise<PortReservation> {
-  if (given !== undefined && given !== 0) return { port: given, release: async () => undefined };
-  return new Promise((resolve, reject) => {
-    const server = createNetServer();
-    server.once('error', reject);
-    server.listen(0, host, () => {
-      const address = server.address();
-      if (typeof address !== 'object' || !address) return reject(new Error('no port'));
-      let released: Promise<void> | undefined;
-      resolve({ port: address.port, release: () => (released ??= new Promise<void>((done) => server.close(() => done()))) });
-    });
-  });
-}
 
 async function merchantSecrets(dir: string): Promise<MerchantSecrets> {
   const file = path.join(dir, 'merchant.json');

@@ -8,16 +8,15 @@
  * 2 algorithm and seed cards; a full issuer description is not accepted yet, the seed balances are
  * bigints), the database (or <ISSUER_ID>_DATABASE_URL, else PGlite under the data folder), the data
  * folder laid out as `kessai start` makes it (pki/, settlement-<issuer>/keys/) and the port (0: a
- * free one, picked before listening). Once listening it prints one JSON line
+ * free one, reserved before the server is built and held until it listens). Once listening it prints one JSON line
  * `{"listening":"https://…","pid":…}` on stdout; SIGTERM or SIGINT closes it. A missing or invalid
  * config exits with code 2.
  */
 import { readFile } from 'node:fs/promises';
-import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import path from 'node:path';
 import { z } from 'zod';
 import { limits } from '@kessai/protocol';
-import { certificateFingerprint, createLogger, loadOrCreateDevPki, loadOrCreateKeyRing, loadOrCreateOperatorToken, openDb, serveUntilSignalled, type RateLimitName } from '@kessai/service';
+import { certificateFingerprint, createLogger, loadOrCreateDevPki, loadOrCreateKeyRing, loadOrCreateOperatorToken, openDb, reservePort, serveUntilSignalled, type RateLimitName } from '@kessai/service';
 import { demoIssuers } from '@kessai/cli/demo-data';
 import { buildSettlementServer } from './app.ts';
 import { loadOrCreateCardKeys } from './card-vault.ts';
@@ -73,21 +72,14 @@ async function readConfig(file: string | undefined): Promise<z.infer<typeof main
   return parsed.data;
 }
 
-/** The URL (jwks_uri in the metadata) is built into the server before it listens, so port 0 is resolved first. */
-async function freePort(host: string): Promise<number> {
-  const probe = createNetServer();
-  await new Promise<void>((resolve, reject) => probe.once('error', reject).listen(0, host, resolve));
-  const { port } = probe.address() as AddressInfo;
-  await new Promise((resolve) => probe.close(resolve));
-  return port;
-}
-
 const options = await readConfig(process.argv[2] ?? process.env.KESSAI_SETTLEMENT_CONFIG);
 const issuer = demoIssuers.find((i) => i.id === options.issuerId)!;
 const databaseUrl = options.databaseUrl ?? process.env[issuerDatabaseEnv(issuer.id)];
 const dataDir = path.resolve(options.dataDir);
 const host = options.host ?? '127.0.0.1';
-const port = options.port || (await freePort(host));
+// The URL (jwks_uri in the metadata) is built into the server before it listens: port 0 is reserved first.
+const reservation = await reservePort(host, options.port);
+const port = reservation.port;
 const roleDir = path.join(dataDir, `settlement-${issuer.id}`);
 const pki = await loadOrCreateDevPki(path.join(dataDir, 'pki'), [
   { name: 'auth-server', dnsNames: ['localhost'], ipAddresses: ['127.0.0.1', '::1'], usages: ['server', 'client'] },
@@ -117,5 +109,6 @@ const app = await buildSettlementServer(
     ...(options.rateLimits ? { rateLimits: options.rateLimits } : {}),
   }),
 );
+await reservation.release();
 await app.listen({ port, host });
 serveUntilSignalled(`https://${host}:${port}`, { app, db, logger });

@@ -11,3 +11,4 @@ export * from './rate-limit.ts';
 export * from './audit.ts';
 export * from './web.ts';
 export * from './process-main.ts';
+export * from './ports.ts';
