@@ -77,9 +77,8 @@ export async function signTerminalView(row: PaymentRequestRow, merchantName: str
 }
 
 /** The columns a transition may set (besides updated_at, always now()). */
-const transitionColumns = ['status', 'captured_minor', 'authorization_jws', 'decline_code', 'credential_id', 'hold_check_at'] as const;
-type TransitionColumn = (typeof transitionColumns)[number];
-export type Transition = { status: PaymentRequestStatus } & Partial<Pick<PaymentRequestRow, Exclude<TransitionColumn, 'status' | 'hold_check_at'>>> & { hold_check_at?: null };
+const transitionColumns = ['status', 'captured_minor', 'authorization_jws', 'decline_code', 'credential_id'] as const;
+export type Transition = { status: PaymentRequestStatus } & Partial<Pick<PaymentRequestRow, (typeof transitionColumns)[number]>>;
 
 /**
  * Moves a payment request out of `from.status` and queues the webhook event of its new state in
