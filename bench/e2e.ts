@@ -83,7 +83,7 @@ export class Driver {
   async enroll(count: number, onProgress: (done: number, total: number) => void): Promise<void> {
     const { card, caCertPem, auth } = this.#system;
     while (this.wallets.length < count) {
-      const client = new WalletClient(await WalletClient.enroll({ authBaseUrl: auth.url, caCertPem, holderName: card.holderName, cardNumber: card.cardNumber, expiry: card.expiry }), { caCertPem });
+      const client = new WalletClient(await WalletClient.enroll({ authBaseUrl: auth.url, caCertPem, directoryKey: this.#system.directoryKey, holderName: card.holderName, cardNumber: card.cardNumber, expiry: card.expiry, pin: card.pin }), { caCertPem });
       const entry = { client, waiting: new Map<string, (r: VerifiedRequest) => void>(), early: new Map<string, VerifiedRequest>(), abort: new AbortController() };
       this.wallets.push(entry);
       void (async () => {

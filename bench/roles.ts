@@ -14,8 +14,9 @@ import { createServer as createHttpsServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
-import { newId } from '@kessai/protocol';
+import { newId, type JWK } from '@kessai/protocol';
 import { freePort, loadOrCreateDevPki, loadTestRateLimits } from '@kessai/service';
+import { publishDirectoryFile } from '@kessai/cli/directory';
 import { demoIssuers } from '@kessai/cli/demo-data';
 import { issuerDatabaseEnv } from '@kessai/settlement-server';
 import { scratchDatabase, type Scratch } from './pg.ts';
@@ -93,6 +94,8 @@ export interface BenchSystem {
   auth: RoleProcess;
   settlement: RoleProcess;
   caCertPem: string;
+  /** The directory key the benchmark's terminals pin. */
+  directoryKey: JWK;
   apiKey: string;
   card: (typeof demoIssuers)[number]['cards'][number];
   /** Arrival time (performance.now() of this process) of each webhook, by payment request id and event type. */
@@ -106,6 +109,10 @@ export interface BenchSystem {
  * PGlite; with `profileDir`, each writes V8 CPU profiles into <profileDir>/<role>/ when it stops
  * (`node --cpu-prof`; the main thread's is the one whose name holds thread id 0).
  */
+const benchMerchantName = 'Kessai Tea House';
+/** Terminals the benchmark may enroll on its one card (one per concurrent payer, at most). */
+const benchTerminalsMax = 1_000;
+
 export async function startBenchSystem(dataDir: string, pgAdminUrl: string | undefined, profileDir?: string, issuerId = demoIssuers[0]!.id): Promise<BenchSystem> {
   const issuer = demoIssuers.find((i) => i.id === issuerId);
   if (!issuer) throw new Error(`no demo issuer ${issuerId}: ${demoIssuers.map((i) => i.id).join(', ')}`);
@@ -158,10 +165,16 @@ export async function startBenchSystem(dataDir: string, pgAdminUrl: string | und
     const settlementPort = await freePort();
     const settlementConfig = path.join(dataDir, 'settlement.json');
     const settlementDb = await databaseUrl('kessai_bench_settlement', 'settlement');
-    // Rate limits raised: one load generator is all its traffic.
-    await writeFile(settlementConfig, JSON.stringify({ dataDir, issuerId: issuer.id, port: settlementPort, logName: `settlement-${issuer.id}`, rateLimits: loadTestRateLimits, ...(settlementDb ? { databaseUrl: settlementDb } : {}) }), { mode: 0o600 });
+    const merchantId = newId('mer');
+    // Rate limits raised: one load generator is all its traffic, and its terminals all enroll one card.
+    await writeFile(
+      settlementConfig,
+      JSON.stringify({ dataDir, issuerId: issuer.id, port: settlementPort, logName: `settlement-${issuer.id}`, rateLimits: loadTestRateLimits, merchants: [{ id: merchantId, name: benchMerchantName }], credentialsPerCardMax: benchTerminalsMax, ...(settlementDb ? { databaseUrl: settlementDb } : {}) }),
+      { mode: 0o600 },
+    );
     const settlement = await spawnRole('settlement-server', path.join(root, 'apps', 'settlement-server', 'src', 'main.ts'), settlementConfig, profileDir);
     processes.push(settlement);
+    const directoryKey = (await publishDirectoryFile(dataDir, pki.caCertPem, [{ issuer, url: settlement.url }])).publicJwk;
 
     const apiKey = `sk_test_${randomBytes(24).toString('base64url')}`;
     const authConfig = path.join(dataDir, 'auth.json');
@@ -173,7 +186,7 @@ export async function startBenchSystem(dataDir: string, pgAdminUrl: string | und
         dataDir,
         logName: 'auth-server',
         issuers: [{ id: issuer.id, baseUrl: settlement.url, cardPrefixes: issuer.cardPrefixes }],
-        merchants: [{ id: newId('mer'), name: 'Kessai Tea House', apiKey, webhookUrl, webhookSecret: `whsec_${randomBytes(24).toString('base64url')}` }],
+        merchants: [{ id: merchantId, name: benchMerchantName, apiKey, webhookUrl, webhookSecret: `whsec_${randomBytes(24).toString('base64url')}` }],
         workerIntervalMs: 50,
         rateLimits: loadTestRateLimits,
         serverTiming: true,
@@ -187,6 +200,7 @@ export async function startBenchSystem(dataDir: string, pgAdminUrl: string | und
       auth,
       settlement,
       caCertPem: pki.caCertPem,
+      directoryKey,
       apiKey,
       card: issuer.cards[0]!,
       close,

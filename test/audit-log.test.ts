@@ -160,7 +160,7 @@ describe('the audit log of a running system', () => {
   afterAll(() => system?.stop());
 
   const roleUrls = () => [['auth', system.auth.url], ['shop', system.shop.url], ...system.settlements.map((s) => [`settlement-${s.issuer.id}`, s.url])] as Array<[string, string]>;
-  const verifyAt = (url: string, token = system.operatorToken) => callJson(system, 'GET', `${url}/admin/v1/audit/verify`, undefined, { authorization: `Bearer ${token}` });
+  const verifyAt = (url: string, token = system.operatorTokenOf(url)) => callJson(system, 'GET', `${url}/admin/v1/audit/verify`, undefined, { authorization: `Bearer ${token}` });
 
   it('records a real purchase on every server and the chains verify', async () => {
     for (const cardNumber of ['4242424242424242', '5555555555554444']) {
@@ -236,7 +236,6 @@ describe('domain events in the audit chain', () => {
   });
   afterAll(() => stop());
 
-  const operator = () => ({ authorization: `Bearer ${system.operatorToken}` });
   const issuer = () => system.settlements.find((s) => s.issuer.id === demoCard(card).issuer.id)!;
   type Row = { actor: string; action: string; resource: string | null; outcome: string };
   const rowsOf = (db: Db) => db.query<Row>('select actor, action, resource, outcome from audit_log order by seq');
@@ -253,19 +252,19 @@ describe('domain events in the audit chain', () => {
     const expiring = await approvedRequest(merchant, wallet, card, 500n);
 
     // The payer revokes a second device's credential with its recovery code; the operator revokes the first.
-    const { wallet: second, recoveryCode } = await WalletClient.enrollment({ authBaseUrl: system.auth.url, caCertPem: system.pki.caCertPem, holderName: demoCard(card).holderName, cardNumber: card, expiry: demoCard(card).expiry });
+    const { wallet: second, recoveryCode } = await WalletClient.enrollment({ authBaseUrl: system.auth.url, caCertPem: system.pki.caCertPem, directoryKey: system.directoryKey.publicJwk, holderName: demoCard(card).holderName, cardNumber: card, expiry: demoCard(card).expiry, pin: demoCard(card).pin });
     await WalletClient.revoke({ authBaseUrl: system.auth.url, caCertPem: system.pki.caCertPem, credentialId: second.credential_id, recoveryCode: recoveryCode.expose() });
-    expect((await callJson(system, 'POST', `${system.auth.url}/admin/v1/credentials/${wallet.wallet.credential_id}/revoke`, undefined, operator())).status).toBe(200);
+    expect((await callJson(system, 'POST', `${system.auth.url}/admin/v1/credentials/${wallet.wallet.credential_id}/revoke`, undefined, system.operatorHeaders(system.auth.url))).status).toBe(200);
     // Twice: the second answers the first revocation and is no second event.
-    expect((await callJson(system, 'POST', `${system.auth.url}/admin/v1/credentials/${wallet.wallet.credential_id}/revoke`, undefined, operator())).status).toBe(200);
+    expect((await callJson(system, 'POST', `${system.auth.url}/admin/v1/credentials/${wallet.wallet.credential_id}/revoke`, undefined, system.operatorHeaders(system.auth.url))).status).toBe(200);
 
     // Key rotation and retirement, and a webhook secret rotation.
-    const rotated = await callJson(system, 'POST', `${system.auth.url}/admin/v1/keys/rotate`, { key: 'request-signing' }, operator());
+    const rotated = await callJson(system, 'POST', `${system.auth.url}/admin/v1/keys/rotate`, { key: 'request-signing' }, system.operatorHeaders(system.auth.url));
     expect(rotated.status).toBe(200);
-    const keys = await callJson(system, 'GET', `${system.auth.url}/admin/v1/keys`, undefined, operator());
+    const keys = await callJson(system, 'GET', `${system.auth.url}/admin/v1/keys`, undefined, system.operatorHeaders(system.auth.url));
     const previous = (keys.body.keys as Array<{ key: string; kid: string; status: string }>).find((k) => k.key === 'request-signing' && k.status === 'previous')!;
-    expect((await callJson(system, 'POST', `${system.auth.url}/admin/v1/keys/retire`, { key: 'request-signing', kid: previous.kid }, operator())).status).toBe(200);
-    expect((await callJson(system, 'POST', `${system.auth.url}/admin/v1/merchants/${system.merchant.merchantId}/webhook-secret/rotate`, undefined, operator())).status).toBe(200);
+    expect((await callJson(system, 'POST', `${system.auth.url}/admin/v1/keys/retire`, { key: 'request-signing', kid: previous.kid }, system.operatorHeaders(system.auth.url))).status).toBe(200);
+    expect((await callJson(system, 'POST', `${system.auth.url}/admin/v1/merchants/${system.merchant.merchantId}/webhook-secret/rotate`, undefined, system.operatorHeaders(system.auth.url))).status).toBe(200);
 
     // The uncaptured hold expires on its own.
     await waitFor('the expiry event', async () => {
@@ -275,12 +274,12 @@ describe('domain events in the audit chain', () => {
 
     // Today ends on the settlement clock and the operator closes it (or the schedule does first).
     clockMs = endOfDay(today, 'UTC').getTime() + 1_000;
-    const closed = await callJson(system, 'POST', `${issuer().url}/admin/v1/settlement-batches/close`, { date: today }, operator());
+    const closed = await callJson(system, 'POST', `${issuer().url}/admin/v1/settlement-batches/close`, { date: today }, system.operatorHeaders(issuer().url));
     expect(closed.status).toBe(200);
     const batch = (closed.body.batches as Array<{ id: string }>)[0]!.id;
 
     for (const url of [system.auth.url, issuer().url]) {
-      const verified = await callJson(system, 'GET', `${url}/admin/v1/audit/verify`, undefined, operator());
+      const verified = await callJson(system, 'GET', `${url}/admin/v1/audit/verify`, undefined, system.operatorHeaders(url));
       expect(verified.body, url).toMatchObject({ ok: true });
     }
     const settlement = await rowsOf(issuer().config.db);

@@ -30,8 +30,7 @@ afterAll(() => stop());
 const sakura = () => system.settlements.find((s) => s.issuer.id === 'sakura-bank')!;
 const settlementPaths = ['/admin/v1/accounts', '/admin/v1/authorizations', '/admin/v1/transfers', '/admin/v1/refunds', '/admin/v1/volume'];
 const authPaths = ['/admin/v1/payment-requests', '/admin/v1/credentials', '/admin/v1/webhook-deliveries'];
-const asOperator = () => ({ authorization: `Bearer ${system.operatorToken}` });
-const get = (base: string, path: string, headers: Record<string, string> = asOperator()) => callJson(system, 'GET', `${base}${path}`, undefined, headers);
+const get = (base: string, path: string, headers: Record<string, string> = system.operatorHeaders(base)) => callJson(system, 'GET', `${base}${path}`, undefined, headers);
 
 /** Every answer the tests read, kept for the personal-data search at the end. */
 const answers: string[] = [];

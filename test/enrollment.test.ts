@@ -19,8 +19,8 @@ afterAll(async () => {
 });
 
 
-function enrollCard(cardNumber: string, expiry = '12/34', holderName = 'TARO YAMADA') {
-  return WalletClient.enroll({ authBaseUrl: system.auth.url, caCertPem: system.pki.caCertPem, holderName, cardNumber, expiry });
+function enrollCard(cardNumber: string, expiry = '12/34', holderName = 'TARO YAMADA', pin = '7392') {
+  return WalletClient.enroll({ authBaseUrl: system.auth.url, caCertPem: system.pki.caCertPem, directoryKey: system.directoryKey.publicJwk, holderName, cardNumber, expiry, pin });
 }
 
 describe('enrollment refusals', () => {

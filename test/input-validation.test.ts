@@ -270,7 +270,7 @@ async function credentials(route: Route, path: string = route.path): Promise<{ h
   const extra = route.headers ?? {};
   if (route.caller === 'merchant') return { headers: { ...merchantHeaders(), ...extra }, dispatcher: anonymous };
   if (route.caller === 'terminal') return { headers: { ...(await proofFor(route.method, path)), ...extra }, dispatcher: anonymous };
-  if (route.caller === 'operator') return { headers: { authorization: `Bearer ${system.operatorToken}`, ...extra }, dispatcher: anonymous };
+  if (route.caller === 'operator') return { headers: { ...system.operatorHeaders(baseUrl(route.server)), ...extra }, dispatcher: anonymous };
   return { headers: extra, dispatcher: route.caller === 'peer' ? peer : anonymous };
 }
 
@@ -402,16 +402,18 @@ describe('every route answers an id that names nothing with its not-found code',
 
 describe('the operator endpoints refuse a caller without the operator token', () => {
   const operatorRoutes = routes.filter((route) => route.caller === 'operator');
-  const tokens: Array<[string, () => Record<string, string>]> = [
+  const tokens: Array<[string, (server: Server) => Record<string, string>]> = [
     ['no Authorization header', () => ({})],
     ['a wrong token', () => ({ authorization: `Bearer ${randomBytes(24).toString('base64url')}` })],
     ['the merchant API key', () => ({ authorization: `Bearer ${system.merchant.apiKey}` })],
-    ['the token without its scheme', () => ({ authorization: system.operatorToken })],
-    ['the token with a card number appended', () => ({ authorization: `Bearer ${system.operatorToken}${card}` })],
+    ['the token without its scheme', (server) => ({ authorization: system.operatorTokenOf(baseUrl(server)) })],
+    ['the token with a card number appended', (server) => ({ authorization: `Bearer ${system.operatorTokenOf(baseUrl(server))}${card}` })],
+    // Each role has its own operator credentials: another role's token (the broker's at a bank, a bank's at the broker) opens nothing.
+    ['another role’s operator token', (server) => ({ authorization: `Bearer ${server === 'auth' ? system.operatorTokens.issuers['sakura-bank'] : system.operatorTokens.auth}` })],
   ];
   describe.each(operatorRoutes.map((route) => [routeName(route), route] as const))('%s', (_name, route) => {
     it.each(tokens)('answers %s with unauthenticated', async (_case, headers) => {
-      const answer = await send(route.server, route.method, route.path, { ...(route.body ? { body: json(route.body) } : {}), headers: headers() });
+      const answer = await send(route.server, route.method, route.path, { ...(route.body ? { body: json(route.body) } : {}), headers: headers(route.server) });
       expectProblem(answer, 'unauthenticated');
     });
   });

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { exportJWK, generateKeyPair } from 'jose';
 import { Agent, request } from 'undici';
 import { base64url, itemsHash, keyEntryFromJwk, KeyRing, newId, sealJson, signJson, thumbprint, typ, type JWK } from '@kessai/protocol';
-import { createAccount, insertCard, pinVerifier } from '@kessai/settlement-server';
+import { createAccount, insertCard } from '@kessai/settlement-server';
 import { Secret } from '@kessai/protocol';
 import { demoCard, startTestSystem, type TestSystem } from './support/system.ts';
 
@@ -118,7 +118,7 @@ describe('the settlement server’s own checks', () => {
     const db = sakura().config.db;
     await db.transaction(async (tx) => {
       const accountId = await createAccount(tx, 'cardholder', 'JPY', { debitsMustNotExceedCredits: true });
-      await insertCard(tx, sakura().config.cardKeys, { cardNumber: expired.cardNumber, holderName: expired.holderName, expiry: expired.expiry, accountId, status: 'active', pinVerifier: await pinVerifier(new Secret(expired.pin), { memoryCost: 8192, timeCost: 1 }) });
+      await insertCard(tx, sakura().config.cardKeys, { cardNumber: expired.cardNumber, holderName: expired.holderName, expiry: expired.expiry, accountId, status: 'active', pin: new Secret(expired.pin) });
     });
     const response = await post('POST', '/internal/v1/authorizations', await authorizeBody(expired));
     expect(decision(response.body.authorization)).toMatchObject({ decision: 'declined', code: 'card_expired' });

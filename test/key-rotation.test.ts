@@ -33,7 +33,7 @@ afterAll(async () => {
 });
 
 const settlementUrl = (issuerId: string) => system.settlements.find((s) => s.issuer.id === issuerId)!.url;
-const admin = (baseUrl: string, method: 'GET' | 'POST', pathname: string, body?: unknown) => callJson(system, method, `${baseUrl}${pathname}`, body, { authorization: `Bearer ${system.operatorToken}` });
+const admin = (baseUrl: string, method: 'GET' | 'POST', pathname: string, body?: unknown) => callJson(system, method, `${baseUrl}${pathname}`, body, system.operatorHeaders(baseUrl));
 const headerOf = (jose: string) => JSON.parse(Buffer.from(jose.split('.')[0]!, 'base64url').toString('utf8')) as Record<string, unknown>;
 
 async function walletFor(cardNumber: string): Promise<WalletClient> {

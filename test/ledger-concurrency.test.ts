@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { exportJWK, generateKeyPair } from 'jose';
 import { Agent, request } from 'undici';
 import { base64url, itemsHash, keyEntryFromJwk, KeyRing, newId, sealJson, Secret, signJson, thumbprint, typ, type JWK } from '@kessai/protocol';
-import { createAccount, createTransfers, insertCard, ledgerTotals, pinVerifier, readAccount } from '@kessai/settlement-server';
+import { createAccount, createTransfers, insertCard, ledgerTotals, readAccount } from '@kessai/settlement-server';
 import { startTestSystem, type TestSystem } from './support/system.ts';
 
 const authorizationsCount = 200;
@@ -31,12 +31,11 @@ beforeAll(async () => {
   const jwks = await (await request(`${sakura().url}/.well-known/jwks.json`, { dispatcher: agent })).body.json() as { keys: JWK[] };
   issuerKeys = new KeyRing(await Promise.all(jwks.keys.map((k) => keyEntryFromJwk(k))));
   const db = sakura().config.db;
-  const verifier = await pinVerifier(new Secret(card.pin), { memoryCost: 8192, timeCost: 1 });
   accountId = await db.transaction(async (tx) => {
     const id = await createAccount(tx, 'cardholder', 'JPY', { debitsMustNotExceedCredits: true });
     const [funding] = await tx.query<{ id: string }>("select id from ledger_accounts where kind = 'issuer_funding' and currency = 'JPY'");
     expect(await createTransfers(tx, [{ id: newId('xfer'), kind: 'single', debitAccountId: funding!.id, creditAccountId: id, amount: balanceMinor, currency: 'JPY' }], new Date())).toEqual(['ok']);
-    await insertCard(tx, sakura().config.cardKeys, { cardNumber: card.cardNumber, holderName: card.holderName, expiry: card.expiry, accountId: id, status: 'active', pinVerifier: verifier });
+    await insertCard(tx, sakura().config.cardKeys, { cardNumber: card.cardNumber, holderName: card.holderName, expiry: card.expiry, accountId: id, status: 'active', pin: new Secret(card.pin) });
     return id;
   });
 });

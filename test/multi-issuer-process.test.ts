@@ -12,7 +12,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { KessaiError, newId } from '@kessai/protocol';
+import { KessaiError, newId, type JWK } from '@kessai/protocol';
+import { publishDirectoryFile } from '@kessai/cli/directory';
 import { loadOrCreateDevPki } from '@kessai/service';
 import { demoIssuers } from '@kessai/cli/demo-data';
 import { HttpClient, MerchantClient, WalletClient } from '@kessai/sdk';
@@ -47,6 +48,7 @@ describe(`two issuers behind one authentication server, each server its own proc
   let operatorToken: string;
   let merchant: MerchantClient;
   let operator: HttpClient;
+  let directoryKey: JWK;
   const wallets = new Map<string, WalletClient>();
 
   beforeAll(async () => {
@@ -65,11 +67,13 @@ describe(`two issuers behind one authentication server, each server its own proc
       return { databaseUrl: scratch.url };
     };
 
+    const seed = { id: newId('mer'), name: 'Kessai Tea House', apiKey: `sk_test_${randomBytes(24).toString('base64url')}`, webhookSecret: `whsec_${randomBytes(24).toString('base64url')}` };
     for (const issuer of [sakura, fuji]) {
       // A fixed port, so that the restarted process is found where the authentication server's config says.
       const port = await freePort();
       const configFile = path.join(dataDir, `settlement-${issuer.id}.json`);
-      await writeFile(configFile, JSON.stringify({ issuerId: issuer.id, dataDir, port, operatorToken, ...(await databaseUrl(`kessai_issuers_${issuer.id}`)) }), { mode: 0o600 });
+      // Each bank onboards the merchant itself: it pays no merchant it does not know.
+      await writeFile(configFile, JSON.stringify({ issuerId: issuer.id, dataDir, port, operatorToken, merchants: [{ id: seed.id, name: seed.name }], ...(await databaseUrl(`kessai_issuers_${issuer.id}`)) }), { mode: 0o600 });
       issuers.set(issuer.id, { issuer, configFile, url: `https://127.0.0.1:${port}` });
     }
     await Promise.all(
@@ -79,7 +83,8 @@ describe(`two issuers behind one authentication server, each server its own proc
       }),
     );
 
-    const seed = { id: newId('mer'), name: 'Kessai Tea House', apiKey: `sk_test_${randomBytes(24).toString('base64url')}`, webhookSecret: `whsec_${randomBytes(24).toString('base64url')}` };
+    // The directory's operator signs the list of both issuers' current keys; the wallets pin its key.
+    directoryKey = (await publishDirectoryFile(dataDir, caCertPem, [...issuers.values()].map((p) => ({ issuer: p.issuer, url: p.url })))).publicJwk;
     const authConfig = path.join(dataDir, 'auth.json');
     await writeFile(
       authConfig,
@@ -138,19 +143,21 @@ describe(`two issuers behind one authentication server, each server its own proc
   it('enrolls a card of each issuer and routes each to its own settlement server', async () => {
     for (const issuer of [sakura, fuji]) {
       const card = payingCard(issuer);
-      const wallet = new WalletClient(await WalletClient.enroll({ authBaseUrl: auth!.url, caCertPem, holderName: card.holderName, cardNumber: card.cardNumber, expiry: card.expiry }), { caCertPem });
+      const wallet = new WalletClient(await WalletClient.enroll({ authBaseUrl: auth!.url, caCertPem, directoryKey, holderName: card.holderName, cardNumber: card.cardNumber, expiry: card.expiry, pin: card.pin }), { caCertPem });
       wallets.set(issuer.id, wallet);
       expect(wallet.wallet.issuer.id).toBe(issuer.id);
       expect(wallet.wallet.issuer.name).toBe(issuer.name);
       expect(wallet.wallet.issuer.conversion_mode).toBe(issuer.conversionMode);
-      // The PIN key comes from that issuer's own process (its port), not the other's.
-      expect(new URL(wallet.wallet.issuer.jwks_uri).origin).toBe(issuers.get(issuer.id)!.url);
+      // The PIN key comes from the signed directory: the key that issuer's own process publishes, not the other's.
+      const published = (await operator.call('GET', `${issuers.get(issuer.id)!.url}/.well-known/jwks.json`, { schema: z.object({ keys: z.array(z.object({ kid: z.string(), use: z.string() }).loose()) }), unavailable: 'issuer_unavailable' })).keys;
+      const fromDirectory = (await (await wallet.directory()).keys(issuer.id)).current('enc');
+      expect(published.find((key) => key.use === 'enc')?.kid).toBe(fromDirectory.kid);
     }
   });
 
   it('refuses a card number in no configured range with issuer_unknown', async () => {
     const card = payingCard(sakura);
-    expect(await codeOf(WalletClient.enroll({ authBaseUrl: auth!.url, caCertPem, holderName: card.holderName, cardNumber: cardInNoRange, expiry: card.expiry }))).toBe('issuer_unknown');
+    expect(await codeOf(WalletClient.enroll({ authBaseUrl: auth!.url, caCertPem, directoryKey, holderName: card.holderName, cardNumber: cardInNoRange, expiry: card.expiry, pin: card.pin }))).toBe('issuer_unknown');
   });
 
   it("approves and captures a payment with each card, in that issuer's ledger only", async () => {

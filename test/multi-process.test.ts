@@ -16,6 +16,7 @@ import { createLogger, loadOrCreateDevPki, loadOrCreateKeyRing, openDb, type Db 
 import { buildSettlementServer, loadOrCreateCardKeys } from '@kessai/settlement-server';
 import { demoIssuers } from '@kessai/cli/demo-data';
 import { MerchantClient, WalletClient, type VerifiedRequest } from '@kessai/sdk';
+import { publishDirectoryFile } from '@kessai/cli/directory';
 import { scratchPostgres } from './support/database.ts';
 import { freePort, startInstance, stopInstance, type Instance } from './support/processes.ts';
 import { waitFor } from './support/system.ts';
@@ -52,6 +53,8 @@ describe.skipIf(!pgUrl)('several authentication servers on one PostgreSQL', () =
     caCertPem = pki.caCertPem;
     const leaf = pki.leaves['settlement-server']!;
     settlementDb = await openDb({ url: settlementScratch.url });
+    // Both instances share the keys (auth/keys under dataDir), the database and the merchant seed; the bank onboards the merchant.
+    const merchant = { id: newId('mer'), name: 'Kessai Tea House', apiKey: `sk_test_${randomBytes(24).toString('base64url')}`, webhookSecret: `whsec_${randomBytes(24).toString('base64url')}` };
     const settlementPort = await freePort();
     const settlementUrl = `https://127.0.0.1:${settlementPort}`;
     settlement = await buildSettlementServer(
@@ -68,20 +71,19 @@ describe.skipIf(!pgUrl)('several authentication servers on one PostgreSQL', () =
         ]),
         cardKeys: await loadOrCreateCardKeys(path.join(dataDir, 'settlement', 'keys')),
         seedCards: issuer.cards,
-        pinHash: { memoryCost: 8 * 1024, timeCost: 1 },
+        merchants: [{ id: merchant.id, name: merchant.name }],
         tls: { keyPem: leaf.keyPem, certPem: leaf.certPem, caCertPem: pki.caCertPem },
       }),
     );
     await settlement.listen({ port: settlementPort, host: '127.0.0.1' });
-    // Both instances share the keys (auth/keys under dataDir), the database and the merchant seed.
-    const merchant = { id: newId('mer'), name: 'Kessai Tea House', apiKey: `sk_test_${randomBytes(24).toString('base64url')}`, webhookSecret: `whsec_${randomBytes(24).toString('base64url')}` };
+    const directoryKey = (await publishDirectoryFile(dataDir, caCertPem, [{ issuer, url: settlementUrl }])).publicJwk;
     const configFile = path.join(dataDir, 'auth.json');
     await writeFile(configFile, JSON.stringify({ databaseUrl: authDbUrl, dataDir, issuers: [{ id: issuer.id, baseUrl: settlementUrl, cardPrefixes: issuer.cardPrefixes }], merchants: [merchant], workerIntervalMs: 100 }), { mode: 0o600 });
     a = await startInstance(configFile);
     b = await startInstance(configFile); // after A: A ran the migrations and made the shared keys
     merchantA = new MerchantClient({ baseUrl: a.url, apiKey: merchant.apiKey, caCertPem });
     // The terminal is enrolled at, listens on and approves through B only.
-    wallet = new WalletClient(await WalletClient.enroll({ authBaseUrl: b.url, caCertPem, holderName: card.holderName, cardNumber: card.cardNumber, expiry: card.expiry }), { caCertPem });
+    wallet = new WalletClient(await WalletClient.enroll({ authBaseUrl: b.url, caCertPem, directoryKey, holderName: card.holderName, cardNumber: card.cardNumber, expiry: card.expiry, pin: card.pin }), { caCertPem });
     // What crosses the channel, as any other listener on the database sees it.
     observer = new pg.Client({ connectionString: authDbUrl });
     await observer.connect();

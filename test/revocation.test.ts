@@ -34,7 +34,7 @@ const codesSeen: string[] = [];
 
 async function enrollWithCode(cardNumber = '4242424242424242') {
   const card = demoCard(cardNumber);
-  const { wallet, recoveryCode: code } = await WalletClient.enrollment({ authBaseUrl: system.auth.url, caCertPem: system.pki.caCertPem, holderName: card.holderName, cardNumber: card.cardNumber, expiry: card.expiry });
+  const { wallet, recoveryCode: code } = await WalletClient.enrollment({ authBaseUrl: system.auth.url, caCertPem: system.pki.caCertPem, directoryKey: system.directoryKey.publicJwk, holderName: card.holderName, cardNumber: card.cardNumber, expiry: card.expiry, pin: card.pin });
   codesSeen.push(code.expose());
   return { client: new WalletClient(wallet, { caCertPem: system.pki.caCertPem }), code: code.expose() };
 }
@@ -123,10 +123,10 @@ describe('revocation by the operator', () => {
     const { client } = await enrollWithCode();
     const created = await paymentRequest();
     const url = `${system.auth.url}/admin/v1/credentials/${client.wallet.credential_id}/revoke`;
-    const first = await callJson(system, 'POST', url, undefined, { authorization: `Bearer ${system.operatorToken}` });
+    const first = await callJson(system, 'POST', url, undefined, system.operatorHeaders(system.auth.url));
     expect(first.status).toBe(200);
     expect(first.body).toMatchObject({ credential_id: client.wallet.credential_id, status: 'revoked', revoked_by: 'operator' });
-    const again = await callJson(system, 'POST', url, undefined, { authorization: `Bearer ${system.operatorToken}` });
+    const again = await callJson(system, 'POST', url, undefined, system.operatorHeaders(system.auth.url));
     expect(again.body).toEqual(first.body);
     expect(await everyTerminalCall(client, created.id)).toEqual(allRevoked);
     await client.close();
@@ -141,7 +141,7 @@ describe('revocation by the operator', () => {
       const first = stream.next();
       const created = await paymentRequest(client.wallet.credential_id);
       expect((await first).value?.view.rid).toBe(created.id);
-      const revoked = await callJson(system, 'POST', `${system.auth.url}/admin/v1/credentials/${client.wallet.credential_id}/revoke`, undefined, { authorization: `Bearer ${system.operatorToken}` });
+      const revoked = await callJson(system, 'POST', `${system.auth.url}/admin/v1/credentials/${client.wallet.credential_id}/revoke`, undefined, system.operatorHeaders(system.auth.url));
       expect(revoked.status).toBe(200);
       // The next re-check (every sseHeartbeatMs, 200 ms here) ends the stream. (The request may come
       // twice first: pushed, and again as pending when the stream opened while it was being made.)

@@ -43,8 +43,7 @@ afterAll(async () => {
 });
 
 const issuer = (id: string) => system.settlements.find((s) => s.issuer.id === id)!;
-const operator = () => ({ authorization: `Bearer ${system.operatorToken}` });
-const closeDay = (id: string, date?: string) => callJson(system, 'POST', `${issuer(id).url}/admin/v1/settlement-batches/close`, date === undefined ? {} : { date }, operator());
+const closeDay = (id: string, date?: string) => callJson(system, 'POST', `${issuer(id).url}/admin/v1/settlement-batches/close`, date === undefined ? {} : { date }, system.operatorHeaders(issuer(id).url));
 
 async function getText(url: string, headers: Record<string, string>): Promise<{ status: number; text: string; contentType: string }> {
   const agent = new Agent({ connect: { ca: system.pki.caCertPem } });
@@ -94,7 +93,7 @@ describe('settlement batches', () => {
 
   it('closes the day: one batch per merchant and issuer, fees to fee income, the rest paid out to the merchant', async () => {
     // This merchant pays 3 % + JPY 5 per captured payment at sakura-bank; fuji-bank charges its default 2.5 %.
-    const fee = await callJson(system, 'POST', `${issuer('sakura-bank').url}/admin/v1/fee-schedules`, { merchant_id: system.merchant.merchantId, currency: 'JPY', basis_points: 300, fixed_minor: '5' }, operator());
+    const fee = await callJson(system, 'POST', `${issuer('sakura-bank').url}/admin/v1/fee-schedules`, { merchant_id: system.merchant.merchantId, currency: 'JPY', basis_points: 300, fixed_minor: '5' }, system.operatorHeaders(issuer('sakura-bank').url));
     expect(fee).toMatchObject({ status: 200, body: { basis_points: 300, fixed_minor: '5' } });
     const full = await approvedRequest(merchant, wallet, sakuraCard, 5_000n);
     await merchant.capture(full, {}, idempotencyKey());
@@ -163,10 +162,10 @@ describe('settlement batches', () => {
     expect(sum('amount_minor', 'capture') - sum('amount_minor', 'refund') - sum('fee_minor')).toBe(sum('net_minor'));
 
     // The shop's back office lists its batches at both issuers and passes the CSV through.
-    const listed = await callJson(system, 'GET', `${system.shop.url}/api/settlements`, undefined, operator());
+    const listed = await callJson(system, 'GET', `${system.shop.url}/api/settlements`, undefined, system.operatorHeaders(system.shop.url));
     expect(listed.status).toBe(200);
     expect(listed.body.batches.map((b: SettlementBatchView) => b.issuer_id).sort()).toEqual(['fuji-bank', 'sakura-bank']);
-    const download = await getText(`${system.shop.url}/api/settlements/${batch.id}/report.csv`, operator());
+    const download = await getText(`${system.shop.url}/api/settlements/${batch.id}/report.csv`, system.operatorHeaders(system.shop.url));
     expect(download).toMatchObject({ status: 200, text: csv });
     expect(download.contentType).toMatch(/^text\/csv/);
     expect((await getText(`${system.shop.url}/api/settlements/${batch.id}/report.csv`, {})).status).toBe(401);
@@ -175,14 +174,14 @@ describe('settlement batches', () => {
 
   it("the operator reads any merchant's report, JSON and CSV, the same the merchant gets; without the token unauthenticated", async () => {
     const url = `${issuer('sakura-bank').url}/admin/v1/settlement-batches/${batch.id}/report`;
-    const json = await callJson(system, 'GET', url, undefined, operator());
+    const json = await callJson(system, 'GET', url, undefined, system.operatorHeaders(url));
     expect(json.status).toBe(200);
     expect(json.body).toEqual(await merchant.settlementReport(batch.id));
-    const csv = await getText(`${url}?format=csv`, operator());
+    const csv = await getText(`${url}?format=csv`, system.operatorHeaders(url));
     expect(csv).toMatchObject({ status: 200, text: await merchant.settlementReportCsv(batch.id) });
     const refused = await callJson(system, 'GET', url, undefined, {});
     expect([refused.status, refused.body.code]).toEqual([401, 'unauthenticated']);
-    const unknown = await callJson(system, 'GET', `${issuer('sakura-bank').url}/admin/v1/settlement-batches/stb_${'0'.repeat(26)}/report`, undefined, operator());
+    const unknown = await callJson(system, 'GET', `${issuer('sakura-bank').url}/admin/v1/settlement-batches/stb_${'0'.repeat(26)}/report`, undefined, system.operatorHeaders(issuer('sakura-bank').url));
     expect([unknown.status, unknown.body.code]).toEqual([404, 'settlement_batch_not_found']);
   });
 
@@ -210,7 +209,7 @@ describe('settlement batches', () => {
     }
     const unknown = `stb_${'0'.repeat(26)}`;
     expect(await codeOf(merchant.settlementReport(unknown))).toBe('settlement_batch_not_found');
-    const viaShop = await callJson(system, 'GET', `${system.shop.url}/api/settlements/${unknown}/report.json`, undefined, operator());
+    const viaShop = await callJson(system, 'GET', `${system.shop.url}/api/settlements/${unknown}/report.json`, undefined, system.operatorHeaders(system.shop.url));
     expect(viaShop).toMatchObject({ status: 404, body: { code: 'settlement_batch_not_found' } });
   });
 
@@ -220,7 +219,7 @@ describe('settlement batches', () => {
     // Tomorrow ends; one minute later (closeDelayMs) the worker closes it, with this capture.
     clockMs = endOfDay(tomorrow, 'UTC').getTime() + 61_000;
     const scheduled = await waitFor('the schedule to close tomorrow', async () => {
-      const list = await callJson(system, 'GET', `${issuer('sakura-bank').url}/admin/v1/settlement-batches?date=${tomorrow}`, undefined, operator());
+      const list = await callJson(system, 'GET', `${issuer('sakura-bank').url}/admin/v1/settlement-batches?date=${tomorrow}`, undefined, system.operatorHeaders(issuer('sakura-bank').url));
       return list.body.batches.length > 0 ? (list.body.batches as SettlementBatchView[]) : undefined;
     });
     expect(scheduled).toHaveLength(1);

@@ -37,7 +37,7 @@ afterAll(async () => {
   await system?.stop();
 });
 
-const admin = (pathname: string) => callJson(system, 'POST', `${system.auth.url}${pathname}`, undefined, { authorization: `Bearer ${system.operatorToken}` });
+const admin = (pathname: string) => callJson(system, 'POST', `${system.auth.url}${pathname}`, undefined, system.operatorHeaders(system.auth.url));
 const merchantPath = () => `/admin/v1/merchants/${system.merchant.merchantId}/webhook-secret`;
 
 /** A purchase at the shop approved by the wallet; resolves with the approved event's outbox row once its delivery was tried. */

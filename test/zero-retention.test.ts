@@ -64,7 +64,7 @@ async function purchase(cardNumber: string, pin = demoCard(cardNumber).pin): Pro
 async function refusedEnrollment(cardNumber: string, expiry?: string): Promise<string> {
   const known = cardNumber === '4242424242424241' ? demoCard('4242424242424242') : demoCard(cardNumber);
   try {
-    await WalletClient.enroll({ authBaseUrl: system.auth.url, caCertPem: system.pki.caCertPem, holderName: known.holderName, cardNumber, expiry: expiry ?? known.expiry });
+    await WalletClient.enroll({ authBaseUrl: system.auth.url, caCertPem: system.pki.caCertPem, directoryKey: system.directoryKey.publicJwk, holderName: known.holderName, cardNumber, expiry: expiry ?? known.expiry, pin: known.pin });
     return 'enrolled';
   } catch (err) {
     return (err as { code?: string }).code ?? 'no code';

@@ -138,6 +138,7 @@ describe('merchant names at registration', () => {
         keys,
         publicBaseUrl: 'https://127.0.0.1:1',
         issuers: [],
+        directory: () => Promise.reject(new Error('no directory in this test')),
         merchants: [{ id: 'mer_0000000000000000000000000a', name: 'Kessаi Tea House', apiKey: 'sk_test_lookalike', webhookSecret: 'whsec_lookalike' }],
         tls: { keyPem: '', certPem: '', caCertPem: '' },
         clientTls: { certPem: '', keyPem: '' },

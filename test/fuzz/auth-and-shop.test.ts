@@ -68,7 +68,7 @@ function authEndpoints(): Endpoint[] {
 const authTarget = (): Target => ({
   baseUrl: fixture.system.auth.url,
   async identity(fuzzCase: FuzzCase, method: string, path: string) {
-    const headers: Record<string, string> = operatorHeaders(fuzzCase, fixture.system.operatorToken);
+    const headers: Record<string, string> = operatorHeaders(fuzzCase, fixture.system.operatorTokens.auth);
     if (fuzzCase.endpoint.path.startsWith('/v1/payment-requests') || fuzzCase.endpoint.path.startsWith('/v1/settlement-batches')) {
       headers['idempotency-key'] = randomBytes(12).toString('hex');
       if (fuzzCase.credential === 'right') headers.authorization = `Bearer ${fixture.system.merchant.apiKey}`;
@@ -107,7 +107,7 @@ function shopEndpoints(): Endpoint[] {
 const shopTarget = (): Target => ({
   baseUrl: fixture.system.shop.url,
   async identity(fuzzCase: FuzzCase) {
-    const headers: Record<string, string> = operatorHeaders(fuzzCase, fixture.system.operatorToken);
+    const headers: Record<string, string> = operatorHeaders(fuzzCase, fixture.system.operatorTokens.shop);
     if (fuzzCase.endpoint.name === 'webhook') {
       const secret = fixture.system.merchant.webhookSecret;
       const now = Math.floor(Date.now() / 1000);

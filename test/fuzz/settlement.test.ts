@@ -63,7 +63,7 @@ function settlementEndpoints(): Endpoint[] {
 const settlementTarget = (baseUrl: string): Target => ({
   baseUrl,
   async identity(fuzzCase: FuzzCase) {
-    if (fuzzCase.endpoint.operator) return { headers: operatorHeaders(fuzzCase, fixture.system.operatorToken), dispatcher: fixture.anonymous };
+    if (fuzzCase.endpoint.operator) return { headers: operatorHeaders(fuzzCase, fixture.system.operatorTokenOf(baseUrl)), dispatcher: fixture.anonymous };
     const dispatcher = fuzzCase.credential === 'right' ? fixture.peer : fuzzCase.credential === 'wrong' ? fixture.stranger : fixture.anonymous;
     return { headers: {}, dispatcher };
   },

@@ -15,10 +15,17 @@ import { pgliteTemplate, scratchPostgres } from './database.ts';
 
 export interface TestSystem extends KessaiSystem {
   stop(): Promise<void>;
+  /** The operator token of the server at `url` (each role has its own). */
+  operatorTokenOf(url: string): string;
+  /** `Authorization: Bearer <that server's operator token>`. */
+  operatorHeaders(url: string): Record<string, string>;
   backend: 'pglite' | 'postgres';
 }
 
-export async function startTestSystem(options: Pick<SystemOptions, 'beforeListen' | 'holdTimeoutSeconds' | 'expiryIntervalMs' | 'rateLimits' | 'settlement' | 'sseHeartbeatMs'> = {}): Promise<TestSystem> {
+/** Active credentials per card in test systems: the suites enroll the demo cards many times (enrollment.test.ts tests the real limit). */
+const testCredentialsPerCardMax = 10_000;
+
+export async function startTestSystem(options: Pick<SystemOptions, 'beforeListen' | 'holdTimeoutSeconds' | 'expiryIntervalMs' | 'rateLimits' | 'settlement' | 'sseHeartbeatMs' | 'credentialsPerCardMax'> = {}): Promise<TestSystem> {
   const dataDir = await mkdtemp(path.join(tmpdir(), 'kessai-test-'));
   const drops: Array<() => Promise<void>> = [];
   const source = async (role: string): Promise<DbSource> => {
@@ -35,21 +42,33 @@ export async function startTestSystem(options: Pick<SystemOptions, 'beforeListen
     dataDir,
     ports: { auth: 0, shop: 0, issuers: {} },
     databases: { auth: await source('auth'), shop: await source('shop'), issuers },
-    pinHash: { memoryCost: 8 * 1024, timeCost: 1 },
     workerIntervalMs: 50,
     // The suites send thousands of requests from one address; test/rate-limits.test.ts passes its own.
     rateLimits: loadTestRateLimits,
+    credentialsPerCardMax: testCredentialsPerCardMax,
     ...options,
   });
   return {
     ...system,
     backend: process.env.KESSAI_TEST_PG_URL ? 'postgres' : 'pglite',
+    operatorTokenOf: (url) => operatorTokenOf(system, url),
+    operatorHeaders: (url) => ({ authorization: `Bearer ${operatorTokenOf(system, url)}` }),
     async stop() {
       await system.close();
       for (const drop of drops) await drop();
       await rm(dataDir, { recursive: true, force: true });
     },
   };
+}
+
+/** The operator token of the server (auth, shop or a settlement server) whose origin `url` has. */
+export function operatorTokenOf(system: KessaiSystem, url: string): string {
+  const origin = new URL(url).origin;
+  if (origin === new URL(system.auth.url).origin) return system.operatorTokens.auth;
+  if (origin === new URL(system.shop.url).origin) return system.operatorTokens.shop;
+  const settlement = system.settlements.find((s) => new URL(s.url).origin === origin);
+  if (!settlement) throw new Error(`no server of this system at ${origin}`);
+  return system.operatorTokens.issuers[settlement.issuer.id]!;
 }
 
 export function demoCard(cardNumber: string) {
@@ -62,7 +81,7 @@ export function demoCard(cardNumber: string) {
 
 export async function enroll(system: KessaiSystem, cardNumber: string): Promise<WalletClient> {
   const card = demoCard(cardNumber);
-  const wallet = await WalletClient.enroll({ authBaseUrl: system.auth.url, caCertPem: system.pki.caCertPem, holderName: card.holderName, cardNumber: card.cardNumber, expiry: card.expiry });
+  const wallet = await WalletClient.enroll({ authBaseUrl: system.auth.url, caCertPem: system.pki.caCertPem, directoryKey: system.directoryKey.publicJwk, holderName: card.holderName, cardNumber: card.cardNumber, expiry: card.expiry, pin: card.pin });
   return new WalletClient(wallet, { caCertPem: system.pki.caCertPem });
 }
 

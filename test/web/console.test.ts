@@ -33,7 +33,7 @@ describe.skipIf(skipWithoutChromium)('operator consoles in Chromium', () => {
     // Today's business day (UTC) is closed a day early: one settlement batch with both lines.
     settlementClockAheadMs = 24 * 60 * 60 * 1000;
     const today = new Date().toISOString().slice(0, 10);
-    const closed = await callJson(system, 'POST', `${sakura().url}/admin/v1/settlement-batches/close`, { date: today }, { authorization: `Bearer ${system.operatorToken}` });
+    const closed = await callJson(system, 'POST', `${sakura().url}/admin/v1/settlement-batches/close`, { date: today }, system.operatorHeaders(sakura().url));
     expect(closed.status, JSON.stringify(closed.body)).toBe(200);
     expect(closed.body.batches).toHaveLength(1);
     browser = await launchBrowser({ viewport: { width: 1280, height: 900 } });
@@ -123,7 +123,7 @@ describe.skipIf(skipWithoutChromium)('operator consoles in Chromium', () => {
     expect(await accessibilityProblems(page)).toEqual([]);
     await screenshot(page, 'console-settlement-wrong-token');
 
-    await signIn(page, system.operatorToken);
+    await signIn(page, system.operatorTokenOf(origin));
     const accounts = page.getByRole('table', { name: 'Ledger accounts and balances' });
     await accounts.waitFor();
     expect(await page.evaluate(() => document.activeElement?.tagName)).toBe('H1');
@@ -187,7 +187,7 @@ describe.skipIf(skipWithoutChromium)('operator consoles in Chromium', () => {
     const { page, requested } = await openTab(`${origin}/console/`);
     await signIn(page, `op_${'w'.repeat(43)}`);
     await expect.poll(() => page.getByRole('alert').textContent()).toContain('refused this operator token');
-    await signIn(page, system.operatorToken);
+    await signIn(page, system.operatorTokenOf(origin));
 
     const requests = page.getByRole('table', { name: /^Payment requests/ });
     await requests.waitFor();

@@ -211,7 +211,7 @@ describe.skipIf(skipWithoutChromium)('storefront and browser wallet in Chromium'
     const issuer = system.settlements.find((s) => s.issuer.id === card.issuer.id);
     if (!issuer) throw new Error('no settlement server for the card');
     const consolePage = await tab(browser, `${issuer.url}/console/`);
-    await consolePage.getByLabel('Operator token').fill(system.operatorToken);
+    await consolePage.getByLabel('Operator token').fill(system.operatorTokens.auth);
     await consolePage.getByRole('button', { name: 'Sign in' }).click();
     const authorization = consolePage.getByRole('table', { name: /Recent authorizations/ }).getByRole('row').filter({ hasText: paymentRequestId });
     await expect.poll(() => authorization.textContent(), { timeout: 15_000 }).toContain('JPY 8,900');

@@ -5,7 +5,7 @@
  */
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { limits, merchantNameProblem, sha256Base64url } from '@kessai/protocol';
+import { directoryResponse, limits, merchantNameProblem, sha256Base64url } from '@kessai/protocol';
 import { HttpClient } from '@kessai/sdk';
 import { createRateLimiters, createServer, migrate, rateLimitHook, registerWebPages, setUpAuditLog, keyAdminRoutes } from '@kessai/service';
 import type { AuthConfig } from './config.ts';
@@ -13,6 +13,7 @@ import { adminConsoleRoutes } from './admin-console.ts';
 import type { AuthContext } from './context.ts';
 import { purgeIdempotencyKeys } from './idempotency.ts';
 import { syncExpiredHolds } from './hold-sync.ts';
+import { relayPendingRevocations } from './revocation-relay.ts';
 import { IssuerDirectory } from './issuers.ts';
 import { merchantView, type PaymentRequestRow } from './payment-requests.ts';
 import { authRateLimitKeys } from './rate-limits.ts';
@@ -24,6 +25,7 @@ import { paymentLinkRoutes, paymentRequestRoutes } from './routes/payment-reques
 import { settlementRoutes } from './routes/settlements.ts';
 import { terminalRoutes } from './routes/terminal.ts';
 import { webhookSecretRoutes } from './webhook-secrets.ts';
+import { allowWalletOrigins } from './wallet-origins.ts';
 import { enqueueEvent, WebhookDispatcher } from './webhooks.ts';
 
 const migrationsDir = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'migrations');
@@ -58,6 +60,7 @@ export async function runWorker(context: AuthContext, dispatcher: WebhookDispatc
   await dispatcher.deliverDue(now);
   // Holds the issuer released turn their requests expired (hold-sync.ts); after the deliveries, so a slow issuer delays no webhook.
   await syncExpiredHolds(context, now);
+  await relayPendingRevocations(context);
 }
 
 export async function buildAuthServer(config: AuthConfig) {
@@ -70,11 +73,14 @@ export async function buildAuthServer(config: AuthConfig) {
   if (config.serverTiming) registerServerTiming(app);
   app.addHook('onRequest', rateLimitHook(createRateLimiters(config.rateLimits), authRateLimitKeys));
   await setUpAuditLog(app, config.db, config.logger, config.operatorToken);
+  allowWalletOrigins(app, config.walletOrigins ?? []);
 
   app.get('/.well-known/jwks.json', async () => {
     const { keys } = config.keys.jwks();
     return { keys: keys.filter((key) => key.use === 'sig') };
   });
+  // The signed issuer directory, relayed as it is (terminals verify it with their pinned directory key).
+  app.get('/v1/directory', { schema: { response: { 200: directoryResponse } } }, async () => ({ directory: await config.directory() }));
   await app.register((plugin) => enrollmentRoutes(plugin, context));
   await app.register((plugin) => credentialRoutes(plugin, context));
   await app.register((plugin) => keyAdminRoutes(plugin, config.keys, config.operatorToken)); // key rotation (packages/service/src/key-admin.ts)
@@ -83,8 +89,8 @@ export async function buildAuthServer(config: AuthConfig) {
   await app.register((plugin) => terminalRoutes(plugin, context));
   await app.register((plugin) => paymentLinkRoutes(plugin, context));
   await app.register((plugin) => settlementRoutes(plugin, context));
-  // The browser wallet at /wallet/ (docs/web.md); it fetches the issuers' PIN keys from their own origins.
-  registerWebPages(app, 'auth-server', { home: 'wallet', connectSrc: config.issuers.map((issuer) => new URL(issuer.baseUrl).origin) });
+  // The operator console at /console/ (docs/web.md). The browser wallet is served from its own origin (apps/wallet/src/host.ts).
+  registerWebPages(app, 'auth-server', { home: 'console' });
   if (config.operatorToken) await app.register((plugin) => adminConsoleRoutes(plugin, config));
 
   let timer: NodeJS.Timeout | undefined;

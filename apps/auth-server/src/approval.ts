@@ -2,8 +2,8 @@
  * Steps 404–407 at the authentication server. The checks run in this order, one rule each:
  *   1. the request is this terminal's to answer, still pending and not expired;
  *   2. the approval is signed by the credential record's device key and names exactly this
- *      request, merchant, amount, currency and items, and is fresh;
- *   3. the sealed credential's header is bound to this credential and this device key;
+ *      request, merchant (id and name), amount, currency and items, and is fresh (the approval rule);
+ *   3. the sealed credential's header is bound to this credential and device key (credential-binding rule);
  *   4. the nonce is spent and the intent saved (status `authorizing`) before calling out;
  *   5. step 405: convert the credential (re-seal in memory, or pass through untouched);
  *   6. step 406: forward to the issuer over mutual TLS;
@@ -16,8 +16,9 @@ import {
   approvalPayload,
   authorizationPayload,
   authorizeResponse,
+  checkApproval,
+  checkCredentialBinding,
   KessaiError,
-  limits,
   readHeader,
   itemsHash,
   typ,
@@ -50,24 +51,15 @@ function requireAnswerable(row: PaymentRequestRow): void {
   if (row.status !== 'pending') throw new KessaiError('payment_request_not_pending', `payment request is ${row.status}`);
 }
 
-async function checkApproval(terminal: TerminalCaller, row: PaymentRequestRow, approval: string, now: Date): Promise<ApprovalPayload> {
+/** The approval rule (packages/protocol/src/checks/approval.ts) against this server's record of the request and merchant. */
+async function verifiedApproval(context: AuthContext, terminal: TerminalCaller, row: PaymentRequestRow, approval: string, now: Date): Promise<ApprovalPayload> {
   const deviceKey = (await importJWK(terminal.deviceJwk, 'ES256')) as CryptoKey;
   const { value } = await verifyJson(approval, deviceKey, typ.approval, 'approval_invalid');
   const parsed = approvalPayload.safeParse(value);
   if (!parsed.success) throw new KessaiError('approval_invalid');
-  const signed = parsed.data;
-  if (signed.rid !== row.id || signed.mid !== row.merchant_id || signed.amt !== BigInt(row.amount_minor).toString() || signed.cur !== row.currency || signed.ih !== (await itemsHash(row.line_items))) {
-    throw new KessaiError('approval_mismatch');
-  }
-  const ageMs = now.getTime() - signed.iat * 1000;
-  if (ageMs > limits.approvalAgeMsMax || ageMs < -limits.clockSkewMs) throw new KessaiError('approval_stale');
-  return signed;
-}
-
-function checkCredentialBinding(terminal: TerminalCaller, sealedCredential: string): void {
-  const header = readHeader(sealedCredential, 'credential_invalid');
-  if (header.cred !== terminal.credentialId || header.dkt !== terminal.deviceJkt) throw new KessaiError('credential_device_mismatch');
-  if (header.iss !== terminal.issuerId || header.typ !== typ.credential) throw new KessaiError('credential_invalid');
+  const [merchant] = await context.config.db.query<{ name: string }>('select name from merchants where id = $1', [row.merchant_id]);
+  const expected = { rid: row.id, mid: row.merchant_id, mnm: merchant?.name ?? '', amt: BigInt(row.amount_minor).toString(), cur: row.currency, ih: await itemsHash(row.line_items) };
+  return checkApproval(parsed.data, expected, now.getTime());
 }
 
 /**
@@ -117,8 +109,8 @@ export async function approve(context: AuthContext, terminal: TerminalCaller, id
   const { config } = context;
   const row = await requestForTerminal(context, terminal, id, now);
   requireAnswerable(row);
-  const approval = await checkApproval(terminal, row, body.approval, now);
-  checkCredentialBinding(terminal, body.sealed_credential);
+  const approval = await verifiedApproval(context, terminal, row, body.approval, now);
+  checkCredentialBinding(readHeader(body.sealed_credential, 'credential_invalid'), terminal);
   const issuer = await context.issuers.byId(terminal.issuerId);
   const authorizing = await saveIntent(context, terminal, row, approval);
   let decision: AuthorizationPayload;
@@ -127,7 +119,7 @@ export async function approve(context: AuthContext, terminal: TerminalCaller, id
   try {
     const converted = await timed('conversion', () => convert(context, issuer, body.sealed_credential));
     config.logger.info({ request: row.id, mode: issuer.metadata.conversion_mode }, 'step 405: credential converted');
-    const forwarded = { request: { rid: row.id, mid: row.merchant_id, amt: approval.amt, cur: approval.cur, ih: approval.ih }, sealed_credential: converted, approval: body.approval, pin: body.pin };
+    const forwarded = { request: { rid: row.id, mid: row.merchant_id, amt: approval.amt, cur: approval.cur, line_items: row.line_items }, sealed_credential: converted, approval: body.approval, pin: body.pin };
     ({ authorization: jws, sealed_credential: renewed } = await timed('authorization', () => context.http.call('POST', `${issuer.route.baseUrl}/internal/v1/authorizations`, { body: forwarded, schema: authorizeResponse, unavailable: 'issuer_unavailable' })));
     decision = await verifyDecision(await context.issuers.withKid(issuer, readHeader(jws, 'issuer_refused').kid), jws, row);
   } catch (err) {

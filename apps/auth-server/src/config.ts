@@ -37,6 +37,18 @@ export interface AuthConfig {
   operatorToken?: string;
   /** Rate limits other than limits.rateLimits (tests and the benchmark raise them), and their clock. */
   rateLimits?: RateLimitConfig;
+  /**
+   * The issuer directory this server relays to terminals (`GET /v1/directory`): a JWS signed by the
+   * directory key, which this server cannot change without every wallet refusing it.
+   */
+  directory: () => Promise<string>;
+  /**
+   * Origins of browser wallets (their own hosts, apps/wallet/src/host.ts) allowed to call the
+   * terminal API, enrollment, revocation and the directory from a page (CORS).
+   */
+  walletOrigins?: readonly string[];
+  /** The browser wallet's page (https://…/wallet/): where a payment link opened in a browser is sent. */
+  walletUrl?: string;
   /** Send Server-Timing headers (server-timing.ts): for the benchmark. */
   serverTiming?: boolean;
 }

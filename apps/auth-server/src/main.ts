@@ -6,11 +6,12 @@
  *
  * The JSON file names the database (or AUTH_DATABASE_URL), the data folder laid out as
  * `kessai start` makes it (pki/ with the auth-server certificate, auth/keys/ with cipher 1 and the
- * request-signing key: every instance must share them), the port, the settlement servers and the
- * merchants. Once listening it prints one JSON line `{"listening":"https://…","pid":…}` on stdout;
+ * request-signing key: every instance must share them), the port, the settlement servers, the
+ * merchants and the signed issuer directory file it relays to terminals. Once listening it prints one JSON line `{"listening":"https://…","pid":…}` on stdout;
  * SIGTERM or SIGINT closes it.
  */
 import { readFile } from 'node:fs/promises';
+import { KessaiError } from '@kessai/protocol';
 import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { createLogger, loadOrCreateDevPki, loadOrCreateKeyRing, openDb, serveUntilSignalled, type RateLimitConfig } from '@kessai/service';
@@ -35,6 +36,8 @@ interface MainConfig {
   rateLimits?: RateLimitConfig;
   /** Server-Timing headers (server-timing.ts), for the benchmark. */
   serverTiming?: boolean;
+  /** The signed issuer directory this server relays (default <dataDir>/directory/directory.jws, written by the directory's operator). */
+  directoryFile?: string;
 }
 
 const file = process.argv[2] ?? process.env.KESSAI_AUTH_CONFIG;
@@ -46,6 +49,7 @@ const options = JSON.parse(await readFile(file, 'utf8')) as MainConfig;
 const databaseUrl = options.databaseUrl ?? process.env.AUTH_DATABASE_URL;
 const dataDir = path.resolve(options.dataDir);
 const host = options.host ?? '127.0.0.1';
+const directoryFile = options.directoryFile ?? path.join(dataDir, 'directory', 'directory.jws');
 const pki = await loadOrCreateDevPki(path.join(dataDir, 'pki'), [{ name: 'auth-server', dnsNames: ['localhost'], ipAddresses: ['127.0.0.1', '::1'], usages: ['server', 'client'] }]);
 const leaf = pki.leaves['auth-server']!;
 const db = await openDb(databaseUrl ? { url: databaseUrl, ...(options.poolSizeMax ? { poolSizeMax: options.poolSizeMax } : {}) } : { dataDir: path.join(dataDir, 'auth', 'db') });
@@ -68,6 +72,8 @@ const { app } = await buildAuthServer(
     },
     issuers: options.issuers,
     merchants: options.merchants,
+    // Read at each request: the directory's operator replaces the file when an issuer's keys change.
+    directory: () => readFile(directoryFile, 'utf8').then((text) => text.trim()).catch(() => Promise.reject(new KessaiError('issuer_unavailable', 'no issuer directory to relay'))),
     tls: { keyPem: leaf.keyPem, certPem: leaf.certPem, caCertPem: pki.caCertPem },
     clientTls: { certPem: leaf.certPem, keyPem: leaf.keyPem },
     ...(options.workerIntervalMs ? { workerIntervalMs: options.workerIntervalMs } : {}),

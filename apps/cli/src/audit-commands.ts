@@ -46,7 +46,7 @@ export async function auditVerify(options: AuditVerifyOptions): Promise<{ exitCo
   let exitCode = 0;
   for (const role of roles) {
     try {
-      const view = await operatorCall({ dataDir: options.dataDir, url: options.url ?? defaultRoleUrl(role) }, 'GET', '/admin/v1/audit/verify', auditVerifyResponse);
+      const view = await operatorCall({ dataDir: options.dataDir, role, url: options.url ?? defaultRoleUrl(role) }, 'GET', '/admin/v1/audit/verify', auditVerifyResponse);
       lines.push(describe(role, view));
       if (!view.ok) exitCode = Math.max(exitCode, 1);
     } catch (err) {

@@ -32,7 +32,7 @@ export function registerCardsCommands(program: Command, dataDirDefault: string):
         if (options.credential !== undefined && !idPattern('cred').test(options.credential)) throw new KessaiError('validation_failed', '--credential is not a credential id (cred_…)');
         const url = options.url ?? defaultRoleUrl(`settlement-${options.issuer}`);
         const body = options.account !== undefined ? { account_id: options.account } : { credential_id: options.credential };
-        const unlocked = await operatorCall({ dataDir: options.dataDir, url }, 'POST', '/admin/v1/cards/unlock', cardUnlockResponse, body);
+        const unlocked = await operatorCall({ dataDir: options.dataDir, role: `settlement-${options.issuer}`, url }, 'POST', '/admin/v1/cards/unlock', cardUnlockResponse, body);
         process.stdout.write(`unlocked: ${unlocked.accounts_unlocked} card account(s), ${unlocked.credentials_unlocked} credential(s) at ${options.issuer}\n`);
       } catch (err) {
         if (err instanceof KessaiError) command.error(`kessai cards: ${err.message} (${err.code})`, { exitCode: 1, code: `kessai.${err.code}` });

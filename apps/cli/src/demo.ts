@@ -35,9 +35,9 @@ async function purchase(system: KessaiSystem, cardNumber: string): Promise<void>
   console.log(`\n${issuer.name} — ${issuer.conversionMode === 'reseal' ? 're-seal mode (embodiment 1)' : 'pass-through mode (embodiment 2)'}`);
 
   say('301-302', 'the terminal creates an ES256 device key on its removable storage');
-  say('303', `it sends the holder name, card …${card.cardNumber.slice(-4)} and expiry with the device public key over TLS`);
-  const stored = await WalletClient.enroll({ authBaseUrl: system.auth.url, caCertPem: system.pki.caCertPem, holderName: card.holderName, cardNumber: card.cardNumber, expiry: card.expiry });
-  say('304', `the authentication server had ${issuer.name} check the account and sealed the credential (${stored.issuer.conversion_mode === 'reseal' ? 'cipher 1, its own key' : "cipher 2, the issuer's key"})`);
+  say('303', `it finds ${issuer.name} in the signed directory and sends ${issuer.conversionMode === 'reseal' ? `the holder name, card …${card.cardNumber.slice(-4)} and expiry over TLS` : 'the card data sealed for the issuer'}, the device public key and the PIN encrypted to the issuer`);
+  const stored = await WalletClient.enroll({ authBaseUrl: system.auth.url, caCertPem: system.pki.caCertPem, directoryKey: system.directoryKey.publicJwk, holderName: card.holderName, cardNumber: card.cardNumber, expiry: card.expiry, pin: card.pin });
+  say('304', `${issuer.name} verified the card and PIN and registered the credential; it is sealed with ${stored.issuer.conversion_mode === 'reseal' ? 'cipher 1, the authentication server\'s key' : "cipher 2, the issuer's key, by the terminal"}`);
   say('305', `the terminal stores the sealed credential ${stored.credential_id}; the server keeps only that record`);
   const wallet = new WalletClient(stored, { caCertPem: system.pki.caCertPem });
 

@@ -23,7 +23,8 @@ interface KeyOptions {
 
 function target(options: KeyOptions) {
   if (options.role !== 'auth' && !/^settlement-[a-z0-9-]{1,60}$/.test(options.role)) throw new KessaiError('validation_failed', '--role is auth or settlement-<issuer id>');
-  return { dataDir: options.dataDir, url: options.url ?? defaultRoleUrl(options.role as 'auth' | `settlement-${string}`) };
+  const role = options.role as 'auth' | `settlement-${string}`;
+  return { dataDir: options.dataDir, role, url: options.url ?? defaultRoleUrl(role) };
 }
 
 function required(value: string | undefined, flag: string): string {

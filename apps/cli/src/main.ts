@@ -8,6 +8,7 @@ import { registerAuditCommands } from './audit-commands.ts';
 import { registerCardsCommands } from './cards-commands.ts';
 import { registerCredentialsCommands } from './credentials-commands.ts';
 import { registerKeysCommands } from './keys-commands.ts';
+import { registerMerchantsCommands } from './merchants-commands.ts';
 import { demo } from './demo.ts';
 import { registerSettleCommands } from './settle-commands.ts';
 import { issuerDatabaseEnv, issuerIds, start } from './start.ts';
@@ -43,6 +44,7 @@ registerAuditCommands(program, process.env.KESSAI_DATA_DIR ?? './.kessai');
 registerCredentialsCommands(program, process.env.KESSAI_DATA_DIR ?? './.kessai');
 registerCardsCommands(program, process.env.KESSAI_DATA_DIR ?? './.kessai');
 registerKeysCommands(program, process.env.KESSAI_DATA_DIR ?? './.kessai');
+registerMerchantsCommands(program, process.env.KESSAI_DATA_DIR ?? './.kessai');
 registerSettleCommands(program, process.env.KESSAI_DATA_DIR ?? './.kessai');
 
 await program.parseAsync(process.argv);

@@ -57,7 +57,7 @@ export function registerSettleCommands(program: Command, dataDirDefault: string)
       run(command, async () => {
         const answers: Array<{ issuer: string } & CloseDayResponse> = [];
         for (const { issuer, url } of targets(options)) {
-          const result = await operatorCall({ dataDir: options.dataDir, url }, 'POST', '/admin/v1/settlement-batches/close', closeDayResponse, options.date === undefined ? {} : { date: options.date });
+          const result = await operatorCall({ dataDir: options.dataDir, role: `settlement-${issuer}`, url }, 'POST', '/admin/v1/settlement-batches/close', closeDayResponse, options.date === undefined ? {} : { date: options.date });
           answers.push({ issuer, ...result });
         }
         if (options.json) return void process.stdout.write(`${JSON.stringify(answers, null, 2)}\n`);
@@ -74,7 +74,7 @@ export function registerSettleCommands(program: Command, dataDirDefault: string)
         const answers: Array<{ issuer: string; batches: SettlementBatchView[] }> = [];
         for (const { issuer, url } of targets(options)) {
           const query = options.date === undefined ? '' : `?date=${options.date}`;
-          const list = await operatorCall({ dataDir: options.dataDir, url }, 'GET', `/admin/v1/settlement-batches${query}`, settlementBatchList);
+          const list = await operatorCall({ dataDir: options.dataDir, role: `settlement-${issuer}`, url }, 'GET', `/admin/v1/settlement-batches${query}`, settlementBatchList);
           answers.push({ issuer, batches: list.batches });
         }
         if (options.json) return void process.stdout.write(`${JSON.stringify(answers, null, 2)}\n`);

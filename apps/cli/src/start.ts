@@ -1,7 +1,7 @@
 /** `kessai start`: the whole system on fixed localhost ports, data under one folder, until Ctrl-C. */
 import path from 'node:path';
 import { formatAmount } from '@kessai/protocol';
-import { operatorTokenFile } from '@kessai/service';
+import { operatorTokenPath } from '@kessai/service';
 import { demoIssuers } from './demo-data.ts';
 import { defaultPorts, startSystem, type DbSource } from './system.ts';
 
@@ -27,6 +27,7 @@ export async function start(options: StartOptions): Promise<void> {
     '',
     'Kessai is running.',
     `  authentication server (30)  ${system.auth.url}`,
+    `  directory key               ${system.directoryKey.file}   (what wallets trust the issuer list with)`,
     ...system.settlements.map((s) => `  settlement server (40)      ${s.url}   ${s.issuer.name}, ${s.issuer.conversionMode === 'reseal' ? 're-seal (embodiment 1)' : 'pass-through (embodiment 2)'}`),
     `  shop (50)                   ${system.shop.url}/api/products`,
     `  development CA              ${system.pki.caCertPath}`,
@@ -36,19 +37,19 @@ export async function start(options: StartOptions): Promise<void> {
     'Pages (built by npm run build:web; the browser warns about the development CA, or import it):',
     `  storefront                  ${system.shop.url}/store/`,
     `  order page                  ${system.shop.url}/order/?id=ord_…   (checkout opens it)`,
-    `  browser wallet              ${system.auth.url}/wallet/`,
+    `  browser wallet              ${system.wallet.url}/wallet/   (its own origin; the directory key built in)`,
     '',
-    'Operator consoles (sign in with the operator token):',
+    'Operator consoles (sign in with that role’s own operator token):',
     `  authentication server       ${system.auth.url}/console/`,
     ...system.settlements.map((s) => `  settlement server           ${s.url}/console/   ${s.issuer.name}`),
-    `  operator token              ${path.join(system.dataDir, operatorTokenFile)}`,
+    `  operator tokens             ${operatorTokenPath(system.dataDir, 'auth')}, ${path.join(system.dataDir, 'settlement-<issuer>', 'operator-token')}, ${operatorTokenPath(system.dataDir, 'shop')}`,
     '',
     'Test cards (expiry 12/34):',
     ...demoIssuers.flatMap((issuer) => issuer.cards.map((card) => `  ${card.cardNumber.replace(/(\d{4})(?=\d)/g, '$1 ')}  PIN ${card.pin}  ${card.holderName.padEnd(14)} ${issuer.name}: ${card.purpose}`)),
     '',
     'Pay from a terminal (the storage folder stands for a removable drive: create it first):',
     '  mkdir my-wallet',
-    `  npm run kessai -- wallet enroll --storage ./my-wallet --auth ${system.auth.url} --ca ${system.pki.caCertPath}`,
+    `  npm run kessai -- wallet enroll --storage ./my-wallet --auth ${system.auth.url} --ca ${system.pki.caCertPath} --directory-key ${system.directoryKey.file}`,
     '  npm run kessai -- wallet listen --storage ./my-wallet',
     `  (then check out at the shop: see README.md, or run npm run demo for a scripted walk-through; prices in ${formatAmount(1200n, 'JPY')} style)`,
     '',

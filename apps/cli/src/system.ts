@@ -1,6 +1,6 @@
 /**
  * Starts the whole Kessai system in this process: one authentication server, one settlement
- * server per demo issuer, and the shop — each its own Fastify server on its own port, talking to
+ * server per demo issuer, the shop and the browser wallet's host — each its own Fastify server on its own port, talking to
  * the others over real HTTPS (mutual TLS between broker and issuers) with a development CA
  * generated on first start. Used by `kessai start`, `kessai demo`, the tests and the benchmark.
  */
@@ -9,9 +9,11 @@ import path from 'node:path';
 import { buildAuthServer } from '@kessai/auth-server';
 import { buildSettlementServer, loadOrCreateCardKeys, type SettlementConfig } from '@kessai/settlement-server';
 import { buildShop } from '@kessai/shop';
+import { buildWalletHost } from '@kessai/wallet';
 import { certificateFingerprint, createLogger, type KessaiApp, loadOrCreateKeyRing, loadOrCreateDevPki, loadOrCreateOperatorToken, openDb, readIfExists, reservePort, writePrivateFile, type Db, type DevPki, type Logger, type RateLimitConfig } from '@kessai/service';
 import { newId } from '@kessai/protocol';
 import { demoIssuers, demoMerchantName, type DemoIssuer } from './demo-data.ts';
+import { DirectorySigner, loadOrCreateDirectoryKey } from './directory.ts';
 
 export type DbSource = { url: string } | { pgliteTemplate: Blob } | { dataDir: string };
 
@@ -19,13 +21,11 @@ export interface SystemOptions {
   dataDir: string;
   host?: string;
   /** Fixed ports, or 0 for any free port. */
-  ports?: { auth: number; shop: number; issuers: Record<string, number> };
+  ports?: { auth: number; shop: number; wallet?: number; issuers: Record<string, number> };
   /** Where each role's database lives; default: a PGlite folder under dataDir. */
   databases?: { auth?: DbSource; shop?: DbSource; issuers?: Record<string, DbSource> };
   issuers?: DemoIssuer[];
   stdoutLogs?: boolean;
-  /** Lower argon2id cost for tests (never below the library minimum). */
-  pinHash?: SettlementConfig['pinHash'];
   workerIntervalMs?: number;
   /** The authentication server's event-stream keep-alive (and credential re-check) interval. */
   sseHeartbeatMs?: number;
@@ -35,9 +35,11 @@ export interface SystemOptions {
   /** Settlement servers: business-day time zone, default fees, closing schedule, clock (tests move it forward). */
   settlement?: SettlementConfig['settlement'];
   /** Called with each server before it listens (tests add hooks to watch what crosses the wire). */
-  beforeListen?: (role: 'auth-server' | 'shop' | `settlement-${string}`, app: { addHook: KessaiApp['addHook'] }) => void;
+  beforeListen?: (role: 'auth-server' | 'shop' | 'wallet' | `settlement-${string}`, app: { addHook: KessaiApp['addHook'] }) => void;
   /** Every server's rate limits other than limits.rateLimits (tests and the benchmark raise them). */
   rateLimits?: RateLimitConfig;
+  /** Settlement servers: active credentials per card other than limits.credentialsPerCardMax (the test suites enroll one card many times). */
+  credentialsPerCardMax?: number;
 }
 
 export interface MerchantSecrets {
@@ -48,7 +50,7 @@ export interface MerchantSecrets {
   previousWebhookSecrets?: string[];
 }
 
-export const defaultPorts = { auth: 8443, shop: 8446, issuers: { 'sakura-bank': 8444, 'fuji-bank': 8445 } as Record<string, number> };
+export const defaultPorts = { auth: 8443, shop: 8446, wallet: 8447, issuers: { 'sakura-bank': 8444, 'fuji-bank': 8445 } as Record<string, number> };
 
 async function merchantSecrets(dir: string): Promise<MerchantSecrets> {
   const file = path.join(dir, 'merchant.json');
@@ -74,6 +76,7 @@ export async function startSystem(options: SystemOptions) {
     { name: 'auth-server', dnsNames: ['localhost'], ipAddresses: ['127.0.0.1', '::1'], usages: ['server', 'client'] },
     { name: 'settlement-server', dnsNames: ['localhost'], ipAddresses: ['127.0.0.1', '::1'], usages: ['server'] },
     { name: 'shop', dnsNames: ['localhost'], ipAddresses: ['127.0.0.1', '::1'], usages: ['server'] },
+    { name: 'wallet', dnsNames: ['localhost'], ipAddresses: ['127.0.0.1', '::1'], usages: ['server'] },
   ]);
   const tlsOf = (name: string) => {
     const leaf = pki.leaves[name];
@@ -87,17 +90,24 @@ export async function startSystem(options: SystemOptions) {
     return created;
   };
   const dbs: Db[] = [];
-  const operatorToken = await loadOrCreateOperatorToken(dataDir);
+  // Each role its own operator token (DESIGN.md §1): the bank's operator holds one the broker does not.
+  const operatorTokens = {
+    auth: await loadOrCreateOperatorToken(dataDir, 'auth'),
+    shop: await loadOrCreateOperatorToken(dataDir, 'shop'),
+    issuers: Object.fromEntries(await Promise.all(issuers.map(async (i) => [i.id, await loadOrCreateOperatorToken(dataDir, `settlement-${i.id}`)] as const))) as Record<string, string>,
+  };
   const closers: Array<() => Promise<void>> = [];
 
   const reserved = {
     auth: await reservePort(host, options.ports?.auth),
     shop: await reservePort(host, options.ports?.shop),
+    wallet: await reservePort(host, options.ports?.wallet),
     issuers: Object.fromEntries(await Promise.all(issuers.map(async (i) => [i.id, await reservePort(host, options.ports?.issuers[i.id])] as const))),
   };
-  const releaseAll = () => Promise.all([reserved.auth, reserved.shop, ...Object.values(reserved.issuers)].map((r) => r.release()));
-  const ports = { auth: reserved.auth.port, shop: reserved.shop.port, issuers: Object.fromEntries(Object.entries(reserved.issuers).map(([id, r]) => [id, r.port])) };
+  const releaseAll = () => Promise.all([reserved.auth, reserved.shop, reserved.wallet, ...Object.values(reserved.issuers)].map((r) => r.release()));
+  const ports = { auth: reserved.auth.port, shop: reserved.shop.port, wallet: reserved.wallet.port, issuers: Object.fromEntries(Object.entries(reserved.issuers).map(([id, r]) => [id, r.port])) };
   try {
+    const merchant = await merchantSecrets(path.join(dataDir, 'shop'));
     // Settlement servers (role 40), one per issuer.
     const settlements = [];
     for (const issuer of issuers) {
@@ -116,14 +126,16 @@ export async function startSystem(options: SystemOptions) {
         ]),
         cardKeys: await loadOrCreateCardKeys(path.join(dataDir, `settlement-${issuer.id}`, 'keys')),
         seedCards: issuer.cards,
-        ...(options.pinHash ? { pinHash: options.pinHash } : {}),
+        // The demo merchant is onboarded at every demo bank, under the name payers are shown.
+        merchants: [{ id: merchant.merchantId, name: demoMerchantName }],
+        ...(options.credentialsPerCardMax !== undefined ? { credentialsPerCardMax: options.credentialsPerCardMax } : {}),
         ...(options.holdTimeoutSeconds !== undefined ? { holdTimeoutSeconds: options.holdTimeoutSeconds } : {}),
         ...(options.expiryIntervalMs !== undefined ? { expiryIntervalMs: options.expiryIntervalMs } : {}),
         ...(options.settlement ? { settlement: options.settlement } : {}),
         tls: tlsOf('settlement-server'),
         // Only the authentication server's certificate may call /internal (docs/threat-model.md).
         brokerCertificates: [certificateFingerprint(tlsOf('auth-server').certPem)],
-        operatorToken,
+        operatorToken: operatorTokens.issuers[issuer.id]!,
         ...(options.rateLimits ? { rateLimits: options.rateLimits } : {}),
       });
       const app = await buildSettlementServer(config);
@@ -134,8 +146,11 @@ export async function startSystem(options: SystemOptions) {
       settlements.push({ issuer, config, app, url: config.publicBaseUrl });
     }
 
+    // The directory (the scheme operator's role, played here): signed from the issuers' current keys.
+    const directoryKey = await loadOrCreateDirectoryKey(dataDir);
+    const directory = new DirectorySigner(directoryKey, settlements.map((s) => ({ issuer: s.issuer, keys: s.config.keys })));
+
     // Authentication server (role 30).
-    const merchant = await merchantSecrets(path.join(dataDir, 'shop'));
     const authDb = await openRoleDb(options.databases?.auth, dataDir, 'auth');
     dbs.push(authDb);
     const authTls = tlsOf('auth-server');
@@ -150,11 +165,14 @@ export async function startSystem(options: SystemOptions) {
         publicBaseUrl: url(ports.auth),
         issuers: settlements.map((s) => ({ id: s.issuer.id, baseUrl: s.url, cardPrefixes: s.issuer.cardPrefixes })),
         merchants: [{ id: merchant.merchantId, name: demoMerchantName, apiKey: merchant.apiKey, webhookSecret: merchant.webhookSecret, webhookUrl: `${url(ports.shop)}/webhooks/kessai` }],
+        directory: () => directory.current(),
+        walletOrigins: [url(ports.wallet)],
+        walletUrl: `${url(ports.wallet)}/wallet/`,
         tls: authTls,
         clientTls: { certPem: authTls.certPem, keyPem: authTls.keyPem },
         ...(options.workerIntervalMs ? { workerIntervalMs: options.workerIntervalMs } : {}),
         ...(options.sseHeartbeatMs ? { sseHeartbeatMs: options.sseHeartbeatMs } : {}),
-        operatorToken,
+        operatorToken: operatorTokens.auth,
         ...(options.rateLimits ? { rateLimits: options.rateLimits } : {}),
       }),
     );
@@ -178,7 +196,7 @@ export async function startSystem(options: SystemOptions) {
         autoCapture: true,
         publicBaseUrl: url(ports.shop),
         tls: tlsOf('shop'),
-        operatorToken,
+        operatorToken: operatorTokens.shop,
         ...(options.rateLimits ? { rateLimits: options.rateLimits } : {}),
       }),
     );
@@ -186,6 +204,13 @@ export async function startSystem(options: SystemOptions) {
     await reserved.shop.release();
     await shop.app.listen({ port: ports.shop, host });
     closers.push(() => shop.close());
+
+    // The browser wallet's own origin (role 10 in the browser): its pages and the directory key built in.
+    const walletHost = buildWalletHost(Object.freeze({ logger: logger('wallet'), tls: tlsOf('wallet'), authBaseUrl: url(ports.auth), directoryKey: directoryKey.publicJwk, ...(options.rateLimits ? { rateLimits: options.rateLimits } : {}) }));
+    options.beforeListen?.('wallet', walletHost);
+    await reserved.wallet.release();
+    await walletHost.listen({ port: ports.wallet, host });
+    closers.push(() => walletHost.close());
 
     const close = async () => {
       for (const closer of closers.reverse()) await closer().catch(() => undefined);
@@ -195,11 +220,13 @@ export async function startSystem(options: SystemOptions) {
     return {
       dataDir,
       pki,
-      operatorToken,
+      operatorTokens,
       merchant,
+      directoryKey,
       auth: { ...auth, db: authDb, url: url(ports.auth) },
       settlements,
       shop: { ...shop, db: shopDb, url: url(ports.shop) },
+      wallet: { app: walletHost, url: url(ports.wallet) },
       logFiles: { auth: path.join(dataDir, 'logs', 'auth-server.log'), shop: path.join(dataDir, 'logs', 'shop.log') },
       close,
     };

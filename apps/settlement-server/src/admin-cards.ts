@@ -7,7 +7,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { cardUnlockRequest, cardUnlockResponse, KessaiError } from '@kessai/protocol';
-import { requireOperator, type Db } from '@kessai/service';
+import { auditActorOf, recordDomainEvent, requireOperator, type Db } from '@kessai/service';
 import type { SettlementConfig } from './config.ts';
 
 export async function unlockCards(db: Db, target: { account_id?: string | undefined; credential_id?: string | undefined }): Promise<{ accounts_unlocked: number; credentials_unlocked: number }> {
@@ -31,7 +31,9 @@ export async function adminCardRoutes(plugin: FastifyInstance, config: Settlemen
   app.addHook('onRequest', requireOperator(operatorToken));
   app.post('/admin/v1/cards/unlock', { schema: { body: cardUnlockRequest, response: { 200: cardUnlockResponse } } }, async (request) => {
     const unlocked = await unlockCards(config.db, request.body);
-    request.log.info({ account: request.body.account_id, credential: request.body.credential_id, ...unlocked }, 'PIN lock lifted by the operator');
+    const operator = auditActorOf(request) ?? 'operator';
+    request.log.info({ account: request.body.account_id, credential: request.body.credential_id, operator, ...unlocked }, 'PIN lock lifted by the operator');
+    void recordDomainEvent(config.db, { actor: operator, action: 'card.unlocked', resource: request.body.account_id ?? request.body.credential_id ?? null, outcome: `${unlocked.accounts_unlocked} accounts, ${unlocked.credentials_unlocked} credentials` });
     return unlocked;
   });
 }

@@ -1,7 +1,9 @@
 /**
  * The settlement server (role 40) as a Fastify app built from a frozen config. Public: its
- * metadata and JWKS. Internal (mutual TLS, the authentication server only): account checks
- * (step 303), authorizations (step 406–407), capture, void and refunds (step 409). A worker releases
+ * metadata and JWKS. Internal (mutual TLS, the authentication server only): enrollments (step
+ * 303: the issuer verifies the cardholder and registers the credential), revocations,
+ * authorizations (step 406–407), capture, void and refunds (step 409). Operator (its own token):
+ * merchants, credentials, cards, keys, settlement. A worker releases
  * expired holds every expiryIntervalMs.
  */
 import path from 'node:path';
@@ -9,12 +11,14 @@ import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import {
-  accountCheckRequest,
-  accountCheckResponse,
   authorizeRequest,
+  credentialId,
+  issuerEnrollmentRequest,
+  issuerEnrollmentResponse,
+  issuerRevocation,
+  issuerRevocationRequest,
   authorizeResponse,
   issuerMetadata,
-  isExpired,
   limits,
   paymentRequestId,
   settlementCaptureRequest,
@@ -34,10 +38,12 @@ import { adminConsoleRoutes } from './admin-console.ts';
 import { authorize } from './authorize.ts';
 import { authorizationStatus } from './authorization-status.ts';
 import { settleHold } from './capture.ts';
-import { findCard, openCredential } from './credential.ts';
+import { enrollCredential } from './enroll.ts';
 import { startExpiryWorker } from './expiry.ts';
 import { GroupCommit } from './ledger/group-commit.ts';
+import { merchantRoutes } from './merchants.ts';
 import { refund } from './refund.ts';
+import { credentialAdminRoutes, revokeCredential } from './registry.ts';
 import { renewedCredential } from './renew.ts';
 import { seedCards } from './seed.ts';
 import { registerSettlement } from './settlement/routes.ts';
@@ -60,7 +66,8 @@ export async function buildSettlementServer(config: SettlementConfig) {
   const seeded = await seedCards(config);
   if (seeded > 0) config.logger.info({ cards: seeded }, 'seeded demo cards');
   const app = createServer({ logger: config.logger, ...(config.tls ? { tls: { ...config.tls, requestClientCertificate: true } } : {}) });
-  app.addHook('onRequest', rateLimitHook(createRateLimiters(config.rateLimits), byAddressExceptCertifiedPeers));
+  const limiters = createRateLimiters(config.rateLimits);
+  app.addHook('onRequest', rateLimitHook(limiters, byAddressExceptCertifiedPeers));
   const audit = await setUpAuditLog(app, config.db, config.logger, config.operatorToken);
   const metadata = issuerMetadataOf(config);
   // Every ledger write of this server goes through one group commit (ledger/group-commit.ts).
@@ -81,18 +88,18 @@ export async function buildSettlementServer(config: SettlementConfig) {
     if (config.brokerCertificates) internal.addHook('onRequest', requirePinnedClientCertificate(config.brokerCertificates));
     const rid = z.strictObject({ rid: paymentRequestId });
 
-    // Step 303: the enrollment's account check, on data already sealed for this server.
-    internal.post('/internal/v1/account-checks', { schema: { body: accountCheckRequest, response: { 200: accountCheckResponse } } }, async (request) => {
-      const credential = await openCredential(request.body.sealed_credential, config.keys, config.issuerId);
-      const card = await findCard(config.db, config.cardKeys, credential, false);
-      if (!card) return { status: 'account_not_found' as const };
-      if (card.status === 'blocked') return { status: 'account_blocked' as const };
-      if (isExpired(credential.expiry.expose(), new Date())) return { status: 'card_expired' as const };
-      return { status: 'ok' as const };
-    });
+    // Step 303: enrollment — the issuer verifies the card and the PIN and registers the credential (enroll.ts).
+    internal.post('/internal/v1/enrollments', { schema: { body: issuerEnrollmentRequest, response: { 200: issuerEnrollmentResponse } } }, async (request) => ({
+      registration: await enrollCredential(config, limiters, request.body, new Date()),
+    }));
+
+    // Revocation relayed by the authentication server (the payer's recovery code, the broker operator): it ends in the registry.
+    internal.post('/internal/v1/credentials/:id/revoke', { schema: { params: z.strictObject({ id: credentialId }), body: issuerRevocationRequest, response: { 200: issuerRevocation } } }, async (request) =>
+      revokeCredential(config.db, request.params.id, request.body.revoked_by),
+    );
 
     internal.post('/internal/v1/authorizations', { schema: { body: authorizeRequest, response: { 200: authorizeResponse } } }, async (request) => {
-      const authorization = await authorize(config, ledger, request.body, new Date());
+      const authorization = await authorize(config, ledger, limiters, request.body, new Date());
       const decided = decodeJwt(authorization) as Partial<AuthorizationPayload>;
       void audit.record({ actor: 'system', action: 'authorization.decided', resource: `${decided.rid} ${decided.aid}`, outcome: decided.code ? `${decided.decision} ${decided.code}` : String(decided.decision), origin: request.ip });
       return { authorization, ...(await renewedCredential(config, request.body.sealed_credential)) };
@@ -115,6 +122,8 @@ export async function buildSettlementServer(config: SettlementConfig) {
   });
   if (config.operatorToken) await app.register((plugin) => adminConsoleRoutes(plugin, config));
   if (config.operatorToken) await app.register((plugin) => adminCardRoutes(plugin, config));
+  await app.register((plugin) => merchantRoutes(plugin, config, config.db)); // merchant onboarding (merchants.ts)
+  await app.register((plugin) => credentialAdminRoutes(plugin, config)); // the issuer operator's revocation (registry.ts)
   await app.register((plugin) => keyAdminRoutes(plugin, config.keys, config.operatorToken)); // key rotation (packages/service/src/key-admin.ts)
   await app.register((plugin) => registerSettlement(plugin, config, ledger)); // settlement batches, fees, payouts, reports (docs/ledger.md)
   registerWebPages(app, 'settlement-server', { home: 'console' }); // the operator console at /console/ (docs/web.md)

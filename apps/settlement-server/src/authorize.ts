@@ -1,23 +1,29 @@
 /**
- * Step 406: authorize a payment. The checks run in this order, each one small:
- *   1. open the credential (cipher 2) and check its header binding;
- *   2. verify the approval with the device key *inside* the credential and check it names exactly
- *      this request, merchant, amount, currency and items — so a compromised authentication
- *      server cannot charge more than the payer approved;
- *   3. open the PIN (encrypted by the terminal to this server, bound to the request id);
- *   4. check the PIN against the card's verifier (argon2 is slow: outside the ledger batch);
- *   5. as one job of the ledger's group commit (ledger/group-commit.ts): answer a retry with the
- *      stored decision, spend the approval nonce, find the card, check status, the credential's
- *      PIN lock and expiry, count a wrong PIN per account and per credential (pin.ts; each locks
- *      at its limit), check funds and place the hold — a pending transfer that
- *      expires after holdTimeoutSeconds;
- *   6. step 407: sign the decision.
+ * Step 406: authorize a payment. The issuer trusts only itself and the payer's device: what the
+ * authentication server forwards is checked against this server's own registry, merchants and
+ * keys. The checks run in this order, each one small:
+ *   1. open the credential (cipher 2); its header is bound to its content (credential-binding rule);
+ *   2. the credential is in this issuer's registry, active, with this device key (registry.ts),
+ *      and its budget and its card's (internalCredential, internalCard) are not spent;
+ *   3. the merchant is onboarded here (merchants.ts);
+ *   4. the approval is signed by the registered device key and names exactly this request, the
+ *      merchant under its onboarded name, the amount, currency and the hash of the line items —
+ *      computed here — and is fresh (the approval rule, packages/protocol/src/checks/approval.ts);
+ *   5. the PIN block opens and is bound to this request, the approval's nonce and the device key;
+ *   6. as one job of the ledger's group commit (ledger/group-commit.ts): answer a retry with the
+ *      stored decision, spend the approval nonce, find the card (it must be the registered one),
+ *      check status, velocity, the credential's PIN lock and expiry, verify the PIN (keyed, pin.ts),
+ *      count a wrong one, check funds and place the hold — a pending transfer that expires after
+ *      holdTimeoutSeconds;
+ *   7. step 407: sign the decision.
  */
 import {
   approvalPayload,
+  checkApproval,
+  checkPaymentPinBinding,
   isExpired,
+  itemsHash,
   KessaiError,
-  limits,
   newId,
   openJson,
   parseAmount,
@@ -26,6 +32,7 @@ import {
   signJson,
   typ,
   verifyJson,
+  limits,
   type ApprovalPayload,
   type AuthorizationPayload,
   type AuthorizeRequest,
@@ -34,28 +41,31 @@ import {
   type JWK,
 } from '@kessai/protocol';
 import { importJWK } from 'jose';
-import { sqlState, type Queryable } from '@kessai/service';
+import { spendRateLimit, sqlState, type Queryable, type RateLimiters } from '@kessai/service';
 import type { SettlementConfig } from './config.ts';
-import { findCard, openCredential } from './credential.ts';
+import { findCard, openCredential, type CardRow, type OpenedCredential } from './credential.ts';
 import type { GroupCommit } from './ledger/group-commit.ts';
 import { createAccount, createTransfers } from './ledger/store.ts';
-import { countWrongPin, credentialPinLocked, pinHolderOf, pinMatches, resetPinFailures, type PinHolder } from './pin.ts';
+import { knownMerchant } from './merchants.ts';
+import { countWrongPin, credentialPinLocked, resetPinFailures, velocityExceeded, type PinHolder } from './pin.ts';
+import { markCredentialUsed, registeredCredential, type RegisteredCredential } from './registry.ts';
 
-export async function authorize(config: SettlementConfig, ledger: GroupCommit, body: AuthorizeRequest, now: Date): Promise<string> {
+export async function authorize(config: SettlementConfig, ledger: GroupCommit, limiters: RateLimiters, body: AuthorizeRequest, now: Date): Promise<string> {
   const credential = await openCredential(body.sealed_credential, config.keys, config.issuerId);
-  const approval = await checkApproval(body, credential.deviceJwk, now);
-  const pin = await openPin(config, body.pin, body.request.rid);
-  const unlocked = await findCard(config.db, config.cardKeys, credential, false);
-  const pinChecked = unlocked ? { verifier: unlocked.pin_verifier, ok: await pinMatches(unlocked.pin_verifier, pin) } : undefined;
-  const holder = await pinHolderOf(credential);
+  const registered = await registeredCredential(config.db, credential.credentialId, credential.deviceJkt);
+  spendRateLimit(limiters, 'internalCredential', registered.id);
+  spendRateLimit(limiters, 'internalCard', registered.pan_lookup);
+  const merchant = await knownMerchant(config.db, body.request.mid);
+  const approval = await verifiedApproval(body, credential.deviceJwk, merchant.name, now);
+  const pin = await openPin(config, body.pin, { rid: body.request.rid, nonce: approval.nonce, dkt: credential.deviceJkt });
+  const holder: PinHolder = { credentialId: registered.id, deviceJkt: registered.device_jkt };
   return ledger.run(async (tx) => {
     const existing = await storedDecision(tx, body.request.rid);
     if (existing) return existing;
     await spendNonce(tx, approval.nonce, body.request.rid);
-    const card = await findCard(tx, config.cardKeys, credential, true);
-    if (!card) throw new KessaiError('account_not_found');
-    // The verifier cannot change today; if it ever does between the two reads, check again.
-    const pinOk = pinChecked?.verifier === card.pin_verifier ? pinChecked.ok : await pinMatches(card.pin_verifier, pin);
+    const card = await registeredCard(tx, config, credential, registered);
+    await markCredentialUsed(tx, registered.id);
+    const pinOk = config.cardKeys.pin.matches(card.pin_verifier, card.pan_lookup, pin);
     const decline = await declineReason(config, tx, card, holder, credential.expiry.expose(), pinOk, body.request.cur as Currency, now);
     if (decline) return record(config, tx, body, card.account_id, { decision: 'declined', code: decline }, now);
     const hold = await placeHold(config, tx, card.account_id, body, now);
@@ -64,25 +74,28 @@ export async function authorize(config: SettlementConfig, ledger: GroupCommit, b
   });
 }
 
-async function checkApproval(body: AuthorizeRequest, deviceJwk: JWK, now: Date): Promise<ApprovalPayload> {
+/** The card inside the credential, which must be the card the credential was registered for. */
+async function registeredCard(tx: Queryable, config: SettlementConfig, credential: OpenedCredential, registered: RegisteredCredential): Promise<CardRow> {
+  const card = await findCard(tx, config.cardKeys, credential, true);
+  if (!card || card.pan_lookup !== registered.pan_lookup) throw new KessaiError('credential_unknown');
+  return card;
+}
+
+/** The approval rule (packages/protocol/src/checks/approval.ts) against this issuer's own view of the request. */
+async function verifiedApproval(body: AuthorizeRequest, deviceJwk: JWK, merchantName: string, now: Date): Promise<ApprovalPayload> {
   const deviceKey = (await importJWK(deviceJwk, 'ES256')) as CryptoKey;
   const { value } = await verifyJson(body.approval, deviceKey, typ.approval, 'approval_invalid');
   const parsed = approvalPayload.safeParse(value);
   if (!parsed.success) throw new KessaiError('approval_invalid');
-  const approval = parsed.data;
   const { request } = body;
-  if (approval.rid !== request.rid || approval.mid !== request.mid || approval.amt !== request.amt || approval.cur !== request.cur || approval.ih !== request.ih) {
-    throw new KessaiError('approval_mismatch');
-  }
-  const ageMs = now.getTime() - approval.iat * 1000;
-  if (ageMs > limits.approvalAgeMsMax || ageMs < -limits.clockSkewMs) throw new KessaiError('approval_stale');
-  return approval;
+  return checkApproval(parsed.data, { rid: request.rid, mid: request.mid, mnm: merchantName, amt: request.amt, cur: request.cur, ih: await itemsHash(request.line_items) }, now.getTime());
 }
 
-async function openPin(config: SettlementConfig, jwe: string, rid: string): Promise<Secret<string>> {
+async function openPin(config: SettlementConfig, jwe: string, binding: { rid: string; nonce: string; dkt: string }): Promise<Secret<string>> {
   const { header, value } = await openJson(jwe, config.keys, typ.pin, 'pin_invalid');
   const parsed = pinPlaintext.safeParse(value);
-  if (!parsed.success || parsed.data.rid !== rid || header.rid !== rid) throw new KessaiError('pin_invalid');
+  if (!parsed.success) throw new KessaiError('pin_invalid');
+  checkPaymentPinBinding(header as Record<string, unknown>, parsed.data, binding);
   return new Secret(parsed.data.pin);
 }
 
@@ -100,18 +113,20 @@ async function spendNonce(tx: Queryable, nonce: string, rid: string): Promise<vo
   }
 }
 
-async function declineReason(config: SettlementConfig, tx: Queryable, card: { pan_lookup: string; account_id: string; status: string; pin_verifier: string; pin_failures: number }, holder: PinHolder, expiry: string, pinOk: boolean, currency: Currency, now: Date): Promise<DeclineCode | undefined> {
+async function declineReason(config: SettlementConfig, tx: Queryable, card: CardRow, holder: PinHolder, expiry: string, pinOk: boolean, currency: Currency, now: Date): Promise<DeclineCode | undefined> {
   if (card.status === 'blocked') return 'card_blocked';
   if (card.status === 'locked') return 'pin_locked';
+  if (await velocityExceeded(tx, card.pan_lookup, now)) return 'pin_locked';
   if (await credentialPinLocked(tx, holder)) return 'credential_locked';
   if (isExpired(expiry, now)) return 'card_expired';
-  if (!pinOk) return countWrongPin(config.logger, tx, card, holder);
+  if (!pinOk) return countWrongPin(config.logger, tx, card, holder, now);
   await resetPinFailures(tx, card, holder);
   const [account] = await tx.query<{ currency: string }>('select currency from ledger_accounts where id = $1', [card.account_id]);
   if (account?.currency !== currency) return 'currency_mismatch';
   return undefined;
 }
 
+/** The onboarded merchant's ledger account in this currency, opened on its first payment in it. */
 async function merchantAccount(tx: Queryable, merchantId: string, currency: Currency): Promise<string> {
   const [row] = await tx.query<{ account_id: string }>('select account_id from merchant_accounts where merchant_id = $1 and currency = $2', [merchantId, currency]);
   if (row) return row.account_id;

@@ -2,28 +2,32 @@
  * The account store's card data at rest (PCI DSS 3.5): a card is found by `pan_lookup`, an
  * HMAC-SHA-256 of the normalized card number under the lookup key, and its number, holder name
  * and expiry are kept only as an AES-256-GCM record under the data key, whose kid is stored beside
- * it so the key can rotate. Both keys live in the server's key folder (`card-lookup.private.jwk`,
- * `card-data.private.jwk`), never in the database. The record is opened in memory only, to match
+ * it so the key can rotate. The keys live in the server's key folder (`card-lookup.private.jwk`,
+ * `card-data.private.jwk`, and `pin-verification.private.jwk` for pin.ts), never in the database. The record is opened in memory only, to match
  * a credential's holder name and expiry.
  */
 import { createCipheriv, createDecipheriv, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import path from 'node:path';
 import { normalizeCardNumber, Secret } from '@kessai/protocol';
 import { loadOrCreateSecretKeys, type Queryable } from '@kessai/service';
+import { filePinKeys, type PinKeyProvider } from './pin.ts';
 
 export interface CardKeys {
   /** HMAC key of pan_lookup. */
   lookup: Buffer;
   /** Data keys of the records, the current (used to seal) first. */
   data: ReadonlyArray<{ kid: string; key: Buffer }>;
+  /** The PIN verification key (pin.ts): `pin-verification.private.jwk` today, a KMS or HSM later. */
+  pin: PinKeyProvider;
 }
 
 /** Loads or creates the card keys in the settlement server's key folder. */
 export async function loadOrCreateCardKeys(keyDir: string): Promise<CardKeys> {
   const [lookup] = await loadOrCreateSecretKeys(keyDir, 'card-lookup');
   const data = await loadOrCreateSecretKeys(keyDir, 'card-data');
-  if (!lookup || data.length === 0) throw new Error(`card keys missing in ${path.resolve(keyDir)}`);
-  return { lookup: lookup.key, data };
+  const pin = await loadOrCreateSecretKeys(keyDir, 'pin-verification');
+  if (!lookup || data.length === 0 || pin.length === 0) throw new Error(`card keys missing in ${path.resolve(keyDir)}`);
+  return { lookup: lookup.key, data, pin: filePinKeys(pin) };
 }
 
 export function panLookup(keys: CardKeys, cardNumber: string): string {
@@ -72,7 +76,7 @@ export interface NewCard {
   expiry: string;
   accountId: string;
   status: 'active' | 'blocked';
-  pinVerifier: string;
+  pin: Secret<string>;
   creditLineAccountId?: string | null;
 }
 
@@ -80,7 +84,8 @@ export interface NewCard {
 export async function insertCard(tx: Queryable, keys: CardKeys, card: NewCard): Promise<void> {
   const lookup = panLookup(keys, card.cardNumber);
   const { record, kid } = sealCard(keys, lookup, card);
-  await tx.query('insert into cards (pan_lookup, card_record, card_key_id, account_id, status, pin_verifier, credit_line_account_id) values ($1, $2, $3, $4, $5, $6, $7)', [lookup, record, kid, card.accountId, card.status, card.pinVerifier, card.creditLineAccountId ?? null]);
+  const verifier = keys.pin.derive(lookup, card.pin);
+  await tx.query('insert into cards (pan_lookup, card_record, card_key_id, account_id, status, pin_verifier, credit_line_account_id) values ($1, $2, $3, $4, $5, $6, $7)', [lookup, record, kid, card.accountId, card.status, verifier, card.creditLineAccountId ?? null]);
 }
 
 /** The ledger account of a card, found by its keyed hash (operators' tools and tests). */

@@ -32,8 +32,10 @@ export interface SettlementConfig {
   /** The account store's card lookup and data keys (card-vault.ts, loadOrCreateCardKeys). */
   cardKeys: CardKeys;
   seedCards: readonly SeedCard[];
-  /** Argon2id cost; tests may lower it, never below the library's minimum. */
-  pinHash?: { memoryCost: number; timeCost: number };
+  /** Merchants onboarded at start (kessai start's demo merchant); others through the operator API. */
+  merchants?: ReadonlyArray<{ id: string; name: string }>;
+  /** Active credentials per card (default limits.credentialsPerCardMax); the benchmark raises it. */
+  credentialsPerCardMax?: number;
   tls?: { keyPem: string; certPem: string; caCertPem: string };
   /** SHA-256 fingerprints (hex, colons optional) of the broker certificates allowed on /internal; without it any CA-issued client certificate is. */
   brokerCertificates?: readonly string[];

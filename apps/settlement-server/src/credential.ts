@@ -2,13 +2,15 @@
  * Step 406 (first half): open the sealed credential with cipher 2 and find the card it names.
  * The plaintext stays in this module's return value only as Secrets and is never logged.
  */
-import { credentialPlaintext, KessaiError, openJson, Secret, thumbprint, typ, type JWK, type KeyRing } from '@kessai/protocol';
+import { checkCredentialBinding, credentialPlaintext, KessaiError, openJson, Secret, thumbprint, typ, type JWK, type KeyRing } from '@kessai/protocol';
 import type { Queryable } from '@kessai/service';
 import { openCard, panLookup, sameText, type CardKeys } from './card-vault.ts';
 
 export interface OpenedCredential {
   credentialId: string;
   deviceJwk: JWK;
+  /** RFC 7638 thumbprint of the device key inside, which the header is bound to. */
+  deviceJkt: string;
   cardNumber: Secret<string>;
   holderName: Secret<string>;
   expiry: Secret<string>;
@@ -20,12 +22,13 @@ export async function openCredential(sealed: string, keys: KeyRing, issuerId: st
   const parsed = credentialPlaintext.safeParse(value);
   if (!parsed.success) throw new KessaiError('credential_invalid');
   const plain = parsed.data;
-  if (header.iss !== issuerId) throw new KessaiError('credential_invalid', 'sealed for another issuer');
   if (typeof header.cred !== 'string') throw new KessaiError('credential_invalid');
-  if (header.dkt !== (await thumbprint(plain.device_jwk))) throw new KessaiError('credential_device_mismatch');
+  const deviceJkt = await thumbprint(plain.device_jwk);
+  checkCredentialBinding(header, { credentialId: header.cred, issuerId, deviceJkt });
   return {
     credentialId: header.cred,
     deviceJwk: plain.device_jwk,
+    deviceJkt,
     cardNumber: new Secret(plain.card_number),
     holderName: new Secret(plain.holder_name),
     expiry: new Secret(plain.expiry),

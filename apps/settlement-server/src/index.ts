@@ -4,7 +4,9 @@ export { createAccount, createTransfers, expirePendingTransfers, ledgerTotals, r
 export { GroupCommit } from './ledger/group-commit.ts';
 export { expireHolds } from './expiry.ts';
 export * as rules from './ledger/rules.ts';
-export { pinVerifier } from './pin.ts';
+export { filePinKeys, type PinKeyProvider } from './pin.ts';
+export { onboardMerchant } from './merchants.ts';
+export { revokeCredential } from './registry.ts';
 export { closeDay, settlementBatchIdOf } from './settlement/batches.ts';
 export { feeOf, defaultFeeSchedule, type FeeSchedule } from './settlement/fees.ts';
 export { addDays, businessDayOf, endOfDay, startOfDay } from './settlement/business-day.ts';

@@ -32,13 +32,17 @@ const mainConfig = z.strictObject({
   port: z.number().int().min(0).max(65_535).optional(),
   /** Default: https://<host>:<port>. */
   publicBaseUrl: z.url().optional(),
-  /** Default: the data folder's `operator-token` (created if missing), as `kessai start` does. */
+  /** Default: the role's own `settlement-<issuer>/operator-token` in the data folder (created if missing), as `kessai start` does. */
   operatorToken: z.string().min(16).optional(),
   /** SHA-256 fingerprints of the broker certificates allowed on /internal; default: the data folder's auth-server certificate. */
   brokerCertificates: z.array(z.string().min(1)).min(1).optional(),
   /** Name of the log file under <dataDir>/logs (default settlement-<issuer>-<pid>). */
   logName: z.string().regex(/^[A-Za-z0-9._-]+$/).optional(),
   poolSizeMax: z.number().int().positive().optional(),
+  /** Merchants onboarded at start (others through the operator API, POST /admin/v1/merchants). */
+  merchants: z.array(z.strictObject({ id: z.string().regex(/^mer_[0-9a-hjkmnp-tv-z]{26}$/), name: z.string().min(1).max(200) })).max(1_000).optional(),
+  /** Active credentials per card (default limits.credentialsPerCardMax; the benchmark enrolls more terminals on one card). */
+  credentialsPerCardMax: z.number().int().positive().optional(),
   /** Rate limits other than limits.rateLimits (the benchmark raises them). */
   rateLimits: z
     .strictObject({
@@ -102,10 +106,12 @@ const app = await buildSettlementServer(
     ]),
     cardKeys: await loadOrCreateCardKeys(path.join(roleDir, 'keys')),
     seedCards: issuer.cards,
+    ...(options.merchants ? { merchants: options.merchants } : {}),
+    ...(options.credentialsPerCardMax ? { credentialsPerCardMax: options.credentialsPerCardMax } : {}),
     tls: { keyPem: leaf.keyPem, certPem: leaf.certPem, caCertPem: pki.caCertPem },
     // Only the authentication server's certificate may call /internal (docs/threat-model.md), as in `kessai start`.
     brokerCertificates: options.brokerCertificates ?? [certificateFingerprint(pki.leaves['auth-server']!.certPem)],
-    operatorToken: options.operatorToken ?? (await loadOrCreateOperatorToken(dataDir)),
+    operatorToken: options.operatorToken ?? (await loadOrCreateOperatorToken(dataDir, `settlement-${issuer.id}`)),
     ...(options.rateLimits ? { rateLimits: options.rateLimits } : {}),
   }),
 );

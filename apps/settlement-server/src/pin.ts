@@ -1,45 +1,68 @@
 /**
- * PIN verifiers: argon2id (memory-hard), never the PIN itself. The settlement server is the only
- * role that ever sees a PIN, inside one function's scope after opening the terminal's JWE. Wrong
- * PINs are counted per account and per credential; each count locks at its limit until the
- * operator unlocks it (admin-cards.ts).
+ * PIN verification as an issuer's HSM does it (IBM 3624 offset, Visa PVV in spirit): the account
+ * store keeps a PIN verification value — HMAC-SHA-256 under the PIN verification key, over the
+ * card's lookup hash and the PIN — and the key lives in the key store (a 0600 key file today,
+ * behind PinKeyProvider so a KMS or an HSM can hold it), never in the database: a stolen database
+ * yields no PIN, not even by trying all 10^4. The settlement server is the only role that ever
+ * sees a PIN, inside one function's scope after opening the terminal's JWE. Wrong PINs are counted
+ * per account and per credential (each locks at its limit until the operator unlocks it,
+ * admin-cards.ts) and in a velocity record no unlock resets.
  */
-import { hash, verify } from '@node-rs/argon2';
-import { limits, thumbprint, type DeclineCode, type JWK, type Secret } from '@kessai/protocol';
+import { createHmac, timingSafeEqual } from 'node:crypto';
+import { limits, type DeclineCode, type Secret } from '@kessai/protocol';
 import type { Logger, Queryable } from '@kessai/service';
 
-export interface PinHashCost {
-  memoryCost: number;
-  timeCost: number;
+/** Where the PIN verification key lives. A KMS or HSM implements the same two calls. */
+export interface PinKeyProvider {
+  /** The verification value of `pin` for the card `panLookup`, under the current key. */
+  derive(panLookup: string, pin: Secret<string>): string;
+  /** Whether `pin` gives `stored` under the key `stored` names; constant time. */
+  matches(stored: string, panLookup: string, pin: Secret<string>): boolean;
 }
 
-/** OWASP's argon2id minimum: 19 MiB, 2 iterations, 1 lane. */
-export const pinHashCostDefault: PinHashCost = { memoryCost: 19_456, timeCost: 2 };
+const prefix = 'pvv1';
 
-export function pinVerifier(pin: Secret<string>, cost: PinHashCost): Promise<string> {
-  return hash(pin.expose(), { algorithm: 2 /* Argon2id */, memoryCost: cost.memoryCost, timeCost: cost.timeCost, parallelism: 1 });
+/** The provider over key-file keys (current first; earlier ones still verify what they derived). */
+export function filePinKeys(keys: ReadonlyArray<{ kid: string; key: Buffer }>): PinKeyProvider {
+  const current = keys[0];
+  if (!current) throw new TypeError('filePinKeys needs at least one key');
+  const mac = (key: Buffer, panLookup: string, pin: Secret<string>) => createHmac('sha256', key).update(`${panLookup}\u0000${pin.expose()}`).digest();
+  return {
+    derive: (panLookup, pin) => `${prefix}.${current.kid}.${mac(current.key, panLookup, pin).toString('base64url')}`,
+    matches(stored, panLookup, pin) {
+      const [kind, kid, value] = stored.split('.');
+      const key = keys.find((k) => k.kid === kid);
+      if (kind !== prefix || !key || value === undefined) return false;
+      const expected = mac(key.key, panLookup, pin);
+      const presented = Buffer.from(value, 'base64url');
+      return presented.length === expected.length && timingSafeEqual(presented, expected);
+    },
+  };
 }
 
-export function pinMatches(verifier: string, pin: Secret<string>): Promise<boolean> {
-  return verify(verifier, pin.expose());
+/** True for a verifier of an earlier version (argon2id), which the seeder re-derives. */
+export function isLegacyVerifier(stored: string): boolean {
+  return !stored.startsWith(`${prefix}.`);
 }
 
-// ---- Attempt limits: per account (cards.pin_failures) and per credential ------------------------
+// ---- Attempt limits: per account (cards.pin_failures), per credential, and the velocity record ----
 
-/** The credential a PIN came through, as the settlement server knows it from the opened credential. */
+/** The credential a PIN came through, as the settlement server knows it from its registry. */
 export interface PinHolder {
   credentialId: string;
-  /** Thumbprint of the device key inside the credential: what the per-credential count is keyed by. */
+  /** Thumbprint of the registered device key: what the per-credential count is keyed by. */
   deviceJkt: string;
-}
-
-export async function pinHolderOf(credential: { credentialId: string; deviceJwk: JWK }): Promise<PinHolder> {
-  return { credentialId: credential.credentialId, deviceJkt: await thumbprint(credential.deviceJwk) };
 }
 
 export async function credentialPinLocked(tx: Queryable, holder: PinHolder): Promise<boolean> {
   const [row] = await tx.query<{ status: string }>('select status from credential_pin_limits where device_jkt = $1 for update', [holder.deviceJkt]);
   return row?.status === 'locked';
+}
+
+/** Wrong PINs of the card within pinFailuresWindowMs, whatever unlocks came between. */
+export async function velocityExceeded(tx: Queryable, panLookup: string, now: Date): Promise<boolean> {
+  const [row] = await tx.query<{ count: number }>('select count(*)::int as count from pin_failures where pan_lookup = $1 and at > $2', [panLookup, new Date(now.getTime() - limits.pinFailuresWindowMs)]);
+  return (row?.count ?? 0) >= limits.pinFailuresWindowMax;
 }
 
 interface PinCard {
@@ -50,13 +73,24 @@ interface PinCard {
 }
 
 /**
- * A wrong PIN: counts it against the account (pinAttemptsMax locks the card) and against the
- * credential (pinAttemptsPerCredentialMax locks the credential); the account's lock is named first.
+ * A wrong PIN: counts it against the account (pinAttemptsMax locks the card), the velocity record,
+ * and the credential (pinAttemptsPerCredentialMax locks it) when it came through one; the account's
+ * lock is named first.
  */
-export async function countWrongPin(logger: Logger, tx: Queryable, card: PinCard, holder: PinHolder): Promise<DeclineCode> {
+export async function countWrongPin(logger: Logger, tx: Queryable, card: PinCard, holder: PinHolder | undefined, now: Date): Promise<DeclineCode> {
   const failures = card.pin_failures + 1;
   const locked = failures >= limits.pinAttemptsMax;
   await tx.query('update cards set pin_failures = $2, status = $3 where pan_lookup = $1', [card.pan_lookup, failures, locked ? 'locked' : card.status]);
+  await tx.query('delete from pin_failures where pan_lookup = $1 and at <= $2', [card.pan_lookup, new Date(now.getTime() - limits.pinFailuresWindowMs)]);
+  await tx.query('insert into pin_failures (pan_lookup, at) values ($1, $2)', [card.pan_lookup, now]);
+  const row = holder ? await countForCredential(tx, holder, card.account_id) : undefined;
+  const credentialLocked = row?.status === 'locked';
+  logger.warn({ account: card.account_id, credential: holder?.credentialId, failures, credentialFailures: row?.failures, locked, credentialLocked }, 'wrong PIN');
+  if (locked) return 'pin_locked';
+  return credentialLocked ? 'credential_locked' : 'pin_incorrect';
+}
+
+async function countForCredential(tx: Queryable, holder: PinHolder, accountId: string): Promise<{ failures: number; status: string } | undefined> {
   const [row] = await tx.query<{ failures: number; status: string }>(
     `insert into credential_pin_limits as l (device_jkt, credential_id, account_id, failures, status, locked_at)
        values ($1, $2, $3, 1, case when 1 >= $4 then 'locked' else 'active' end, case when 1 >= $4 then now() end)
@@ -66,16 +100,13 @@ export async function countWrongPin(logger: Logger, tx: Queryable, card: PinCard
        locked_at = case when l.failures + 1 >= $4 and l.status <> 'locked' then now() else l.locked_at end,
        credential_id = excluded.credential_id, account_id = excluded.account_id, updated_at = now()
      returning failures, status`,
-    [holder.deviceJkt, holder.credentialId, card.account_id, limits.pinAttemptsPerCredentialMax],
+    [holder.deviceJkt, holder.credentialId, accountId, limits.pinAttemptsPerCredentialMax],
   );
-  const credentialLocked = row?.status === 'locked';
-  logger.warn({ account: card.account_id, credential: holder.credentialId, failures, credentialFailures: row?.failures, locked, credentialLocked }, 'wrong PIN');
-  if (locked) return 'pin_locked';
-  return credentialLocked ? 'credential_locked' : 'pin_incorrect';
+  return row;
 }
 
-/** A right PIN resets both counts: the account's and this credential's. */
-export async function resetPinFailures(tx: Queryable, card: PinCard, holder: PinHolder): Promise<void> {
+/** A right PIN resets the consecutive counts: the account's and this credential's (never the velocity record). */
+export async function resetPinFailures(tx: Queryable, card: PinCard, holder: PinHolder | undefined): Promise<void> {
   if (card.pin_failures > 0) await tx.query('update cards set pin_failures = 0 where pan_lookup = $1', [card.pan_lookup]);
-  await tx.query("update credential_pin_limits set failures = 0, updated_at = now() where device_jkt = $1 and failures > 0 and status = 'active'", [holder.deviceJkt]);
+  if (holder) await tx.query("update credential_pin_limits set failures = 0, updated_at = now() where device_jkt = $1 and failures > 0 and status = 'active'", [holder.deviceJkt]);
 }

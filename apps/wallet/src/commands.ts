@@ -25,10 +25,12 @@ import {
   safeDisplay,
   Secret,
   type ConversionMode,
+  type JWK,
   type TerminalOutcome,
   type TerminalRequestPayload,
 } from '@kessai/protocol';
-import { AuthorizationVerifier, WalletClient, type VerifiedRequest } from '@kessai/sdk';
+import { z } from 'zod';
+import { WalletClient, type VerifiedRequest } from '@kessai/sdk';
 import { assertMayEnroll, isPemCertificate, loadWallet, openStorage, replaceSealedCredential, saveWallet, storageFileBytesMax, StorageError, StorageMissingError, type LoadedWallet } from './storage.ts';
 
 /** Problems the command line finds itself, before any server is asked. */
@@ -64,6 +66,10 @@ const modeDescriptions: Record<ConversionMode, string> = {
 
 const automationNote = '--yes and --pin-from-env are for automation (tests, the demo): a person should confirm and type the PIN at the prompt.';
 
+/** The file `kessai start` writes the development directory's public key to, in its data folder. */
+export const directoryKeyFile = 'directory-key.jwk';
+const directoryPublicKey = z.looseObject({ kty: z.literal('EC'), crv: z.literal('P-256'), x: z.string().max(64), y: z.string().max(64) }).refine((jwk) => !('d' in jwk), 'a public key');
+
 interface PayOptions {
   storage: string;
   pinFromEnv?: string;
@@ -82,8 +88,11 @@ export function registerWalletCommands(program: Command, io: WalletIo = { stdin:
     .option('--name <name>', 'cardholder name as on the card (asked if absent)')
     .option('--card <number>', 'card number (asked if absent; on the command line it is visible to other users of this machine)')
     .option('--expiry <MM/YY>', 'card expiry (asked if absent)')
+    .option('--directory-key <file>', 'the issuer directory\'s public key (JWK) this wallet trusts; copied onto the storage', defaultDirectoryKey(io))
+    .option('--pin-from-env <var>', 'read the PIN from this environment variable (automation only)')
     .option('--force', 'replace a wallet already on the storage')
-    .action(run((options: { storage: string; auth: string; ca: string; name?: string; card?: string; expiry?: string; force?: boolean }) => enroll(io, options)));
+    .addHelpText('after', `\nThe issuer verifies the cardholder at enrollment: you are asked for the card's PIN, which is encrypted to the issuer (never readable by the authentication server).\n${automationNote}`)
+    .action(run((options: EnrollOptions) => enroll(io, options)));
 
   wallet
     .command('revoke')
@@ -144,17 +153,36 @@ function run<A extends unknown[]>(action: (...args: A) => Promise<void>): (...ar
 
 // ---- enroll (steps 301–305) ------------------------------------------------------------------
 
-async function enroll(io: WalletIo, options: { storage: string; auth: string; ca: string; name?: string; card?: string; expiry?: string; force?: boolean }): Promise<void> {
+interface EnrollOptions {
+  storage: string;
+  auth: string;
+  ca: string;
+  directoryKey: string;
+  name?: string;
+  card?: string;
+  expiry?: string;
+  pinFromEnv?: string;
+  force?: boolean;
+}
+
+/** The development directory key that `kessai start` writes into its data folder. */
+function defaultDirectoryKey(io: WalletIo): string {
+  return `${io.env.KESSAI_DATA_DIR ?? './.kessai'}/${directoryKeyFile}`;
+}
+
+async function enroll(io: WalletIo, options: EnrollOptions): Promise<void> {
   const storage = await openStorage(options.storage);
   assertMayEnroll(storage, options.force ?? false);
   const authBaseUrl = httpsUrl(options.auth, '--auth');
   const caCertPem = await readCaCert(options.ca);
+  const directoryKey = await readDirectoryKey(options.directoryKey);
+  const pin = pinSource(io, options);
 
   const holderName = options.name !== undefined ? checkedName(options.name) : await ask(io, 'text', 'Cardholder name (as on the card)', checkName, 'pass --name');
   const card = new Secret(options.card !== undefined ? checkedCard(options.card) : normalizeCardNumber(await ask(io, 'password', 'Card number', checkCard, 'pass --card')));
   const expiry = options.expiry !== undefined ? checkedExpiry(options.expiry) : (await ask(io, 'text', 'Expiry (MM/YY)', checkExpiry, 'pass --expiry')).trim();
 
-  const { wallet: stored, recoveryCode } = await WalletClient.enrollment({ authBaseUrl, caCertPem, holderName: holderName.trim(), cardNumber: card.expose(), expiry });
+  const { wallet: stored, recoveryCode } = await WalletClient.enrollment({ authBaseUrl, caCertPem, directoryKey, holderName: holderName.trim(), cardNumber: card.expose(), expiry, pin: (await pin()).expose() });
   const saved = await saveWallet(storage.dir, stored, caCertPem, { force: options.force ?? false });
   const out = lines(io.stdout);
   out(`enrolled: credential ${stored.credential_id} (card ending ${card.expose().slice(-4)})`);
@@ -222,6 +250,22 @@ function httpsUrl(value: string, flag: string): string {
   }
   if (url.protocol !== 'https:') throw new WalletCliError('input_invalid', `${flag} must be an https URL`);
   return url.href.replace(/\/+$/, '');
+}
+
+/** The directory's public key: a P-256 signing key as JWK, public members only. */
+async function readDirectoryKey(file: string): Promise<JWK> {
+  const info = await stat(file).catch(() => undefined);
+  if (!info?.isFile()) throw new WalletCliError('input_invalid', `--directory-key ${file} is not a readable file (kessai start writes it to its data folder as ${directoryKeyFile})`);
+  if (info.size > storageFileBytesMax) throw new WalletCliError('input_invalid', `--directory-key ${file} is larger than ${storageFileBytesMax} bytes`);
+  let jwk: unknown;
+  try {
+    jwk = JSON.parse(await readFile(file, 'utf8'));
+  } catch {
+    throw new WalletCliError('input_invalid', `--directory-key ${file} is not JSON`);
+  }
+  const parsed = directoryPublicKey.safeParse(jwk);
+  if (!parsed.success) throw new WalletCliError('input_invalid', `--directory-key ${file} is not a public P-256 signing key (JWK)`);
+  return parsed.data as JWK;
 }
 
 async function readCaCert(file: string): Promise<string> {
@@ -324,7 +368,7 @@ async function answer(io: WalletIo, client: WalletClient, loaded: LoadedWallet, 
     await replaceSealedCredential(loaded.dir, outcome.sealed_credential);
     io.stderr.write('the credential was re-sealed under the current key (key rotation); the storage now holds the new one\n');
   }
-  printOutcome(io, view, total, outcome, await issuerSignature(loaded, view, outcome));
+  printOutcome(io, view, total, outcome, await issuerSignature(client, loaded, view, outcome));
 }
 
 function showRequest(io: WalletIo, view: TerminalRequestPayload, total: string): void {
@@ -380,21 +424,17 @@ function describeDecline(code: string | null): string {
 }
 
 /**
- * The wallet checks the issuer's own signature on the authorization, as the shop does (step 408).
- * The payment is already approved by then, so a failed check is reported beside it, never thrown.
+ * The wallet checks the issuer's own signature on the authorization, with the issuer's key from
+ * the signed directory (step 408). The payment is already approved by then, so a failed check is
+ * reported beside it, never thrown.
  */
-async function issuerSignature(loaded: LoadedWallet, view: TerminalRequestPayload, outcome: TerminalOutcome): Promise<string | undefined> {
+async function issuerSignature(client: WalletClient, loaded: LoadedWallet, view: TerminalRequestPayload, outcome: TerminalOutcome): Promise<string | undefined> {
   if (outcome.status !== 'approved' || !outcome.authorization) return undefined;
-  const { issuer } = loaded.wallet;
-  let verifier: AuthorizationVerifier | undefined;
   try {
-    verifier = new AuthorizationVerifier({ issuers: { [issuer.id]: issuer.jwks_uri }, caCertPem: loaded.caCertPem });
-    const payload = await verifier.verify(outcome.authorization, { rid: view.rid, mid: view.merchant.id, amountMinor: BigInt(view.amount_minor), currency: view.currency });
-    return `authorization ${payload.aid}, signed by ${issuer.name}`;
+    const payload = await client.verifyAuthorization(outcome.authorization, view);
+    return `authorization ${payload.aid}, signed by ${loaded.wallet.issuer.name}`;
   } catch (err) {
     return `the issuer's signature could not be checked: ${err instanceof Error ? oneLine(err.message) : 'unknown error'}`;
-  } finally {
-    await verifier?.close();
   }
 }
 
@@ -448,7 +488,7 @@ function requestIdOf(idOrLink: string): string {
 type PinSource = () => Promise<Secret<string>>;
 
 /** Where the PIN comes from: the environment (automation) or a password prompt on the terminal. */
-function pinSource(io: WalletIo, options: PayOptions): PinSource {
+function pinSource(io: WalletIo, options: { pinFromEnv?: string | undefined }): PinSource {
   const checkPin = (value: string | undefined) => (/^[0-9]{4,12}$/.test(value ?? '') ? undefined : 'a PIN is 4 to 12 digits');
   if (options.pinFromEnv !== undefined) {
     const value = io.env[options.pinFromEnv];

@@ -1,5 +1,5 @@
 /** The command-line terminal (role 10): `kessai wallet …` and its removable storage. */
-export { registerWalletCommands, WalletCliError, listenReconnectsMax, listenReconnectDelayMsFirst, type WalletCliErrorCode, type WalletIo } from './commands.ts';
+export { directoryKeyFile, registerWalletCommands, WalletCliError, listenReconnectsMax, listenReconnectDelayMsFirst, type WalletCliErrorCode, type WalletIo } from './commands.ts';
 export {
   assertMayEnroll,
   loadWallet,
@@ -16,3 +16,4 @@ export {
   type StorageErrorCode,
   type WalletFile,
 } from './storage.ts';
+export { buildWalletHost, type WalletHostConfig } from './host.ts';

@@ -16,12 +16,13 @@ export async function fakeStoredWallet(): Promise<StoredWallet> {
   const { entry } = await generateKeyEntry('enc');
   const sealed = await sealJson({ v: 1 }, entry, { typ: typ.credential, cred: credentialId, iss: 'sakura-bank', dkt: await thumbprint(await exportJWK(publicKey)) });
   return {
-    version: 1,
+    version: 2,
     auth_base_url: 'https://127.0.0.1:9',
     credential_id: credentialId,
     sealed_credential: sealed,
-    issuer: { id: 'sakura-bank', name: 'Sakura Demo Bank', conversion_mode: 'reseal', jwks_uri: 'https://127.0.0.1:9/.well-known/jwks.json' },
+    issuer: { id: 'sakura-bank', name: 'Sakura Demo Bank', conversion_mode: 'reseal' },
     auth_jwks_uri: 'https://127.0.0.1:9/.well-known/jwks.json',
+    directory_key: { ...(await exportJWK((await generateKeyPair('ES256', { extractable: true })).publicKey)) },
     device_private_jwk: { ...(await exportJWK(privateKey)), alg: 'ES256' },
   };
 }

@@ -36,6 +36,12 @@ export const typ = {
   authorization: 'kessai-authorization+jws',
   requestView: 'kessai-payment-request+jws',
   deviceProof: 'kessai-device-proof+jwt',
+  /** The PIN at enrollment, encrypted by the terminal to the issuer and bound to the device key. */
+  enrollmentPin: 'kessai-enrollment-pin+jwe',
+  /** The issuer's receipt for a credential it registered (enrollment, step 303). */
+  registration: 'kessai-registration+jws',
+  /** The scheme's signed list of issuers (DESIGN.md §1, "directory"). */
+  directory: 'kessai-directory+jws',
 } as const;
 
 export type { JWK };

@@ -24,6 +24,11 @@ export const errorCatalog = {
   credential_revoked: { status: 403, title: 'The credential has been revoked' },
   credential_invalid: { status: 422, title: 'The sealed credential cannot be opened or is not bound to this credential' },
   credential_device_mismatch: { status: 422, title: 'The credential belongs to another device key' },
+  credential_unknown: { status: 403, title: 'The issuer has not registered this credential for this device key' },
+  credential_limit_reached: { status: 409, title: 'The card already has credentialsPerCardMax active credentials; revoke one first' },
+  enrollment_refused: { status: 422, title: 'The issuer refused the enrollment: card number, name, expiry or PIN do not match an active card' },
+  merchant_unknown: { status: 422, title: 'The issuer has not onboarded this merchant' },
+  directory_invalid: { status: 502, title: 'The issuer directory is not signed by the pinned directory key, or does not list this issuer' },
   payment_request_not_found: { status: 404, title: 'No such payment request' },
   payment_request_expired: { status: 409, title: 'The payment request has expired' },
   payment_request_not_pending: { status: 409, title: 'The payment request is no longer pending' },
@@ -86,6 +91,8 @@ export class KessaiError extends Error {
   readonly code: ErrorCode;
   readonly status: number;
   readonly errors: Problem['errors'];
+  /** rate_limited: seconds until the caller may try again, sent as Retry-After. */
+  retryAfterSeconds?: number;
   constructor(code: ErrorCode, detail?: string, errors?: Problem['errors']) {
     super(detail ?? errorCatalog[code].title);
     this.name = 'KessaiError';

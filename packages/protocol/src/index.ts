@@ -1,5 +1,7 @@
 export * from './card.ts';
 export * from './crypto.ts';
+export * from './checks/index.ts';
+export * from './directory.ts';
 export * from './display.ts';
 export * from './errors.ts';
 export * from './ids.ts';
@@ -9,3 +11,4 @@ export * from './messages.ts';
 export * from './money.ts';
 export * from './secret.ts';
 export * from './settlement.ts';
+export * from './terminal.ts';

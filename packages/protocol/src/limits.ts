@@ -32,6 +32,19 @@ export const limits = {
   pinAttemptsMax: 3,
   /** Wrong PINs through one credential (device key) before that credential is locked at the issuer; only a right PIN through it resets the count. */
   pinAttemptsPerCredentialMax: 3,
+  /**
+   * Wrong PINs of one card within pinFailuresWindowMs, across operator unlocks (the velocity
+   * record): past it every PIN of the card is declined pin_locked, unchecked, until the window
+   * passes — so an unlock after every second miss cannot turn into an online PIN search.
+   */
+  pinFailuresWindowMax: 6,
+  pinFailuresWindowMs: 24 * 60 * 60 * 1000,
+  /** Active credentials (enrolled devices) one card may have at its issuer. */
+  credentialsPerCardMax: 5,
+  /** The signed directory: issuers listed, card ranges and keys per issuer. */
+  directoryIssuersMax: 50,
+  directoryCardRangesMax: 50,
+  directoryKeysPerIssuerMax: 10,
   /** Wrong recovery codes for one credential before revocation by recovery code is locked, and for how long. */
   recoveryAttemptsMax: 5,
   recoveryLockoutMs: 15 * 60 * 1000,
@@ -100,6 +113,13 @@ export const limits = {
     credential: { perMinute: 600, burst: 120 },
     enrollment: { perMinute: 10, burst: 20 },
     recovery: { perMinute: 5, burst: 10 },
+    /**
+     * At the settlement server, whoever the caller: enrollments per card (keyed by its lookup
+     * hash, so an unknown card counts too), and authorizations per credential and per card.
+     */
+    enrollmentPerCard: { perMinute: 2, burst: 5 },
+    internalCredential: { perMinute: 120, burst: 30 },
+    internalCard: { perMinute: 240, burst: 60 },
   },
   /** Keys one rate limiter tracks at most (its memory bound). */
   rateLimitKeysMax: 100_000,

@@ -15,6 +15,8 @@ const jose = z.string().min(1).max(limits.joseLengthMax).regex(/^[A-Za-z0-9_-]+(
 const prefixedId = (prefix: string) => z.string().regex(new RegExp(`^${prefix}_[0-9a-hjkmnp-tv-z]{26}$`), `${prefix}_ id`);
 
 export const amountString = z.string().max(20).regex(amountPattern, 'non-negative integer string').refine((v) => amountPattern.test(v) && BigInt(v) <= limits.amountMinorMax, 'exceeds amountMinorMax');
+/** An amount that moves money: at least one minor unit (a zero request or capture is refused; a void releases a hold). */
+export const positiveAmountString = amountString.refine((v) => v !== '0', 'must be at least 1 minor unit');
 export const currencyCode = z.enum(currencies as [string, ...string[]]);
 export const credentialId = prefixedId('cred');
 /** A recovery code: 20 Crockford base32 characters (100 bits) in five groups of four. */
@@ -34,35 +36,77 @@ export const deviceJwk = z.strictObject({
 
 // ---- Enrollment (steps 301–305) ----------------------------------------------------------
 
-export const enrollmentRequest = z.strictObject({
+const issuerId = z.string().regex(/^[a-z0-9][a-z0-9-]{0,63}$/, 'issuer id');
+
+/** What both kinds of enrollment carry: the id the terminal chose, the issuer it found in the directory, its device key and the PIN block. */
+const enrollmentCommon = {
+  credential_id: credentialId,
+  issuer_id: issuerId,
+  device_jwk: deviceJwk,
+  /** The PIN, encrypted by the terminal to the issuer's key from the signed directory, bound to the credential id and device key. */
+  pin_block: jose,
+};
+
+/** Re-seal issuers (embodiment 1): the card data in clear over TLS, as the patent's step 303 sends it; the authentication server seals it. */
+export const resealEnrollmentRequest = z.strictObject({
+  ...enrollmentCommon,
   holder_name: text(limits.holderNameLengthMax),
   card_number: z.string().min(12).max(23),
   expiry: z.string().regex(expiryPattern, 'MM/YY'),
-  device_jwk: deviceJwk,
 });
+
+/** Pass-through issuers (embodiment 2): the card data already sealed by the terminal for the issuer; the authentication server never sees it. */
+export const passThroughEnrollmentRequest = z.strictObject({
+  ...enrollmentCommon,
+  sealed_card: jose,
+});
+
+export const enrollmentRequest = z.union([resealEnrollmentRequest, passThroughEnrollmentRequest]);
 export type EnrollmentRequest = z.infer<typeof enrollmentRequest>;
 
 export const conversionMode = z.enum(['reseal', 'pass_through']);
 export type ConversionMode = z.infer<typeof conversionMode>;
 
+/** The issuer as the enrollment answer names it; its keys come only from the signed directory. */
 export const issuerSummary = z.strictObject({
-  id: text(64),
+  id: issuerId,
   name: text(),
   conversion_mode: conversionMode,
-  /** Where the terminal fetches the key it encrypts PINs to. */
-  jwks_uri: z.url(),
 });
 
 export const enrollmentResponse = z.strictObject({
   credential_id: credentialId,
   sealed_credential: jose,
   issuer: issuerSummary,
+  /** The issuer's signed receipt (typ kessai-registration+jws): the wallet checks it with the issuer's key from the directory. */
+  registration: jose,
   /** The authentication server's JWKS: the terminal verifies signed payment requests with it. */
   auth_jwks_uri: z.url(),
   /** Shown to the payer once, never stored by the terminal: revokes the credential from any device. */
   recovery_code: recoveryCode,
 });
 export type EnrollmentResponse = z.infer<typeof enrollmentResponse>;
+
+/** Inside the enrollment PIN block. */
+export const enrollmentPinPlaintext = z.strictObject({ pin: z.string().regex(/^[0-9]{4,12}$/), cred: credentialId, dkt: z.string().regex(/^[A-Za-z0-9_-]{43}$/) });
+
+/** Payload of the issuer's registration receipt: this credential id, for this device key, at this issuer. */
+export const registrationPayload = z.strictObject({
+  iss: issuerId,
+  cred: credentialId,
+  dkt: z.string().regex(/^[A-Za-z0-9_-]{43}$/),
+  iat: z.number().int(),
+});
+export type RegistrationPayload = z.infer<typeof registrationPayload>;
+
+/** Authentication server → issuer (step 303): the card data sealed for the issuer, the device key and the PIN block. */
+export const issuerEnrollmentRequest = z.strictObject({
+  credential_id: credentialId,
+  device_jwk: deviceJwk,
+  sealed_credential: jose,
+  pin_block: jose,
+});
+export const issuerEnrollmentResponse = z.strictObject({ registration: jose });
 
 // ---- Revocation of a lost storage, PIN unlock (operator) ------------------------------------
 
@@ -109,7 +153,7 @@ export function itemsHash(items: readonly LineItem[]): Promise<string> {
 export const createPaymentRequest = z.strictObject({
   order_id: text(limits.orderIdLengthMax),
   currency: currencyCode,
-  amount_minor: amountString,
+  amount_minor: positiveAmountString,
   line_items: z.array(lineItem).min(1).max(limits.lineItemsMax),
   /** Push to this wallet; without it the payer opens the payment link. */
   wallet_handle: credentialId.optional(),
@@ -138,9 +182,9 @@ export const paymentRequestView = z.strictObject({
 });
 export type PaymentRequestView = z.infer<typeof paymentRequestView>;
 
-export const captureRequest = z.strictObject({ amount_minor: amountString.optional() });
+export const captureRequest = z.strictObject({ amount_minor: positiveAmountString.optional() });
 /** Step 409: a refund of part of what was captured; several may follow, up to the captured amount. */
-export const refundRequest = z.strictObject({ amount_minor: amountString });
+export const refundRequest = z.strictObject({ amount_minor: positiveAmountString });
 export const refundView = z.strictObject({
   id: refundId,
   payment_request_id: paymentRequestId,
@@ -173,11 +217,15 @@ export type TerminalRequestPayload = z.infer<typeof terminalRequestPayload>;
 export const approvalPayload = z.strictObject({
   rid: paymentRequestId,
   mid: merchantId,
+  /** The merchant's name the payer was shown: the issuer checks it against its own onboarding record. */
+  mnm: text(),
   amt: amountString,
   cur: currencyCode,
   /** sha256 (base64url) of JSON [[description, quantity, unit_price_minor], …] in order. */
   ih: z.string().regex(/^[A-Za-z0-9_-]{43}$/),
   iat: z.number().int(),
+  /** The request's expiry: no server acts on the approval after it. */
+  exp: z.number().int(),
   nonce: z.string().regex(/^[A-Za-z0-9_-]{22,64}$/),
 });
 export type ApprovalPayload = z.infer<typeof approvalPayload>;
@@ -185,12 +233,12 @@ export type ApprovalPayload = z.infer<typeof approvalPayload>;
 export const approveRequest = z.strictObject({
   sealed_credential: jose,
   approval: jose,
-  /** The PIN, encrypted by the terminal to the settlement server's key, bound to the request id. */
+  /** The PIN, encrypted by the terminal to the issuer's key from the directory, bound to the request id, the approval's nonce and the device key. */
   pin: jose,
 });
 export type ApproveRequest = z.infer<typeof approveRequest>;
 
-export const pinPlaintext = z.strictObject({ pin: z.string().regex(/^[0-9]{4,12}$/), rid: paymentRequestId });
+export const pinPlaintext = z.strictObject({ pin: z.string().regex(/^[0-9]{4,12}$/), rid: paymentRequestId, nonce: z.string().regex(/^[A-Za-z0-9_-]{22,64}$/), dkt: z.string().regex(/^[A-Za-z0-9_-]{43}$/) });
 
 export const terminalOutcome = z.strictObject({
   id: paymentRequestId,
@@ -213,11 +261,9 @@ export const issuerMetadata = z.strictObject({
 });
 export type IssuerMetadata = z.infer<typeof issuerMetadata>;
 
-export const accountCheckRequest = z.strictObject({ sealed_credential: jose });
-export const accountCheckResponse = z.strictObject({ status: z.enum(['ok', 'account_not_found', 'account_blocked', 'card_expired']) });
-
 export const authorizeRequest = z.strictObject({
-  request: z.strictObject({ rid: paymentRequestId, mid: merchantId, amt: amountString, cur: currencyCode, ih: z.string().regex(/^[A-Za-z0-9_-]{43}$/) }),
+  /** The request as the authentication server holds it; the issuer computes the items hash itself. */
+  request: z.strictObject({ rid: paymentRequestId, mid: merchantId, amt: amountString, cur: currencyCode, line_items: z.array(lineItem).min(1).max(limits.lineItemsMax) }),
   sealed_credential: jose,
   approval: jose,
   pin: jose,
@@ -246,10 +292,18 @@ export const authorizeResponse = z.strictObject({
   sealed_credential: jose.optional(),
 });
 
-export const settlementCaptureRequest = z.strictObject({ amount_minor: amountString });
+export const settlementCaptureRequest = z.strictObject({ amount_minor: positiveAmountString });
+/** Revocation reaching the issuer's registry (the payer's recovery code or an operator, relayed by the authentication server). */
+export const issuerRevocationRequest = z.strictObject({ revoked_by: z.enum(['payer', 'operator']) });
+export const issuerRevocation = z.strictObject({ credential_id: credentialId, status: z.literal('revoked'), revoked_at: z.string(), revoked_by: z.enum(['payer', 'operator', 'issuer_operator']) });
+export type IssuerRevocation = z.infer<typeof issuerRevocation>;
+/** A merchant onboarded at an issuer by its operator: only these are paid, under this name. */
+export const issuerMerchant = z.strictObject({ merchant_id: merchantId, name: text() });
+export const issuerMerchantView = z.strictObject({ merchant_id: merchantId, name: text(), created_at: z.string() });
+export const issuerMerchantList = z.strictObject({ items: z.array(issuerMerchantView).max(limits.listPageMax) });
 export const settlementCaptureResponse = z.strictObject({ authorization_id: authorizationId, status: z.enum(['captured', 'voided']), captured_minor: amountString });
 /** The refund id is chosen (and saved) by the authentication server before it calls: a retry reuses it. */
-export const settlementRefundRequest = z.strictObject({ refund_id: refundId, amount_minor: amountString });
+export const settlementRefundRequest = z.strictObject({ refund_id: refundId, amount_minor: positiveAmountString });
 export const settlementRefundResponse = z.strictObject({ authorization_id: authorizationId, refund_id: refundId, amount_minor: amountString, refunded_minor: amountString, captured_minor: amountString });
 /** An authorization as its issuer keeps it: how the authentication server learns that a hold expired. */
 export const settlementAuthorizationStatus = z.strictObject({

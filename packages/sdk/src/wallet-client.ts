@@ -1,29 +1,40 @@
 /**
  * The terminal (role 10) as a library: what the command-line wallet and the tests drive.
- * Enrollment (301–305) creates the device key and stores the sealed credential; a payment
- * (403–404) is shown from a view signed by the authentication server and answered with an
- * approval signed by the device key and a PIN encrypted to the issuer — never to the broker.
+ * Enrollment (301–305) creates the device key, finds the issuer in the signed directory (verified
+ * with the directory key the wallet was installed with), encrypts the PIN to that issuer's key
+ * from the directory — bound to the credential id and device key — and, for a pass-through issuer,
+ * seals the card data for the issuer itself. A payment (403–404) is shown from a view signed by the
+ * authentication server and answered with an approval signed by the device key and a PIN block
+ * encrypted to the issuer's key from the directory, never to a key the broker names.
  */
 import { exportJWK, generateKeyPair, importJWK } from 'jose';
 import { z } from 'zod';
 import {
-  base64url,
+  approvalFor,
+  checkCredentialBinding,
+  checkEnrollmentAnswer,
   credentialRevocation,
+  Directory,
+  directoryResponse,
+  enrollmentBody,
   enrollmentResponse,
-  itemsHash,
   keyEntryFromJwk,
   KessaiError,
   KeyRing,
+  newId,
+  normalizeCardNumber,
   readHeader,
-  sealJson,
   Secret,
   signDeviceProof,
-  signJson,
   terminalOutcome,
   terminalRequestPayload,
+  thumbprint,
+  toPublicJwk,
   typ,
+  verifyAuthorizationFor,
   verifyJson,
   type ApprovalPayload,
+  type AuthorizationPayload,
   type CredentialRevocation,
   type EnrollmentResponse,
   type JWK,
@@ -34,12 +45,14 @@ import { HttpClient } from './http.ts';
 
 /** Everything the removable storage holds; enough to pay from any terminal it is moved to. */
 export const storedWallet = z.strictObject({
-  version: z.literal(1),
+  version: z.literal(2),
   auth_base_url: z.url(),
   credential_id: z.string(),
   sealed_credential: z.string(),
   issuer: enrollmentResponse.shape.issuer,
   auth_jwks_uri: z.url(),
+  /** The directory's public key the wallet was installed with: every issuer key comes from a directory it verifies. */
+  directory_key: z.record(z.string(), z.unknown()),
   device_private_jwk: z.record(z.string(), z.unknown()),
 });
 export type StoredWallet = z.infer<typeof storedWallet>;
@@ -47,9 +60,13 @@ export type StoredWallet = z.infer<typeof storedWallet>;
 export interface EnrollInput {
   authBaseUrl: string;
   caCertPem: string;
+  /** The directory's public key (JWK), installed with the wallet; never taken from the authentication server. */
+  directoryKey: JWK;
   holderName: string;
   cardNumber: string;
   expiry: string;
+  /** The card's PIN: the issuer verifies the cardholder at enrollment. */
+  pin: string;
 }
 
 const jwks = z.object({ keys: z.array(z.record(z.string(), z.unknown())).max(20) });
@@ -60,11 +77,19 @@ export interface VerifiedRequest {
   view: TerminalRequestPayload;
 }
 
+/** Fetches the directory through the authentication server and verifies it with the pinned key. */
+export async function fetchDirectory(http: HttpClient, authBaseUrl: string, directoryKey: JWK): Promise<Directory> {
+  const { directory } = await http.call('GET', `${authBaseUrl}/v1/directory`, { schema: directoryResponse, unavailable: 'issuer_unavailable' });
+  const key = (await importJWK(toPublicJwk(directoryKey), 'ES256')) as CryptoKey;
+  return Directory.verify(directory, key);
+}
+
 export class WalletClient {
   readonly wallet: StoredWallet;
   readonly #http: HttpClient;
   #deviceKey: Promise<CryptoKey>;
   #authKeys?: Promise<KeyRing>;
+  #directory?: Promise<Directory> | undefined;
 
   constructor(wallet: StoredWallet, options: { caCertPem: string }) {
     this.wallet = wallet;
@@ -84,20 +109,24 @@ export class WalletClient {
   static async enrollment(input: EnrollInput): Promise<{ wallet: StoredWallet; recoveryCode: Secret<string> }> {
     const { publicKey, privateKey } = await generateKeyPair('ES256', { extractable: true });
     const { kty, crv, x, y } = await exportJWK(publicKey);
+    const deviceJwk = { kty: kty as 'EC', crv: crv as 'P-256', x: x!, y: y! };
     const http = new HttpClient({ caCertPem: input.caCertPem });
     try {
-      const enrolled: EnrollmentResponse = await http.call('POST', `${input.authBaseUrl}/v1/enrollments`, {
-        body: { holder_name: input.holderName, card_number: input.cardNumber, expiry: input.expiry, device_jwk: { kty, crv, x, y } },
-        schema: enrollmentResponse,
-        unavailable: 'issuer_unavailable',
-      });
+      const directory = await fetchDirectory(http, input.authBaseUrl, input.directoryKey);
+      const issuer = directory.issuerForCard(normalizeCardNumber(input.cardNumber));
+      const issuerKeys = await directory.keys(issuer.id);
+      const credentialId = newId('cred');
+      const body = await enrollmentBody(issuer, issuerKeys, { credentialId, deviceJwk, holderName: input.holderName, cardNumber: input.cardNumber, expiry: input.expiry, pin: input.pin });
+      const enrolled: EnrollmentResponse = await http.call('POST', `${input.authBaseUrl}/v1/enrollments`, { body, schema: enrollmentResponse, unavailable: 'issuer_unavailable' });
+      await checkEnrollmentAnswer(enrolled, issuer, issuerKeys, { credentialId, dkt: await thumbprint(deviceJwk) });
       const wallet: StoredWallet = {
-        version: 1,
+        version: 2,
         auth_base_url: input.authBaseUrl,
         credential_id: enrolled.credential_id,
         sealed_credential: enrolled.sealed_credential,
-        issuer: enrolled.issuer,
+        issuer: { id: issuer.id, name: issuer.name, conversion_mode: issuer.conversion_mode },
         auth_jwks_uri: enrolled.auth_jwks_uri,
+        directory_key: toPublicJwk(input.directoryKey),
         device_private_jwk: { ...(await exportJWK(privateKey)), alg: 'ES256' },
       };
       return { wallet, recoveryCode: new Secret(enrolled.recovery_code) };
@@ -187,23 +216,33 @@ export class WalletClient {
   /** Takes a re-sealed credential only if its header names this credential, device key and issuer. */
   #renew(sealed: string): void {
     const now = readHeader(this.wallet.sealed_credential, 'credential_invalid');
-    const next = readHeader(sealed, 'credential_invalid');
-    if (next.typ !== now.typ || next.cred !== now.cred || next.dkt !== now.dkt || next.iss !== now.iss) throw new KessaiError('credential_invalid', 'the re-sealed credential is bound to another credential');
+    try {
+      checkCredentialBinding(readHeader(sealed, 'credential_invalid'), { credentialId: String(now.cred), issuerId: String(now.iss), deviceJkt: String(now.dkt) });
+    } catch {
+      throw new KessaiError('credential_invalid', 'the re-sealed credential is bound to another credential');
+    }
     this.wallet.sealed_credential = sealed;
+  }
+
+  /** The signed directory, fetched through the authentication server and verified with the pinned key (once per client). */
+  directory(): Promise<Directory> {
+    this.#directory ??= fetchDirectory(this.#http, this.wallet.auth_base_url, this.wallet.directory_key as JWK);
+    this.#directory.catch(() => (this.#directory = undefined));
+    return this.#directory;
   }
 
   /** The body of an approval, exposed so tests can tamper with each part. */
   async approvalBody(request: VerifiedRequest, pin: string, overrides: Partial<ApprovalPayload> = {}): Promise<{ sealed_credential: string; approval: string; pin: string }> {
-    const { view } = request;
-    const nonce = new Uint8Array(18);
-    globalThis.crypto.getRandomValues(nonce);
-    const payload: ApprovalPayload = { rid: view.rid, mid: view.merchant.id, amt: view.amount_minor, cur: view.currency, ih: await itemsHash(view.line_items), iat: Math.floor(Date.now() / 1000), nonce: base64url(nonce), ...overrides };
-    const approval = await signJson(payload, await this.#deviceKey, { typ: typ.approval });
-    // Fetched for each approval: the issuer may have rotated the key PINs are encrypted to.
-    const issuerKey = (await this.#keys(this.wallet.issuer.jwks_uri)).current('enc');
-    if (!/^[0-9]{4,12}$/.test(pin)) throw new KessaiError('validation_failed', 'a PIN is 4 to 12 digits');
-    const pinJwe = await sealJson({ pin, rid: view.rid }, issuerKey, { typ: typ.pin, rid: view.rid });
-    return { sealed_credential: this.wallet.sealed_credential, approval, pin: pinJwe };
+    // The issuer's key from the directory (fetched once per client; a rotated key still opens as `previous`).
+    const issuerKey = (await (await this.directory()).keys(this.wallet.issuer.id)).current('enc');
+    const jkt = await thumbprint(toPublicJwk(this.wallet.device_private_jwk as JWK));
+    const signed = await approvalFor(request.view, { privateKey: await this.#deviceKey, jkt }, issuerKey, pin, overrides);
+    return { sealed_credential: this.wallet.sealed_credential, ...signed };
+  }
+
+  /** Step 408 at the terminal: the issuer's signed authorization, verified with the issuer's key from the directory. */
+  async verifyAuthorization(jws: string, view: TerminalRequestPayload): Promise<AuthorizationPayload> {
+    return verifyAuthorizationFor(jws, view, this.wallet.issuer.id, await (await this.directory()).keys(this.wallet.issuer.id));
   }
 
   async decline(request: VerifiedRequest): Promise<TerminalOutcome> {

@@ -24,6 +24,7 @@ import { isErrorCode, limits } from '@kessai/protocol';
 import type { Db, Queryable } from './db.ts';
 import type { Logger } from './logger.ts';
 import { requireOperator } from './operator.ts';
+import { auditActorOf } from './audit-actor.ts';
 import type { KessaiApp } from './server.ts';
 
 /** The audit table, its append-only triggers, applied by every server at start (idempotent). */
@@ -215,12 +216,7 @@ export function recordDomainEvent(owner: object | null | undefined, entry: Audit
   return auditLogOf(owner)?.record(entry) ?? Promise.resolve();
 }
 
-const actors = new WeakMap<FastifyRequest, string>();
-
-/** Names who made the request once it is authenticated (`merchant:mer_…`, `credential:cred_…`). */
-export function setAuditActor(request: FastifyRequest, actor: string): void {
-  actors.set(request, actor);
-}
+export { auditActorOf, setAuditActor } from './audit-actor.ts';
 
 /** A Kessai id (`pr_…`, `cred_…`): the only part of a URL an audit row repeats. */
 const idShape = /^[a-z]{2,5}_[0-9a-hjkmnp-tv-z]{26}$/;
@@ -228,7 +224,7 @@ const stateChanging = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
 const errorCodes = new WeakMap<FastifyRequest, string>();
 
 function actorOf(request: FastifyRequest, status: number): string {
-  const named = actors.get(request);
+  const named = auditActorOf(request);
   if (named) return named;
   if ((request.routeOptions.url ?? '').startsWith('/admin/') && status < 400) return 'operator';
   const socket = request.raw.socket as Partial<TLSSocket>;

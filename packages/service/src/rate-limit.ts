@@ -111,6 +111,15 @@ export function rateLimitHook(limiters: RateLimiters, keysOf: (request: FastifyR
   };
 }
 
+/** Spends one request of `key`'s `name` bucket inside a route (a key known only after parsing), or throws rate_limited with its Retry-After. */
+export function spendRateLimit(limiters: RateLimiters, name: RateLimitName, key: string): void {
+  const decision = limiters[name].take(key);
+  if (decision.allowed) return;
+  const error = new KessaiError('rate_limited', `the ${name} rate limit is spent; retry after ${decision.retryAfterSeconds} s`);
+  error.retryAfterSeconds = decision.retryAfterSeconds;
+  throw error;
+}
+
 /** The bucket every server has: one per source address. */
 export const byAddress = (request: FastifyRequest): Array<[RateLimitName, string]> => [['address', request.ip]];
 

@@ -128,6 +128,7 @@ async function refuseNulCharacters(request: FastifyRequest): Promise<void> {
 }
 
 export function sendProblem(reply: FastifyReply, error: KessaiError): FastifyReply {
+  if (error.retryAfterSeconds !== undefined) reply.header('retry-after', String(error.retryAfterSeconds));
   return reply.code(error.status).type('application/problem+json').send(error.toProblem());
 }
 

@@ -121,7 +121,7 @@ export async function paymentLinkRoutes(plugin: FastifyInstance, context: AuthCo
   app.get('/pay/:id', { schema: { params: z.strictObject({ id: paymentRequestId }) } }, async (request, reply) => {
     const row = await loadPaymentRequest(config.db, request.params.id, new Date(), config.publicBaseUrl);
     // A browser (a phone that scanned the shop's QR code) opens the request in the browser wallet.
-    if (request.headers.accept?.includes('text/html')) return reply.redirect(`/wallet/?pay=${row.id}`);
+    if (request.headers.accept?.includes('text/html') && config.walletUrl) return reply.redirect(`${config.walletUrl}?pay=${row.id}`);
     const [merchant] = await config.db.query<{ name: string }>('select name from merchants where id = $1', [row.merchant_id]);
     return {
       id: row.id,

@@ -16,7 +16,7 @@ import { lineItemsTotal } from '../../../packages/protocol/src/money.ts';
 import type { TerminalRequestPayload } from '../../../packages/protocol/src/messages.ts';
 import { createDeviceKey, passphraseLengthMin, unwrapDeviceKey, WrongPassphraseError } from './keys.ts';
 import { addHistory, loadWallet, parseFile, removeWallet, saveWallet, toFile, type HistoryEntry, type WalletRecord } from './store.ts';
-import { enroll, Terminal, type Outcome } from './terminal.ts';
+import { enroll, Terminal, walletHostConfig, type Outcome } from './terminal.ts';
 
 const declineReasons: Record<string, string> = {
   pin_incorrect: 'the PIN is not correct',
@@ -61,11 +61,12 @@ interface EnrollErrors {
   holder?: string;
   card?: string;
   expiry?: string;
+  pin?: string;
   passphrase?: string;
   confirm?: string;
 }
 
-function validateEnrollment(values: { holder: string; card: string; expiry: string; passphrase: string; confirm: string }): EnrollErrors {
+function validateEnrollment(values: { holder: string; card: string; expiry: string; pin: string; passphrase: string; confirm: string }): EnrollErrors {
   const errors: EnrollErrors = {};
   if (!values.holder.trim()) errors.holder = 'Enter the name as printed on the card.';
   else if (values.holder.trim().length > 64) errors.holder = 'The name is at most 64 characters.';
@@ -77,13 +78,14 @@ function validateEnrollment(values: { holder: string; card: string; expiry: stri
   if (!values.expiry) errors.expiry = 'Enter the expiry date as MM/YY.';
   else if (!/^(0[1-9]|1[0-2])\/[0-9]{2}$/.test(values.expiry)) errors.expiry = 'Write the expiry as MM/YY, for example 12/34.';
   else if (isExpired(values.expiry, new Date())) errors.expiry = 'This card has expired.';
+  if (!/^[0-9]{4,12}$/.test(values.pin)) errors.pin = 'Enter the card’s PIN: 4 to 12 digits.';
   if (values.passphrase.length < passphraseLengthMin) errors.passphrase = `Choose a passphrase of at least ${passphraseLengthMin} characters.`;
   if (values.confirm !== values.passphrase) errors.confirm = 'The two passphrases differ.';
   return errors;
 }
 
 function EnrollForm({ onDone }: { onDone: (record: WalletRecord, recoveryCode: string) => void }) {
-  const [values, setValues] = useState({ holder: '', card: '', expiry: '', passphrase: '', confirm: '' });
+  const [values, setValues] = useState({ holder: '', card: '', expiry: '', pin: '', passphrase: '', confirm: '' });
   const [touched, setTouched] = useState<Record<string, boolean>>({});
   const [submitted, setSubmitted] = useState(false);
   const [busy, setBusy] = useState(false);
@@ -102,7 +104,7 @@ function EnrollForm({ onDone }: { onDone: (record: WalletRecord, recoveryCode: s
     event.preventDefault();
     setSubmitted(true);
     setError(null);
-    const first = (['holder', 'card', 'expiry', 'passphrase', 'confirm'] as const).find((key) => errors[key]);
+    const first = (['holder', 'card', 'expiry', 'pin', 'passphrase', 'confirm'] as const).find((key) => errors[key]);
     if (first) {
       setFocusRequest({ field: first });
       return;
@@ -110,10 +112,10 @@ function EnrollForm({ onDone }: { onDone: (record: WalletRecord, recoveryCode: s
     setBusy(true);
     try {
       const key = await createDeviceKey(values.passphrase);
-      const answer = await enroll({ holderName: values.holder.trim(), cardNumber: normalizeCardNumber(values.card), expiry: values.expiry, deviceJwk: key.publicJwk });
+      const answer = await enroll({ holderName: values.holder.trim(), cardNumber: normalizeCardNumber(values.card), expiry: values.expiry, pin: values.pin, deviceJwk: key.publicJwk });
       const record: WalletRecord = {
-        version: 1,
-        auth_base_url: location.origin,
+        version: 2,
+        auth_base_url: answer.auth_base_url,
         credential_id: answer.credential_id,
         sealed_credential: answer.sealed_credential,
         issuer: answer.issuer,
@@ -127,7 +129,7 @@ function EnrollForm({ onDone }: { onDone: (record: WalletRecord, recoveryCode: s
       };
       await saveWallet(record);
       // The card data leaves the form state: only the sealed credential remains.
-      setValues({ holder: '', card: '', expiry: '', passphrase: '', confirm: '' });
+      setValues({ holder: '', card: '', expiry: '', pin: '', passphrase: '', confirm: '' });
       onDone(record, answer.recovery_code);
     } catch (err) {
       setError(err instanceof ApiError ? `Enrollment refused: ${describeError(err)}` : `Enrollment failed: ${describeError(err)}`);
@@ -153,6 +155,9 @@ function EnrollForm({ onDone }: { onDone: (record: WalletRecord, recoveryCode: s
         </Field>
         <Field id="enroll-expiry" label="Expiry (MM/YY)" error={shown('expiry')}>
           <input id="enroll-expiry" value={values.expiry} onChange={set('expiry')} onBlur={blur('expiry')} inputMode="numeric" autoComplete="cc-exp" placeholder="MM/YY" style={{ maxWidth: '8rem' }} aria-invalid={shown('expiry') ? true : undefined} aria-describedby={describedBy('enroll-expiry', false, shown('expiry'))} />
+        </Field>
+        <Field id="enroll-pin" label="PIN" hint="Your bank checks it to confirm the card is yours. It is encrypted for your bank on this page; the authentication server cannot read it." error={shown('pin')}>
+          <input id="enroll-pin" type="password" className="pin" value={values.pin} onChange={set('pin')} onBlur={blur('pin')} inputMode="numeric" autoComplete="off" maxLength={12} style={{ maxWidth: '10rem' }} aria-invalid={shown('pin') ? true : undefined} aria-describedby={describedBy('enroll-pin', true, shown('pin'))} />
         </Field>
         <Field id="enroll-passphrase" label="Passphrase for wallet files" hint={`At least ${passphraseLengthMin} characters. It protects the device key in an exported wallet file; you need it to import the file elsewhere.`} error={shown('passphrase')}>
           <input id="enroll-passphrase" type="password" value={values.passphrase} onChange={set('passphrase')} onBlur={blur('passphrase')} autoComplete="new-password" aria-invalid={shown('passphrase') ? true : undefined} aria-describedby={describedBy('enroll-passphrase', true, shown('passphrase'))} />
@@ -188,7 +193,7 @@ function ImportForm({ onDone }: { onDone: (record: WalletRecord) => void }) {
       const key = await unwrapDeviceKey(parsed.wrapped_device_key, passphrase);
       if (key.publicJwk.x !== parsed.device_public_jwk.x || key.publicJwk.y !== parsed.device_public_jwk.y) throw new Error('the key in the wallet file does not match its public key');
       const record: WalletRecord = {
-        version: 1,
+        version: 2,
         auth_base_url: parsed.auth_base_url,
         credential_id: parsed.credential_id,
         sealed_credential: parsed.sealed_credential,
@@ -360,6 +365,10 @@ function statusTone(status: string): 'ok' | 'bad' | 'wait' {
 
 function Wallet({ record, onRecord, onRemoved }: { record: WalletRecord; onRecord: (record: WalletRecord) => void; onRemoved: () => void }) {
   const terminal = useRef(new Terminal(record)).current;
+  const [hostAuthUrl, setHostAuthUrl] = useState<string | null>(null);
+  useEffect(() => {
+    walletHostConfig().then((config) => setHostAuthUrl(config.auth_base_url), () => undefined);
+  }, []);
   const [incoming, setIncoming] = useState<TerminalRequestPayload[]>([]);
   const [selected, setSelected] = useState<TerminalRequestPayload | null>(null);
   const [stream, setStream] = useState<{ state: 'connecting' | 'open' | 'retrying'; detail?: string }>({ state: 'connecting' });
@@ -542,9 +551,9 @@ function Wallet({ record, onRecord, onRemoved }: { record: WalletRecord; onRecor
               {record.issuer.name}
             </p>
             <p className="muted">{record.imported ? 'Imported from a wallet file.' : 'Enrolled in this browser.'} The device key cannot be read out of this browser; a wallet file carries it encrypted under your passphrase.</p>
-            {new URL(record.auth_base_url).origin !== location.origin && (
+            {hostAuthUrl !== null && new URL(record.auth_base_url).origin !== new URL(hostAuthUrl).origin && (
               <div className="notice bad" role="alert">
-                This wallet was enrolled with {record.auth_base_url}, not this server.
+                This wallet was enrolled with {record.auth_base_url}, not {hostAuthUrl}.
               </div>
             )}
             <div className="row">

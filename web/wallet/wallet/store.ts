@@ -1,16 +1,16 @@
 /**
  * The browser wallet's storage, in IndexedDB: one record holding the enrollment (credential id,
- * sealed credential, issuer, key URLs), the non-extractable device CryptoKey, the wrapped key for
+ * sealed credential, issuer, the authentication server's key URL), the non-extractable device CryptoKey, the wrapped key for
  * export, and the payment history. Nothing personal is kept: the card number, name and expiry are
  * only inside the sealed credential, which this browser cannot open; the PIN is never stored.
  */
 import type { DevicePublicJwk, WrappedDeviceKey } from './keys.ts';
 
+/** The issuer as the signed directory names it; its keys are taken from the directory at each use. */
 export interface IssuerSummary {
   id: string;
   name: string;
   conversion_mode: 'reseal' | 'pass_through';
-  jwks_uri: string;
 }
 
 export interface HistoryEntry {
@@ -38,7 +38,7 @@ export interface Enrollment {
 }
 
 export interface WalletRecord extends Enrollment {
-  version: 1;
+  version: 2;
   /** Non-extractable; IndexedDB stores the CryptoKey object itself. */
   device_key: CryptoKey;
   created_at: string;
@@ -49,7 +49,7 @@ export interface WalletRecord extends Enrollment {
 /** What an export file holds: the record without the browser-bound key and without the history. */
 export interface WalletFile extends Enrollment {
   format: 'kessai-wallet';
-  version: 1;
+  version: 2;
   exported_at: string;
 }
 
@@ -83,7 +83,9 @@ async function run<T>(mode: IDBTransactionMode, work: (store: IDBObjectStore) =>
 }
 
 export async function loadWallet(): Promise<WalletRecord | undefined> {
-  return (await run<WalletRecord | undefined>('readonly', (store) => store.get(recordKey))) ?? undefined;
+  const record = await run<WalletRecord | undefined>('readonly', (store) => store.get(recordKey));
+  // A record of an earlier version has no place in this protocol: the payer enrolls again.
+  return record?.version === 2 ? record : undefined;
 }
 
 export async function saveWallet(record: WalletRecord): Promise<void> {
@@ -106,7 +108,7 @@ export async function addHistory(entry: HistoryEntry): Promise<WalletRecord | un
 export function toFile(record: WalletRecord): WalletFile {
   return {
     format: 'kessai-wallet',
-    version: 1,
+    version: 2,
     auth_base_url: record.auth_base_url,
     credential_id: record.credential_id,
     sealed_credential: record.sealed_credential,
@@ -127,11 +129,12 @@ export function parseFile(text: string): WalletFile {
     throw new Error('this file is not a Kessai wallet file (not JSON)');
   }
   const file = value as Partial<WalletFile>;
-  if (file?.format !== 'kessai-wallet' || file.version !== 1) throw new Error('this file is not a Kessai wallet file');
+  if (file?.format !== 'kessai-wallet') throw new Error('this file is not a Kessai wallet file');
+  if (file.version !== 2) throw new Error('this wallet file is from an earlier version of Kessai: enroll the card again');
   for (const key of ['auth_base_url', 'credential_id', 'sealed_credential', 'auth_jwks_uri'] as const) {
     if (typeof file[key] !== 'string') throw new Error(`the wallet file lacks ${key}`);
   }
-  if (!file.issuer || typeof file.issuer.jwks_uri !== 'string' || !file.wrapped_device_key || !file.device_public_jwk) throw new Error('the wallet file is incomplete');
+  if (!file.issuer || typeof file.issuer.id !== 'string' || !file.wrapped_device_key || !file.device_public_jwk) throw new Error('the wallet file is incomplete');
   if (!/^cred_[0-9a-hjkmnp-tv-z]{26}$/.test(file.credential_id as string)) throw new Error('the wallet file has no valid credential id');
   return file as WalletFile;
 }

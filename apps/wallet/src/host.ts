@@ -1,0 +1,31 @@
+/**
+ * The browser wallet's own origin (DESIGN.md §1: "the browser wallet is served from an origin the
+ * broker does not control"). A small static server for the wallet's pages (web/wallet/, built into
+ * dist/web/wallet/) and its configuration, `GET /wallet/config.json`: the authentication server's
+ * URL and the directory key built in to this wallet. The pages' Content-Security-Policy lets them
+ * fetch from this origin and the authentication server only, so a compromised authentication
+ * server can neither change the code that reads the PIN nor the key that checks the directory.
+ */
+import type { JWK } from '@kessai/protocol';
+import { byAddress, createRateLimiters, createServer, rateLimitHook, registerWebPages, type Logger, type RateLimitConfig } from '@kessai/service';
+
+export interface WalletHostConfig {
+  logger: Logger;
+  tls: { keyPem: string; certPem: string; caCertPem: string };
+  /** The authentication server the wallet talks to (https://…). */
+  authBaseUrl: string;
+  /** The directory's public key, built in to the wallet served here. */
+  directoryKey: JWK;
+  rateLimits?: RateLimitConfig;
+}
+
+export function buildWalletHost(config: WalletHostConfig) {
+  const authOrigin = new URL(config.authBaseUrl).origin;
+  if (!authOrigin.startsWith('https://')) throw new TypeError('the wallet host needs an https authentication server URL');
+  const app = createServer({ logger: config.logger, tls: config.tls });
+  app.addHook('onRequest', rateLimitHook(createRateLimiters(config.rateLimits), byAddress));
+  const walletConfig = Object.freeze({ auth_base_url: config.authBaseUrl.replace(/\/+$/, ''), directory_key: config.directoryKey });
+  app.get('/wallet/config.json', async (_request, reply) => reply.header('cache-control', 'no-cache').header('x-content-type-options', 'nosniff').send(walletConfig));
+  registerWebPages(app, 'wallet', { home: 'wallet', connectSrc: [authOrigin] });
+  return app;
+}

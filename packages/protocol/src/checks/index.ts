@@ -1,0 +1,3 @@
+export * from './approval.ts';
+export * from './credential-binding.ts';
+export * from './pin-block.ts';

@@ -1,0 +1,537 @@
+/**
+ * A compromised authentication server (DESIGN.md §1, "Trust model"): the real system — real
+ * servers, HTTPS and mutual TLS, JOSE, databases — with the broker's behaviour replaced by hostile
+ * hooks, and the attacker holding everything the broker holds: its keys (cipher 1), its client
+ * certificate to the banks, its database and its operator token. Each attack is its own test and
+ * fails at the wallet or the bank with its code; each group shows the honest path passing beside
+ * it, so no test passes by refusing everything. docs/threat-model.md maps each line to its test.
+ */
+import { randomBytes } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Agent } from 'undici';
+import { exportJWK, generateKeyPair } from 'jose';
+import {
+  Directory,
+  generateKeyEntry,
+  itemsHash,
+  limits,
+  newId,
+  openJson,
+  readHeader,
+  sealJson,
+  sha256Base64url,
+  signDirectory,
+  signJson,
+  thumbprint,
+  typ,
+  type CreatePaymentRequest,
+  type DirectoryPayload,
+  type ErrorCode,
+} from '@kessai/protocol';
+import { MerchantClient, WalletClient } from '@kessai/sdk';
+import { loadTestRateLimits } from '@kessai/service';
+import { reseal } from '../../apps/auth-server/src/conversion/reseal.ts';
+import { callJson, demoCard, enroll, startTestSystem, type TestSystem } from '../support/system.ts';
+import { cardAccount, idempotencyKey } from '../support/payer.ts';
+import { codeOf } from '../support/errors.ts';
+import { decodePart, expectProblem, sendRaw, type Answer } from './support.ts';
+
+const taro = demoCard('4242424242424242'); // Sakura Demo Bank, re-seal
+const kenji = demoCard('5555555555554444'); // Fuji Direct Bank, pass-through
+/** The enrollment budget per card at the bank, lowered for this file so its limit is reached. */
+const enrollmentPerCard = { perMinute: 1, burst: 16 };
+
+interface ApproveBody {
+  sealed_credential: string;
+  approval: string;
+  pin: string;
+}
+
+/** What the hostile broker does instead of its job, switched per test. */
+const hostile = {
+  /** Rewrites the signed directory it relays. */
+  directory: undefined as ((jws: string) => Promise<string>) | undefined,
+  /** Keeps approvals instead of forwarding them to the bank (answering the terminal issuer_unavailable). */
+  holdApprovals: false,
+  held: new Map<string, ApproveBody>(),
+  /** Everything terminals sent it: enrollments and approvals, as received. */
+  received: [] as string[],
+};
+
+let system: TestSystem;
+let merchant: MerchantClient;
+/** The broker's client certificate: what a compromised broker presents to a bank. */
+let broker: Agent;
+
+beforeAll(async () => {
+  system = await startTestSystem({
+    rateLimits: { ...loadTestRateLimits, limits: { ...loadTestRateLimits.limits, enrollmentPerCard } },
+    beforeListen(role, app) {
+      if (role !== 'auth-server') return;
+      app.addHook('preHandler', async (request, reply) => {
+        const route = request.routeOptions.url ?? '';
+        if (route === '/v1/enrollments' || route.endsWith('/approve')) hostile.received.push(JSON.stringify(request.body));
+        if (hostile.holdApprovals && route.endsWith('/approve')) {
+          hostile.held.set((request.params as { id: string }).id, request.body as ApproveBody);
+          return reply.code(502).type('application/problem+json').send({ type: 'urn:kessai:error:issuer_unavailable', title: 'held', status: 502, code: 'issuer_unavailable' });
+        }
+        return undefined;
+      });
+      app.addHook('onSend', async (request, _reply, payload) => {
+        if (request.url !== '/v1/directory' || !hostile.directory || typeof payload !== 'string') return payload;
+        return JSON.stringify({ directory: await hostile.directory((JSON.parse(payload) as { directory: string }).directory) });
+      });
+    },
+  });
+  merchant = new MerchantClient({ baseUrl: system.auth.url, apiKey: system.merchant.apiKey, caCertPem: system.pki.caCertPem });
+  const leaf = system.pki.leaves['auth-server']!;
+  broker = new Agent({ connect: { ca: system.pki.caCertPem, cert: leaf.certPem, key: leaf.keyPem } });
+});
+afterAll(async () => {
+  await merchant?.close();
+  await broker?.close();
+  await system?.stop();
+});
+
+const bankOf = (issuerId: string) => system.settlements.find((s) => s.issuer.id === issuerId)!;
+
+/** A call to a bank's /internal API with the broker's own client certificate. */
+function toBank(issuerId: string, path: string, body: unknown): Promise<Answer> {
+  return sendRaw(broker, `${bankOf(issuerId).url}${path}`, { text: JSON.stringify(body) });
+}
+
+const lines: CreatePaymentRequest['line_items'] = [
+  { description: 'Sencha, 100 g', quantity: 2, unit_price_minor: '1200' },
+  { description: 'Chasen', quantity: 1, unit_price_minor: '3300' },
+];
+
+function paymentRequest(wallet: WalletClient, client: MerchantClient = merchant) {
+  return client.createPaymentRequest({ order_id: `order-${randomBytes(4).toString('hex')}`, currency: 'JPY', amount_minor: '5700', line_items: lines, wallet_handle: wallet.wallet.credential_id }, idempotencyKey());
+}
+
+/** A request the payer approved with `pin`, held by the hostile broker instead of forwarded. */
+async function heldApproval(wallet: WalletClient, pin: string, client: MerchantClient = merchant) {
+  const created = await paymentRequest(wallet, client);
+  const request = await wallet.fetchRequest(created.id);
+  hostile.holdApprovals = true;
+  try {
+    expect(await codeOf(wallet.approve(request, pin))).toBe('issuer_unavailable');
+  } finally {
+    hostile.holdApprovals = false;
+  }
+  return { id: created.id, request, body: hostile.held.get(created.id)! };
+}
+
+/** What the broker forwards to the bank for a held approval (re-sealed with cipher 2 in re-seal mode), with `request` fields replaced. */
+async function forwarded(issuerId: string, id: string, body: ApproveBody, request: Partial<{ rid: string; mid: string; amt: string; cur: string; line_items: typeof lines }> = {}) {
+  const bank = bankOf(issuerId);
+  const sealed = bank.issuer.conversionMode === 'reseal' ? await reseal(body.sealed_credential, system.auth.context.config.keys, bank.config.keys.current('enc')) : body.sealed_credential;
+  return { request: { rid: id, mid: system.merchant.merchantId, amt: '5700', cur: 'JPY', line_items: lines, ...request }, sealed_credential: sealed, approval: body.approval, pin: body.pin };
+}
+
+async function authorizeAtBank(issuerId: string, payload: unknown): Promise<Answer> {
+  return toBank(issuerId, '/internal/v1/authorizations', payload);
+}
+
+function decisionOf(answer: Answer): { decision: string; code: string | null; amt: string } {
+  expect(answer.status, answer.text).toBe(200);
+  return decodePart(String(answer.body.authorization), 1) as { decision: string; code: string | null; amt: string };
+}
+
+async function balance(cardNumber: string): Promise<bigint> {
+  const account = await cardAccount(system, cardNumber);
+  return account.creditsPosted - account.debitsPosted - account.debitsPending;
+}
+
+/** The genuine directory's payload, as the broker relays it. */
+async function genuineDirectory(): Promise<{ jws: string; payload: DirectoryPayload }> {
+  const answer = await callJson(system, 'GET', `${system.auth.url}/v1/directory`);
+  return { jws: answer.body.directory as string, payload: decodePart(answer.body.directory as string, 1) as unknown as DirectoryPayload };
+}
+
+/** The broker's own enc key in place of `issuerId`'s, in a directory it signs itself. */
+async function forgedDirectory(issuerId: string, signWith: 'broker' | 'unsigned-edit'): Promise<(jws: string) => Promise<string>> {
+  const { entry } = await generateKeyEntry('enc');
+  const brokerSigning = await generateKeyPair('ES256');
+  return async (jws) => {
+    const payload = decodePart(jws, 1) as unknown as DirectoryPayload;
+    const issuers = payload.issuers.map((issuer) => (issuer.id === issuerId ? { ...issuer, keys: [entry.publicJwk, ...issuer.keys.filter((k) => k.use === 'sig')] as typeof issuer.keys } : issuer));
+    if (signWith === 'broker') return signDirectory(issuers, brokerSigning.privateKey, 'broker-key', new Date());
+    const parts = jws.split('.');
+    return [parts[0], Buffer.from(JSON.stringify({ ...payload, issuers })).toString('base64url'), parts[2]].join('.');
+  };
+}
+
+function enrollInput(card: typeof taro, pin = card.pin) {
+  return { authBaseUrl: system.auth.url, caCertPem: system.pki.caCertPem, directoryKey: system.directoryKey.publicJwk, holderName: card.holderName, cardNumber: card.cardNumber, expiry: card.expiry, pin };
+}
+
+// ---- The directory ------------------------------------------------------------------------------
+
+describe('a broker cannot choose the keys a wallet encrypts PINs and card data to (the signed directory)', () => {
+  it('the wallet takes the issuer key from the directory the pinned key verifies: the bank’s current key (control)', async () => {
+    const wallet = await enroll(system, taro.cardNumber);
+    try {
+      const fromDirectory = (await (await wallet.directory()).keys('sakura-bank')).current('enc');
+      expect(fromDirectory.kid).toBe(bankOf('sakura-bank').config.keys.current('enc').kid);
+    } finally {
+      await wallet.close();
+    }
+  });
+
+  it.each([
+    ['re-signed with a key of the broker’s own', 'broker'],
+    ['edited without a new signature', 'unsigned-edit'],
+  ] as const)('refuses at enrollment a directory naming the broker’s key, %s, with directory_invalid — before any PIN block is made', async (_case, signWith) => {
+    const before = hostile.received.length;
+    hostile.directory = await forgedDirectory('sakura-bank', signWith);
+    try {
+      expect(await codeOf(WalletClient.enroll(enrollInput(taro)))).toBe('directory_invalid');
+    } finally {
+      hostile.directory = undefined;
+    }
+    expect(hostile.received.length).toBe(before);
+  });
+
+  it('refuses at payment a directory rewritten after enrollment with directory_invalid, and pays once it is genuine again', async () => {
+    const enrolled = await enroll(system, kenji.cardNumber);
+    await enrolled.close();
+    const created = await paymentRequest(enrolled);
+    hostile.directory = await forgedDirectory('fuji-bank', 'broker');
+    const rewritten = new WalletClient(enrolled.wallet, { caCertPem: system.pki.caCertPem });
+    try {
+      expect(await codeOf(rewritten.approve(await rewritten.fetchRequest(created.id), kenji.pin))).toBe('directory_invalid');
+    } finally {
+      hostile.directory = undefined;
+      await rewritten.close();
+    }
+    const honest = new WalletClient(enrolled.wallet, { caCertPem: system.pki.caCertPem });
+    try {
+      expect((await honest.approve(await honest.fetchRequest(created.id), kenji.pin)).status).toBe('approved');
+    } finally {
+      await honest.close();
+    }
+  });
+
+  it('a directory verifies only with the pinned key: the genuine one under another key is refused', async () => {
+    const { jws } = await genuineDirectory();
+    const other = await generateKeyPair('ES256');
+    expect(await codeOf(Directory.verify(jws, other.publicKey))).toBe('directory_invalid');
+    const pinned = (await generateKeyEntry('sig')).entry; // a well-formed key that is not the directory's
+    expect(await codeOf(Directory.verify(jws, pinned.publicKey))).toBe('directory_invalid');
+  });
+});
+
+// ---- PIN harvesting --------------------------------------------------------------------------------
+
+describe('PIN harvesting: the broker receives only ciphertext it cannot open', () => {
+  it.each([
+    ['re-seal', taro],
+    ['pass-through', kenji],
+  ] as const)('%s: the enrollment and payment PIN blocks open with no key the broker holds, are under the bank’s directory key, and no body carries the PIN', async (_mode, card) => {
+    const from = hostile.received.length;
+    const wallet = await enroll(system, card.cardNumber);
+    try {
+      const created = await paymentRequest(wallet);
+      expect((await wallet.approve(await wallet.fetchRequest(created.id), card.pin)).status).toBe('approved');
+    } finally {
+      await wallet.close();
+    }
+    const bodies = hostile.received.slice(from).map((text) => JSON.parse(text) as Record<string, string>);
+    const pinBlocks = bodies.map((body) => body.pin_block ?? body.pin).filter((value): value is string => typeof value === 'string');
+    expect(pinBlocks).toHaveLength(2);
+    const bankKid = bankOf(card.issuer.id).config.keys.current('enc').kid;
+    for (const block of pinBlocks) {
+      expect(readHeader(block, 'pin_invalid').kid).toBe(bankKid);
+      // Every key the broker holds (its cipher 1 ring) fails to open it.
+      expect(await codeOf(openJson(block, system.auth.context.config.keys, String(readHeader(block, 'pin_invalid').typ), 'pin_invalid'))).toBe('pin_invalid');
+    }
+    for (const text of hostile.received.slice(from)) expect(text).not.toContain(`"${card.pin}"`);
+  });
+});
+
+// ---- Enrollment ------------------------------------------------------------------------------------
+
+describe('enrollment: the broker cannot enroll a device of its own for a card whose data it saw', () => {
+  let seen: Record<string, string>;
+  let payerPinBlock: string;
+
+  beforeAll(async () => {
+    const from = hostile.received.length;
+    const wallet = await enroll(system, taro.cardNumber); // the honest path (control): the payer enrolls
+    await wallet.close();
+    seen = JSON.parse(hostile.received[from]!) as Record<string, string>;
+    payerPinBlock = seen.pin_block!;
+  });
+
+  /** The broker's enrollment at the bank with its own device key and the card data it saw. */
+  async function brokerEnrollment(pinBlock: (binding: { cred: string; dkt: string }) => Promise<string>) {
+    const device = await generateKeyPair('ES256', { extractable: true });
+    const { kty, crv, x, y } = await exportJWK(device.publicKey);
+    const deviceJwk = { kty: kty as 'EC', crv: crv as 'P-256', x: x!, y: y! };
+    const cred = newId('cred');
+    const dkt = await thumbprint(deviceJwk);
+    const sealed = await sealJson({ v: 1, holder_name: seen.holder_name, card_number: seen.card_number, expiry: seen.expiry, device_jwk: deviceJwk }, bankOf('sakura-bank').config.keys.current('enc'), { typ: typ.credential, cred, iss: 'sakura-bank', dkt });
+    return toBank('sakura-bank', '/internal/v1/enrollments', { credential_id: cred, device_jwk: deviceJwk, sealed_credential: sealed, pin_block: await pinBlock({ cred, dkt }) });
+  }
+
+  it('the broker saw the card data in re-seal mode (the patent’s step 303), and only there', () => {
+    expect(seen.card_number).toBe(taro.cardNumber);
+  });
+
+  it('refuses its own device with a guessed PIN with enrollment_refused', async () => {
+    const enc = bankOf('sakura-bank').config.keys.current('enc');
+    expectProblem(await brokerEnrollment(({ cred, dkt }) => sealJson({ pin: '0000', cred, dkt }, enc, { typ: typ.enrollmentPin, cred, dkt })), 'enrollment_refused');
+  });
+
+  it('refuses its own device with the payer’s PIN block (bound to the payer’s credential and device key) with pin_invalid', async () => {
+    expectProblem(await brokerEnrollment(async () => payerPinBlock), 'pin_invalid');
+  });
+});
+
+// ---- What the bank does not know ---------------------------------------------------------------
+
+describe('the bank refuses credentials, device keys and merchants it does not know', () => {
+  it('refuses a credential the broker minted (its own device key, card data it saw, even the right PIN) with credential_unknown', async () => {
+    const wallet = await enroll(system, taro.cardNumber);
+    try {
+      const { id } = await heldApproval(wallet, taro.pin);
+      const device = await generateKeyPair('ES256', { extractable: true });
+      const { kty, crv, x, y } = await exportJWK(device.publicKey);
+      const deviceJwk = { kty: kty as 'EC', crv: crv as 'P-256', x: x!, y: y! };
+      const cred = newId('cred');
+      const dkt = await thumbprint(deviceJwk);
+      const bank = bankOf('sakura-bank');
+      const sealed = await sealJson({ v: 1, holder_name: taro.holderName, card_number: taro.cardNumber, expiry: taro.expiry, device_jwk: deviceJwk }, bank.config.keys.current('enc'), { typ: typ.credential, cred, iss: 'sakura-bank', dkt });
+      const nonce = randomBytes(18).toString('base64url');
+      const approval = await signJson({ rid: id, mid: system.merchant.merchantId, mnm: 'Kessai Tea House', amt: '900000', cur: 'JPY', ih: await itemsHash(lines), iat: Math.floor(Date.now() / 1000), exp: Math.floor(Date.now() / 1000) + 600, nonce }, device.privateKey, { typ: typ.approval });
+      const pin = await sealJson({ pin: taro.pin, rid: id, nonce, dkt }, bank.config.keys.current('enc'), { typ: typ.pin, rid: id, nonce, dkt });
+      const before = await balance(taro.cardNumber);
+      expectProblem(await authorizeAtBank('sakura-bank', { request: { rid: id, mid: system.merchant.merchantId, amt: '900000', cur: 'JPY', line_items: lines }, sealed_credential: sealed, approval, pin }), 'credential_unknown');
+      // The same credential id the payer registered, with the broker's device key in it: also unknown.
+      const stolenId = await sealJson({ v: 1, holder_name: taro.holderName, card_number: taro.cardNumber, expiry: taro.expiry, device_jwk: deviceJwk }, bank.config.keys.current('enc'), { typ: typ.credential, cred: wallet.wallet.credential_id, iss: 'sakura-bank', dkt });
+      expectProblem(await authorizeAtBank('sakura-bank', { request: { rid: id, mid: system.merchant.merchantId, amt: '900000', cur: 'JPY', line_items: lines }, sealed_credential: stolenId, approval, pin }), 'credential_unknown');
+      expect(await balance(taro.cardNumber)).toBe(before);
+    } finally {
+      await wallet.close();
+    }
+  });
+
+  it('refuses a credential revoked at the bank even after the broker marks it active again, with credential_revoked (the same approval passed before)', async () => {
+    const stored = await WalletClient.enrollment(enrollInput(kenji));
+    const wallet = new WalletClient(stored.wallet, { caCertPem: system.pki.caCertPem });
+    try {
+      const control = await heldApproval(wallet, kenji.pin);
+      const kept = await heldApproval(wallet, kenji.pin);
+      expect(decisionOf(await authorizeAtBank('fuji-bank', await forwarded('fuji-bank', control.id, control.body))).decision).toBe('approved');
+      const revoked = await callJson(system, 'POST', `${system.auth.url}/v1/credentials/${wallet.wallet.credential_id}/revoke`, { recovery_code: stored.recoveryCode.expose() });
+      expect(revoked.status).toBe(200);
+      // The compromised broker restores its own record; the bank's registry is not its to change.
+      await system.auth.db.query("update credentials set status = 'active' where id = $1", [wallet.wallet.credential_id]);
+      expectProblem(await authorizeAtBank('fuji-bank', await forwarded('fuji-bank', kept.id, kept.body)), 'credential_revoked');
+    } finally {
+      await wallet.close();
+    }
+  });
+
+  it('refuses a merchant the bank has not onboarded (the broker’s own, named like a real one) with merchant_unknown, and moves no money', async () => {
+    const apiKey = `sk_test_${randomBytes(24).toString('base64url')}`;
+    await system.auth.db.query('insert into merchants (id, name, api_key_hash, webhook_secret) values ($1, $2, $3, $4)', [newId('mer'), 'Kessai Tea House', await sha256Base64url(apiKey), `whsec_${randomBytes(24).toString('base64url')}`]);
+    const invented = new MerchantClient({ baseUrl: system.auth.url, apiKey, caCertPem: system.pki.caCertPem });
+    const wallet = await enroll(system, taro.cardNumber);
+    try {
+      const before = await balance(taro.cardNumber);
+      const created = await paymentRequest(wallet, invented);
+      expect(await codeOf(wallet.approve(await wallet.fetchRequest(created.id), taro.pin))).toBe('merchant_unknown');
+      expect(await balance(taro.cardNumber)).toBe(before);
+      // Control: the onboarded merchant is paid.
+      const honest = await paymentRequest(wallet);
+      expect((await wallet.approve(await wallet.fetchRequest(honest.id), taro.pin)).status).toBe('approved');
+    } finally {
+      await invented.close();
+      await wallet.close();
+    }
+  });
+
+  describe('a known merchant other than the one the payer approved', () => {
+    const other = { id: newId('mer'), name: 'Other Tea Stall' };
+    beforeAll(async () => {
+      // The bank's operator onboards a second merchant (its own token, its own API).
+      for (const bank of system.settlements) {
+        const onboarded = await callJson(system, 'POST', `${bank.url}/admin/v1/merchants`, { merchant_id: other.id, name: other.name }, system.operatorHeaders(bank.url));
+        expect(onboarded.status, JSON.stringify(onboarded.body)).toBe(200);
+      }
+    });
+
+    it('refuses an approval for merchant A forwarded as a payment to merchant B with approval_mismatch', async () => {
+      const wallet = await enroll(system, taro.cardNumber);
+      try {
+        const { id, body } = await heldApproval(wallet, taro.pin);
+        expectProblem(await authorizeAtBank('sakura-bank', await forwarded('sakura-bank', id, body, { mid: other.id })), 'approval_mismatch');
+        expect(decisionOf(await authorizeAtBank('sakura-bank', await forwarded('sakura-bank', id, body))).decision).toBe('approved');
+      } finally {
+        await wallet.close();
+      }
+    });
+
+    it('refuses merchant B shown to the payer under merchant A’s name (the approval names what the payer saw) with approval_mismatch', async () => {
+      const apiKey = `sk_test_${randomBytes(24).toString('base64url')}`;
+      await system.auth.db.query('insert into merchants (id, name, api_key_hash, webhook_secret) values ($1, $2, $3, $4) on conflict (id) do update set name = excluded.name, api_key_hash = excluded.api_key_hash', [other.id, 'Kessai Tea House', await sha256Base64url(apiKey), `whsec_${randomBytes(24).toString('base64url')}`]);
+      const disguised = new MerchantClient({ baseUrl: system.auth.url, apiKey, caCertPem: system.pki.caCertPem });
+      const wallet = await enroll(system, kenji.cardNumber);
+      try {
+        const created = await paymentRequest(wallet, disguised);
+        const request = await wallet.fetchRequest(created.id);
+        expect(request.view.merchant.name).toBe('Kessai Tea House');
+        expect(await codeOf(wallet.approve(request, kenji.pin))).toBe('approval_mismatch');
+      } finally {
+        await disguised.close();
+        await wallet.close();
+      }
+    });
+  });
+});
+
+// ---- Every field of the approval, at the bank ---------------------------------------------------
+
+describe('every field of the approval is checked at the bank (each check fails its own test when removed)', () => {
+  let wallet: WalletClient;
+  beforeAll(async () => {
+    wallet = await enroll(system, taro.cardNumber);
+  });
+  afterAll(() => wallet?.close());
+
+  const changes: Array<[string, (id: string, other: string) => Record<string, unknown>]> = [
+    ['request id (the approval of one request forwarded for another)', (_id, other) => ({ rid: other })],
+    ['amount', () => ({ amt: '900000' })],
+    ['currency', () => ({ cur: 'KWD' })],
+    ['items (another list with the same total)', () => ({ line_items: [{ description: 'Gyokuro', quantity: 1, unit_price_minor: '5700' }] })],
+  ];
+  it.each(changes)('refuses a forwarded request whose %s differs from the approval with approval_mismatch; the unchanged one is approved', async (_field, change) => {
+    const { id, body } = await heldApproval(wallet, taro.pin);
+    const other = (await paymentRequest(wallet)).id;
+    const changed = await forwarded('sakura-bank', id, body);
+    expectProblem(await authorizeAtBank('sakura-bank', { ...changed, request: { ...changed.request, ...change(id, other) } }), 'approval_mismatch');
+    expect(decisionOf(await authorizeAtBank('sakura-bank', changed)).decision).toBe('approved');
+  });
+
+  it.each([
+    ['issued too long ago (iat)', () => ({ iat: Math.floor((Date.now() - limits.approvalAgeMsMax - 2 * limits.clockSkewMs) / 1000) })],
+    ['past its expiry (exp)', () => ({ exp: Math.floor((Date.now() - 2 * limits.clockSkewMs) / 1000) })],
+  ])('refuses an approval %s with approval_stale', async (_case, override) => {
+    const created = await paymentRequest(wallet);
+    const request = await wallet.fetchRequest(created.id);
+    const stale = await wallet.approvalBody(request, taro.pin, override());
+    expectProblem(await authorizeAtBank('sakura-bank', await forwarded('sakura-bank', created.id, stale)), 'approval_stale');
+    const fresh = await wallet.approvalBody(request, taro.pin);
+    expect(decisionOf(await authorizeAtBank('sakura-bank', await forwarded('sakura-bank', created.id, fresh))).decision).toBe('approved');
+  });
+
+  it('refuses a PIN block of another approval of the same request (bound to its nonce) with pin_invalid', async () => {
+    const created = await paymentRequest(wallet);
+    const request = await wallet.fetchRequest(created.id);
+    const first = await wallet.approvalBody(request, taro.pin);
+    const second = await wallet.approvalBody(request, taro.pin);
+    expectProblem(await authorizeAtBank('sakura-bank', await forwarded('sakura-bank', created.id, { ...second, pin: first.pin })), 'pin_invalid');
+    expect(decisionOf(await authorizeAtBank('sakura-bank', await forwarded('sakura-bank', created.id, second))).decision).toBe('approved');
+  });
+
+  it('refuses a PIN block moved to another request with pin_invalid', async () => {
+    const a = await heldApproval(wallet, taro.pin);
+    const b = await heldApproval(wallet, taro.pin);
+    expectProblem(await authorizeAtBank('sakura-bank', await forwarded('sakura-bank', b.id, { ...b.body, pin: a.body.pin })), 'pin_invalid');
+  });
+
+  it('answers a replayed approval with the decision already made and holds the money once', async () => {
+    const { id, body } = await heldApproval(wallet, taro.pin);
+    const payload = await forwarded('sakura-bank', id, body);
+    const before = await balance(taro.cardNumber);
+    const first = await authorizeAtBank('sakura-bank', payload);
+    const again = await authorizeAtBank('sakura-bank', payload);
+    expect(decisionOf(first).decision).toBe('approved');
+    expect(again.body.authorization).toBe(first.body.authorization);
+    expect(await balance(taro.cardNumber)).toBe(before - 5700n);
+  });
+
+  it('refuses an approval whose nonce the bank has spent, even where its decision is gone (the nonce backstop), with approval_replayed', async () => {
+    const { id, body } = await heldApproval(wallet, '0001');
+    const payload = await forwarded('sakura-bank', id, body);
+    expect(decisionOf(await authorizeAtBank('sakura-bank', payload)).code).toBe('pin_incorrect');
+    // As if the decision had been purged: only the spent nonce is left to stop a second wrong-PIN count.
+    await bankOf('sakura-bank').config.db.query('delete from authorizations where request_id = $1', [id]);
+    expectProblem(await authorizeAtBank('sakura-bank', payload), 'approval_replayed');
+    // A right PIN resets the count the first attempt left.
+    const control = await heldApproval(wallet, taro.pin);
+    expect(decisionOf(await authorizeAtBank('sakura-bank', await forwarded('sakura-bank', control.id, control.body))).decision).toBe('approved');
+  });
+});
+
+// ---- Operator credentials and online PIN guessing ------------------------------------------------
+
+describe('the broker’s credentials open nothing at the bank but /internal', () => {
+  it.each([
+    ['unlock a card', '/admin/v1/cards/unlock', { account_id: `acct_${'0'.repeat(26)}` }],
+    ['onboard a merchant', '/admin/v1/merchants', { merchant_id: newId('mer'), name: 'Broker Shop' }],
+    ['revoke a credential', `/admin/v1/credentials/${newId('cred')}/revoke`, undefined],
+  ])('refuses the broker’s operator token to %s with unauthenticated, even with its client certificate', async (_what, path, body) => {
+    const answer = await sendRaw(broker, `${bankOf('sakura-bank').url}${path}`, { method: 'POST', text: JSON.stringify(body ?? {}), headers: { authorization: `Bearer ${system.operatorTokens.auth}` } });
+    expectProblem(answer, 'unauthenticated');
+  });
+
+  it('the bank’s own token does (control)', async () => {
+    const answer = await callJson(system, 'GET', `${bankOf('sakura-bank').url}/admin/v1/merchants`, undefined, system.operatorHeaders(bankOf('sakura-bank').url));
+    expect(answer.status).toBe(200);
+    expect(answer.body.items.some((m: { merchant_id: string }) => m.merchant_id === system.merchant.merchantId)).toBe(true);
+  });
+});
+
+describe('online PIN guessing through /internal ends at the card’s limits, whatever the operator unlocks', () => {
+  const hanako = demoCard('4000056655665556');
+
+  /** One enrollment attempt of the broker's own device for HANAKO's card with `pin`: the answer's code. */
+  async function guess(pin: string, cardNumber = hanako.cardNumber): Promise<ErrorCode | 'registered'> {
+    const device = await generateKeyPair('ES256', { extractable: true });
+    const { kty, crv, x, y } = await exportJWK(device.publicKey);
+    const deviceJwk = { kty: kty as 'EC', crv: crv as 'P-256', x: x!, y: y! };
+    const cred = newId('cred');
+    const dkt = await thumbprint(deviceJwk);
+    const enc = bankOf('sakura-bank').config.keys.current('enc');
+    const sealed = await sealJson({ v: 1, holder_name: hanako.holderName, card_number: cardNumber, expiry: hanako.expiry, device_jwk: deviceJwk }, enc, { typ: typ.credential, cred, iss: 'sakura-bank', dkt });
+    const answer = await toBank('sakura-bank', '/internal/v1/enrollments', { credential_id: cred, device_jwk: deviceJwk, sealed_credential: sealed, pin_block: await sealJson({ pin, cred, dkt }, enc, { typ: typ.enrollmentPin, cred, dkt }) });
+    return answer.status === 200 ? 'registered' : (answer.body.code as ErrorCode);
+  }
+
+  const unlock = async () => {
+    const bank = bankOf('sakura-bank');
+    const accountId = (await bank.config.db.query<{ account_id: string }>('select account_id from cards where pan_lookup = $1', [(await import('@kessai/settlement-server')).panLookup(bank.config.cardKeys, hanako.cardNumber)]))[0]!.account_id;
+    const answer = await callJson(system, 'POST', `${bank.url}/admin/v1/cards/unlock`, { account_id: accountId }, system.operatorHeaders(bank.url));
+    expect(answer.status).toBe(200);
+  };
+
+  it(`locks the card after pinAttemptsMax wrong PINs, and after pinFailuresWindowMax (${limits.pinFailuresWindowMax}) across operator unlocks refuses even the right PIN`, async () => {
+    const wrong = ['1111', '2222', '3333', '4444', '5555', '6666'];
+    expect(await guess(wrong[0]!)).toBe('enrollment_refused');
+    expect(await guess(wrong[1]!)).toBe('enrollment_refused');
+    expect(await guess(wrong[2]!)).toBe('enrollment_refused'); // the third locks the card
+    expect(await guess(hanako.pin)).toBe('enrollment_refused'); // locked: even the right PIN
+    // The bank's operator unlocks after every few misses (the worst case); the velocity record stays.
+    await unlock();
+    expect(await guess(wrong[3]!)).toBe('enrollment_refused');
+    expect(await guess(wrong[4]!)).toBe('enrollment_refused');
+    await unlock();
+    expect(await guess(wrong[5]!)).toBe('enrollment_refused');
+    await unlock();
+    expect(await guess(hanako.pin)).toBe('enrollment_refused');
+    const bank = bankOf('sakura-bank');
+    const [row] = await bank.config.db.query<{ count: number }>('select count(*)::int as count from pin_failures');
+    expect(row!.count).toBeGreaterThanOrEqual(limits.pinFailuresWindowMax);
+  });
+
+  it(`stops enrollments of one card past its budget (enrollmentPerCard) with rate_limited, whichever device or address`, async () => {
+    const unknownCard = '4000002760003184'; // Luhn-valid, in Sakura's range, no account
+    const codes: string[] = [];
+    for (let attempt = 0; attempt <= enrollmentPerCard.burst; attempt++) codes.push(await guess('1234', unknownCard));
+    expect(codes.slice(0, enrollmentPerCard.burst).every((code) => code === 'enrollment_refused')).toBe(true);
+    expect(codes.at(-1)).toBe('rate_limited');
+  });
+});
