@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { exportJWK, generateKeyPair } from 'jose';
 
+import { errorCatalog, limits, type KessaiError } from '@kessai/protocol';
 import { MerchantClient, WalletClient } from '@kessai/sdk';
 import { callJson, enroll, startTestSystem, type TestSystem } from './support/system.ts';
 import { codeOf } from './support/errors.ts';
@@ -32,16 +33,32 @@ describe('enrollment refusals', () => {
     expect(await codeOf(enrollCard('4242424242424242', '01/20'))).toBe('card_expired');
   });
 
-  it('refuses a card range no settlement server serves with issuer_unknown', async () => {
+  it('refuses a card range no issuer in the directory serves with issuer_unknown', async () => {
     expect(await codeOf(enrollCard('378282246310005'))).toBe('issuer_unknown');
   });
 
-  it('refuses a card the issuer has no account for with account_not_found', async () => {
-    expect(await codeOf(enrollCard('4111111111111111'))).toBe('account_not_found');
-  });
-
-  it('refuses a holder name that does not match the account with account_not_found', async () => {
-    expect(await codeOf(enrollCard('4242424242424242', '12/34', 'SOMEONE ELSE'))).toBe('account_not_found');
+  /**
+   * The issuer's refusals look the same whichever field was wrong (no oracle for card data):
+   * one code, one status, one body, in both conversion modes.
+   */
+  const refused: Array<[string, string, string, string, string]> = [
+    ['a card the issuer never issued', '4111111111111111', '12/34', 'TARO YAMADA', '7392'],
+    ['a holder name that does not match the account', '4242424242424242', '12/34', 'SOMEONE ELSE', '7392'],
+    ['an expiry that does not match the account', '4242424242424242', '11/34', 'TARO YAMADA', '7392'],
+    ['a wrong PIN', '4242424242424242', '12/34', 'TARO YAMADA', '0001'],
+    ['a card the issuer has blocked', '4000000000000002', '12/34', 'YUKI SATO', '3917'],
+    ['a pass-through card the issuer never issued', '5105105105105118', '12/34', 'KENJI ITO', '8264'],
+    ['a pass-through card with a wrong PIN', '5555555555554444', '12/34', 'KENJI ITO', '0001'],
+    ['a pass-through card the issuer has blocked', '5105105105105100', '12/34', 'SHO WATANABE', '4629'],
+  ];
+  it.each(refused)('refuses %s with enrollment_refused, the same answer as every other refusal', async (_case, cardNumber, expiry, holderName, pin) => {
+    const error = await enrollCard(cardNumber, expiry, holderName, pin).then(
+      () => undefined,
+      (err: unknown) => err as KessaiError,
+    );
+    expect(error?.code).toBe('enrollment_refused');
+    expect(error?.status).toBe(422);
+    expect(error?.message).toBe(errorCatalog.enrollment_refused.title);
   });
 
   it('accepts a card number typed with spaces', async () => {
@@ -65,7 +82,7 @@ describe('enrollment refusals', () => {
     expect(typeof header.dkt).toBe('string');
     expect(stored.device_private_jwk).toHaveProperty('d');
     const [record] = await system.auth.db.query<Record<string, unknown>>('select * from credentials where id = $1', [stored.credential_id]);
-    expect(Object.keys(record!).sort()).toEqual(['created_at', 'device_jkt', 'device_jwk', 'id', 'issuer_id', 'last_used_at', 'status']);
+    expect(Object.keys(record!).sort()).toEqual(['created_at', 'device_jkt', 'device_jwk', 'id', 'issuer_id', 'issuer_revoke_tried_at', 'issuer_revoked_at', 'last_used_at', 'status']);
     expect(record!.device_jwk).not.toHaveProperty('d');
   });
 });
@@ -129,5 +146,37 @@ describe('credentials at the authentication server', () => {
     const fuji = system.settlements.find((s) => s.issuer.id === 'fuji-bank')!;
     await fuji.app.close();
     expect(await codeOf(enrollCard('5555555555554444', '12/34', 'KENJI ITO'))).toBe('issuer_unavailable');
+  });
+});
+
+describe('the issuer registers each credential, and at most credentialsPerCardMax per card', () => {
+  let limited: TestSystem;
+  beforeAll(async () => {
+    limited = await startTestSystem({ credentialsPerCardMax: limits.credentialsPerCardMax });
+  });
+  afterAll(async () => {
+    await limited?.stop();
+  });
+  const layla = { holderName: 'LAYLA HASSAN', cardNumber: '4000004140000005', expiry: '12/34', pin: '5821' };
+  const enrollLayla = (target: TestSystem) => WalletClient.enrollment({ authBaseUrl: target.auth.url, caCertPem: target.pki.caCertPem, directoryKey: target.directoryKey.publicJwk, ...layla });
+
+  it('keeps the credential id, device-key thumbprint, card account and status in the issuer’s own registry', async () => {
+    const { wallet } = await enrollLayla(limited);
+    const bank = limited.settlements.find((s) => s.issuer.id === 'sakura-bank')!;
+    const [row] = await bank.config.db.query<Record<string, unknown>>('select id, device_jkt, account_id, status from credentials where id = $1', [wallet.credential_id]);
+    const [authRecord] = await limited.auth.db.query<{ device_jkt: string }>('select device_jkt from credentials where id = $1', [wallet.credential_id]);
+    expect(row).toMatchObject({ id: wallet.credential_id, device_jkt: authRecord!.device_jkt, status: 'active' });
+    expect(String(row!.account_id)).toMatch(/^acct_/);
+  });
+
+  it(`refuses a card’s credential past credentialsPerCardMax (${limits.credentialsPerCardMax}) active ones with credential_limit_reached, and takes one again after a revocation`, async () => {
+    const bank = limited.settlements.find((s) => s.issuer.id === 'sakura-bank')!;
+    const active = async () => (await bank.config.db.query<{ count: number }>("select count(*)::int as count from credentials where status = 'active' and account_id = (select account_id from credentials limit 1)"))[0]!.count;
+    const enrolled = [];
+    while ((await active()) < limits.credentialsPerCardMax) enrolled.push(await enrollLayla(limited));
+    expect(await codeOf(enrollLayla(limited))).toBe('credential_limit_reached');
+    const revoked = await callJson(limited, 'POST', `${limited.auth.url}/v1/credentials/${enrolled[0]!.wallet.credential_id}/revoke`, { recovery_code: enrolled[0]!.recoveryCode.expose() });
+    expect(revoked.status).toBe(200);
+    expect((await enrollLayla(limited)).wallet.credential_id).toMatch(/^cred_/);
   });
 });

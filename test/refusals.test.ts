@@ -87,9 +87,9 @@ describe('declines by the issuer (signed decisions)', () => {
     expect(outcome).toMatchObject({ status: 'declined', decline_code: 'insufficient_funds' });
   });
 
-  it('refuses to enroll a blocked card with account_blocked', async () => {
-    expect(await codeOf(enroll(system, '4000000000000002'))).toBe('account_blocked');
-    expect(await codeOf(enroll(system, '5105105105105100'))).toBe('account_blocked');
+  it('refuses to enroll a blocked card with enrollment_refused, in both modes (the same answer as any other refusal: test/enrollment.test.ts)', async () => {
+    expect(await codeOf(enroll(system, '4000000000000002'))).toBe('enrollment_refused');
+    expect(await codeOf(enroll(system, '5105105105105100'))).toBe('enrollment_refused');
   });
 
   it('declines a card blocked after enrollment with card_blocked', async () => {
@@ -191,14 +191,15 @@ describe('refusals of the approval', () => {
   });
 
   it('refuses a credential presented with another device key with credential_device_mismatch', async () => {
-    const thief = await enroll(system, '4000056655665556');
+    // The thief enrolls another card: HANAKO's is locked by the tests above, and a locked card enrolls no device.
+    const thief = await enroll(system, '5200828282828210');
     const created = await paymentRequest(thief);
     const body = await thief.approvalBody(await thief.fetchRequest(created.id), pin);
     expect(await codeOf(thief.sendApproval(created.id, { ...body, sealed_credential: wallet.wallet.sealed_credential }))).toBe('credential_device_mismatch');
   });
 
   it('refuses a payment request addressed to another wallet with payment_request_not_found', async () => {
-    const other = await enroll(system, '4000056655665556');
+    const other = await enroll(system, '5200828282828210');
     const created = await paymentRequest(other);
     expect(await codeOf(wallet.fetchRequest(created.id))).toBe('payment_request_not_found');
   });

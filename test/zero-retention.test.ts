@@ -26,6 +26,10 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 let system: TestSystem;
 /** Every error answer (status ≥ 400) any server sent, and every webhook body the shop received. */
 const errorAnswers: string[] = [];
+/** Everything the authentication server received from pass-through wallets: URL, headers and body of each request. */
+const passThroughReceived: string[] = [];
+/** Credential ids of pass-through wallets, to pick their requests out. */
+const passThroughCredentials = new Set<string>();
 const webhookBodies: string[] = [];
 
 beforeAll(async () => {
@@ -35,6 +39,13 @@ beforeAll(async () => {
         if (reply.statusCode >= 400) errorAnswers.push(`${role} ${reply.statusCode}: ${String(payload)}`);
         return payload;
       });
+      if (role === 'auth-server') {
+        app.addHook('preHandler', async (request) => {
+          const text = `${request.method} ${request.url} ${JSON.stringify(request.headers)} ${JSON.stringify(request.body ?? null)}`;
+          const body = request.body as { issuer_id?: string } | undefined;
+          if (body?.issuer_id === 'fuji-bank' || [...passThroughCredentials].some((id) => text.includes(id))) passThroughReceived.push(text);
+        });
+      }
       if (role === 'shop') {
         app.addHook('preHandler', async (request) => {
           if (request.routeOptions.url === '/webhooks/kessai') webhookBodies.push(typeof request.body === 'string' ? request.body : JSON.stringify(request.body));
@@ -61,10 +72,10 @@ async function purchase(cardNumber: string, pin = demoCard(cardNumber).pin): Pro
 }
 
 /** Enrollment refused for `cardNumber` (and expiry), with the code the server answered. */
-async function refusedEnrollment(cardNumber: string, expiry?: string): Promise<string> {
+async function refusedEnrollment(cardNumber: string, expiry?: string, pin?: string): Promise<string> {
   const known = cardNumber === '4242424242424241' ? demoCard('4242424242424242') : demoCard(cardNumber);
   try {
-    await WalletClient.enroll({ authBaseUrl: system.auth.url, caCertPem: system.pki.caCertPem, directoryKey: system.directoryKey.publicJwk, holderName: known.holderName, cardNumber, expiry: expiry ?? known.expiry, pin: known.pin });
+    await WalletClient.enroll({ authBaseUrl: system.auth.url, caCertPem: system.pki.caCertPem, directoryKey: system.directoryKey.publicJwk, holderName: known.holderName, cardNumber, expiry: expiry ?? known.expiry, pin: pin ?? known.pin });
     return 'enrolled';
   } catch (err) {
     return (err as { code?: string }).code ?? 'no code';
@@ -102,13 +113,33 @@ describe('the authentication server in pass-through mode', () => {
   });
 });
 
+describe('pass-through mode keeps the authentication server blind, enrollment included', () => {
+  it('receives no card number, holder name or expiry in clear in anything a pass-through wallet sends it, from enrollment to payment', async () => {
+    const card = demoCard('5555555555554444');
+    const wallet = await enroll(system, card.cardNumber);
+    passThroughCredentials.add(wallet.wallet.credential_id);
+    try {
+      const order = await checkout(system, [{ index: 0, quantity: 1 }], wallet.wallet.credential_id);
+      expect((await wallet.approve(await wallet.fetchRequest(order.payment_request_id), card.pin)).status).toBe('approved');
+    } finally {
+      await wallet.close();
+    }
+    const received = passThroughReceived.join('\n');
+    expect(passThroughReceived.length).toBeGreaterThanOrEqual(3); // enrollment, fetch, approve
+    expect(received).toContain('sealed_card');
+    for (const needle of [card.cardNumber, card.holderName, card.expiry, `"${card.pin}"`]) expect(received).not.toContain(needle);
+    expect(findPersonalData(received)).toEqual([]);
+  });
+});
+
 describe('zero retention after purchases and refusals', () => {
   beforeAll(async () => {
     expect(await purchase('4000056655665556', '0000')).toBe('declined');
     expect(await purchase('4000000000009995')).toBe('declined');
     expect(await purchase('5200828282828210')).toBe('declined');
-    expect(await refusedEnrollment('4000000000000002')).toBe('account_blocked');
-    expect(await refusedEnrollment('5105105105105100')).toBe('account_blocked');
+    expect(await refusedEnrollment('4000000000000002')).toBe('enrollment_refused');
+    expect(await refusedEnrollment('5105105105105100')).toBe('enrollment_refused');
+    expect(await refusedEnrollment('5555555555554444', undefined, '0000')).toBe('enrollment_refused');
     expect(await refusedEnrollment('4242424242424241')).toBe('card_invalid');
     expect(await refusedEnrollment('4242424242424242', '01/20')).toBe('card_expired');
     // Personal data where it does not belong: in an unknown key, in a path, in a query string.

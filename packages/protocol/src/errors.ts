@@ -18,7 +18,6 @@ export const errorCatalog = {
   card_expired: { status: 422, title: 'The card has expired' },
   issuer_unknown: { status: 422, title: 'No settlement server serves this card range' },
   account_not_found: { status: 422, title: 'The issuer has no account for this card' },
-  account_blocked: { status: 422, title: 'The issuer has blocked this card' },
   amount_mismatch: { status: 422, title: 'The amount is not the sum of the line items' },
   credential_not_found: { status: 404, title: 'No such credential' },
   credential_revoked: { status: 403, title: 'The credential has been revoked' },

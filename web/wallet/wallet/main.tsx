@@ -22,7 +22,8 @@ const declineReasons: Record<string, string> = {
   pin_incorrect: 'the PIN is not correct',
   pin_locked: 'the card is locked after too many wrong PINs',
   insufficient_funds: 'not enough funds',
-  account_blocked: 'the account is blocked',
+  enrollment_refused: 'your bank refused the card: check the name, expiry and PIN',
+  credential_limit_reached: 'this card has the most devices your bank allows: revoke one first',
   card_expired: 'the card has expired',
   payer_declined: 'you declined it',
 };
