@@ -8,7 +8,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { request as httpsRequest } from 'node:https';
 import { newId } from '@kessai/protocol';
 import { RateLimiter, createRateLimiters } from '@kessai/service';
-import { startTestSystem, type TestSystem } from './support/system.ts';
+import { BankCaller } from './support/bank.ts';
+import { demoCard, startTestSystem, type TestSystem } from './support/system.ts';
 
 describe('RateLimiter', () => {
   it('allows the burst at once, then one request per interval, and says how long to wait', () => {
@@ -54,7 +55,7 @@ describe('RateLimiter', () => {
 
   it('builds one limiter per named limit from limits.ts, with overrides', () => {
     const limiters = createRateLimiters({ limits: { enrollment: { perMinute: 1, burst: 1 } }, now: () => 0 });
-    expect(Object.keys(limiters).sort()).toEqual(['address', 'credential', 'enrollment', 'merchant', 'recovery']);
+    expect(Object.keys(limiters).sort()).toEqual(['address', 'credential', 'enrollment', 'enrollmentPerCard', 'internalCard', 'internalCredential', 'merchant', 'recovery']);
     expect(limiters.enrollment.take('x').allowed).toBe(true);
     expect(limiters.enrollment.take('x').allowed).toBe(false);
   });
@@ -62,7 +63,7 @@ describe('RateLimiter', () => {
 
 let system: TestSystem;
 let now = Date.now();
-const burst = { address: 40, merchant: 5, credential: 5, enrollment: 2, recovery: 2 };
+const burst = { address: 40, merchant: 5, credential: 5, enrollment: 2, recovery: 2, internalCredential: 3, internalCard: 5 };
 
 beforeAll(async () => {
   system = await startTestSystem({
@@ -178,5 +179,30 @@ describe('rate limits on a running system', () => {
     expect((await call('127.0.0.1', 'GET', url, { headers: proofFor(newId('cred')) })).status).toBe(401);
     now += 1_000;
     expect((await call('127.0.0.1', 'GET', url, { headers: device })).status).toBe(401);
+  });
+
+  it('limits the issuer’s /internal authorizations per credential and per card, whoever calls (the broker’s certificate included)', async () => {
+    refill();
+    const sakura = system.settlements.find((s) => s.issuer.id === 'sakura-bank')!;
+    const leaf = system.pki.leaves['auth-server']!;
+    const bank = new BankCaller(sakura.url, 'sakura-bank', { caCertPem: system.pki.caCertPem, certPem: leaf.certPem, keyPem: leaf.keyPem });
+    const card = demoCard('4000056655665556');
+    const merchant = { id: system.merchant.merchantId, name: 'Kessai Tea House' };
+    try {
+      const first = await bank.enroll(card);
+      const second = await bank.enroll(card);
+      const pay = async (device: typeof first) => bank.call('POST', '/internal/v1/authorizations', await bank.authorizeBody(device, card, merchant, { approvedAmount: '100' }));
+      const byFirst = [];
+      for (let i = 0; i <= burst.internalCredential; i++) byFirst.push(await pay(first));
+      expect(byFirst.map((a) => a.status)).toEqual([...Array(burst.internalCredential).fill(200), 429]);
+      expect(byFirst.at(-1)!.body.code).toBe('rate_limited');
+      // Another device of the same card has its own credential budget, but the card's budget is shared.
+      const bySecond = [];
+      for (let i = burst.internalCredential; i <= burst.internalCard; i++) bySecond.push(await pay(second));
+      expect(bySecond.map((a) => a.status)).toEqual([...Array(burst.internalCard - burst.internalCredential).fill(200), 429]);
+      expect(bySecond.at(-1)!.body.code).toBe('rate_limited');
+    } finally {
+      await bank.close();
+    }
   });
 });
