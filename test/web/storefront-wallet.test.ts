@@ -66,7 +66,7 @@ describe.skipIf(skipWithoutChromium)('storefront and browser wallet in Chromium'
     await browser?.close();
     await system?.stop();
     // Every page loaded only from the system's servers (and data:/blob: URLs it made itself).
-    const origins = new Set([system.auth.url, system.shop.url, ...system.settlements.map((s) => s.url)].map((url) => new URL(url).origin));
+    const origins = new Set([system.auth.url, system.shop.url, system.wallet.url, ...system.settlements.map((s) => s.url)].map((url) => new URL(url).origin));
     expect(requested.filter((url) => !/^(data|blob):/.test(url) && !origins.has(new URL(url).origin))).toEqual([]);
   });
 
@@ -81,24 +81,33 @@ describe.skipIf(skipWithoutChromium)('storefront and browser wallet in Chromium'
     expect(store.headers()['content-security-policy']).toContain("default-src 'self'");
     expect(store.headers()['content-security-policy']).toContain("connect-src 'self';");
     expect(store.headers()['content-security-policy']).toContain("frame-ancestors 'none'");
-    const wallet = await request.get(`${system.auth.url}/wallet/`);
-    // The wallet may fetch the issuers' public keys from their servers, and nothing else.
-    const issuerOrigins = system.settlements.map((s) => new URL(s.url).origin).join(' ');
-    expect(wallet.headers()['content-security-policy']).toContain(`connect-src 'self' ${issuerOrigins};`);
+    // The browser wallet comes from its own origin, not the authentication server's, and may fetch from
+    // its own origin (its configuration: the built-in directory key) and the authentication server only.
+    const wallet = await request.get(`${system.wallet.url}/wallet/`);
+    expect(wallet.headers()['content-security-policy']).toContain(`connect-src 'self' ${new URL(system.auth.url).origin};`);
+    expect((await request.get(`${system.auth.url}/wallet/`)).status()).toBe(404);
+    const config = (await (await request.get(`${system.wallet.url}/wallet/config.json`)).json()) as { auth_base_url: string; directory_key: { x: string } };
+    expect(config).toMatchObject({ auth_base_url: system.auth.url, directory_key: { x: system.directoryKey.publicJwk.x } });
     const script = /src="\.\.\/assets\/([^"]+\.js)"/.exec(await wallet.text())?.[1] ?? '';
-    expect((await request.get(`${system.auth.url}/assets/${script}`)).headers()['content-type']).toBe('text/javascript; charset=utf-8');
+    expect((await request.get(`${system.wallet.url}/assets/${script}`)).headers()['content-type']).toBe('text/javascript; charset=utf-8');
     for (const path of ['/assets/..%2F..%2Fpackage.json', '/assets/.built', '/store%2F..%2F..%2F/', '/nosuchpage/']) {
       const answer = await request.get(`${system.shop.url}${path}`);
       expect(answer.status(), path).toBe(404);
       expect((await answer.json()) as { code: string }, path).toMatchObject({ code: 'not_found' });
     }
-    // The issuer's public keys are readable from the wallet's origin.
-    const jwks = await request.get(`${system.settlements[0]!.url}/.well-known/jwks.json`);
-    expect(jwks.headers()['access-control-allow-origin']).toBe('*');
+    // The authentication server answers the wallet's origin (CORS), and no other.
+    const preflight = (origin: string) => request.fetch(`${system.auth.url}/v1/terminal/events`, { method: 'OPTIONS', headers: { origin, 'access-control-request-method': 'GET', 'access-control-request-headers': 'authorization' } });
+    const allowed = await preflight(new URL(system.wallet.url).origin);
+    expect(allowed.status()).toBe(204);
+    expect(allowed.headers()['access-control-allow-origin']).toBe(new URL(system.wallet.url).origin);
+    expect(allowed.headers()['access-control-allow-headers']).toContain('authorization');
+    const stranger = await preflight(new URL(system.shop.url).origin);
+    expect(stranger.status()).toBe(404);
+    expect(stranger.headers()['access-control-allow-origin']).toBeUndefined();
   });
 
   it('enrolls in the browser wallet, buys, approves with the PIN, and the order page turns approved then captured; the settlement console shows it', async () => {
-    walletPage = await tab(browser, `${system.auth.url}/wallet/`);
+    walletPage = await tab(browser, `${system.wallet.url}/wallet/`);
     await walletPage.getByRole('heading', { name: 'Enroll a card' }).waitFor();
     await screenshot(walletPage, 'wallet-1-enroll');
 
@@ -106,11 +115,13 @@ describe.skipIf(skipWithoutChromium)('storefront and browser wallet in Chromium'
     // (The screenshot below shows no holder name and only the mistyped number.)
     await walletPage.getByLabel('Card number').fill('4242 4242 4242 4241');
     await walletPage.getByLabel('Expiry (MM/YY)').fill('01/20');
+    await walletPage.getByLabel('PIN', { exact: true }).fill('12');
     await walletPage.getByLabel('Passphrase for wallet files').fill('short');
     await walletPage.getByRole('button', { name: 'Enroll' }).click();
     expect(await walletPage.locator('#enroll-holder-error').textContent()).toContain('name as printed');
     expect(await walletPage.locator('#enroll-card-error').textContent()).toContain('check digit');
     expect(await walletPage.locator('#enroll-expiry-error').textContent()).toContain('expired');
+    expect(await walletPage.locator('#enroll-pin-error').textContent()).toContain('4 to 12 digits');
     expect(await walletPage.locator('#enroll-passphrase-error').textContent()).toContain('at least');
     expect(await walletPage.getByLabel('Card number').getAttribute('aria-invalid')).toBe('true');
     // The first invalid field has the focus.
@@ -121,6 +132,8 @@ describe.skipIf(skipWithoutChromium)('storefront and browser wallet in Chromium'
 
     await walletPage.getByLabel('Card number').fill('4242 4242 4242 4242');
     await walletPage.getByLabel('Expiry (MM/YY)').fill(card.expiry);
+    // The issuer checks the cardholder: the PIN is encrypted on this page to the bank's key from the signed directory.
+    await walletPage.getByLabel('PIN', { exact: true }).fill(card.pin);
     await walletPage.getByLabel('Passphrase for wallet files').fill(passphrase);
     await walletPage.getByLabel('Passphrase again').fill(passphrase);
     expect(await walletPage.locator('.field .error').count()).toBe(0);
@@ -211,7 +224,7 @@ describe.skipIf(skipWithoutChromium)('storefront and browser wallet in Chromium'
     const issuer = system.settlements.find((s) => s.issuer.id === card.issuer.id);
     if (!issuer) throw new Error('no settlement server for the card');
     const consolePage = await tab(browser, `${issuer.url}/console/`);
-    await consolePage.getByLabel('Operator token').fill(system.operatorTokens.auth);
+    await consolePage.getByLabel('Operator token').fill(system.operatorTokenOf(issuer.url));
     await consolePage.getByRole('button', { name: 'Sign in' }).click();
     const authorization = consolePage.getByRole('table', { name: /Recent authorizations/ }).getByRole('row').filter({ hasText: paymentRequestId });
     await expect.poll(() => authorization.textContent(), { timeout: 15_000 }).toContain('JPY 8,900');
@@ -289,7 +302,7 @@ describe.skipIf(skipWithoutChromium)('storefront and browser wallet in Chromium'
     expect(text).not.toContain(card.holderName);
 
     second = await launchBrowser();
-    const importPage = await tab(second, `${system.auth.url}/wallet/`);
+    const importPage = await tab(second, `${system.wallet.url}/wallet/`);
     await importPage.getByRole('heading', { name: 'Import a wallet file' }).waitFor();
     await importPage.getByLabel('Wallet file', { exact: true }).setInputFiles(file);
     await importPage.getByLabel('Passphrase', { exact: true }).fill('not the passphrase');

@@ -79,8 +79,8 @@ export async function buildSettlementServer(config: SettlementConfig) {
   }
 
   app.get('/.well-known/kessai-issuer', { schema: { response: { 200: issuerMetadata } } }, async () => metadata);
-  // Public keys only: the browser wallet (another origin) fetches the key it encrypts PINs to from here (docs/web.md).
-  app.get('/.well-known/jwks.json', async (_request, reply) => reply.header('access-control-allow-origin', '*').send(config.keys.jwks()));
+  // Public keys only: the directory's operator lists them (wallets take them from the signed directory), shops verify authorizations with them.
+  app.get('/.well-known/jwks.json', async () => config.keys.jwks());
 
   await app.register(async (plugin) => {
     const internal = plugin.withTypeProvider<ZodTypeProvider>();

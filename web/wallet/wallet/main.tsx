@@ -141,7 +141,7 @@ function EnrollForm({ onDone }: { onDone: (record: WalletRecord, recoveryCode: s
   return (
     <section className="card" aria-labelledby="enroll-title">
       <h2 id="enroll-title">Enroll a card</h2>
-      <p className="muted">Your card details go once to the authentication server, which has them sealed by your bank; this browser keeps only the sealed credential.</p>
+      <p className="muted">Your bank checks the card and the PIN and registers this browser. The PIN is encrypted here for your bank alone; the card details are too when your bank asks for it, otherwise they pass the authentication server once, to be sealed. This browser keeps only the sealed credential.</p>
       {error && (
         <div className="notice bad" role="alert">
           {error}

@@ -34,7 +34,8 @@ export async function terminalRoutes(plugin: FastifyInstance, context: AuthConte
     if (!unsubscribe) throw new KessaiError('stream_limit_reached');
     reply.hijack();
     const raw = reply.raw;
-    raw.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive' });
+    // The stream leaves Fastify (hijacked): the headers hooks set on the reply (CORS for a wallet's origin, HSTS) go along by hand.
+    raw.writeHead(200, { ...reply.getHeaders(), 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive' });
     function write(view: string) {
       if (raw.writableEnded) return;
       raw.write(`event: payment_request\ndata: ${JSON.stringify({ request: view })}\n\n`);
