@@ -54,6 +54,8 @@ const hostile = {
   /** Keeps approvals instead of forwarding them to the bank (answering the terminal issuer_unavailable). */
   holdApprovals: false,
   held: new Map<string, ApproveBody>(),
+  /** Rewrites the enrollment answer it sends the terminal. */
+  enrollmentAnswer: undefined as ((answer: Record<string, unknown>) => Promise<Record<string, unknown>>) | undefined,
   /** Everything terminals sent it: enrollments and approvals, as received. */
   received: [] as string[],
 };
@@ -78,6 +80,7 @@ beforeAll(async () => {
         return undefined;
       });
       app.addHook('onSend', async (request, _reply, payload) => {
+        if (request.url === '/v1/enrollments' && hostile.enrollmentAnswer && typeof payload === 'string') return JSON.stringify(await hostile.enrollmentAnswer(JSON.parse(payload) as Record<string, unknown>));
         if (request.url !== '/v1/directory' || !hostile.directory || typeof payload !== 'string') return payload;
         return JSON.stringify({ directory: await hostile.directory((JSON.parse(payload) as { directory: string }).directory) });
       });
@@ -219,6 +222,37 @@ describe('a broker cannot choose the keys a wallet encrypts PINs and card data t
     expect(await codeOf(Directory.verify(jws, other.publicKey))).toBe('directory_invalid');
     const pinned = (await generateKeyEntry('sig')).entry; // a well-formed key that is not the directory's
     expect(await codeOf(Directory.verify(jws, pinned.publicKey))).toBe('directory_invalid');
+  });
+});
+
+describe('a broker cannot tell a wallet it enrolled when the bank did not register it', () => {
+  it.each([
+    ['a receipt the broker signed itself', async (answer: Record<string, unknown>) => {
+      const key = await generateKeyPair('ES256');
+      return { ...answer, registration: await signJson(decodePart(String(answer.registration), 1), key.privateKey, { typ: typ.registration, kid: String(decodePart(String(answer.registration), 0).kid) }) };
+    }],
+    ['the bank’s receipt for another credential', async (answer: Record<string, unknown>) => ({ ...answer, registration: otherReceipt })],
+  ] as const)('refuses an enrollment answer carrying %s with directory_invalid', async (_case, rewrite) => {
+    hostile.enrollmentAnswer = rewrite;
+    try {
+      expect(await codeOf(WalletClient.enroll(enrollInput(kenji)))).toBe('directory_invalid');
+    } finally {
+      hostile.enrollmentAnswer = undefined;
+    }
+  });
+
+  let otherReceipt = '';
+  beforeAll(async () => {
+    hostile.enrollmentAnswer = async (answer) => {
+      otherReceipt = String(answer.registration);
+      return answer;
+    };
+    try {
+      await (await enroll(system, kenji.cardNumber)).close(); // the honest path (control), whose receipt the broker keeps
+    } finally {
+      hostile.enrollmentAnswer = undefined;
+    }
+    expect(otherReceipt).toMatch(/^ey/);
   });
 });
 

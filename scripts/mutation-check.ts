@@ -1,0 +1,146 @@
+/**
+ * The mutation check of the issuer's own checks (docs/threat-model.md, "Every check has a test"):
+ * for each check the bank runs on what a compromised authentication server forwards, remove it from
+ * the source, run the test files that guard it, and expect them to FAIL; then restore the source.
+ * A mutation the tests survive is a check with no test. Runs on demand (about 30 s a mutation):
+ *
+ *   npm run mutation-check                 every mutation
+ *   npm run mutation-check -- amount nonce  the named ones
+ *
+ * Exits 1 when a mutation survives, or when a mutation no longer applies (the source changed).
+ */
+import { spawnSync } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+interface Mutation {
+  name: string;
+  /** The check, as docs/threat-model.md names it. */
+  check: string;
+  file: string;
+  find: string;
+  replace: string;
+  tests: string[];
+}
+
+const approval = 'packages/protocol/src/checks/approval.ts';
+const guard = ['test/attacks/compromised-broker.test.ts'];
+const removeCheck = (name: string, line: string): Mutation => ({ name, check: `approval ${name}`, file: approval, find: line, replace: '', tests: guard });
+
+export const mutations: Mutation[] = [
+  removeCheck('request-id', "  field('request id', 'rid'),\n"),
+  removeCheck('merchant-id', "  field('merchant id', 'mid'),\n"),
+  removeCheck('merchant-name', "  field('merchant name', 'mnm'),\n"),
+  removeCheck('amount', "  field('amount', 'amt'),\n"),
+  removeCheck('currency', "  field('currency', 'cur'),\n"),
+  removeCheck('items-hash', "  field('items hash', 'ih'),\n"),
+  {
+    name: 'issued-at',
+    check: 'approval issued at',
+    file: approval,
+    find: "  { name: 'issued at', code: 'approval_stale', passes: (approval, _expected, nowMs) => nowMs - approval.iat * 1000 <= limits.approvalAgeMsMax && approval.iat * 1000 - nowMs <= limits.clockSkewMs },\n",
+    replace: '',
+    tests: guard,
+  },
+  {
+    name: 'expiry',
+    check: 'approval expiry',
+    file: approval,
+    find: "  { name: 'expiry', code: 'approval_stale', passes: (approval, _expected, nowMs) => nowMs <= approval.exp * 1000 + limits.clockSkewMs && approval.exp >= approval.iat },\n",
+    replace: '',
+    tests: guard,
+  },
+  {
+    name: 'nonce',
+    check: 'approval nonce spent once',
+    file: 'apps/settlement-server/src/authorize.ts',
+    find: '    await spendNonce(tx, approval.nonce, body.request.rid);\n',
+    replace: '',
+    tests: guard,
+  },
+  {
+    name: 'pin-nonce',
+    check: 'PIN block bound to the approval nonce',
+    file: 'packages/protocol/src/checks/pin-block.ts',
+    find: "bound('payment', header, plain, { rid: expected.rid, nonce: expected.nonce, dkt: expected.dkt });",
+    replace: "bound('payment', header, plain, { rid: expected.rid, dkt: expected.dkt });",
+    tests: guard,
+  },
+  {
+    name: 'pin-request',
+    check: 'PIN block bound to the request id',
+    file: 'packages/protocol/src/checks/pin-block.ts',
+    find: "bound('payment', header, plain, { rid: expected.rid, nonce: expected.nonce, dkt: expected.dkt });",
+    replace: "bound('payment', header, plain, { nonce: expected.nonce, dkt: expected.dkt });",
+    tests: guard,
+  },
+  {
+    name: 'enrollment-pin-binding',
+    check: 'enrollment PIN block bound to the credential and device key',
+    file: 'packages/protocol/src/checks/pin-block.ts',
+    find: "bound('enrollment', header, plain, { cred: expected.cred, dkt: expected.dkt });",
+    replace: "bound('enrollment', header, plain, {});",
+    tests: guard,
+  },
+  {
+    name: 'merchant-onboarded',
+    check: 'merchant onboarded at the bank',
+    file: 'apps/settlement-server/src/merchants.ts',
+    find: "  if (!row) throw new KessaiError('merchant_unknown');\n  return row;",
+    replace: "  return row ?? { id: merchantId, name: 'Kessai Tea House' };",
+    tests: guard,
+  },
+  {
+    name: 'registered-device',
+    check: 'credential registered for this device key',
+    file: 'apps/settlement-server/src/registry.ts',
+    find: '  if (!row || row.device_jkt !== deviceJkt) throw',
+    replace: '  if (!row) throw',
+    tests: guard,
+  },
+  {
+    name: 'registered-credential',
+    check: 'credential registered at all',
+    file: 'apps/settlement-server/src/authorize.ts',
+    find: '  const registered = await registeredCredential(config.db, credential.credentialId, credential.deviceJkt);',
+    replace:
+      "  const registered = await registeredCredential(config.db, credential.credentialId, credential.deviceJkt).catch(async () => ({ id: credential.credentialId, device_jkt: credential.deviceJkt, status: 'active' as const, ...(await config.db.query<{ pan_lookup: string; account_id: string }>('select pan_lookup, account_id from cards limit 1'))[0]! }));",
+    tests: guard,
+  },
+  {
+    name: 'revoked',
+    check: 'credential not revoked in the registry',
+    file: 'apps/settlement-server/src/registry.ts',
+    find: "  if (row.status === 'revoked') throw new KessaiError('credential_revoked');\n",
+    replace: '',
+    tests: guard,
+  },
+];
+
+function run(mutation: Mutation): 'killed' | 'survived' {
+  const file = path.join(root, mutation.file);
+  const original = readFileSync(file, 'utf8');
+  if (!original.includes(mutation.find)) throw new Error(`mutation ${mutation.name} no longer applies to ${mutation.file}: update scripts/mutation-check.ts`);
+  writeFileSync(file, original.replace(mutation.find, mutation.replace));
+  try {
+    const result = spawnSync('npx', ['vitest', 'run', ...mutation.tests, '--reporter=dot'], { cwd: root, encoding: 'utf8', env: process.env });
+    return result.status === 0 ? 'survived' : 'killed';
+  } finally {
+    writeFileSync(file, original);
+  }
+}
+
+const wanted = process.argv.slice(2);
+const chosen = wanted.length === 0 ? mutations : mutations.filter((m) => wanted.includes(m.name));
+let survivors = 0;
+for (const mutation of chosen) {
+  const started = Date.now();
+  const outcome = run(mutation);
+  if (outcome === 'survived') survivors++;
+  console.log(`${outcome === 'killed' ? 'killed  ' : 'SURVIVED'}  ${mutation.name.padEnd(24)} ${mutation.check} (${Math.round((Date.now() - started) / 1000)} s)`);
+}
+console.log(`${chosen.length - survivors} of ${chosen.length} mutations killed`);
+if (survivors > 0 || chosen.length === 0) process.exit(1);
