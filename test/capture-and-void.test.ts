@@ -5,6 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { requestHash } from '../apps/auth-server/src/idempotency.ts';
 import { codeOf } from './support/errors.ts';
+import { callJson } from './support/system.ts';
 import { idempotencyKey, payerForFile } from './support/payer.ts';
 
 const kessai = payerForFile('4000056655665556');
@@ -68,6 +69,27 @@ describe('capture and void', () => {
     const id = await kessai.approved(1000n);
     await kessai.merchant.void(id, idempotencyKey());
     expect(await codeOf(kessai.merchant.capture(id, {}, idempotencyKey()))).toBe('authorization_not_capturable');
+  });
+
+  /** A merchant call sent raw, past the SDK's own schema check (which refuses zero before sending, as a TypeError). */
+  const merchantPost = (path: string, body: unknown) => callJson(kessai.system, 'POST', `${kessai.system.auth.url}${path}`, body, { authorization: `Bearer ${kessai.system.merchant.apiKey}`, 'idempotency-key': idempotencyKey() });
+
+  it('refuses a payment request of zero with validation_failed: nothing to authorize (the SDK refuses to send it)', async () => {
+    const zero = { order_id: `o-${idempotencyKey()}`, currency: 'JPY' as const, amount_minor: '0', line_items: [{ description: 'Free sample', quantity: 1, unit_price_minor: '0' }] };
+    const answer = await merchantPost('/v1/payment-requests', zero);
+    expect(answer.status).toBe(400);
+    expect(answer.body).toMatchObject({ code: 'validation_failed', errors: [{ path: 'body/amount_minor' }] });
+    await expect(kessai.merchant.createPaymentRequest(zero, idempotencyKey())).rejects.toThrow(TypeError);
+  });
+
+  it('refuses a capture of zero with validation_failed (a void releases a hold) and a refund of zero too, and the hold stays', async () => {
+    const id = await kessai.approved(700n);
+    const moved = await debitsMovedBy(async () => {
+      expect((await merchantPost(`/v1/payment-requests/${id}/capture`, { amount_minor: '0' })).body).toMatchObject({ code: 'validation_failed' });
+      expect((await merchantPost(`/v1/payment-requests/${id}/refunds`, { amount_minor: '0' })).body).toMatchObject({ code: 'validation_failed' });
+    });
+    expect(moved).toEqual({ pending: 0n, posted: 0n });
+    expect(await kessai.merchant.void(id, idempotencyKey())).toMatchObject({ status: 'voided' });
   });
 
   it('keeps debits equal to credits in the issuer’s ledger', async () => {

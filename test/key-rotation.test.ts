@@ -171,6 +171,9 @@ describe('cipher 2 (re-seal mode, the issuer)', () => {
     // The broker's cached JWKS still names the previous key as current: it keeps opening.
     expect((await pay(wallet, cardNumber)).outcome.status).toBe('approved');
     await admin(issuerUrl, 'POST', '/admin/v1/keys/retire', { key: 'cipher2', kid: before.kid });
+    // The broker's cached keys and this wallet's directory both still name the retired key: one attempt
+    // is refused with key_retired, after which both read the issuer's keys again (the broker its
+    // JWKS, the wallet the re-signed directory) and the same wallet pays.
     expect(await codeOf(pay(wallet, cardNumber))).toBe('key_retired');
     expect((await pay(wallet, cardNumber)).outcome.status).toBe('approved');
   });
@@ -225,7 +228,7 @@ describe('the command-line wallet', () => {
       registerWalletCommands(program, io);
       await program.parseAsync(['wallet', ...args], { from: 'user' });
     };
-    await run(['enroll', '--storage', storage, '--auth', system.auth.url, '--ca', path.join(system.dataDir, 'pki', 'ca.cert.pem'), '--name', card.holderName, '--card', card.cardNumber, '--expiry', card.expiry]);
+    await run(['enroll', '--storage', storage, '--auth', system.auth.url, '--ca', path.join(system.dataDir, 'pki', 'ca.cert.pem'), '--directory-key', system.directoryKey.file, '--pin-from-env', 'KESSAI_TEST_PIN', '--name', card.holderName, '--card', card.cardNumber, '--expiry', card.expiry]);
     const stored = async () => JSON.parse(await readFile(path.join(storage, 'wallet.json'), 'utf8')) as { sealed_credential: string };
     const oldKid = headerOf((await stored()).sealed_credential).kid;
     const rotated = await admin(system.auth.url, 'POST', '/admin/v1/keys/rotate', { key: 'cipher1' });

@@ -4,7 +4,8 @@
  * unlock path (`POST /admin/v1/cards/unlock`, `kessai cards unlock`) by account id or credential id.
  */
 import { createHmac } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Command } from 'commander';
@@ -113,22 +114,43 @@ describe('the unlock path', () => {
   });
 
   it('kessai cards unlock lifts a lock through the operator endpoint', async () => {
-    const cardNumber = '4242424242424242';
+    // A card no other test of this file gives wrong PINs: the velocity record (pinFailuresWindowMax
+    // wrong PINs per card in pinFailuresWindowMs, across unlocks) would keep another one locked.
+    const cardNumber = '5425233430109903';
     const wallet = await kessai.payer(cardNumber);
     for (let attempt = 0; attempt < limits.pinAttemptsMax; attempt++) await pay(wallet, wrongPin);
     expect(await pay(wallet, demoCard(cardNumber).pin)).toBe('pin_locked');
     const settlement = settlementOf(cardNumber);
-    const program = new Command('kessai').exitOverride();
-    registerCardsCommands(program, kessai.system.dataDir);
-    const written: string[] = [];
-    const write = process.stdout.write.bind(process.stdout);
-    process.stdout.write = ((chunk: string) => written.push(String(chunk)) > 0) as typeof process.stdout.write;
+    const accountId = await accountOf(cardNumber);
+    const cardsUnlock = async (dataDir: string) => {
+      const program = new Command('kessai').exitOverride();
+      registerCardsCommands(program, dataDir);
+      const written: string[] = [];
+      const write = process.stdout.write.bind(process.stdout);
+      process.stdout.write = ((chunk: string) => written.push(String(chunk)) > 0) as typeof process.stdout.write;
+      try {
+        await program.parseAsync(['cards', 'unlock', '--issuer', settlement.issuer.id, '--account', accountId, '--url', settlement.url], { from: 'user' });
+      } finally {
+        process.stdout.write = write;
+      }
+      return written.join('');
+    };
+    // The command sends the settlement role's own token, read from <data>/settlement-<issuer>/operator-token:
+    // a data folder whose token file there holds the broker's token is refused.
+    const tokenFile = path.join(kessai.system.dataDir, `settlement-${settlement.issuer.id}`, 'operator-token');
+    expect((await readFile(tokenFile, 'utf8')).trim()).toBe(kessai.system.operatorTokens.issuers[settlement.issuer.id]);
+    const borrowed = await mkdtemp(path.join(tmpdir(), 'kessai-cards-unlock-'));
     try {
-      await program.parseAsync(['cards', 'unlock', '--issuer', settlement.issuer.id, '--account', await accountOf(cardNumber), '--url', settlement.url], { from: 'user' });
+      await cp(path.join(kessai.system.dataDir, 'pki', 'ca.cert.pem'), path.join(borrowed, 'pki', 'ca.cert.pem'));
+      await mkdir(path.join(borrowed, `settlement-${settlement.issuer.id}`));
+      await writeFile(path.join(borrowed, `settlement-${settlement.issuer.id}`, 'operator-token'), `${kessai.system.operatorTokens.auth}\n`);
+      await expect(cardsUnlock(borrowed)).rejects.toThrow(/\(unauthenticated\)/);
     } finally {
-      process.stdout.write = write;
+      await rm(borrowed, { recursive: true, force: true });
     }
-    expect(written.join('')).toContain('unlocked: 1 card account(s), 1 credential(s)');
+    expect(await pay(wallet, demoCard(cardNumber).pin)).toBe('pin_locked');
+
+    expect(await cardsUnlock(kessai.system.dataDir)).toContain('unlocked: 1 card account(s), 1 credential(s)');
     expect(await pay(wallet, demoCard(cardNumber).pin)).toBe('approved');
   });
 });

@@ -1,15 +1,21 @@
 /**
  * docs/protocol.md against the code, so the two cannot drift: every json example marked
- * `<!-- schema: X -->` parses with the zod schema X of messages.ts, every wire-message schema has
- * an example, and the known-answer vectors of docs/protocol/vectors are reproduced (hash, HMAC) or
- * verified and opened (JWS, JWE, JWT) with the protocol's own functions and the stored test keys.
+ * `<!-- schema: X -->` parses with the zod schema X of messages.ts (or of directory.ts), every
+ * wire-message schema has an example, and the known-answer vectors of docs/protocol/vectors are
+ * reproduced (hash, HMAC) or verified and opened (JWS, JWE, JWT) with the protocol's own functions
+ * and the stored test keys.
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { z } from 'zod';
 import { decodeJwt, decodeProtectedHeader, importJWK } from 'jose';
 import {
+  Directory,
   KeyRing,
+  checkApproval,
+  checkEnrollmentAnswer,
+  checkEnrollmentPinBinding,
+  checkPaymentPinBinding,
   itemsHash,
   keyEntryFromJwk,
   limits,
@@ -24,6 +30,7 @@ import {
   type JWK,
 } from '@kessai/protocol';
 import * as messages from '../packages/protocol/src/messages.ts';
+import * as directorySchemas from '../packages/protocol/src/directory.ts';
 import { codeOf } from './support/errors.ts';
 
 const docsDir = new URL('../docs/', import.meta.url);
@@ -76,10 +83,12 @@ function examplesOf(markdown: string): { examples: Example[]; problems: string[]
 const nestedOnly: Record<string, string> = {
   lineItem: 'inside createPaymentRequest, paymentRequestView and terminalRequestPayload',
   issuerSummary: 'inside enrollmentResponse',
+  directoryIssuer: 'inside directoryPayload',
 };
 
 const { examples, problems } = examplesOf(protocolMd);
-const exported = messages as unknown as Record<string, unknown>;
+/** The wire messages: messages.ts, and the signed issuer directory of directory.ts. */
+const exported = { ...messages, ...directorySchemas } as unknown as Record<string, unknown>;
 const objectSchemas = Object.entries(exported)
   .filter(([, value]) => value instanceof z.ZodObject)
   .map(([name]) => name)
@@ -95,13 +104,13 @@ describe('docs/protocol.md', () => {
     const value: unknown = JSON.parse(text);
     if (schema === 'none') return;
     const zodSchema = exported[schema];
-    expect(zodSchema, `${schema} is not a zod schema exported by messages.ts`).toBeInstanceOf(z.ZodType);
+    expect(zodSchema, `${schema} is not a zod schema exported by messages.ts or directory.ts`).toBeInstanceOf(z.ZodType);
     const result = (zodSchema as z.ZodType).safeParse(value);
     expect(result.error?.issues ?? []).toEqual([]);
     expect(result.success).toBe(true);
   });
 
-  it('shows an example of every wire-message schema of messages.ts', () => {
+  it('shows an example of every wire-message schema of messages.ts and directory.ts', () => {
     for (const name of Object.keys(nestedOnly)) expect(objectSchemas, `allow-listed ${name} is not an object schema of messages.ts`).toContain(name);
     const shown = new Set(examples.map((example) => example.schema));
     const missing = objectSchemas.filter((name) => !shown.has(name) && !Object.hasOwn(nestedOnly, name));
@@ -168,9 +177,13 @@ const vectorFiles = [
   'credential-jwe-resealed.json',
   'credential-jwe-rsa-oaep-256.json',
   'device-proof-jwt.json',
+  'directory-jws.json',
+  'enrollment-pin-jwe-rsa-oaep-256.json',
+  'enrollment-pin-jwe.json',
   'items-hash.json',
   'payment-request-view-jws.json',
   'pin-jwe.json',
+  'registration-jws.json',
   'webhook-signature.json',
 ];
 
@@ -226,7 +239,13 @@ describe('known-answer vectors (docs/protocol/vectors)', () => {
     const { header, value } = await verifyJson(vector.jws, key, typ.approval, 'approval_invalid');
     expect(header).toEqual(vector.expected.protected_header);
     expect(value).toEqual(vector.expected.payload);
-    expect(messages.approvalPayload.parse(value).ih).toBe(await itemsHash(vector.line_items));
+    const approval = messages.approvalPayload.parse(value);
+    expect(approval.ih).toBe(await itemsHash(vector.line_items));
+    // The approval rule both servers run passes at its signing time, and refuses it after its expiry.
+    const expected = { rid: approval.rid, mid: approval.mid, mnm: approval.mnm, amt: approval.amt, cur: approval.cur, ih: await itemsHash(vector.line_items) };
+    expect(checkApproval(approval, expected, approval.iat * 1000)).toEqual(approval);
+    expect(await codeOf(Promise.resolve().then(() => checkApproval(approval, expected, (approval.exp + 3600) * 1000)))).toBe('approval_stale');
+    expect(await codeOf(Promise.resolve().then(() => checkApproval(approval, { ...expected, mnm: 'Kessai Tea House (another)' }, approval.iat * 1000)))).toBe('approval_mismatch');
     const { d: _d, ...publicPart } = keyOf(vector, 'device_private_jwk');
     expect(await thumbprint(publicPart)).toBe(await thumbprint(keyOf(vector, 'device_public_jwk')));
     expect(await codeOf(verifyJson(vector.jws, key, typ.authorization, 'approval_invalid'))).toBe('approval_invalid');
@@ -277,14 +296,85 @@ describe('known-answer vectors (docs/protocol/vectors)', () => {
     expect([protected_header.alg, protected_header.enc, protected_header.epk]).toEqual(['RSA-OAEP-256', 'A256GCM', undefined]);
   });
 
-  it('opens the PIN JWE with the settlement server key and finds it bound to the payment request', async () => {
+  it('opens the PIN JWE with the settlement server key and finds it bound to the payment request, the approval nonce and the device key', async () => {
     const vector = readVector<JweVector>('pin-jwe.json');
     const keys = await openingKeys(keyOf(vector, 'private_jwk'));
     const { header, value } = await openJson(vector.jwe, keys, typ.pin, 'pin_invalid');
     expect(header).toEqual(vector.expected.protected_header);
     expect(value).toEqual(vector.expected.plaintext);
-    expect(header.rid).toBe(messages.pinPlaintext.parse(value).rid);
+    const plain = messages.pinPlaintext.parse(value);
+    const approval = readVector<JwsVector>('approval-jws.json');
+    const binding = { rid: String(approval.expected.payload.rid), nonce: String(approval.expected.payload.nonce), dkt: await thumbprint(keyOf(approval, 'device_public_jwk')) };
+    expect(() => checkPaymentPinBinding(header as Record<string, unknown>, plain, binding)).not.toThrow();
+    for (const other of [{ rid: 'pr_00000000000000000000000000' }, { nonce: 'AAAAAAAAAAAAAAAAAAAAAAAA' }, { dkt: 'A'.repeat(43) }]) {
+      expect(await codeOf(Promise.resolve().then(() => checkPaymentPinBinding(header as Record<string, unknown>, plain, { ...binding, ...other })))).toBe('pin_invalid');
+    }
     expect(await codeOf(openJson(vector.jwe, keys, typ.credential, 'credential_invalid'))).toBe('credential_invalid');
+    expect(await codeOf(openJson(vector.jwe, keys, typ.enrollmentPin, 'pin_invalid'))).toBe('pin_invalid');
+  });
+
+  it.each(['enrollment-pin-jwe.json', 'enrollment-pin-jwe-rsa-oaep-256.json'])(
+    'opens the enrollment PIN block of %s with the issuer key and finds it bound to the credential id and device key of the card data sealed beside it',
+    async (file) => {
+      const vector = readVector<JweVector>(file);
+      const keys = await openingKeys(keyOf(vector, 'private_jwk'));
+      const { header, value } = await openJson(vector.jwe, keys, typ.enrollmentPin, 'pin_invalid');
+      expect(header).toEqual(vector.expected.protected_header);
+      expect(value).toEqual(vector.expected.plaintext);
+      const plain = messages.enrollmentPinPlaintext.parse(value);
+      // The card data of the same enrollment: cipher 1 (re-seal) or sealed by the terminal for the issuer (pass-through).
+      const card = readVector<JweVector>(file.includes('rsa') ? 'credential-jwe-rsa-oaep-256.json' : 'credential-jwe-cipher1.json').expected;
+      const binding = { cred: String(card.protected_header.cred), dkt: await thumbprint(messages.credentialPlaintext.parse(card.plaintext).device_jwk) };
+      expect(() => checkEnrollmentPinBinding(header as Record<string, unknown>, plain, binding)).not.toThrow();
+      expect(await codeOf(Promise.resolve().then(() => checkEnrollmentPinBinding(header as Record<string, unknown>, plain, { ...binding, cred: 'cred_00000000000000000000000000' })))).toBe('pin_invalid');
+      expect(await codeOf(Promise.resolve().then(() => checkEnrollmentPinBinding(header as Record<string, unknown>, plain, { ...binding, dkt: 'A'.repeat(43) })))).toBe('pin_invalid');
+      expect(await codeOf(openJson(vector.jwe, keys, typ.pin, 'pin_invalid'))).toBe('pin_invalid');
+    },
+  );
+
+  it('verifies the directory JWS with the pinned directory key only, and finds in it the issuer keys of the other vectors', async () => {
+    const vector = readVector<JwsVector>('directory-jws.json');
+    const pinned = (await importJWK(keyOf(vector, 'directory_public_jwk'), 'ES256')) as CryptoKey;
+    const { header, value } = await verifyJson(vector.jws, pinned, typ.directory, 'directory_invalid');
+    expect(header).toEqual(vector.expected.protected_header);
+    expect(value).toEqual(vector.expected.payload);
+    directorySchemas.directoryPayload.parse(value);
+    const { d: _d, ...publicPart } = keyOf(vector, 'directory_private_jwk');
+    expect(publicPart).toEqual(keyOf(vector, 'directory_public_jwk'));
+
+    const directory = await Directory.verify(vector.jws, pinned);
+    expect(directory.issuerForCard('4242424242424242').id).toBe('sakura-bank');
+    expect(directory.issuerForCard('5555555555554444').id).toBe('fuji-bank');
+    const publicOf = (jwk: JWK) => Object.fromEntries(Object.entries(jwk).filter(([member]) => !['d', 'p', 'q', 'dp', 'dq', 'qi'].includes(member)));
+    const sakura = await directory.keys('sakura-bank');
+    expect(sakura.current('enc').publicJwk).toEqual(publicOf(keyOf(readVector<JweVector>('pin-jwe.json'), 'private_jwk')));
+    expect(sakura.current('sig').publicJwk).toEqual(publicOf(keyOf(readVector<JwsVector>('authorization-jws.json'), 'signing_private_jwk')));
+    expect((await directory.keys('fuji-bank')).current('enc').publicJwk).toEqual(publicOf(keyOf(readVector<JweVector>('credential-jwe-rsa-oaep-256.json'), 'private_jwk')));
+
+    // Signed by any other key, or read as another typ, it is refused.
+    const otherKey = await verifyingKey(keyOf(readVector<JwsVector>('registration-jws.json'), 'signing_private_jwk'));
+    expect(await codeOf(Directory.verify(vector.jws, otherKey))).toBe('directory_invalid');
+    expect(await codeOf(verifyJson(vector.jws, pinned, typ.registration, 'issuer_refused'))).toBe('issuer_refused');
+  });
+
+  it('verifies the registration JWS with the issuer key from the directory, and a terminal accepts the enrollment answer that carries it, for this credential and device key only', async () => {
+    const vector = readVector<JwsVector>('registration-jws.json');
+    const directoryVector = readVector<JwsVector>('directory-jws.json');
+    const directory = await Directory.verify(directoryVector.jws, (await importJWK(keyOf(directoryVector, 'directory_public_jwk'), 'ES256')) as CryptoKey);
+    const keys = await directory.keys('sakura-bank');
+    const { header, value } = await verifyJson(vector.jws, (kid) => keys.byKid(kid)?.publicKey, typ.registration, 'directory_invalid');
+    expect(header).toEqual(vector.expected.protected_header);
+    expect(value).toEqual(vector.expected.payload);
+    const receipt = messages.registrationPayload.parse(value);
+
+    const credential = readVector<JweVector>('credential-jwe-cipher1.json');
+    const issuer = directory.issuer('sakura-bank');
+    const answer = { credential_id: receipt.cred, issuer: { id: issuer.id, name: issuer.name, conversion_mode: issuer.conversion_mode }, registration: vector.jws, sealed_credential: credential.jwe };
+    const expected = { credentialId: String(credential.expected.protected_header.cred), dkt: String(credential.expected.protected_header.dkt) };
+    await expect(checkEnrollmentAnswer(answer, issuer, keys, expected)).resolves.toBeUndefined();
+    expect(await codeOf(checkEnrollmentAnswer(answer, issuer, keys, { ...expected, dkt: 'A'.repeat(43) }))).toBe('directory_invalid');
+    expect(await codeOf(checkEnrollmentAnswer(answer, directory.issuer('fuji-bank'), await directory.keys('fuji-bank'), expected))).toBe('directory_invalid');
+    expect(await codeOf(verifyJson(vector.jws, (kid) => keys.byKid(kid)?.publicKey, typ.authorization, 'issuer_refused'))).toBe('issuer_refused');
   });
 
   it('accepts the device proof at its time for its method and path, and refuses it later or elsewhere', async () => {
@@ -304,19 +394,28 @@ describe('known-answer vectors (docs/protocol/vectors)', () => {
     expect(await codeOf(verifyDeviceProof(vector.jwt, key, expected))).toBe('unauthenticated');
   });
 
-  it('tells one payment: the vectors agree on credential, device key, request, merchant and amount', () => {
+  it('tells one enrollment and one payment: the vectors agree on credential, device key, issuer, request, merchant and amount', () => {
     const approval = readVector<JwsVector>('approval-jws.json');
     const view = readVector<JwsVector>('payment-request-view-jws.json').expected.payload;
     const authorization = readVector<JwsVector>('authorization-jws.json').expected.payload;
     const credential = readVector<JweVector>('credential-jwe-cipher1.json').expected;
     const pin = readVector<JweVector>('pin-jwe.json').expected.plaintext;
+    const enrollmentPin = readVector<JweVector>('enrollment-pin-jwe.json').expected.plaintext;
+    const registration = readVector<JwsVector>('registration-jws.json').expected.payload;
     const proof = readVector<DeviceProofVector>('device-proof-jwt.json');
     const signed = approval.expected.payload;
+    const merchant = view.merchant as { id: string; name: string };
     expect([view.rid, authorization.rid, pin.rid]).toEqual([signed.rid, signed.rid, signed.rid]);
-    expect([(view.merchant as { id: string }).id, authorization.mid]).toEqual([signed.mid, signed.mid]);
+    expect([merchant.id, merchant.name, authorization.mid]).toEqual([signed.mid, signed.mnm, signed.mid]);
     expect([view.amount_minor, view.currency, authorization.amt, authorization.cur]).toEqual([signed.amt, signed.cur, signed.amt, signed.cur]);
+    expect(signed.exp).toBe(Math.floor(Date.parse(String(view.expires_at)) / 1000));
+    expect(pin.nonce).toBe(signed.nonce);
     expect(credential.plaintext.device_jwk).toEqual(keyOf(approval, 'device_public_jwk'));
     expect(proof.keys.device_public_jwk).toEqual(keyOf(approval, 'device_public_jwk'));
     expect(proof.expected.claims.sub).toBe(credential.protected_header.cred);
+    const { cred, iss, dkt } = credential.protected_header;
+    expect([enrollmentPin.cred, enrollmentPin.dkt, pin.dkt]).toEqual([cred, dkt, dkt]);
+    expect([registration.iss, registration.cred, registration.dkt, authorization.iss]).toEqual([iss, cred, dkt, iss]);
+    expect(Number(registration.iat)).toBeLessThan(Number(view.iat));
   });
 });

@@ -7,6 +7,7 @@ import { spawn } from 'node:child_process';
 import { chmod, mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { exportJWK, generateKeyPair } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { printable } from '../src/commands.ts';
 import { loadWallet, saveWallet, storageFiles } from '../src/storage.ts';
@@ -47,10 +48,14 @@ function lines(text: string): string[] {
 
 let scratch: string;
 let caFile: string;
+/** A directory public key no server knows: enough for the checks made before any server is asked. */
+let directoryKeyFile: string;
 beforeAll(async () => {
   scratch = await mkdtemp(path.join(tmpdir(), 'kessai-wallet-cli-'));
   caFile = path.join(scratch, 'ca.cert.pem');
   await writeFile(caFile, fakeCaCertPem);
+  directoryKeyFile = path.join(scratch, 'directory-key.jwk');
+  await writeFile(directoryKeyFile, JSON.stringify(await exportJWK((await generateKeyPair('ES256', { extractable: true })).publicKey)));
 });
 afterAll(async () => {
   await rm(scratch, { recursive: true, force: true });
@@ -93,11 +98,13 @@ describe('without the storage', () => {
 });
 
 describe('checks made before any server is asked', () => {
-  const enrollArgs = (storage: string, card: string, expiry = '12/34') => ['enroll', '--storage', storage, '--auth', 'https://127.0.0.1:9', '--ca', caFile, '--name', 'TARO YAMADA', '--card', card, '--expiry', expiry];
+  // The PIN is read first (from the environment here, as a script gives it), then the card data.
+  const pinEnv = { KESSAI_PIN: '1234' };
+  const enrollArgs = (storage: string, card: string, expiry = '12/34') => ['enroll', '--storage', storage, '--auth', 'https://127.0.0.1:9', '--ca', caFile, '--directory-key', directoryKeyFile, '--pin-from-env', 'KESSAI_PIN', '--name', 'TARO YAMADA', '--card', card, '--expiry', expiry];
 
   it('refuses a card number that fails the Luhn check, without echoing it, and writes nothing', async () => {
     const storage = await freshFolder('bad-card');
-    const result = await runWallet(enrollArgs(storage, '4242 4242 4242 4241'));
+    const result = await runWallet(enrollArgs(storage, '4242 4242 4242 4241'), pinEnv);
     expect(result.code).toBe(1);
     expect(result.stderr).toMatch(/^kessai wallet: .*\(card_invalid\)\n$/);
     expect(result.stdout + result.stderr).not.toMatch(/4242.?4242.?4242.?4241/);
@@ -106,8 +113,8 @@ describe('checks made before any server is asked', () => {
 
   it('refuses an expired card and a malformed expiry', async () => {
     const storage = await freshFolder('expired');
-    expect((await runWallet(enrollArgs(storage, '4242424242424242', '01/20'))).stderr).toMatch(/\(card_expired\)\n$/);
-    expect((await runWallet(enrollArgs(storage, '4242424242424242', '2034-12'))).stderr).toMatch(/MM\/YY \(validation_failed\)\n$/);
+    expect((await runWallet(enrollArgs(storage, '4242424242424242', '01/20'), pinEnv)).stderr).toMatch(/\(card_expired\)\n$/);
+    expect((await runWallet(enrollArgs(storage, '4242424242424242', '2034-12'), pinEnv)).stderr).toMatch(/MM\/YY \(validation_failed\)\n$/);
   });
 
   it('refuses to enroll onto storage that already holds a wallet unless --force, before asking for the card', async () => {
@@ -120,9 +127,28 @@ describe('checks made before any server is asked', () => {
 
   it('asks on the terminal for what was not given, and refuses when there is no terminal', async () => {
     const storage = await freshFolder('no-terminal');
-    const result = await runWallet(['enroll', '--storage', storage, '--auth', 'https://127.0.0.1:9', '--ca', caFile, '--name', 'TARO YAMADA']);
+    const result = await runWallet(['enroll', '--storage', storage, '--auth', 'https://127.0.0.1:9', '--ca', caFile, '--directory-key', directoryKeyFile, '--pin-from-env', 'KESSAI_PIN', '--name', 'TARO YAMADA'], pinEnv);
     expect(result.code).toBe(1);
     expect(result.stderr).toMatch(/no terminal to ask for "Card number" — pass --card \(input_required\)\n$/);
+    const noPin = await runWallet(['enroll', '--storage', storage, '--auth', 'https://127.0.0.1:9', '--ca', caFile, '--directory-key', directoryKeyFile, '--name', 'TARO YAMADA', '--card', '4242424242424242', '--expiry', '12/34']);
+    expect(noPin.code).toBe(1);
+    expect(noPin.stderr).toMatch(/no terminal to ask for the PIN — run in a terminal, or pass --pin-from-env VAR \(automation\) \(input_required\)\n$/);
+    expect(await readdir(storage)).toEqual([]);
+  });
+
+  it('refuses a --directory-key that is missing, not JSON, or not a public P-256 key, before asking for the card', async () => {
+    const storage = await freshFolder('bad-directory-key');
+    const enrollWith = (file: string) => runWallet(['enroll', '--storage', storage, '--auth', 'https://127.0.0.1:9', '--ca', caFile, '--directory-key', file]);
+    const missing = await enrollWith(path.join(scratch, 'no-such-key.jwk'));
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toMatch(/no-such-key\.jwk is not a readable file \(kessai start writes it to its data folder as directory-key\.jwk\) \(input_invalid\)\n$/);
+    const notJson = path.join(scratch, 'not-json.jwk');
+    await writeFile(notJson, 'hello');
+    expect((await enrollWith(notJson)).stderr).toMatch(/not-json\.jwk is not JSON \(input_invalid\)\n$/);
+    const privateKey = path.join(scratch, 'private.jwk');
+    await writeFile(privateKey, JSON.stringify(await exportJWK((await generateKeyPair('ES256', { extractable: true })).privateKey)));
+    expect((await enrollWith(privateKey)).stderr).toMatch(/private\.jwk is not a public P-256 signing key \(JWK\) \(input_invalid\)\n$/);
+    expect(await readdir(storage)).toEqual([]);
   });
 
   it('refuses an --auth that is not https and a --ca that is not a certificate', async () => {
@@ -185,15 +211,21 @@ describe('against a running system', () => {
     await system?.stop();
   });
 
-  async function enrollCli(name: string, card: { number: string; holder: string }) {
+  /** Enrolls a demo card, trusting the system's directory key (from the file `kessai start` writes) and giving the card's test PIN. */
+  /** With `defaultDirectoryKey`, no --directory-key: the wallet finds the key in $KESSAI_DATA_DIR, as after `kessai start`. */
+  async function enrollCli(name: string, card: { number: string; holder: string }, options: { defaultDirectoryKey?: boolean } = {}) {
     const storage = await freshFolder(name);
-    const result = await runWallet(['enroll', '--storage', storage, '--auth', system.auth.url, '--ca', systemCa, '--name', card.holder, '--card', card.number, '--expiry', '12/34']);
-    return { storage, result };
+    const { demoCard } = await import('../../../test/support/system.ts');
+    const directoryKey = options.defaultDirectoryKey ? [] : ['--directory-key', system.directoryKey.file];
+    const env = { KESSAI_PIN: demoCard(card.number).pin, ...(options.defaultDirectoryKey ? { KESSAI_DATA_DIR: path.dirname(system.directoryKey.file) } : {}) };
+    const result = await runWallet(['enroll', '--storage', storage, '--auth', system.auth.url, '--ca', systemCa, ...directoryKey, '--pin-from-env', 'KESSAI_PIN', '--name', card.holder, '--card', card.number, '--expiry', '12/34'], env);
+    return { storage, result, pin: env.KESSAI_PIN };
   }
 
   it('enrolls, then pays a payment link with the PIN from the environment', async () => {
-    const { storage, result: enrolled } = await enrollCli('e2e-pay', { number: '4242424242424242', holder: 'TARO YAMADA' });
+    const { storage, result: enrolled, pin } = await enrollCli('e2e-pay', { number: '4242424242424242', holder: 'TARO YAMADA' });
     expect(enrolled).toMatchObject({ code: 0, stderr: '' });
+    expect(enrolled.stdout).not.toContain(pin);
     const { wallet } = await loadWallet(storage);
     expect(enrolled.stdout).toContain(`enrolled: credential ${wallet.credential_id} (card ending 4242)`);
     expect(enrolled.stdout).toContain('issuer: Sakura Demo Bank (sakura-bank), conversion mode reseal');
@@ -228,7 +260,7 @@ describe('against a running system', () => {
   });
 
   it('prints the decline code when the issuer declines', async () => {
-    const { storage, result: enrolled } = await enrollCli('e2e-declined', { number: '4000000000009995', holder: 'JIRO TANAKA' });
+    const { storage, result: enrolled } = await enrollCli('e2e-declined', { number: '4000000000009995', holder: 'JIRO TANAKA' }, { defaultDirectoryKey: true });
     expect(enrolled.code).toBe(0);
     const { wallet } = await loadWallet(storage);
     const order = await shop.checkout(system, [{ index: 0, quantity: 3 }], wallet.credential_id);

@@ -50,7 +50,7 @@ export const errorCatalog = {
   rate_limited: { status: 429, title: 'Too many requests; retry after the number of seconds in Retry-After' },
   recovery_code_invalid: { status: 403, title: 'The recovery code does not match this credential' },
   recovery_locked: { status: 429, title: 'Too many wrong recovery codes for this credential; try again later' },
-  key_retired: { status: 422, title: 'The sealed credential is under a retired key; enroll again' },
+  key_retired: { status: 422, title: 'The sealed credential or PIN block is under a retired key' },
   key_not_found: { status: 404, title: 'No such key' },
   key_in_use: { status: 409, title: 'The current key cannot be retired; rotate first' },
   internal_error: { status: 500, title: 'Internal error' },

@@ -208,7 +208,14 @@ export class WalletClient {
    * (the command-line wallet writes it to the storage).
    */
   async approve(request: VerifiedRequest, pin: string, overrides: Partial<ApprovalPayload> = {}): Promise<TerminalOutcome> {
-    const outcome = await this.#call('POST', `/v1/terminal/payment-requests/${request.view.rid}/approve`, terminalOutcome, await this.approvalBody(request, pin, overrides));
+    let outcome: TerminalOutcome;
+    try {
+      outcome = await this.#call('POST', `/v1/terminal/payment-requests/${request.view.rid}/approve`, terminalOutcome, await this.approvalBody(request, pin, overrides));
+    } catch (err) {
+      // The issuer retired the key this client's directory named: the next approval reads the directory again.
+      if (err instanceof KessaiError && err.code === 'key_retired') this.#directory = undefined;
+      throw err;
+    }
     if (outcome.sealed_credential !== undefined) this.#renew(outcome.sealed_credential);
     return outcome;
   }

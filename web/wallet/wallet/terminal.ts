@@ -15,7 +15,7 @@ import { Directory, type DirectoryIssuer } from '../../../packages/protocol/src/
 import { newId } from '../../../packages/protocol/src/ids.ts';
 import { terminalRequestPayload, type TerminalRequestPayload } from '../../../packages/protocol/src/messages.ts';
 import { approvalFor, checkEnrollmentAnswer, enrollmentBody, verifyAuthorizationFor, type DevicePublicKey } from '../../../packages/protocol/src/terminal.ts';
-import { api } from '../../shared/api.ts';
+import { api, ApiError } from '../../shared/api.ts';
 import type { IssuerSummary, WalletRecord } from './store.ts';
 
 /** What the wallet's own origin tells it: where the authentication server is, and the directory key it trusts. */
@@ -179,7 +179,13 @@ export class Terminal {
     const issuerKey = (await this.#issuerKeys()).current('enc');
     const jkt = await thumbprint(this.#wallet.device_public_jwk);
     const { approval, pin: pinBlock } = await approvalFor(view, { privateKey: this.#wallet.device_key, jkt }, issuerKey, pin);
-    return this.#call<Outcome>('POST', `/v1/terminal/payment-requests/${view.rid}/approve`, { sealed_credential: this.#wallet.sealed_credential, approval, pin: pinBlock });
+    try {
+      return await this.#call<Outcome>('POST', `/v1/terminal/payment-requests/${view.rid}/approve`, { sealed_credential: this.#wallet.sealed_credential, approval, pin: pinBlock });
+    } catch (err) {
+      // The issuer retired the key this page's directory named: the next approval reads the directory again.
+      if (err instanceof ApiError && err.code === 'key_retired') this.#directory = undefined;
+      throw err;
+    }
   }
 
   /** Step 408: the issuer's own signature on an approved payment, with its key from the directory. */

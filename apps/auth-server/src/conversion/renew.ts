@@ -5,7 +5,7 @@
  * current cipher 2; this server cannot open it and only checks that its header is bound to the
  * same credential, device key and issuer.
  */
-import { readHeader, typ } from '@kessai/protocol';
+import { checkCredentialBinding, readHeader } from '@kessai/protocol';
 import type { TerminalCaller } from '../callers.ts';
 import type { AuthContext } from '../context.ts';
 import type { Issuer } from '../issuers.ts';
@@ -14,8 +14,9 @@ import { reseal } from './reseal.ts';
 export async function renewedForTerminal(context: AuthContext, terminal: TerminalCaller, issuer: Issuer, sealed: string, fromIssuer: string | undefined): Promise<{ sealed_credential?: string }> {
   if (issuer.metadata.conversion_mode === 'pass_through') {
     if (fromIssuer === undefined) return {};
-    const header = readHeader(fromIssuer, 'issuer_refused');
-    if (header.typ !== typ.credential || header.cred !== terminal.credentialId || header.dkt !== terminal.deviceJkt || header.iss !== terminal.issuerId) {
+    try {
+      checkCredentialBinding(readHeader(fromIssuer, 'issuer_refused'), terminal);
+    } catch {
       context.config.logger.warn({ credential: terminal.credentialId, issuer: issuer.route.id }, 'issuer handed back a re-sealed credential bound elsewhere; not passed on');
       return {};
     }

@@ -35,7 +35,8 @@ export async function terminalRoutes(plugin: FastifyInstance, context: AuthConte
     reply.hijack();
     const raw = reply.raw;
     // The stream leaves Fastify (hijacked): the headers hooks set on the reply (CORS for a wallet's origin, HSTS) go along by hand.
-    raw.writeHead(200, { ...reply.getHeaders(), 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive' });
+    const carried = Object.fromEntries(Object.entries(reply.getHeaders()).filter((entry): entry is [string, string | number | string[]] => entry[1] !== undefined));
+    raw.writeHead(200, { ...carried, 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive' });
     function write(view: string) {
       if (raw.writableEnded) return;
       raw.write(`event: payment_request\ndata: ${JSON.stringify({ request: view })}\n\n`);
