@@ -18,7 +18,7 @@ export interface TestSystem extends KessaiSystem {
   backend: 'pglite' | 'postgres';
 }
 
-export async function startTestSystem(options: Pick<SystemOptions, 'beforeListen' | 'holdTimeoutSeconds' | 'expiryIntervalMs' | 'rateLimits' | 'settlement' | 'sseHeartbeatMs'> = {}): Promise<TestSystem> {
+export async function startTestSystem(options: Pick<SystemOptions, 'beforeListen' | 'holdTimeoutSeconds' | 'expiryIntervalMs' | 'rateLimits' | 'serverTimeouts' | 'settlement' | 'sseHeartbeatMs'> = {}): Promise<TestSystem> {
   const dataDir = await mkdtemp(path.join(tmpdir(), 'kessai-test-'));
   const drops: Array<() => Promise<void>> = [];
   const source = async (role: string): Promise<DbSource> => {

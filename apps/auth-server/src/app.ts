@@ -66,7 +66,7 @@ export async function buildAuthServer(config: AuthConfig) {
   const http = new HttpClient({ caCertPem: config.tls.caCertPem, clientCertPem: config.clientTls.certPem, clientKeyPem: config.clientTls.keyPem });
   const context: AuthContext = { config, http, issuers: new IssuerDirectory(config.issuers, http), hub: await createPushHub(config) };
   const dispatcher = new WebhookDispatcher(config.db, config.logger, config.tls.caCertPem);
-  const app = createServer({ logger: config.logger, tls: config.tls });
+  const app = createServer({ logger: config.logger, tls: config.tls, ...(config.serverTimeouts ? { timeouts: config.serverTimeouts } : {}) });
   if (config.serverTiming) registerServerTiming(app);
   app.addHook('onRequest', rateLimitHook(createRateLimiters(config.rateLimits), authRateLimitKeys));
   await setUpAuditLog(app, config.db, config.logger, config.operatorToken);

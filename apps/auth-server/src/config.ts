@@ -1,6 +1,6 @@
 /** What an authentication server needs to start, built by its caller (main.ts or a test) and frozen. */
 import type { KeyRing } from '@kessai/protocol';
-import type { Db, Logger, RateLimitConfig } from '@kessai/service';
+import type { Db, Logger, RateLimitConfig, ServerTimeouts } from '@kessai/service';
 
 export interface IssuerRoute {
   id: string;
@@ -39,4 +39,6 @@ export interface AuthConfig {
   rateLimits?: RateLimitConfig;
   /** Send Server-Timing headers (server-timing.ts): for the benchmark. */
   serverTiming?: boolean;
+  /** Shorter connection timeouts than limits.ts (tests watch them act); production leaves them out. */
+  serverTimeouts?: Partial<ServerTimeouts>;
 }

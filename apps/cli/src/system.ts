@@ -9,7 +9,7 @@ import path from 'node:path';
 import { buildAuthServer } from '@kessai/auth-server';
 import { buildSettlementServer, loadOrCreateCardKeys, type SettlementConfig } from '@kessai/settlement-server';
 import { buildShop } from '@kessai/shop';
-import { certificateFingerprint, createLogger, type KessaiApp, loadOrCreateKeyRing, loadOrCreateDevPki, loadOrCreateOperatorToken, openDb, readIfExists, reservePort, writePrivateFile, type Db, type DevPki, type Logger, type RateLimitConfig } from '@kessai/service';
+import { certificateFingerprint, createLogger, type KessaiApp, loadOrCreateKeyRing, loadOrCreateDevPki, loadOrCreateOperatorToken, openDb, readIfExists, reservePort, writePrivateFile, type Db, type DevPki, type Logger, type RateLimitConfig, type ServerTimeouts } from '@kessai/service';
 import { newId } from '@kessai/protocol';
 import { demoIssuers, demoMerchantName, type DemoIssuer } from './demo-data.ts';
 
@@ -38,6 +38,8 @@ export interface SystemOptions {
   beforeListen?: (role: 'auth-server' | 'shop' | `settlement-${string}`, app: { addHook: KessaiApp['addHook'] }) => void;
   /** Every server's rate limits other than limits.rateLimits (tests and the benchmark raise them). */
   rateLimits?: RateLimitConfig;
+  /** Every server's connection timeouts other than limits.ts (tests shorten them). */
+  serverTimeouts?: Partial<ServerTimeouts>;
 }
 
 export interface MerchantSecrets {
@@ -125,6 +127,7 @@ export async function startSystem(options: SystemOptions) {
         brokerCertificates: [certificateFingerprint(tlsOf('auth-server').certPem)],
         operatorToken,
         ...(options.rateLimits ? { rateLimits: options.rateLimits } : {}),
+        ...(options.serverTimeouts ? { serverTimeouts: options.serverTimeouts } : {}),
       });
       const app = await buildSettlementServer(config);
       options.beforeListen?.(`settlement-${issuer.id}`, app);
@@ -156,6 +159,7 @@ export async function startSystem(options: SystemOptions) {
         ...(options.sseHeartbeatMs ? { sseHeartbeatMs: options.sseHeartbeatMs } : {}),
         operatorToken,
         ...(options.rateLimits ? { rateLimits: options.rateLimits } : {}),
+        ...(options.serverTimeouts ? { serverTimeouts: options.serverTimeouts } : {}),
       }),
     );
     options.beforeListen?.('auth-server', auth.app);
@@ -180,6 +184,7 @@ export async function startSystem(options: SystemOptions) {
         tls: tlsOf('shop'),
         operatorToken,
         ...(options.rateLimits ? { rateLimits: options.rateLimits } : {}),
+        ...(options.serverTimeouts ? { serverTimeouts: options.serverTimeouts } : {}),
       }),
     );
     options.beforeListen?.('shop', shop.app);

@@ -59,7 +59,7 @@ export async function buildSettlementServer(config: SettlementConfig) {
   await migrate(config.db, migrationsDir);
   const seeded = await seedCards(config);
   if (seeded > 0) config.logger.info({ cards: seeded }, 'seeded demo cards');
-  const app = createServer({ logger: config.logger, ...(config.tls ? { tls: { ...config.tls, requestClientCertificate: true } } : {}) });
+  const app = createServer({ logger: config.logger, ...(config.tls ? { tls: { ...config.tls, requestClientCertificate: true } } : {}), ...(config.serverTimeouts ? { timeouts: config.serverTimeouts } : {}) });
   app.addHook('onRequest', rateLimitHook(createRateLimiters(config.rateLimits), byAddressExceptCertifiedPeers));
   const audit = await setUpAuditLog(app, config.db, config.logger, config.operatorToken);
   const metadata = issuerMetadataOf(config);

@@ -3,7 +3,7 @@
  * buildShop never reads the environment and never opens a port.
  */
 import type { Secret } from '@kessai/protocol';
-import type { Db, Logger, RateLimitConfig } from '@kessai/service';
+import type { Db, Logger, RateLimitConfig, ServerTimeouts } from '@kessai/service';
 
 export interface ShopConfig {
   logger: Logger;
@@ -32,6 +32,8 @@ export interface ShopConfig {
   operatorToken?: string;
   /** Rate limits other than limits.rateLimits (tests and the benchmark raise them), and their clock. */
   rateLimits?: RateLimitConfig;
+  /** Shorter connection timeouts than limits.ts (tests watch them act); production leaves them out. */
+  serverTimeouts?: Partial<ServerTimeouts>;
 }
 
 /** A config after defineShopConfig: defaults applied, frozen. */

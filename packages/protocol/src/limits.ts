@@ -41,6 +41,27 @@ export const limits = {
   keyReloadIntervalMs: 5_000,
   /** Calls from one server to another give up after this long. */
   upstreamTimeoutMs: 10_000,
+  /**
+   * Every server (packages/service/src/server.ts): a TLS handshake not finished after this long is
+   * dropped (Node's default is 120 s, room for a slow-loris on the handshake).
+   */
+  tlsHandshakeMsMax: 10_000,
+  /**
+   * Every server: a connection with no bytes in either direction for this long is closed. Longer
+   * than sseHeartbeatMs and upstreamTimeoutMs, or a quiet event stream or a request waiting on an
+   * issuer would be cut.
+   */
+  connectionIdleMsMax: 30_000,
+  /**
+   * Every server: a request's head and body must have arrived this long after it began, or it is
+   * answered request_timeout (408) and the connection closed: a body trickled in a byte at a time
+   * holds no socket longer than this. The bodyBytesMax body arrives well within it.
+   */
+  requestTimeoutMs: 15_000,
+  /** How often a server looks for requests past requestTimeoutMs (Node's default, 30 s, would let one run that much longer). */
+  requestTimeoutCheckMs: 1_000,
+  /** Every server: a kept-alive connection with no next request for this long is closed (announced in the Keep-Alive header). */
+  keepAliveTimeoutMs: 5_000,
   /** Webhook delivery: attempts, per-attempt timeout, first and largest back-off. */
   webhookAttemptsMax: 8,
   webhookTimeoutMs: 5_000,

@@ -3,8 +3,10 @@
  * zod schemas on the way in and out, and one error handler that answers every failure as
  * application/problem+json with a stable code — never a 500 for bad input, including what Fastify
  * and Node refuse before any route runs (bad URLs, over-long path parameters, malformed request heads).
+ * Idle connections, slow handshakes and slow uploads are closed after the timeouts of limits.ts.
  */
 import Fastify, { LogController, type FastifyError, type FastifyReply, type FastifyRequest } from 'fastify';
+import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { hasZodFastifySchemaValidationErrors, serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
@@ -19,14 +21,36 @@ export interface ServerTls {
   requestClientCertificate?: boolean;
 }
 
+/** The connection timeouts of limits.ts (tlsHandshakeMsMax, connectionIdleMsMax, requestTimeoutMs, requestTimeoutCheckMs, keepAliveTimeoutMs). */
+export interface ServerTimeouts {
+  tlsHandshakeMs: number;
+  connectionIdleMs: number;
+  requestMs: number;
+  requestCheckMs: number;
+  keepAliveMs: number;
+}
+
+export const defaultServerTimeouts: Readonly<ServerTimeouts> = Object.freeze({
+  tlsHandshakeMs: limits.tlsHandshakeMsMax,
+  connectionIdleMs: limits.connectionIdleMsMax,
+  requestMs: limits.requestTimeoutMs,
+  requestCheckMs: limits.requestTimeoutCheckMs,
+  keepAliveMs: limits.keepAliveTimeoutMs,
+});
+
 export interface ServerOptions {
   logger: Logger;
   tls?: ServerTls;
+  /** Shorter timeouts than limits.ts, for tests that watch them act; production leaves them out. */
+  timeouts?: Partial<ServerTimeouts>;
 }
 
 export type KessaiApp = ReturnType<typeof createServer>;
 
 export function createServer(options: ServerOptions) {
+  const timeouts = { ...defaultServerTimeouts, ...options.timeouts };
+  // Node reads these at construction only; Fastify sets requestTimeout again, to the same value.
+  const nodeTimeouts = { requestTimeout: timeouts.requestMs, headersTimeout: timeouts.requestMs, connectionsCheckingInterval: timeouts.requestCheckMs };
   const https = options.tls
     ? {
         key: options.tls.keyPem,
@@ -35,12 +59,17 @@ export function createServer(options: ServerOptions) {
         minVersion: 'TLSv1.2' as const,
         requestCert: options.tls.requestClientCertificate ?? false,
         rejectUnauthorized: false,
+        handshakeTimeout: timeouts.tlsHandshakeMs,
+        ...nodeTimeouts,
       }
     : null;
   const app = Fastify({
     loggerInstance: options.logger,
     bodyLimit: limits.bodyBytesMax,
-    ...(https ? { https } : {}),
+    ...(https ? { https } : { http: nodeTimeouts }),
+    connectionTimeout: timeouts.connectionIdleMs,
+    requestTimeout: timeouts.requestMs,
+    keepAliveTimeout: timeouts.keepAliveMs,
     requestIdHeader: false,
     logController: new RequestLogs(),
     // A path that is not valid URL encoding, or a path parameter past maxParamLength, never reaches a route.
@@ -98,15 +127,19 @@ class RequestLogs extends LogController {
 }
 
 /**
- * The HTTP parser refused the request head (not HTTP, or headers past Node's maxHeaderSize), so no
- * route or error handler runs: answer in the same problem format, then close, as Fastify's default does.
+ * The HTTP parser refused the request head (not HTTP, or headers past Node's maxHeaderSize), or the
+ * request did not arrive within requestTimeoutMs, so no route or error handler runs: answer in the
+ * same problem format, then close, as Fastify's default does.
  */
 function answerClientError(error: NodeJS.ErrnoException, socket: Socket): void {
   if (error.code === 'ECONNRESET' || socket.destroyed) return;
   if (socket.writable) {
-    const detail = error.code === 'HPE_HEADER_OVERFLOW' ? 'the request headers are larger than the server reads' : 'the request is not valid HTTP or arrived too slowly';
-    const body = JSON.stringify(new KessaiError('validation_failed', detail).toProblem());
-    socket.write(`HTTP/1.1 400 Bad Request\r\nContent-Length: ${Buffer.byteLength(body)}\r\nContent-Type: application/problem+json\r\nConnection: close\r\n\r\n${body}`);
+    const problem =
+      error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? new KessaiError('request_timeout', 'the request head and body did not arrive within the request timeout')
+        : new KessaiError('validation_failed', error.code === 'HPE_HEADER_OVERFLOW' ? 'the request headers are larger than the server reads' : 'the request is not valid HTTP');
+    const body = JSON.stringify(problem.toProblem());
+    socket.write(`HTTP/1.1 ${problem.status} ${STATUS_CODES[problem.status]}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nContent-Type: application/problem+json\r\nConnection: close\r\n\r\n${body}`);
   }
   socket.destroy(error);
 }
