@@ -2,12 +2,17 @@
  * Red-team findings (issue 11, item 10), each closed and tested on a running system.
  * docs/threat-model.md ("Red-team findings") maps each test to its finding.
  */
-import { connect as tcpConnect, type Socket } from 'node:net';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { connect as tcpConnect, type AddressInfo, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Agent, request, type Dispatcher } from 'undici';
 import { limits } from '@kessai/protocol';
-import { createLogger, createServer, defaultServerTimeouts, type ServerTimeouts } from '@kessai/service';
-import { startTestSystem, type TestSystem } from '../support/system.ts';
+import { createLogger, createServer, defaultServerTimeouts, registerWebPages, type ServerTimeouts } from '@kessai/service';
+import { enroll, startTestSystem, waitFor, type TestSystem } from '../support/system.ts';
 
 /** What the server sent on a raw connection, and how long after `since` it closed it. */
 interface Closed {
@@ -120,6 +125,7 @@ describe('connection timeouts (finding 1)', () => {
     for (const { text, afterMs } of closed) {
       expect(text).toMatch(/^HTTP\/1\.1 408 Request Timeout\r\n/);
       expect(JSON.parse(text.slice(text.indexOf('\r\n\r\n') + 4))).toMatchObject({ status: 408, code: 'request_timeout' });
+      expect(text).toContain(`\r\nStrict-Transport-Security: max-age=${limits.hstsMaxAgeSeconds}\r\n`);
       expect(afterMs).toBeGreaterThanOrEqual(timeouts.requestMs - 50);
       expect(afterMs).toBeLessThan(timeouts.requestMs + 1_500);
     }
@@ -143,5 +149,113 @@ describe('connection timeouts (finding 1)', () => {
       expect(afterMs).toBeGreaterThanOrEqual(timeouts.keepAliveMs - 100);
       expect(afterMs).toBeLessThan(timeouts.connectionIdleMs - 500);
     }
+  });
+});
+
+describe('findings 2–5, on one system with the production timeouts', () => {
+  let system: TestSystem;
+  /** Trusts the development CA, presents no client certificate. */
+  let anonymous: Agent;
+  beforeAll(async () => {
+    system = await startTestSystem();
+    anonymous = new Agent({ connect: { ca: system.pki.caCertPem } });
+  });
+  afterAll(async () => {
+    await anonymous?.close();
+    await system?.stop();
+  });
+
+  describe('Strict-Transport-Security on every HTTPS answer (finding 4)', () => {
+    const hsts = `max-age=${limits.hstsMaxAgeSeconds}`;
+    const servers = () => [
+      { name: 'auth-server', url: system.auth.url, page: '/wallet/' },
+      { name: 'shop', url: system.shop.url, page: '/store/' },
+      ...system.settlements.map((s) => ({ name: `settlement-${s.issuer.id}`, url: s.url, page: '/console/' })),
+    ];
+
+    it('is a year, as limits.hstsMaxAgeSeconds says', () => {
+      expect(hsts).toBe('max-age=31536000');
+    });
+
+    it('comes with successes, redirects, pages, not_found, method_not_allowed, bad URLs, bad JSON and missing client certificates, on every server', async () => {
+      const answers: Array<{ server: string; what: string; status: number; hsts: unknown }> = [];
+      for (const { name, url, page } of servers()) {
+        const ask = async (what: string, path: string, options: { method?: Dispatcher.HttpMethod; body?: string } = {}) => {
+          const response = await request(`${url}${path}`, { dispatcher: anonymous, method: options.method ?? 'GET', ...(options.body === undefined ? {} : { body: options.body, headers: { 'content-type': 'application/json' } }) });
+          await response.body.dump();
+          answers.push({ server: name, what, status: response.statusCode, hsts: response.headers['strict-transport-security'] });
+        };
+        await ask('success', '/.well-known/jwks.json');
+        await ask('redirect', '/');
+        await ask('page', page);
+        await ask('not_found', '/no-such-path');
+        await ask('method_not_allowed', '/.well-known/jwks.json', { method: 'DELETE' });
+        await ask('bad URL', '/%zz');
+        await ask('bad JSON', '/v1/payment-requests', { method: 'POST', body: '{"a":' });
+      }
+      // The settlement server's internal routes without the broker's certificate.
+      for (const settlement of system.settlements) {
+        const response = await request(`${settlement.url}/internal/v1/account-checks`, { dispatcher: anonymous, method: 'POST', body: '{}', headers: { 'content-type': 'application/json' } });
+        await response.body.dump();
+        answers.push({ server: `settlement-${settlement.issuer.id}`, what: 'no client certificate', status: response.statusCode, hsts: response.headers['strict-transport-security'] });
+      }
+      const statuses = new Set(answers.map((a) => a.status));
+      for (const status of [200, 302, 400, 401, 404, 405]) expect(statuses).toContain(status);
+      expect(answers.filter((a) => a.hsts !== hsts)).toEqual([]);
+    });
+
+    it('comes with the answer Node writes itself to a request head past its size limit, on every server', async () => {
+      for (const { url } of servers()) {
+        const target = new URL(url);
+        const socket = tlsConnect({ host: target.hostname, port: Number(target.port), ca: system.pki.caCertPem });
+        await new Promise((resolve) => socket.once('secureConnect', resolve));
+        const done = closing(socket, Date.now);
+        socket.write(`GET / HTTP/1.1\r\nHost: ${target.host}\r\nX-Padding: ${'a'.repeat(20_000)}\r\n\r\n`);
+        const { text } = await done;
+        expect(text).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n/);
+        expect(text).toContain(`\r\nStrict-Transport-Security: ${hsts}\r\n`);
+      }
+    });
+
+    it('comes with the event stream, which writes its own head', async () => {
+      const wallet = await enroll(system, '4242424242424242');
+      const responses: Array<{ url: string; response: ServerResponse }> = [];
+      const watch = (incoming: IncomingMessage, response: ServerResponse) => responses.push({ url: incoming.url ?? '', response });
+      system.auth.app.server.on('request', watch);
+      const abort = new AbortController();
+      const stream = wallet.listen(abort.signal);
+      const next = stream.next().catch(() => undefined);
+      try {
+        const opened = await waitFor('the event stream to answer', async () => responses.find((r) => r.url === '/v1/terminal/events' && r.response.headersSent));
+        expect(opened.response.statusCode).toBe(200);
+        expect(opened.response.getHeader('content-type')).toBe('text/event-stream');
+        expect(opened.response.getHeader('strict-transport-security')).toBe(hsts);
+      } finally {
+        abort.abort();
+        await next;
+        system.auth.app.server.off('request', watch);
+        await wallet.close();
+      }
+    });
+
+    it('comes with a built page served by registerWebPages', async () => {
+      const dir = await mkdtemp(path.join(tmpdir(), 'kessai-pages-'));
+      await mkdir(path.join(dir, 'demo'));
+      await writeFile(path.join(dir, 'demo', 'index.html'), '<!doctype html><title>demo</title>');
+      const leaf = system.pki.leaves.shop!;
+      const app = createServer({ logger: createLogger({ name: 'red-team-pages', stdout: false }), tls: { keyPem: leaf.keyPem, certPem: leaf.certPem, caCertPem: system.pki.caCertPem } });
+      registerWebPages(app, 'red-team', { dir });
+      try {
+        await app.listen({ port: 0, host: '127.0.0.1' });
+        const { port } = app.server.address() as AddressInfo;
+        const response = await request(`https://127.0.0.1:${port}/demo/`, { dispatcher: anonymous });
+        expect(await response.body.text()).toContain('<title>demo</title>');
+        expect(response.statusCode).toBe(200);
+        expect(response.headers['strict-transport-security']).toBe(hsts);
+      } finally {
+        await app.close();
+        await rm(dir, { recursive: true, force: true });
+      }
+    });
   });
 });

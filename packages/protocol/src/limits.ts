@@ -62,6 +62,8 @@ export const limits = {
   requestTimeoutCheckMs: 1_000,
   /** Every server: a kept-alive connection with no next request for this long is closed (announced in the Keep-Alive header). */
   keepAliveTimeoutMs: 5_000,
+  /** Every HTTPS answer of every server carries `Strict-Transport-Security: max-age=` this (one year): a browser that once reached a server never tries it over plain HTTP. */
+  hstsMaxAgeSeconds: 365 * 24 * 60 * 60,
   /** Webhook delivery: attempts, per-attempt timeout, first and largest back-off. */
   webhookAttemptsMax: 8,
   webhookTimeoutMs: 5_000,

@@ -3,7 +3,8 @@
  * zod schemas on the way in and out, and one error handler that answers every failure as
  * application/problem+json with a stable code — never a 500 for bad input, including what Fastify
  * and Node refuse before any route runs (bad URLs, over-long path parameters, malformed request heads).
- * Idle connections, slow handshakes and slow uploads are closed after the timeouts of limits.ts.
+ * Idle connections, slow handshakes and slow uploads are closed after the timeouts of limits.ts,
+ * and every HTTPS answer carries Strict-Transport-Security.
  */
 import Fastify, { LogController, type FastifyError, type FastifyReply, type FastifyRequest } from 'fastify';
 import { STATUS_CODES } from 'node:http';
@@ -45,6 +46,9 @@ export interface ServerOptions {
   timeouts?: Partial<ServerTimeouts>;
 }
 
+/** The Strict-Transport-Security value of every HTTPS answer. */
+export const strictTransportSecurity = `max-age=${limits.hstsMaxAgeSeconds}`;
+
 export type KessaiApp = ReturnType<typeof createServer>;
 
 export function createServer(options: ServerOptions) {
@@ -76,6 +80,9 @@ export function createServer(options: ServerOptions) {
     frameworkErrors: (error, request, reply) => sendProblem(reply, toKessaiError(error, request)),
     clientErrorHandler: answerClientError,
   }).withTypeProvider<ZodTypeProvider>();
+  // Set on Node's response before Fastify sees the request, so that every answer has it: errors, a
+  // bad URL refused before any hook, and the event stream that writes its own head.
+  if (https) app.server.prependListener('request', (_request: unknown, response: { setHeader(name: string, value: string): unknown }) => response.setHeader('strict-transport-security', strictTransportSecurity));
   // Bodies are JSON or nothing: Fastify's default text/plain parser would hand a string to the schemas.
   app.removeContentTypeParser('text/plain');
   // JSON with a repeated member name or nested past jsonDepthMax is refused before Fastify's own
@@ -139,7 +146,8 @@ function answerClientError(error: NodeJS.ErrnoException, socket: Socket): void {
         ? new KessaiError('request_timeout', 'the request head and body did not arrive within the request timeout')
         : new KessaiError('validation_failed', error.code === 'HPE_HEADER_OVERFLOW' ? 'the request headers are larger than the server reads' : 'the request is not valid HTTP');
     const body = JSON.stringify(problem.toProblem());
-    socket.write(`HTTP/1.1 ${problem.status} ${STATUS_CODES[problem.status]}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nContent-Type: application/problem+json\r\nConnection: close\r\n\r\n${body}`);
+    const hsts = (socket as Partial<TLSSocket>).encrypted ? `Strict-Transport-Security: ${strictTransportSecurity}\r\n` : '';
+    socket.write(`HTTP/1.1 ${problem.status} ${STATUS_CODES[problem.status]}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nContent-Type: application/problem+json\r\n${hsts}Connection: close\r\n\r\n${body}`);
   }
   socket.destroy(error);
 }
