@@ -11,8 +11,9 @@ import { connect as tlsConnect } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Agent, request, type Dispatcher } from 'undici';
 import { limits } from '@kessai/protocol';
+import { WalletClient } from '@kessai/sdk';
 import { createLogger, createServer, defaultServerTimeouts, registerWebPages, type ServerTimeouts } from '@kessai/service';
-import { enroll, startTestSystem, waitFor, type TestSystem } from '../support/system.ts';
+import { demoCard, enroll, startTestSystem, waitFor, type TestSystem } from '../support/system.ts';
 
 /** What the server sent on a raw connection, and how long after `since` it closed it. */
 interface Closed {
@@ -163,6 +164,55 @@ describe('findings 2–5, on one system with the production timeouts', () => {
   afterAll(async () => {
     await anonymous?.close();
     await system?.stop();
+  });
+
+  describe('revocation with the recovery code, locked per credential and source address (finding 2)', () => {
+    /** One agent per source address: the server's request.ip is the socket's, and 127.0.0.0/8 is all loopback on Linux. */
+    const agents = new Map<string, Agent>();
+    afterAll(async () => {
+      for (const agent of agents.values()) await agent.close();
+    });
+    async function revokeFrom(address: string, credentialId: string, code: string) {
+      let agent = agents.get(address);
+      if (!agent) agents.set(address, (agent = new Agent({ localAddress: address, connect: { ca: system.pki.caCertPem } })));
+      const response = await request(`${system.auth.url}/v1/credentials/${credentialId}/revoke`, { dispatcher: agent, method: 'POST', body: JSON.stringify({ recovery_code: code }), headers: { 'content-type': 'application/json' } });
+      const body = (await response.body.json()) as { code?: string; detail?: string; status?: string; revoked_by?: string };
+      return { http: response.statusCode, ...body };
+    }
+    async function enrolled(cardNumber = '4242424242424242') {
+      const card = demoCard(cardNumber);
+      const { wallet, recoveryCode } = await WalletClient.enrollment({ authBaseUrl: system.auth.url, caCertPem: system.pki.caCertPem, holderName: card.holderName, cardNumber: card.cardNumber, expiry: card.expiry });
+      return { credentialId: wallet.credential_id, code: recoveryCode.expose() };
+    }
+
+    it(`a stranger's recoveryAttemptsMax (${limits.recoveryAttemptsMax}) wrong codes lock only the stranger's address, and the payer still revokes from another address with the right code`, async () => {
+      const { credentialId, code } = await enrolled();
+      for (let i = 0; i < limits.recoveryAttemptsMax; i++) expect(await revokeFrom('127.0.0.2', credentialId, 'AAAA-BBBB-CCCC-DDDD-EEEE')).toMatchObject({ http: 403, code: 'recovery_code_invalid' });
+      // Locked from that address, even for the right code.
+      expect(await revokeFrom('127.0.0.2', credentialId, code)).toMatchObject({ http: 429, code: 'recovery_locked', detail: 'too many wrong recovery codes for this credential from this address' });
+      const [lock] = await system.auth.db.query<{ source: string; locked_until: Date | string }>('select source, locked_until from credential_recovery_failures where credential_id = $1', [credentialId]);
+      expect(lock!.source).toBe('127.0.0.2');
+      expect(new Date(lock!.locked_until).getTime()).toBeGreaterThan(Date.now() + limits.recoveryLockoutMs - 60_000);
+      // The payer, from their own address, is not locked out.
+      expect(await revokeFrom('127.0.0.3', credentialId, code)).toMatchObject({ http: 200, status: 'revoked', revoked_by: 'payer' });
+    });
+
+    it(`wrong codes from many addresses lock the credential for every address at recoveryAttemptsPerCredentialMax (${limits.recoveryAttemptsPerCredentialMax}), the payer's right code included`, async () => {
+      const { credentialId, code } = await enrolled();
+      // Codes of the wrong shape are counted like well-formed wrong ones, without an argon2 verification each.
+      // One short of the ceiling, recoveryAttemptsMax per address at most: no address is locked yet.
+      let sent = 0;
+      for (let a = 1; sent < limits.recoveryAttemptsPerCredentialMax - 1; a++) {
+        for (let i = 0; i < limits.recoveryAttemptsMax && sent < limits.recoveryAttemptsPerCredentialMax - 1; i++, sent++) {
+          expect((await revokeFrom(`127.0.1.${a}`, credentialId, 'not the code')).code).toBe('recovery_code_invalid');
+        }
+      }
+      // The last one, from an address that never failed: still checked, and it reaches the ceiling.
+      expect((await revokeFrom('127.0.2.1', credentialId, 'not the code either')).code).toBe('recovery_code_invalid');
+      expect(await revokeFrom('127.0.3.1', credentialId, code)).toMatchObject({ http: 429, code: 'recovery_locked', detail: 'too many wrong recovery codes for this credential' });
+      const [row] = await system.auth.db.query<{ locked_until: Date | string }>('select locked_until from credential_recovery where credential_id = $1', [credentialId]);
+      expect(new Date(row!.locked_until).getTime()).toBeGreaterThan(Date.now() + limits.recoveryLockoutMs - 60_000);
+    });
   });
 
   describe('Strict-Transport-Security on every HTTPS answer (finding 4)', () => {

@@ -32,9 +32,20 @@ export const limits = {
   pinAttemptsMax: 3,
   /** Wrong PINs through one credential (device key) before that credential is locked at the issuer; only a right PIN through it resets the count. */
   pinAttemptsPerCredentialMax: 3,
-  /** Wrong recovery codes for one credential before revocation by recovery code is locked, and for how long. */
+  /**
+   * Wrong recovery codes for one credential from one source address before revocation by recovery
+   * code is locked from that address, and for how long (a stranger who knows the wallet handle
+   * locks out only their own address; an address quiet this long starts again).
+   */
   recoveryAttemptsMax: 5,
   recoveryLockoutMs: 15 * 60 * 1000,
+  /**
+   * Wrong recovery codes for one credential from all addresses together before it is locked for
+   * everyone for recoveryLockoutMs: bounds distributed guessing (hopeless anyway against 100 bits)
+   * and the argon2 work one credential can cost, while locking the payer out takes this many
+   * addresses' worth of wrong codes (40 × recoveryAttemptsMax).
+   */
+  recoveryAttemptsPerCredentialMax: 200,
   /** The authentication server fetches an issuer's JWKS again for an unknown signing kid (a rotated key) at most this often. */
   issuerJwksRefetchCooldownMs: 1_000,
   /** Each server reads its key files again this often, so a rotation made through another process sharing them takes effect. */
