@@ -11,8 +11,11 @@ import { connect as tlsConnect } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Agent, request, type Dispatcher } from 'undici';
 import { limits } from '@kessai/protocol';
-import { WalletClient } from '@kessai/sdk';
+import { MerchantClient, WalletClient } from '@kessai/sdk';
+import { purgeIdempotencyKeys } from '../../apps/auth-server/src/idempotency.ts';
 import { createLogger, createServer, defaultServerTimeouts, registerWebPages, type ServerTimeouts } from '@kessai/service';
+import { codeOf } from '../support/errors.ts';
+import { approvedRequest, cardAccount, idempotencyKey } from '../support/payer.ts';
 import { demoCard, enroll, startTestSystem, waitFor, type TestSystem } from '../support/system.ts';
 
 /** What the server sent on a raw connection, and how long after `since` it closed it. */
@@ -157,11 +160,24 @@ describe('findings 2–5, on one system with the production timeouts', () => {
   let system: TestSystem;
   /** Trusts the development CA, presents no client certificate. */
   let anonymous: Agent;
+  let merchant: MerchantClient;
+  /** While set, every settlement server answers refunds 503 before doing anything (an issuer down). */
+  let issuersRefuseRefunds = false;
   beforeAll(async () => {
-    system = await startTestSystem();
+    system = await startTestSystem({
+      beforeListen: (role, app) => {
+        if (!role.startsWith('settlement-')) return;
+        app.addHook('onRequest', async (request, reply) => {
+          if (issuersRefuseRefunds && request.url.endsWith('/refunds')) return reply.code(503).send({ unavailable: true });
+          return undefined;
+        });
+      },
+    });
     anonymous = new Agent({ connect: { ca: system.pki.caCertPem } });
+    merchant = new MerchantClient({ baseUrl: system.auth.url, apiKey: system.merchant.apiKey, caCertPem: system.pki.caCertPem });
   });
   afterAll(async () => {
+    await merchant?.close();
     await anonymous?.close();
     await system?.stop();
   });
@@ -212,6 +228,103 @@ describe('findings 2–5, on one system with the production timeouts', () => {
       expect(await revokeFrom('127.0.3.1', credentialId, code)).toMatchObject({ http: 429, code: 'recovery_locked', detail: 'too many wrong recovery codes for this credential' });
       const [row] = await system.auth.db.query<{ locked_until: Date | string }>('select locked_until from credential_recovery where credential_id = $1', [credentialId]);
       expect(new Date(row!.locked_until).getTime()).toBeGreaterThan(Date.now() + limits.recoveryLockoutMs - 60_000);
+    });
+  });
+
+  describe('refund Idempotency-Key reuse (finding 3)', () => {
+    const sakuraCard = '4242424242424242';
+    const fujiCard = '5555555555554444';
+    const wallets = new Map<string, WalletClient>();
+    afterAll(async () => {
+      for (const wallet of wallets.values()) await wallet.close();
+    });
+    /** A payment request of `amount` yen paid with `cardNumber` and captured in full. */
+    async function captured(cardNumber: string, amount: bigint): Promise<string> {
+      let wallet = wallets.get(cardNumber);
+      if (!wallet) wallets.set(cardNumber, (wallet = await enroll(system, cardNumber)));
+      const id = await approvedRequest(merchant, wallet, cardNumber, amount);
+      await merchant.capture(id, {}, idempotencyKey());
+      return id;
+    }
+    /** What the payers' accounts got back and what the authentication server says was refunded. */
+    async function refundedSoFar(ids: string[]) {
+      const rows = await system.auth.db.query<{ id: string; refunded_minor: string | bigint }>('select id, refunded_minor from payment_requests where id = any($1)', [ids]);
+      return {
+        sakura: (await cardAccount(system, sakuraCard)).creditsPosted,
+        fuji: (await cardAccount(system, fujiCard)).creditsPosted,
+        requests: Object.fromEntries(rows.map((row) => [row.id, BigInt(row.refunded_minor)])),
+      };
+    }
+    /** The worker's purge, once the key (and its refund) are older than idempotencyKeyTtlMs. */
+    async function purge(key: string) {
+      const old = new Date(Date.now() - limits.idempotencyKeyTtlMs - 60_000);
+      await system.auth.db.query('update idempotency_keys set created_at = $2 where key = $1', [key, old]);
+      await system.auth.db.query('update refunds set created_at = $2 where idempotency_key = $1', [key, old]);
+      await purgeIdempotencyKeys(system.auth.db, new Date());
+      expect(await system.auth.db.query('select 1 from idempotency_keys where key = $1', [key])).toEqual([]);
+    }
+
+    it('refuses a refund Idempotency-Key reused on another payment request with idempotency_key_reused while the key is kept', async () => {
+      const [first, second] = [await captured(sakuraCard, 1000n), await captured(sakuraCard, 1000n)];
+      const key = idempotencyKey();
+      await merchant.refund(first, 300n, key);
+      const before = await refundedSoFar([first, second]);
+      expect(await codeOf(merchant.refund(second, 300n, key))).toBe('idempotency_key_reused');
+      expect(await refundedSoFar([first, second])).toEqual(before);
+    });
+
+    for (const other of [{ issuer: 'the same issuer', card: sakuraCard }, { issuer: 'another issuer', card: fujiCard }]) {
+      it(`refuses a refund Idempotency-Key reused, after it was purged, on another payment request at ${other.issuer} with idempotency_key_reused, and refunds nothing`, async () => {
+        const [first, second] = [await captured(sakuraCard, 1000n), await captured(other.card, 1000n)];
+        const key = idempotencyKey();
+        await merchant.refund(first, 300n, key);
+        await purge(key);
+        const before = await refundedSoFar([first, second]);
+        expect(await codeOf(merchant.refund(second, 300n, key))).toBe('idempotency_key_reused');
+        expect(await refundedSoFar([first, second])).toEqual(before);
+      });
+    }
+
+    it('refuses a refund Idempotency-Key reused after it was purged on the same payment request, same amount, with idempotency_key_reused: no second refund and no replay', async () => {
+      const id = await captured(sakuraCard, 1000n);
+      const key = idempotencyKey();
+      await merchant.refund(id, 200n, key);
+      await purge(key);
+      const before = await refundedSoFar([id]);
+      expect(await codeOf(merchant.refund(id, 200n, key))).toBe('idempotency_key_reused');
+      expect(await codeOf(merchant.refund(id, 250n, key))).toBe('idempotency_key_reused');
+      expect(await refundedSoFar([id])).toEqual(before);
+    });
+
+    it('refuses the key of a refund the issuer never answered on another payment request, and the same refund retried with it still completes once', async () => {
+      const [first, second] = [await captured(sakuraCard, 1000n), await captured(fujiCard, 1000n)];
+      const key = idempotencyKey();
+      issuersRefuseRefunds = true;
+      try {
+        expect(await codeOf(merchant.refund(first, 400n, key))).toBe('issuer_unavailable');
+      } finally {
+        issuersRefuseRefunds = false;
+      }
+      const before = await refundedSoFar([first, second]);
+      expect(await codeOf(merchant.refund(second, 400n, key))).toBe('idempotency_key_reused');
+      expect(await codeOf(merchant.refund(first, 500n, key))).toBe('idempotency_key_reused');
+      expect(await refundedSoFar([first, second])).toEqual(before);
+      // The saved intent, retried as it was asked, is carried out once.
+      const refund = await merchant.refund(first, 400n, key);
+      expect(refund).toMatchObject({ payment_request_id: first, amount_minor: '400', refunded_minor: '400' });
+      expect(await merchant.refund(first, 400n, key)).toEqual(refund);
+      expect(await refundedSoFar([first, second])).toEqual({ ...before, sakura: before.sakura + 400n, requests: { ...before.requests, [first]: 400n } });
+    });
+
+    it('answers the retry of a full refund whose stored answer was lost in a crash with that refund, not refund_exceeds_captured, and refunds once', async () => {
+      const id = await captured(sakuraCard, 800n);
+      const key = idempotencyKey();
+      const refund = await merchant.refund(id, 800n, key);
+      // The process died after the refund was recorded, before its answer was stored under the key.
+      await system.auth.db.query("update idempotency_keys set state = 'in_progress', response_status = null, response_body = null, created_at = $2 where key = $1", [key, new Date(Date.now() - limits.idempotencyInProgressMsMax - 1_000)]);
+      const before = await refundedSoFar([id]);
+      expect(await merchant.refund(id, 800n, key)).toEqual(refund);
+      expect(await refundedSoFar([id])).toEqual(before);
     });
   });
 
