@@ -3,7 +3,7 @@
  * docs/threat-model.md ("Red-team findings") maps each test to its finding.
  */
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { connect as tcpConnect, type AddressInfo, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -12,6 +12,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Agent, request, type Dispatcher } from 'undici';
 import { limits } from '@kessai/protocol';
 import { MerchantClient, WalletClient } from '@kessai/sdk';
+import { buildAuthServer } from '@kessai/auth-server';
+import { buildSettlementServer } from '@kessai/settlement-server';
+import { defineShopConfig, type ShopConfig } from '@kessai/shop';
 import { purgeIdempotencyKeys } from '../../apps/auth-server/src/idempotency.ts';
 import { createLogger, createServer, defaultServerTimeouts, registerWebPages, type ServerTimeouts } from '@kessai/service';
 import { codeOf } from '../support/errors.ts';
@@ -31,6 +34,9 @@ function closing(socket: Socket, since: () => number): Promise<Closed> {
   socket.on('error', () => undefined);
   return new Promise((resolve) => socket.on('close', () => resolve({ text, afterMs: Date.now() - since() })));
 }
+
+/** A sakura-bank card for enrollments that must reach the issuer. */
+const sakuraCardForEnrollment = '4000056655665556';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -163,6 +169,8 @@ describe('findings 2–5, on one system with the production timeouts', () => {
   let merchant: MerchantClient;
   /** While set, every settlement server answers refunds 503 before doing anything (an issuer down). */
   let issuersRefuseRefunds = false;
+  /** While set, every settlement server's metadata names this jwks_uri (an issuer, or someone on its path, pointing brokers at plain HTTP). */
+  let issuersAnnounceJwksUri: string | undefined;
   beforeAll(async () => {
     system = await startTestSystem({
       beforeListen: (role, app) => {
@@ -170,6 +178,10 @@ describe('findings 2–5, on one system with the production timeouts', () => {
         app.addHook('onRequest', async (request, reply) => {
           if (issuersRefuseRefunds && request.url.endsWith('/refunds')) return reply.code(503).send({ unavailable: true });
           return undefined;
+        });
+        app.addHook('onSend', async (request, _reply, payload) => {
+          if (issuersAnnounceJwksUri === undefined || request.url !== '/.well-known/kessai-issuer' || typeof payload !== 'string') return payload;
+          return payload.replace(/"jwks_uri":"[^"]*"/, `"jwks_uri":${JSON.stringify(issuersAnnounceJwksUri)}`);
         });
       },
     });
@@ -421,4 +433,62 @@ describe('findings 2–5, on one system with the production timeouts', () => {
       }
     });
   });
+  describe('https: for every key, metadata and webhook URL (finding 5)', () => {
+    it('refuses to build an authentication server with an http: merchant webhookUrl, issuer baseUrl or publicBaseUrl, with a TypeError naming the field', async () => {
+      const config = system.auth.context.config;
+      const [merchantSeed] = config.merchants;
+      const [issuer] = config.issuers;
+      await expect(buildAuthServer({ ...config, merchants: [{ ...merchantSeed!, webhookUrl: 'http://127.0.0.1:8446/webhooks/kessai' }] })).rejects.toThrow(new TypeError(`AuthConfig.merchants[${merchantSeed!.id}].webhookUrl must be an https: URL`));
+      await expect(buildAuthServer({ ...config, issuers: [{ ...issuer!, baseUrl: issuer!.baseUrl.replace('https:', 'http:') }] })).rejects.toThrow(new TypeError(`AuthConfig.issuers[${issuer!.id}].baseUrl must be an https: URL`));
+      await expect(buildAuthServer({ ...config, publicBaseUrl: 'http://127.0.0.1:8443' })).rejects.toThrow(new TypeError('AuthConfig.publicBaseUrl must be an https: URL'));
+    });
+
+    it("refuses to build a settlement server whose publicBaseUrl (its metadata's jwks_uri) is http:, and a shop with an http: issuer JWKS URL, publicBaseUrl or authBaseUrl", async () => {
+      const settlement = system.settlements[0]!;
+      await expect(buildSettlementServer({ ...settlement.config, publicBaseUrl: settlement.url.replace('https:', 'http:') })).rejects.toThrow(new TypeError('SettlementConfig.publicBaseUrl must be an https: URL'));
+      const shop: ShopConfig = {
+        logger: createLogger({ name: 'red-team-shop', stdout: false }),
+        db: system.shop.db,
+        merchantApiKey: system.merchant.apiKey,
+        authBaseUrl: system.auth.url,
+        caCertPem: system.pki.caCertPem,
+        webhookSecrets: [system.merchant.webhookSecret],
+        issuers: { 'sakura-bank': `${settlement.url}/.well-known/jwks.json` },
+        publicBaseUrl: system.shop.url,
+      };
+      expect(defineShopConfig(shop).issuers).toEqual(shop.issuers);
+      expect(() => defineShopConfig({ ...shop, issuers: { 'sakura-bank': `${settlement.url.replace('https:', 'http:')}/.well-known/jwks.json` } })).toThrow(new TypeError('ShopConfig.issuers[sakura-bank] must be an https: URL'));
+      expect(() => defineShopConfig({ ...shop, publicBaseUrl: system.shop.url.replace('https:', 'http:') })).toThrow(new TypeError('ShopConfig.publicBaseUrl must be an https: URL'));
+      expect(() => defineShopConfig({ ...shop, authBaseUrl: system.auth.url.replace('https:', 'http:') })).toThrow(new TypeError('ShopConfig.authBaseUrl must be an https: URL'));
+      expect(() => defineShopConfig({ ...shop, authBaseUrl: 'not a url' })).toThrow(new TypeError('ShopConfig.authBaseUrl is not a URL'));
+    });
+
+    it('refuses issuer metadata naming an http: jwks_uri with issuer_unavailable and never fetches it: enrollment at that issuer is refused', async () => {
+      // A plain-HTTP server that would serve the issuer's real keys: it must never be asked.
+      const settlement = system.settlements.find((s) => s.issuer.id === 'sakura-bank')!;
+      const realKeys = JSON.stringify(settlement.config.keys.jwks());
+      let asked = 0;
+      const plain = createHttpServer((_request, response) => {
+        asked += 1;
+        response.writeHead(200, { 'content-type': 'application/json' }).end(realKeys);
+      });
+      await new Promise<void>((resolve) => plain.listen(0, '127.0.0.1', resolve));
+      const issuers = system.auth.context.issuers;
+      issuersAnnounceJwksUri = `http://127.0.0.1:${(plain.address() as AddressInfo).port}/.well-known/jwks.json`;
+      issuers.forget('sakura-bank');
+      try {
+        expect(await codeOf(issuers.byId('sakura-bank'))).toBe('issuer_unavailable');
+        const card = demoCard(sakuraCardForEnrollment);
+        expect(await codeOf(WalletClient.enrollment({ authBaseUrl: system.auth.url, caCertPem: system.pki.caCertPem, holderName: card.holderName, cardNumber: card.cardNumber, expiry: card.expiry }))).toBe('issuer_unavailable');
+        expect(asked).toBe(0);
+      } finally {
+        issuersAnnounceJwksUri = undefined;
+        issuers.forget('sakura-bank');
+        await new Promise((resolve) => plain.close(resolve));
+      }
+      // With https: again, the same issuer is reached.
+      expect((await issuers.byId('sakura-bank')).metadata.jwks_uri).toBe(`${settlement.url}/.well-known/jwks.json`);
+    });
+  });
 });
+

@@ -27,7 +27,7 @@ import {
   type IssuerMetadata,
 } from '@kessai/protocol';
 import { decodeJwt } from 'jose';
-import { byAddressExceptCertifiedPeers, createRateLimiters, createServer, migrate, rateLimitHook, registerWebPages, requireClientCertificate, requirePinnedClientCertificate, setUpAuditLog, keyAdminRoutes } from '@kessai/service';
+import { byAddressExceptCertifiedPeers, requireHttpsUrl, createRateLimiters, createServer, migrate, rateLimitHook, registerWebPages, requireClientCertificate, requirePinnedClientCertificate, setUpAuditLog, keyAdminRoutes } from '@kessai/service';
 import type { SettlementConfig } from './config.ts';
 import { adminCardRoutes } from './admin-cards.ts';
 import { adminConsoleRoutes } from './admin-console.ts';
@@ -56,6 +56,8 @@ export function issuerMetadataOf(config: SettlementConfig): IssuerMetadata {
 }
 
 export async function buildSettlementServer(config: SettlementConfig) {
+  // Its metadata's jwks_uri is under it: brokers fetch this issuer's keys there.
+  requireHttpsUrl(config.publicBaseUrl, 'SettlementConfig.publicBaseUrl');
   await migrate(config.db, migrationsDir);
   const seeded = await seedCards(config);
   if (seeded > 0) config.logger.info({ cards: seeded }, 'seeded demo cards');
