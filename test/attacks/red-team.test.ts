@@ -489,6 +489,31 @@ describe('findings 2–5, on one system with the production timeouts', () => {
       // With https: again, the same issuer is reached.
       expect((await issuers.byId('sakura-bank')).metadata.jwks_uri).toBe(`${settlement.url}/.well-known/jwks.json`);
     });
+
+    it("refuses, in the wallet, an http: jwks_uri of the issuer (the PIN's key) or of the authentication server with issuer_unavailable, and never fetches it", async () => {
+      let asked = 0;
+      const plain = createHttpServer((_request, response) => {
+        asked += 1;
+        response.writeHead(404).end();
+      });
+      await new Promise<void>((resolve) => plain.listen(0, '127.0.0.1', resolve));
+      const httpUri = `http://127.0.0.1:${(plain.address() as AddressInfo).port}/.well-known/jwks.json`;
+      const wallet = await enroll(system, sakuraCardForEnrollment);
+      const created = await merchant.createPaymentRequest({ order_id: `o-${idempotencyKey()}`, currency: 'JPY', amount_minor: '500', line_items: [{ description: 'Sencha', quantity: 1, unit_price_minor: '500' }] }, idempotencyKey());
+      const pinKeyOverHttp = new WalletClient({ ...wallet.wallet, issuer: { ...wallet.wallet.issuer, jwks_uri: httpUri } }, { caCertPem: system.pki.caCertPem });
+      const requestKeyOverHttp = new WalletClient({ ...wallet.wallet, auth_jwks_uri: httpUri }, { caCertPem: system.pki.caCertPem });
+      try {
+        const fetched = await pinKeyOverHttp.fetchRequest(created.id);
+        expect(await codeOf(pinKeyOverHttp.approve(fetched, demoCard(sakuraCardForEnrollment).pin))).toBe('issuer_unavailable');
+        expect(await codeOf(requestKeyOverHttp.fetchRequest(created.id))).toBe('issuer_unavailable');
+        expect(asked).toBe(0);
+        // The same wallet with its https: URLs pays.
+        expect((await wallet.approve(await wallet.fetchRequest(created.id), demoCard(sakuraCardForEnrollment).pin)).status).toBe('approved');
+      } finally {
+        await Promise.all([pinKeyOverHttp.close(), requestKeyOverHttp.close(), wallet.close()]);
+        await new Promise((resolve) => plain.close(resolve));
+      }
+    });
   });
 });
 
