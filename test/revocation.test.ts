@@ -21,8 +21,8 @@ let system: TestSystem;
 let merchant: MerchantClient;
 beforeAll(async () => {
   // The recovery route's per-address rate limit (limits.rateLimits.recovery) is test/rate-limits.test.ts's
-  // subject; raised here so that this file's many revocations from one address test the per-credential lockout.
-  system = await startTestSystem({ rateLimits: { limits: { recovery: { perMinute: 600, burst: 100 } } }, sseHeartbeatMs: 200 });
+  // subject; raised here so that this file's many revocations from one address test the lockout per credential and address.
+  system = await startTestSystem({ rateLimits: { limits: { recovery: { perMinute: 600, burst: 100 }, enrollmentPerCard: { perMinute: 600, burst: 100 } } }, sseHeartbeatMs: 200 });
   merchant = new MerchantClient({ baseUrl: system.auth.url, apiKey: system.merchant.apiKey, caCertPem: system.pki.caCertPem });
 });
 afterAll(async () => {
@@ -97,11 +97,11 @@ describe('revocation with the recovery code (from any device)', () => {
     await client.close();
   });
 
-  it(`locks the recovery path after recoveryAttemptsMax (${limits.recoveryAttemptsMax}) wrong codes with recovery_locked, even for the right code`, async () => {
+  it(`locks the recovery path from that address after recoveryAttemptsMax (${limits.recoveryAttemptsMax}) wrong codes with recovery_locked, even for the right code`, async () => {
     const { client, code } = await enrollWithCode();
     for (let i = 0; i < limits.recoveryAttemptsMax; i++) expect(await codeOf(revoke(client.wallet.credential_id, 'AAAA-BBBB-CCCC-DDDD-EEEE'))).toBe('recovery_code_invalid');
     expect(await codeOf(revoke(client.wallet.credential_id, code))).toBe('recovery_locked');
-    const [row] = await system.auth.db.query<{ locked_until: Date | string }>('select locked_until from credential_recovery where credential_id = $1', [client.wallet.credential_id]);
+    const [row] = await system.auth.db.query<{ locked_until: Date | string }>("select locked_until from credential_recovery_failures where credential_id = $1 and source = '127.0.0.1'", [client.wallet.credential_id]);
     expect(new Date(row!.locked_until).getTime()).toBeGreaterThan(Date.now() + limits.recoveryLockoutMs - 60_000);
     // The lock is on revocation only; the payer who still has the storage can pay.
     const created = await paymentRequest();
@@ -171,10 +171,10 @@ describe('the command lines', () => {
     const card = demoCard('4242424242424242');
     const out = capture();
     const err = capture();
-    const io = { stdin: process.stdin, stdout: out.stream, stderr: err.stream, env: {} };
+    const io = { stdin: process.stdin, stdout: out.stream, stderr: err.stream, env: { KESSAI_TEST_PIN: card.pin } };
     const program = new Command('kessai').exitOverride();
     registerWalletCommands(program, io);
-    await program.parseAsync(['wallet', 'enroll', '--storage', storage, '--auth', system.auth.url, '--ca', caFile, '--name', card.holderName, '--card', card.cardNumber, '--expiry', card.expiry], { from: 'user' });
+    await program.parseAsync(['wallet', 'enroll', '--storage', storage, '--auth', system.auth.url, '--ca', caFile, '--directory-key', system.directoryKey.file, '--pin-from-env', 'KESSAI_TEST_PIN', '--name', card.holderName, '--card', card.cardNumber, '--expiry', card.expiry], { from: 'user' });
     const code = /recovery code: ([0-9A-Z-]{24})/.exec(out.text())?.[1];
     const credentialId = /credential (cred_[0-9a-z]{26})/.exec(out.text())?.[1];
     expect(code).toBeDefined();

@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { directoryResponse, limits, merchantNameProblem, sha256Base64url } from '@kessai/protocol';
 import { HttpClient } from '@kessai/sdk';
 import { createRateLimiters, createServer, migrate, rateLimitHook, registerWebPages, setUpAuditLog, keyAdminRoutes } from '@kessai/service';
-import type { AuthConfig } from './config.ts';
+import { checkAuthConfig, type AuthConfig } from './config.ts';
 import { adminConsoleRoutes } from './admin-console.ts';
 import type { AuthContext } from './context.ts';
 import { purgeIdempotencyKeys } from './idempotency.ts';
@@ -64,12 +64,13 @@ export async function runWorker(context: AuthContext, dispatcher: WebhookDispatc
 }
 
 export async function buildAuthServer(config: AuthConfig) {
+  checkAuthConfig(config);
   await migrate(config.db, migrationsDir);
   await seedMerchants(config);
   const http = new HttpClient({ caCertPem: config.tls.caCertPem, clientCertPem: config.clientTls.certPem, clientKeyPem: config.clientTls.keyPem });
   const context: AuthContext = { config, http, issuers: new IssuerDirectory(config.issuers, http), hub: await createPushHub(config) };
   const dispatcher = new WebhookDispatcher(config.db, config.logger, config.tls.caCertPem);
-  const app = createServer({ logger: config.logger, tls: config.tls });
+  const app = createServer({ logger: config.logger, tls: config.tls, ...(config.serverTimeouts ? { timeouts: config.serverTimeouts } : {}) });
   if (config.serverTiming) registerServerTiming(app);
   app.addHook('onRequest', rateLimitHook(createRateLimiters(config.rateLimits), authRateLimitKeys));
   await setUpAuditLog(app, config.db, config.logger, config.operatorToken);

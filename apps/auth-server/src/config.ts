@@ -1,6 +1,6 @@
 /** What an authentication server needs to start, built by its caller (main.ts or a test) and frozen. */
 import type { KeyRing } from '@kessai/protocol';
-import type { Db, Logger, RateLimitConfig } from '@kessai/service';
+import { requireHttpsUrl, type Db, type Logger, type RateLimitConfig, type ServerTimeouts } from '@kessai/service';
 
 export interface IssuerRoute {
   id: string;
@@ -51,4 +51,13 @@ export interface AuthConfig {
   walletUrl?: string;
   /** Send Server-Timing headers (server-timing.ts): for the benchmark. */
   serverTiming?: boolean;
+  /** Shorter connection timeouts than limits.ts (tests watch them act); production leaves them out. */
+  serverTimeouts?: Partial<ServerTimeouts>;
+}
+
+/** What a type cannot say: every URL the server publishes, calls or delivers to is https:. Throws a TypeError naming the field. */
+export function checkAuthConfig(config: AuthConfig): void {
+  requireHttpsUrl(config.publicBaseUrl, 'AuthConfig.publicBaseUrl');
+  for (const issuer of config.issuers) requireHttpsUrl(issuer.baseUrl, `AuthConfig.issuers[${issuer.id}].baseUrl`);
+  for (const merchant of config.merchants) if (merchant.webhookUrl !== undefined) requireHttpsUrl(merchant.webhookUrl, `AuthConfig.merchants[${merchant.id}].webhookUrl`);
 }

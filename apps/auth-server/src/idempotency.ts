@@ -2,8 +2,10 @@
  * Idempotency-Key with Stripe's semantics for merchant POSTs: the same key and the same request
  * answer the stored response (errors included); the same key with another request is
  * idempotency_key_reused; the same key while the first is running is
- * idempotency_request_in_progress. A 5xx is not stored, so a retry runs again. Keys are kept at
- * least idempotencyKeyTtlMs.
+ * idempotency_request_in_progress. A 5xx is not stored, so a retry runs again; nor is
+ * idempotency_key_reused from the route itself (a refund key that names another refund, refunds.ts),
+ * which says nothing of this request and must not bind the key to it. Keys are kept at least
+ * idempotencyKeyTtlMs.
  */
 import { KessaiError, limits, sha256Base64url } from '@kessai/protocol';
 import type { Db } from '@kessai/service';
@@ -42,7 +44,7 @@ export async function idempotent(db: Db, merchantId: string, key: string, hash: 
   try {
     response = await run();
   } catch (err) {
-    if (!(err instanceof KessaiError) || err.status >= 500) {
+    if (!(err instanceof KessaiError) || err.status >= 500 || err.code === 'idempotency_key_reused') {
       await db.query('delete from idempotency_keys where merchant_id = $1 and key = $2', [merchantId, key]);
       throw err;
     }

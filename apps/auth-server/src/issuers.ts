@@ -74,6 +74,8 @@ export class IssuerDirectory {
   async #fetch(route: IssuerRoute): Promise<Issuer> {
     const metadata = await this.#http.call('GET', `${route.baseUrl}/.well-known/kessai-issuer`, { schema: issuerMetadata, unavailable: 'issuer_unavailable' });
     if (metadata.issuer_id !== route.id) throw new KessaiError('issuer_unavailable', 'issuer metadata names another issuer');
+    // Keys fetched over plain HTTP could be anyone's: the peer's jwks_uri is refused, never fetched.
+    if (new URL(metadata.jwks_uri).protocol !== 'https:') throw new KessaiError('issuer_unavailable', 'issuer metadata names a jwks_uri that is not https:');
     const set = await this.#http.call('GET', metadata.jwks_uri, { schema: jwks, unavailable: 'issuer_unavailable' });
     const entries = await Promise.all(set.keys.map((jwk) => keyEntryFromJwk(jwk as JWK)));
     return { route, metadata, keys: new KeyRing(entries) };

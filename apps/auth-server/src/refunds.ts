@@ -3,24 +3,58 @@
  * Idempotency-Key) before the issuer is called, the issuer keys the reverse transfer by that id,
  * and the outcome is recorded with a signed `payment_request.refunded` event in one transaction.
  * The issuer is the authority on what may still be refunded; the check here only spares it a call.
+ * A key names one refund for good: the refund row outlives the key's idempotency record (purged
+ * after idempotencyKeyTtlMs), so a key reused for another refund is refused here, never relayed.
  */
-import { KessaiError, newId, settlementRefundResponse, type RefundView } from '@kessai/protocol';
+import { KessaiError, limits, newId, settlementRefundResponse, type RefundView } from '@kessai/protocol';
+import type { Queryable } from '@kessai/service';
 import type { MerchantCaller } from './callers.ts';
 import type { AuthContext } from './context.ts';
 import { merchantView, type PaymentRequestRow } from './payment-requests.ts';
 import { enqueueEvent } from './webhooks.ts';
 
+interface SavedRefund {
+  id: string;
+  payment_request_id: string;
+  amount_minor: string | bigint;
+  state: 'pending' | 'succeeded';
+  created_at: Date;
+}
+
+function refundByKey(db: Queryable, merchantId: string, idempotencyKey: string): Promise<SavedRefund | undefined> {
+  return db.query<SavedRefund>('select id, payment_request_id, amount_minor, state, created_at from refunds where merchant_id = $1 and idempotency_key = $2', [merchantId, idempotencyKey]).then((rows) => rows[0]);
+}
+
+/**
+ * The refund a key already names may only be asked for again as it was: same payment request, same
+ * amount, and not answered longer ago than idempotencyKeyTtlMs (its answer is purged: a new refund
+ * needs a new key). A pending one, never answered, may be continued at any age.
+ */
+function refuseReuse(saved: SavedRefund, paymentRequestId: string, amount: bigint, now: Date): void {
+  if (saved.payment_request_id !== paymentRequestId || BigInt(saved.amount_minor) !== amount) throw new KessaiError('idempotency_key_reused', 'this Idempotency-Key names a refund of another payment request or amount');
+  if (saved.state === 'succeeded' && now.getTime() - new Date(saved.created_at).getTime() >= limits.idempotencyKeyTtlMs) {
+    throw new KessaiError('idempotency_key_reused', 'this Idempotency-Key names a refund answered longer ago than idempotencyKeyTtlMs; a new refund needs a new key');
+  }
+}
+
 export async function relayRefund(context: AuthContext, merchant: MerchantCaller, row: PaymentRequestRow, amount: bigint, idempotencyKey: string): Promise<RefundView> {
   const { config } = context;
-  if (row.status !== 'captured' || !row.issuer_id) throw new KessaiError('authorization_not_refundable', `payment request is ${row.status}`);
-  if (amount === 0n) throw new KessaiError('validation_failed', 'a refund must be at least 1 minor unit');
-  if (BigInt(row.refunded_minor) + amount > BigInt(row.captured_minor)) throw new KessaiError('refund_exceeds_captured', `captured ${row.captured_minor}, refunded ${row.refunded_minor}`);
-  await config.db.query(
-    "insert into refunds (id, payment_request_id, merchant_id, idempotency_key, amount_minor, state) values ($1, $2, $3, $4, $5, 'pending') on conflict (merchant_id, idempotency_key) do nothing",
-    [newId('rf'), row.id, merchant.id, idempotencyKey, amount],
-  );
-  const [saved] = await config.db.query<{ id: string; created_at: Date }>('select id, created_at from refunds where merchant_id = $1 and idempotency_key = $2', [merchant.id, idempotencyKey]);
-  if (!saved) throw new Error('refund intent not saved');
+  // A refund already saved under this key is continued or answered as it was asked (refuseReuse),
+  // not checked against the refunds made since: a retry of a full refund is not refund_exceeds_captured.
+  let saved = await refundByKey(config.db, merchant.id, idempotencyKey);
+  if (!saved) {
+    if (row.status !== 'captured' || !row.issuer_id) throw new KessaiError('authorization_not_refundable', `payment request is ${row.status}`);
+    if (amount === 0n) throw new KessaiError('validation_failed', 'a refund must be at least 1 minor unit');
+    if (BigInt(row.refunded_minor) + amount > BigInt(row.captured_minor)) throw new KessaiError('refund_exceeds_captured', `captured ${row.captured_minor}, refunded ${row.refunded_minor}`);
+    await config.db.query(
+      "insert into refunds (id, payment_request_id, merchant_id, idempotency_key, amount_minor, state) values ($1, $2, $3, $4, $5, 'pending') on conflict (merchant_id, idempotency_key) do nothing",
+      [newId('rf'), row.id, merchant.id, idempotencyKey, amount],
+    );
+    saved = await refundByKey(config.db, merchant.id, idempotencyKey);
+    if (!saved) throw new Error('refund intent not saved');
+  }
+  refuseReuse(saved, row.id, amount, new Date());
+  if (!row.issuer_id) throw new Error(`refunded payment request ${row.id} names no issuer`);
   const issuer = await context.issuers.byId(row.issuer_id);
   const result = await context.http.call('POST', `${issuer.route.baseUrl}/internal/v1/authorizations/${row.id}/refunds`, {
     body: { refund_id: saved.id, amount_minor: amount.toString() },

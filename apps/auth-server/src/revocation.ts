@@ -2,8 +2,10 @@
  * Revocation of a lost storage. At enrollment the payer gets a recovery code (100 bits, shown
  * once); this server keeps only its argon2id verifier. With the code, from any device, or by the
  * operator, the credential is revoked: every later terminal call answers `credential_revoked`.
- * Wrong codes are counted per credential; recoveryAttemptsMax of them lock the recovery path for
- * recoveryLockoutMs.
+ * Wrong codes are counted per credential and source address: recoveryAttemptsMax of them lock
+ * the recovery path from that address for recoveryLockoutMs, so a stranger who knows the wallet
+ * handle locks out only themselves; recoveryAttemptsPerCredentialMax from all addresses together
+ * lock it for everyone, bounding distributed guessing.
  */
 import { hash, verify } from '@node-rs/argon2';
 import { KessaiError, limits, Secret, type CredentialRevocation } from '@kessai/protocol';
@@ -87,27 +89,44 @@ async function markRevoked(db: Db, credentialId: string, by: 'payer' | 'operator
  * locked; the code has the recovery code's shape and matches the verifier (a wrong one is counted,
  * and the limit locks the path). A retry with the right code after revocation answers the same.
  */
-export async function revokeWithRecoveryCode(db: Db, credentialId: string, typed: Secret<string>, now: Date): Promise<CredentialRevocation> {
+export async function revokeWithRecoveryCode(db: Db, credentialId: string, typed: Secret<string>, source: string, now: Date): Promise<CredentialRevocation> {
   const row = await loadForRevocation(db, credentialId);
-  if (row.locked_until !== null && new Date(row.locked_until).getTime() > now.getTime()) throw new KessaiError('recovery_locked');
+  const lockedAt = (until: Date | string | null | undefined) => until != null && new Date(until).getTime() > now.getTime();
+  if (lockedAt(row.locked_until)) throw new KessaiError('recovery_locked', 'too many wrong recovery codes for this credential');
+  const [fromSource] = await db.query<{ locked_until: Date | string | null }>('select locked_until from credential_recovery_failures where credential_id = $1 and source = $2', [credentialId, source]);
+  if (lockedAt(fromSource?.locked_until)) throw new KessaiError('recovery_locked', 'too many wrong recovery codes for this credential from this address');
   const code = normalizeRecoveryCode(typed.expose());
   const matches = code !== undefined && row.verifier !== null && (await verify(row.verifier, code));
   if (!matches) {
-    await countFailure(db, credentialId, now);
+    await countFailure(db, credentialId, source, now);
     throw new KessaiError('recovery_code_invalid');
   }
   return markRevoked(db, credentialId, 'payer', now);
 }
 
-async function countFailure(db: Db, credentialId: string, now: Date): Promise<void> {
-  // One statement, so concurrent guesses cannot both read the same count.
-  await db.query(
-    `insert into credential_recovery (credential_id, verifier, failures) values ($1, null, 1)
-     on conflict (credential_id) do update set
-       failures = case when credential_recovery.failures + 1 >= $2 then 0 else credential_recovery.failures + 1 end,
-       locked_until = case when credential_recovery.failures + 1 >= $2 then $3::timestamptz else credential_recovery.locked_until end`,
-    [credentialId, limits.recoveryAttemptsMax, new Date(now.getTime() + limits.recoveryLockoutMs)],
-  );
+/** A wrong code: counted for its source address (recoveryAttemptsMax) and for the credential (recoveryAttemptsPerCredentialMax). */
+async function countFailure(db: Db, credentialId: string, source: string, now: Date): Promise<void> {
+  const lockedUntil = new Date(now.getTime() + limits.recoveryLockoutMs);
+  // Each count is one statement, so concurrent guesses cannot both read the same count.
+  await db.transaction(async (tx) => {
+    // An address quiet for recoveryLockoutMs starts again: one credential keeps few rows.
+    await tx.query('delete from credential_recovery_failures where credential_id = $1 and updated_at < $2 and (locked_until is null or locked_until <= $3)', [credentialId, new Date(now.getTime() - limits.recoveryLockoutMs), now]);
+    await tx.query(
+      `insert into credential_recovery_failures (credential_id, source, failures, updated_at) values ($1, $2, 1, $5)
+       on conflict (credential_id, source) do update set
+         failures = case when credential_recovery_failures.failures + 1 >= $3 then 0 else credential_recovery_failures.failures + 1 end,
+         locked_until = case when credential_recovery_failures.failures + 1 >= $3 then $4::timestamptz else credential_recovery_failures.locked_until end,
+         updated_at = $5`,
+      [credentialId, source, limits.recoveryAttemptsMax, lockedUntil, now],
+    );
+    await tx.query(
+      `insert into credential_recovery (credential_id, verifier, failures) values ($1, null, 1)
+       on conflict (credential_id) do update set
+         failures = case when credential_recovery.failures + 1 >= $2 then 0 else credential_recovery.failures + 1 end,
+         locked_until = case when credential_recovery.failures + 1 >= $2 then $3::timestamptz else credential_recovery.locked_until end`,
+      [credentialId, limits.recoveryAttemptsPerCredentialMax, lockedUntil],
+    );
+  });
 }
 
 /** The operator's revocation: no code needed, same effect. */

@@ -10,7 +10,7 @@ import { buildAuthServer } from '@kessai/auth-server';
 import { buildSettlementServer, loadOrCreateCardKeys, type SettlementConfig } from '@kessai/settlement-server';
 import { buildShop } from '@kessai/shop';
 import { buildWalletHost } from '@kessai/wallet';
-import { certificateFingerprint, createLogger, type KessaiApp, loadOrCreateKeyRing, loadOrCreateDevPki, loadOrCreateOperatorToken, openDb, readIfExists, reservePort, writePrivateFile, type Db, type DevPki, type Logger, type RateLimitConfig } from '@kessai/service';
+import { certificateFingerprint, createLogger, type KessaiApp, loadOrCreateKeyRing, loadOrCreateDevPki, loadOrCreateOperatorToken, openDb, readIfExists, reservePort, writePrivateFile, type Db, type DevPki, type Logger, type RateLimitConfig, type ServerTimeouts } from '@kessai/service';
 import { newId } from '@kessai/protocol';
 import { demoIssuers, demoMerchantName, type DemoIssuer } from './demo-data.ts';
 import { DirectorySigner, loadOrCreateDirectoryKey } from './directory.ts';
@@ -40,6 +40,8 @@ export interface SystemOptions {
   rateLimits?: RateLimitConfig;
   /** Settlement servers: active credentials per card other than limits.credentialsPerCardMax (the test suites enroll one card many times). */
   credentialsPerCardMax?: number;
+  /** Every server's connection timeouts other than limits.ts (tests shorten them). */
+  serverTimeouts?: Partial<ServerTimeouts>;
 }
 
 export interface MerchantSecrets {
@@ -137,6 +139,7 @@ export async function startSystem(options: SystemOptions) {
         brokerCertificates: [certificateFingerprint(tlsOf('auth-server').certPem)],
         operatorToken: operatorTokens.issuers[issuer.id]!,
         ...(options.rateLimits ? { rateLimits: options.rateLimits } : {}),
+        ...(options.serverTimeouts ? { serverTimeouts: options.serverTimeouts } : {}),
       });
       const app = await buildSettlementServer(config);
       options.beforeListen?.(`settlement-${issuer.id}`, app);
@@ -174,6 +177,7 @@ export async function startSystem(options: SystemOptions) {
         ...(options.sseHeartbeatMs ? { sseHeartbeatMs: options.sseHeartbeatMs } : {}),
         operatorToken: operatorTokens.auth,
         ...(options.rateLimits ? { rateLimits: options.rateLimits } : {}),
+        ...(options.serverTimeouts ? { serverTimeouts: options.serverTimeouts } : {}),
       }),
     );
     options.beforeListen?.('auth-server', auth.app);
@@ -198,6 +202,7 @@ export async function startSystem(options: SystemOptions) {
         tls: tlsOf('shop'),
         operatorToken: operatorTokens.shop,
         ...(options.rateLimits ? { rateLimits: options.rateLimits } : {}),
+        ...(options.serverTimeouts ? { serverTimeouts: options.serverTimeouts } : {}),
       }),
     );
     options.beforeListen?.('shop', shop.app);
@@ -206,7 +211,7 @@ export async function startSystem(options: SystemOptions) {
     closers.push(() => shop.close());
 
     // The browser wallet's own origin (role 10 in the browser): its pages and the directory key built in.
-    const walletHost = buildWalletHost(Object.freeze({ logger: logger('wallet'), tls: tlsOf('wallet'), authBaseUrl: url(ports.auth), directoryKey: directoryKey.publicJwk, ...(options.rateLimits ? { rateLimits: options.rateLimits } : {}) }));
+    const walletHost = buildWalletHost(Object.freeze({ logger: logger('wallet'), tls: tlsOf('wallet'), authBaseUrl: url(ports.auth), directoryKey: directoryKey.publicJwk, ...(options.rateLimits ? { rateLimits: options.rateLimits } : {}), ...(options.serverTimeouts ? { serverTimeouts: options.serverTimeouts } : {}) }));
     options.beforeListen?.('wallet', walletHost);
     await reserved.wallet.release();
     await walletHost.listen({ port: ports.wallet, host });

@@ -31,7 +31,7 @@ import {
   type IssuerMetadata,
 } from '@kessai/protocol';
 import { decodeJwt } from 'jose';
-import { byAddressExceptCertifiedPeers, createRateLimiters, createServer, migrate, rateLimitHook, registerWebPages, requireClientCertificate, requirePinnedClientCertificate, setUpAuditLog, keyAdminRoutes } from '@kessai/service';
+import { byAddressExceptCertifiedPeers, requireHttpsUrl, createRateLimiters, createServer, migrate, rateLimitHook, registerWebPages, requireClientCertificate, requirePinnedClientCertificate, setUpAuditLog, keyAdminRoutes } from '@kessai/service';
 import type { SettlementConfig } from './config.ts';
 import { adminCardRoutes } from './admin-cards.ts';
 import { adminConsoleRoutes } from './admin-console.ts';
@@ -62,10 +62,12 @@ export function issuerMetadataOf(config: SettlementConfig): IssuerMetadata {
 }
 
 export async function buildSettlementServer(config: SettlementConfig) {
+  // Its metadata's jwks_uri is under it: brokers fetch this issuer's keys there.
+  requireHttpsUrl(config.publicBaseUrl, 'SettlementConfig.publicBaseUrl');
   await migrate(config.db, migrationsDir);
   const seeded = await seedCards(config);
   if (seeded > 0) config.logger.info({ cards: seeded }, 'seeded demo cards');
-  const app = createServer({ logger: config.logger, ...(config.tls ? { tls: { ...config.tls, requestClientCertificate: true } } : {}) });
+  const app = createServer({ logger: config.logger, ...(config.tls ? { tls: { ...config.tls, requestClientCertificate: true } } : {}), ...(config.serverTimeouts ? { timeouts: config.serverTimeouts } : {}) });
   const limiters = createRateLimiters(config.rateLimits);
   app.addHook('onRequest', rateLimitHook(limiters, byAddressExceptCertifiedPeers));
   const audit = await setUpAuditLog(app, config.db, config.logger, config.operatorToken);

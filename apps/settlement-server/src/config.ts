@@ -1,7 +1,7 @@
 /** What a settlement server needs to start, built by its caller (main.ts or a test) and frozen. */
 import type { KeyRing } from '@kessai/protocol';
 import type { ConversionMode, Currency } from '@kessai/protocol';
-import type { Db, Logger, RateLimitConfig } from '@kessai/service';
+import type { Db, Logger, RateLimitConfig, ServerTimeouts } from '@kessai/service';
 import type { SettlementOptions } from './settlement/options.ts';
 import type { CardKeys } from './card-vault.ts';
 
@@ -49,6 +49,8 @@ export interface SettlementConfig {
   rateLimits?: RateLimitConfig;
   /** Settlement batches, fees and payouts (settlement/options.ts; docs/ledger.md). */
   settlement?: SettlementOptions;
+  /** Shorter connection timeouts than limits.ts (tests watch them act); production leaves them out. */
+  serverTimeouts?: Partial<ServerTimeouts>;
 }
 
 /** The variable that names an issuer's PostgreSQL database: `<ISSUER_ID>_DATABASE_URL`, upper case with `-` → `_` (docs/operations.md). */

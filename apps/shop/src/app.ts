@@ -45,7 +45,7 @@ export async function buildShop(input: ShopConfig): Promise<Shop> {
   const fulfilment = new Fulfilment({ db: config.db, merchant, verifier, autoCapture: config.autoCapture, logger: config.logger });
   const context: ShopContext = { config, db: config.db, merchant, fulfilment };
 
-  const app = createServer({ logger: config.logger, ...(config.tls ? { tls: config.tls } : {}) });
+  const app = createServer({ logger: config.logger, ...(config.tls ? { tls: config.tls } : {}), ...(config.serverTimeouts ? { timeouts: config.serverTimeouts } : {}) });
   app.addHook('onRequest', rateLimitHook(createRateLimiters(config.rateLimits), byAddress));
   await setUpAuditLog(app, config.db, config.logger, config.operatorToken);
   registerProductRoutes(app, context);

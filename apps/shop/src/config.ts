@@ -3,7 +3,7 @@
  * buildShop never reads the environment and never opens a port.
  */
 import type { Secret } from '@kessai/protocol';
-import type { Db, Logger, RateLimitConfig } from '@kessai/service';
+import { requireHttpsUrl, type Db, type Logger, type RateLimitConfig, type ServerTimeouts } from '@kessai/service';
 
 export interface ShopConfig {
   logger: Logger;
@@ -32,6 +32,8 @@ export interface ShopConfig {
   operatorToken?: string;
   /** Rate limits other than limits.rateLimits (tests and the benchmark raise them), and their clock. */
   rateLimits?: RateLimitConfig;
+  /** Shorter connection timeouts than limits.ts (tests watch them act); production leaves them out. */
+  serverTimeouts?: Partial<ServerTimeouts>;
 }
 
 /** A config after defineShopConfig: defaults applied, frozen. */
@@ -41,10 +43,12 @@ export const webhookPath = '/webhooks/kessai';
 
 /** Checks what a type cannot (https URLs, at least one secret and issuer) and freezes the config. */
 export function defineShopConfig(config: ShopConfig): ResolvedShopConfig {
-  if (new URL(config.authBaseUrl).protocol !== 'https:') throw new TypeError('ShopConfig: authBaseUrl must be https');
+  requireHttpsUrl(config.authBaseUrl, 'ShopConfig.authBaseUrl');
   if (config.webhookSecrets.length === 0 || config.webhookSecrets.some((s) => s.length === 0)) throw new TypeError('ShopConfig: webhookSecrets needs at least one non-empty secret');
   if (Object.keys(config.issuers).length === 0) throw new TypeError('ShopConfig: issuers is empty');
-  new URL(config.publicBaseUrl);
+  for (const [issuer, jwksUri] of Object.entries(config.issuers)) requireHttpsUrl(jwksUri, `ShopConfig.issuers[${issuer}]`);
+  // The webhook URL registered at the authentication server is under it.
+  requireHttpsUrl(config.publicBaseUrl, 'ShopConfig.publicBaseUrl');
   return Object.freeze({
     ...config,
     autoCapture: config.autoCapture ?? true,

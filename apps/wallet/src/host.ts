@@ -7,7 +7,7 @@
  * server can neither change the code that reads the PIN nor the key that checks the directory.
  */
 import type { JWK } from '@kessai/protocol';
-import { byAddress, createRateLimiters, createServer, rateLimitHook, registerWebPages, type Logger, type RateLimitConfig } from '@kessai/service';
+import { byAddress, createRateLimiters, createServer, rateLimitHook, registerWebPages, type Logger, type RateLimitConfig, type ServerTimeouts } from '@kessai/service';
 
 export interface WalletHostConfig {
   logger: Logger;
@@ -17,12 +17,14 @@ export interface WalletHostConfig {
   /** The directory's public key, built in to the wallet served here. */
   directoryKey: JWK;
   rateLimits?: RateLimitConfig;
+  /** Shorter connection timeouts than limits.ts (tests). */
+  serverTimeouts?: Partial<ServerTimeouts>;
 }
 
 export function buildWalletHost(config: WalletHostConfig) {
   const authOrigin = new URL(config.authBaseUrl).origin;
   if (!authOrigin.startsWith('https://')) throw new TypeError('the wallet host needs an https authentication server URL');
-  const app = createServer({ logger: config.logger, tls: config.tls });
+  const app = createServer({ logger: config.logger, tls: config.tls, ...(config.serverTimeouts ? { timeouts: config.serverTimeouts } : {}) });
   app.addHook('onRequest', rateLimitHook(createRateLimiters(config.rateLimits), byAddress));
   const walletConfig = Object.freeze({ auth_base_url: config.authBaseUrl.replace(/\/+$/, ''), directory_key: config.directoryKey });
   app.get('/wallet/config.json', async (_request, reply) => reply.header('cache-control', 'no-cache').header('x-content-type-options', 'nosniff').send(walletConfig));

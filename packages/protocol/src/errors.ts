@@ -6,6 +6,7 @@
 export const errorCatalog = {
   validation_failed: { status: 400, title: 'The request does not match the schema' },
   body_too_large: { status: 413, title: 'The request body is larger than bodyBytesMax' },
+  request_timeout: { status: 408, title: 'The request did not arrive within requestTimeoutMs' },
   unsupported_media_type: { status: 415, title: 'The request body must be application/json' },
   not_found: { status: 404, title: 'No such resource' },
   method_not_allowed: { status: 405, title: 'Method not allowed' },

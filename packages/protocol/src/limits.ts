@@ -45,15 +45,49 @@ export const limits = {
   directoryIssuersMax: 50,
   directoryCardRangesMax: 50,
   directoryKeysPerIssuerMax: 10,
-  /** Wrong recovery codes for one credential before revocation by recovery code is locked, and for how long. */
+  /**
+   * Wrong recovery codes for one credential from one source address before revocation by recovery
+   * code is locked from that address, and for how long (a stranger who knows the wallet handle
+   * locks out only their own address; an address quiet this long starts again).
+   */
   recoveryAttemptsMax: 5,
   recoveryLockoutMs: 15 * 60 * 1000,
+  /**
+   * Wrong recovery codes for one credential from all addresses together before it is locked for
+   * everyone for recoveryLockoutMs: bounds distributed guessing (hopeless anyway against 100 bits)
+   * and the argon2 work one credential can cost, while locking the payer out takes this many
+   * addresses' worth of wrong codes (40 × recoveryAttemptsMax).
+   */
+  recoveryAttemptsPerCredentialMax: 200,
   /** The authentication server fetches an issuer's JWKS again for an unknown signing kid (a rotated key) at most this often. */
   issuerJwksRefetchCooldownMs: 1_000,
   /** Each server reads its key files again this often, so a rotation made through another process sharing them takes effect. */
   keyReloadIntervalMs: 5_000,
   /** Calls from one server to another give up after this long. */
   upstreamTimeoutMs: 10_000,
+  /**
+   * Every server (packages/service/src/server.ts): a TLS handshake not finished after this long is
+   * dropped (Node's default is 120 s, room for a slow-loris on the handshake).
+   */
+  tlsHandshakeMsMax: 10_000,
+  /**
+   * Every server: a connection with no bytes in either direction for this long is closed. Longer
+   * than sseHeartbeatMs and upstreamTimeoutMs, or a quiet event stream or a request waiting on an
+   * issuer would be cut.
+   */
+  connectionIdleMsMax: 30_000,
+  /**
+   * Every server: a request's head and body must have arrived this long after it began, or it is
+   * answered request_timeout (408) and the connection closed: a body trickled in a byte at a time
+   * holds no socket longer than this. The bodyBytesMax body arrives well within it.
+   */
+  requestTimeoutMs: 15_000,
+  /** How often a server looks for requests past requestTimeoutMs (Node's default, 30 s, would let one run that much longer). */
+  requestTimeoutCheckMs: 1_000,
+  /** Every server: a kept-alive connection with no next request for this long is closed (announced in the Keep-Alive header). */
+  keepAliveTimeoutMs: 5_000,
+  /** Every HTTPS answer of every server carries `Strict-Transport-Security: max-age=` this (one year): a browser that once reached a server never tries it over plain HTTP. */
+  hstsMaxAgeSeconds: 365 * 24 * 60 * 60,
   /** Webhook delivery: attempts, per-attempt timeout, first and largest back-off. */
   webhookAttemptsMax: 8,
   webhookTimeoutMs: 5_000,

@@ -159,6 +159,8 @@ export class WalletClient {
   }
 
   async #keys(uri: string): Promise<KeyRing> {
+    // The request views are verified with these keys: over plain HTTP they could be anyone's, so an http: URL in the storage is never fetched.
+    if (new URL(uri).protocol !== 'https:') throw new KessaiError('issuer_unavailable', 'a key URL of this wallet is not https:');
     const set = await this.#http.call('GET', uri, { schema: jwks, unavailable: 'issuer_unavailable' });
     return new KeyRing(await Promise.all(set.keys.map((jwk) => keyEntryFromJwk(jwk as JWK))));
   }

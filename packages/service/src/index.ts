@@ -12,3 +12,4 @@ export * from './audit.ts';
 export * from './web.ts';
 export * from './process-main.ts';
 export * from './ports.ts';
+export * from './https-urls.ts';

@@ -3,8 +3,11 @@
  * zod schemas on the way in and out, and one error handler that answers every failure as
  * application/problem+json with a stable code — never a 500 for bad input, including what Fastify
  * and Node refuse before any route runs (bad URLs, over-long path parameters, malformed request heads).
+ * Idle connections, slow handshakes and slow uploads are closed after the timeouts of limits.ts,
+ * and every HTTPS answer carries Strict-Transport-Security.
  */
 import Fastify, { LogController, type FastifyError, type FastifyReply, type FastifyRequest } from 'fastify';
+import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { hasZodFastifySchemaValidationErrors, serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
@@ -19,14 +22,39 @@ export interface ServerTls {
   requestClientCertificate?: boolean;
 }
 
+/** The connection timeouts of limits.ts (tlsHandshakeMsMax, connectionIdleMsMax, requestTimeoutMs, requestTimeoutCheckMs, keepAliveTimeoutMs). */
+export interface ServerTimeouts {
+  tlsHandshakeMs: number;
+  connectionIdleMs: number;
+  requestMs: number;
+  requestCheckMs: number;
+  keepAliveMs: number;
+}
+
+export const defaultServerTimeouts: Readonly<ServerTimeouts> = Object.freeze({
+  tlsHandshakeMs: limits.tlsHandshakeMsMax,
+  connectionIdleMs: limits.connectionIdleMsMax,
+  requestMs: limits.requestTimeoutMs,
+  requestCheckMs: limits.requestTimeoutCheckMs,
+  keepAliveMs: limits.keepAliveTimeoutMs,
+});
+
 export interface ServerOptions {
   logger: Logger;
   tls?: ServerTls;
+  /** Shorter timeouts than limits.ts, for tests that watch them act; production leaves them out. */
+  timeouts?: Partial<ServerTimeouts>;
 }
+
+/** The Strict-Transport-Security value of every HTTPS answer. */
+export const strictTransportSecurity = `max-age=${limits.hstsMaxAgeSeconds}`;
 
 export type KessaiApp = ReturnType<typeof createServer>;
 
 export function createServer(options: ServerOptions) {
+  const timeouts = { ...defaultServerTimeouts, ...options.timeouts };
+  // Node reads these at construction only; Fastify sets requestTimeout again, to the same value.
+  const nodeTimeouts = { requestTimeout: timeouts.requestMs, headersTimeout: timeouts.requestMs, connectionsCheckingInterval: timeouts.requestCheckMs };
   const https = options.tls
     ? {
         key: options.tls.keyPem,
@@ -35,18 +63,26 @@ export function createServer(options: ServerOptions) {
         minVersion: 'TLSv1.2' as const,
         requestCert: options.tls.requestClientCertificate ?? false,
         rejectUnauthorized: false,
+        handshakeTimeout: timeouts.tlsHandshakeMs,
+        ...nodeTimeouts,
       }
     : null;
   const app = Fastify({
     loggerInstance: options.logger,
     bodyLimit: limits.bodyBytesMax,
-    ...(https ? { https } : {}),
+    ...(https ? { https } : { http: nodeTimeouts }),
+    connectionTimeout: timeouts.connectionIdleMs,
+    requestTimeout: timeouts.requestMs,
+    keepAliveTimeout: timeouts.keepAliveMs,
     requestIdHeader: false,
     logController: new RequestLogs(),
     // A path that is not valid URL encoding, or a path parameter past maxParamLength, never reaches a route.
     frameworkErrors: (error, request, reply) => sendProblem(reply, toKessaiError(error, request)),
     clientErrorHandler: answerClientError,
   }).withTypeProvider<ZodTypeProvider>();
+  // Set on Node's response before Fastify sees the request, so that every answer has it: errors, a
+  // bad URL refused before any hook, and the event stream that writes its own head.
+  if (https) app.server.prependListener('request', (_request: unknown, response: { setHeader(name: string, value: string): unknown }) => response.setHeader('strict-transport-security', strictTransportSecurity));
   // Bodies are JSON or nothing: Fastify's default text/plain parser would hand a string to the schemas.
   app.removeContentTypeParser('text/plain');
   // JSON with a repeated member name or nested past jsonDepthMax is refused before Fastify's own
@@ -98,15 +134,20 @@ class RequestLogs extends LogController {
 }
 
 /**
- * The HTTP parser refused the request head (not HTTP, or headers past Node's maxHeaderSize), so no
- * route or error handler runs: answer in the same problem format, then close, as Fastify's default does.
+ * The HTTP parser refused the request head (not HTTP, or headers past Node's maxHeaderSize), or the
+ * request did not arrive within requestTimeoutMs, so no route or error handler runs: answer in the
+ * same problem format, then close, as Fastify's default does.
  */
 function answerClientError(error: NodeJS.ErrnoException, socket: Socket): void {
   if (error.code === 'ECONNRESET' || socket.destroyed) return;
   if (socket.writable) {
-    const detail = error.code === 'HPE_HEADER_OVERFLOW' ? 'the request headers are larger than the server reads' : 'the request is not valid HTTP or arrived too slowly';
-    const body = JSON.stringify(new KessaiError('validation_failed', detail).toProblem());
-    socket.write(`HTTP/1.1 400 Bad Request\r\nContent-Length: ${Buffer.byteLength(body)}\r\nContent-Type: application/problem+json\r\nConnection: close\r\n\r\n${body}`);
+    const problem =
+      error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? new KessaiError('request_timeout', 'the request head and body did not arrive within the request timeout')
+        : new KessaiError('validation_failed', error.code === 'HPE_HEADER_OVERFLOW' ? 'the request headers are larger than the server reads' : 'the request is not valid HTTP');
+    const body = JSON.stringify(problem.toProblem());
+    const hsts = (socket as Partial<TLSSocket>).encrypted ? `Strict-Transport-Security: ${strictTransportSecurity}\r\n` : '';
+    socket.write(`HTTP/1.1 ${problem.status} ${STATUS_CODES[problem.status]}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nContent-Type: application/problem+json\r\n${hsts}Connection: close\r\n\r\n${body}`);
   }
   socket.destroy(error);
 }

@@ -20,7 +20,7 @@ export async function credentialRoutes(plugin: FastifyInstance, context: AuthCon
   const { config } = context;
 
   app.post('/v1/credentials/:id/revoke', { schema: { params: byId, body: revokeCredentialRequest, response: { 200: credentialRevocation } } }, async (request) => {
-    const revoked = await revokeWithRecoveryCode(config.db, request.params.id, new Secret(request.body.recovery_code), new Date());
+    const revoked = await revokeWithRecoveryCode(config.db, request.params.id, new Secret(request.body.recovery_code), request.ip, new Date());
     await relayRevocation(context, revoked.credential_id, 'payer');
     request.log.info({ credential: revoked.credential_id, by: revoked.revoked_by }, 'credential revoked');
     return revoked;
