@@ -1,12 +1,13 @@
 /**
  * The cryptography one payment needs, measured alone in this process: the ceiling no amount of
  * HTTP or database tuning can pass. Same algorithms and key types as the system (P-256 ECDH-ES,
- * ES256, argon2id at the settlement server's default cost).
+ * ES256, the keyed PIN verification of apps/settlement-server/src/pin.ts).
  */
 import { performance } from 'node:perf_hooks';
 import { exportJWK, generateKeyPair } from 'jose';
-import { hash, verify } from '@node-rs/argon2';
-import { generateKeyEntry, itemsHash, KeyRing, openJson, sealJson, signDeviceProof, signJson, typ, verifyDeviceProof, verifyJson } from '@kessai/protocol';
+import { randomBytes } from 'node:crypto';
+import { generateKeyEntry, itemsHash, KeyRing, openJson, sealJson, Secret, signDeviceProof, signJson, typ, verifyDeviceProof, verifyJson } from '@kessai/protocol';
+import { filePinKeys } from '@kessai/settlement-server';
 
 export interface CryptoCeiling {
   msPerPayment: number;
@@ -21,7 +22,8 @@ export async function measureCrypto(iterations: number, onProgress: (done: numbe
   const cipher1 = new KeyRing([(await generateKeyEntry('enc')).entry]);
   const cipher2 = new KeyRing([(await generateKeyEntry('enc')).entry]);
   const signing = (await generateKeyEntry('sig')).entry;
-  const verifier = await hash('7392', { algorithm: 2, memoryCost: 19_456, timeCost: 2, parallelism: 1 });
+  const pinKeys = filePinKeys([{ kid: 'pin-verification-bench', key: randomBytes(32) }]);
+  const verifier = pinKeys.derive('lookup', new Secret('7392'));
   const items = [{ description: 'Tenugui', quantity: 1, unit_price_minor: '100' }];
   const plaintext = { v: 1, holder_name: 'TARO YAMADA', card_number: '4242424242424242', expiry: '12/34', device_jwk: deviceJwk };
   const header = { typ: typ.credential, cred: 'cred_x', iss: 'sakura-bank', dkt: 'x' };
@@ -55,7 +57,7 @@ export async function measureCrypto(iterations: number, onProgress: (done: numbe
     await time('settlement: open credential', () => openJson(resealed, cipher2, typ.credential, 'credential_invalid'));
     await time('settlement: verify approval', () => verifyJson(approval, device.publicKey, typ.approval, 'approval_invalid'));
     await time('settlement: open PIN', () => openJson(pin, cipher2, typ.pin, 'pin_invalid'));
-    await time('settlement: argon2id PIN verify', () => verify(verifier, '7392'));
+    await time('settlement: keyed PIN verify', async () => pinKeys.matches(verifier, 'lookup', new Secret('7392')));
     const authorization = (await time('settlement: sign authorization', () => signJson({ rid: 'pr_x' }, signing.privateKey!, { typ: typ.authorization }))) as string;
     await time('auth + shop: verify authorization (2)', async () => {
       await verifyJson(authorization, signing.publicKey, typ.authorization, 'issuer_refused');

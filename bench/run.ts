@@ -1,6 +1,6 @@
 /**
  * `npm run bench`: what one payment costs here, as ratios to baselines measured in the same run.
- *   1. crypto: the JOSE and argon2 work one payment needs, alone, in this process (a ceiling);
+ *   1. crypto: the JOSE and PIN-verification work one payment needs, alone, in this process (a ceiling);
  *   2. http: a bare Node HTTPS chain with the same hops (client → broker → issuer, mutual TLS);
  *   3. ledger: transfers per second through the settlement server's ledger code, one at a time
  *      and with many in flight (group commit), on PGlite and on PostgreSQL, against `pgbench`
@@ -293,7 +293,7 @@ if (e2e) {
 
 const ms = (s: Summary) => `${s.p50.toFixed(1)} / ${s.p95.toFixed(1)} / ${s.p99.toFixed(1)} / ${s.max.toFixed(1)}`;
 console.log(`\nKessai benchmark (${report.machine.cores} cores, Node ${report.machine.node}, load average ${report.machine.loadAverage1mAtStart.toFixed(1)} → ${report.machine.loadAverage1mAtEnd.toFixed(1)}) — ${stem}.json`);
-if (crypto) console.log(`crypto one payment needs (the re-seal path, ECDH-ES cipher 2), alone: ${crypto.msPerPayment.toFixed(2)} ms → ceiling ${crypto.paymentsPerSecondCeiling.toFixed(1)} payments/s (argon2id PIN check ${crypto.breakdownMs['settlement: argon2id PIN verify']?.toFixed(2)} ms of it)`);
+if (crypto) console.log(`crypto one payment needs (the re-seal path, ECDH-ES cipher 2), alone: ${crypto.msPerPayment.toFixed(2)} ms → ceiling ${crypto.paymentsPerSecondCeiling.toFixed(1)} payments/s (keyed PIN check ${crypto.breakdownMs['settlement: keyed PIN verify']?.toFixed(2)} ms of it)`);
 if (http) console.log(`bare HTTPS chain, 2 hops with mutual TLS: ${http.requestsPerSecond.toFixed(0)} requests/s at concurrency ${http.concurrency}`);
 if (ledger) {
   console.log('\nledger    | in flight | transfers/s | transfers per transaction | errors');
