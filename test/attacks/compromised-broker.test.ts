@@ -408,6 +408,20 @@ describe('the bank refuses credentials, device keys and merchants it does not kn
       }
     });
 
+    it('refuses an approval for merchant A forwarded to merchant B that the bank onboarded under the same name (a chain’s other shop) with approval_mismatch', async () => {
+      const twin = newId('mer');
+      const bank = bankOf('sakura-bank');
+      expect((await callJson(system, 'POST', `${bank.url}/admin/v1/merchants`, { merchant_id: twin, name: 'Kessai Tea House' }, system.operatorHeaders(bank.url))).status).toBe(200);
+      const wallet = await enroll(system, taro.cardNumber);
+      try {
+        const { id, body } = await heldApproval(wallet, taro.pin);
+        expectProblem(await authorizeAtBank('sakura-bank', await forwarded('sakura-bank', id, body, { mid: twin })), 'approval_mismatch');
+        expect(decisionOf(await authorizeAtBank('sakura-bank', await forwarded('sakura-bank', id, body))).decision).toBe('approved');
+      } finally {
+        await wallet.close();
+      }
+    });
+
     it('refuses merchant B shown to the payer under merchant A’s name (the approval names what the payer saw) with approval_mismatch', async () => {
       const apiKey = `sk_test_${randomBytes(24).toString('base64url')}`;
       await system.auth.db.query('insert into merchants (id, name, api_key_hash, webhook_secret) values ($1, $2, $3, $4) on conflict (id) do update set name = excluded.name, api_key_hash = excluded.api_key_hash', [other.id, 'Kessai Tea House', await sha256Base64url(apiKey), `whsec_${randomBytes(24).toString('base64url')}`]);
