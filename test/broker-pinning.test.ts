@@ -10,7 +10,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Agent, request } from 'undici';
 import { newId } from '@kessai/protocol';
 import { certificateFingerprint, loadOrCreateDevPki } from '@kessai/service';
-import { startTestSystem, type TestSystem } from './support/system.ts';
+import { BankCaller } from './support/bank.ts';
+import { demoCard, startTestSystem, type TestSystem } from './support/system.ts';
+
+const payerOf: Record<string, string> = { 'sakura-bank': '4242424242424242', 'fuji-bank': '5555555555554444' };
 
 let system: TestSystem;
 let broker: Agent;
@@ -36,7 +39,8 @@ afterAll(async () => {
 async function call(agent: Agent, issuerId: string, method: 'GET' | 'POST', route: string, body?: unknown): Promise<{ status: number; code: string | undefined }> {
   const settlement = system.settlements.find((s) => s.issuer.id === issuerId)!;
   const response = await request(`${settlement.url}${route}`, { method, dispatcher: agent, ...(body === undefined ? {} : { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } }) });
-  const json = (await response.body.json()) as { code?: string };
+  const text = await response.body.text();
+  const json = (text ? JSON.parse(text) : {}) as { code?: string };
   return { status: response.statusCode, code: json.code };
 }
 
@@ -53,11 +57,27 @@ describe('broker certificate pinning at the settlement servers', () => {
       const rid = newId('pr');
       const refused = await call(rogue, issuerId, 'GET', `/internal/v1/authorizations/${rid}`);
       expect(refused).toEqual({ status: 401, code: 'client_certificate_required' });
-      const refusedCheck = await call(rogue, issuerId, 'POST', '/internal/v1/account-checks', { sealed_credential: 'x.y.z.w.v' });
-      expect(refusedCheck).toEqual({ status: 401, code: 'client_certificate_required' });
+      const refusedRevocation = await call(rogue, issuerId, 'POST', `/internal/v1/credentials/${newId('cred')}/revoke`, { revoked_by: 'payer' });
+      expect(refusedRevocation).toEqual({ status: 401, code: 'client_certificate_required' });
+      const refusedAuthorization = await call(rogue, issuerId, 'POST', '/internal/v1/authorizations', {});
+      expect(refusedAuthorization).toEqual({ status: 401, code: 'client_certificate_required' });
       const served = await call(broker, issuerId, 'GET', `/internal/v1/authorizations/${rid}`);
       expect(served.code).not.toBe('client_certificate_required');
       expect(served.status).not.toBe(401);
+    });
+
+    it(`${issuerId}: refuses a valid enrollment from the second certificate with client_certificate_required and registers it from the broker's own`, async () => {
+      const bank = new BankCaller(system.settlements.find((s) => s.issuer.id === issuerId)!.url, issuerId, { caCertPem: system.pki.caCertPem, certPem: system.pki.leaves['auth-server']!.certPem, keyPem: system.pki.leaves['auth-server']!.keyPem });
+      try {
+        const card = demoCard(payerOf[issuerId]!);
+        const body = await bank.enrollmentBody(await bank.device(card), card.pin);
+        expect(await call(rogue, issuerId, 'POST', '/internal/v1/enrollments', body)).toEqual({ status: 401, code: 'client_certificate_required' });
+        const registered = await bank.call('POST', '/internal/v1/enrollments', body);
+        expect(registered.status).toBe(200);
+        expect(registered.body.registration).toMatch(/^[\w-]+\.[\w-]+\.[\w-]+$/);
+      } finally {
+        await bank.close();
+      }
     });
   }
 });

@@ -11,7 +11,7 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Agent, request, type Dispatcher } from 'undici';
 import { generateKeyPair, importJWK, SignJWT, type JWK } from 'jose';
-import { errorCatalog, isErrorCode, limits, newId, signDeviceProof, signJson, typ, type ErrorCode } from '@kessai/protocol';
+import { errorCatalog, isErrorCode, limits, newId, sealJson, signDeviceProof, signJson, thumbprint, typ, type ErrorCode } from '@kessai/protocol';
 import { MerchantClient, type WalletClient } from '@kessai/sdk';
 import { demoIssuers } from '@kessai/cli/demo-data';
 import { demoCard, enroll, startTestSystem, type TestSystem } from './support/system.ts';
@@ -61,7 +61,7 @@ afterAll(async () => {
 });
 
 type Server = 'auth' | 'settlement' | 'shop';
-type Method = 'GET' | 'POST' | 'PUT' | 'DELETE' | 'PATCH';
+type Method = 'GET' | 'POST' | 'PUT' | 'DELETE' | 'PATCH' | 'OPTIONS';
 
 interface RawBody {
   contentType?: string;
@@ -73,6 +73,8 @@ interface Answer {
   contentType: string;
   /** The Allow header, which a 405 must carry. */
   allow: string;
+  /** Access-Control-Allow-Origin: which browser origin may read the answer. */
+  allowOrigin: string;
   text: string;
   body: Record<string, unknown>;
 }
@@ -103,7 +105,7 @@ async function send(server: Server, method: Method, path: string, options: { bod
   } catch {
     // Left empty: expectProblem says what was wrong.
   }
-  return { status: response.statusCode, contentType: String(response.headers['content-type'] ?? ''), allow: String(response.headers.allow ?? ''), text, body: parsed };
+  return { status: response.statusCode, contentType: String(response.headers['content-type'] ?? ''), allow: String(response.headers.allow ?? ''), allowOrigin: String(response.headers['access-control-allow-origin'] ?? ''), text, body: parsed };
 }
 
 /** Every card number of the demo, and a marker that bad bodies carry: no answer may repeat either. */
@@ -152,7 +154,8 @@ type Caller = 'public' | 'merchant' | 'terminal' | 'peer' | 'operator';
 
 interface Route {
   server: Server;
-  method: 'GET' | 'POST';
+  /** OPTIONS: the authentication server's CORS preflight for browser wallets, at any path. */
+  method: 'GET' | 'POST' | 'OPTIONS';
   path: string;
   caller: Caller;
   /** A body that passes the schema (POST only). */
@@ -174,10 +177,13 @@ const jose = 'eyJhbGciOiJFUzI1NiJ9.eyJ4IjoxfQ.c2lnbmF0dXJl';
 const pr = newId('pr');
 const cart = newId('cart');
 const deviceJwk = { kty: 'EC', crv: 'P-256', x: 'A'.repeat(43), y: 'B'.repeat(43) };
-const enrollment = { holder_name: 'TARO YAMADA', card_number: card, expiry: '12/34', device_jwk: deviceJwk };
+/** A re-seal enrollment (sakura-bank); its PIN block opens nowhere (the refusal rows below send real ones). */
+const enrollment = { credential_id: newId('cred'), issuer_id: 'sakura-bank', device_jwk: deviceJwk, pin_block: jose, holder_name: 'TARO YAMADA', card_number: card, expiry: '12/34' };
+/** What the authentication server forwards to the bank at enrollment (step 303). */
+const bankEnrollment = { credential_id: newId('cred'), device_jwk: deviceJwk, sealed_credential: jose, pin_block: jose };
 const paymentRequest = { order_id: 'order-1', currency: 'JPY', amount_minor: '2400', line_items: [{ description: 'Sencha, 100 g', quantity: 2, unit_price_minor: '1200' }] };
 const approval = { sealed_credential: jose, approval: jose, pin: jose };
-const authorization = { request: { rid: pr, mid: newId('mer'), amt: '2400', cur: 'JPY', ih: 'A'.repeat(43) }, sealed_credential: jose, approval: jose, pin: jose };
+const authorization = { request: { rid: pr, mid: newId('mer'), amt: '2400', cur: 'JPY', line_items: [{ description: 'Sencha, 100 g', quantity: 2, unit_price_minor: '1200' }] }, sealed_credential: jose, approval: jose, pin: jose };
 const cred = newId('cred');
 const mer = newId('mer');
 const stb = `stb_${newId('pr').slice(3)}`;
@@ -187,6 +193,8 @@ const feeSchedule = { merchant_id: mer, currency: 'JPY', basis_points: 250, fixe
 const routes: Route[] = [
   // The authentication server.
   { server: 'auth', method: 'GET', path: '/.well-known/jwks.json', caller: 'public' },
+  { server: 'auth', method: 'GET', path: '/v1/directory', caller: 'public' },
+  { server: 'auth', method: 'OPTIONS', path: '/*', caller: 'public' },
   { server: 'auth', method: 'POST', path: '/v1/enrollments', caller: 'public', body: enrollment, tooLong: { ...enrollment, holder_name: 'T'.repeat(limits.holderNameLengthMax + 1) } },
   { server: 'auth', method: 'POST', path: '/v1/payment-requests', caller: 'merchant', body: paymentRequest, tooLong: { ...paymentRequest, order_id: 'o'.repeat(limits.orderIdLengthMax + 1) } },
   { server: 'auth', method: 'GET', path: `/v1/payment-requests/${pr}`, caller: 'merchant', malformedId: '/v1/payment-requests/pr_NOT-AN-ID' },
@@ -198,7 +206,7 @@ const routes: Route[] = [
   { server: 'auth', method: 'POST', path: `/v1/terminal/payment-requests/${pr}/decline`, caller: 'terminal', body: {}, malformedId: '/v1/terminal/payment-requests/pr_0/decline' },
   { server: 'auth', method: 'GET', path: `/v1/terminal/payment-requests/${pr}/outcome`, caller: 'terminal', malformedId: '/v1/terminal/payment-requests/..%2F/outcome' },
   { server: 'auth', method: 'GET', path: '/', caller: 'public' },
-  { server: 'auth', method: 'GET', path: '/wallet/', caller: 'public', notFound: { path: '/no-such-page/', code: 'not_found' } },
+  { server: 'auth', method: 'GET', path: '/console/', caller: 'public', notFound: { path: '/no-such-page/', code: 'not_found' } },
   { server: 'auth', method: 'GET', path: '/assets/app.js', caller: 'public', notFound: { path: `/assets/${canary}.js`, code: 'not_found' } },
   { server: 'auth', method: 'GET', path: `/pay/${pr}`, caller: 'public', malformedId: '/pay/pr_NOT-AN-ID' },
   { server: 'auth', method: 'POST', path: `/v1/credentials/${cred}/revoke`, caller: 'public', body: recovery, tooLong: { recovery_code: 'A'.repeat(65) }, malformedId: '/v1/credentials/cred_x/revoke', notFound: { path: `/v1/credentials/${cred}/revoke`, body: recovery, code: 'credential_not_found' } },
@@ -219,8 +227,9 @@ const routes: Route[] = [
   // A settlement server.
   { server: 'settlement', method: 'GET', path: '/.well-known/kessai-issuer', caller: 'public' },
   { server: 'settlement', method: 'GET', path: '/.well-known/jwks.json', caller: 'public' },
-  { server: 'settlement', method: 'POST', path: '/internal/v1/account-checks', caller: 'peer', body: { sealed_credential: jose }, tooLong: { sealed_credential: `${jose}${'A'.repeat(limits.joseLengthMax)}` } },
-  { server: 'settlement', method: 'POST', path: '/internal/v1/authorizations', caller: 'peer', body: authorization, tooLong: { ...authorization, request: { ...authorization.request, ih: 'A'.repeat(65) } } },
+  { server: 'settlement', method: 'POST', path: '/internal/v1/enrollments', caller: 'peer', body: bankEnrollment, tooLong: { ...bankEnrollment, sealed_credential: `${jose}${'A'.repeat(limits.joseLengthMax)}` } },
+  { server: 'settlement', method: 'POST', path: `/internal/v1/credentials/${cred}/revoke`, caller: 'peer', body: { revoked_by: 'payer' }, malformedId: '/internal/v1/credentials/cred_x/revoke', notFound: { path: `/internal/v1/credentials/${cred}/revoke`, body: { revoked_by: 'payer' }, code: 'credential_not_found' } },
+  { server: 'settlement', method: 'POST', path: '/internal/v1/authorizations', caller: 'peer', body: authorization, tooLong: { ...authorization, request: { ...authorization.request, line_items: [{ description: 'd'.repeat(limits.stringLengthMax + 1), quantity: 2, unit_price_minor: '1200' }] } } },
   { server: 'settlement', method: 'POST', path: `/internal/v1/authorizations/${pr}/capture`, caller: 'peer', body: { amount_minor: '100' }, tooLong: { amount_minor: '9'.repeat(21) }, malformedId: '/internal/v1/authorizations/auth_1/capture' },
   { server: 'settlement', method: 'POST', path: `/internal/v1/authorizations/${pr}/void`, caller: 'peer', body: {}, malformedId: '/internal/v1/authorizations/pr_%20/void' },
   { server: 'settlement', method: 'GET', path: `/internal/v1/authorizations/${pr}`, caller: 'peer', malformedId: '/internal/v1/authorizations/pr_%20', notFound: { path: `/internal/v1/authorizations/${pr}`, code: 'authorization_not_found' } },
@@ -237,6 +246,9 @@ const routes: Route[] = [
   { server: 'settlement', method: 'GET', path: '/admin/v1/refunds', caller: 'operator' },
   { server: 'settlement', method: 'GET', path: '/admin/v1/volume', caller: 'operator' },
   { server: 'settlement', method: 'POST', path: '/admin/v1/cards/unlock', caller: 'operator', body: { credential_id: cred }, tooLong: { credential_id: `cred_${'a'.repeat(100)}` } },
+  { server: 'settlement', method: 'GET', path: '/admin/v1/merchants', caller: 'operator' },
+  { server: 'settlement', method: 'POST', path: '/admin/v1/merchants', caller: 'operator', body: { merchant_id: mer, name: 'Kissa Input' }, tooLong: { merchant_id: mer, name: 'n'.repeat(limits.stringLengthMax + 1) } },
+  { server: 'settlement', method: 'POST', path: `/admin/v1/credentials/${cred}/revoke`, caller: 'operator', malformedId: '/admin/v1/credentials/cred_%20/revoke', notFound: { path: `/admin/v1/credentials/${cred}/revoke`, code: 'credential_not_found' } },
   { server: 'settlement', method: 'GET', path: '/admin/v1/keys', caller: 'operator' },
   { server: 'settlement', method: 'POST', path: '/admin/v1/keys/rotate', caller: 'operator', body: { key: 'authorization-signing' }, tooLong: { key: 'k'.repeat(65) }, notFound: { path: '/admin/v1/keys/rotate', body: { key: 'no-such-key' }, code: 'key_not_found' } },
   { server: 'settlement', method: 'POST', path: '/admin/v1/keys/retire', caller: 'operator', body: { key: 'authorization-signing', kid: 'kid-1' }, tooLong: { key: 'k'.repeat(65), kid: 'kid-1' }, notFound: { path: '/admin/v1/keys/retire', body: { key: 'no-such-key', kid: 'kid-1' }, code: 'key_not_found' } },
@@ -328,6 +340,8 @@ describe('every route refuses a path it does not know, a malformed id and a meth
     ['auth', '/v1/nothing-here'],
     ['auth', '/v1/payment-requests/pr_x/refund'],
     ['auth', '/nothing-here'],
+    // The browser wallet has its own host (apps/wallet/src/host.ts): the authentication server serves no wallet page.
+    ['auth', '/wallet/'],
     ['settlement', '/internal/v1/nothing-here'],
     ['settlement', '/.well-known/nothing-here'],
     ['shop', '/api/nothing-here'],
@@ -352,7 +366,8 @@ describe('every route refuses a path it does not know, a malformed id and a meth
     expectProblem(await call(route, route.body ? json(route.body) : undefined, { path }), 'validation_failed');
   });
 
-  it.each(routes.map((route) => [routeName(route), route] as const))('%s answers another method with method_not_allowed, naming its own in Allow', async (_name, route) => {
+  // The preflight route answers OPTIONS at any path: it has no path of its own to refuse another method at.
+  it.each(routes.filter((route) => route.method !== 'OPTIONS').map((route) => [routeName(route), route] as const))('%s answers another method with method_not_allowed, naming its own in Allow', async (_name, route) => {
     const answer = await call(route, json({}), { method: route.method === 'GET' ? 'DELETE' : 'PUT' });
     expectProblem(answer, 'method_not_allowed');
     expect(answer.allow.split(', ')).toContain(route.method);
@@ -528,24 +543,53 @@ describe('every route that takes an amount refuses one that is not a decimal int
 
 describe('enrollment refuses card data that does not hold', () => {
   const holder = demoCard(card).holderName;
-  const rows: Array<[string, Record<string, unknown>, ErrorCode]> = [
-    ['a card number that fails the Luhn check', { ...enrollment, card_number: '4242424242424241' }, 'card_invalid'],
-    ['a card number with letters', { ...enrollment, card_number: '4242abcd42424242' }, 'card_invalid'],
-    ['a card number of dashes and spaces only', { ...enrollment, card_number: '---- ---- ----' }, 'card_invalid'],
-    ['a card number past 23 characters', { ...enrollment, card_number: `${card}${card}` }, 'validation_failed'],
-    ['an expiry in the past', { ...enrollment, expiry: '01/20' }, 'card_expired'],
-    ['an expiry that is not MM/YY', { ...enrollment, expiry: '13/34' }, 'validation_failed'],
-    ['a card number no issuer serves', { ...enrollment, card_number: '378282246310005' }, 'issuer_unknown'],
-    ['a card number its issuer never issued', { ...enrollment, card_number: '4111111111111111' }, 'account_not_found'],
-    ['a holder name the issuer does not know', { ...enrollment, holder_name: `${holder} JR` }, 'account_not_found'],
-    ['a blocked card', { ...enrollment, card_number: '4000000000000002', holder_name: demoCard('4000000000000002').holderName }, 'account_blocked'],
-    ['a device key with its private part', { ...enrollment, device_jwk: { ...deviceJwk, d: 'C'.repeat(43) } }, 'validation_failed'],
-    ['a device key on another curve', { ...enrollment, device_jwk: { ...deviceJwk, crv: 'P-384' } }, 'validation_failed'],
-    ['an empty holder name', { ...enrollment, holder_name: '' }, 'validation_failed'],
-    ['a NUL character in the holder name', { ...enrollment, holder_name: 'TARO\u0000YAMADA' }, 'validation_failed'],
+  const other = demoCard('4000056655665556');
+  /** A PIN block to `issuerId`'s key, bound to the credential id and device key of the body, as a terminal encrypts it. */
+  async function pinBlock(issuerId: string, credentialId: string, pin: string): Promise<string> {
+    const enc = system.settlements.find((s) => s.issuer.id === issuerId)!.config.keys.current('enc');
+    const dkt = await thumbprint(deviceJwk as JWK);
+    return sealJson({ pin, cred: credentialId, dkt }, enc, { typ: typ.enrollmentPin, cred: credentialId, dkt });
+  }
+  // Each row is a change to a re-seal enrollment whose PIN block is real: TARO YAMADA's PIN unless `pin` says otherwise, bound to the body's credential id unless `boundTo` names another.
+  const rows: Array<[string, Record<string, unknown>, ErrorCode, { pin?: string; boundTo?: string }?]> = [
+    // Checked by the authentication server before the bank is called.
+    ['a card number that fails the Luhn check', { card_number: '4242424242424241' }, 'card_invalid'],
+    ['a card number with letters', { card_number: '4242abcd42424242' }, 'card_invalid'],
+    ['a card number of dashes and spaces only', { card_number: '---- ---- ----' }, 'card_invalid'],
+    ['a card number past 23 characters', { card_number: `${card}${card}` }, 'validation_failed'],
+    ['an expiry in the past', { expiry: '01/20' }, 'card_expired'],
+    ['an expiry that is not MM/YY', { expiry: '13/34' }, 'validation_failed'],
+    ['a card number no issuer serves', { card_number: '378282246310005' }, 'issuer_unknown'],
+    ['a card number in the ranges of another issuer than the one named', { card_number: '5555555555554444', holder_name: demoCard('5555555555554444').holderName }, 'issuer_unknown'],
+    ['an issuer the directory does not list', { issuer_id: 'no-such-bank' }, 'issuer_unknown'],
+    ['a sealed card for an issuer that re-seals', { sealed_card: jose, holder_name: undefined, card_number: undefined, expiry: undefined }, 'validation_failed'],
+    ['card data in clear for a pass-through issuer', { issuer_id: 'fuji-bank' }, 'validation_failed'],
+    ['a device key with its private part', { device_jwk: { ...deviceJwk, d: 'C'.repeat(43) } }, 'validation_failed'],
+    ['a device key on another curve', { device_jwk: { ...deviceJwk, crv: 'P-384' } }, 'validation_failed'],
+    ['an empty holder name', { holder_name: '' }, 'validation_failed'],
+    ['a NUL character in the holder name', { holder_name: 'TARO\u0000YAMADA' }, 'validation_failed'],
+    // Refused by the bank, one code whichever field was wrong (no oracle for card data).
+    ['a card number its issuer never issued', { card_number: '4111111111111111' }, 'enrollment_refused'],
+    ['a holder name the issuer does not know', { holder_name: `${holder} JR` }, 'enrollment_refused'],
+    ['another expiry than the card’s', { expiry: '11/33' }, 'enrollment_refused'],
+    ['a blocked card', { card_number: '4000000000000002', holder_name: demoCard('4000000000000002').holderName }, 'enrollment_refused', { pin: demoCard('4000000000000002').pin }],
+    ['a wrong PIN', { card_number: other.cardNumber, holder_name: other.holderName, expiry: other.expiry }, 'enrollment_refused', { pin: '0000' }],
+    ['a PIN block bound to another credential id', {}, 'pin_invalid', { boundTo: newId('cred') }],
   ];
-  it.each(rows)('answers %s with %s, never repeating the card number', async (_case, body, code) => {
+  it.each(rows)('answers %s with %s, never repeating the card number', async (_case, change, code, pinOptions = {}) => {
+    const credentialId = newId('cred');
+    const issuerId = typeof change.issuer_id === 'string' && change.issuer_id !== 'no-such-bank' ? change.issuer_id : 'sakura-bank';
+    const pin = pinOptions.pin ?? demoCard(card).pin;
+    const body = Object.fromEntries(Object.entries({ ...enrollment, credential_id: credentialId, pin_block: await pinBlock(issuerId, pinOptions.boundTo ?? credentialId, pin), ...change }).filter(([, value]) => value !== undefined));
     expectProblem(await send('auth', 'POST', '/v1/enrollments', { body: json(body) }), code);
+  });
+
+  it('registers the same enrollment with the right PIN, so the rows above fail for their one change', async () => {
+    const credentialId = newId('cred');
+    const answer = await send('auth', 'POST', '/v1/enrollments', { body: json({ ...enrollment, credential_id: credentialId, pin_block: await pinBlock('sakura-bank', credentialId, demoCard(card).pin) }) });
+    expect(answer.status, answer.text).toBe(201);
+    expect(answer.body).toMatchObject({ credential_id: credentialId, issuer: { id: 'sakura-bank', conversion_mode: 'reseal' } });
+    for (const secret of cardNumbers) expect(answer.text).not.toContain(secret);
   });
 });
 
@@ -681,6 +725,31 @@ describe('capture and void refuse what the authorization does not allow', () => 
   });
 });
 
+describe('the authentication server answers a CORS preflight only from the browser wallet’s origin, for the routes a terminal uses', () => {
+  const preflight = (path: string, origin?: string) => send('auth', 'OPTIONS', path, { headers: { ...(origin ? { origin } : {}), 'access-control-request-method': 'POST' } });
+  const walletOrigin = () => new URL(system.wallet.url).origin;
+
+  it.each(['/v1/directory', '/v1/enrollments', `/v1/terminal/payment-requests/${pr}/approve`, '/.well-known/jwks.json'])('allows the wallet’s origin at %s', async (path) => {
+    const answer = await preflight(path, walletOrigin());
+    expect(answer.status, answer.text).toBe(204);
+    expect(answer.allowOrigin).toBe(walletOrigin());
+  });
+
+  const refused: Array<[string, string, () => string | undefined]> = [
+    ['no Origin', '/v1/enrollments', () => undefined],
+    ['another origin', '/v1/enrollments', () => 'https://wallet.example.net'],
+    ['the shop’s origin', '/v1/enrollments', () => new URL(system.shop.url).origin],
+    ['the wallet’s origin, for a merchant route', '/v1/payment-requests', walletOrigin],
+    ['the wallet’s origin, for an operator route', '/admin/v1/credentials', walletOrigin],
+    ['the wallet’s origin, for a path it does not know', `/${canary}`, walletOrigin],
+  ];
+  it.each(refused)('answers a preflight with %s at %s with not_found', async (_case, path, origin) => {
+    const answer = await preflight(path, origin());
+    expectProblem(answer, 'not_found');
+    expect(answer.allowOrigin).toBe('');
+  });
+});
+
 // ---- the settlement server: mutual TLS, and what a peer may still get wrong ------------------------
 
 describe('the settlement server', () => {
@@ -694,9 +763,24 @@ describe('the settlement server', () => {
     }
   });
 
-  it('answers a sealed credential that does not open with credential_invalid', async () => {
-    expectProblem(await send('settlement', 'POST', '/internal/v1/account-checks', { body: json({ sealed_credential: `${jose}.x.y` }), dispatcher: peer }), 'credential_invalid');
+  it('answers a sealed credential that does not open with credential_invalid, at enrollment and at authorization', async () => {
+    expectProblem(await send('settlement', 'POST', '/internal/v1/enrollments', { body: json({ ...bankEnrollment, sealed_credential: `${jose}.x.y` }), dispatcher: peer }), 'credential_invalid');
     expectProblem(await send('settlement', 'POST', '/internal/v1/authorizations', { body: json(authorization), dispatcher: peer }), 'credential_invalid');
+  });
+
+  it('answers a revocation of a credential it never registered with credential_not_found, from the broker and from its operator', async () => {
+    expectProblem(await send('settlement', 'POST', `/internal/v1/credentials/${newId('cred')}/revoke`, { body: json({ revoked_by: 'operator' }), dispatcher: peer }), 'credential_not_found');
+    expectProblem(await send('settlement', 'POST', `/admin/v1/credentials/${newId('cred')}/revoke`, { headers: system.operatorHeaders(baseUrl('settlement')) }), 'credential_not_found');
+  });
+
+  it('answers a merchant name payers could be misled by with validation_failed, and onboards none', async () => {
+    const id = newId('mer');
+    for (const name of ['Kessai\u202eesuoH aeT', '   ', 'Kessai Tea H\u043euse']) {
+      expectProblem(await send('settlement', 'POST', '/admin/v1/merchants', { body: json({ merchant_id: id, name }), headers: system.operatorHeaders(baseUrl('settlement')) }), 'validation_failed');
+    }
+    const listed = await send('settlement', 'GET', '/admin/v1/merchants', { headers: system.operatorHeaders(baseUrl('settlement')) });
+    expect(listed.status).toBe(200);
+    expect((listed.body.items as Array<{ merchant_id: string }>).map((m) => m.merchant_id)).not.toContain(id);
   });
 
   it('answers a capture or void of an authorization it never made with authorization_not_found', async () => {

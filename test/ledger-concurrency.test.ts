@@ -6,20 +6,26 @@
  * database transaction, counted by the rows' xmin).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { exportJWK, generateKeyPair } from 'jose';
 import { Agent, request } from 'undici';
-import { base64url, itemsHash, keyEntryFromJwk, KeyRing, newId, sealJson, Secret, signJson, thumbprint, typ, type JWK } from '@kessai/protocol';
+import { newId, Secret } from '@kessai/protocol';
 import { createAccount, createTransfers, insertCard, ledgerTotals, readAccount } from '@kessai/settlement-server';
+import { demoMerchantName } from '@kessai/cli/demo-data';
+import { BankCaller, type EnrolledDevice } from './support/bank.ts';
 import { startTestSystem, type TestSystem } from './support/system.ts';
 
 const authorizationsCount = 200;
+/** Devices of the one cardholder the authorizations come through (each enrolled at the bank, step 303). */
+const devicesCount = 10;
 const amountMinor = 700n;
 const balanceMinor = 50_000n; // covers 71 of the 200
 const card = { cardNumber: '4000000000000028', holderName: 'RUSH HOUR', expiry: '12/34', pin: '4711' };
+const items = [{ description: 'Onigiri', quantity: 1, unit_price_minor: amountMinor.toString() }];
 
 let system: TestSystem;
 let agent: Agent;
-let issuerKeys: KeyRing;
+let bank: BankCaller;
+let merchant: { id: string; name: string };
+let devices: EnrolledDevice[];
 let accountId: string;
 
 const sakura = () => system.settlements.find((s) => s.issuer.id === 'sakura-bank')!;
@@ -27,9 +33,10 @@ const sakura = () => system.settlements.find((s) => s.issuer.id === 'sakura-bank
 beforeAll(async () => {
   system = await startTestSystem();
   const client = system.pki.leaves['auth-server']!;
-  agent = new Agent({ connections: 50, connect: { ca: system.pki.caCertPem, cert: client.certPem, key: client.keyPem } });
-  const jwks = await (await request(`${sakura().url}/.well-known/jwks.json`, { dispatcher: agent })).body.json() as { keys: JWK[] };
-  issuerKeys = new KeyRing(await Promise.all(jwks.keys.map((k) => keyEntryFromJwk(k))));
+  const tls = { caCertPem: system.pki.caCertPem, certPem: client.certPem, keyPem: client.keyPem };
+  agent = new Agent({ connections: 50, connect: { ca: tls.caCertPem, cert: tls.certPem, key: tls.keyPem } });
+  bank = new BankCaller(sakura().url, 'sakura-bank', tls);
+  merchant = { id: system.merchant.merchantId, name: demoMerchantName };
   const db = sakura().config.db;
   accountId = await db.transaction(async (tx) => {
     const id = await createAccount(tx, 'cardholder', 'JPY', { debitsMustNotExceedCredits: true });
@@ -38,26 +45,18 @@ beforeAll(async () => {
     await insertCard(tx, sakura().config.cardKeys, { cardNumber: card.cardNumber, holderName: card.holderName, expiry: card.expiry, accountId: id, status: 'active', pin: new Secret(card.pin) });
     return id;
   });
+  devices = [];
+  for (let i = 0; i < devicesCount; i++) devices.push(await bank.enroll(card));
 });
 afterAll(async () => {
+  await bank?.close();
   await agent?.close();
   await system?.stop();
 });
 
-/** What a terminal and an honest broker send for one payment (as test/issuer.test.ts builds it). */
-async function authorizeBody() {
-  const device = await generateKeyPair('ES256', { extractable: true });
-  const { kty, crv, x, y } = await exportJWK(device.publicKey);
-  const deviceJwk = { kty: kty as 'EC', crv: crv as 'P-256', x: x!, y: y! };
-  const rid = newId('pr');
-  const mid = newId('mer');
-  const items = [{ description: 'Onigiri', quantity: 1, unit_price_minor: amountMinor.toString() }];
-  const sealed = await sealJson({ v: 1, holder_name: card.holderName, card_number: card.cardNumber, expiry: card.expiry, device_jwk: deviceJwk }, issuerKeys.current('enc'), { typ: typ.credential, cred: newId('cred'), iss: 'sakura-bank', dkt: await thumbprint(deviceJwk) });
-  const ih = await itemsHash(items);
-  const nonce = base64url(crypto.getRandomValues(new Uint8Array(18)));
-  const approval = await signJson({ rid, mid, amt: amountMinor.toString(), cur: 'JPY', ih, iat: Math.floor(Date.now() / 1000), nonce }, device.privateKey, { typ: typ.approval });
-  const pin = await sealJson({ pin: card.pin, rid }, issuerKeys.current('enc'), { typ: typ.pin, rid });
-  return { request: { rid, mid, amt: amountMinor.toString(), cur: 'JPY', ih }, sealed_credential: sealed, approval, pin };
+/** What a terminal and an honest broker send for the i-th payment, through one of the cardholder's enrolled devices. */
+function authorizeBody(_: unknown, i: number) {
+  return bank.authorizeBody(devices[i % devicesCount]!, card, merchant, { approvedAmount: amountMinor.toString(), items });
 }
 
 describe('concurrent authorizations against one account', () => {

@@ -16,10 +16,12 @@ import { connect } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Agent } from 'undici';
 import { CompactEncrypt, CompactSign, exportJWK, exportSPKI, generateKeyPair, importJWK, type JWK as JoseJwk } from 'jose';
-import { base64url, generateKeyEntry, itemsHash, keyEntryFromJwk, KeyRing, limits, newId, sealJson, signDeviceProof, signJson, signWebhook, thumbprint, typ, type CreatePaymentRequest, type JWK } from '@kessai/protocol';
+import { generateKeyEntry, itemsHash, keyEntryFromJwk, limits, newId, sealJson, signDeviceProof, signWebhook, typ, type CreatePaymentRequest } from '@kessai/protocol';
 import { MerchantClient, type WalletClient } from '@kessai/sdk';
 import { loadOrCreateDevPki } from '@kessai/service';
 import { saveWallet } from '@kessai/wallet';
+import { demoMerchantName } from '@kessai/cli/demo-data';
+import { BankCaller, type EnrolledDevice } from '../support/bank.ts';
 import { demoCard, enroll, startTestSystem, type TestSystem } from '../support/system.ts';
 import { checkout, orderOf } from '../support/shop.ts';
 import { b64, decodePart, expectProblem, sendRaw, tamperPart, type Answer } from './support.ts';
@@ -185,30 +187,30 @@ describe('the authentication server refuses an approval the device key did not s
 });
 
 describe('the settlement server refuses what a compromised authentication server could forge', () => {
-  let issuerKeys: KeyRing;
-  const items = [{ description: 'Chawan', quantity: 1, unit_price_minor: '6500' }];
+  const card = demoCard('4242424242424242');
   const sakura = () => system.settlements.find((s) => s.issuer.id === 'sakura-bank')!;
   const authorize = (body: unknown) => sendRaw(broker, `${sakura().url}/internal/v1/authorizations`, { text: typeof body === 'string' ? body : JSON.stringify(body) });
+  let bank: BankCaller;
+  let device: EnrolledDevice;
+  let onboarded: { id: string; name: string };
 
   beforeAll(async () => {
-    const jwks = await sendRaw(anonymous, `${sakura().url}/.well-known/jwks.json`);
-    issuerKeys = new KeyRing(await Promise.all((jwks.body.keys as JWK[]).map((k) => keyEntryFromJwk(k))));
+    const leaf = system.pki.leaves['auth-server']!;
+    bank = new BankCaller(sakura().url, 'sakura-bank', { caCertPem: system.pki.caCertPem, certPem: leaf.certPem, keyPem: leaf.keyPem });
+    device = await bank.enroll(card);
+    onboarded = { id: system.merchant.merchantId, name: demoMerchantName };
+  });
+  afterAll(async () => {
+    await bank?.close();
   });
 
-  /** What an honest terminal and broker would send for one payment, built from the parts. */
+  /** What an honest terminal and broker would send for one payment through the enrolled device, and its parts. */
   async function honest() {
-    const card = demoCard('4242424242424242');
-    const device = await generateKeyPair('ES256', { extractable: true });
-    const { kty, crv, x, y } = await exportJWK(device.publicKey);
-    const deviceJwk = { kty: kty as 'EC', crv: crv as 'P-256', x: x!, y: y! };
-    const header = { typ: typ.credential, cred: newId('cred'), iss: 'sakura-bank', dkt: await thumbprint(deviceJwk) };
-    const credential = { v: 1, holder_name: card.holderName, card_number: card.cardNumber, expiry: card.expiry, device_jwk: deviceJwk };
-    const request = { rid: newId('pr'), mid: newId('mer'), amt: '6500', cur: 'JPY', ih: await itemsHash(items) };
-    const payload = { ...request, iat: Math.floor(Date.now() / 1000), nonce: base64url(crypto.getRandomValues(new Uint8Array(18))) };
-    const sealed = await sealJson(credential, issuerKeys.current('enc'), header);
-    const approval = await signJson(payload, device.privateKey, { typ: typ.approval });
-    const pin = await sealJson({ pin: card.pin, rid: request.rid }, issuerKeys.current('enc'), { typ: typ.pin, rid: request.rid });
-    return { body: { request, sealed_credential: sealed, approval, pin }, header, credential, payload, device, deviceJwk };
+    const body = await bank.authorizeBody(device, card, onboarded);
+    const header = { typ: typ.credential, cred: device.credentialId, iss: 'sakura-bank', dkt: device.dkt };
+    const credential = { v: 1, holder_name: card.holderName, card_number: card.cardNumber, expiry: card.expiry, device_jwk: device.deviceJwk };
+    const payload = decodePart(body.approval, 1) as Record<string, unknown>;
+    return { body, header, credential, payload, deviceJwk: device.deviceJwk };
   }
 
   it('approves the honest request (the control for the forgeries below)', async () => {
@@ -230,7 +232,7 @@ describe('the settlement server refuses what a compromised authentication server
 
   it('refuses a credential JWE with alg "dir" where ECDH-ES is expected with credential_invalid', async () => {
     const { body, header, credential } = await honest();
-    const forged = await new CompactEncrypt(new TextEncoder().encode(JSON.stringify(credential))).setProtectedHeader({ ...header, alg: 'dir', enc: 'A256GCM', kid: issuerKeys.current('enc').kid }).encrypt(new Uint8Array(32));
+    const forged = await new CompactEncrypt(new TextEncoder().encode(JSON.stringify(credential))).setProtectedHeader({ ...header, alg: 'dir', enc: 'A256GCM', kid: (await bank.keys()).current('enc').kid }).encrypt(new Uint8Array(32));
     expectProblem(await authorize({ ...body, sealed_credential: forged }), 'credential_invalid');
   });
 
@@ -250,9 +252,39 @@ describe('the settlement server refuses what a compromised authentication server
   });
 
   it('refuses a PIN JWE with alg "dir" with pin_invalid', async () => {
-    const { body } = await honest();
-    const forged = await new CompactEncrypt(new TextEncoder().encode(JSON.stringify({ pin: '0000', rid: body.request.rid }))).setProtectedHeader({ alg: 'dir', enc: 'A256GCM', typ: typ.pin, rid: body.request.rid }).encrypt(new Uint8Array(32));
+    const { body, payload } = await honest();
+    const binding = { rid: body.request.rid, nonce: payload.nonce, dkt: device.dkt };
+    const forged = await new CompactEncrypt(new TextEncoder().encode(JSON.stringify({ pin: '0000', ...binding }))).setProtectedHeader({ alg: 'dir', enc: 'A256GCM', typ: typ.pin, ...binding }).encrypt(new Uint8Array(32));
     expectProblem(await authorize({ ...body, pin: forged }), 'pin_invalid');
+  });
+
+  it('refuses a credential the broker sealed itself for a device of its own, never enrolled at the bank, with credential_unknown', async () => {
+    // In re-seal mode the broker holds the card data and the bank's public key: it can seal a credential, but not register one.
+    const own = await bank.device(card);
+    expectProblem(await authorize(await bank.authorizeBody(own, card, onboarded)), 'credential_unknown');
+  });
+
+  it('refuses an enrollment the broker makes up from card data it saw, without the PIN, with enrollment_refused', async () => {
+    const other = demoCard('4000056655665556');
+    const own = await bank.device(other);
+    expectProblem(await sendRaw(broker, `${sakura().url}/internal/v1/enrollments`, { text: JSON.stringify(await bank.enrollmentBody(own, '0000')) }), 'enrollment_refused');
+    expectProblem(await authorize(await bank.authorizeBody(own, other, onboarded)), 'credential_unknown');
+  });
+
+  it('refuses a payment to a merchant of the broker’s making with merchant_unknown, and holds nothing', async () => {
+    const body = await bank.authorizeBody(device, card, { id: newId('mer'), name: demoMerchantName });
+    expectProblem(await authorize(body), 'merchant_unknown');
+    const [row] = await sakura().config.db.query<{ n: number }>('select count(*)::int as n from authorizations where request_id = $1', [body.request.rid]);
+    expect(row!.n).toBe(0);
+  });
+
+  it('refuses an approval shown to the payer under another merchant name than the bank onboarded with approval_mismatch', async () => {
+    expectProblem(await authorize(await bank.authorizeBody(device, card, onboarded, { mnm: 'Kessai Tea House Outlet' })), 'approval_mismatch');
+  });
+
+  it('refuses line items swapped after the payer signed their hash with approval_mismatch', async () => {
+    const { body } = await honest();
+    expectProblem(await authorize({ ...body, request: { ...body.request, line_items: [{ description: 'Gift card', quantity: 1, unit_price_minor: '6500' }] } }), 'approval_mismatch');
   });
 
   it('refuses a request body that names "amt" twice with validation_failed, before anything is held', async () => {
@@ -272,7 +304,7 @@ describe('every server refuses JSON that could mean two things or exhaust a pars
   const targets: Record<string, () => { url: string; headers: Record<string, string>; agent: Agent }> = {
     'the authentication server (merchant API)': () => ({ url: `${system.auth.url}/v1/payment-requests`, headers: { authorization: `Bearer ${system.merchant.apiKey}` }, agent: anonymous }),
     'the authentication server (enrollment)': () => ({ url: `${system.auth.url}/v1/enrollments`, headers: {}, agent: anonymous }),
-    'a settlement server (/internal, as the broker)': () => ({ url: `${system.settlements[0]!.url}/internal/v1/account-checks`, headers: {}, agent: broker }),
+    'a settlement server (/internal, as the broker)': () => ({ url: `${system.settlements[0]!.url}/internal/v1/enrollments`, headers: {}, agent: broker }),
     'the shop': () => ({ url: `${system.shop.url}/api/carts`, headers: {}, agent: anonymous }),
   };
 
@@ -398,7 +430,8 @@ describe('transport: mutual TLS to the issuer and no fallback below TLS 1.2', ()
   const merchant = newId('mer');
   /** Every /internal route, the reads among them: each needs the broker's client certificate. */
   const internalRoutes: Array<{ method: 'GET' | 'POST'; route: string }> = [
-    { method: 'POST', route: '/internal/v1/account-checks' },
+    { method: 'POST', route: '/internal/v1/enrollments' },
+    { method: 'POST', route: `/internal/v1/credentials/${newId('cred')}/revoke` },
     { method: 'POST', route: '/internal/v1/authorizations' },
     { method: 'POST', route: `/internal/v1/authorizations/${rid}/capture` },
     { method: 'POST', route: `/internal/v1/authorizations/${rid}/void` },
@@ -473,7 +506,7 @@ describe('transport: mutual TLS to the issuer and no fallback below TLS 1.2', ()
 // ---- what the payer is shown -------------------------------------------------------------------------
 
 describe('the wallet shows merchant text without letting it redraw the terminal', () => {
-  it('replaces bidi overrides and control characters in the merchant name and item text, keeps look-alike letters as registered, and shows the true total', async () => {
+  it('replaces bidi overrides and control characters in the merchant name and item text, keeps look-alike letters as registered, shows the true total, and the bank pays no name it did not onboard', async () => {
     const cardNumber = '4000056655665556';
     const wallet = await enroll(system, cardNumber);
     const storage = await mkdtemp(path.join(tmpdir(), 'kessai-wallet-attack-'));
@@ -498,8 +531,10 @@ describe('the wallet shows merchant text without letting it redraw the terminal'
         child.once('error', reject);
         child.once('close', (code) => resolve({ code, stdout, stderr }));
       });
-      expect(run.stderr).toBe('');
-      expect(run.code).toBe(0);
+      // The payer saw and approved the spoofed name, but the bank pays the merchant only under the name its own operator
+      // onboarded (one with no bidi control in it: merchantNameProblem), so the approval is refused.
+      expect(run.stderr).toContain('approval_mismatch');
+      expect(run.code).not.toBe(0);
       const shown = run.stdout;
       // No control or bidi character reaches the terminal; each is shown as U+FFFD.
       // eslint-disable-next-line no-control-regex -- looking for control characters is the point
@@ -507,7 +542,8 @@ describe('the wallet shows merchant text without letting it redraw the terminal'
       expect(shown).toContain(`from Kessai Tea \u0397ouse \ufffd000,001 YPJ (signed by the authentication server)`);
       expect(shown).toContain('1 × Sencha\ufffd \ufffd[2K\ufffdtotal JPY 1');
       expect(shown).toMatch(/^ {2}total\s+JPY 1,200$/m);
-      expect(shown).toMatch(new RegExp(`^approved: ${created.id} — JPY 1,200 to Kessai Tea \u0397ouse \ufffd000,001 YPJ`, 'm'));
+      expect(shown).not.toMatch(/^approved:/m);
+      expect(await statusOf(created.id)).not.toBe('approved');
     } finally {
       await system.auth.db.query('update merchants set name = $1 where id = $2', [original!.name, system.merchant.merchantId]);
       await wallet.close();

@@ -19,11 +19,11 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { exportJWK, generateKeyPair } from 'jose';
 import { Agent, request } from 'undici';
-import { base64url, itemsHash, keyEntryFromJwk, KeyRing, newId, sealJson, signJson, thumbprint, typ, type JWK } from '@kessai/protocol';
+import { newId } from '@kessai/protocol';
 import { ledgerTotals } from '@kessai/settlement-server';
 import { freePort, loadOrCreateDevPki, openDb, type Db } from '@kessai/service';
+import { BankCaller, type EnrolledDevice } from '../support/bank.ts';
 import { scratchPostgres } from '../support/database.ts';
 import { crashIssuerId, crashPkiLeaves } from './settlement-process.ts';
 
@@ -31,7 +31,11 @@ const fixture = path.join(path.dirname(fileURLToPath(import.meta.url)), 'settlem
 const kills = Number(process.env.KESSAI_CRASH_KILLS ?? 8);
 const seed = Number(process.env.KESSAI_SEED ?? Math.floor(Math.random() * 2 ** 31));
 const workers = 6;
-const merchants = [newId('mer'), newId('mer')];
+/** The merchants the crash bank onboards (it pays no other); card i pays merchant i. */
+const merchants = [
+  { id: newId('mer'), name: 'Crash Tea House' },
+  { id: newId('mer'), name: 'Crash Noodle Bar' },
+];
 const holdSeconds = 4;
 const cards = [
   { cardNumber: '4242424242424242', holderName: 'CRASH ONE', expiry: '12/34', pin: '7392', status: 'active', balanceMinor: '100000000', currency: 'JPY', purpose: 'crash test' },
@@ -73,7 +77,8 @@ async function crashRun(dir: string, dbUrl: string | undefined): Promise<{ acked
   const client = pki.leaves['auth-server']!;
   const agent = new Agent({ connections: workers * 2, connect: { ca: pki.caCertPem, cert: client.certPem, key: client.keyPem } });
   const baseUrl = `https://127.0.0.1:${port}`;
-  const env = { ...process.env, KESSAI_CRASH_DIR: dir, KESSAI_CRASH_PORT: String(port), KESSAI_CRASH_CARDS: JSON.stringify(cards), KESSAI_CRASH_HOLD_SECONDS: String(holdSeconds), ...(dbUrl ? { KESSAI_CRASH_DB_URL: dbUrl } : {}) };
+  const bank = new BankCaller(baseUrl, crashIssuerId, { caCertPem: pki.caCertPem, certPem: client.certPem, keyPem: client.keyPem });
+  const env = { ...process.env, KESSAI_CRASH_DIR: dir, KESSAI_CRASH_PORT: String(port), KESSAI_CRASH_CARDS: JSON.stringify(cards), KESSAI_CRASH_MERCHANTS: JSON.stringify(merchants), KESSAI_CRASH_HOLD_SECONDS: String(holdSeconds), ...(dbUrl ? { KESSAI_CRASH_DB_URL: dbUrl } : {}) };
 
   let child: ChildProcess | undefined;
   const start = () =>
@@ -118,13 +123,11 @@ async function crashRun(dir: string, dbUrl: string | undefined): Promise<{ acked
   } finally {
     // A failed run leaves no process behind.
     await stopChild('SIGKILL');
+    await bank.close();
     await agent.close();
   }
 
   async function driveAndKill(): Promise<{ acked: Acked; db: Db; killsDone: number }> {
-    const jwks = (await (await request(`${baseUrl}/.well-known/jwks.json`, { dispatcher: agent })).body.json()) as { keys: JWK[] };
-    const issuerKeys = new KeyRing(await Promise.all(jwks.keys.map((k) => keyEntryFromJwk(k))));
-
     const acked: Acked = { authorizations: [], captures: [], voids: [], notCapturable: [], refunds: [], serverErrors: [], retries: 0, killsUnderLoad: 0 };
     let inFlight = 0;
     /** Requests answered so far (any status below 500). */
@@ -159,20 +162,19 @@ async function crashRun(dir: string, dbUrl: string | undefined): Promise<{ acked
       }
     }
 
+    // Step 303: each card's device is enrolled at the bank once, before its first authorization.
+    const devices: EnrolledDevice[] = [];
+    for (const card of cards) {
+      const device = await bank.device(card);
+      const enrolled = await call('/internal/v1/enrollments', await bank.enrollmentBody(device, card.pin));
+      expect(enrolled.status, JSON.stringify(enrolled.json)).toBe(200);
+      devices.push(device);
+    }
+
     async function authorizeBody(cardIndex: number, amount: bigint) {
-      const card = cards[cardIndex]!;
-      const device = await generateKeyPair('ES256', { extractable: true });
-      const { kty, crv, x, y } = await exportJWK(device.publicKey);
-      const deviceJwk = { kty: kty as 'EC', crv: crv as 'P-256', x: x!, y: y! };
-      const rid = newId('pr');
-      const mid = merchants[cardIndex]!;
       const items = [{ description: 'Onigiri', quantity: 1, unit_price_minor: amount.toString() }];
-      const sealed = await sealJson({ v: 1, holder_name: card.holderName, card_number: card.cardNumber, expiry: card.expiry, device_jwk: deviceJwk }, issuerKeys.current('enc'), { typ: typ.credential, cred: newId('cred'), iss: crashIssuerId, dkt: await thumbprint(deviceJwk) });
-      const ih = await itemsHash(items);
-      const nonce = base64url(crypto.getRandomValues(new Uint8Array(18)));
-      const approval = await signJson({ rid, mid, amt: amount.toString(), cur: 'JPY', ih, iat: Math.floor(Date.now() / 1000), nonce }, device.privateKey, { typ: typ.approval });
-      const pin = await sealJson({ pin: card.pin, rid }, issuerKeys.current('enc'), { typ: typ.pin, rid });
-      return { rid, body: { request: { rid, mid, amt: amount.toString(), cur: 'JPY', ih }, sealed_credential: sealed, approval, pin } };
+      const body = await bank.authorizeBody(devices[cardIndex]!, cards[cardIndex]!, merchants[cardIndex]!, { approvedAmount: amount.toString(), items });
+      return { rid: body.request.rid, body };
     }
 
     let stopping = false;

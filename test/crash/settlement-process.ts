@@ -6,12 +6,13 @@
  *
  * Environment: KESSAI_CRASH_DIR (keys, PKI, logs; a PGlite data folder in `db/` unless
  * KESSAI_CRASH_DB_URL names a PostgreSQL database), KESSAI_CRASH_PORT, KESSAI_CRASH_CARDS (JSON
- * of the seed cards, balances as decimal strings), KESSAI_CRASH_HOLD_SECONDS.
+ * of the seed cards, balances as decimal strings), KESSAI_CRASH_MERCHANTS (JSON of the merchants
+ * the bank onboards, `[{id, name}]`: it pays no other), KESSAI_CRASH_HOLD_SECONDS.
  */
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { buildSettlementServer, loadOrCreateCardKeys, type SeedCard, type SettlementConfig } from '@kessai/settlement-server';
-import { createLogger, loadOrCreateDevPki, loadOrCreateKeyRing, openDb } from '@kessai/service';
+import { createLogger, loadOrCreateDevPki, loadOrCreateKeyRing, loadTestRateLimits, openDb } from '@kessai/service';
 
 export const crashIssuerId = 'crash-bank';
 
@@ -26,6 +27,7 @@ async function main(): Promise<void> {
   const port = Number(process.env.KESSAI_CRASH_PORT);
   if (!dir || !Number.isInteger(port) || port <= 0) throw new Error('KESSAI_CRASH_DIR and KESSAI_CRASH_PORT are required');
   const cards = (JSON.parse(process.env.KESSAI_CRASH_CARDS ?? '[]') as Array<Omit<SeedCard, 'balanceMinor'> & { balanceMinor: string }>).map((c) => ({ ...c, balanceMinor: BigInt(c.balanceMinor) }));
+  const merchants = JSON.parse(process.env.KESSAI_CRASH_MERCHANTS ?? '[]') as Array<{ id: string; name: string }>;
   const dbUrl = process.env.KESSAI_CRASH_DB_URL;
   const db = await openDb(dbUrl ? { url: dbUrl } : { dataDir: path.join(dir, 'db') });
   const pki = await loadOrCreateDevPki(path.join(dir, 'pki'), crashPkiLeaves);
@@ -43,9 +45,11 @@ async function main(): Promise<void> {
     ]),
     cardKeys: await loadOrCreateCardKeys(path.join(dir, 'keys')),
     seedCards: cards,
-    pinHash: { memoryCost: 8 * 1024, timeCost: 1 },
+    merchants,
     holdTimeoutSeconds: Number(process.env.KESSAI_CRASH_HOLD_SECONDS ?? 3600),
     expiryIntervalMs: 250,
+    // Six workers pay through one device per card: the per-credential and per-card budgets would answer 429, which is not what this test is about.
+    rateLimits: loadTestRateLimits,
     tls: { keyPem: leaf.keyPem, certPem: leaf.certPem, caCertPem: pki.caCertPem },
   });
   const app = await buildSettlementServer(config);

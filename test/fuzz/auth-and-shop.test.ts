@@ -30,7 +30,12 @@ function authEndpoints(): Endpoint[] {
   return [
     { name: 'jwks', method: 'GET', path: '/.well-known/jwks.json' },
     { name: 'payment link', method: 'GET', path: '/pay/:id', ids: prIds },
-    { name: 'enrollment', method: 'POST', path: '/v1/enrollments', body: { holder_name: 'TARO YAMADA', card_number: '4242 4242 4242 4242', expiry: '12/34', device_jwk: deviceJwk }, personalFields: ['holder_name', 'card_number', 'expiry'] },
+    { name: 'issuer directory', method: 'GET', path: '/v1/directory' },
+    // A preflight from the browser wallet's own origin (and from others) for the routes a terminal uses, and for others.
+    { name: 'CORS preflight', method: 'OPTIONS', path: '/:id', ids: ['*', 'v1/directory', 'v1/enrollments', 'v1/terminal/events', '.well-known/jwks.json', 'v1/payment-requests', 'admin/v1/keys'], preflight: true },
+    // Re-seal (card data in clear over TLS) and pass-through (sealed by the terminal) enrollment; the PIN block verifies nowhere.
+    { name: 'enrollment (re-seal)', method: 'POST', path: '/v1/enrollments', body: { credential_id: newId('cred'), issuer_id: 'sakura-bank', device_jwk: deviceJwk, pin_block: joseSample, holder_name: 'TARO YAMADA', card_number: '4242 4242 4242 4242', expiry: '12/34' }, personalFields: ['holder_name', 'card_number', 'expiry'] },
+    { name: 'enrollment (pass-through)', method: 'POST', path: '/v1/enrollments', body: { credential_id: newId('cred'), issuer_id: 'fuji-bank', device_jwk: deviceJwk, pin_block: joseSample, sealed_card: joseSample }, personalFields: ['sealed_card', 'issuer_id'] },
     { name: 'create payment request', method: 'POST', path: '/v1/payment-requests', body: { ...paymentRequest, wallet_handle: ids.cred } },
     { name: 'read payment request', method: 'GET', path: '/v1/payment-requests/:id', ids: prIds },
     { name: 'capture', method: 'POST', path: '/v1/payment-requests/:id/capture', ids: prIds, body: { amount_minor: '100' } },
@@ -48,7 +53,8 @@ function authEndpoints(): Endpoint[] {
     { name: 'settlement report (JSON)', method: 'GET', path: '/v1/settlement-batches/:id/report.json', ids: batchIds },
     { name: 'settlement report (CSV)', method: 'GET', path: '/v1/settlement-batches/:id/report.csv', ids: batchIds },
     { name: 'home page', method: 'GET', path: '/' },
-    { name: 'page', method: 'GET', path: '/:id/', ids: ['wallet', 'console', 'nothing'] },
+    // The browser wallet has its own host now: /wallet/ here is a page like any unknown one.
+    { name: 'page', method: 'GET', path: '/:id/', ids: ['console', 'wallet', 'nothing'] },
     { name: 'asset', method: 'GET', path: '/assets/:id', ids: ['app.js', 'style.css', 'nothing.js'] },
     // Operator endpoints. Ids and key names that exist nowhere: the fuzz must not revoke the
     // fixture's credential, rotate its keys or the merchant's webhook secret from under it.
@@ -69,6 +75,10 @@ const authTarget = (): Target => ({
   baseUrl: fixture.system.auth.url,
   async identity(fuzzCase: FuzzCase, method: string, path: string) {
     const headers: Record<string, string> = operatorHeaders(fuzzCase, fixture.system.operatorTokens.auth);
+    if (fuzzCase.endpoint.preflight) {
+      if (fuzzCase.credential === 'right') Object.assign(headers, { origin: new URL(fixture.system.wallet.url).origin, 'access-control-request-method': 'POST' });
+      if (fuzzCase.credential === 'wrong') Object.assign(headers, { origin: 'https://wallet.example.net', 'access-control-request-method': 'POST' });
+    }
     if (fuzzCase.endpoint.path.startsWith('/v1/payment-requests') || fuzzCase.endpoint.path.startsWith('/v1/settlement-batches')) {
       headers['idempotency-key'] = randomBytes(12).toString('hex');
       if (fuzzCase.credential === 'right') headers.authorization = `Bearer ${fixture.system.merchant.apiKey}`;

@@ -20,7 +20,7 @@ export type Credential = 'right' | 'none' | 'wrong';
 
 export interface Endpoint {
   name: string;
-  method: 'GET' | 'POST';
+  method: 'GET' | 'POST' | 'OPTIONS';
   /** With `:id` where an id goes. */
   path: string;
   /** Ids the fuzz may put in place of `:id`, besides malformed ones (valid ones reach deeper code). */
@@ -33,6 +33,8 @@ export interface Endpoint {
   noRightCredential?: true;
   /** An operator endpoint (`/admin/v1/…`, the shop's back office): the right credential is the operator token. */
   operator?: true;
+  /** A CORS preflight: the right credential is an `Origin` the server allows (the browser wallet's own host), the wrong one another origin. */
+  preflight?: true;
 }
 
 export interface FuzzCase {
@@ -118,7 +120,7 @@ export function caseArbitrary(endpoints: readonly Endpoint[]): fc.Arbitrary<Fuzz
   return fc.constantFrom(...endpoints).chain((endpoint) =>
     fc.record({
       endpoint: fc.constant(endpoint),
-      method: fc.oneof({ weight: 9, arbitrary: fc.constant(endpoint.method) }, { weight: 1, arbitrary: fc.constantFrom('GET', 'POST', 'PUT', 'DELETE', 'PATCH') }),
+      method: fc.oneof({ weight: 9, arbitrary: fc.constant(endpoint.method) }, { weight: 1, arbitrary: fc.constantFrom('GET', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS') }),
       path: fc.oneof(
         { weight: 8, arbitrary: fc.constantFrom(...(endpoint.ids?.length ? endpoint.ids : ['x'])).map((id) => endpoint.path.replace(':id', id)) },
         { weight: 2, arbitrary: junkSegment.map((segment) => endpoint.path.replace(':id', segment)) },
@@ -218,7 +220,7 @@ export function checkAnswer(fuzzCase: FuzzCase, answer: Sent): void {
 /** A well-formed compact JWS that verifies under no key: for fields that must look like JOSE. */
 export const joseSample = 'eyJhbGciOiJFUzI1NiJ9.eyJ4IjoxfQ.c2lnbmF0dXJl';
 
-/** About as many endpoints per share: 32 on the authentication server, 28 on each of two settlement servers, 14 on the shop. */
+/** About as many endpoints per share: 33 on the authentication server, 33 on each of two settlement servers, 14 on the shop. */
 export const fuzzWeights = { auth: 4, settlement: 4, shop: 2 } as const;
 
 /** This share of KESSAI_FUZZ_RUNS (default 10,000 cases in all). */
