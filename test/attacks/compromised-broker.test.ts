@@ -490,6 +490,16 @@ describe('every field of the approval is checked at the bank (each check fails i
     expectProblem(await authorizeAtBank('sakura-bank', await forwarded('sakura-bank', b.id, { ...b.body, pin: a.body.pin })), 'pin_invalid');
   });
 
+  it('refuses a PIN block moved to another request even when both approvals carry the same nonce (a terminal with a broken random source) with pin_invalid', async () => {
+    const nonce = randomBytes(18).toString('base64url');
+    const a = await paymentRequest(wallet);
+    const b = await paymentRequest(wallet);
+    const forA = await wallet.approvalBody(await wallet.fetchRequest(a.id), taro.pin, { nonce });
+    const forB = await wallet.approvalBody(await wallet.fetchRequest(b.id), taro.pin, { nonce });
+    expectProblem(await authorizeAtBank('sakura-bank', await forwarded('sakura-bank', b.id, { ...forB, pin: forA.pin })), 'pin_invalid');
+    expect(decisionOf(await authorizeAtBank('sakura-bank', await forwarded('sakura-bank', b.id, forB))).decision).toBe('approved');
+  });
+
   it('answers a replayed approval with the decision already made and holds the money once', async () => {
     const { id, body } = await heldApproval(wallet, taro.pin);
     const payload = await forwarded('sakura-bank', id, body);
