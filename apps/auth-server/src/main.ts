@@ -13,8 +13,7 @@
 import { readFile } from 'node:fs/promises';
 import { KessaiError } from '@kessai/protocol';
 import path from 'node:path';
-import type { AddressInfo } from 'node:net';
-import { createLogger, loadOrCreateDevPki, loadOrCreateKeyRing, openDb, serveUntilSignalled, type RateLimitConfig } from '@kessai/service';
+import { createLogger, loadOrCreateDevPki, loadOrCreateKeyRing, openDb, reservePort, serveUntilSignalled, type RateLimitConfig } from '@kessai/service';
 import { buildAuthServer } from './app.ts';
 import type { IssuerRoute, MerchantSeed } from './config.ts';
 
@@ -58,18 +57,16 @@ const keys = await loadOrCreateKeyRing(path.join(dataDir, 'auth', 'keys'), [
   { name: 'cipher1', use: 'enc' },
   { name: 'request-signing', use: 'sig' },
 ]);
-// The public URL is known only once the port is bound; the config object is built with it.
-let publicBaseUrl = options.publicBaseUrl ?? '';
-const portProbe = options.port ?? 0;
-if (!publicBaseUrl && portProbe !== 0) publicBaseUrl = `https://${host}:${portProbe}`;
+// The public URL goes into the config (payment links, jwks URL): port 0 is reserved first and held until the server listens.
+const reservation = await reservePort(host, options.port);
+const port = reservation.port;
+const publicBaseUrl = options.publicBaseUrl ?? `https://${host}:${port}`;
 const { app } = await buildAuthServer(
   Object.freeze({
     db,
     logger,
     keys,
-    get publicBaseUrl() {
-      return publicBaseUrl;
-    },
+    publicBaseUrl,
     issuers: options.issuers,
     merchants: options.merchants,
     // Read at each request: the directory's operator replaces the file when an issuer's keys change.
@@ -82,7 +79,6 @@ const { app } = await buildAuthServer(
     ...(options.serverTiming ? { serverTiming: true } : {}),
   }),
 );
-await app.listen({ port: portProbe, host });
-const bound = (app.server.address() as AddressInfo).port;
-if (!publicBaseUrl) publicBaseUrl = `https://${host}:${bound}`;
-serveUntilSignalled(`https://${host}:${bound}`, { app, db, logger });
+await reservation.release();
+await app.listen({ port, host });
+serveUntilSignalled(`https://${host}:${port}`, { app, db, logger });
