@@ -1,7 +1,8 @@
 /**
  * The mutation check of the issuer's own checks (docs/threat-model.md, "Every check has a test"):
  * for each check the bank runs on what a compromised authentication server forwards, remove it from
- * the source, run the test files that guard it, and expect them to FAIL; then restore the source.
+ * the source, run the test files that guard it, and expect them to FAIL (the run fails when any of
+ * them does); then restore the source.
  * A mutation the tests survive is a check with no test. Runs on demand (about 30 s a mutation):
  *
  *   npm run mutation-check                 every mutation
@@ -28,7 +29,9 @@ interface Mutation {
 
 const approval = 'packages/protocol/src/checks/approval.ts';
 const guard = ['test/attacks/compromised-broker.test.ts'];
-const removeCheck = (name: string, line: string): Mutation => ({ name, check: `approval ${name}`, file: approval, find: line, replace: '', tests: guard });
+/** An approval check is guarded twice: at the bank through a hostile broker, and on its own. */
+const approvalGuard = [...guard, 'packages/protocol/test/checks.test.ts'];
+const removeCheck = (name: string, line: string): Mutation => ({ name, check: `approval ${name}`, file: approval, find: line, replace: '', tests: approvalGuard });
 
 export const mutations: Mutation[] = [
   removeCheck('request-id', "  field('request id', 'rid'),\n"),
@@ -43,7 +46,7 @@ export const mutations: Mutation[] = [
     file: approval,
     find: "  { name: 'issued at', code: 'approval_stale', passes: (approval, _expected, nowMs) => nowMs - approval.iat * 1000 <= limits.approvalAgeMsMax && approval.iat * 1000 - nowMs <= limits.clockSkewMs },\n",
     replace: '',
-    tests: guard,
+    tests: approvalGuard,
   },
   {
     name: 'expiry',
@@ -51,7 +54,7 @@ export const mutations: Mutation[] = [
     file: approval,
     find: "  { name: 'expiry', code: 'approval_stale', passes: (approval, _expected, nowMs) => nowMs <= approval.exp * 1000 + limits.clockSkewMs && approval.exp >= approval.iat },\n",
     replace: '',
-    tests: guard,
+    tests: approvalGuard,
   },
   {
     name: 'nonce',
@@ -75,6 +78,30 @@ export const mutations: Mutation[] = [
     file: 'packages/protocol/src/checks/pin-block.ts',
     find: "bound('payment', header, plain, { rid: expected.rid, nonce: expected.nonce, dkt: expected.dkt });",
     replace: "bound('payment', header, plain, { nonce: expected.nonce, dkt: expected.dkt });",
+    tests: guard,
+  },
+  {
+    name: 'pin-block-signed',
+    check: 'PIN block is the one the approval signed (pbh)',
+    file: 'apps/settlement-server/src/authorize.ts',
+    find: '  await checkPinBlockSigned(body.pin, approval.pbh);\n',
+    replace: '',
+    tests: guard,
+  },
+  {
+    name: 'enrollment-pin-card',
+    check: 'enrollment PIN block names its card',
+    file: 'apps/settlement-server/src/enroll.ts',
+    find: '  await checkEnrollmentPinCard(parsed.data, cardNumber);\n',
+    replace: '',
+    tests: guard,
+  },
+  {
+    name: 'enrollment-retry-untested',
+    check: 'a retried registration tests no PIN and resets no count',
+    file: 'apps/settlement-server/src/enroll.ts',
+    find: '    if (card && (await isRegistered(tx, { id: credential.credentialId, device_jkt: dkt, pan_lookup: card.pan_lookup }))) return card.account_id;\n',
+    replace: '',
     tests: guard,
   },
   {

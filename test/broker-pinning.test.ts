@@ -11,6 +11,7 @@ import { Agent, request } from 'undici';
 import { newId } from '@kessai/protocol';
 import { certificateFingerprint, loadOrCreateDevPki } from '@kessai/service';
 import { BankCaller } from './support/bank.ts';
+import { registeredRoutes } from './fuzz/harness.ts';
 import { demoCard, startTestSystem, type TestSystem } from './support/system.ts';
 
 const payerOf: Record<string, string> = { 'sakura-bank': '4242424242424242', 'fuji-bank': '5555555555554444' };
@@ -64,6 +65,18 @@ describe('broker certificate pinning at the settlement servers', () => {
       const served = await call(broker, issuerId, 'GET', `/internal/v1/authorizations/${rid}`);
       expect(served.code).not.toBe('client_certificate_required');
       expect(served.status).not.toBe(401);
+    });
+
+    it(`${issuerId}: refuses the second certificate on every /internal route the server registers, whichever module registers it, and on a percent-encoded path`, async () => {
+      const app = system.settlements.find((s) => s.issuer.id === issuerId)!.app;
+      const internal = registeredRoutes(app).filter((route) => route.split(' ')[1]!.startsWith('/internal/'));
+      expect(internal.length).toBeGreaterThanOrEqual(9); // enrollments, revocations, authorizations and their 409 steps, settlement batches and reports
+      for (const route of internal) {
+        const [method, pattern] = route.split(' ') as ['GET' | 'POST', string];
+        const path = pattern.replace(/:merchant_id/g, newId('mer')).replace(/:batch_id/g, `stb_${'0'.repeat(26)}`).replace(/:rid/g, newId('pr')).replace(/:id/g, newId('cred'));
+        expect(await call(rogue, issuerId, method, path, method === 'POST' ? {} : undefined), route).toEqual({ status: 401, code: 'client_certificate_required' });
+      }
+      expect(await call(rogue, issuerId, 'GET', `/%69nternal/v1/authorizations/${newId('pr')}`)).toMatchObject({ status: 401, code: 'client_certificate_required' });
     });
 
     it(`${issuerId}: refuses a valid enrollment from the second certificate with client_certificate_required and registers it from the broker's own`, async () => {

@@ -11,7 +11,7 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Agent, request, type Dispatcher } from 'undici';
 import { generateKeyPair, importJWK, SignJWT, type JWK } from 'jose';
-import { errorCatalog, isErrorCode, limits, newId, sealJson, signDeviceProof, signJson, thumbprint, typ, type ErrorCode } from '@kessai/protocol';
+import { errorCatalog, isErrorCode, limits, newId, normalizeCardNumber, sealJson, sha256Base64url, signDeviceProof, signJson, thumbprint, typ, type ErrorCode } from '@kessai/protocol';
 import { MerchantClient, type WalletClient } from '@kessai/sdk';
 import { demoIssuers } from '@kessai/cli/demo-data';
 import { demoCard, enroll, startTestSystem, type TestSystem } from './support/system.ts';
@@ -544,14 +544,14 @@ describe('every route that takes an amount refuses one that is not a decimal int
 describe('enrollment refuses card data that does not hold', () => {
   const holder = demoCard(card).holderName;
   const other = demoCard('4000056655665556');
-  /** A PIN block to `issuerId`'s key, bound to the credential id and device key of the body, as a terminal encrypts it. */
-  async function pinBlock(issuerId: string, credentialId: string, pin: string): Promise<string> {
+  /** A PIN block to `issuerId`'s key, bound to the credential id, device key and card of the body, as a terminal encrypts it. */
+  async function pinBlock(issuerId: string, credentialId: string, pin: string, cardNumber: string): Promise<string> {
     const enc = system.settlements.find((s) => s.issuer.id === issuerId)!.config.keys.current('enc');
     const dkt = await thumbprint(deviceJwk as JWK);
-    return sealJson({ pin, cred: credentialId, dkt }, enc, { typ: typ.enrollmentPin, cred: credentialId, dkt });
+    return sealJson({ pin, cred: credentialId, dkt, cnh: await sha256Base64url(normalizeCardNumber(cardNumber)) }, enc, { typ: typ.enrollmentPin, cred: credentialId, dkt });
   }
-  // Each row is a change to a re-seal enrollment whose PIN block is real: TARO YAMADA's PIN unless `pin` says otherwise, bound to the body's credential id unless `boundTo` names another.
-  const rows: Array<[string, Record<string, unknown>, ErrorCode, { pin?: string; boundTo?: string }?]> = [
+  // Each row is a change to a re-seal enrollment whose PIN block is real: TARO YAMADA's PIN unless `pin` says otherwise, bound to the body's credential id and card unless `boundTo` or `forCard` names another.
+  const rows: Array<[string, Record<string, unknown>, ErrorCode, { pin?: string; boundTo?: string; forCard?: string }?]> = [
     // Checked by the authentication server before the bank is called.
     ['a card number that fails the Luhn check', { card_number: '4242424242424241' }, 'card_invalid'],
     ['a card number with letters', { card_number: '4242abcd42424242' }, 'card_invalid'],
@@ -575,18 +575,20 @@ describe('enrollment refuses card data that does not hold', () => {
     ['a blocked card', { card_number: '4000000000000002', holder_name: demoCard('4000000000000002').holderName }, 'enrollment_refused', { pin: demoCard('4000000000000002').pin }],
     ['a wrong PIN', { card_number: other.cardNumber, holder_name: other.holderName, expiry: other.expiry }, 'enrollment_refused', { pin: '0000' }],
     ['a PIN block bound to another credential id', {}, 'pin_invalid', { boundTo: newId('cred') }],
+    ['a PIN block for another card (the same PIN would otherwise enroll the device for it)', {}, 'pin_invalid', { forCard: other.cardNumber }],
   ];
   it.each(rows)('answers %s with %s, never repeating the card number', async (_case, change, code, pinOptions = {}) => {
     const credentialId = newId('cred');
     const issuerId = typeof change.issuer_id === 'string' && change.issuer_id !== 'no-such-bank' ? change.issuer_id : 'sakura-bank';
     const pin = pinOptions.pin ?? demoCard(card).pin;
-    const body = Object.fromEntries(Object.entries({ ...enrollment, credential_id: credentialId, pin_block: await pinBlock(issuerId, pinOptions.boundTo ?? credentialId, pin), ...change }).filter(([, value]) => value !== undefined));
+    const cardNumber = pinOptions.forCard ?? (typeof change.card_number === 'string' ? change.card_number : card);
+    const body = Object.fromEntries(Object.entries({ ...enrollment, credential_id: credentialId, pin_block: await pinBlock(issuerId, pinOptions.boundTo ?? credentialId, pin, cardNumber), ...change }).filter(([, value]) => value !== undefined));
     expectProblem(await send('auth', 'POST', '/v1/enrollments', { body: json(body) }), code);
   });
 
   it('registers the same enrollment with the right PIN, so the rows above fail for their one change', async () => {
     const credentialId = newId('cred');
-    const answer = await send('auth', 'POST', '/v1/enrollments', { body: json({ ...enrollment, credential_id: credentialId, pin_block: await pinBlock('sakura-bank', credentialId, demoCard(card).pin) }) });
+    const answer = await send('auth', 'POST', '/v1/enrollments', { body: json({ ...enrollment, credential_id: credentialId, pin_block: await pinBlock('sakura-bank', credentialId, demoCard(card).pin, card) }) });
     expect(answer.status, answer.text).toBe(201);
     expect(answer.body).toMatchObject({ credential_id: credentialId, issuer: { id: 'sakura-bank', conversion_mode: 'reseal' } });
     for (const secret of cardNumbers) expect(answer.text).not.toContain(secret);

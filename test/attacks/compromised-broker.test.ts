@@ -30,6 +30,7 @@ import {
 } from '@kessai/protocol';
 import { MerchantClient, WalletClient } from '@kessai/sdk';
 import { loadTestRateLimits } from '@kessai/service';
+import { panLookup } from '@kessai/settlement-server';
 import { reseal } from '../../apps/auth-server/src/conversion/reseal.ts';
 import { callJson, demoCard, enroll, startTestSystem, type TestSystem } from '../support/system.ts';
 import { cardAccount, idempotencyKey } from '../support/payer.ts';
@@ -139,6 +140,12 @@ async function authorizeAtBank(issuerId: string, payload: unknown): Promise<Answ
 function decisionOf(answer: Answer): { decision: string; code: string | null; amt: string } {
   expect(answer.status, answer.text).toBe(200);
   return decodePart(String(answer.body.authorization), 1) as { decision: string; code: string | null; amt: string };
+}
+
+async function pinFailures(cardNumber: string): Promise<number> {
+  const bank = bankOf(demoCard(cardNumber).issuer.id);
+  const [row] = await bank.config.db.query<{ count: number }>('select count(*)::int as count from pin_failures where pan_lookup = $1', [panLookup(bank.config.cardKeys, cardNumber)]);
+  return row!.count;
 }
 
 async function balance(cardNumber: string): Promise<bigint> {
@@ -315,11 +322,55 @@ describe('enrollment: the broker cannot enroll a device of its own for a card wh
 
   it('refuses its own device with a guessed PIN with enrollment_refused', async () => {
     const enc = bankOf('sakura-bank').config.keys.current('enc');
-    expectProblem(await brokerEnrollment(({ cred, dkt }) => sealJson({ pin: '0000', cred, dkt }, enc, { typ: typ.enrollmentPin, cred, dkt })), 'enrollment_refused');
+    const cnh = await sha256Base64url(taro.cardNumber);
+    expectProblem(await brokerEnrollment(({ cred, dkt }) => sealJson({ pin: '0000', cred, dkt, cnh }, enc, { typ: typ.enrollmentPin, cred, dkt })), 'enrollment_refused');
   });
 
   it('refuses its own device with the payer’s PIN block (bound to the payer’s credential and device key) with pin_invalid', async () => {
     expectProblem(await brokerEnrollment(async () => payerPinBlock), 'pin_invalid');
+  });
+
+  it('refuses the payer’s own device and PIN block with another card’s data (the PIN block names its card) with pin_invalid', async () => {
+    const jiro = demoCard('4000000000009995');
+    const deviceJwk = JSON.parse(JSON.stringify(seen.device_jwk)) as { kty: 'EC'; crv: 'P-256'; x: string; y: string };
+    const dkt = await thumbprint(deviceJwk);
+    const other = await sealJson({ v: 1, holder_name: jiro.holderName, card_number: jiro.cardNumber, expiry: jiro.expiry, device_jwk: deviceJwk }, bankOf('sakura-bank').config.keys.current('enc'), { typ: typ.credential, cred: seen.credential_id!, iss: 'sakura-bank', dkt });
+    expectProblem(await toBank('sakura-bank', '/internal/v1/enrollments', { credential_id: seen.credential_id, device_jwk: deviceJwk, sealed_credential: other, pin_block: payerPinBlock }), 'pin_invalid');
+  });
+});
+
+describe('a replayed enrollment does not reset the wrong-PIN count between a broker’s guesses', () => {
+  const layla = demoCard('4000004140000005');
+
+  it('locks the card at the third wrong guess though the payer’s own enrollment is replayed between guesses, and the replay answers as before', async () => {
+    const from = hostile.received.length;
+    const wallet = await enroll(system, layla.cardNumber); // the payer's honest enrollment, which the broker keeps
+    await wallet.close();
+    const payerEnrollment = JSON.parse(hostile.received[from]!) as Record<string, string>;
+    const replay = async () => {
+      const bank = bankOf('sakura-bank');
+      const sealed = await sealJson({ v: 1, holder_name: payerEnrollment.holder_name, card_number: payerEnrollment.card_number, expiry: payerEnrollment.expiry, device_jwk: payerEnrollment.device_jwk }, bank.config.keys.current('enc'), { typ: typ.credential, cred: payerEnrollment.credential_id!, iss: 'sakura-bank', dkt: await thumbprint(payerEnrollment.device_jwk as unknown as { kty: 'EC'; crv: 'P-256'; x: string; y: string }) });
+      return toBank('sakura-bank', '/internal/v1/enrollments', { credential_id: payerEnrollment.credential_id, device_jwk: payerEnrollment.device_jwk, sealed_credential: sealed, pin_block: payerEnrollment.pin_block });
+    };
+    const guess = async (pin: string) => {
+      const device = await generateKeyPair('ES256', { extractable: true });
+      const { kty, crv, x, y } = await exportJWK(device.publicKey);
+      const deviceJwk = { kty: kty as 'EC', crv: crv as 'P-256', x: x!, y: y! };
+      const cred = newId('cred');
+      const dkt = await thumbprint(deviceJwk);
+      const enc = bankOf('sakura-bank').config.keys.current('enc');
+      const sealed = await sealJson({ v: 1, holder_name: layla.holderName, card_number: layla.cardNumber, expiry: layla.expiry, device_jwk: deviceJwk }, enc, { typ: typ.credential, cred, iss: 'sakura-bank', dkt });
+      const pinBlock = await sealJson({ pin, cred, dkt, cnh: await sha256Base64url(layla.cardNumber) }, enc, { typ: typ.enrollmentPin, cred, dkt });
+      return (await toBank('sakura-bank', '/internal/v1/enrollments', { credential_id: cred, device_jwk: deviceJwk, sealed_credential: sealed, pin_block: pinBlock })).body.code;
+    };
+    expect(await guess('1111')).toBe('enrollment_refused');
+    expect(await guess('2222')).toBe('enrollment_refused');
+    expect((await replay()).status).toBe(200); // a retry of the payer's registration: answered again, the count untouched
+    expect(await guess('3333')).toBe('enrollment_refused'); // the third wrong PIN in a row: the card locks
+    expect(await guess(layla.pin)).toBe('enrollment_refused'); // locked: the right PIN enrolls no device
+    const bank = bankOf('sakura-bank');
+    const [card] = await bank.config.db.query<{ status: string }>('select status from cards where pan_lookup = $1', [panLookup(bank.config.cardKeys, layla.cardNumber)]);
+    expect(card!.status).toBe('locked');
   });
 });
 
@@ -338,8 +389,8 @@ describe('the bank refuses credentials, device keys and merchants it does not kn
       const bank = bankOf('sakura-bank');
       const sealed = await sealJson({ v: 1, holder_name: taro.holderName, card_number: taro.cardNumber, expiry: taro.expiry, device_jwk: deviceJwk }, bank.config.keys.current('enc'), { typ: typ.credential, cred, iss: 'sakura-bank', dkt });
       const nonce = randomBytes(18).toString('base64url');
-      const approval = await signJson({ rid: id, mid: system.merchant.merchantId, mnm: 'Kessai Tea House', amt: '900000', cur: 'JPY', ih: await itemsHash(lines), iat: Math.floor(Date.now() / 1000), exp: Math.floor(Date.now() / 1000) + 600, nonce }, device.privateKey, { typ: typ.approval });
       const pin = await sealJson({ pin: taro.pin, rid: id, nonce, dkt }, bank.config.keys.current('enc'), { typ: typ.pin, rid: id, nonce, dkt });
+      const approval = await signJson({ rid: id, mid: system.merchant.merchantId, mnm: 'Kessai Tea House', amt: '900000', cur: 'JPY', ih: await itemsHash(lines), iat: Math.floor(Date.now() / 1000), exp: Math.floor(Date.now() / 1000) + 600, nonce, pbh: await sha256Base64url(pin) }, device.privateKey, { typ: typ.approval });
       const before = await balance(taro.cardNumber);
       expectProblem(await authorizeAtBank('sakura-bank', { request: { rid: id, mid: system.merchant.merchantId, amt: '900000', cur: 'JPY', line_items: lines }, sealed_credential: sealed, approval, pin }), 'credential_unknown');
       // The same credential id the payer registered, with the broker's device key in it: also unknown.
@@ -408,18 +459,13 @@ describe('the bank refuses credentials, device keys and merchants it does not kn
       }
     });
 
-    it('refuses an approval for merchant A forwarded to merchant B that the bank onboarded under the same name (a chain’s other shop) with approval_mismatch', async () => {
-      const twin = newId('mer');
+    it('refuses to onboard a second merchant under a name the bank already pays (any case) with validation_failed: payers tell merchants apart by name', async () => {
       const bank = bankOf('sakura-bank');
-      expect((await callJson(system, 'POST', `${bank.url}/admin/v1/merchants`, { merchant_id: twin, name: 'Kessai Tea House' }, system.operatorHeaders(bank.url))).status).toBe(200);
-      const wallet = await enroll(system, taro.cardNumber);
-      try {
-        const { id, body } = await heldApproval(wallet, taro.pin);
-        expectProblem(await authorizeAtBank('sakura-bank', await forwarded('sakura-bank', id, body, { mid: twin })), 'approval_mismatch');
-        expect(decisionOf(await authorizeAtBank('sakura-bank', await forwarded('sakura-bank', id, body))).decision).toBe('approved');
-      } finally {
-        await wallet.close();
-      }
+      const twin = await callJson(system, 'POST', `${bank.url}/admin/v1/merchants`, { merchant_id: newId('mer'), name: 'KESSAI TEA HOUSE' }, system.operatorHeaders(bank.url));
+      expect(twin.status).toBe(400);
+      expect(twin.body).toMatchObject({ code: 'validation_failed' });
+      const renamed = await callJson(system, 'POST', `${bank.url}/admin/v1/merchants`, { merchant_id: system.merchant.merchantId, name: 'Kessai Tea House' }, system.operatorHeaders(bank.url));
+      expect(renamed.status).toBe(200); // the same merchant keeps its own name
     });
 
     it('refuses merchant B shown to the payer under merchant A’s name (the approval names what the payer saw) with approval_mismatch', async () => {
@@ -475,13 +521,27 @@ describe('every field of the approval is checked at the bank (each check fails i
     expect(decisionOf(await authorizeAtBank('sakura-bank', await forwarded('sakura-bank', created.id, fresh))).decision).toBe('approved');
   });
 
-  it('refuses a PIN block of another approval of the same request (bound to its nonce) with pin_invalid', async () => {
+  it('refuses a PIN block the broker sealed itself beside a genuine approval (guessing the PIN) with pin_invalid, and tests no PIN', async () => {
+    const { id, body } = await heldApproval(wallet, taro.pin);
+    const header = readHeader(body.pin, 'pin_invalid') as { rid: string; nonce: string; dkt: string };
+    const enc = bankOf('sakura-bank').config.keys.current('enc');
+    const failuresBefore = await pinFailures(taro.cardNumber);
+    for (const guessed of ['0000', taro.pin]) {
+      const forged = await sealJson({ pin: guessed, rid: header.rid, nonce: header.nonce, dkt: header.dkt }, enc, { typ: typ.pin, rid: header.rid, nonce: header.nonce, dkt: header.dkt });
+      expectProblem(await authorizeAtBank('sakura-bank', await forwarded('sakura-bank', id, { ...body, pin: forged })), 'pin_invalid');
+    }
+    expect(await pinFailures(taro.cardNumber)).toBe(failuresBefore);
+    expect(decisionOf(await authorizeAtBank('sakura-bank', await forwarded('sakura-bank', id, body))).decision).toBe('approved');
+  });
+
+  it('refuses a PIN block of another approval of the same request with pin_invalid, even where the approval signed its hash (bound to the nonce: a faulty terminal)', async () => {
     const created = await paymentRequest(wallet);
     const request = await wallet.fetchRequest(created.id);
     const first = await wallet.approvalBody(request, taro.pin);
-    const second = await wallet.approvalBody(request, taro.pin);
+    const second = await wallet.approvalBody(request, taro.pin, { pbh: await sha256Base64url(first.pin) });
     expectProblem(await authorizeAtBank('sakura-bank', await forwarded('sakura-bank', created.id, { ...second, pin: first.pin })), 'pin_invalid');
-    expect(decisionOf(await authorizeAtBank('sakura-bank', await forwarded('sakura-bank', created.id, second))).decision).toBe('approved');
+    const honest = await wallet.approvalBody(request, taro.pin);
+    expect(decisionOf(await authorizeAtBank('sakura-bank', await forwarded('sakura-bank', created.id, honest))).decision).toBe('approved');
   });
 
   it('refuses a PIN block moved to another request with pin_invalid', async () => {
@@ -490,14 +550,15 @@ describe('every field of the approval is checked at the bank (each check fails i
     expectProblem(await authorizeAtBank('sakura-bank', await forwarded('sakura-bank', b.id, { ...b.body, pin: a.body.pin })), 'pin_invalid');
   });
 
-  it('refuses a PIN block moved to another request even when both approvals carry the same nonce (a terminal with a broken random source) with pin_invalid', async () => {
+  it('refuses a PIN block moved to another request even where the approval signed its hash and both carry the same nonce (a faulty terminal), with pin_invalid', async () => {
     const nonce = randomBytes(18).toString('base64url');
     const a = await paymentRequest(wallet);
     const b = await paymentRequest(wallet);
     const forA = await wallet.approvalBody(await wallet.fetchRequest(a.id), taro.pin, { nonce });
-    const forB = await wallet.approvalBody(await wallet.fetchRequest(b.id), taro.pin, { nonce });
+    const forB = await wallet.approvalBody(await wallet.fetchRequest(b.id), taro.pin, { nonce, pbh: await sha256Base64url(forA.pin) });
     expectProblem(await authorizeAtBank('sakura-bank', await forwarded('sakura-bank', b.id, { ...forB, pin: forA.pin })), 'pin_invalid');
-    expect(decisionOf(await authorizeAtBank('sakura-bank', await forwarded('sakura-bank', b.id, forB))).decision).toBe('approved');
+    const honest = await wallet.approvalBody(await wallet.fetchRequest(b.id), taro.pin, { nonce });
+    expect(decisionOf(await authorizeAtBank('sakura-bank', await forwarded('sakura-bank', b.id, honest))).decision).toBe('approved');
   });
 
   it('answers a replayed approval with the decision already made and holds the money once', async () => {
@@ -555,13 +616,13 @@ describe('online PIN guessing through /internal ends at the card’s limits, wha
     const dkt = await thumbprint(deviceJwk);
     const enc = bankOf('sakura-bank').config.keys.current('enc');
     const sealed = await sealJson({ v: 1, holder_name: hanako.holderName, card_number: cardNumber, expiry: hanako.expiry, device_jwk: deviceJwk }, enc, { typ: typ.credential, cred, iss: 'sakura-bank', dkt });
-    const answer = await toBank('sakura-bank', '/internal/v1/enrollments', { credential_id: cred, device_jwk: deviceJwk, sealed_credential: sealed, pin_block: await sealJson({ pin, cred, dkt }, enc, { typ: typ.enrollmentPin, cred, dkt }) });
+    const answer = await toBank('sakura-bank', '/internal/v1/enrollments', { credential_id: cred, device_jwk: deviceJwk, sealed_credential: sealed, pin_block: await sealJson({ pin, cred, dkt, cnh: await sha256Base64url(cardNumber) }, enc, { typ: typ.enrollmentPin, cred, dkt }) });
     return answer.status === 200 ? 'registered' : (answer.body.code as ErrorCode);
   }
 
   const unlock = async () => {
     const bank = bankOf('sakura-bank');
-    const accountId = (await bank.config.db.query<{ account_id: string }>('select account_id from cards where pan_lookup = $1', [(await import('@kessai/settlement-server')).panLookup(bank.config.cardKeys, hanako.cardNumber)]))[0]!.account_id;
+    const accountId = (await bank.config.db.query<{ account_id: string }>('select account_id from cards where pan_lookup = $1', [panLookup(bank.config.cardKeys, hanako.cardNumber)]))[0]!.account_id;
     const answer = await callJson(system, 'POST', `${bank.url}/admin/v1/cards/unlock`, { account_id: accountId }, system.operatorHeaders(bank.url));
     expect(answer.status).toBe(200);
   };

@@ -7,7 +7,7 @@
  */
 import { exportJWK, generateKeyPair } from 'jose';
 import { Agent, request } from 'undici';
-import { base64url, itemsHash, keyEntryFromJwk, KeyRing, newId, sealJson, signJson, thumbprint, typ, type JWK, type LineItem } from '@kessai/protocol';
+import { base64url, itemsHash, keyEntryFromJwk, KeyRing, newId, sealJson, sha256Base64url, signJson, thumbprint, typ, type JWK, type LineItem } from '@kessai/protocol';
 
 export interface BankCard {
   cardNumber: string;
@@ -24,6 +24,8 @@ export interface EnrolledDevice {
   privateKey: CryptoKey;
   sealed: string;
   issuerId: string;
+  /** The card the device was made for (its number goes, hashed, into the enrollment PIN block). */
+  cardNumber: string;
 }
 
 export interface AuthorizeOptions {
@@ -40,6 +42,8 @@ export interface AuthorizeOptions {
   approvalKey?: CryptoKey;
   iatOffsetS?: number;
   nonce?: string;
+  /** The PIN-block hash the approval signs (default: the hash of the PIN block sent). */
+  pbh?: string;
 }
 
 /** The bank's /internal API with the broker's client certificate. */
@@ -86,12 +90,12 @@ export class BankCaller {
     const credentialId = newId('cred');
     const dkt = await thumbprint(deviceJwk);
     const sealed = await sealJson({ v: 1, holder_name: card.holderName, card_number: card.cardNumber, expiry: card.expiry, device_jwk: deviceJwk }, (await this.keys()).current('enc'), { typ: typ.credential, cred: credentialId, iss: this.issuerId, dkt });
-    return { credentialId, deviceJwk, dkt, privateKey: pair.privateKey, sealed, issuerId: this.issuerId };
+    return { credentialId, deviceJwk, dkt, privateKey: pair.privateKey, sealed, issuerId: this.issuerId, cardNumber: card.cardNumber };
   }
 
   async enrollmentBody(device: EnrolledDevice, pin: string) {
     const enc = (await this.keys()).current('enc');
-    const pinBlock = await sealJson({ pin, cred: device.credentialId, dkt: device.dkt }, enc, { typ: typ.enrollmentPin, cred: device.credentialId, dkt: device.dkt });
+    const pinBlock = await sealJson({ pin, cred: device.credentialId, dkt: device.dkt, cnh: await sha256Base64url(device.cardNumber) }, enc, { typ: typ.enrollmentPin, cred: device.credentialId, dkt: device.dkt });
     return { credential_id: device.credentialId, device_jwk: device.deviceJwk, sealed_credential: device.sealed, pin_block: pinBlock };
   }
 
@@ -104,9 +108,9 @@ export class BankCaller {
     const amt = options.approvedAmount ?? '6500';
     const nonce = options.nonce ?? base64url(crypto.getRandomValues(new Uint8Array(18)));
     const iat = Math.floor(Date.now() / 1000) + (options.iatOffsetS ?? 0);
-    const approval = await signJson({ rid, mid, mnm: options.mnm ?? merchant.name, amt, cur, ih: await itemsHash(items), iat, exp: iat + 600, nonce }, options.approvalKey ?? device.privateKey, { typ: typ.approval });
     const enc = (await this.keys()).current('enc');
     const pin = await sealJson({ pin: options.pin ?? card.pin, rid, nonce, dkt: device.dkt }, enc, { typ: typ.pin, rid, nonce, dkt: device.dkt });
+    const approval = await signJson({ rid, mid, mnm: options.mnm ?? merchant.name, amt, cur, ih: await itemsHash(items), iat, exp: iat + 600, nonce, pbh: options.pbh ?? (await sha256Base64url(pin)) }, options.approvalKey ?? device.privateKey, { typ: typ.approval });
     return { request: { rid, mid, amt: options.requestedAmount ?? amt, cur, line_items: items }, sealed_credential: device.sealed, approval, pin };
   }
 

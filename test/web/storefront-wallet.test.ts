@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Page } from 'playwright-core';
 import { MerchantClient } from '@kessai/sdk';
 import { ensureWebBuilt, launchBrowser, screenshot, screenshotDir, skipWithoutChromium, type TestBrowser } from '../support/browser.ts';
-import { demoCard, startTestSystem, type TestSystem } from '../support/system.ts';
+import { callJson, demoCard, startTestSystem, type TestSystem } from '../support/system.ts';
 
 const card = demoCard('4242424242424242');
 const passphrase = 'tea ceremony 2026';
@@ -326,6 +326,24 @@ describe.skipIf(skipWithoutChromium)('storefront and browser wallet in Chromium'
     await screenshot(importPage, 'wallet-11-declined-by-payer');
     await expect.poll(() => orderStatus(shopPage), { timeout: 20_000 }).toBe('cancelled');
 
+    // The authentication server rotates cipher 1: the next approval hands the credential back re-sealed under the new key, and the page stores it.
+    const rotated = await callJson(system, 'POST', `${system.auth.url}/admin/v1/keys/rotate`, { key: 'cipher1' }, system.operatorHeaders(system.auth.url));
+    expect(rotated.status).toBe(200);
+    const storedKid = () =>
+      importPage.evaluate(async () => {
+        const db = await new Promise<IDBDatabase>((resolve, reject) => {
+          const request = indexedDB.open('kessai-wallet');
+          request.onsuccess = () => resolve(request.result);
+          request.onerror = () => reject(request.error);
+        });
+        const record = await new Promise<{ sealed_credential: string }>((resolve, reject) => {
+          const request = db.transaction('wallet').objectStore('wallet').get('current');
+          request.onsuccess = () => resolve(request.result as { sealed_credential: string });
+          request.onerror = () => reject(request.error);
+        });
+        return (JSON.parse(atob(record.sealed_credential.split('.')[0]!.replace(/-/g, '+').replace(/_/g, '/'))) as { kid: string }).kid;
+      });
+    expect(await storedKid()).not.toBe(rotated.body.kid);
     await shopAndCheckOut(shopPage, [['Tenugui', 3]], credentialId, 'shop-10-second-browser-checkout');
     await importPage.bringToFront();
     await importPage.getByRole('button', { name: 'Review and pay' }).click({ timeout: 15_000 });
@@ -334,6 +352,7 @@ describe.skipIf(skipWithoutChromium)('storefront and browser wallet in Chromium'
     await importPage.getByRole('button', { name: /^Pay / }).click();
     await expect.poll(() => importPage.getByTestId('payment-result').getAttribute('data-status'), { timeout: 30_000 }).toBe('approved');
     await screenshot(importPage, 'wallet-12-imported-paid');
+    await expect.poll(storedKid, { timeout: 10_000 }).toBe(rotated.body.kid);
     await shopPage.bringToFront();
     await expect.poll(() => orderStatus(shopPage), { timeout: 20_000 }).toBe('captured');
     await screenshot(shopPage, 'shop-11-second-browser-order-captured');

@@ -70,6 +70,14 @@ export async function buildSettlementServer(config: SettlementConfig) {
   const app = createServer({ logger: config.logger, ...(config.tls ? { tls: { ...config.tls, requestClientCertificate: true } } : {}), ...(config.serverTimeouts ? { timeouts: config.serverTimeouts } : {}) });
   const limiters = createRateLimiters(config.rateLimits);
   app.addHook('onRequest', rateLimitHook(limiters, byAddressExceptCertifiedPeers));
+  // Every /internal route, whichever module registers it: mutual TLS with the pinned broker certificate only.
+  const pinnedBroker = config.brokerCertificates ? requirePinnedClientCertificate(config.brokerCertificates) : undefined;
+  app.addHook('onRequest', async (request) => {
+    // The route's pattern, not the raw URL: a percent-encoded path (`/%69nternal/…`) reaches the same route.
+    if (!(request.routeOptions.url ?? request.url).startsWith('/internal/')) return;
+    await requireClientCertificate(request);
+    await pinnedBroker?.(request);
+  });
   const audit = await setUpAuditLog(app, config.db, config.logger, config.operatorToken);
   const metadata = issuerMetadataOf(config);
   // Every ledger write of this server goes through one group commit (ledger/group-commit.ts).
@@ -86,8 +94,6 @@ export async function buildSettlementServer(config: SettlementConfig) {
 
   await app.register(async (plugin) => {
     const internal = plugin.withTypeProvider<ZodTypeProvider>();
-    internal.addHook('onRequest', requireClientCertificate);
-    if (config.brokerCertificates) internal.addHook('onRequest', requirePinnedClientCertificate(config.brokerCertificates));
     const rid = z.strictObject({ rid: paymentRequestId });
 
     // Step 303: enrollment — the issuer verifies the card and the PIN and registers the credential (enroll.ts).

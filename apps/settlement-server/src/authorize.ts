@@ -9,7 +9,8 @@
  *   4. the approval is signed by the registered device key and names exactly this request, the
  *      merchant under its onboarded name, the amount, currency and the hash of the line items —
  *      computed here — and is fresh (the approval rule, packages/protocol/src/checks/approval.ts);
- *   5. the PIN block opens and is bound to this request, the approval's nonce and the device key;
+ *   5. the PIN block is the one the approval signed (its hash, `pbh`), opens, and is bound to this
+ *      request, the approval's nonce and the device key;
  *   6. as one job of the ledger's group commit (ledger/group-commit.ts): answer a retry with the
  *      stored decision, spend the approval nonce, find the card (it must be the registered one),
  *      check status, velocity, the credential's PIN lock and expiry, verify the PIN (keyed, pin.ts),
@@ -21,6 +22,7 @@ import {
   approvalPayload,
   checkApproval,
   checkPaymentPinBinding,
+  checkPinBlockSigned,
   isExpired,
   itemsHash,
   KessaiError,
@@ -57,6 +59,7 @@ export async function authorize(config: SettlementConfig, ledger: GroupCommit, l
   spendRateLimit(limiters, 'internalCard', registered.pan_lookup);
   const merchant = await knownMerchant(config.db, body.request.mid);
   const approval = await verifiedApproval(body, credential.deviceJwk, merchant.name, now);
+  await checkPinBlockSigned(body.pin, approval.pbh);
   const pin = await openPin(config, body.pin, { rid: body.request.rid, nonce: approval.nonce, dkt: credential.deviceJkt });
   const holder: PinHolder = { credentialId: registered.id, deviceJkt: registered.device_jkt };
   return ledger.run(async (tx) => {

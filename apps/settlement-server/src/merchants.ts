@@ -3,7 +3,8 @@
  * /admin/v1/merchants`, `kessai merchants onboard` — under the name payers are shown. An
  * authorization for a merchant not onboarded here is refused (merchant_unknown), and one whose
  * approval names the merchant under another name is refused (approval_mismatch): the
- * authentication server cannot route money to a merchant of its own making.
+ * authentication server cannot route money to a merchant of its own making. Names are unique
+ * (case-insensitively): the name is all a payer sees.
  */
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
@@ -20,6 +21,10 @@ export interface IssuerMerchant {
 export async function onboardMerchant(db: Queryable, merchant: IssuerMerchant): Promise<{ merchant_id: string; name: string; created_at: string }> {
   const problem = merchantNameProblem(merchant.name);
   if (problem) throw new KessaiError('validation_failed', `the merchant name cannot be shown to payers: ${problem}`);
+  // Payers tell merchants apart by name alone: two merchants under one name would let whoever builds
+  // the payment view pay either with the payer's approval.
+  const [twin] = await db.query<{ id: string }>('select id from merchants where lower(name) = lower($1) and id <> $2 limit 1', [merchant.name, merchant.id]);
+  if (twin) throw new KessaiError('validation_failed', 'another merchant is onboarded under this name: payers could not tell them apart');
   const [row] = await db.query<{ id: string; name: string; created_at: Date }>(
     'insert into merchants (id, name) values ($1, $2) on conflict (id) do update set name = excluded.name returning id, name, created_at',
     [merchant.id, merchant.name],

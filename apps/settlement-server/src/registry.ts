@@ -51,6 +51,12 @@ export async function registerCredential(tx: Queryable, credential: Omit<Registe
   }
 }
 
+/** True when exactly this credential (id, device key, card) is registered and active: a retried enrollment. */
+export async function isRegistered(tx: Queryable, credential: Pick<RegisteredCredential, 'id' | 'device_jkt' | 'pan_lookup'>): Promise<boolean> {
+  const [row] = await tx.query<RegisteredCredential>("select id, device_jkt, pan_lookup, account_id, status from credentials where id = $1 and status = 'active'", [credential.id]);
+  return row !== undefined && row.device_jkt === credential.device_jkt && row.pan_lookup === credential.pan_lookup;
+}
+
 export async function markCredentialUsed(tx: Queryable, id: string): Promise<void> {
   await tx.query('update credentials set last_used_at = now() where id = $1', [id]);
 }

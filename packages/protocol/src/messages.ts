@@ -88,7 +88,13 @@ export const enrollmentResponse = z.strictObject({
 export type EnrollmentResponse = z.infer<typeof enrollmentResponse>;
 
 /** Inside the enrollment PIN block. */
-export const enrollmentPinPlaintext = z.strictObject({ pin: z.string().regex(/^[0-9]{4,12}$/), cred: credentialId, dkt: z.string().regex(/^[A-Za-z0-9_-]{43}$/) });
+export const enrollmentPinPlaintext = z.strictObject({
+  pin: z.string().regex(/^[0-9]{4,12}$/),
+  cred: credentialId,
+  dkt: z.string().regex(/^[A-Za-z0-9_-]{43}$/),
+  /** sha256 (base64url) of the normalized card number: the PIN is for this card only (inside the encryption, so no one else sees it). */
+  cnh: z.string().regex(/^[A-Za-z0-9_-]{43}$/),
+});
 
 /** Payload of the issuer's registration receipt: this credential id, for this device key, at this issuer. */
 export const registrationPayload = z.strictObject({
@@ -227,6 +233,8 @@ export const approvalPayload = z.strictObject({
   /** The request's expiry: no server acts on the approval after it. */
   exp: z.number().int(),
   nonce: z.string().regex(/^[A-Za-z0-9_-]{22,64}$/),
+  /** sha256 (base64url) of the compact PIN block sent with this approval: the device signs which PIN block the issuer may test. */
+  pbh: z.string().regex(/^[A-Za-z0-9_-]{43}$/),
 });
 export type ApprovalPayload = z.infer<typeof approvalPayload>;
 

@@ -7,7 +7,7 @@
  * comes from a directory verified with the pinned directory key (directory.ts).
  */
 import { checkCredentialBinding } from './checks/credential-binding.ts';
-import { base64url, readHeader, sealJson, signJson, thumbprint, typ, verifyJson, type KeyEntry, type KeyRing } from './crypto.ts';
+import { base64url, readHeader, sealJson, sha256Base64url, signJson, thumbprint, typ, verifyJson, type KeyEntry, type KeyRing } from './crypto.ts';
 import type { DirectoryIssuer } from './directory.ts';
 import { KessaiError } from './errors.ts';
 import { authorizationPayload, itemsHash, registrationPayload, type ApprovalPayload, type AuthorizationPayload, type CredentialPlaintext, type EnrollmentResponse, type TerminalRequestPayload } from './messages.ts';
@@ -29,7 +29,8 @@ export async function enrollmentBody(issuer: DirectoryIssuer, issuerKeys: KeyRin
   checkPinFormat(input.pin);
   const dkt = await thumbprint(input.deviceJwk);
   const enc = issuerKeys.current('enc');
-  const pinBlock = await sealJson({ pin: input.pin, cred: input.credentialId, dkt }, enc, { typ: typ.enrollmentPin, cred: input.credentialId, dkt });
+  const cnh = await sha256Base64url(normalizeCardNumber(input.cardNumber));
+  const pinBlock = await sealJson({ pin: input.pin, cred: input.credentialId, dkt, cnh }, enc, { typ: typ.enrollmentPin, cred: input.credentialId, dkt });
   const common = { credential_id: input.credentialId, issuer_id: issuer.id, device_jwk: input.deviceJwk, pin_block: pinBlock };
   if (issuer.conversion_mode === 'reseal') return { ...common, holder_name: input.holderName, card_number: input.cardNumber, expiry: input.expiry };
   // Pass-through: the card data is sealed here, for the issuer; the authentication server never sees it.
@@ -53,14 +54,17 @@ export async function checkEnrollmentAnswer(answer: Pick<EnrollmentResponse, 'cr
 }
 
 /**
- * Step 404: the approval the device key signs (dynamic linking to the request, the merchant's id
- * and shown name, amount, currency, items hash and expiry) and the PIN block for the issuer,
- * bound to the request id, the approval's nonce and the device key.
+ * Step 404: the PIN block for the issuer, bound to the request id, the approval's nonce and the
+ * device key, and the approval the device key signs (dynamic linking to the request, the merchant's
+ * id and shown name, amount, currency, items hash and expiry) over the hash of that PIN block, so
+ * the issuer tests no PIN block the device did not send.
  */
 export async function approvalFor(view: TerminalRequestPayload, device: { privateKey: CryptoKey; jkt: string }, issuerKey: KeyEntry, pin: string, overrides: Partial<ApprovalPayload> = {}): Promise<{ approval: string; pin: string }> {
   checkPinFormat(pin);
-  const nonce = new Uint8Array(18);
-  globalThis.crypto.getRandomValues(nonce);
+  const random = new Uint8Array(18);
+  globalThis.crypto.getRandomValues(random);
+  const nonce = overrides.nonce ?? base64url(random);
+  const pinBlock = await sealJson({ pin, rid: view.rid, nonce, dkt: device.jkt }, issuerKey, { typ: typ.pin, rid: view.rid, nonce, dkt: device.jkt });
   const payload: ApprovalPayload = {
     rid: view.rid,
     mid: view.merchant.id,
@@ -70,11 +74,11 @@ export async function approvalFor(view: TerminalRequestPayload, device: { privat
     ih: await itemsHash(view.line_items),
     iat: Math.floor(Date.now() / 1000),
     exp: Math.floor(Date.parse(view.expires_at) / 1000),
-    nonce: base64url(nonce),
+    nonce,
+    pbh: await sha256Base64url(pinBlock),
     ...overrides,
   };
   const approval = await signJson(payload, device.privateKey, { typ: typ.approval });
-  const pinBlock = await sealJson({ pin, rid: view.rid, nonce: payload.nonce, dkt: device.jkt }, issuerKey, { typ: typ.pin, rid: view.rid, nonce: payload.nonce, dkt: device.jkt });
   return { approval, pin: pinBlock };
 }
 

@@ -365,7 +365,7 @@ function statusTone(status: string): 'ok' | 'bad' | 'wait' {
 }
 
 function Wallet({ record, onRecord, onRemoved }: { record: WalletRecord; onRecord: (record: WalletRecord) => void; onRemoved: () => void }) {
-  const terminal = useRef(new Terminal(record)).current;
+  const terminal = useRef(new Terminal(record, onRecord)).current;
   const [hostAuthUrl, setHostAuthUrl] = useState<string | null>(null);
   useEffect(() => {
     walletHostConfig().then((config) => setHostAuthUrl(config.auth_base_url), () => undefined);

@@ -9,14 +9,15 @@
  * verified with the authentication server's keys before anything is shown; an approval is a JWS by
  * the device key and the PIN a JWE to the issuer's key from the directory.
  */
-import { KeyRing, keyEntryFromJwk, signDeviceProof, thumbprint, verifyJson, type JWK } from '../../../packages/protocol/src/crypto.ts';
+import { KeyRing, keyEntryFromJwk, readHeader, signDeviceProof, thumbprint, verifyJson, type JWK } from '../../../packages/protocol/src/crypto.ts';
+import { checkCredentialBinding } from '../../../packages/protocol/src/checks/credential-binding.ts';
 import { typ } from '../../../packages/protocol/src/crypto.ts';
 import { Directory, type DirectoryIssuer } from '../../../packages/protocol/src/directory.ts';
 import { newId } from '../../../packages/protocol/src/ids.ts';
 import { terminalRequestPayload, type TerminalRequestPayload } from '../../../packages/protocol/src/messages.ts';
 import { approvalFor, checkEnrollmentAnswer, enrollmentBody, verifyAuthorizationFor, type DevicePublicKey } from '../../../packages/protocol/src/terminal.ts';
 import { api, ApiError } from '../../shared/api.ts';
-import type { IssuerSummary, WalletRecord } from './store.ts';
+import { loadWallet, saveWallet, type IssuerSummary, type WalletRecord } from './store.ts';
 
 /** What the wallet's own origin tells it: where the authentication server is, and the directory key it trusts. */
 export interface WalletHostConfig {
@@ -55,6 +56,8 @@ export interface Outcome {
   status: string;
   decline_code: string | null;
   authorization: string | null;
+  /** The credential re-sealed under a rotated key, when the answer carries one (stored by approve()). */
+  sealed_credential?: string;
 }
 
 /**
@@ -83,12 +86,15 @@ async function keyRing(uri: string): Promise<KeyRing> {
 }
 
 export class Terminal {
-  readonly #wallet: WalletRecord;
+  #wallet: WalletRecord;
+  readonly #onRenewed: ((record: WalletRecord) => void) | undefined;
   #authKeys?: Promise<KeyRing>;
   #directory?: Promise<Directory> | undefined;
 
-  constructor(wallet: WalletRecord) {
+  /** `onRenewed` hears of the record stored with a re-sealed credential (key rotation). */
+  constructor(wallet: WalletRecord, onRenewed?: (record: WalletRecord) => void) {
     this.#wallet = wallet;
+    this.#onRenewed = onRenewed;
   }
 
   #url(path: string): string {
@@ -180,12 +186,28 @@ export class Terminal {
     const jkt = await thumbprint(this.#wallet.device_public_jwk);
     const { approval, pin: pinBlock } = await approvalFor(view, { privateKey: this.#wallet.device_key, jkt }, issuerKey, pin);
     try {
-      return await this.#call<Outcome>('POST', `/v1/terminal/payment-requests/${view.rid}/approve`, { sealed_credential: this.#wallet.sealed_credential, approval, pin: pinBlock });
+      const outcome = await this.#call<Outcome>('POST', `/v1/terminal/payment-requests/${view.rid}/approve`, { sealed_credential: this.#wallet.sealed_credential, approval, pin: pinBlock });
+      if (outcome.sealed_credential !== undefined) await this.#renew(outcome.sealed_credential);
+      return outcome;
     } catch (err) {
       // The issuer retired the key this page's directory named: the next approval reads the directory again.
       if (err instanceof ApiError && err.code === 'key_retired') this.#directory = undefined;
       throw err;
     }
+  }
+
+  /**
+   * Key rotation: the credential handed back re-sealed under the current key replaces the stored
+   * one, if it is bound to this credential, issuer and device key (the credential-binding rule).
+   */
+  async #renew(sealed: string): Promise<void> {
+    const now = readHeader(this.#wallet.sealed_credential, 'credential_invalid');
+    checkCredentialBinding(readHeader(sealed, 'credential_invalid'), { credentialId: String(now.cred), issuerId: String(now.iss), deviceJkt: String(now.dkt) });
+    const stored = await loadWallet();
+    if (stored?.credential_id !== this.#wallet.credential_id) return;
+    this.#wallet = { ...stored, sealed_credential: sealed };
+    await saveWallet(this.#wallet);
+    this.#onRenewed?.(this.#wallet);
   }
 
   /** Step 408: the issuer's own signature on an approved payment, with its key from the directory. */

@@ -18,7 +18,7 @@ import {
   settlementBatchList,
   settlementReport,
 } from '@kessai/protocol';
-import { requireClientCertificate, requireOperator } from '@kessai/service';
+import { requireOperator } from '@kessai/service';
 import type { SettlementConfig } from '../config.ts';
 import type { GroupCommit } from '../ledger/group-commit.ts';
 import { addDays, businessDayOf } from './business-day.ts';
@@ -47,7 +47,6 @@ export async function registerSettlement(app: FastifyInstance, config: Settlemen
 
   await app.register(async (plugin) => {
     const internal = plugin.withTypeProvider<ZodTypeProvider>();
-    internal.addHook('onRequest', requireClientCertificate);
     const merchantParams = z.strictObject({ merchant_id: merchantId });
     internal.get('/internal/v1/merchants/:merchant_id/settlement-batches', { schema: { params: merchantParams, response: { 200: settlementBatchList } } }, async (request) => ({
       batches: (await listBatches(config.db, { merchantId: request.params.merchant_id })).map((row) => batchView(row, config.issuerId)),
