@@ -8,7 +8,8 @@
  *   npm run mutation-check                 every mutation
  *   npm run mutation-check -- amount nonce  the named ones
  *
- * Exits 1 when a mutation survives, or when a mutation no longer applies (the source changed).
+ * Exits 1 when a mutation survives, or when a mutation no longer applies (the source changed); 2
+ * when the guard tests fail before any mutation (every mutation would then look killed).
  */
 import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -162,6 +163,14 @@ function run(mutation: Mutation): 'killed' | 'survived' {
 
 const wanted = process.argv.slice(2);
 const chosen = wanted.length === 0 ? mutations : mutations.filter((m) => wanted.includes(m.name));
+// The guards must pass on the unmutated source first: otherwise every mutation would look killed.
+const guards = [...new Set(chosen.flatMap((m) => m.tests))];
+const baseline = spawnSync('npx', ['vitest', 'run', ...guards, '--reporter=dot'], { cwd: root, encoding: 'utf8', env: process.env });
+if (baseline.status !== 0) {
+  console.log(`the guard tests fail on the unmutated source (${guards.join(', ')}): fix them first`);
+  process.exit(2);
+}
+console.log(`baseline: ${guards.join(', ')} pass on the unmutated source`);
 let survivors = 0;
 for (const mutation of chosen) {
   const started = Date.now();
