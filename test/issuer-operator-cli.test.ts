@@ -4,30 +4,22 @@
  * merchants the bank pays, `kessai credentials revoke --issuer` revokes in the bank's own registry.
  */
 import { describe, expect, it } from 'vitest';
-import { Command } from 'commander';
 import { newId } from '@kessai/protocol';
 import { registerCredentialsCommands } from '../apps/cli/src/credentials-commands.ts';
 import { registerMerchantsCommands } from '../apps/cli/src/merchants-commands.ts';
 import { demoCard } from './support/system.ts';
 import { idempotencyKey, merchantForFile } from './support/payer.ts';
 import { codeOf } from './support/errors.ts';
+import { runKessai } from './support/cli.ts';
 
 const kessai = merchantForFile();
 
 /** Runs one `kessai …` command against the test system's data folder; what it printed. */
-async function kessaiCli(args: string[]): Promise<string> {
-  const program = new Command('kessai').exitOverride();
-  registerMerchantsCommands(program, kessai.system.dataDir);
-  registerCredentialsCommands(program, kessai.system.dataDir);
-  const written: string[] = [];
-  const write = process.stdout.write.bind(process.stdout);
-  process.stdout.write = ((chunk: string) => written.push(String(chunk)) > 0) as typeof process.stdout.write;
-  try {
-    await program.parseAsync(args, { from: 'user' });
-  } finally {
-    process.stdout.write = write;
-  }
-  return written.join('');
+function kessaiCli(args: string[]): Promise<string> {
+  return runKessai((program) => {
+    registerMerchantsCommands(program, kessai.system.dataDir);
+    registerCredentialsCommands(program, kessai.system.dataDir);
+  }, args);
 }
 
 const sakura = () => kessai.system.settlements.find((s) => s.issuer.id === 'sakura-bank')!;

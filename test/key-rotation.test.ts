@@ -16,6 +16,7 @@ import { AuthorizationVerificationError, AuthorizationVerifier, MerchantClient, 
 import { registerWalletCommands } from '@kessai/wallet';
 import { registerKeysCommands } from '../apps/cli/src/keys-commands.ts';
 import { callJson, demoCard, enroll, startTestSystem, type TestSystem } from './support/system.ts';
+import { runKessai } from './support/cli.ts';
 import { codeOf } from './support/errors.ts';
 import { idempotencyKey } from './support/payer.ts';
 
@@ -242,19 +243,7 @@ describe('the command-line wallet', () => {
 });
 
 describe('kessai keys', () => {
-  async function kessai(args: string[]): Promise<string> {
-    const program = new Command('kessai').exitOverride();
-    registerKeysCommands(program, system.dataDir);
-    const written: string[] = [];
-    const write = process.stdout.write.bind(process.stdout);
-    process.stdout.write = ((chunk: string) => written.push(String(chunk)) > 0) as typeof process.stdout.write;
-    try {
-      await program.parseAsync(args, { from: 'user' });
-    } finally {
-      process.stdout.write = write;
-    }
-    return written.join('');
-  }
+  const kessai = (args: string[]) => runKessai((program) => registerKeysCommands(program, system.dataDir), args);
 
   it('lists, rotates and retires through the operator endpoints', async () => {
     const url = settlementUrl('fuji-bank');

@@ -99,6 +99,14 @@ afterAll(async () => {
 
 const bankOf = (issuerId: string) => system.settlements.find((s) => s.issuer.id === issuerId)!;
 
+/** A device key of the broker's own, with a fresh credential id: what it would enroll or mint a credential with. */
+async function brokerDevice() {
+  const device = await generateKeyPair('ES256', { extractable: true });
+  const { kty, crv, x, y } = await exportJWK(device.publicKey);
+  const deviceJwk = { kty: kty as 'EC', crv: crv as 'P-256', x: x!, y: y! };
+  return { device, deviceJwk, cred: newId('cred'), dkt: await thumbprint(deviceJwk) };
+}
+
 /** A call to a bank's /internal API with the broker's own client certificate. */
 function toBank(issuerId: string, path: string, body: unknown): Promise<Answer> {
   return sendRaw(broker, `${bankOf(issuerId).url}${path}`, { text: JSON.stringify(body) });
@@ -307,11 +315,7 @@ describe('enrollment: the broker cannot enroll a device of its own for a card wh
 
   /** The broker's enrollment at the bank with its own device key and the card data it saw. */
   async function brokerEnrollment(pinBlock: (binding: { cred: string; dkt: string }) => Promise<string>) {
-    const device = await generateKeyPair('ES256', { extractable: true });
-    const { kty, crv, x, y } = await exportJWK(device.publicKey);
-    const deviceJwk = { kty: kty as 'EC', crv: crv as 'P-256', x: x!, y: y! };
-    const cred = newId('cred');
-    const dkt = await thumbprint(deviceJwk);
+    const { deviceJwk, cred, dkt } = await brokerDevice();
     const sealed = await sealJson({ v: 1, holder_name: seen.holder_name, card_number: seen.card_number, expiry: seen.expiry, device_jwk: deviceJwk }, bankOf('sakura-bank').config.keys.current('enc'), { typ: typ.credential, cred, iss: 'sakura-bank', dkt });
     return toBank('sakura-bank', '/internal/v1/enrollments', { credential_id: cred, device_jwk: deviceJwk, sealed_credential: sealed, pin_block: await pinBlock({ cred, dkt }) });
   }
@@ -353,11 +357,7 @@ describe('a replayed enrollment does not reset the wrong-PIN count between a bro
       return toBank('sakura-bank', '/internal/v1/enrollments', { credential_id: payerEnrollment.credential_id, device_jwk: payerEnrollment.device_jwk, sealed_credential: sealed, pin_block: payerEnrollment.pin_block });
     };
     const guess = async (pin: string) => {
-      const device = await generateKeyPair('ES256', { extractable: true });
-      const { kty, crv, x, y } = await exportJWK(device.publicKey);
-      const deviceJwk = { kty: kty as 'EC', crv: crv as 'P-256', x: x!, y: y! };
-      const cred = newId('cred');
-      const dkt = await thumbprint(deviceJwk);
+      const { deviceJwk, cred, dkt } = await brokerDevice();
       const enc = bankOf('sakura-bank').config.keys.current('enc');
       const sealed = await sealJson({ v: 1, holder_name: layla.holderName, card_number: layla.cardNumber, expiry: layla.expiry, device_jwk: deviceJwk }, enc, { typ: typ.credential, cred, iss: 'sakura-bank', dkt });
       const pinBlock = await sealJson({ pin, cred, dkt, cnh: await sha256Base64url(layla.cardNumber) }, enc, { typ: typ.enrollmentPin, cred, dkt });
@@ -381,11 +381,7 @@ describe('the bank refuses credentials, device keys and merchants it does not kn
     const wallet = await enroll(system, taro.cardNumber);
     try {
       const { id } = await heldApproval(wallet, taro.pin);
-      const device = await generateKeyPair('ES256', { extractable: true });
-      const { kty, crv, x, y } = await exportJWK(device.publicKey);
-      const deviceJwk = { kty: kty as 'EC', crv: crv as 'P-256', x: x!, y: y! };
-      const cred = newId('cred');
-      const dkt = await thumbprint(deviceJwk);
+      const { device, deviceJwk, cred, dkt } = await brokerDevice();
       const bank = bankOf('sakura-bank');
       const sealed = await sealJson({ v: 1, holder_name: taro.holderName, card_number: taro.cardNumber, expiry: taro.expiry, device_jwk: deviceJwk }, bank.config.keys.current('enc'), { typ: typ.credential, cred, iss: 'sakura-bank', dkt });
       const nonce = randomBytes(18).toString('base64url');
@@ -609,11 +605,7 @@ describe('online PIN guessing through /internal ends at the card’s limits, wha
 
   /** One enrollment attempt of the broker's own device for HANAKO's card with `pin`: the answer's code. */
   async function guess(pin: string, cardNumber = hanako.cardNumber): Promise<ErrorCode | 'registered'> {
-    const device = await generateKeyPair('ES256', { extractable: true });
-    const { kty, crv, x, y } = await exportJWK(device.publicKey);
-    const deviceJwk = { kty: kty as 'EC', crv: crv as 'P-256', x: x!, y: y! };
-    const cred = newId('cred');
-    const dkt = await thumbprint(deviceJwk);
+    const { deviceJwk, cred, dkt } = await brokerDevice();
     const enc = bankOf('sakura-bank').config.keys.current('enc');
     const sealed = await sealJson({ v: 1, holder_name: hanako.holderName, card_number: cardNumber, expiry: hanako.expiry, device_jwk: deviceJwk }, enc, { typ: typ.credential, cred, iss: 'sakura-bank', dkt });
     const answer = await toBank('sakura-bank', '/internal/v1/enrollments', { credential_id: cred, device_jwk: deviceJwk, sealed_credential: sealed, pin_block: await sealJson({ pin, cred, dkt, cnh: await sha256Base64url(cardNumber) }, enc, { typ: typ.enrollmentPin, cred, dkt }) });
