@@ -73,8 +73,8 @@ export async function buildSettlementServer(config: SettlementConfig) {
   // Every /internal route, whichever module registers it: mutual TLS with the pinned broker certificate only.
   const pinnedBroker = config.brokerCertificates ? requirePinnedClientCertificate(config.brokerCertificates) : undefined;
   app.addHook('onRequest', async (request) => {
-    // The route's pattern, not the raw URL: a percent-encoded path (`/%69nternal/…`) reaches the same route.
-    if (!(request.routeOptions.url ?? request.url).startsWith('/internal/')) return;
+    // The route's pattern, not the raw URL: a percent-encoded path (`/%69nternal/…`) reaches the same route; a path no route has is not_found.
+    if (!request.routeOptions.url?.startsWith('/internal/')) return;
     await requireClientCertificate(request);
     await pinnedBroker?.(request);
   });
