@@ -25,9 +25,26 @@ export async function reservePort(host = '127.0.0.1', given?: number): Promise<P
   return { port: address.port, release: () => (released ??= new Promise<void>((done) => probe.close(() => done()))) };
 }
 
+/**
+ * Ports handed to another process are taken below Linux's default ephemeral range (32768–60999),
+ * from which the kernel picks the local port of every outgoing connection: a port from that range,
+ * free when probed, can be the local end of some connection (a database client's) by the time the
+ * other process listens on it (EADDRINUSE, seen in CI on the PostgreSQL pass).
+ */
+const handedPortMin = 20_000;
+const handedPortMax = 32_767;
+const handedPortAttemptsMax = 50;
+
 /** A port free now, for another process to listen on (it cannot be held across processes). */
 export async function freePort(host = '127.0.0.1'): Promise<number> {
-  const reservation = await reservePort(host);
-  await reservation.release();
-  return reservation.port;
+  for (let attempt = 0; attempt < handedPortAttemptsMax; attempt++) {
+    const port = handedPortMin + Math.floor(Math.random() * (handedPortMax - handedPortMin + 1));
+    const probe = createServer();
+    const free = await new Promise<boolean>((resolve) => probe.once('error', () => resolve(false)).listen(port, host, () => resolve(true)));
+    if (free) {
+      await new Promise<void>((done) => probe.close(() => done()));
+      return port;
+    }
+  }
+  throw new Error(`no free port between ${handedPortMin} and ${handedPortMax} after ${handedPortAttemptsMax} attempts`);
 }
