@@ -6,7 +6,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateKeyPair } from 'jose';
 import { openJson, signJson, typ } from '@kessai/protocol';
-import { codeOf } from './support/errors.ts';
 import { callJson, demoCard, enroll, startTestSystem, type TestSystem } from './support/system.ts';
 import { checkout, waitForOrder } from './support/shop.ts';
 import { collectAuthAndShopRetention, personalDataNeedles } from './support/retention.ts';
@@ -112,17 +111,23 @@ describe('what the authentication server can read', () => {
 });
 
 describe('a decision the issuer did not sign', () => {
-  it('is refused with issuer_refused and the request stays pending for a real answer', async () => {
+  it('is not recorded: the request stays in doubt until the issuer\'s own stored decision is asked for, verified and adopted', async () => {
     const wallet = await enroll(system, '4000056655665556');
     const order = await checkout(system, [{ index: 5, quantity: 1 }]);
     const request = await wallet.fetchRequest(order.payment_request_id);
     forgeNextAuthorization = true;
-    expect(await codeOf(wallet.approve(request, demoCard('4000056655665556').pin))).toBe('issuer_refused');
+    // The forged answer is not recorded: the request stays in doubt (authorizing), the in-doubt
+    // worker asks the issuer for its stored decision, verifies that one, and adopts it.
+    const outcome = await wallet.approve(request, demoCard('4000056655665556').pin);
+    expect(outcome.status).toBe('approved');
     const [row] = await system.auth.db.query<{ status: string; authorization_jws: string | null }>('select status, authorization_jws from payment_requests where id = $1', [order.payment_request_id]);
-    expect(row).toEqual({ status: 'pending', authorization_jws: null });
-    // The issuer keeps its real decision; the next approval gets it, and nothing is held twice.
-    const retried = await wallet.approve(request, demoCard('4000056655665556').pin);
-    expect(retried.status).toBe('approved');
+    expect(row?.status).toBe('approved');
+    const decision = await wallet.verifyAuthorization(row!.authorization_jws!, request.view);
+    expect(decision).toMatchObject({ rid: order.payment_request_id, decision: 'approved' });
+    // One hold at the issuer, the real one.
+    const sakura = system.settlements.find((s) => s.issuer.id === 'sakura-bank')!;
+    const holds = await sakura.config.db.query<{ n: bigint }>('select count(*) as n from authorizations where request_id = $1', [order.payment_request_id]);
+    expect(Number(holds[0]!.n)).toBe(1);
     await wallet.close();
   });
 });

@@ -12,10 +12,12 @@ import { checkAuthConfig, type AuthConfig } from './config.ts';
 import { adminConsoleRoutes } from './admin-console.ts';
 import type { AuthContext } from './context.ts';
 import { purgeIdempotencyKeys } from './idempotency.ts';
-import { syncExpiredHolds } from './hold-sync.ts';
+import { syncHolds } from './hold-sync.ts';
+import { resolveInDoubt } from './in-doubt.ts';
+import { transition } from './payment-state.ts';
 import { relayPendingRevocations } from './revocation-relay.ts';
 import { IssuerDirectory } from './issuers.ts';
-import { merchantView, type PaymentRequestRow } from './payment-requests.ts';
+import type { PaymentRequestRow } from './payment-requests.ts';
 import { authRateLimitKeys } from './rate-limits.ts';
 import { createPushHub } from './push.ts';
 import { registerServerTiming } from './server-timing.ts';
@@ -26,7 +28,7 @@ import { settlementRoutes } from './routes/settlements.ts';
 import { terminalRoutes } from './routes/terminal.ts';
 import { webhookSecretRoutes } from './webhook-secrets.ts';
 import { allowWalletOrigins } from './wallet-origins.ts';
-import { enqueueEvent, WebhookDispatcher } from './webhooks.ts';
+import { WebhookDispatcher } from './webhooks.ts';
 
 const migrationsDir = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'migrations');
 
@@ -45,21 +47,24 @@ async function seedMerchants(config: AuthConfig): Promise<void> {
   }
 }
 
+/** The one writer of expiry: each pending request past its expiry turns `expired`, its event queued in the same statement (payment-state.ts). */
+async function expirePending(context: AuthContext, now: Date): Promise<void> {
+  const { config } = context;
+  const due = await config.db.query<PaymentRequestRow>("select * from payment_requests where status = 'pending' and expires_at <= $1 order by expires_at limit $2", [now, limits.expiryBatchMax]);
+  for (const row of due) await transition(config.db, row, 'expired', {}, { publicBaseUrl: config.publicBaseUrl, now });
+}
+
 /** One pass of the background work; exported so tests can run it without waiting. */
 export async function runWorker(context: AuthContext, dispatcher: WebhookDispatcher, now: Date): Promise<void> {
   const { config } = context;
-  // Expired requests and their events in one transaction: a crash between them would lose the events.
-  await config.db.transaction(async (tx) => {
-    const expired = await tx.query<PaymentRequestRow>("update payment_requests set status = 'expired', updated_at = now() where status = 'pending' and expires_at <= $1 returning *", [now]);
-    for (const row of expired) await enqueueEvent(tx, 'payment_request.expired', merchantView(row, config.publicBaseUrl), now);
-  });
-  // A request left `authorizing` by a crash goes back to pending; the issuer answers a new approval with its stored decision.
-  await config.db.query("update payment_requests set status = 'pending', credential_id = null, issuer_id = null where status = 'authorizing' and updated_at < $1", [new Date(now.getTime() - 3 * limits.upstreamTimeoutMs)]);
+  await expirePending(context, now);
+  // Authorizations whose answer was lost (in-doubt.ts): asked about, adopted or reversed.
+  await resolveInDoubt(context, now);
   await config.db.query('delete from device_proofs where expires_at < $1', [now]);
   await purgeIdempotencyKeys(config.db, now);
   await dispatcher.deliverDue(now);
-  // Holds the issuer released turn their requests expired (hold-sync.ts); after the deliveries, so a slow issuer delays no webhook.
-  await syncExpiredHolds(context, now);
+  // The issuer's state of approved requests' holds is adopted (hold-sync.ts); after the deliveries, so a slow issuer delays no webhook.
+  await syncHolds(context, now);
   await relayPendingRevocations(context);
 }
 

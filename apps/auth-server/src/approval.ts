@@ -4,12 +4,16 @@
  *   2. the approval is signed by the credential record's device key and names exactly this
  *      request, merchant (id and name), amount, currency and items, and is fresh (the approval rule);
  *   3. the sealed credential's header is bound to this credential and device key (credential-binding rule);
- *   4. the nonce is spent and the intent saved (status `authorizing`) before calling out;
+ *   4. the nonce is spent and the intent saved (status `authorizing`, the attempt's nonce kept)
+ *      before calling out;
  *   5. step 405: convert the credential (re-seal in memory, or pass through untouched);
- *   6. step 406: forward to the issuer over mutual TLS;
+ *   6. step 406: forward to the issuer over mutual TLS, with the deadline (Kessai-Deadline-Ms,
+ *      limits.authorizationDeadlineMs) past which it holds nothing;
  *   7. step 407: verify the issuer's signed decision, record it and tell the merchant.
- * On any failure after step 4 the request returns to `pending`: the issuer answers a second
- * approval for the same request with the decision it already made, so nothing is charged twice.
+ * A failure before the call, or a refusal the issuer answered (4xx: nothing held), returns the
+ * request to `pending`. Any other failure — no answer, a 5xx, an answer that does not verify — may
+ * have left a hold: the request stays `authorizing` (in doubt), the terminal is answered so, and
+ * the in-doubt worker (in-doubt.ts) resolves it by asking the issuer, or reverses it.
  */
 import { importJWK } from 'jose';
 import {
@@ -19,6 +23,7 @@ import {
   checkApproval,
   checkCredentialBinding,
   KessaiError,
+  limits,
   readHeader,
   itemsHash,
   typ,
@@ -28,26 +33,27 @@ import {
   type AuthorizationPayload,
   type TerminalOutcome,
 } from '@kessai/protocol';
-import { sqlState } from '@kessai/service';
+import { deadlineHeaders, sqlState } from '@kessai/service';
 import type { TerminalCaller } from './callers.ts';
 import type { AuthContext } from './context.ts';
 import { passThrough } from './conversion/pass-through.ts';
 import { renewedForTerminal } from './conversion/renew.ts';
 import { reseal } from './conversion/reseal.ts';
 import type { Issuer } from './issuers.ts';
-import { loadPaymentRequest, transitionWithEvent, type PaymentRequestRow } from './payment-requests.ts';
+import { loadPaymentRequest, statusAt, type PaymentRequestRow } from './payment-requests.ts';
+import { ruleFor, transition } from './payment-state.ts';
 import { timed } from './server-timing.ts';
 
-export async function requestForTerminal(context: AuthContext, terminal: TerminalCaller, id: string, now: Date): Promise<PaymentRequestRow> {
+export async function requestForTerminal(context: AuthContext, terminal: TerminalCaller, id: string): Promise<PaymentRequestRow> {
   const { config } = context;
-  const row = await loadPaymentRequest(config.db, id, now, config.publicBaseUrl);
+  const row = await loadPaymentRequest(config.db, id);
   if (row.wallet_handle !== null && row.wallet_handle !== terminal.credentialId) throw new KessaiError('payment_request_not_found');
   if (row.credential_id !== null && row.credential_id !== terminal.credentialId) throw new KessaiError('payment_request_not_found');
   return row;
 }
 
-function requireAnswerable(row: PaymentRequestRow): void {
-  if (row.status === 'expired') throw new KessaiError('payment_request_expired');
+function requireAnswerable(row: PaymentRequestRow, now: Date): void {
+  if (statusAt(row, now) === 'expired') throw new KessaiError('payment_request_expired');
   if (row.status !== 'pending') throw new KessaiError('payment_request_not_pending', `payment request is ${row.status}`);
 }
 
@@ -65,27 +71,46 @@ async function verifiedApproval(context: AuthContext, terminal: TerminalCaller, 
 /**
  * Spends the approval's nonce and marks the request `authorizing` (and the credential used), in one
  * statement: the nonce is inserted only if the request was still pending, and a duplicate nonce
- * aborts the whole statement (23505).
+ * aborts the whole statement (23505). The attempt's nonce is kept for a reversal, and the in-doubt
+ * worker will look at the request after the deadline unless its answer is recorded first.
  */
-async function saveIntent(context: AuthContext, terminal: TerminalCaller, row: PaymentRequestRow, approval: ApprovalPayload): Promise<PaymentRequestRow> {
+async function saveIntent(context: AuthContext, terminal: TerminalCaller, row: PaymentRequestRow, approval: ApprovalPayload, now: Date): Promise<PaymentRequestRow> {
   const { db } = context.config;
-  let saved: unknown[];
+  const rule = ruleFor(row.status, 'approval_saved');
+  if (!rule) throw new KessaiError('payment_request_not_pending');
+  const resolveAt = new Date(now.getTime() + limits.authorizationDeadlineMs + limits.inDoubtFirstCheckMs);
+  let saved: PaymentRequestRow[];
   try {
-    saved = await db.query(
-      `with intent as (update payment_requests set status = 'authorizing', credential_id = $2, issuer_id = $3, updated_at = now() where id = $1 and status = 'pending' returning id),
-       used as (update credentials set last_used_at = now() where id = $2 and exists (select 1 from intent))
-       insert into approval_nonces (nonce, request_id) select $4, id from intent returning request_id`,
-      [row.id, terminal.credentialId, terminal.issuerId, approval.nonce],
+    saved = await db.query<PaymentRequestRow>(
+      `with intent as (update payment_requests set status = $6, credential_id = $2, issuer_id = $3, attempt_nonce = $4, resolve_at = $5, resolve_attempts = 0, updated_at = now()
+                        where id = $1 and status = $7 returning *),
+       used as (update credentials set last_used_at = now() where id = $2 and exists (select 1 from intent)),
+       spent as (insert into approval_nonces (nonce, request_id) select $4, id from intent)
+       select * from intent`,
+      [row.id, terminal.credentialId, terminal.issuerId, approval.nonce, resolveAt, rule.to, rule.from],
     );
   } catch (err) {
     if (sqlState(err) === '23505') throw new KessaiError('approval_replayed');
     throw err;
   }
-  if (saved.length === 0) {
+  const [authorizing] = saved;
+  if (!authorizing) {
     const spent = await db.query('select 1 from approval_nonces where nonce = $1', [approval.nonce]);
     throw new KessaiError(spent.length > 0 ? 'approval_replayed' : 'payment_request_not_pending');
   }
-  return { ...row, status: 'authorizing', credential_id: terminal.credentialId, issuer_id: terminal.issuerId };
+  return authorizing;
+}
+
+/**
+ * Whether a failed call to the issuer is an answer that nothing was held: a refusal it answered
+ * (4xx, but not request_timeout: its handler may still run), its ledger queue full, or its refusal
+ * to start past the deadline. Anything else — no answer, a 5xx, an answer that does not verify —
+ * leaves the authorization in doubt.
+ */
+function nothingHeld(err: unknown): boolean {
+  if (!(err instanceof KessaiError)) return false;
+  if (err.code === 'ledger_busy' || err.code === 'deadline_exceeded' || err.code === 'rate_limited') return true;
+  return err.status >= 400 && err.status < 500 && err.code !== 'request_timeout';
 }
 
 /** Step 405: the conversion the issuer asked for in its metadata. */
@@ -94,7 +119,8 @@ async function convert(context: AuthContext, issuer: Issuer, sealedCredential: s
   return reseal(sealedCredential, context.config.keys, issuer.keys.current('enc'));
 }
 
-async function verifyDecision(issuer: Issuer, jws: string, row: PaymentRequestRow): Promise<AuthorizationPayload> {
+/** Step 407's check of the issuer's signed decision: its key, and exactly this request, amount, currency and merchant. */
+export async function verifyDecision(issuer: Issuer, jws: string, row: PaymentRequestRow): Promise<AuthorizationPayload> {
   const { value } = await verifyJson(jws, (kid) => issuer.keys.byKid(kid)?.publicKey, typ.authorization, 'issuer_refused');
   const parsed = authorizationPayload.safeParse(value);
   if (!parsed.success) throw new KessaiError('issuer_refused', 'unreadable authorization');
@@ -107,47 +133,66 @@ async function verifyDecision(issuer: Issuer, jws: string, row: PaymentRequestRo
 
 export async function approve(context: AuthContext, terminal: TerminalCaller, id: string, body: ApproveRequest, now: Date): Promise<TerminalOutcome> {
   const { config } = context;
-  const row = await requestForTerminal(context, terminal, id, now);
-  requireAnswerable(row);
+  const row = await requestForTerminal(context, terminal, id);
+  requireAnswerable(row, now);
   const approval = await verifiedApproval(context, terminal, row, body.approval, now);
   checkCredentialBinding(readHeader(body.sealed_credential, 'credential_invalid'), terminal);
   const issuer = await context.issuers.byId(terminal.issuerId);
-  const authorizing = await saveIntent(context, terminal, row, approval);
+  const authorizing = await saveIntent(context, terminal, row, approval, now);
+  const transitionContext = { publicBaseUrl: config.publicBaseUrl, now };
   let decision: AuthorizationPayload;
   let jws: string;
   let renewed: string | undefined;
+  let sent = false;
   try {
     const converted = await timed('conversion', () => convert(context, issuer, body.sealed_credential));
     config.logger.info({ request: row.id, mode: issuer.metadata.conversion_mode }, 'step 405: credential converted');
     const forwarded = { request: { rid: row.id, mid: row.merchant_id, amt: approval.amt, cur: approval.cur, line_items: row.line_items }, sealed_credential: converted, approval: body.approval, pin: body.pin };
-    ({ authorization: jws, sealed_credential: renewed } = await timed('authorization', () => context.http.call('POST', `${issuer.route.baseUrl}/internal/v1/authorizations`, { body: forwarded, schema: authorizeResponse, unavailable: 'issuer_unavailable' })));
+    sent = true;
+    ({ authorization: jws, sealed_credential: renewed } = await timed('authorization', () =>
+      context.http.call('POST', `${issuer.route.baseUrl}/internal/v1/authorizations`, {
+        body: forwarded,
+        schema: authorizeResponse,
+        unavailable: 'issuer_unavailable',
+        headers: deadlineHeaders(limits.authorizationDeadlineMs),
+        timeoutMs: limits.authorizationDeadlineMs,
+      }),
+    ));
     decision = await verifyDecision(await context.issuers.withKid(issuer, readHeader(jws, 'issuer_refused').kid), jws, row);
   } catch (err) {
-    await config.db.query("update payment_requests set status = 'pending', credential_id = null, issuer_id = null, updated_at = now() where id = $1 and status = 'authorizing'", [row.id]);
-    // The issuer retired the cipher 2 key this server still had cached: fetch its keys again for the next attempt.
-    if (err instanceof KessaiError && err.code === 'key_retired') context.issuers.forget(issuer.route.id);
-    throw err;
+    if (!sent || nothingHeld(err)) {
+      await transition(config.db, authorizing, 'issuer_refused', { credential_id: null, issuer_id: null, attempt_nonce: null, resolve_at: null }, transitionContext);
+      // The issuer retired the cipher 2 key this server still had cached: fetch its keys again for the next attempt.
+      if (err instanceof KessaiError && err.code === 'key_retired') context.issuers.forget(issuer.route.id);
+      throw err;
+    }
+    // In doubt: the issuer may hold the funds. The in-doubt worker asks it shortly (in-doubt.ts);
+    // the terminal is told `authorizing` and asks for the outcome (never "not paid").
+    await config.db.query("update payment_requests set resolve_at = $2 where id = $1 and status = 'authorizing'", [row.id, new Date(now.getTime() + limits.inDoubtFirstCheckMs)]);
+    config.logger.warn({ request: row.id, code: err instanceof KessaiError ? err.code : 'internal_error' }, 'step 406: the issuer\'s answer was lost; the authorization is in doubt');
+    return outcomeOf(authorizing);
   }
   // Step 407: record the outcome and tell the merchant, in one statement.
-  const status = decision.decision === 'approved' ? 'approved' : 'declined';
+  const approved = decision.decision === 'approved';
   const recorded = await timed('record', () =>
-    transitionWithEvent(config.db, authorizing, { status, authorization_jws: jws, decline_code: decision.code }, status === 'approved' ? 'payment_request.approved' : 'payment_request.declined', config.publicBaseUrl, now),
+    transition(config.db, authorizing, approved ? 'issuer_approved' : 'issuer_declined', { authorization_jws: jws, decline_code: decision.code, resolve_at: null }, transitionContext),
   );
-  if (!recorded) throw new Error(`payment request ${row.id} left authorizing while this approval ran`);
+  // The in-doubt worker resolved it meanwhile (this answer came after the deadline): answer what it recorded.
+  if (!recorded) return outcomeOf(await loadPaymentRequest(config.db, row.id));
   config.logger.info({ request: row.id, decision: decision.decision, code: decision.code }, 'step 407: outcome recorded');
   return { ...outcomeOf(recorded), ...(await renewedForTerminal(context, terminal, issuer, body.sealed_credential, renewed)) };
 }
 
-export function outcomeOf(row: PaymentRequestRow): TerminalOutcome {
-  return { id: row.id, status: row.status, decline_code: row.decline_code, authorization: row.authorization_jws };
+export function outcomeOf(row: PaymentRequestRow, now: Date = new Date()): TerminalOutcome {
+  return { id: row.id, status: statusAt(row, now), decline_code: row.decline_code, authorization: row.authorization_jws };
 }
 
 /** The payer says no (step 403's other answer). */
 export async function decline(context: AuthContext, terminal: TerminalCaller, id: string, now: Date): Promise<TerminalOutcome> {
   const { config } = context;
-  const row = await requestForTerminal(context, terminal, id, now);
-  requireAnswerable(row);
-  const cancelled = await transitionWithEvent(config.db, row, { status: 'cancelled', decline_code: 'payer_declined', credential_id: terminal.credentialId }, 'payment_request.cancelled', config.publicBaseUrl, now);
+  const row = await requestForTerminal(context, terminal, id);
+  requireAnswerable(row, now);
+  const cancelled = await transition(config.db, row, 'payer_declined', { decline_code: 'payer_declined', credential_id: terminal.credentialId }, { publicBaseUrl: config.publicBaseUrl, now });
   if (!cancelled) throw new KessaiError('payment_request_not_pending');
   return outcomeOf(cancelled);
 }

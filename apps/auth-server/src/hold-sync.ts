@@ -1,48 +1,62 @@
 /**
- * Step 409, the broker learns that a hold expired: the settlement server's expiry pass releases
- * a hold nobody captured, on its own. On each worker pass this module asks the issuer
- * (`GET /internal/v1/authorizations/{rid}`, mutual TLS) about approved requests whose next check
- * is due: one approved more than holdSyncFirstCheckMs ago and never asked about (most are captured
- * before that), or one whose hold is due by what the issuer said last time. An expired hold turns the request `expired` and, in the same transaction, puts a signed
- * `payment_request.expired` event in the outbox; a capture after that answers
- * `authorization_not_capturable`. A held one is asked about again when its hold is due.
+ * Step 409, the broker follows each approved request's hold at its issuer. On each worker pass
+ * this module asks the issuer (the status inquiry, `GET /internal/v1/authorizations/{rid}`, mutual
+ * TLS) about approved requests whose next check is due: one approved more than
+ * holdSyncFirstCheckMs ago and never asked about (most are captured before that), or one whose
+ * hold is due by what the issuer said last time. The issuer's state is adopted:
+ *   - held: asked again when the hold is due;
+ *   - expired (due): a reversal makes sure the hold is released now, not at the issuer's next
+ *     expiry pass, and the request turns `expired` (payment_request.expired);
+ *   - captured or voided: a capture or void the issuer committed but whose answer this server
+ *     lost (a crash, a timeout) — the request turns `captured` or `voided` and the merchant is told.
+ * The hold's timeout is the issuer's (SettlementConfig.holdTimeoutSeconds, per bank).
  */
-import { KessaiError, limits, settlementAuthorizationStatus } from '@kessai/protocol';
+import { randomBytes } from 'node:crypto';
+import { KessaiError, limits, settlementAuthorizationStatus, settlementReversal } from '@kessai/protocol';
 import type { AuthContext } from './context.ts';
-import { merchantView, type PaymentRequestRow } from './payment-requests.ts';
-import { enqueueEvent } from './webhooks.ts';
+import type { PaymentRequestRow } from './payment-requests.ts';
+import { transition } from './payment-state.ts';
 
-/** One pass; returns the ids of the requests it turned `expired`. */
-export async function syncExpiredHolds(context: AuthContext, now: Date): Promise<string[]> {
+/** One pass; returns the ids of the requests whose state it changed. */
+export async function syncHolds(context: AuthContext, now: Date): Promise<string[]> {
   const { config } = context;
-  const due = await config.db.query<{ id: string; issuer_id: string }>(
-    `select id, issuer_id from payment_requests
+  const due = await config.db.query<PaymentRequestRow>(
+    `select * from payment_requests
       where status = 'approved' and issuer_id is not null
         and (hold_check_at <= $1 or (hold_check_at is null and updated_at <= $2))
       order by hold_check_at nulls first limit $3`,
     [now, new Date(now.getTime() - limits.holdSyncFirstCheckMs), limits.holdSyncBatchMax],
   );
-  const expired: string[] = [];
+  const changed: string[] = [];
   const checkAgainAt = (id: string, at: Date) => config.db.query("update payment_requests set hold_check_at = $2 where id = $1 and status = 'approved'", [id, at]);
+  const at = { publicBaseUrl: config.publicBaseUrl, now };
   await Promise.all(
     due.map(async (row) => {
       try {
-        const issuer = await context.issuers.byId(row.issuer_id);
-        const status = await context.http.call('GET', `${issuer.route.baseUrl}/internal/v1/authorizations/${row.id}`, { schema: settlementAuthorizationStatus, unavailable: 'issuer_unavailable' });
-        if (status.status === 'expired') {
-          const turned = await config.db.transaction(async (tx) => {
-            const [next] = await tx.query<PaymentRequestRow>("update payment_requests set status = 'expired', hold_check_at = null, updated_at = now() where id = $1 and status = 'approved' returning *", [row.id]);
-            if (next) await enqueueEvent(tx, 'payment_request.expired', merchantView(next, config.publicBaseUrl), now);
-            return next !== undefined;
-          });
-          if (turned) expired.push(row.id);
-        } else if (status.status === 'held' && status.hold_expires_at) {
+        const issuer = await context.issuers.byId(row.issuer_id!);
+        const base = `${issuer.route.baseUrl}/internal/v1/authorizations/${row.id}`;
+        const status = await context.http.call('GET', base, { schema: settlementAuthorizationStatus, unavailable: 'issuer_unavailable' });
+        let next: PaymentRequestRow | undefined;
+        if (status.status === 'held' && status.hold_expires_at) {
           await checkAgainAt(row.id, new Date(Math.max(new Date(status.hold_expires_at).getTime(), now.getTime() + 1)));
+          return;
+        } else if (status.status === 'expired') {
+          // Released now, by a reversal (idempotent): the payer's funds do not wait for the issuer's expiry pass.
+          const reversal = await context.http.call('POST', `${base}/reversal`, { body: { nonce: row.attempt_nonce ?? randomBytes(16).toString('base64url') }, schema: settlementReversal, unavailable: 'issuer_unavailable' });
+          if (reversal.status !== 'expired' && reversal.status !== 'voided') throw new KessaiError('issuer_unavailable', `a reversal of an expired hold answered ${reversal.status}`);
+          next = await transition(config.db, row, 'hold_expired', { hold_check_at: null }, at);
+        } else if (status.status === 'captured') {
+          next = await transition(config.db, row, 'captured', { captured_minor: BigInt(status.captured_minor), hold_check_at: null }, at);
+          if (next) config.logger.warn({ request: row.id }, 'hold sync: the issuer captured this authorization; adopted (the capture\'s answer was lost)');
+        } else if (status.status === 'voided') {
+          next = await transition(config.db, row, 'voided', { hold_check_at: null }, at);
+          if (next) config.logger.warn({ request: row.id }, 'hold sync: the issuer voided this authorization; adopted (the void\'s answer was lost)');
         } else {
-          // Captured or voided at the issuer while approved here (a capture whose answer was lost): not a hold to watch.
-          config.logger.warn({ request: row.id, issuerStatus: status.status }, 'hold sync: the issuer resolved this authorization otherwise');
+          config.logger.error({ request: row.id, issuerStatus: status.status }, 'hold sync: the issuer answered a state an approved request cannot have');
           await checkAgainAt(row.id, new Date(now.getTime() + limits.holdSyncMismatchRecheckMs));
+          return;
         }
+        if (next) changed.push(row.id);
       } catch (err) {
         if (!(err instanceof KessaiError)) throw err;
         config.logger.warn({ request: row.id, code: err.code }, 'hold sync: issuer did not answer; asking again later');
@@ -50,6 +64,6 @@ export async function syncExpiredHolds(context: AuthContext, now: Date): Promise
       }
     }),
   );
-  if (expired.length > 0) config.logger.info({ requests: expired }, 'step 409: authorization holds expired at the issuer');
-  return expired;
+  if (changed.length > 0) config.logger.info({ requests: changed }, 'step 409: adopted the issuer\'s state of these holds');
+  return changed;
 }

@@ -3,9 +3,8 @@
  * the merchant's (JSON) and the terminal's (a JWS signed by this server, step 403, so the wallet
  * can show the verified merchant name, items and total).
  */
-import { KessaiError, signJson, typ, type LineItem, type PaymentRequestStatus, type PaymentRequestView, type TerminalRequestPayload, type KeyRing, type WebhookEvent } from '@kessai/protocol';
+import { KessaiError, signJson, typ, type LineItem, type PaymentRequestStatus, type PaymentRequestView, type TerminalRequestPayload, type KeyRing } from '@kessai/protocol';
 import type { Queryable } from '@kessai/service';
-import { webhookEvent } from './webhooks.ts';
 
 export interface PaymentRequestRow {
   id: string;
@@ -25,24 +24,35 @@ export interface PaymentRequestRow {
   decline_code: string | null;
   created_at: Date;
   expires_at: Date;
+  /** The sequence number of the request's last webhook event (payment-state.ts). */
+  event_sequence: bigint;
+  /** The approval nonce of the authorization in flight (status authorizing), which a reversal names. */
+  attempt_nonce: string | null;
+  /** When the in-doubt worker asks the issuer about this authorizing request next (in-doubt.ts). */
+  resolve_at: Date | null;
+  resolve_attempts: number;
+  /** When hold-sync asks the issuer about this approved request next (hold-sync.ts). */
+  hold_check_at: Date | null;
 }
 
-/** Loads a request, turning a pending one past its expiry into `expired` (and telling the merchant, in the same statement). */
-export async function loadPaymentRequest(db: Queryable, id: string, now: Date, publicBaseUrl: string): Promise<PaymentRequestRow> {
+/** Loads a request as it is stored. Reads never write: the worker's expiry pass is the one writer of `expired` (payment-state.ts). */
+export async function loadPaymentRequest(db: Queryable, id: string): Promise<PaymentRequestRow> {
   const [row] = await db.query<PaymentRequestRow>('select * from payment_requests where id = $1', [id]);
   if (!row) throw new KessaiError('payment_request_not_found');
-  if (row.status === 'pending' && row.expires_at.getTime() <= now.getTime()) {
-    return (await transitionWithEvent(db, row, { status: 'expired' }, 'payment_request.expired', publicBaseUrl, now)) ?? loadPaymentRequest(db, id, now, publicBaseUrl);
-  }
   return row;
 }
 
-export function merchantView(row: PaymentRequestRow, publicBaseUrl: string): PaymentRequestView {
+/** The status a reader is shown at `now`: a pending request past its expiry is expired already (nothing can answer it), though the expiry pass writes it a moment later. */
+export function statusAt(row: PaymentRequestRow, now: Date): PaymentRequestStatus {
+  return row.status === 'pending' && row.expires_at.getTime() <= now.getTime() ? 'expired' : row.status;
+}
+
+export function merchantView(row: PaymentRequestRow, publicBaseUrl: string, now: Date = new Date()): PaymentRequestView {
   return {
     id: row.id,
     merchant_id: row.merchant_id,
     order_id: row.order_id,
-    status: row.status,
+    status: statusAt(row, now),
     currency: row.currency,
     amount_minor: BigInt(row.amount_minor).toString(),
     captured_minor: BigInt(row.captured_minor).toString(),
@@ -74,33 +84,4 @@ export async function signTerminalView(row: PaymentRequestRow, merchantName: str
   const key = keys.current('sig');
   if (!key.privateKey) throw new Error('authentication server signing key has no private part');
   return signJson(payload, key.privateKey, { typ: typ.requestView, kid: key.kid });
-}
-
-/** The columns a transition may set (besides updated_at, always now()). */
-const transitionColumns = ['status', 'captured_minor', 'authorization_jws', 'decline_code', 'credential_id'] as const;
-export type Transition = { status: PaymentRequestStatus } & Partial<Pick<PaymentRequestRow, (typeof transitionColumns)[number]>>;
-
-/**
- * Moves a payment request out of `from.status` and queues the webhook event of its new state in
- * one statement (`update … returning` feeding `insert into webhook_outbox`): atomic without
- * BEGIN and COMMIT, one database round trip instead of four. The event is built beforehand from
- * `from` and `change`, which is exactly what the row becomes: the update applies only while the
- * request is still in `from.status`, and sets the columns `change` names. Answers the new row, or
- * undefined (nothing written) when the request had left `from.status` meanwhile.
- */
-export async function transitionWithEvent(db: Queryable, from: PaymentRequestRow, change: Transition, type: WebhookEvent['type'], publicBaseUrl: string, now: Date): Promise<PaymentRequestRow | undefined> {
-  const next: PaymentRequestRow = { ...from, ...change };
-  const event = webhookEvent(type, merchantView(next, publicBaseUrl), now);
-  const params: unknown[] = [from.id, from.status, event.id, type, JSON.stringify(event)];
-  const set = Object.entries(change).map(([column, value]) => {
-    if (!(transitionColumns as readonly string[]).includes(column)) throw new TypeError(`transitionWithEvent: ${column} is not a transition column`);
-    params.push(value);
-    return `${column} = $${params.length}`;
-  });
-  const written = await db.query(
-    `with next as (update payment_requests set ${set.join(', ')}, updated_at = now() where id = $1 and status = $2 returning merchant_id)
-     insert into webhook_outbox (id, merchant_id, event_type, body) select $3, merchant_id, $4, $5 from next returning id`,
-    params,
-  );
-  return written.length === 1 ? next : undefined;
 }

@@ -10,8 +10,8 @@ import { KessaiError, limits, newId, settlementRefundResponse, type RefundView }
 import type { Queryable } from '@kessai/service';
 import type { MerchantCaller } from './callers.ts';
 import type { AuthContext } from './context.ts';
-import { merchantView, type PaymentRequestRow } from './payment-requests.ts';
-import { enqueueEvent } from './webhooks.ts';
+import type { PaymentRequestRow } from './payment-requests.ts';
+import { transition } from './payment-state.ts';
 
 interface SavedRefund {
   id: string;
@@ -72,10 +72,10 @@ export async function relayRefund(context: AuthContext, merchant: MerchantCaller
   };
   await config.db.transaction(async (tx) => {
     const [pending] = await tx.query("update refunds set state = 'succeeded' where id = $1 and state = 'pending' returning id", [saved.id]);
-    const [next] = await tx.query<PaymentRequestRow>('update payment_requests set refunded_minor = greatest(refunded_minor, $2), updated_at = now() where id = $1 returning *', [row.id, BigInt(result.refunded_minor)]);
-    if (!next) throw new Error(`payment request ${row.id} vanished`);
     // One event per refund, even if a retry reaches this point again.
-    if (pending) await enqueueEvent(tx, 'payment_request.refunded', merchantView(next, config.publicBaseUrl), new Date(), refund);
+    if (!pending) return;
+    const next = await transition(tx, row, 'refunded', { refunded_minor: BigInt(result.refunded_minor) }, { publicBaseUrl: config.publicBaseUrl, now: new Date(), refund });
+    if (!next) throw new Error(`payment request ${row.id} left captured while refunded`);
   });
   return refund;
 }

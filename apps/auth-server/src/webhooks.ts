@@ -6,16 +6,12 @@
  */
 import { Agent, request } from 'undici';
 import { limits, newId, type PaymentRequestView, type RefundView, type WebhookEvent } from '@kessai/protocol';
-import type { Db, Logger, Queryable } from '@kessai/service';
+import type { Db, Logger } from '@kessai/service';
 import { webhookSignature } from './webhook-secrets.ts';
 
-export function webhookEvent(type: WebhookEvent['type'], view: PaymentRequestView, now: Date, refund?: RefundView): WebhookEvent {
-  return { id: newId('evt'), type, created_at: now.toISOString(), data: view, ...(refund ? { refund } : {}) };
-}
-
-export async function enqueueEvent(tx: Queryable, type: WebhookEvent['type'], view: PaymentRequestView, now: Date, refund?: RefundView): Promise<void> {
-  const event = webhookEvent(type, view, now, refund);
-  await tx.query('insert into webhook_outbox (id, merchant_id, event_type, body) values ($1, $2, $3, $4)', [event.id, view.merchant_id, type, JSON.stringify(event)]);
+/** An event as it is signed and sent; payment-state.ts queues it with the request's next sequence number. */
+export function webhookEvent(type: WebhookEvent['type'], view: PaymentRequestView, now: Date, sequence: number, refund?: RefundView): WebhookEvent {
+  return { id: newId('evt'), type, created_at: now.toISOString(), sequence, data: view, ...(refund ? { refund } : {}) };
 }
 
 

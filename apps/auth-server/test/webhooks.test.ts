@@ -11,13 +11,19 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { limits, newId, verifyWebhook, type PaymentRequestView } from '@kessai/protocol';
 import { createLogger, loadOrCreateDevPki, migrate, openDb, type Db } from '@kessai/service';
-import { backoffMs, enqueueEvent, WebhookDispatcher } from '../src/webhooks.ts';
+import { backoffMs, webhookEvent, WebhookDispatcher } from '../src/webhooks.ts';
 import { pgliteTemplate } from '../../../test/support/database.ts';
 
 const migrations = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'migrations');
 const secret = 'whsec_test_secret';
 
 let db: Db;
+
+/** An event in the outbox, as payment-state.ts queues one. */
+async function enqueue(type: 'payment_request.approved' | 'payment_request.declined'): Promise<void> {
+  const event = webhookEvent(type, view(), new Date(), 1);
+  await db.query('insert into webhook_outbox (id, merchant_id, event_type, body) values ($1, $2, $3, $4)', [event.id, event.data.merchant_id, type, JSON.stringify(event)]);
+}
 let dir: string;
 let receiver: Server;
 let dispatcher: WebhookDispatcher;
@@ -59,7 +65,7 @@ describe('webhook delivery', () => {
   it('retries a failing receiver with back-off and delivers the same signed bytes', async () => {
     received.length = 0;
     answers.push(500, 503);
-    await enqueueEvent(db, 'payment_request.approved', view(), new Date());
+    await enqueue('payment_request.approved');
     let now = Date.now();
     for (let attempt = 0; attempt < 3; attempt++) {
       expect(await dispatcher.deliverDue(new Date(now))).toBe(1);
@@ -79,7 +85,7 @@ describe('webhook delivery', () => {
     await db.query('delete from webhook_outbox');
     answers.length = 0;
     for (let i = 0; i < limits.webhookAttemptsMax + 2; i++) answers.push(500);
-    await enqueueEvent(db, 'payment_request.declined', view(), new Date());
+    await enqueue('payment_request.declined');
     let now = Date.now();
     let deliveries = 0;
     for (let pass = 0; pass < limits.webhookAttemptsMax + 2; pass++) {

@@ -25,18 +25,21 @@ import {
   settlementCaptureResponse,
   settlementRefundRequest,
   settlementAuthorizationStatus,
+  settlementReversal,
+  settlementReversalRequest,
   settlementRefundResponse,
   voidRequest,
   type AuthorizationPayload,
   type IssuerMetadata,
 } from '@kessai/protocol';
 import { decodeJwt } from 'jose';
-import { byAddressExceptCertifiedPeers, requireHttpsUrl, createRateLimiters, createServer, migrate, rateLimitHook, registerWebPages, requireClientCertificate, requirePinnedClientCertificate, setUpAuditLog, keyAdminRoutes } from '@kessai/service';
+import { byAddressExceptCertifiedPeers, deadlineOf, requireHttpsUrl, createRateLimiters, createServer, migrate, rateLimitHook, registerWebPages, requireClientCertificate, requirePinnedClientCertificate, setUpAuditLog, keyAdminRoutes } from '@kessai/service';
 import type { SettlementConfig } from './config.ts';
 import { adminCardRoutes } from './admin-cards.ts';
 import { adminConsoleRoutes } from './admin-console.ts';
 import { authorize } from './authorize.ts';
 import { authorizationStatus } from './authorization-status.ts';
+import { reverse } from './reversal.ts';
 import { settleHold } from './capture.ts';
 import { enrollCredential } from './enroll.ts';
 import { startExpiryWorker } from './expiry.ts';
@@ -107,7 +110,8 @@ export async function buildSettlementServer(config: SettlementConfig) {
     );
 
     internal.post('/internal/v1/authorizations', { schema: { body: authorizeRequest, response: { 200: authorizeResponse } } }, async (request) => {
-      const authorization = await authorize(config, ledger, limiters, request.body, new Date());
+      // The broker's deadline (Kessai-Deadline-Ms): no hold is placed once it has passed.
+      const authorization = await authorize(config, ledger, limiters, request.body, new Date(), deadlineOf(request.headers, Date.now()));
       const decided = decodeJwt(authorization) as Partial<AuthorizationPayload>;
       void audit.record({ actor: 'system', action: 'authorization.decided', resource: `${decided.rid} ${decided.aid}`, outcome: decided.code ? `${decided.decision} ${decided.code}` : String(decided.decision), origin: request.ip });
       return { authorization, ...(await renewedCredential(config, request.body.sealed_credential)) };
@@ -125,7 +129,12 @@ export async function buildSettlementServer(config: SettlementConfig) {
       settleHold(config, ledger, request.params.rid, 'void', undefined, new Date()),
     );
 
-    // How the authentication server learns that a hold expired (authorization-status.ts).
+    // A reversal: the authentication server cannot complete this authorization, or expires it uncaptured (reversal.ts).
+    internal.post('/internal/v1/authorizations/:rid/reversal', { schema: { params: rid, body: settlementReversalRequest, response: { 200: settlementReversal } } }, async (request) =>
+      reverse(config, ledger, request.params.rid, request.body.nonce, new Date()),
+    );
+
+    // The status inquiry: how the authentication server resolves an answer it lost, and learns that a hold expired (authorization-status.ts).
     internal.get('/internal/v1/authorizations/:rid', { schema: { params: rid, response: { 200: settlementAuthorizationStatus } } }, async (request) => authorizationStatus(config.db, request.params.rid, new Date()));
   });
   if (config.operatorToken) await app.register((plugin) => adminConsoleRoutes(plugin, config));

@@ -7,8 +7,8 @@ import { KessaiError, type SettlementAuthorizationStatus } from '@kessai/protoco
 import type { Queryable } from '@kessai/service';
 
 export async function authorizationStatus(db: Queryable, rid: string, now: Date): Promise<SettlementAuthorizationStatus> {
-  const [row] = await db.query<{ id: string; status: SettlementAuthorizationStatus['status']; amount: bigint; captured_amount: bigint; refunded_amount: bigint; hold_state: string | null; expires_at: Date | null }>(
-    `select a.id, a.status, a.amount, a.captured_amount, a.refunded_amount, t.state as hold_state, t.expires_at
+  const [row] = await db.query<{ id: string; status: SettlementAuthorizationStatus['status']; amount: bigint; captured_amount: bigint; refunded_amount: bigint; hold_state: string | null; expires_at: Date | null; jws: string }>(
+    `select a.id, a.status, a.jws, a.amount, a.captured_amount, a.refunded_amount, t.state as hold_state, t.expires_at
        from authorizations a left join transfers t on t.id = a.hold_transfer_id
       where a.request_id = $1`,
     [rid],
@@ -24,5 +24,6 @@ export async function authorizationStatus(db: Queryable, rid: string, now: Date)
     captured_minor: BigInt(row.captured_amount).toString(),
     refunded_minor: BigInt(row.refunded_amount).toString(),
     hold_expires_at: !due && row.status === 'held' && row.hold_state === 'pending' && row.expires_at ? new Date(row.expires_at).toISOString() : null,
+    authorization: row.jws,
   };
 }

@@ -12,7 +12,8 @@
  *   5. the PIN block is the one the approval signed (its hash, `pbh`), opens, and is bound to this
  *      request, the approval's nonce and the device key;
  *   6. as one job of the ledger's group commit (ledger/group-commit.ts): answer a retry with the
- *      stored decision, spend the approval nonce, find the card (it must be the registered one),
+ *      stored decision, refuse deadline_exceeded if the broker's deadline (Kessai-Deadline-Ms) has
+ *      passed, spend the approval nonce (a reversal may have spent it: approval_replayed), find the card (it must be the registered one),
  *      check status, velocity, the credential's PIN lock and expiry, verify the PIN (keyed, pin.ts),
  *      count a wrong one, check funds and place the hold — a pending transfer that expires after
  *      holdTimeoutSeconds;
@@ -43,7 +44,7 @@ import {
   type JWK,
 } from '@kessai/protocol';
 import { importJWK } from 'jose';
-import { spendRateLimit, sqlState, type Queryable, type RateLimiters } from '@kessai/service';
+import { checkDeadline, spendRateLimit, sqlState, type Queryable, type RateLimiters } from '@kessai/service';
 import type { SettlementConfig } from './config.ts';
 import { findCard, openCredential, type CardRow, type OpenedCredential } from './credential.ts';
 import type { GroupCommit } from './ledger/group-commit.ts';
@@ -52,7 +53,7 @@ import { knownMerchant } from './merchants.ts';
 import { countWrongPin, credentialPinLocked, resetPinFailures, velocityExceeded, type PinHolder } from './pin.ts';
 import { markCredentialUsed, registeredCredential, type RegisteredCredential } from './registry.ts';
 
-export async function authorize(config: SettlementConfig, ledger: GroupCommit, limiters: RateLimiters, body: AuthorizeRequest, now: Date): Promise<string> {
+export async function authorize(config: SettlementConfig, ledger: GroupCommit, limiters: RateLimiters, body: AuthorizeRequest, now: Date, deadline?: number): Promise<string> {
   const credential = await openCredential(body.sealed_credential, config.keys, config.issuerId);
   const registered = await registeredCredential(config.db, credential.credentialId, credential.deviceJkt);
   spendRateLimit(limiters, 'internalCredential', registered.id);
@@ -62,9 +63,12 @@ export async function authorize(config: SettlementConfig, ledger: GroupCommit, l
   await checkPinBlockSigned(body.pin, approval.pbh);
   const pin = await openPin(config, body.pin, { rid: body.request.rid, nonce: approval.nonce, dkt: credential.deviceJkt });
   const holder: PinHolder = { credentialId: registered.id, deviceJkt: registered.device_jkt };
+  checkDeadline(deadline);
   return ledger.run(async (tx) => {
     const existing = await storedDecision(tx, body.request.rid);
     if (existing) return existing;
+    // Queued past the caller's deadline: it has given up (and will ask, or reverse); hold nothing.
+    checkDeadline(deadline);
     await spendNonce(tx, approval.nonce, body.request.rid);
     const card = await registeredCard(tx, config, credential, registered);
     await markCredentialUsed(tx, registered.id);

@@ -33,35 +33,42 @@ export async function lockAuthorization(tx: Queryable, rid: string): Promise<Aut
   return row;
 }
 
+/** A hold resolved inside a ledger job: the capture's or void's answer, `resolved` when this job changed it (not a repeat), or the holds found due. */
+export type HoldOutcome = { result: CaptureResult; resolved?: { currency: string } } | { expired: string[] };
+
+/** Captures (amount) or voids (amount 0) a locked authorization's hold, inside a ledger job; a finished one answers as it was. */
+export async function resolveHold(config: SettlementConfig, tx: Queryable, row: AuthorizationRow, rid: string, action: 'capture' | 'void', amountText: string | undefined, now: Date): Promise<HoldOutcome> {
+  const amount = action === 'capture' ? (amountText === undefined ? BigInt(row.amount) : parseAmount(amountText)) : 0n;
+  const finished = action === 'capture' ? 'captured' : 'voided';
+  if (row.status === finished && (action === 'void' || BigInt(row.captured_amount) === amount)) {
+    return { result: { authorization_id: row.id, status: finished, captured_minor: BigInt(row.captured_amount).toString() } };
+  }
+  if (row.status !== 'held' || !row.hold_transfer_id) throw new KessaiError('authorization_not_capturable', `authorization is ${row.status}`);
+  if (amount > BigInt(row.amount)) throw new KessaiError('capture_exceeds_authorization');
+  const kind = action === 'capture' ? 'post_pending' : 'void_pending';
+  const [result] = await createTransfers(tx, [{ id: `${row.hold_transfer_id}.${action}`, kind, pendingId: row.hold_transfer_id, amount, currency: row.currency }], now);
+  // The hold is due but the expiry pass has not run yet: run it now, inside this job, and refuse.
+  if (result === 'pending_transfer_expired') return { expired: await expireHolds(tx, now) };
+  if (result !== 'ok') throw new Error(`ledger refused resolving hold ${row.hold_transfer_id}: ${result}`);
+  await tx.query('update authorizations set status = $2, captured_amount = $3 where id = $1', [row.id, finished, amount]);
+  config.logger.info({ authorization: row.id, request: rid, action, amount: amount.toString() }, 'step 409: hold resolved');
+  return { result: { authorization_id: row.id, status: finished, captured_minor: amount.toString() }, resolved: { currency: row.currency } };
+}
+
+/** One audit event for a capture or void this job made (a repeat changed nothing: only the first is a domain event). */
+export function recordResolved(config: SettlementConfig, rid: string, outcome: { result: CaptureResult; resolved?: { currency: string } }): void {
+  const { result, resolved } = outcome;
+  if (!resolved) return;
+  const event = result.status === 'captured' ? { action: 'authorization.captured', outcome: `captured ${result.captured_minor} ${resolved.currency}` } : { action: 'authorization.voided', outcome: 'voided' };
+  void recordDomainEvent(config.db, { actor: 'system', resource: `${rid} ${result.authorization_id}`, ...event });
+}
+
 export async function settleHold(config: SettlementConfig, ledger: GroupCommit, rid: string, action: 'capture' | 'void', amountText: string | undefined, now: Date): Promise<CaptureResult> {
-  type Outcome = { result: CaptureResult; resolved?: { currency: string } } | { expired: string[] };
-  const outcome = await ledger.run(async (tx): Promise<Outcome> => {
-    const row = await lockAuthorization(tx, rid);
-    const amount = action === 'capture' ? (amountText === undefined ? BigInt(row.amount) : parseAmount(amountText)) : 0n;
-    const finished = action === 'capture' ? 'captured' : 'voided';
-    if (row.status === finished && (action === 'void' || BigInt(row.captured_amount) === amount)) {
-      return { result: { authorization_id: row.id, status: finished, captured_minor: BigInt(row.captured_amount).toString() } };
-    }
-    if (row.status !== 'held' || !row.hold_transfer_id) throw new KessaiError('authorization_not_capturable', `authorization is ${row.status}`);
-    if (amount > BigInt(row.amount)) throw new KessaiError('capture_exceeds_authorization');
-    const kind = action === 'capture' ? 'post_pending' : 'void_pending';
-    const [result] = await createTransfers(tx, [{ id: `${row.hold_transfer_id}.${action}`, kind, pendingId: row.hold_transfer_id, amount, currency: row.currency }], now);
-    // The hold is due but the expiry pass has not run yet: run it now, inside this job, and refuse.
-    if (result === 'pending_transfer_expired') return { expired: await expireHolds(tx, now) };
-    if (result !== 'ok') throw new Error(`ledger refused resolving hold ${row.hold_transfer_id}: ${result}`);
-    await tx.query('update authorizations set status = $2, captured_amount = $3 where id = $1', [row.id, finished, amount]);
-    config.logger.info({ authorization: row.id, request: rid, action, amount: amount.toString() }, 'step 409: hold resolved');
-    return { result: { authorization_id: row.id, status: finished, captured_minor: amount.toString() }, resolved: { currency: row.currency } };
-  });
+  const outcome = await ledger.run(async (tx) => resolveHold(config, tx, await lockAuthorization(tx, rid), rid, action, amountText, now));
   if ('expired' in outcome) {
     recordExpired(config.db, outcome.expired);
     throw new KessaiError('authorization_not_capturable', 'authorization is expired');
   }
-  const { result, resolved } = outcome;
-  // A repeat of a finished capture or void changed nothing: only the first is a domain event.
-  if (resolved) {
-    const event = result.status === 'captured' ? { action: 'authorization.captured', outcome: `captured ${result.captured_minor} ${resolved.currency}` } : { action: 'authorization.voided', outcome: 'voided' };
-    void recordDomainEvent(config.db, { actor: 'system', resource: `${rid} ${result.authorization_id}`, ...event });
-  }
-  return result;
+  recordResolved(config, rid, outcome);
+  return outcome.result;
 }

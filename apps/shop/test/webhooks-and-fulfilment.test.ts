@@ -24,7 +24,7 @@ async function checkout(): Promise<{ orderId: string; requestId: string }> {
 }
 
 function event(data: PaymentRequestView, type: WebhookEvent['type'] = 'payment_request.approved'): WebhookEvent {
-  return { id: newId('evt'), type, created_at: new Date().toISOString(), data };
+  return { id: newId('evt'), type, created_at: new Date().toISOString(), sequence: 1, data };
 }
 
 async function deliver(body: string, signature: string) {

@@ -410,6 +410,9 @@ function printOutcome(io: WalletIo, view: TerminalRequestPayload, total: string,
   const out = lines(io.stdout);
   if (outcome.status === 'approved' || outcome.status === 'captured') {
     out(`approved: ${view.rid} — ${total} to ${printable(view.merchant.name)}${signature ? ` (${signature})` : ''}`);
+  } else if (outcome.status === 'authorizing') {
+    // The issuer's answer was lost and is still being checked (in doubt): not "not paid".
+    out(`not known yet: ${view.rid} — the bank's answer was lost and is being checked; do not pay again. see the outcome later with: kessai wallet status ${view.rid} --storage <your wallet folder>`);
   } else if (outcome.status === 'cancelled' && outcome.decline_code === 'payer_declined') {
     out(`declined: ${view.rid} — you declined (payer_declined)`);
   } else {

@@ -45,6 +45,7 @@ export const errorCatalog = {
   authorization_not_refundable: { status: 409, title: 'Only a captured payment can be refunded' },
   issuer_unavailable: { status: 502, title: 'The settlement server could not be reached' },
   issuer_refused: { status: 502, title: 'The settlement server refused the request' },
+  deadline_exceeded: { status: 503, title: "The caller's deadline passed before the work began; nothing was done" },
   settlement_day_not_over: { status: 409, title: 'The business day has not ended yet; it cannot be closed' },
   settlement_batch_not_found: { status: 404, title: 'No such settlement batch' },
   stream_limit_reached: { status: 429, title: 'Too many open event streams for this credential or server' },

@@ -66,6 +66,32 @@ export const limits = {
   /** Calls from one server to another give up after this long. */
   upstreamTimeoutMs: 10_000,
   /**
+   * The broker's deadline for an authorization at the issuer (step 406), sent downstream as
+   * Kessai-Deadline-Ms: the issuer places no hold once it has passed, and the broker, having
+   * waited this long, leaves the request in doubt (`authorizing`) for the in-doubt worker.
+   */
+  authorizationDeadlineMs: 8_000,
+  /** The in-doubt worker first asks the issuer about an authorizing request this long after its deadline (a crashed broker's request is found then). */
+  inDoubtFirstCheckMs: 1_000,
+  /** Back-off between its inquiries while the issuer cannot be reached: doubling from inDoubtFirstCheckMs up to this. */
+  inDoubtRetryMsMax: 10_000,
+  /** In-doubt requests resolved per worker pass. */
+  inDoubtBatchMax: 50,
+  /**
+   * The bound of docs/operations.md, "Failure semantics": once a fault has cleared, every
+   * authorization in doubt is resolved, every hold the broker expires is released, and broker,
+   * bank and shop agree on every payment within this time (the chaos test checks it).
+   */
+  convergenceMs: 60_000,
+  /**
+   * How long the wallet waits for its approval's answer: longer than the broker's deadline at the
+   * issuer, so a slow issuer is never reported as a failure the broker later records as paid.
+   */
+  walletApproveTimeoutMs: 20_000,
+  /** After a lost or in-doubt answer, how long the wallet keeps asking for the request's outcome before it says "not known yet" (never "not paid"). */
+  walletOutcomeWaitMs: 60_000,
+  walletOutcomePollMs: 1_000,
+  /**
    * Every server (packages/service/src/server.ts): a TLS handshake not finished after this long is
    * dropped (Node's default is 120 s, room for a slow-loris on the handshake).
    */

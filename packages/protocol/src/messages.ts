@@ -313,7 +313,12 @@ export const settlementCaptureResponse = z.strictObject({ authorization_id: auth
 /** The refund id is chosen (and saved) by the authentication server before it calls: a retry reuses it. */
 export const settlementRefundRequest = z.strictObject({ refund_id: refundId, amount_minor: positiveAmountString });
 export const settlementRefundResponse = z.strictObject({ authorization_id: authorizationId, refund_id: refundId, amount_minor: amountString, refunded_minor: amountString, captured_minor: amountString });
-/** An authorization as its issuer keeps it: how the authentication server learns that a hold expired. */
+const approvalNonce = z.string().regex(/^[A-Za-z0-9_-]{22,64}$/);
+/**
+ * An authorization as its issuer keeps it (the status inquiry, `GET /internal/v1/authorizations/{rid}`):
+ * how the authentication server resolves an authorization whose answer it lost (in doubt), and
+ * learns that a hold expired or was resolved without it.
+ */
 export const settlementAuthorizationStatus = z.strictObject({
   authorization_id: authorizationId,
   status: z.enum(['held', 'captured', 'voided', 'expired', 'declined']),
@@ -322,8 +327,22 @@ export const settlementAuthorizationStatus = z.strictObject({
   refunded_minor: amountString,
   /** When the hold is due (held only; null once it is resolved, or for a declined authorization). */
   hold_expires_at: z.string().nullable(),
+  /** The signed decision (step 407) exactly as the issuer answered it first. */
+  authorization: jose,
 });
 export type SettlementAuthorizationStatus = z.infer<typeof settlementAuthorizationStatus>;
+/** A reversal (`POST /internal/v1/authorizations/{rid}/reversal`): the attempt's approval nonce, so an authorization never seen is refused should it still arrive. */
+export const settlementReversalRequest = z.strictObject({ nonce: approvalNonce });
+/**
+ * What a reversal left: `reversed` — the issuer had no authorization for the request and has spent
+ * the nonce, so none will be placed under it; otherwise the authorization's status afterwards
+ * (`voided` for a hold it released now or before; `captured`, `expired`, `declined` unchanged).
+ */
+export const settlementReversal = z.strictObject({
+  status: z.enum(['reversed', 'voided', 'captured', 'expired', 'declined']),
+  authorization: settlementAuthorizationStatus.nullable(),
+});
+export type SettlementReversal = z.infer<typeof settlementReversal>;
 
 // ---- Key rotation (operator, every server) --------------------------------------------------
 
@@ -353,6 +372,8 @@ export const webhookEvent = z.strictObject({
   id: z.string(),
   type: z.enum(['payment_request.approved', 'payment_request.declined', 'payment_request.cancelled', 'payment_request.captured', 'payment_request.voided', 'payment_request.expired', 'payment_request.refunded']),
   created_at: z.string(),
+  /** Per payment request, increasing with each of its events: a receiver drops an event whose sequence is not above the last it applied. */
+  sequence: z.number().int().positive(),
   data: paymentRequestView,
   /** payment_request.refunded only: the refund that caused the event. */
   refund: refundView.optional(),

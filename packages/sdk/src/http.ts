@@ -20,6 +20,8 @@ export interface CallOptions<T> {
   schema: z.ZodType<T>;
   /** The code raised when the peer cannot be reached or answers with something unexpected. */
   unavailable: ErrorCode;
+  /** This call's timeout, when it is not the client's (a deadline passed downstream). */
+  timeoutMs?: number;
 }
 
 export class HttpClient {
@@ -47,7 +49,8 @@ export class HttpClient {
         dispatcher: this.#agent,
         headers: { accept: 'application/json', ...(options.body === undefined ? {} : { 'content-type': 'application/json' }), ...options.headers },
         ...(options.body === undefined ? {} : { body: JSON.stringify(options.body) }),
-        signal: AbortSignal.timeout(this.#timeoutMs),
+        signal: AbortSignal.timeout(options.timeoutMs ?? this.#timeoutMs),
+        ...(options.timeoutMs === undefined ? {} : { headersTimeout: options.timeoutMs, bodyTimeout: options.timeoutMs }),
       });
       status = response.statusCode;
       text = await response.body.text();

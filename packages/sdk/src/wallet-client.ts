@@ -21,6 +21,7 @@ import {
   keyEntryFromJwk,
   KessaiError,
   KeyRing,
+  limits,
   newId,
   normalizeCardNumber,
   readHeader,
@@ -154,8 +155,14 @@ export class WalletClient {
     return { authorization: `KessaiDevice ${proof}` };
   }
 
-  async #call<T>(method: 'GET' | 'POST', path: string, schema: z.ZodType<T>, body?: unknown): Promise<T> {
-    return this.#http.call(method, `${this.wallet.auth_base_url}${path}`, { schema, headers: await this.#proofHeader(method, path), unavailable: 'issuer_unavailable', ...(body === undefined ? {} : { body }) });
+  async #call<T>(method: 'GET' | 'POST', path: string, schema: z.ZodType<T>, body?: unknown, timeoutMs?: number): Promise<T> {
+    return this.#http.call(method, `${this.wallet.auth_base_url}${path}`, {
+      schema,
+      headers: await this.#proofHeader(method, path),
+      unavailable: 'issuer_unavailable',
+      ...(body === undefined ? {} : { body }),
+      ...(timeoutMs === undefined ? {} : { timeoutMs }),
+    });
   }
 
   async #keys(uri: string): Promise<KeyRing> {
@@ -210,16 +217,44 @@ export class WalletClient {
    * (the command-line wallet writes it to the storage).
    */
   async approve(request: VerifiedRequest, pin: string, overrides: Partial<ApprovalPayload> = {}): Promise<TerminalOutcome> {
+    const body = await this.approvalBody(request, pin, overrides);
+    const sentAt = Date.now();
     let outcome: TerminalOutcome;
     try {
-      outcome = await this.#call('POST', `/v1/terminal/payment-requests/${request.view.rid}/approve`, terminalOutcome, await this.approvalBody(request, pin, overrides));
+      outcome = await this.#call('POST', `/v1/terminal/payment-requests/${request.view.rid}/approve`, terminalOutcome, body, limits.walletApproveTimeoutMs);
     } catch (err) {
       // The issuer retired the key this client's directory named: the next approval reads the directory again.
       if (err instanceof KessaiError && err.code === 'key_retired') this.#directory = undefined;
+      // No answer, or a 5xx: the approval may have been recorded. Ask, never report "not paid".
+      if (err instanceof KessaiError && (err.code === 'issuer_unavailable' || err.status >= 500)) return this.settledOutcome(request.view.rid, sentAt, true);
       throw err;
     }
+    if (outcome.status === 'authorizing') return this.settledOutcome(request.view.rid, sentAt, false);
     if (outcome.sealed_credential !== undefined) this.#renew(outcome.sealed_credential);
     return outcome;
+  }
+
+  /**
+   * The outcome of an approval whose answer was lost (`lost`) or in doubt (`authorizing`): asked
+   * every walletOutcomePollMs for up to walletOutcomeWaitMs. A request still `authorizing` then
+   * is answered as it is — not known yet, never "not paid". After a lost answer a `pending`
+   * request counts as not paid only once walletApproveTimeoutMs has passed since the approval was
+   * sent (a slow approval could still be saved until then).
+   */
+  async settledOutcome(id: string, sentAt: number, lost: boolean, waitMs: number = limits.walletOutcomeWaitMs): Promise<TerminalOutcome> {
+    const until = Date.now() + waitMs;
+    let outcome: TerminalOutcome | undefined;
+    for (;;) {
+      try {
+        outcome = await this.outcome(id);
+      } catch (err) {
+        if (!(err instanceof KessaiError) || (err.code !== 'issuer_unavailable' && err.status < 500)) throw err;
+      }
+      const settled = outcome !== undefined && outcome.status !== 'authorizing' && !(lost && outcome.status === 'pending' && Date.now() < sentAt + limits.walletApproveTimeoutMs);
+      if (settled || Date.now() >= until) break;
+      await new Promise((resolve) => setTimeout(resolve, limits.walletOutcomePollMs));
+    }
+    return outcome ?? { id, status: 'authorizing', decline_code: null, authorization: null };
   }
 
   /** Takes a re-sealed credential only if its header names this credential, device key and issuer. */

@@ -13,3 +13,4 @@ export * from './web.ts';
 export * from './process-main.ts';
 export * from './ports.ts';
 export * from './https-urls.ts';
+export * from './deadline.ts';

@@ -462,7 +462,9 @@ function Wallet({ record, onRecord, onRemoved }: { record: WalletRecord; onRecor
         <div className={`notice ${statusTone(result.status) === 'ok' ? 'ok' : 'bad'}`} role="status" data-testid="payment-result" data-status={result.status}>
           {result.status === 'approved' || result.status === 'captured'
             ? `Paid ${money(result.amount_minor, result.currency)} to ${safeDisplay(result.merchant)}.`
-            : `Not paid: ${reason(result.decline_code) || result.status} (${safeDisplay(result.merchant)}, ${money(result.amount_minor, result.currency)}).`}
+            : result.status === 'authorizing'
+              ? `Not known yet: the bank's answer for ${money(result.amount_minor, result.currency)} to ${safeDisplay(result.merchant)} was lost; it is being checked. Do not pay again: the history shows the outcome.`
+              : `Not paid: ${reason(result.decline_code) || result.status} (${safeDisplay(result.merchant)}, ${money(result.amount_minor, result.currency)}).`}
         </div>
       )}
       <div className="layout">

@@ -14,6 +14,7 @@ import { checkCredentialBinding } from '../../../packages/protocol/src/checks/cr
 import { typ } from '../../../packages/protocol/src/crypto.ts';
 import { Directory, type DirectoryIssuer } from '../../../packages/protocol/src/directory.ts';
 import { newId } from '../../../packages/protocol/src/ids.ts';
+import { limits } from '../../../packages/protocol/src/limits.ts';
 import { terminalRequestPayload, type TerminalRequestPayload } from '../../../packages/protocol/src/messages.ts';
 import { approvalFor, checkEnrollmentAnswer, enrollmentBody, verifyAuthorizationFor, type DevicePublicKey } from '../../../packages/protocol/src/terminal.ts';
 import { api, ApiError } from '../../shared/api.ts';
@@ -185,15 +186,41 @@ export class Terminal {
     const issuerKey = (await this.#issuerKeys()).current('enc');
     const jkt = await thumbprint(this.#wallet.device_public_jwk);
     const { approval, pin: pinBlock } = await approvalFor(view, { privateKey: this.#wallet.device_key, jkt }, issuerKey, pin);
+    const sentAt = Date.now();
     try {
       const outcome = await this.#call<Outcome>('POST', `/v1/terminal/payment-requests/${view.rid}/approve`, { sealed_credential: this.#wallet.sealed_credential, approval, pin: pinBlock });
+      if (outcome.status === 'authorizing') return await this.#settled(view.rid, sentAt, false);
       if (outcome.sealed_credential !== undefined) await this.#renew(outcome.sealed_credential);
       return outcome;
     } catch (err) {
       // The issuer retired the key this page's directory named: the next approval reads the directory again.
       if (err instanceof ApiError && err.code === 'key_retired') this.#directory = undefined;
+      // No answer, or a 5xx: the approval may have been recorded. Ask, never report "not paid".
+      if (!(err instanceof ApiError) || err.status >= 500) return this.#settled(view.rid, sentAt, true);
       throw err;
     }
+  }
+
+  /**
+   * The outcome of an approval whose answer was lost or in doubt, asked for as the command-line
+   * wallet asks (WalletClient.settledOutcome): `authorizing` after walletOutcomeWaitMs means "not
+   * known yet", never "not paid"; after a lost answer, `pending` counts only once
+   * walletApproveTimeoutMs has passed since the approval was sent.
+   */
+  async #settled(id: string, sentAt: number, lost: boolean): Promise<Outcome> {
+    const until = Date.now() + limits.walletOutcomeWaitMs;
+    let outcome: Outcome | undefined;
+    for (;;) {
+      try {
+        outcome = await this.#call<Outcome>('GET', `/v1/terminal/payment-requests/${id}/outcome`);
+      } catch (err) {
+        if (err instanceof ApiError && err.status < 500) throw err;
+      }
+      const settled = outcome !== undefined && outcome.status !== 'authorizing' && !(lost && outcome.status === 'pending' && Date.now() < sentAt + limits.walletApproveTimeoutMs);
+      if (settled || Date.now() >= until) break;
+      await new Promise((resolve) => setTimeout(resolve, limits.walletOutcomePollMs));
+    }
+    return outcome ?? { id, status: 'authorizing', decline_code: null, authorization: null };
   }
 
   /**

@@ -17,12 +17,12 @@ import {
   refundRequest,
   settlementCaptureResponse,
   voidRequest,
-  type WebhookEvent,
 } from '@kessai/protocol';
 import { authenticateMerchant, type MerchantCaller } from '../callers.ts';
 import type { AuthContext } from '../context.ts';
 import { idempotencyKeyOf, idempotent, requestHash } from '../idempotency.ts';
-import { loadPaymentRequest, merchantView, signTerminalView, transitionWithEvent, type PaymentRequestRow } from '../payment-requests.ts';
+import { loadPaymentRequest, merchantView, signTerminalView, statusAt, type PaymentRequestRow } from '../payment-requests.ts';
+import { transition } from '../payment-state.ts';
 import { relayRefund } from '../refunds.ts';
 
 export async function paymentRequestRoutes(plugin: FastifyInstance, context: AuthContext): Promise<void> {
@@ -41,7 +41,7 @@ export async function paymentRequestRoutes(plugin: FastifyInstance, context: Aut
   }
 
   async function ownedRequest(merchant: MerchantCaller, id: string): Promise<PaymentRequestRow> {
-    const row = await loadPaymentRequest(config.db, id, new Date(), config.publicBaseUrl);
+    const row = await loadPaymentRequest(config.db, id);
     // Another merchant's request does not exist, as far as this merchant can tell.
     if (row.merchant_id !== merchant.id) throw new KessaiError('payment_request_not_found');
     return row;
@@ -91,9 +91,10 @@ export async function paymentRequestRoutes(plugin: FastifyInstance, context: Aut
           schema: settlementCaptureResponse,
           unavailable: 'issuer_unavailable',
         });
-        const eventType: WebhookEvent['type'] = result.status === 'captured' ? 'payment_request.captured' : 'payment_request.voided';
-        const updated = await transitionWithEvent(config.db, row, { status: result.status, captured_minor: parseAmount(result.captured_minor) }, eventType, config.publicBaseUrl, new Date());
-        if (!updated) throw new KessaiError('authorization_not_capturable');
+        let updated = await transition(config.db, row, result.status, { captured_minor: parseAmount(result.captured_minor) }, { publicBaseUrl: config.publicBaseUrl, now: new Date() });
+        // Hold-sync adopted the issuer's state first (an earlier try of this call committed there, its answer lost): the same outcome.
+        updated ??= await loadPaymentRequest(config.db, row.id);
+        if (updated.status !== result.status) throw new KessaiError('authorization_not_capturable', `payment request is ${updated.status}`);
         request.log.info({ request: row.id, action, amount: result.captured_minor }, 'step 409: relayed to the issuer');
         return { status: 200, body: merchantView(updated, config.publicBaseUrl) };
       }),
@@ -119,7 +120,7 @@ export async function paymentLinkRoutes(plugin: FastifyInstance, context: AuthCo
   const app = plugin.withTypeProvider<ZodTypeProvider>();
   const { config } = context;
   app.get('/pay/:id', { schema: { params: z.strictObject({ id: paymentRequestId }) } }, async (request, reply) => {
-    const row = await loadPaymentRequest(config.db, request.params.id, new Date(), config.publicBaseUrl);
+    const row = await loadPaymentRequest(config.db, request.params.id);
     // A browser (a phone that scanned the shop's QR code) opens the request in the browser wallet.
     if (request.headers.accept?.includes('text/html') && config.walletUrl) return reply.redirect(`${config.walletUrl}?pay=${row.id}`);
     const [merchant] = await config.db.query<{ name: string }>('select name from merchants where id = $1', [row.merchant_id]);
@@ -128,7 +129,7 @@ export async function paymentLinkRoutes(plugin: FastifyInstance, context: AuthCo
       merchant: merchant?.name ?? row.merchant_id,
       currency: row.currency,
       amount_minor: BigInt(row.amount_minor).toString(),
-      status: row.status,
+      status: statusAt(row, new Date()),
       expires_at: row.expires_at.toISOString(),
       how_to_pay: `kessai wallet pay ${config.publicBaseUrl}/pay/${row.id} --storage <your wallet folder>`,
     };

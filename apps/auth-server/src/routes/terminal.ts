@@ -65,7 +65,7 @@ export async function terminalRoutes(plugin: FastifyInstance, context: AuthConte
   // Step 403 by payment link: any enrolled terminal may open a request not addressed to another.
   app.get('/v1/terminal/payment-requests/:id', { schema: { params: byId, response: { 200: signedRequest } } }, async (request) => {
     const terminal = await authenticateTerminal(config.db, request);
-    const row = await requestForTerminal(context, terminal, request.params.id, new Date());
+    const row = await requestForTerminal(context, terminal, request.params.id);
     return { request: await signedView(row) };
   });
 
@@ -83,6 +83,6 @@ export async function terminalRoutes(plugin: FastifyInstance, context: AuthConte
   // Step 408: the terminal sees the final state.
   app.get('/v1/terminal/payment-requests/:id/outcome', { schema: { params: byId, response: { 200: terminalOutcome } } }, async (request) => {
     const terminal = await authenticateTerminal(config.db, request);
-    return outcomeOf(await requestForTerminal(context, terminal, request.params.id, new Date()));
+    return outcomeOf(await requestForTerminal(context, terminal, request.params.id));
   });
 }

@@ -1,0 +1,143 @@
+/**
+ * The payment request's state machine: every change of a request's status at the authentication
+ * server goes through `transition` below, and `transitions` is the whole list of what may happen.
+ * Each row is (from, event, to, webhook event). `authorizing` is the in-doubt state: it is written
+ * (with the approval's nonce) before the issuer is called, so a crash or a lost answer leaves a
+ * record that the in-doubt worker (in-doubt.ts) resolves by asking the issuer.
+ *
+ * Writers, one per event:
+ *   approval_saved, issuer_approved, issuer_declined, issuer_refused, payer_declined — approval.ts
+ *   inquiry_approved, inquiry_declined, reversed, inquiry_voided, inquiry_expired — in-doubt.ts (the issuer's stored answer, or a reversal)
+ *   expired — the worker's expiry pass (app.ts), the only writer of expiry; reads never write
+ *   captured, voided — the merchant's capture and void (routes/payment-requests.ts), and hold-sync.ts
+ *     when the issuer committed one the broker never recorded
+ *   hold_expired — hold-sync.ts, after the issuer released the hold (and a reversal made sure)
+ *   refunded — refunds.ts (status stays captured)
+ */
+import type { PaymentRequestStatus, RefundView, WebhookEvent } from '@kessai/protocol';
+import type { Queryable } from '@kessai/service';
+import { merchantView, type PaymentRequestRow } from './payment-requests.ts';
+import { webhookEvent } from './webhooks.ts';
+
+export type PaymentEvent =
+  | 'approval_saved'
+  | 'issuer_approved'
+  | 'issuer_declined'
+  | 'issuer_refused'
+  | 'inquiry_approved'
+  | 'inquiry_declined'
+  | 'reversed'
+  | 'inquiry_voided'
+  | 'inquiry_expired'
+  | 'payer_declined'
+  | 'expired'
+  | 'captured'
+  | 'voided'
+  | 'hold_expired'
+  | 'refunded';
+
+export interface TransitionRule {
+  from: PaymentRequestStatus;
+  event: PaymentEvent;
+  to: PaymentRequestStatus;
+  /** The webhook event queued in the same statement, or null for a change the merchant is not told of. */
+  webhook: WebhookEvent['type'] | null;
+}
+
+export const transitions: readonly TransitionRule[] = [
+  // Step 404: the approval is checked and its nonce spent; the issuer is called after this is saved.
+  { from: 'pending', event: 'approval_saved', to: 'authorizing', webhook: null },
+  { from: 'pending', event: 'payer_declined', to: 'cancelled', webhook: 'payment_request.cancelled' },
+  { from: 'pending', event: 'expired', to: 'expired', webhook: 'payment_request.expired' },
+  // Step 407: the issuer's signed decision.
+  { from: 'authorizing', event: 'issuer_approved', to: 'approved', webhook: 'payment_request.approved' },
+  { from: 'authorizing', event: 'issuer_declined', to: 'declined', webhook: 'payment_request.declined' },
+  // The issuer refused the call itself (a 4xx answer: nothing was held): the payer may answer again.
+  { from: 'authorizing', event: 'issuer_refused', to: 'pending', webhook: null },
+  // In doubt, resolved by asking the issuer (in-doubt.ts): its stored decision is adopted …
+  { from: 'authorizing', event: 'inquiry_approved', to: 'approved', webhook: 'payment_request.approved' },
+  { from: 'authorizing', event: 'inquiry_declined', to: 'declined', webhook: 'payment_request.declined' },
+  // … or it had none and the reversal spent the attempt's nonce there, so it never will: answer again …
+  { from: 'authorizing', event: 'reversed', to: 'pending', webhook: null },
+  // … or its hold was released already (an earlier reversal won the race with the authorization).
+  { from: 'authorizing', event: 'inquiry_voided', to: 'voided', webhook: 'payment_request.voided' },
+  { from: 'authorizing', event: 'inquiry_expired', to: 'expired', webhook: 'payment_request.expired' },
+  // Step 409.
+  { from: 'approved', event: 'captured', to: 'captured', webhook: 'payment_request.captured' },
+  { from: 'approved', event: 'voided', to: 'voided', webhook: 'payment_request.voided' },
+  { from: 'approved', event: 'hold_expired', to: 'expired', webhook: 'payment_request.expired' },
+  { from: 'captured', event: 'refunded', to: 'captured', webhook: 'payment_request.refunded' },
+];
+
+/** The rule for `event` in state `from`, or undefined when the machine has none (the event is refused). */
+export function ruleFor(from: PaymentRequestStatus, event: PaymentEvent): TransitionRule | undefined {
+  return transitions.find((rule) => rule.from === from && rule.event === event);
+}
+
+export class IllegalTransition extends Error {
+  constructor(from: PaymentRequestStatus, event: PaymentEvent) {
+    super(`payment request: no transition for ${event} in state ${from}`);
+    this.name = 'IllegalTransition';
+  }
+}
+
+/** The columns a transition may set besides status (updated_at is always now(), event_sequence counts events). */
+const columns = ['captured_minor', 'refunded_minor', 'authorization_jws', 'decline_code', 'credential_id', 'issuer_id', 'attempt_nonce', 'resolve_at', 'resolve_attempts', 'hold_check_at'] as const;
+export type TransitionChange = Partial<Pick<PaymentRequestRow, (typeof columns)[number]>>;
+/** Columns that only grow: a late writer never lowers them (two refunds answered out of order). */
+const monotonic = new Set<string>(['refunded_minor']);
+
+export interface TransitionContext {
+  publicBaseUrl: string;
+  now: Date;
+  /** payment_request.refunded only: the refund that caused the event. */
+  refund?: RefundView;
+}
+
+/**
+ * Applies `event` to the request as `from` shows it, in one statement: the row is updated only
+ * while it is still in `from.status`, and the webhook event of the rule (if any) is queued with
+ * the request's next sequence number by the same statement — atomic without BEGIN and COMMIT.
+ * Answers the new row, or undefined when the request had left `from.status` meanwhile (nothing
+ * written). An event the machine has no rule for in `from.status` throws IllegalTransition.
+ */
+export async function transition(db: Queryable, from: PaymentRequestRow, event: PaymentEvent, change: TransitionChange, context: TransitionContext): Promise<PaymentRequestRow | undefined> {
+  const rule = ruleFor(from.status, event);
+  if (!rule) throw new IllegalTransition(from.status, event);
+  const params: unknown[] = [from.id, from.status, rule.to];
+  const set = ['status = $3', 'updated_at = now()'];
+  for (const [column, value] of Object.entries(change)) {
+    if (!(columns as readonly string[]).includes(column)) throw new TypeError(`transition: ${column} is not a transition column`);
+    params.push(value);
+    set.push(monotonic.has(column) ? `${column} = greatest(${column}, $${params.length})` : `${column} = $${params.length}`);
+  }
+  if (rule.webhook === null) {
+    const [row] = await db.query<PaymentRequestRow>(`update payment_requests set ${set.join(', ')} where id = $1 and status = $2 returning *`, params);
+    return row;
+  }
+  set.push('event_sequence = event_sequence + 1');
+  // The event is what the row becomes ({...from, ...change}); its sequence is the row's new
+  // event_sequence, spliced into the signed bytes by the statement itself.
+  const next: PaymentRequestRow = { ...from, ...change, status: rule.to };
+  const event_ = webhookEvent(rule.webhook, merchantView(next, context.publicBaseUrl, context.now), context.now, sequenceMarker, context.refund);
+  const [before, after] = splitAtMarker(JSON.stringify(event_));
+  params.push(event_.id, rule.webhook, before, after);
+  const n = params.length;
+  const [row] = await db.query<PaymentRequestRow>(
+    `with next as (update payment_requests set ${set.join(', ')} where id = $1 and status = $2 returning *),
+     queued as (insert into webhook_outbox (id, merchant_id, event_type, body) select $${n - 3}, merchant_id, $${n - 2}, $${n - 1} || event_sequence || $${n} from next)
+     select * from next`,
+    params,
+  );
+  return row;
+}
+
+/** A sequence no event has (they start at 1): JSON.stringify writes it once, as `"sequence":0`. */
+const sequenceMarker = 0;
+
+function splitAtMarker(json: string): [string, string] {
+  const token = `"sequence":${sequenceMarker},`;
+  const at = json.indexOf(token);
+  if (at < 0) throw new Error('webhook event has no sequence marker');
+  return [json.slice(0, at + token.length - 2), json.slice(at + token.length - 1)];
+}
