@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { sha256Base64url, type CreatePaymentRequest } from '@kessai/protocol';
 import { MerchantClient, type WalletClient } from '@kessai/sdk';
 import { panLookup } from '@kessai/settlement-server';
-import { callJson, demoCard, enroll, startTestSystem, type TestSystem } from './support/system.ts';
+import { callJson, demoCard, enroll, startTestSystem, waitFor, type TestSystem } from './support/system.ts';
 import { codeOf } from './support/errors.ts';
 
 let system: TestSystem;
@@ -152,18 +152,24 @@ describe('refusals of the approval', () => {
     const request = await wallet.fetchRequest(created.id);
     await system.auth.db.query("update payment_requests set expires_at = now() - interval '1 second' where id = $1", [created.id]);
     expect(await codeOf(wallet.approve(request, pin))).toBe('payment_request_expired');
+    // Shown expired at once; the worker's expiry pass (the one writer) turns it expired and queues its event in the same statement, once.
     expect((await merchant.getPaymentRequest(created.id)).status).toBe('expired');
-    // The request turned expired and its event was queued by the same statement, once.
+    await waitFor('the expiry pass', async () => ((await system.auth.db.query<{ status: string }>('select status from payment_requests where id = $1', [created.id]))[0]?.status === 'expired' ? true : undefined));
     const events = await system.auth.db.query<{ body: string }>("select body from webhook_outbox where event_type = 'payment_request.expired' and body like $1", [`%${created.id}%`]);
     expect(events.map((e) => JSON.parse(e.body) as { data: { id: string; status: string } })).toEqual([expect.objectContaining({ data: expect.objectContaining({ id: created.id, status: 'expired' }) })]);
   });
 
-  it('a payment link read after expiry turns the request expired and tells the merchant', async () => {
+  it('a payment link read after expiry shows it expired, and writes nothing (reads never write): the expiry pass tells the merchant once', async () => {
     const created = await paymentRequest(wallet);
     await system.auth.db.query("update payment_requests set expires_at = now() - interval '1 second' where id = $1", [created.id]);
     const link = await callJson(system, 'GET', created.payment_link);
     expect(link.status).toBe(200);
+    expect(link.body.status).toBe('expired');
     expect((await merchant.getPaymentRequest(created.id)).status).toBe('expired');
+    await waitFor('the expiry pass', async () => {
+      const events = await system.auth.db.query("select id from webhook_outbox where event_type = 'payment_request.expired' and body like $1", [`%${created.id}%`]);
+      return events.length > 0 ? events : undefined;
+    });
     const events = await system.auth.db.query("select id from webhook_outbox where event_type = 'payment_request.expired' and body like $1", [`%${created.id}%`]);
     expect(events).toHaveLength(1);
   });

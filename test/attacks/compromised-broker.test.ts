@@ -52,7 +52,7 @@ interface ApproveBody {
 const hostile = {
   /** Rewrites the signed directory it relays. */
   directory: undefined as ((jws: string) => Promise<string>) | undefined,
-  /** Keeps approvals instead of forwarding them to the bank (answering the terminal issuer_unavailable). */
+  /** Keeps approvals instead of forwarding them to the bank (answering the terminal with a refusal, payment_request_not_pending, so it stops asking). */
   holdApprovals: false,
   held: new Map<string, ApproveBody>(),
   /** Rewrites the enrollment answer it sends the terminal. */
@@ -76,7 +76,7 @@ beforeAll(async () => {
         if (route === '/v1/enrollments' || route.endsWith('/approve')) hostile.received.push(JSON.stringify(request.body));
         if (hostile.holdApprovals && route.endsWith('/approve')) {
           hostile.held.set((request.params as { id: string }).id, request.body as ApproveBody);
-          return reply.code(502).type('application/problem+json').send({ type: 'urn:kessai:error:issuer_unavailable', title: 'held', status: 502, code: 'issuer_unavailable' });
+          return reply.code(409).type('application/problem+json').send({ type: 'urn:kessai:error:payment_request_not_pending', title: 'held', status: 409, code: 'payment_request_not_pending' });
         }
         return undefined;
       });
@@ -127,7 +127,7 @@ async function heldApproval(wallet: WalletClient, pin: string, client: MerchantC
   const request = await wallet.fetchRequest(created.id);
   hostile.holdApprovals = true;
   try {
-    expect(await codeOf(wallet.approve(request, pin))).toBe('issuer_unavailable');
+    expect(await codeOf(wallet.approve(request, pin))).toBe('payment_request_not_pending');
   } finally {
     hostile.holdApprovals = false;
   }

@@ -66,6 +66,8 @@ function settlementEndpoints(issuer: string): Endpoint[] {
     { name: 'authorize (opaque parts)', method: 'POST', path: '/internal/v1/authorizations', body: opaque },
     { name: 'capture', method: 'POST', path: '/internal/v1/authorizations/:id/capture', ids: rids, body: { amount_minor: '1' } },
     { name: 'void', method: 'POST', path: '/internal/v1/authorizations/:id/void', ids: rids, body: {} },
+    // Reversals of ids the bank holds and ids it never saw (their nonces are spent, nothing else).
+    { name: 'reversal', method: 'POST', path: '/internal/v1/authorizations/:id/reversal', ids: rids, body: { nonce: 'fuzz-reversal-nonce-0001' } },
     { name: 'refund', method: 'POST', path: '/internal/v1/authorizations/:id/refunds', ids: rids, body: { refund_id: newId('rf'), amount_minor: '1' } },
     { name: 'authorization status', method: 'GET', path: '/internal/v1/authorizations/:id', ids: rids },
     { name: 'merchant batches', method: 'GET', path: '/internal/v1/merchants/:id/settlement-batches', ids: [system.merchant.merchantId, newId('mer')] },

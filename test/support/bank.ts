@@ -59,8 +59,8 @@ export class BankCaller {
     this.#agent = new Agent({ connect: { ca: tls.caCertPem, cert: tls.certPem, key: tls.keyPem } });
   }
 
-  async call(method: 'GET' | 'POST', path: string, body?: unknown): Promise<{ status: number; body: any }> { // eslint-disable-line @typescript-eslint/no-explicit-any -- tests read fields of the bank's JSON
-    const response = await request(`${this.url}${path}`, { method, dispatcher: this.#agent, ...(body === undefined ? {} : { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } }) });
+  async call(method: 'GET' | 'POST', path: string, body?: unknown, headers: Record<string, string> = {}): Promise<{ status: number; body: any }> { // eslint-disable-line @typescript-eslint/no-explicit-any -- tests read fields of the bank's JSON
+    const response = await request(`${this.url}${path}`, { method, dispatcher: this.#agent, headers: { ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...headers }, ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
     const text = await response.body.text();
     return { status: response.statusCode, body: text ? JSON.parse(text) : undefined };
   }

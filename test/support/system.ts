@@ -25,7 +25,7 @@ export interface TestSystem extends KessaiSystem {
 /** Active credentials per card in test systems: the suites enroll the demo cards many times (enrollment.test.ts tests the real limit). */
 const testCredentialsPerCardMax = 10_000;
 
-export async function startTestSystem(options: Pick<SystemOptions, 'beforeListen' | 'holdTimeoutSeconds' | 'expiryIntervalMs' | 'rateLimits' | 'serverTimeouts' | 'settlement' | 'sseHeartbeatMs' | 'credentialsPerCardMax'> = {}): Promise<TestSystem> {
+export async function startTestSystem(options: Pick<SystemOptions, 'beforeListen' | 'authorizationDeadlineMs' | 'holdTimeoutSeconds' | 'expiryIntervalMs' | 'rateLimits' | 'serverTimeouts' | 'settlement' | 'sseHeartbeatMs' | 'credentialsPerCardMax'> = {}): Promise<TestSystem> {
   const dataDir = await mkdtemp(path.join(tmpdir(), 'kessai-test-'));
   const drops: Array<() => Promise<void>> = [];
   const source = async (role: string): Promise<DbSource> => {

@@ -78,7 +78,7 @@ async function saveIntent(context: AuthContext, terminal: TerminalCaller, row: P
   const { db } = context.config;
   const rule = ruleFor(row.status, 'approval_saved');
   if (!rule) throw new KessaiError('payment_request_not_pending');
-  const resolveAt = new Date(now.getTime() + limits.authorizationDeadlineMs + limits.inDoubtFirstCheckMs);
+  const resolveAt = new Date(now.getTime() + deadlineMs(context) + limits.inDoubtFirstCheckMs);
   let saved: PaymentRequestRow[];
   try {
     saved = await db.query<PaymentRequestRow>(
@@ -101,14 +101,18 @@ async function saveIntent(context: AuthContext, terminal: TerminalCaller, row: P
   return authorizing;
 }
 
+const deadlineMs = (context: AuthContext) => context.config.authorizationDeadlineMs ?? limits.authorizationDeadlineMs;
+
 /**
- * Whether a failed call to the issuer is an answer that nothing was held: a refusal it answered
+ * Whether a failed call to the issuer is an answer that nothing was held: no connection was ever
+ * made (refused: the request never left), a refusal it answered
  * (4xx, but not request_timeout: its handler may still run), its ledger queue full, or its refusal
  * to start past the deadline. Anything else — no answer, a 5xx, an answer that does not verify —
  * leaves the authorization in doubt.
  */
 function nothingHeld(err: unknown): boolean {
   if (!(err instanceof KessaiError)) return false;
+  if (err.notSent) return true;
   if (err.code === 'ledger_busy' || err.code === 'deadline_exceeded' || err.code === 'rate_limited') return true;
   return err.status >= 400 && err.status < 500 && err.code !== 'request_timeout';
 }
@@ -154,8 +158,8 @@ export async function approve(context: AuthContext, terminal: TerminalCaller, id
         body: forwarded,
         schema: authorizeResponse,
         unavailable: 'issuer_unavailable',
-        headers: deadlineHeaders(limits.authorizationDeadlineMs),
-        timeoutMs: limits.authorizationDeadlineMs,
+        headers: deadlineHeaders(deadlineMs(context)),
+        timeoutMs: deadlineMs(context),
       }),
     ));
     decision = await verifyDecision(await context.issuers.withKid(issuer, readHeader(jws, 'issuer_refused').kid), jws, row);

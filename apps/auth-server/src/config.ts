@@ -31,6 +31,8 @@ export interface AuthConfig {
   clientTls: { certPem: string; keyPem: string };
   /** How often the outbox and expiry sweeper run. */
   workerIntervalMs?: number;
+  /** The deadline of an authorization at the issuer (default limits.authorizationDeadlineMs); tests shorten it. */
+  authorizationDeadlineMs?: number;
   /** Keep-alive interval of the terminals' event streams, each also a re-check of the credential (default limits.sseHeartbeatMs). */
   sseHeartbeatMs?: number;
   /** Bearer token of the operator endpoints (`/admin/v1/...`); without it they are not served. */

@@ -27,6 +27,7 @@ interface MainConfig {
   issuers: IssuerRoute[];
   merchants: MerchantSeed[];
   workerIntervalMs?: number;
+  authorizationDeadlineMs?: number;
   operatorToken?: string;
   /** Name of the log file under <dataDir>/logs (default auth-server-<pid>). */
   logName?: string;
@@ -74,6 +75,7 @@ const { app } = await buildAuthServer(
     tls: { keyPem: leaf.keyPem, certPem: leaf.certPem, caCertPem: pki.caCertPem },
     clientTls: { certPem: leaf.certPem, keyPem: leaf.keyPem },
     ...(options.workerIntervalMs ? { workerIntervalMs: options.workerIntervalMs } : {}),
+    ...(options.authorizationDeadlineMs ? { authorizationDeadlineMs: options.authorizationDeadlineMs } : {}),
     ...(options.operatorToken ? { operatorToken: options.operatorToken } : {}),
     ...(options.rateLimits ? { rateLimits: options.rateLimits } : {}),
     ...(options.serverTiming ? { serverTiming: true } : {}),

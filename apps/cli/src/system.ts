@@ -27,6 +27,8 @@ export interface SystemOptions {
   issuers?: DemoIssuer[];
   stdoutLogs?: boolean;
   workerIntervalMs?: number;
+  /** The broker's deadline for an authorization at the issuer (default limits.authorizationDeadlineMs). */
+  authorizationDeadlineMs?: number;
   /** The authentication server's event-stream keep-alive (and credential re-check) interval. */
   sseHeartbeatMs?: number;
   /** Settlement servers: authorization holds expire after this long; the expiry pass runs this often. */
@@ -174,6 +176,7 @@ export async function startSystem(options: SystemOptions) {
         tls: authTls,
         clientTls: { certPem: authTls.certPem, keyPem: authTls.keyPem },
         ...(options.workerIntervalMs ? { workerIntervalMs: options.workerIntervalMs } : {}),
+        ...(options.authorizationDeadlineMs ? { authorizationDeadlineMs: options.authorizationDeadlineMs } : {}),
         ...(options.sseHeartbeatMs ? { sseHeartbeatMs: options.sseHeartbeatMs } : {}),
         operatorToken: operatorTokens.auth,
         ...(options.rateLimits ? { rateLimits: options.rateLimits } : {}),

@@ -94,6 +94,10 @@ export class KessaiError extends Error {
   readonly errors: Problem['errors'];
   /** rate_limited: seconds until the caller may try again, sent as Retry-After. */
   retryAfterSeconds?: number;
+  /** Set by a client when its call never reached the peer (the connection was refused): the peer did nothing. */
+  notSent?: boolean;
+  /** Set by a client when this is the peer's own answer (its problem+json with a documented code), not a failure to get one. */
+  fromPeer?: boolean;
   constructor(code: ErrorCode, detail?: string, errors?: Problem['errors']) {
     super(detail ?? errorCatalog[code].title);
     this.name = 'KessaiError';

@@ -54,8 +54,11 @@ export class HttpClient {
       });
       status = response.statusCode;
       text = await response.body.text();
-    } catch {
-      throw new KessaiError(options.unavailable, `${method} ${new URL(url).pathname} failed`);
+    } catch (err) {
+      const failed = new KessaiError(options.unavailable, `${method} ${new URL(url).pathname} failed`);
+      // No connection at all: the request was never sent, so the peer did nothing.
+      if (neverConnected(err)) failed.notSent = true;
+      throw failed;
     }
     const body = parseJson(text);
     if (status >= 200 && status < 300) {
@@ -65,7 +68,7 @@ export class HttpClient {
     }
     const code = (body as { code?: unknown } | undefined)?.code;
     // A peer's documented code is kept (a 502 issuer_refused stays that); a 500 is the peer's bug, not an answer.
-    if (status !== 500 && isErrorCode(code) && code !== 'internal_error') throw new KessaiError(code, (body as { detail?: string }).detail);
+    if (status !== 500 && isErrorCode(code) && code !== 'internal_error') throw peerAnswer(code, (body as { detail?: string }).detail);
     throw new KessaiError(options.unavailable, `${new URL(url).pathname} answered ${status}`);
   }
 
@@ -102,6 +105,21 @@ export class HttpClient {
   close(): Promise<void> {
     return this.#agent.close();
   }
+}
+
+function peerAnswer(code: ErrorCode, detail: string | undefined): KessaiError {
+  const answer = new KessaiError(code, detail);
+  answer.fromPeer = true;
+  return answer;
+}
+
+/** Errors (or their causes) that mean the connection was never made: nothing of the request reached the peer. */
+const notConnectedCodes = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'UND_ERR_CONNECT_TIMEOUT']);
+function neverConnected(err: unknown): boolean {
+  for (let e = err as { code?: unknown; cause?: unknown } | undefined, depth = 0; e && depth < 4; e = e.cause as typeof e, depth++) {
+    if (typeof e.code === 'string' && notConnectedCodes.has(e.code)) return true;
+  }
+  return false;
 }
 
 function parseJson(text: string): unknown {

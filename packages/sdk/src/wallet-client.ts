@@ -226,7 +226,8 @@ export class WalletClient {
       // The issuer retired the key this client's directory named: the next approval reads the directory again.
       if (err instanceof KessaiError && err.code === 'key_retired') this.#directory = undefined;
       // No answer, or a 5xx: the approval may have been recorded. Ask, never report "not paid".
-      if (err instanceof KessaiError && (err.code === 'issuer_unavailable' || err.status >= 500)) return this.settledOutcome(request.view.rid, sentAt, true);
+      // (The server's own problem answers are definite: it answers an approval it could not settle as `authorizing`, never as an error.)
+      if (err instanceof KessaiError && !err.notSent && !err.fromPeer) return this.settledOutcome(request.view.rid, sentAt, true);
       throw err;
     }
     if (outcome.status === 'authorizing') return this.settledOutcome(request.view.rid, sentAt, false);

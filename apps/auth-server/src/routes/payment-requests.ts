@@ -82,9 +82,11 @@ export async function paymentRequestRoutes(plugin: FastifyInstance, context: Aut
     app.post(`/v1/payment-requests/:id/${action}`, { schema: { params: byId, body: action === 'capture' ? captureRequest : voidRequest } }, async (request, reply) =>
       merchantPost(request, reply, async (merchant) => {
         const row = await ownedRequest(merchant, request.params.id);
+        const amount = action === 'capture' ? ((request.body as { amount_minor?: string }).amount_minor ?? BigInt(row.amount_minor).toString()) : undefined;
+        // Done already, as asked (an earlier try committed at the issuer and hold-sync adopted it): the same answer.
+        if (row.status === (action === 'capture' ? 'captured' : 'voided') && (amount === undefined || parseAmount(amount) === BigInt(row.captured_minor))) return { status: 200, body: merchantView(row, config.publicBaseUrl) };
         if (row.status !== 'approved' || !row.issuer_id) throw new KessaiError('authorization_not_capturable', `payment request is ${row.status}`);
         const issuer = await context.issuers.byId(row.issuer_id);
-        const amount = action === 'capture' ? ((request.body as { amount_minor?: string }).amount_minor ?? BigInt(row.amount_minor).toString()) : undefined;
         if (amount !== undefined && parseAmount(amount) > BigInt(row.amount_minor)) throw new KessaiError('capture_exceeds_authorization');
         const result = await context.http.call('POST', `${issuer.route.baseUrl}/internal/v1/authorizations/${row.id}/${action}`, {
           body: action === 'capture' ? { amount_minor: amount } : {},
