@@ -18,11 +18,20 @@
  *   `JSON.stringify(value)` for JSON arrays (objects and JSON strings work on both backends).
  * - `timestamp` (without time zone) is parsed in the process's local time zone; use timestamptz.
  * - `query` takes exactly one statement (both backends refuse several with SQLSTATE 42601).
+ *
+ * Faults (PostgreSQL): every connection has the timeouts of DbTimeouts (limits.ts db…Ms). A
+ * connection-class failure — unreachable, stalled past a timeout, session ended by the server —
+ * is raised as KessaiError database_unavailable (db-faults.ts), never crashes the process (every
+ * pool and client has an 'error' listener), and the connection it happened on is discarded; the
+ * next query opens a new one, so the server serves again by itself once the database is back.
+ * PGlite runs in this process: there is no connection to lose.
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { mkdir } from 'node:fs/promises';
 import { PGlite, protocol } from '@electric-sql/pglite';
 import pg from 'pg';
+import { limits } from '@kessai/protocol';
+import { asDatabaseError, isDatabaseUnavailable } from './db-faults.ts';
 
 export interface Queryable {
   /** Runs one statement with $1..$n parameters and returns its rows. */
@@ -65,13 +74,32 @@ export interface OpenDbOptions {
   /** A PGlite data-dir dump (from createPgliteTemplate) to start an in-memory database from, instead of running initdb. */
   pgliteTemplate?: Blob;
   poolSizeMax?: number;
+  /** Shorter PostgreSQL timeouts than limits.ts, for tests that watch them act; production leaves them out. */
+  timeouts?: Partial<DbTimeouts>;
 }
+
+/** The PostgreSQL connection timeouts of limits.ts (dbConnectTimeoutMs, dbStatementTimeoutMs, dbQueryTimeoutMs, dbIdleInTransactionTimeoutMs, dbListenHeartbeatMs). */
+export interface DbTimeouts {
+  connectMs: number;
+  statementMs: number;
+  queryMs: number;
+  idleInTransactionMs: number;
+  listenHeartbeatMs: number;
+}
+
+export const defaultDbTimeouts: Readonly<DbTimeouts> = Object.freeze({
+  connectMs: limits.dbConnectTimeoutMs,
+  statementMs: limits.dbStatementTimeoutMs,
+  queryMs: limits.dbQueryTimeoutMs,
+  idleInTransactionMs: limits.dbIdleInTransactionTimeoutMs,
+  listenHeartbeatMs: limits.dbListenHeartbeatMs,
+});
 
 /** One connection as the shared code sees it; `exec` returns the last statement's command tag. */
 interface Session {
   query(sql: string, params: readonly unknown[]): Promise<unknown[]>;
   exec(sql: string): Promise<string | undefined>;
-  /** Marks the connection unusable (ROLLBACK failed) so it is not reused. */
+  /** Marks the connection unusable (ROLLBACK failed, or the connection failed) so it is not reused. */
   discard?(): void;
 }
 
@@ -81,7 +109,8 @@ export async function openDb(options: OpenDbOptions): Promise<Db> {
   if ([url, dataDir, pgliteTemplate].filter((o) => o !== undefined).length > 1) {
     throw new Error('openDb: give at most one of url, dataDir, pgliteTemplate');
   }
-  return url !== undefined ? openPostgres(url, poolSizeMax) : openPglite(dataDir, pgliteTemplate);
+  const timeouts = { ...defaultDbTimeouts, ...options.timeouts };
+  return url !== undefined ? openPostgres(url, poolSizeMax, timeouts) : openPglite(dataDir, pgliteTemplate);
 }
 
 /** A fresh in-memory PGlite's data dir, dumped, so tests clone it instead of re-running initdb (seconds each). */
@@ -126,7 +155,18 @@ async function openPglite(dataDir: string | undefined, template: Blob | undefine
   });
 }
 
-async function openPostgres(url: string, max: number): Promise<Db> {
+/** pg Client settings for `timeouts`: connect and query timeouts on our side, statement and idle-in-transaction timeouts on the server's. */
+function connectionSettings(timeouts: DbTimeouts) {
+  return {
+    connectionTimeoutMillis: timeouts.connectMs,
+    query_timeout: timeouts.queryMs,
+    statement_timeout: timeouts.statementMs,
+    idle_in_transaction_session_timeout: timeouts.idleInTransactionMs,
+    keepAlive: true,
+  };
+}
+
+async function openPostgres(url: string, max: number, timeouts: DbTimeouts): Promise<Db> {
   const parseInt8Array = pg.types.getTypeParser(OID.INT8_ARRAY);
   const getTypeParser = (type: number, format?: 'text' | 'binary') =>
     type === OID.INT8 ? BigInt
@@ -136,10 +176,12 @@ async function openPostgres(url: string, max: number): Promise<Db> {
   const pool = new pg.Pool({
     connectionString: url,
     max,
+    ...connectionSettings(timeouts),
     types: { getTypeParser: getTypeParser as typeof pg.types.getTypeParser },
   });
   // An idle connection dying (server restart, database dropped) must not crash the process;
-  // the pool discards it and the next query opens a new one.
+  // the pool discards it and the next query opens a new one. (pool.query listens on the client
+  // it checks out; a client checked out for a transaction gets its own listener below.)
   pool.on('error', () => {});
   try {
     await pool.query('SELECT 1'); // fail at startup, not at the first request
@@ -162,55 +204,94 @@ async function openPostgres(url: string, max: number): Promise<Db> {
       if (!exclusive) return fn(poolSession);
       const client = await pool.connect();
       let broken = false;
+      // While checked out the pool does not listen: a connection dying now would be an unhandled
+      // 'error' event (a crash). The transaction's next statement fails instead, and the
+      // connection is discarded at release, never reused.
+      const onError = () => (broken = true);
+      client.on('error', onError);
       try {
         return await fn({ ...sessionOf(client), discard: () => (broken = true) });
+      } catch (err) {
+        if (isDatabaseUnavailable(err)) broken = true;
+        throw err;
       } finally {
         client.release(broken);
+        client.removeListener('error', onError);
       }
     },
     close: () => pool.end(),
   });
-  return { ...db, listen: (channel, onNotify, onReconnect) => listenPostgres(url, channel, onNotify, onReconnect) };
+  return { ...db, listen: (channel, onNotify, onReconnect) => listenPostgres(url, timeouts, channel, onNotify, onReconnect) };
 }
 
-/** LISTEN on a dedicated client; reconnects with backoff (100 ms doubling to 5 s) until closed. */
-async function listenPostgres(url: string, channel: string, onNotify: (payload: string) => void, onReconnect?: () => void): Promise<DbListener> {
+/**
+ * LISTEN on a dedicated client; reconnects with backoff (100 ms doubling to 5 s) until closed. A
+ * heartbeat (`select 1` every listenHeartbeatMs, given up after queryMs) notices a connection that
+ * stalls without closing, and drops it so that it is reopened.
+ */
+async function listenPostgres(url: string, timeouts: DbTimeouts, channel: string, onNotify: (payload: string) => void, onReconnect?: () => void): Promise<DbListener> {
   if (!/^[a-z_][a-z0-9_]{0,62}$/.test(channel)) throw new Error(`listen: invalid channel name ${channel}`);
   let closed = false;
   let client: pg.Client | undefined;
   let retry: NodeJS.Timeout | undefined;
+  const heartbeat = setInterval(() => {
+    const current = client;
+    current?.query('select 1').catch(() => {
+      // Stalled or broken: cut it; its 'end' reopens the channel.
+      if (client === current) (current as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy();
+    });
+  }, timeouts.listenHeartbeatMs);
+  heartbeat.unref();
   const open = async (): Promise<void> => {
-    const next = new pg.Client({ connectionString: url });
+    const next = new pg.Client({ connectionString: url, ...connectionSettings(timeouts) });
     next.on('notification', (message) => {
       if (message.channel === channel) onNotify(message.payload ?? '');
     });
     next.on('error', () => {}); // 'end' follows and reconnects
     next.on('end', () => {
       if (client === next) client = undefined;
-      if (!closed) schedule(100);
+      if (!closed) schedule();
     });
-    await next.connect();
-    await next.query(`LISTEN ${channel}`);
+    try {
+      await next.connect();
+      await next.query(`LISTEN ${channel}`);
+    } catch (err) {
+      await next.end().catch(() => {});
+      throw err;
+    }
     if (closed) {
       await next.end().catch(() => {});
       return;
     }
     client = next;
   };
-  const schedule = (delayMs: number) => {
+  let backoffMs = 100;
+  const schedule = () => {
     if (closed || retry) return;
     retry = setTimeout(() => {
       retry = undefined;
       open().then(
-        () => onReconnect?.(),
-        () => schedule(Math.min(delayMs * 2, 5_000)),
+        () => {
+          backoffMs = 100;
+          onReconnect?.();
+        },
+        () => schedule(),
       );
-    }, delayMs);
+    }, backoffMs);
+    backoffMs = Math.min(backoffMs * 2, 5_000);
   };
-  await open();
+  try {
+    await open();
+  } catch (err) {
+    closed = true; // nobody holds this listener: no reconnecting in the background
+    clearInterval(heartbeat);
+    clearTimeout(retry);
+    throw err;
+  }
   return {
     async close() {
       closed = true;
+      clearInterval(heartbeat);
       clearTimeout(retry);
       await client?.end().catch(() => {});
     },
@@ -234,47 +315,66 @@ function createDb(kind: Db['kind'], driver: Driver): Db {
     kind,
     async query<T>(sql: string, params: readonly unknown[] = []) {
       refuseNested();
-      return (await driver.run((s) => s.query(sql, params), false)) as T[];
+      return (await driver.run((s) => s.query(sql, params), false).catch(rethrowAsDatabaseError)) as T[];
     },
     async exec(sql) {
       refuseNested();
-      await driver.run((s) => s.exec(sql), false);
+      await driver.run((s) => s.exec(sql), false).catch(rethrowAsDatabaseError);
     },
     async transaction(fn) {
       refuseNested();
       return driver.run(async (session) => {
-        const state = { open: true };
+        const state = { open: true, lost: undefined as unknown };
         const checkOpen = () => {
           if (!state.open) throw new Error('transaction already finished: `tx` cannot be used any more');
+          if (state.lost) throw state.lost; // no statement waits on a connection already known dead or stalled
         };
+        // Every statement's failure goes through here: a lost connection fails the rest of the transaction at once.
+        const onSession = <T>(statement: Promise<T>): Promise<T> =>
+          statement.catch((err: unknown) => {
+            const raised = asDatabaseError(err);
+            if (raised !== err) state.lost = raised;
+            throw raised;
+          });
         const tx: TxQueryable = {
           async query<T>(sql: string, params: readonly unknown[] = []) {
             checkOpen();
-            return (await session.query(sql, params)) as T[];
+            return (await onSession(session.query(sql, params))) as T[];
           },
           async exec(sql) {
             checkOpen();
-            await session.exec(sql);
+            await onSession(session.exec(sql));
           },
         };
-        await session.exec('BEGIN');
+        await onSession(session.exec('BEGIN'));
         try {
           const result = await insideTransaction.run(state, () => fn(tx));
           state.open = false;
-          if ((await session.exec('COMMIT')) !== 'COMMIT') {
+          if (state.lost) throw state.lost; // fn swallowed it: nothing to commit
+          if ((await onSession(session.exec('COMMIT'))) !== 'COMMIT') {
             throw new Error('transaction rolled back at COMMIT: a statement in it had failed');
           }
           return result;
         } catch (err) {
           state.open = false;
+          if (state.lost || isDatabaseUnavailable(err)) {
+            // The server rolls back a transaction whose session is gone; a ROLLBACK sent on a stalled connection would only wait.
+            session.discard?.();
+            throw state.lost ?? asDatabaseError(err);
+          }
           // After a failed or refused COMMIT there is no transaction left; ROLLBACK then only warns.
           await session.exec('ROLLBACK').catch(() => session.discard?.());
           throw err;
         }
-      }, true);
+      }, true).catch(rethrowAsDatabaseError);
     },
     close: () => driver.close(),
   };
+}
+
+/** Rethrows `err`, as database_unavailable when it is a connection-class failure (db-faults.ts). */
+function rethrowAsDatabaseError(err: unknown): never {
+  throw asDatabaseError(err);
 }
 
 /** Runs async functions one at a time, in call order; a failure does not stop the queue. */
