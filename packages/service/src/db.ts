@@ -234,12 +234,18 @@ async function listenPostgres(url: string, timeouts: DbTimeouts, channel: string
   let closed = false;
   let client: pg.Client | undefined;
   let retry: NodeJS.Timeout | undefined;
+  let beating = false;
   const heartbeat = setInterval(() => {
     const current = client;
-    current?.query('select 1').catch(() => {
-      // Stalled or broken: cut it; its 'end' reopens the channel.
-      if (client === current) (current as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy();
-    });
+    if (!current || beating) return;
+    beating = true;
+    current
+      .query('select 1')
+      .catch(() => {
+        // Stalled or broken: cut it; its 'end' reopens the channel.
+        if (client === current) (current as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy();
+      })
+      .finally(() => (beating = false));
   }, timeouts.listenHeartbeatMs);
   heartbeat.unref();
   const open = async (): Promise<void> => {
