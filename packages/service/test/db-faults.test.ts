@@ -171,7 +171,7 @@ describe.skipIf(!pgUrl)(pgUrl ? 'a PostgreSQL Db through a TCP proxy, short time
   it('a transaction whose connection is terminated while checked out fails database_unavailable without crashing, and its connection is not reused', async () => {
     let backend = 0;
     const failed = db.transaction(async (tx) => {
-      [{ pid: backend }] = await tx.query<{ pid: number }>('select pg_backend_pid() as pid');
+      backend = (await tx.query<{ pid: number }>('select pg_backend_pid() as pid'))[0]!.pid;
       await tx.query('insert into notes values (3, $1)', ['lost']);
       await terminateAll(); // the client is idle and checked out: its 'error' event must find a listener
       await new Promise((resolve) => setTimeout(resolve, 200));
