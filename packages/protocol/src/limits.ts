@@ -74,9 +74,11 @@ export const limits = {
   /**
    * PostgreSQL cancels a statement (lock waits included) running longer than this (its
    * `statement_timeout`): well under upstreamTimeoutMs, so a caller hears database_unavailable
-   * from us before it gives up on its own. Migrations and the settlement close run under it too.
+   * from us before it gives up on its own. The settlement close runs under it too.
    */
   dbStatementTimeoutMs: 5_000,
+  /** A migration file's statements (packages/service/src/migrate.ts), which may rewrite a large table, run under this statement timeout instead. */
+  dbMigrationTimeoutMs: 10 * 60 * 1000,
   /**
    * The client gives up on a statement whose answer has not arrived after this long and discards
    * the connection: catches a database (or network) that stalls without answering at all, which

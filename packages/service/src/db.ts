@@ -50,7 +50,7 @@ export interface Db extends Queryable {
    * Runs fn inside BEGIN/COMMIT; rolls back and rethrows if fn throws. fn must use `tx`, never
    * this Db (that throws). If fn swallowed a failed statement, COMMIT rolls back and this throws.
    */
-  transaction<T>(fn: (tx: TxQueryable) => Promise<T>): Promise<T>;
+  transaction<T>(fn: (tx: TxQueryable) => Promise<T>, options?: TransactionOptions): Promise<T>;
   /** Runs `sql` (several statements allowed, no parameters), used by migrations. */
   exec(sql: string): Promise<void>;
   close(): Promise<void>;
@@ -60,6 +60,15 @@ export interface Db extends Queryable {
    * `onReconnect` runs after each reopening, since notifications sent meanwhile are gone.
    */
   listen?(channel: string, onNotify: (payload: string) => void, onReconnect?: () => void): Promise<DbListener>;
+}
+
+export interface TransactionOptions {
+  /**
+   * Lets this transaction's statements run this long instead of dbStatementTimeoutMs (migrations:
+   * limits.dbMigrationTimeoutMs). `SET LOCAL statement_timeout`, with the client's query timeout
+   * stretched to match; PGlite accepts and ignores it.
+   */
+  statementTimeoutMs?: number;
 }
 
 export interface DbListener {
@@ -189,19 +198,26 @@ async function openPostgres(url: string, max: number, timeouts: DbTimeouts): Pro
     await pool.end();
     throw err;
   }
-  const sessionOf = (client: pg.Pool | pg.PoolClient): Session => ({
-    // Extended protocol even without parameters, as PGlite: several statements are refused, not run.
-    query: async (sql, params) =>
-      (await client.query({ text: sql, values: [...params], queryMode: 'extended' } as pg.QueryConfig)).rows,
-    exec: async (sql) => {
-      const result: pg.QueryResult | pg.QueryResult[] = await client.query(sql);
-      return (Array.isArray(result) ? result.at(-1) : result)?.command;
-    },
-  });
+  /** `queryTimeoutMs`: the client's wait for this session's answers, when not timeouts.queryMs. */
+  const sessionOf = (client: pg.Pool | pg.PoolClient, queryTimeoutMs?: number): Session => {
+    // query_timeout and queryMode are QueryConfig fields `pg` reads but its types do not list.
+    const wait: { query_timeout?: number } = queryTimeoutMs === undefined ? {} : { query_timeout: queryTimeoutMs };
+    return {
+      // Extended protocol even without parameters, as PGlite: several statements are refused, not run.
+      query: async (sql, params) =>
+        (await client.query({ text: sql, values: [...params], queryMode: 'extended', ...wait } as unknown as pg.QueryConfig)).rows,
+      exec: async (sql) => {
+        const result: pg.QueryResult | pg.QueryResult[] = await client.query({ text: sql, ...wait } as unknown as pg.QueryConfig);
+        return (Array.isArray(result) ? result.at(-1) : result)?.command;
+      },
+    };
+  };
   const poolSession = sessionOf(pool);
   const db = createDb('postgres', {
-    run: async (fn, exclusive) => {
+    run: async (fn, exclusive, statementTimeoutMs) => {
       if (!exclusive) return fn(poolSession);
+      // The client waits as much longer than the server's statement timeout as it does by default.
+      const queryTimeoutMs = statementTimeoutMs === undefined ? undefined : statementTimeoutMs + Math.max(0, timeouts.queryMs - timeouts.statementMs);
       const client = await pool.connect();
       let broken = false;
       // While checked out the pool does not listen: a connection dying now would be an unhandled
@@ -210,7 +226,7 @@ async function openPostgres(url: string, max: number, timeouts: DbTimeouts): Pro
       const onError = () => (broken = true);
       client.on('error', onError);
       try {
-        return await fn({ ...sessionOf(client), discard: () => (broken = true) });
+        return await fn({ ...sessionOf(client, queryTimeoutMs), discard: () => (broken = true) });
       } catch (err) {
         if (isDatabaseUnavailable(err)) broken = true;
         throw err;
@@ -305,8 +321,8 @@ async function listenPostgres(url: string, timeouts: DbTimeouts, channel: string
 }
 
 interface Driver {
-  /** Runs fn with a session; `exclusive` = one connection for the whole of fn (a transaction). */
-  run<T>(fn: (session: Session) => Promise<T>, exclusive: boolean): Promise<T>;
+  /** Runs fn with a session; `exclusive` = one connection for the whole of fn (a transaction), whose statements may run `statementTimeoutMs` if given. */
+  run<T>(fn: (session: Session) => Promise<T>, exclusive: boolean, statementTimeoutMs?: number): Promise<T>;
   close(): Promise<void>;
 }
 
@@ -327,8 +343,12 @@ function createDb(kind: Db['kind'], driver: Driver): Db {
       refuseNested();
       await driver.run((s) => s.exec(sql), false).catch(rethrowAsDatabaseError);
     },
-    async transaction(fn) {
+    async transaction(fn, options = {}) {
       refuseNested();
+      const { statementTimeoutMs } = options;
+      if (statementTimeoutMs !== undefined && !(Number.isSafeInteger(statementTimeoutMs) && statementTimeoutMs > 0)) {
+        throw new TypeError('transaction: statementTimeoutMs must be a positive integer (milliseconds)');
+      }
       return driver.run(async (session) => {
         const state = { open: true, lost: undefined as unknown };
         const checkOpen = () => {
@@ -354,6 +374,7 @@ function createDb(kind: Db['kind'], driver: Driver): Db {
         };
         await onSession(session.exec('BEGIN'));
         try {
+          if (statementTimeoutMs !== undefined) await onSession(session.exec(`SET LOCAL statement_timeout = ${statementTimeoutMs}`));
           const result = await insideTransaction.run(state, () => fn(tx));
           state.open = false;
           if (state.lost) throw state.lost; // fn swallowed it: nothing to commit
@@ -372,7 +393,7 @@ function createDb(kind: Db['kind'], driver: Driver): Db {
           await session.exec('ROLLBACK').catch(() => session.discard?.());
           throw err;
         }
-      }, true).catch(rethrowAsDatabaseError);
+      }, true, statementTimeoutMs).catch(rethrowAsDatabaseError);
     },
     close: () => driver.close(),
   };

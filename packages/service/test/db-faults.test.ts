@@ -142,6 +142,13 @@ describe.skipIf(!pgUrl)(pgUrl ? 'a PostgreSQL Db through a TCP proxy, short time
     expect(await db.query('select 1 as one')).toEqual([{ one: 1 }]);
   });
 
+  it('a transaction given a longer statement timeout (migrations) runs past the per-request timeouts', async () => {
+    const rows = await db.transaction((tx) => tx.query<{ slept: string }>("select pg_sleep(1)::text as slept"), { statementTimeoutMs: 3_000 });
+    expect(rows).toEqual([{ slept: '' }]);
+    await expect(db.transaction((tx) => tx.query('select 1'), { statementTimeoutMs: 0 })).rejects.toThrow(TypeError);
+    await failsUnavailable(db.transaction((tx) => tx.query('select pg_sleep(2)')), timeouts.statementMs + marginMs);
+  });
+
   it('a stalled database fails queries and transactions within the query or connect timeout; after resume the same Db serves again', async () => {
     await db.query('select 1'); // an idle connection in the pool
     proxy.stall();
