@@ -5,6 +5,8 @@
  * fails the statement quickly with database_unavailable, never crashes the process, and that the
  * same Db serves again by itself afterwards.
  */
+import { execFile } from 'node:child_process';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import pg from 'pg';
 import { KessaiError, limits } from '@kessai/protocol';
@@ -90,6 +92,26 @@ describe('which database failures are database_unavailable', () => {
     });
     expect(limits.dbStatementTimeoutMs).toBeLessThan(limits.dbQueryTimeoutMs);
     expect(limits.dbQueryTimeoutMs).toBeLessThan(limits.upstreamTimeoutMs);
+  });
+});
+
+describe('a server process and stray faults (survivesDatabaseFaults)', () => {
+  const fixture = path.join(import.meta.dirname, 'fixtures', 'stray-fault.ts');
+  const run = (kind: string) =>
+    new Promise<{ code: number | null; stdout: string }>((resolve) => {
+      execFile(process.execPath, ['--import', 'tsx', fixture, kind], { cwd: path.join(import.meta.dirname, '..', '..', '..') }, (_err, stdout) => resolve({ code: _err ? ((_err as { code?: number }).code ?? null) : 0, stdout }));
+    });
+
+  it.each(['error-event', 'rejection'])('a database fault nobody handled (%s) is logged and the process serves on', async (kind) => {
+    const { code, stdout } = await run(kind);
+    expect(stdout).toContain('still serving');
+    expect(code).toBe(0);
+  });
+
+  it('any other unhandled rejection is a bug: the process exits 1', async () => {
+    const { code, stdout } = await run('bug');
+    expect(stdout).not.toContain('still serving');
+    expect(code).toBe(1);
   });
 });
 
