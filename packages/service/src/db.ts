@@ -235,7 +235,8 @@ async function openPostgres(url: string, max: number, timeouts: DbTimeouts): Pro
         client.removeListener('error', onError);
       }
     },
-    close: () => pool.end(),
+    // A stalled connection never acknowledges the end: shutdown waits at most queryMs for them.
+    close: () => within(pool.end(), timeouts.queryMs),
   });
   return { ...db, listen: (channel, onNotify, onReconnect) => listenPostgres(url, timeouts, channel, onNotify, onReconnect) };
 }
@@ -259,7 +260,7 @@ async function listenPostgres(url: string, timeouts: DbTimeouts, channel: string
       .query('select 1')
       .catch(() => {
         // Stalled or broken: cut it; its 'end' reopens the channel.
-        if (client === current) (current as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy();
+        if (client === current) cut(current);
       })
       .finally(() => (beating = false));
   }, timeouts.listenHeartbeatMs);
@@ -278,7 +279,7 @@ async function listenPostgres(url: string, timeouts: DbTimeouts, channel: string
       await next.connect();
       await next.query(`LISTEN ${channel}`);
     } catch (err) {
-      await next.end().catch(() => {});
+      cut(next); // end() would wait on a stalled connection
       throw err;
     }
     if (closed) {
@@ -315,9 +316,22 @@ async function listenPostgres(url: string, timeouts: DbTimeouts, channel: string
       closed = true;
       clearInterval(heartbeat);
       clearTimeout(retry);
-      await client?.end().catch(() => {});
+      const last = client;
+      if (last) await within(last.end(), timeouts.queryMs).finally(() => cut(last));
     },
   };
+}
+
+/** Closes a client's socket at once, without the goodbye a stalled server would never answer. */
+function cut(client: pg.Client): void {
+  (client as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy();
+}
+
+/** Settles when `work` does or after `ms`, whichever comes first; never rejects. */
+async function within(work: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([work.catch(() => {}), new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)))]);
+  clearTimeout(timer);
 }
 
 interface Driver {

@@ -136,10 +136,12 @@ describe.skipIf(!pgUrl)(pgUrl ? 'a PostgreSQL Db through a TCP proxy, short time
   let admin: pg.Client;
   let drop: (() => Promise<void>) | undefined;
   let database: string;
+  let scratchUrl: string;
 
   beforeAll(async () => {
     const scratch = (await scratchPostgres('kessai_db_faults'))!;
     drop = scratch.drop;
+    scratchUrl = scratch.url;
     const url = new URL(scratch.url);
     database = url.pathname.slice(1);
     proxy = await startTcpProxy({ targetHost: url.hostname, targetPort: Number(url.port || 5432) });
@@ -210,6 +212,23 @@ describe.skipIf(!pgUrl)(pgUrl ? 'a PostgreSQL Db through a TCP proxy, short time
     const rows = await db.query<{ pid: number; ids: number[] }>('select pg_backend_pid() as pid, array(select id from notes order by id) as ids');
     expect(rows[0]!.pid).not.toBe(backend);
     expect(rows[0]!.ids, 'the terminated transaction was rolled back').toEqual([2]);
+  });
+
+  it('closing a Db whose database stalls does not wait for it past the query timeout', async () => {
+    const url = new URL(scratchUrl);
+    url.host = `127.0.0.1:${proxy.port}`;
+    const other = await openDb({ url: url.toString(), poolSizeMax: 2, timeouts });
+    const listener = await other.listen!('kessai_fault_close', () => undefined);
+    await other.query('select 1');
+    proxy.stall();
+    try {
+      const started = Date.now();
+      await listener.close();
+      await other.close();
+      expect(Date.now() - started).toBeLessThan(2 * timeouts.queryMs + marginMs);
+    } finally {
+      proxy.resume();
+    }
   });
 
   it('the LISTEN connection comes back after a stall (heartbeat) and after its backend is terminated', async () => {
