@@ -66,7 +66,7 @@ export interface TransactionOptions {
   /**
    * Lets this transaction's statements run this long instead of dbStatementTimeoutMs (migrations:
    * limits.dbMigrationTimeoutMs). `SET LOCAL statement_timeout`, with the client's query timeout
-   * stretched to match; PGlite accepts and ignores it.
+   * stretched to match (PGlite runs the SET too, harmlessly).
    */
   statementTimeoutMs?: number;
 }
