@@ -7,7 +7,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { directoryResponse, limits, merchantNameProblem, sha256Base64url } from '@kessai/protocol';
 import { HttpClient } from '@kessai/sdk';
-import { createRateLimiters, createServer, migrate, rateLimitHook, registerWebPages, setUpAuditLog, keyAdminRoutes } from '@kessai/service';
+import { createRateLimiters, createServer, logPassFailure, migrate, rateLimitHook, registerWebPages, setUpAuditLog, keyAdminRoutes } from '@kessai/service';
 import { checkAuthConfig, type AuthConfig } from './config.ts';
 import { adminConsoleRoutes } from './admin-console.ts';
 import type { AuthContext } from './context.ts';
@@ -104,7 +104,7 @@ export async function buildAuthServer(config: AuthConfig) {
   const tick = () => {
     if (running) return;
     running = runWorker(context, dispatcher, new Date())
-      .catch((err: unknown) => config.logger.error({ err }, 'worker pass failed'))
+      .catch((err: unknown) => logPassFailure(config.logger, err, 'worker pass failed'))
       .finally(() => (running = undefined));
   };
   app.addHook('onReady', async () => {

@@ -13,7 +13,7 @@
 import { readFile } from 'node:fs/promises';
 import { KessaiError } from '@kessai/protocol';
 import path from 'node:path';
-import { createLogger, loadOrCreateDevPki, loadOrCreateKeyRing, openDb, reservePort, serveUntilSignalled, type RateLimitConfig } from '@kessai/service';
+import { createLogger, loadOrCreateDevPki, loadOrCreateKeyRing, openDb, reservePort, serveUntilSignalled, type DbTimeouts, type RateLimitConfig } from '@kessai/service';
 import { buildAuthServer } from './app.ts';
 import type { IssuerRoute, MerchantSeed } from './config.ts';
 
@@ -32,6 +32,8 @@ interface MainConfig {
   /** Name of the log file under <dataDir>/logs (default auth-server-<pid>). */
   logName?: string;
   poolSizeMax?: number;
+  /** PostgreSQL timeouts shorter than limits.ts (db…Ms), for tests that watch a database fault; production leaves them out. */
+  dbTimeouts?: Partial<DbTimeouts>;
   /** Rate limits other than limits.rateLimits (the benchmark raises them). */
   rateLimits?: RateLimitConfig;
   /** Server-Timing headers (server-timing.ts), for the benchmark. */
@@ -52,7 +54,7 @@ const host = options.host ?? '127.0.0.1';
 const directoryFile = options.directoryFile ?? path.join(dataDir, 'directory', 'directory.jws');
 const pki = await loadOrCreateDevPki(path.join(dataDir, 'pki'), [{ name: 'auth-server', dnsNames: ['localhost'], ipAddresses: ['127.0.0.1', '::1'], usages: ['server', 'client'] }]);
 const leaf = pki.leaves['auth-server']!;
-const db = await openDb(databaseUrl ? { url: databaseUrl, ...(options.poolSizeMax ? { poolSizeMax: options.poolSizeMax } : {}) } : { dataDir: path.join(dataDir, 'auth', 'db') });
+const db = await openDb(databaseUrl ? { url: databaseUrl, ...(options.poolSizeMax ? { poolSizeMax: options.poolSizeMax } : {}), ...(options.dbTimeouts ? { timeouts: options.dbTimeouts } : {}) } : { dataDir: path.join(dataDir, 'auth', 'db') });
 const logger = createLogger({ name: 'auth-server', file: path.join(dataDir, 'logs', `${options.logName ?? `auth-server-${process.pid}`}.log`) });
 const keys = await loadOrCreateKeyRing(path.join(dataDir, 'auth', 'keys'), [
   { name: 'cipher1', use: 'enc' },

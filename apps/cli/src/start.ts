@@ -1,7 +1,7 @@
 /** `kessai start`: the whole system on fixed localhost ports, data under one folder, until Ctrl-C. */
 import path from 'node:path';
 import { formatAmount } from '@kessai/protocol';
-import { operatorTokenPath } from '@kessai/service';
+import { createLogger, operatorTokenPath, survivesDatabaseFaults } from '@kessai/service';
 import { demoIssuers } from './demo-data.ts';
 import { defaultPorts, startSystem, type DbSource } from './system.ts';
 
@@ -16,6 +16,8 @@ export async function start(options: StartOptions): Promise<void> {
   const url = (value: string | undefined): DbSource | undefined => (value ? { url: value } : undefined);
   const issuerDbs: Record<string, DbSource> = {};
   for (const [id, value] of Object.entries(options.databaseUrls.issuers)) if (value) issuerDbs[id] = { url: value };
+  // Every role in this one process: a database fault that escaped db.ts must not stop them all (docs/operations.md, Failure semantics).
+  survivesDatabaseFaults(createLogger({ name: 'kessai', file: path.join(path.resolve(options.dataDir), 'logs', 'kessai.log'), stdout: options.logToStdout }));
   console.log(`Kessai: starting in ${path.resolve(options.dataDir)} (first start generates the CA, keys and databases; this can take a minute)`);
   const system = await startSystem({
     dataDir: options.dataDir,

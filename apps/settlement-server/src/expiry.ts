@@ -5,7 +5,7 @@
  * every expiryIntervalMs as one job of the ledger's group commit.
  */
 import { limits } from '@kessai/protocol';
-import { recordDomainEvent, type Logger, type Queryable } from '@kessai/service';
+import { logPassFailure, recordDomainEvent, type Logger, type Queryable } from '@kessai/service';
 import type { GroupCommit } from './ledger/group-commit.ts';
 import { expirePendingTransfers } from './ledger/store.ts';
 
@@ -36,7 +36,7 @@ export function startExpiryWorker(ledger: GroupCommit, logger: Logger, intervalM
         logger.info({ requests: rids }, 'step 409: authorization holds expired');
         recordExpired(logger, rids);
       })
-      .catch((err: unknown) => logger.error({ err }, 'expiry pass failed'));
+      .catch((err: unknown) => logPassFailure(logger, err, 'expiry pass failed'));
   }, intervalMs);
   timer.unref();
   return {

@@ -23,6 +23,7 @@ import { loadOrCreateCardKeys } from './card-vault.ts';
 import { issuerDatabaseEnv } from './config.ts';
 
 const rateLimit = z.strictObject({ perMinute: z.number().positive(), burst: z.number().int().positive() });
+const dbTimeoutMs = z.number().int().positive();
 const mainConfig = z.strictObject({
   /** A demo issuer's id: sakura-bank or fuji-bank. */
   issuerId: z.enum(demoIssuers.map((i) => i.id) as [string, ...string[]]),
@@ -39,6 +40,11 @@ const mainConfig = z.strictObject({
   /** Name of the log file under <dataDir>/logs (default settlement-<issuer>-<pid>). */
   logName: z.string().regex(/^[A-Za-z0-9._-]+$/).optional(),
   poolSizeMax: z.number().int().positive().optional(),
+  /** PostgreSQL timeouts shorter than limits.ts (db…Ms), for tests that watch a database fault; production leaves them out. */
+  dbTimeouts: z
+    .strictObject({ connectMs: dbTimeoutMs, statementMs: dbTimeoutMs, queryMs: dbTimeoutMs, idleInTransactionMs: dbTimeoutMs, listenHeartbeatMs: dbTimeoutMs })
+    .partial()
+    .optional(),
   /** Merchants onboarded at start (others through the operator API, POST /admin/v1/merchants). */
   merchants: z.array(z.strictObject({ id: z.string().regex(/^mer_[0-9a-hjkmnp-tv-z]{26}$/), name: z.string().min(1).max(200) })).max(1_000).optional(),
   /** Active credentials per card (default limits.credentialsPerCardMax; the benchmark enrolls more terminals on one card). */
@@ -90,7 +96,7 @@ const pki = await loadOrCreateDevPki(path.join(dataDir, 'pki'), [
   { name: 'settlement-server', dnsNames: ['localhost'], ipAddresses: ['127.0.0.1', '::1'], usages: ['server'] },
 ]);
 const leaf = pki.leaves['settlement-server']!;
-const db = await openDb(databaseUrl ? { url: databaseUrl, ...(options.poolSizeMax ? { poolSizeMax: options.poolSizeMax } : {}) } : { dataDir: path.join(roleDir, 'db') });
+const db = await openDb(databaseUrl ? { url: databaseUrl, ...(options.poolSizeMax ? { poolSizeMax: options.poolSizeMax } : {}), ...(options.dbTimeouts ? { timeouts: options.dbTimeouts } : {}) } : { dataDir: path.join(roleDir, 'db') });
 const logger = createLogger({ name: `settlement-${issuer.id}`, file: path.join(dataDir, 'logs', `${options.logName ?? `settlement-${issuer.id}-${process.pid}`}.log`) });
 const app = await buildSettlementServer(
   Object.freeze({

@@ -92,6 +92,33 @@ export const limits = {
   walletOutcomeWaitMs: 60_000,
   walletOutcomePollMs: 1_000,
   /**
+   * Every server's PostgreSQL connections (packages/service/src/db.ts; PGlite is in-process and has
+   * none of them). A new connection, or a free one from a full pool, not had within
+   * dbConnectTimeoutMs fails the request with database_unavailable (503) instead of waiting.
+   */
+  dbConnectTimeoutMs: 2_000,
+  /**
+   * PostgreSQL cancels a statement (lock waits included) running longer than this (its
+   * `statement_timeout`): well under upstreamTimeoutMs, so a caller hears database_unavailable
+   * from us before it gives up on its own. The settlement close runs under it too.
+   */
+  dbStatementTimeoutMs: 5_000,
+  /** A migration file's statements (packages/service/src/migrate.ts), which may rewrite a large table, run under this statement timeout instead. */
+  dbMigrationTimeoutMs: 10 * 60 * 1000,
+  /**
+   * The client gives up on a statement whose answer has not arrived after this long and discards
+   * the connection: catches a database (or network) that stalls without answering at all, which
+   * statement_timeout cannot. A little longer than dbStatementTimeoutMs, so the server's own
+   * cancellation normally comes first.
+   */
+  dbQueryTimeoutMs: 6_000,
+  /** PostgreSQL ends a session left inside a transaction without a statement for this long (`idle_in_transaction_session_timeout`), releasing its locks. */
+  dbIdleInTransactionTimeoutMs: 10_000,
+  /** The LISTEN connection (push channel) runs `select 1` this often, so a connection that stalls without closing is noticed and reopened. */
+  dbListenHeartbeatMs: 15_000,
+  /** Retry-After (seconds) of a database_unavailable answer. */
+  dbRetryAfterSeconds: 2,
+  /**
    * Every server (packages/service/src/server.ts): a TLS handshake not finished after this long is
    * dropped (Node's default is 120 s, room for a slow-loris on the handshake).
    */

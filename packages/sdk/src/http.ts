@@ -43,6 +43,7 @@ export class HttpClient {
   async call<T>(method: 'GET' | 'POST', url: string, options: CallOptions<T>): Promise<T> {
     let status: number;
     let text: string;
+    let retryAfter: unknown;
     try {
       const response = await request(url, {
         method,
@@ -53,6 +54,7 @@ export class HttpClient {
         ...(options.timeoutMs === undefined ? {} : { headersTimeout: options.timeoutMs, bodyTimeout: options.timeoutMs }),
       });
       status = response.statusCode;
+      retryAfter = response.headers['retry-after'];
       text = await response.body.text();
     } catch (err) {
       const failed = new KessaiError(options.unavailable, `${method} ${new URL(url).pathname} failed`);
@@ -68,7 +70,7 @@ export class HttpClient {
     }
     const code = (body as { code?: unknown } | undefined)?.code;
     // A peer's documented code is kept (a 502 issuer_refused stays that); a 500 is the peer's bug, not an answer.
-    if (status !== 500 && isErrorCode(code) && code !== 'internal_error') throw peerAnswer(code, (body as { detail?: string }).detail);
+    if (status !== 500 && isErrorCode(code) && code !== 'internal_error') throw withRetryAfter(peerAnswer(code, (body as { detail?: string }).detail), retryAfter);
     throw new KessaiError(options.unavailable, `${new URL(url).pathname} answered ${status}`);
   }
 
@@ -120,6 +122,13 @@ function neverConnected(err: unknown): boolean {
     if (typeof e.code === 'string' && notConnectedCodes.has(e.code)) return true;
   }
   return false;
+}
+
+/** A relayed rate_limited or database_unavailable keeps the peer's Retry-After (whole seconds, at most an hour), so our own answer carries it on. */
+function withRetryAfter(err: KessaiError, header: unknown): KessaiError {
+  const seconds = typeof header === 'string' && /^\d{1,4}$/.test(header) ? Number(header) : undefined;
+  if (seconds !== undefined && seconds <= 3_600 && (err.code === 'rate_limited' || err.code === 'database_unavailable')) err.retryAfterSeconds = seconds;
+  return err;
 }
 
 function parseJson(text: string): unknown {

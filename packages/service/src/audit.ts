@@ -21,6 +21,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { isErrorCode, limits } from '@kessai/protocol';
+import { logPassFailure } from './db-faults.ts';
 import type { Db, Queryable } from './db.ts';
 import type { Logger } from './logger.ts';
 import { requireOperator } from './operator.ts';
@@ -184,7 +185,7 @@ export class AuditLog {
         try {
           await appendAuditEntries(this.#db, batch.map((item) => item.entry));
         } catch (err) {
-          this.#logger.error({ err, entries: batch.length }, 'audit log append failed');
+          logPassFailure(this.#logger, err, 'audit log append failed', { entries: batch.length });
         }
         for (const item of batch) item.done();
       }

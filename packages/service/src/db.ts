@@ -18,11 +18,20 @@
  *   `JSON.stringify(value)` for JSON arrays (objects and JSON strings work on both backends).
  * - `timestamp` (without time zone) is parsed in the process's local time zone; use timestamptz.
  * - `query` takes exactly one statement (both backends refuse several with SQLSTATE 42601).
+ *
+ * Faults (PostgreSQL): every connection has the timeouts of DbTimeouts (limits.ts db…Ms). A
+ * connection-class failure — unreachable, stalled past a timeout, session ended by the server —
+ * is raised as KessaiError database_unavailable (db-faults.ts), never crashes the process (every
+ * pool and client has an 'error' listener), and the connection it happened on is discarded; the
+ * next query opens a new one, so the server serves again by itself once the database is back.
+ * PGlite runs in this process: there is no connection to lose.
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { mkdir } from 'node:fs/promises';
 import { PGlite, protocol } from '@electric-sql/pglite';
 import pg from 'pg';
+import { limits } from '@kessai/protocol';
+import { asDatabaseError, isDatabaseUnavailable } from './db-faults.ts';
 
 export interface Queryable {
   /** Runs one statement with $1..$n parameters and returns its rows. */
@@ -41,7 +50,7 @@ export interface Db extends Queryable {
    * Runs fn inside BEGIN/COMMIT; rolls back and rethrows if fn throws. fn must use `tx`, never
    * this Db (that throws). If fn swallowed a failed statement, COMMIT rolls back and this throws.
    */
-  transaction<T>(fn: (tx: TxQueryable) => Promise<T>): Promise<T>;
+  transaction<T>(fn: (tx: TxQueryable) => Promise<T>, options?: TransactionOptions): Promise<T>;
   /** Runs `sql` (several statements allowed, no parameters), used by migrations. */
   exec(sql: string): Promise<void>;
   close(): Promise<void>;
@@ -51,6 +60,15 @@ export interface Db extends Queryable {
    * `onReconnect` runs after each reopening, since notifications sent meanwhile are gone.
    */
   listen?(channel: string, onNotify: (payload: string) => void, onReconnect?: () => void): Promise<DbListener>;
+}
+
+export interface TransactionOptions {
+  /**
+   * Lets this transaction's statements run this long instead of dbStatementTimeoutMs (migrations:
+   * limits.dbMigrationTimeoutMs). `SET LOCAL statement_timeout`, with the client's query timeout
+   * stretched to match (PGlite runs the SET too, harmlessly).
+   */
+  statementTimeoutMs?: number;
 }
 
 export interface DbListener {
@@ -65,13 +83,32 @@ export interface OpenDbOptions {
   /** A PGlite data-dir dump (from createPgliteTemplate) to start an in-memory database from, instead of running initdb. */
   pgliteTemplate?: Blob;
   poolSizeMax?: number;
+  /** Shorter PostgreSQL timeouts than limits.ts, for tests that watch them act; production leaves them out. */
+  timeouts?: Partial<DbTimeouts>;
 }
+
+/** The PostgreSQL connection timeouts of limits.ts (dbConnectTimeoutMs, dbStatementTimeoutMs, dbQueryTimeoutMs, dbIdleInTransactionTimeoutMs, dbListenHeartbeatMs). */
+export interface DbTimeouts {
+  connectMs: number;
+  statementMs: number;
+  queryMs: number;
+  idleInTransactionMs: number;
+  listenHeartbeatMs: number;
+}
+
+export const defaultDbTimeouts: Readonly<DbTimeouts> = Object.freeze({
+  connectMs: limits.dbConnectTimeoutMs,
+  statementMs: limits.dbStatementTimeoutMs,
+  queryMs: limits.dbQueryTimeoutMs,
+  idleInTransactionMs: limits.dbIdleInTransactionTimeoutMs,
+  listenHeartbeatMs: limits.dbListenHeartbeatMs,
+});
 
 /** One connection as the shared code sees it; `exec` returns the last statement's command tag. */
 interface Session {
   query(sql: string, params: readonly unknown[]): Promise<unknown[]>;
   exec(sql: string): Promise<string | undefined>;
-  /** Marks the connection unusable (ROLLBACK failed) so it is not reused. */
+  /** Marks the connection unusable (ROLLBACK failed, or the connection failed) so it is not reused. */
   discard?(): void;
 }
 
@@ -81,7 +118,8 @@ export async function openDb(options: OpenDbOptions): Promise<Db> {
   if ([url, dataDir, pgliteTemplate].filter((o) => o !== undefined).length > 1) {
     throw new Error('openDb: give at most one of url, dataDir, pgliteTemplate');
   }
-  return url !== undefined ? openPostgres(url, poolSizeMax) : openPglite(dataDir, pgliteTemplate);
+  const timeouts = { ...defaultDbTimeouts, ...options.timeouts };
+  return url !== undefined ? openPostgres(url, poolSizeMax, timeouts) : openPglite(dataDir, pgliteTemplate);
 }
 
 /** A fresh in-memory PGlite's data dir, dumped, so tests clone it instead of re-running initdb (seconds each). */
@@ -126,7 +164,18 @@ async function openPglite(dataDir: string | undefined, template: Blob | undefine
   });
 }
 
-async function openPostgres(url: string, max: number): Promise<Db> {
+/** pg Client settings for `timeouts`: connect and query timeouts on our side, statement and idle-in-transaction timeouts on the server's. */
+function connectionSettings(timeouts: DbTimeouts) {
+  return {
+    connectionTimeoutMillis: timeouts.connectMs,
+    query_timeout: timeouts.queryMs,
+    statement_timeout: timeouts.statementMs,
+    idle_in_transaction_session_timeout: timeouts.idleInTransactionMs,
+    keepAlive: true,
+  };
+}
+
+async function openPostgres(url: string, max: number, timeouts: DbTimeouts): Promise<Db> {
   const parseInt8Array = pg.types.getTypeParser(OID.INT8_ARRAY);
   const getTypeParser = (type: number, format?: 'text' | 'binary') =>
     type === OID.INT8 ? BigInt
@@ -136,10 +185,12 @@ async function openPostgres(url: string, max: number): Promise<Db> {
   const pool = new pg.Pool({
     connectionString: url,
     max,
+    ...connectionSettings(timeouts),
     types: { getTypeParser: getTypeParser as typeof pg.types.getTypeParser },
   });
   // An idle connection dying (server restart, database dropped) must not crash the process;
-  // the pool discards it and the next query opens a new one.
+  // the pool discards it and the next query opens a new one. (pool.query listens on the client
+  // it checks out; a client checked out for a transaction gets its own listener below.)
   pool.on('error', () => {});
   try {
     await pool.query('SELECT 1'); // fail at startup, not at the first request
@@ -147,79 +198,145 @@ async function openPostgres(url: string, max: number): Promise<Db> {
     await pool.end();
     throw err;
   }
-  const sessionOf = (client: pg.Pool | pg.PoolClient): Session => ({
-    // Extended protocol even without parameters, as PGlite: several statements are refused, not run.
-    query: async (sql, params) =>
-      (await client.query({ text: sql, values: [...params], queryMode: 'extended' } as pg.QueryConfig)).rows,
-    exec: async (sql) => {
-      const result: pg.QueryResult | pg.QueryResult[] = await client.query(sql);
-      return (Array.isArray(result) ? result.at(-1) : result)?.command;
-    },
-  });
+  /** `queryTimeoutMs`: the client's wait for this session's answers, when not timeouts.queryMs. */
+  const sessionOf = (client: pg.Pool | pg.PoolClient, queryTimeoutMs?: number): Session => {
+    // query_timeout and queryMode are QueryConfig fields `pg` reads but its types do not list.
+    const wait: { query_timeout?: number } = queryTimeoutMs === undefined ? {} : { query_timeout: queryTimeoutMs };
+    return {
+      // Extended protocol even without parameters, as PGlite: several statements are refused, not run.
+      query: async (sql, params) =>
+        (await client.query({ text: sql, values: [...params], queryMode: 'extended', ...wait } as unknown as pg.QueryConfig)).rows,
+      exec: async (sql) => {
+        const result: pg.QueryResult | pg.QueryResult[] = await client.query({ text: sql, ...wait } as unknown as pg.QueryConfig);
+        return (Array.isArray(result) ? result.at(-1) : result)?.command;
+      },
+    };
+  };
   const poolSession = sessionOf(pool);
   const db = createDb('postgres', {
-    run: async (fn, exclusive) => {
+    run: async (fn, exclusive, statementTimeoutMs) => {
       if (!exclusive) return fn(poolSession);
+      // The client waits as much longer than the server's statement timeout as it does by default.
+      const queryTimeoutMs = statementTimeoutMs === undefined ? undefined : statementTimeoutMs + Math.max(0, timeouts.queryMs - timeouts.statementMs);
       const client = await pool.connect();
       let broken = false;
+      // While checked out the pool does not listen: a connection dying now would be an unhandled
+      // 'error' event (a crash). The transaction's next statement fails instead, and the
+      // connection is discarded at release, never reused.
+      const onError = () => (broken = true);
+      client.on('error', onError);
       try {
-        return await fn({ ...sessionOf(client), discard: () => (broken = true) });
+        return await fn({ ...sessionOf(client, queryTimeoutMs), discard: () => (broken = true) });
+      } catch (err) {
+        if (isDatabaseUnavailable(err)) broken = true;
+        throw err;
       } finally {
         client.release(broken);
+        client.removeListener('error', onError);
       }
     },
-    close: () => pool.end(),
+    // A stalled connection never acknowledges the end: shutdown waits at most queryMs for them.
+    close: () => within(pool.end(), timeouts.queryMs),
   });
-  return { ...db, listen: (channel, onNotify, onReconnect) => listenPostgres(url, channel, onNotify, onReconnect) };
+  return { ...db, listen: (channel, onNotify, onReconnect) => listenPostgres(url, timeouts, channel, onNotify, onReconnect) };
 }
 
-/** LISTEN on a dedicated client; reconnects with backoff (100 ms doubling to 5 s) until closed. */
-async function listenPostgres(url: string, channel: string, onNotify: (payload: string) => void, onReconnect?: () => void): Promise<DbListener> {
+/**
+ * LISTEN on a dedicated client; reconnects with backoff (100 ms doubling to 5 s) until closed. A
+ * heartbeat (`select 1` every listenHeartbeatMs, given up after queryMs) notices a connection that
+ * stalls without closing, and drops it so that it is reopened.
+ */
+async function listenPostgres(url: string, timeouts: DbTimeouts, channel: string, onNotify: (payload: string) => void, onReconnect?: () => void): Promise<DbListener> {
   if (!/^[a-z_][a-z0-9_]{0,62}$/.test(channel)) throw new Error(`listen: invalid channel name ${channel}`);
   let closed = false;
   let client: pg.Client | undefined;
   let retry: NodeJS.Timeout | undefined;
+  let beating = false;
+  const heartbeat = setInterval(() => {
+    const current = client;
+    if (!current || beating) return;
+    beating = true;
+    current
+      .query('select 1')
+      .catch(() => {
+        // Stalled or broken: cut it; its 'end' reopens the channel.
+        if (client === current) cut(current);
+      })
+      .finally(() => (beating = false));
+  }, timeouts.listenHeartbeatMs);
+  heartbeat.unref();
   const open = async (): Promise<void> => {
-    const next = new pg.Client({ connectionString: url });
+    const next = new pg.Client({ connectionString: url, ...connectionSettings(timeouts) });
     next.on('notification', (message) => {
       if (message.channel === channel) onNotify(message.payload ?? '');
     });
     next.on('error', () => {}); // 'end' follows and reconnects
     next.on('end', () => {
       if (client === next) client = undefined;
-      if (!closed) schedule(100);
+      if (!closed) schedule();
     });
-    await next.connect();
-    await next.query(`LISTEN ${channel}`);
+    try {
+      await next.connect();
+      await next.query(`LISTEN ${channel}`);
+    } catch (err) {
+      cut(next); // end() would wait on a stalled connection
+      throw err;
+    }
     if (closed) {
       await next.end().catch(() => {});
       return;
     }
     client = next;
   };
-  const schedule = (delayMs: number) => {
+  let backoffMs = 100;
+  const schedule = () => {
     if (closed || retry) return;
     retry = setTimeout(() => {
       retry = undefined;
       open().then(
-        () => onReconnect?.(),
-        () => schedule(Math.min(delayMs * 2, 5_000)),
+        () => {
+          backoffMs = 100;
+          onReconnect?.();
+        },
+        () => schedule(),
       );
-    }, delayMs);
+    }, backoffMs);
+    backoffMs = Math.min(backoffMs * 2, 5_000);
   };
-  await open();
+  try {
+    await open();
+  } catch (err) {
+    closed = true; // nobody holds this listener: no reconnecting in the background
+    clearInterval(heartbeat);
+    clearTimeout(retry);
+    throw err;
+  }
   return {
     async close() {
       closed = true;
+      clearInterval(heartbeat);
       clearTimeout(retry);
-      await client?.end().catch(() => {});
+      const last = client;
+      if (last) await within(last.end(), timeouts.queryMs).finally(() => cut(last));
     },
   };
 }
 
+/** Closes a client's socket at once, without the goodbye a stalled server would never answer. */
+function cut(client: pg.Client): void {
+  (client as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy();
+}
+
+/** Settles when `work` does or after `ms`, whichever comes first; never rejects. */
+async function within(work: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([work.catch(() => {}), new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)))]);
+  clearTimeout(timer);
+}
+
 interface Driver {
-  /** Runs fn with a session; `exclusive` = one connection for the whole of fn (a transaction). */
-  run<T>(fn: (session: Session) => Promise<T>, exclusive: boolean): Promise<T>;
+  /** Runs fn with a session; `exclusive` = one connection for the whole of fn (a transaction), whose statements may run `statementTimeoutMs` if given. */
+  run<T>(fn: (session: Session) => Promise<T>, exclusive: boolean, statementTimeoutMs?: number): Promise<T>;
   close(): Promise<void>;
 }
 
@@ -234,47 +351,71 @@ function createDb(kind: Db['kind'], driver: Driver): Db {
     kind,
     async query<T>(sql: string, params: readonly unknown[] = []) {
       refuseNested();
-      return (await driver.run((s) => s.query(sql, params), false)) as T[];
+      return (await driver.run((s) => s.query(sql, params), false).catch(rethrowAsDatabaseError)) as T[];
     },
     async exec(sql) {
       refuseNested();
-      await driver.run((s) => s.exec(sql), false);
+      await driver.run((s) => s.exec(sql), false).catch(rethrowAsDatabaseError);
     },
-    async transaction(fn) {
+    async transaction(fn, options = {}) {
       refuseNested();
+      const { statementTimeoutMs } = options;
+      if (statementTimeoutMs !== undefined && !(Number.isSafeInteger(statementTimeoutMs) && statementTimeoutMs > 0)) {
+        throw new TypeError('transaction: statementTimeoutMs must be a positive integer (milliseconds)');
+      }
       return driver.run(async (session) => {
-        const state = { open: true };
+        const state = { open: true, lost: undefined as unknown };
         const checkOpen = () => {
           if (!state.open) throw new Error('transaction already finished: `tx` cannot be used any more');
+          if (state.lost) throw state.lost; // no statement waits on a connection already known dead or stalled
         };
+        // Every statement's failure goes through here: a lost connection fails the rest of the transaction at once.
+        const onSession = <T>(statement: Promise<T>): Promise<T> =>
+          statement.catch((err: unknown) => {
+            const raised = asDatabaseError(err);
+            if (raised !== err) state.lost = raised;
+            throw raised;
+          });
         const tx: TxQueryable = {
           async query<T>(sql: string, params: readonly unknown[] = []) {
             checkOpen();
-            return (await session.query(sql, params)) as T[];
+            return (await onSession(session.query(sql, params))) as T[];
           },
           async exec(sql) {
             checkOpen();
-            await session.exec(sql);
+            await onSession(session.exec(sql));
           },
         };
-        await session.exec('BEGIN');
+        await onSession(session.exec('BEGIN'));
         try {
+          if (statementTimeoutMs !== undefined) await onSession(session.exec(`SET LOCAL statement_timeout = ${statementTimeoutMs}`));
           const result = await insideTransaction.run(state, () => fn(tx));
           state.open = false;
-          if ((await session.exec('COMMIT')) !== 'COMMIT') {
+          if (state.lost) throw state.lost; // fn swallowed it: nothing to commit
+          if ((await onSession(session.exec('COMMIT'))) !== 'COMMIT') {
             throw new Error('transaction rolled back at COMMIT: a statement in it had failed');
           }
           return result;
         } catch (err) {
           state.open = false;
+          if (state.lost || isDatabaseUnavailable(err)) {
+            // The server rolls back a transaction whose session is gone; a ROLLBACK sent on a stalled connection would only wait.
+            session.discard?.();
+            throw state.lost ?? asDatabaseError(err);
+          }
           // After a failed or refused COMMIT there is no transaction left; ROLLBACK then only warns.
           await session.exec('ROLLBACK').catch(() => session.discard?.());
           throw err;
         }
-      }, true);
+      }, true, statementTimeoutMs).catch(rethrowAsDatabaseError);
     },
     close: () => driver.close(),
   };
+}
+
+/** Rethrows `err`, as database_unavailable when it is a connection-class failure (db-faults.ts). */
+function rethrowAsDatabaseError(err: unknown): never {
+  throw asDatabaseError(err);
 }
 
 /** Runs async functions one at a time, in call order; a failure does not stop the queue. */

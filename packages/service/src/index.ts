@@ -5,6 +5,7 @@ export * from './logger.ts';
 export * from './server.ts';
 export * from './tls.ts';
 export * from './db.ts';
+export * from './db-faults.ts';
 export * from './migrate.ts';
 export * from './operator.ts';
 export * from './rate-limit.ts';

@@ -10,9 +10,12 @@
  *   run in one (e.g. CREATE INDEX CONCURRENTLY). Files not ending in `.sql` are ignored.
  * - One `schema_migrations` table and one lock per database: servers sharing a database must
  *   share one migration folder.
+ * - Each file's statements may run dbMigrationTimeoutMs (the lock wait of another process's
+ *   migration included), not the per-request dbStatementTimeoutMs.
  */
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { limits } from '@kessai/protocol';
 import type { Db, TxQueryable } from './db.ts';
 
 interface Migration {
@@ -47,15 +50,19 @@ export async function migrate(db: Db, dir: string): Promise<string[]> {
   for (const migration of migrations.filter((m) => !recordedVersions.has(m.version))) {
     const sql = await readFile(join(dir, migration.file), 'utf8');
     try {
-      const done = await db.transaction(async (tx) => {
-        await lock(tx);
-        // Another process may have applied it while we waited for the lock.
-        const already = await tx.query('SELECT 1 FROM schema_migrations WHERE version = $1', [migration.version]);
-        if (already.length > 0) return false;
-        await tx.exec(sql);
-        await tx.query('INSERT INTO schema_migrations (version, name) VALUES ($1, $2)', [migration.version, migration.name]);
-        return true;
-      });
+      // A migration may rewrite a large table: it runs under dbMigrationTimeoutMs, not the per-request statement timeout.
+      const done = await db.transaction(
+        async (tx) => {
+          await lock(tx);
+          // Another process may have applied it while we waited for the lock.
+          const already = await tx.query('SELECT 1 FROM schema_migrations WHERE version = $1', [migration.version]);
+          if (already.length > 0) return false;
+          await tx.exec(sql);
+          await tx.query('INSERT INTO schema_migrations (version, name) VALUES ($1, $2)', [migration.version, migration.name]);
+          return true;
+        },
+        { statementTimeoutMs: limits.dbMigrationTimeoutMs },
+      );
       if (done) applied.push(migration.name);
     } catch (err) {
       throw new Error(`migrate: ${migration.file} failed: ${(err as Error).message}`, { cause: err });

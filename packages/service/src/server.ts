@@ -12,6 +12,7 @@ import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { hasZodFastifySchemaValidationErrors, serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
 import { jsonShapeProblem, KessaiError, limits } from '@kessai/protocol';
+import { asDatabaseError } from './db-faults.ts';
 import type { Logger } from './logger.ts';
 
 export interface ServerTls {
@@ -174,6 +175,12 @@ export function sendProblem(reply: FastifyReply, error: KessaiError): FastifyRep
 }
 
 function toKessaiError(error: unknown, request: FastifyRequest): KessaiError {
+  // A database that cannot be reached (db-faults.ts) is 503 with Retry-After, and a warning: the operator's problem, not the caller's, and no bug.
+  const raised = asDatabaseError(error);
+  if (raised instanceof KessaiError && raised.code === 'database_unavailable') {
+    request.log.warn({ err: raised.cause ?? raised }, 'database unavailable: answered 503');
+    return raised;
+  }
   if (error instanceof KessaiError) return error;
   if (hasZodFastifySchemaValidationErrors(error)) {
     const errors = error.validation.map((issue) => ({ path: `${error.validationContext ?? 'body'}${issue.instancePath}`, message: withoutInput(issue.message ?? 'invalid') }));

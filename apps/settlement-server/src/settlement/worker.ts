@@ -4,7 +4,7 @@
  * ledger's group commit. Two servers on one database may both try: the day is closed once
  * (batches.ts), the other finds it closed.
  */
-import type { Logger } from '@kessai/service';
+import { logPassFailure, type Logger } from '@kessai/service';
 import type { GroupCommit } from '../ledger/group-commit.ts';
 import { addDays, businessDayOf } from './business-day.ts';
 import { closeDay } from './batches.ts';
@@ -27,7 +27,7 @@ export function startSettlementWorker(ledger: GroupCommit, options: ResolvedSett
         return closed ? undefined : closeDay(tx, options, issuerId, day, now);
       })
       .then((result) => result && logger.info({ day, batches: result.batches.length, already: result.already_closed }, 'step 409: business day closed by the schedule'))
-      .catch((err: unknown) => logger.error({ err, day }, 'settlement close failed'))
+      .catch((err: unknown) => logPassFailure(logger, err, 'settlement close failed', { day }))
       .finally(() => (running = undefined));
   };
   const timer = setInterval(tick, options.workerIntervalMs);
