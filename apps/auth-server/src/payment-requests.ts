@@ -5,7 +5,7 @@
  */
 import { KessaiError, signJson, typ, type LineItem, type PaymentRequestStatus, type PaymentRequestView, type TerminalRequestPayload, type KeyRing, type WebhookEvent } from '@kessai/protocol';
 import type { Queryable } from '@kessai/service';
-import { webhookEvent } from './webhooks.ts';
+import { sequencedEventBody } from './webhooks.ts';
 
 export interface PaymentRequestRow {
   id: string;
@@ -85,21 +85,22 @@ export type Transition = { status: PaymentRequestStatus } & Partial<Pick<Payment
  * one statement (`update … returning` feeding `insert into webhook_outbox`): atomic without
  * BEGIN and COMMIT, one database round trip instead of four. The event is built beforehand from
  * `from` and `change`, which is exactly what the row becomes: the update applies only while the
- * request is still in `from.status`, and sets the columns `change` names. Answers the new row, or
+ * request is still in `from.status`, and sets the columns `change` names; the event's `sequence` is
+ * the request's event_sequence, incremented by the same update. Answers the new row, or
  * undefined (nothing written) when the request had left `from.status` meanwhile.
  */
 export async function transitionWithEvent(db: Queryable, from: PaymentRequestRow, change: Transition, type: WebhookEvent['type'], publicBaseUrl: string, now: Date): Promise<PaymentRequestRow | undefined> {
   const next: PaymentRequestRow = { ...from, ...change };
-  const event = webhookEvent(type, merchantView(next, publicBaseUrl), now);
-  const params: unknown[] = [from.id, from.status, event.id, type, JSON.stringify(event)];
+  const event = sequencedEventBody(type, merchantView(next, publicBaseUrl), now);
+  const params: unknown[] = [from.id, from.status, event.id, type, event.prefix];
   const set = Object.entries(change).map(([column, value]) => {
     if (!(transitionColumns as readonly string[]).includes(column)) throw new TypeError(`transitionWithEvent: ${column} is not a transition column`);
     params.push(value);
     return `${column} = $${params.length}`;
   });
   const written = await db.query(
-    `with next as (update payment_requests set ${set.join(', ')}, updated_at = now() where id = $1 and status = $2 returning merchant_id)
-     insert into webhook_outbox (id, merchant_id, event_type, body) select $3, merchant_id, $4, $5 from next returning id`,
+    `with next as (update payment_requests set ${set.join(', ')}, updated_at = now(), event_sequence = event_sequence + 1 where id = $1 and status = $2 returning merchant_id, event_sequence)
+     insert into webhook_outbox (id, merchant_id, event_type, body, payment_request_id) select $3, merchant_id, $4, $5 || event_sequence::text || '}', $1 from next returning id`,
     params,
   );
   return written.length === 1 ? next : undefined;

@@ -353,6 +353,8 @@ export const webhookEvent = z.strictObject({
   id: z.string(),
   type: z.enum(['payment_request.approved', 'payment_request.declined', 'payment_request.cancelled', 'payment_request.captured', 'payment_request.voided', 'payment_request.expired', 'payment_request.refunded']),
   created_at: z.string(),
+  /** Per payment request, increasing with each of its events: a receiver drops an event whose sequence is not above the last it applied. */
+  sequence: z.number().int().positive(),
   data: paymentRequestView,
   /** payment_request.refunded only: the refund that caused the event. */
   refund: refundView.optional(),
