@@ -163,6 +163,12 @@ describe('dead letters and resend', () => {
     expect(JSON.parse(line)).toMatchObject({ level: 40, event: dead[0]!.event.id, type: 'payment_request.approved', attempts: limits.webhookAttemptsMax });
     const card = demoCard(cardNumber);
     for (const secret of [card.cardNumber, card.holderName, card.expiry]) expect(line).not.toContain(secret);
+    // The audit log holds it too, as a domain event of the system.
+    const audited = await waitFor('the audit row', async () => {
+      const [row] = await system.auth.db.query<{ actor: string; outcome: string }>("select actor, outcome from audit_log where action = 'webhook_event.dead' and resource like $1", [`${dead[0]!.event.id}%`]);
+      return row;
+    });
+    expect(audited).toEqual({ actor: 'system', outcome: `dead after ${limits.webhookAttemptsMax} attempts` });
   });
 
   it('lists the dead events to the operator (API and kessai webhooks list --state dead) and to the merchant (?status=dead)', async () => {
@@ -203,6 +209,8 @@ describe('dead letters and resend', () => {
     expect(resent.body).toMatchObject({ id: event.id, state: 'pending' });
     await shopOrderIs(order.order_id, 'captured');
     expect(await outboxRow(order.payment_request_id, 'payment_request.approved')).toMatchObject({ id: event.id, status: 'delivered', body: event.body });
+    const audited = await waitFor('the audit row', async () => (await system.auth.db.query<{ actor: string }>("select actor from audit_log where action = 'webhook_event.resent' and resource like $1", [`${event.id}%`]))[0]);
+    expect(audited).toEqual({ actor: `merchant:${system.merchant.merchantId}` });
   });
 
   it('answers a resend of an event that does not exist, or is another merchant’s, with webhook_event_not_found', async () => {

@@ -61,7 +61,6 @@ export async function idempotent(db: Db, merchantId: string, key: string, hash: 
     response = await run();
   } catch (err) {
     if (!(err instanceof KessaiError) || err.status >= 500 || err.code === 'idempotency_key_reused') {
-      clearInterval(renewal);
       await db.query('delete from idempotency_keys where merchant_id = $1 and key = $2', [merchantId, key]);
       throw err;
     }

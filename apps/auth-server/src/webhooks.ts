@@ -8,7 +8,7 @@
  */
 import { Agent, request } from 'undici';
 import { limits, newId, type PaymentRequestView, type RefundView, type WebhookEvent } from '@kessai/protocol';
-import type { Db, Logger, Queryable } from '@kessai/service';
+import { recordDomainEvent, type Db, type Logger, type Queryable } from '@kessai/service';
 import { webhookSignature } from './webhook-secrets.ts';
 
 if (limits.webhookAttemptsMax !== limits.webhookRetryDelaysMs.length + 1) throw new Error('limits: webhookAttemptsMax must be webhookRetryDelaysMs.length + 1');
@@ -142,6 +142,7 @@ export class WebhookDispatcher {
 
   /** Ids, type and counts only: the body (and so the payment request's view) is never logged. */
   #logDead(row: { id: string; merchant_id: string; event_type: string; attempts: number }, status: number | null): void {
+    void recordDomainEvent(this.#db, { actor: 'system', action: 'webhook_event.dead', resource: `${row.id} ${row.merchant_id}`, outcome: `dead after ${Number(row.attempts)} attempts` });
     this.#logger.warn({ event: row.id, merchant: row.merchant_id, type: row.event_type, attempts: Number(row.attempts), status }, 'webhook event dead after its last attempt; resend it once the receiver is fixed');
   }
 
@@ -186,12 +187,13 @@ export function listWebhookEvents(db: Queryable, filter: { merchantId?: string; 
  * body, attempts from zero, due now (or when a running attempt's lease ends, so no two deliveries
  * of it overlap). `merchantId` confines a merchant to its own events. Undefined when there is no such event.
  */
-export async function resendWebhookEvent(db: Queryable, id: string, merchantId: string | undefined, now: Date): Promise<WebhookEventRecord | undefined> {
+export async function resendWebhookEvent(db: Db, id: string, merchantId: string | undefined, now: Date): Promise<WebhookEventRecord | undefined> {
   const [row] = await db.query<WebhookEventRecord>(
     `update webhook_outbox set status = 'pending', attempts = 0, delivered_at = null, dead_at = null, resent_at = $2,
             next_attempt_at = greatest($2, coalesce(leased_until, $2))
       where id = $1 and ($3::text is null or merchant_id = $3) returning ${recordColumns}`,
     [id, now, merchantId ?? null],
   );
+  if (row) void recordDomainEvent(db, { actor: merchantId ? `merchant:${merchantId}` : 'operator', action: 'webhook_event.resent', resource: `${row.id} ${row.merchant_id}`, outcome: 'pending' });
   return row;
 }
