@@ -1,9 +1,10 @@
 -- Webhooks that arrive (webhooks.ts): each outbox row has an explicit status — pending (to be
 -- tried, or being tried while leased_until is ahead), delivered, or dead (every attempt of
 -- limits.webhookRetryDelaysMs failed; the operator or the merchant may resend it) — and the
--- payment request and sequence it reports. Every event of a payment request carries the next
+-- payment request it reports. Every event of a payment request carries the next
 -- number of payment_requests.event_sequence, taken in the statement that queues the event.
-alter table payment_requests add column event_sequence bigint not null default 0 check (event_sequence >= 0);
+-- `if not exists`: the payment-request state machine (migration 0008, another branch) may add it first.
+alter table payment_requests add column if not exists event_sequence bigint not null default 0 check (event_sequence >= 0);
 
 alter table webhook_outbox add column status text not null default 'pending' check (status in ('pending', 'delivered', 'dead'));
 alter table webhook_outbox add column leased_until timestamptz;
@@ -11,6 +12,7 @@ alter table webhook_outbox add column dead_at timestamptz;
 alter table webhook_outbox add column resent_at timestamptz;
 alter table webhook_outbox add column payment_request_id text;
 update webhook_outbox set status = 'delivered' where delivered_at is not null;
+-- Rows the old schedule gave up on (8 attempts) are dead letters now: the operator can resend them.
 update webhook_outbox set status = 'dead', dead_at = now() where delivered_at is null and attempts >= 8;
 update webhook_outbox set payment_request_id = body::jsonb -> 'data' ->> 'id';
 drop index webhook_outbox_due;

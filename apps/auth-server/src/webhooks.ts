@@ -23,9 +23,10 @@ export function webhookEvent(type: WebhookEvent['type'], view: PaymentRequestVie
  * payment_requests.event_sequence — is exactly JSON.stringify of the event with that sequence.
  */
 export function sequencedEventBody(type: WebhookEvent['type'], view: PaymentRequestView, now: Date, refund?: RefundView): { id: string; prefix: string } {
-  const json = JSON.stringify(webhookEvent(type, view, now, 1, refund));
+  const id = newId('evt');
+  const json = JSON.stringify(webhookEvent(type, view, now, 1, refund, id));
   if (!json.endsWith(',"sequence":1}')) throw new Error('webhookEvent: sequence is not the last member');
-  return { id: JSON.parse(json).id, prefix: json.slice(0, -'1}'.length) };
+  return { id, prefix: json.slice(0, -'1}'.length) };
 }
 
 /** Queues an event of `view`'s payment request with its next sequence, taken in the same statement. */
