@@ -185,6 +185,7 @@ const paymentRequest = { order_id: 'order-1', currency: 'JPY', amount_minor: '24
 const approval = { sealed_credential: jose, approval: jose, pin: jose };
 const authorization = { request: { rid: pr, mid: newId('mer'), amt: '2400', cur: 'JPY', line_items: [{ description: 'Sencha, 100 g', quantity: 2, unit_price_minor: '1200' }] }, sealed_credential: jose, approval: jose, pin: jose };
 const cred = newId('cred');
+const evt = newId('evt');
 const mer = newId('mer');
 const stb = `stb_${newId('pr').slice(3)}`;
 const recovery = { recovery_code: 'ABCD-EFGH-JKMN-PQRS-TVWX' };
@@ -224,6 +225,9 @@ const routes: Route[] = [
   { server: 'auth', method: 'POST', path: `/admin/v1/merchants/${mer}/webhook-secret/retire-previous`, caller: 'operator', malformedId: `/admin/v1/merchants/${cred}/webhook-secret/retire-previous`, notFound: { path: `/admin/v1/merchants/${mer}/webhook-secret/retire-previous`, code: 'not_found' } },
   { server: 'auth', method: 'GET', path: '/admin/v1/payment-requests', caller: 'operator' },
   { server: 'auth', method: 'GET', path: '/admin/v1/webhook-deliveries', caller: 'operator' },
+  { server: 'auth', method: 'POST', path: `/admin/v1/webhook-deliveries/${evt}/resend`, caller: 'operator', malformedId: '/admin/v1/webhook-deliveries/evt_x/resend', notFound: { path: `/admin/v1/webhook-deliveries/${evt}/resend`, code: 'webhook_event_not_found' } },
+  { server: 'auth', method: 'GET', path: '/v1/webhook-events', caller: 'merchant' },
+  { server: 'auth', method: 'POST', path: `/v1/webhook-events/${evt}/resend`, caller: 'merchant', body: {}, malformedId: `/v1/webhook-events/${pr}/resend`, notFound: { path: `/v1/webhook-events/${evt}/resend`, body: {}, code: 'webhook_event_not_found' } },
   // A settlement server.
   { server: 'settlement', method: 'GET', path: '/.well-known/kessai-issuer', caller: 'public' },
   { server: 'settlement', method: 'GET', path: '/.well-known/jwks.json', caller: 'public' },
@@ -358,12 +362,12 @@ describe('every route refuses a path it does not know, a malformed id and a meth
   });
 
   it.each(withIds.map((route) => [routeName(route), route] as const))('%s answers an id longer than any id with validation_failed', async (_name, route) => {
-    const path = route.path.replace(/(pr|cart|ord|cred|mer|stb)_[0-9a-z]{26}/, `pr_${'0'.repeat(200)}`);
+    const path = route.path.replace(/(pr|cart|ord|cred|mer|stb|evt)_[0-9a-z]{26}/, `pr_${'0'.repeat(200)}`);
     expectProblem(await call(route, route.body ? json(route.body) : undefined, { path }), 'validation_failed');
   });
 
   it.each(withIds.map((route) => [routeName(route), route] as const))('%s answers an id with broken percent-encoding with validation_failed', async (_name, route) => {
-    const path = route.path.replace(/(pr|cart|ord|cred|mer|stb)_[0-9a-z]{26}/, '%E0%A4%A');
+    const path = route.path.replace(/(pr|cart|ord|cred|mer|stb|evt)_[0-9a-z]{26}/, '%E0%A4%A');
     expectProblem(await call(route, route.body ? json(route.body) : undefined, { path }), 'validation_failed');
   });
 

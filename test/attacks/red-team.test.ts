@@ -333,7 +333,7 @@ describe('findings 2–5, on one system with the production timeouts', () => {
       const key = idempotencyKey();
       const refund = await merchant.refund(id, 800n, key);
       // The process died after the refund was recorded, before its answer was stored under the key.
-      await system.auth.db.query("update idempotency_keys set state = 'in_progress', response_status = null, response_body = null, created_at = $2 where key = $1", [key, new Date(Date.now() - limits.idempotencyInProgressMsMax - 1_000)]);
+      await system.auth.db.query("update idempotency_keys set state = 'in_progress', response_status = null, response_body = null, locked_until = $2 where key = $1", [key, new Date(Date.now() - 1_000)]);
       const before = await refundedSoFar([id]);
       expect(await merchant.refund(id, 800n, key)).toEqual(refund);
       expect(await refundedSoFar([id])).toEqual(before);

@@ -1,7 +1,7 @@
 /**
  * The operator consoles in Chromium: the settlement console (accounts with balances, the
  * authorization of a purchase, the volume chart, live updates) and the authentication-server
- * console (payment requests, credentials with the revoke button, webhook deliveries), each behind
+ * console (payment requests, credentials with the revoke button, webhook deliveries with resend), each behind
  * the operator token, with a wrong token refused, reachable by keyboard, loading nothing from
  * another origin, and showing no card number, holder name, expiry or PIN.
  */
@@ -224,6 +224,27 @@ describe.skipIf(skipWithoutChromium)('operator consoles in Chromium', () => {
 
     expectNoPersonalData(await page.content());
     expect(requested.filter((url) => new URL(url).origin !== origin)).toEqual([]);
+    await page.close();
+  });
+
+  it('the authentication-server console resends a dead webhook event with its Resend button', async () => {
+    // The captured event as if every attempt of its schedule had failed.
+    const [event] = await system.auth.db.query<{ id: string }>(
+      "update webhook_outbox set status = 'dead', dead_at = now(), delivered_at = null, attempts = $2 where payment_request_id = $1 and event_type = 'payment_request.captured' returning id",
+      [capturedId, 13],
+    );
+    const origin = system.auth.url;
+    const { page } = await openTab(`${origin}/console/`);
+    await signIn(page, system.operatorTokenOf(origin));
+    const deliveries = page.getByRole('table', { name: /Webhook deliveries/ });
+    const row = deliveries.getByRole('row').filter({ hasText: event!.id });
+    await expect.poll(() => row.textContent()).toContain('dead');
+    await row.getByRole('button', { name: `Resend event ${event!.id}` }).click();
+    await expect.poll(() => page.getByRole('status').filter({ hasText: 'queued again' }).count()).toBe(1);
+    await expect.poll(async () => (await system.auth.db.query<{ status: string }>('select status from webhook_outbox where id = $1', [event!.id]))[0]!.status, { timeout: 10_000 }).toBe('delivered');
+    await expect.poll(() => row.textContent(), { timeout: 10_000 }).toContain('delivered');
+    expect(await row.getByRole('button').count()).toBe(0);
+    expect(await accessibilityProblems(page)).toEqual([]);
     await page.close();
   });
 });

@@ -1,15 +1,16 @@
 /**
- * The authentication-server console's read API (`/admin/v1/...`, operator token only): payment
- * requests and their states, credential records and webhook deliveries. Every list is bounded by
+ * The authentication-server console's API (`/admin/v1/...`, operator token only): payment
+ * requests and their states, credential records, and webhook deliveries with their resend. Every list is bounded by
  * limits.listPageMax. This server keeps no personal data (docs/architecture.md), and these views
  * add none: no device key, no signed view or webhook body, only ids, states, amounts and times.
  */
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { limits, paymentRequestStatus } from '@kessai/protocol';
+import { idPattern, KessaiError, limits, paymentRequestStatus } from '@kessai/protocol';
 import { requireOperator } from '@kessai/service';
 import type { AuthConfig } from './config.ts';
+import { listWebhookEvents, resendWebhookEvent, webhookEventStatuses, type WebhookEventRecord } from './webhooks.ts';
 
 const amount = z.string().regex(/^\d+$/);
 const timestamp = z.string();
@@ -41,19 +42,40 @@ const credentialView = z.strictObject({
   last_used_at: timestamp.nullable(),
 });
 
-const webhookDeliveryView = z.strictObject({
+/** One webhook event and its delivery; the merchant API answers the same view of its own events (routes/webhook-events.ts). */
+export const webhookDeliveryView = z.strictObject({
   id: z.string(),
   merchant_id: z.string(),
   event_type: z.string(),
   payment_request_id: z.string().nullable(),
-  /** delivered; pending (will be tried again); failed (webhookAttemptsMax reached). */
-  state: z.enum(['delivered', 'pending', 'failed']),
+  /** delivered; pending (will be tried again); dead (every attempt of webhookRetryDelaysMs failed: resend it). */
+  state: z.enum(webhookEventStatuses),
   attempts: z.number().int(),
   last_status: z.number().int().nullable(),
   next_attempt_at: timestamp.nullable(),
   delivered_at: timestamp.nullable(),
+  dead_at: timestamp.nullable(),
+  /** The last resend (by the operator or the merchant), which started a fresh schedule. */
+  resent_at: timestamp.nullable(),
   created_at: timestamp,
 });
+
+export function deliveryViewOf(row: WebhookEventRecord): z.infer<typeof webhookDeliveryView> {
+  return {
+    id: row.id,
+    merchant_id: row.merchant_id,
+    event_type: row.event_type,
+    payment_request_id: row.payment_request_id,
+    state: row.status,
+    attempts: Number(row.attempts),
+    last_status: row.last_status === null ? null : Number(row.last_status),
+    next_attempt_at: row.status === 'pending' ? iso(row.next_attempt_at) : null,
+    delivered_at: iso(row.delivered_at),
+    dead_at: iso(row.dead_at),
+    resent_at: iso(row.resent_at),
+    created_at: iso(row.created_at)!,
+  };
+}
 
 /** A list answer: at most `limit` items, newest first, and whether older ones were left out. */
 const page = <T extends z.ZodType>(item: T) => z.strictObject({ items: z.array(item), limit: z.number().int(), has_more: z.boolean() });
@@ -90,18 +112,6 @@ interface CredentialRow {
   status: string;
   created_at: Date;
   last_used_at: Date | null;
-}
-
-interface OutboxRow {
-  id: string;
-  merchant_id: string;
-  event_type: string;
-  payment_request_id: string | null;
-  attempts: number;
-  last_status: number | null;
-  next_attempt_at: Date;
-  delivered_at: Date | null;
-  created_at: Date;
 }
 
 /** Registered by app.ts only when the config has an operator token (requireOperator refuses a missing one). */
@@ -151,29 +161,19 @@ export async function adminConsoleRoutes(plugin: FastifyInstance, config: AuthCo
     return pageOf(rows, limit, (row) => ({ id: row.id, issuer_id: row.issuer_id, status: row.status, created_at: iso(row.created_at)!, last_used_at: iso(row.last_used_at) }));
   });
 
-  const deliveryQuery = z.strictObject({ limit: limitParam });
+  const deliveryQuery = z.strictObject({ limit: limitParam, state: z.enum(webhookEventStatuses).optional(), merchant_id: z.string().max(limits.stringLengthMax).optional() });
   app.get('/admin/v1/webhook-deliveries', { schema: { querystring: deliveryQuery, response: { 200: page(webhookDeliveryView) } } }, async (request) => {
-    const { limit } = request.query;
+    const { limit, state, merchant_id } = request.query;
     // The event body is not sent, only the payment request it is about.
-    const rows = await db.query<OutboxRow>(
-      `select id, merchant_id, event_type, (body::jsonb -> 'data' ->> 'id') as payment_request_id, attempts, last_status, next_attempt_at, delivered_at, created_at
-         from webhook_outbox order by created_at desc, id desc limit $1`,
-      [limit + 1],
-    );
-    return pageOf(rows, limit, (row) => {
-      const state = row.delivered_at ? 'delivered' : row.attempts >= limits.webhookAttemptsMax ? 'failed' : 'pending';
-      return {
-        id: row.id,
-        merchant_id: row.merchant_id,
-        event_type: row.event_type,
-        payment_request_id: row.payment_request_id,
-        state,
-        attempts: Number(row.attempts),
-        last_status: row.last_status === null ? null : Number(row.last_status),
-        next_attempt_at: state === 'pending' ? iso(row.next_attempt_at) : null,
-        delivered_at: iso(row.delivered_at),
-        created_at: iso(row.created_at)!,
-      } as const;
-    });
+    const rows = await listWebhookEvents(db, { ...(state ? { status: state } : {}), ...(merchant_id ? { merchantId: merchant_id } : {}) }, limit);
+    return pageOf(rows, limit, deliveryViewOf);
+  });
+
+  // Resend: the same event (id and body) queued again for a fresh schedule — a dead one once its receiver is fixed.
+  app.post('/admin/v1/webhook-deliveries/:id/resend', { schema: { params: z.strictObject({ id: z.string().regex(idPattern('evt'), 'evt_ id') }), response: { 200: webhookDeliveryView } } }, async (request) => {
+    const row = await resendWebhookEvent(db, request.params.id, undefined, new Date());
+    if (!row) throw new KessaiError('webhook_event_not_found');
+    request.log.info({ event: row.id, merchant: row.merchant_id, type: row.event_type }, 'webhook event resent by the operator');
+    return deliveryViewOf(row);
   });
 }

@@ -26,6 +26,7 @@ import { enrollmentRoutes } from './routes/enrollments.ts';
 import { paymentLinkRoutes, paymentRequestRoutes } from './routes/payment-requests.ts';
 import { settlementRoutes } from './routes/settlements.ts';
 import { terminalRoutes } from './routes/terminal.ts';
+import { webhookEventRoutes } from './routes/webhook-events.ts';
 import { webhookSecretRoutes } from './webhook-secrets.ts';
 import { allowWalletOrigins } from './wallet-origins.ts';
 import { WebhookDispatcher } from './webhooks.ts';
@@ -95,6 +96,7 @@ export async function buildAuthServer(config: AuthConfig) {
   await app.register((plugin) => terminalRoutes(plugin, context));
   await app.register((plugin) => paymentLinkRoutes(plugin, context));
   await app.register((plugin) => settlementRoutes(plugin, context));
+  await app.register((plugin) => webhookEventRoutes(plugin, context)); // the merchant's webhook events and their resend (routes/webhook-events.ts)
   // The operator console at /console/ (docs/web.md). The browser wallet is served from its own origin (apps/wallet/src/host.ts).
   registerWebPages(app, 'auth-server', { home: 'console' });
   if (config.operatorToken) await app.register((plugin) => adminConsoleRoutes(plugin, config));
@@ -117,5 +119,11 @@ export async function buildAuthServer(config: AuthConfig) {
     await context.hub.close();
     await http.close();
   });
-  return { app, context, runWorker: () => runWorker(context, dispatcher, new Date()) };
+  return {
+    app,
+    context,
+    runWorker: () => runWorker(context, dispatcher, new Date()),
+    /** One webhook delivery pass as of `now` (tests advance their own clock through the retry schedule). */
+    deliverWebhooks: (now: Date) => dispatcher.deliverDue(now),
+  };
 }

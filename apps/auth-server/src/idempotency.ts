@@ -2,7 +2,8 @@
  * Idempotency-Key with Stripe's semantics for merchant POSTs: the same key and the same request
  * answer the stored response (errors included); the same key with another request is
  * idempotency_key_reused; the same key while the first is running is
- * idempotency_request_in_progress. A 5xx is not stored, so a retry runs again; nor is
+ * idempotency_request_in_progress, with Retry-After until its lease ends (a dead process's lease
+ * runs out, and the retry runs again). A 5xx is not stored, so a retry runs again; nor is
  * idempotency_key_reused from the route itself (a refund key that names another refund, refunds.ts),
  * which says nothing of this request and must not bind the key to it. Keys are kept at least
  * idempotencyKeyTtlMs.
@@ -26,20 +27,35 @@ export function idempotencyKeyOf(headers: Record<string, unknown>): string {
   return key;
 }
 
-export async function idempotent(db: Db, merchantId: string, key: string, hash: string, run: () => Promise<StoredResponse>): Promise<StoredResponse> {
-  const claimed = await db.query("insert into idempotency_keys (merchant_id, key, request_hash, state) values ($1, $2, $3, 'in_progress') on conflict do nothing returning key", [merchantId, key, hash]);
+/**
+ * Runs `run` once per key. The in-progress claim is a lease (`locked_until`, idempotencyLeaseMs)
+ * that this process renews every third of it while `run` is still going; a retry meanwhile is
+ * idempotency_request_in_progress with Retry-After (seconds until the lease ends). A process that
+ * died renews nothing: once its lease has ended the retry takes the key over and runs again.
+ */
+export async function idempotent(db: Db, merchantId: string, key: string, hash: string, run: () => Promise<StoredResponse>, clock: () => number = Date.now): Promise<StoredResponse> {
+  const leaseEnd = () => new Date(clock() + limits.idempotencyLeaseMs);
+  const claimed = await db.query("insert into idempotency_keys (merchant_id, key, request_hash, state, locked_until) values ($1, $2, $3, 'in_progress', $4) on conflict do nothing returning key", [merchantId, key, hash, leaseEnd()]);
   if (claimed.length === 0) {
-    const [row] = await db.query<{ request_hash: string; state: string; response_status: number; response_body: unknown; created_at: Date }>('select request_hash, state, response_status, response_body, created_at from idempotency_keys where merchant_id = $1 and key = $2', [merchantId, key]);
-    if (!row) return idempotent(db, merchantId, key, hash, run);
+    const [row] = await db.query<{ request_hash: string; state: string; response_status: number; response_body: unknown; locked_until: Date | null }>('select request_hash, state, response_status, response_body, locked_until from idempotency_keys where merchant_id = $1 and key = $2', [merchantId, key]);
+    if (!row) return idempotent(db, merchantId, key, hash, run, clock);
     if (row.request_hash !== hash) throw new KessaiError('idempotency_key_reused');
     if (row.state === 'in_progress') {
-      if (Date.now() - row.created_at.getTime() < limits.idempotencyInProgressMsMax) throw new KessaiError('idempotency_request_in_progress');
-      // Its process died mid-request: the work it saved is found again by the retry (save intent before calling out).
-      await db.query("delete from idempotency_keys where merchant_id = $1 and key = $2 and state = 'in_progress' and created_at < $3", [merchantId, key, new Date(Date.now() - limits.idempotencyInProgressMsMax)]);
-      return idempotent(db, merchantId, key, hash, run);
+      const leftMs = (row.locked_until ? new Date(row.locked_until).getTime() : 0) - clock();
+      if (leftMs > 0) {
+        const busy = new KessaiError('idempotency_request_in_progress');
+        busy.retryAfterSeconds = Math.max(1, Math.ceil(leftMs / 1000));
+        throw busy;
+      }
+      // Its process died mid-request (the lease ran out unrenewed): the work it saved is found again by the retry (save intent before calling out).
+      await db.query("delete from idempotency_keys where merchant_id = $1 and key = $2 and state = 'in_progress' and (locked_until is null or locked_until <= $3)", [merchantId, key, new Date(clock())]);
+      return idempotent(db, merchantId, key, hash, run, clock);
     }
     return { status: row.response_status, body: row.response_body };
   }
+  const renewal = setInterval(() => {
+    db.query("update idempotency_keys set locked_until = $3 where merchant_id = $1 and key = $2 and state = 'in_progress'", [merchantId, key, leaseEnd()]).catch(() => undefined);
+  }, limits.idempotencyLeaseMs / 3);
   let response: StoredResponse;
   try {
     response = await run();
@@ -49,8 +65,10 @@ export async function idempotent(db: Db, merchantId: string, key: string, hash: 
       throw err;
     }
     response = { status: err.status, body: err.toProblem() };
+  } finally {
+    clearInterval(renewal);
   }
-  await db.query("update idempotency_keys set state = 'done', response_status = $3, response_body = $4::text::jsonb where merchant_id = $1 and key = $2", [merchantId, key, response.status, JSON.stringify(response.body)]);
+  await db.query("update idempotency_keys set state = 'done', locked_until = null, response_status = $3, response_body = $4::text::jsonb where merchant_id = $1 and key = $2", [merchantId, key, response.status, JSON.stringify(response.body)]);
   return response;
 }
 

@@ -17,7 +17,7 @@
 import type { PaymentRequestStatus, RefundView, WebhookEvent } from '@kessai/protocol';
 import type { Queryable } from '@kessai/service';
 import { merchantView, type PaymentRequestRow } from './payment-requests.ts';
-import { webhookEvent } from './webhooks.ts';
+import { sequencedEventBody } from './webhooks.ts';
 
 export type PaymentEvent =
   | 'approval_saved'
@@ -117,27 +117,16 @@ export async function transition(db: Queryable, from: PaymentRequestRow, event: 
   }
   set.push('event_sequence = event_sequence + 1');
   // The event is what the row becomes ({...from, ...change}); its sequence is the row's new
-  // event_sequence, spliced into the signed bytes by the statement itself.
+  // event_sequence, completing the signed bytes in the statement itself (sequencedEventBody).
   const next: PaymentRequestRow = { ...from, ...change, status: rule.to };
-  const event_ = webhookEvent(rule.webhook, merchantView(next, context.publicBaseUrl, context.now), context.now, sequenceMarker, context.refund);
-  const [before, after] = splitAtMarker(JSON.stringify(event_));
-  params.push(event_.id, rule.webhook, before, after);
+  const body = sequencedEventBody(rule.webhook, merchantView(next, context.publicBaseUrl, context.now), context.now, context.refund);
+  params.push(body.id, rule.webhook, body.prefix);
   const n = params.length;
   const [row] = await db.query<PaymentRequestRow>(
     `with next as (update payment_requests set ${set.join(', ')} where id = $1 and status = $2 returning *),
-     queued as (insert into webhook_outbox (id, merchant_id, event_type, body) select $${n - 3}, merchant_id, $${n - 2}, $${n - 1} || event_sequence || $${n} from next)
+     queued as (insert into webhook_outbox (id, merchant_id, event_type, body, payment_request_id) select $${n - 2}, merchant_id, $${n - 1}, $${n} || event_sequence::text || '}', id from next)
      select * from next`,
     params,
   );
   return row;
-}
-
-/** A sequence no event has (they start at 1): JSON.stringify writes it once, as `"sequence":0`. */
-const sequenceMarker = 0;
-
-function splitAtMarker(json: string): [string, string] {
-  const token = `"sequence":${sequenceMarker},`;
-  const at = json.indexOf(token);
-  if (at < 0) throw new Error('webhook event has no sequence marker');
-  return [json.slice(0, at + token.length - 2), json.slice(at + token.length - 1)];
 }

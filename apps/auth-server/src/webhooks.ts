@@ -1,22 +1,48 @@
 /**
- * Step 407 to the shop: events are written to the outbox in the same transaction as the state
- * change they report, then delivered by a worker with an HMAC signature (`Kessai-Signature:
- * t=…,v1=…`), retried with exponential back-off up to webhookAttemptsMax. Merchants that miss
- * them can always poll the payment request.
+ * Step 407 to the shop: events are written to the outbox in the same statement or transaction as
+ * the state change they report, each with the next `sequence` of its payment request, then
+ * delivered by a worker with an HMAC signature (`Kessai-Signature: t=…,v1=…`). An attempt leases
+ * its event for webhookLeaseMs (no concurrent sends, nothing lost to a dead process); a failed one
+ * is retried after limits.webhookRetryDelaysMs (about four days in all); after the last the event
+ * is dead until the operator or the merchant resends it (same id and body, fresh schedule).
  */
 import { Agent, request } from 'undici';
 import { limits, newId, type PaymentRequestView, type RefundView, type WebhookEvent } from '@kessai/protocol';
-import type { Db, Logger } from '@kessai/service';
+import { recordDomainEvent, type Db, type Logger, type Queryable } from '@kessai/service';
 import { webhookSignature } from './webhook-secrets.ts';
 
-/** An event as it is signed and sent; payment-state.ts queues it with the request's next sequence number. */
-export function webhookEvent(type: WebhookEvent['type'], view: PaymentRequestView, now: Date, sequence: number, refund?: RefundView): WebhookEvent {
-  return { id: newId('evt'), type, created_at: now.toISOString(), sequence, data: view, ...(refund ? { refund } : {}) };
+if (limits.webhookAttemptsMax !== limits.webhookRetryDelaysMs.length + 1) throw new Error('limits: webhookAttemptsMax must be webhookRetryDelaysMs.length + 1');
+
+export function webhookEvent(type: WebhookEvent['type'], view: PaymentRequestView, now: Date, sequence: number, refund?: RefundView, id = newId('evt')): WebhookEvent {
+  return { id, type, created_at: now.toISOString(), data: view, ...(refund ? { refund } : {}), sequence };
 }
 
+/**
+ * An event whose sequence SQL fills in: the JSON of webhookEvent(…) up to its last member, so
+ * `prefix || event_sequence || '}'` — in the statement that increments
+ * payment_requests.event_sequence — is exactly JSON.stringify of the event with that sequence.
+ */
+export function sequencedEventBody(type: WebhookEvent['type'], view: PaymentRequestView, now: Date, refund?: RefundView): { id: string; prefix: string } {
+  const id = newId('evt');
+  const json = JSON.stringify(webhookEvent(type, view, now, 1, refund, id));
+  if (!json.endsWith(',"sequence":1}')) throw new Error('webhookEvent: sequence is not the last member');
+  return { id, prefix: json.slice(0, -'1}'.length) };
+}
+
+/** Queues an event of `view`'s payment request with its next sequence, taken in the same statement. */
+export async function enqueueEvent(tx: Queryable, type: WebhookEvent['type'], view: PaymentRequestView, now: Date, refund?: RefundView): Promise<void> {
+  const { id, prefix } = sequencedEventBody(type, view, now, refund);
+  const written = await tx.query(
+    `with seq as (update payment_requests set event_sequence = event_sequence + 1 where id = $1 returning merchant_id, event_sequence)
+     insert into webhook_outbox (id, merchant_id, event_type, body, payment_request_id) select $2, merchant_id, $3, $4 || event_sequence::text || '}', $1 from seq returning id`,
+    [view.id, id, type, prefix],
+  );
+  if (written.length !== 1) throw new Error(`enqueueEvent: no payment request ${view.id}`);
+}
 
 interface OutboxRow {
   id: string;
+  merchant_id: string;
   event_type: string;
   body: string;
   attempts: number;
@@ -26,8 +52,9 @@ interface OutboxRow {
   previous_secrets: string[] | null;
 }
 
-export function backoffMs(attempts: number): number {
-  return Math.min(limits.webhookBackoffMsFirst * 2 ** Math.max(0, attempts - 1), limits.webhookBackoffMsMax);
+/** How long after failed attempt number `attempts` (1-based) the next one is due; undefined after the last. */
+export function retryDelayMs(attempts: number): number | undefined {
+  return limits.webhookRetryDelaysMs[attempts - 1];
 }
 
 export class WebhookDispatcher {
@@ -41,27 +68,38 @@ export class WebhookDispatcher {
     this.#agent = new Agent({ connect: { ca: caCertPem }, headersTimeout: limits.webhookTimeoutMs, bodyTimeout: limits.webhookTimeoutMs });
   }
 
-  /** Claims due events (a lease of webhookTimeoutMs so another process skips them) and delivers them. */
+  /** Claims due events under a lease of webhookLeaseMs (another pass or process skips them) and delivers them. */
   async deliverDue(now: Date): Promise<number> {
+    await this.#buryAbandoned(now);
     const due = await this.#db.transaction((tx) =>
       tx.query<OutboxRow>(
-        `update webhook_outbox o set next_attempt_at = $2, attempts = o.attempts + 1
+        `update webhook_outbox o set next_attempt_at = $2, leased_until = $2, attempts = o.attempts + 1
            from merchants m
           where o.merchant_id = m.id and o.id in (
-            select id from webhook_outbox where delivered_at is null and next_attempt_at <= $1 and attempts < $3
+            select id from webhook_outbox where status = 'pending' and next_attempt_at <= $1 and attempts < $3
              order by next_attempt_at limit $4 for update skip locked)
-        returning o.id, o.event_type, o.body, o.attempts, m.webhook_url, m.webhook_secret,
+        returning o.id, o.merchant_id, o.event_type, o.body, o.attempts, m.webhook_url, m.webhook_secret,
           array(select s.secret from merchant_webhook_secrets s where s.merchant_id = m.id and s.status = 'previous' order by s.rotated_at desc) as previous_secrets`,
-        [now, new Date(now.getTime() + limits.webhookTimeoutMs * 2), limits.webhookAttemptsMax, limits.webhookBatchMax],
+        [now, new Date(now.getTime() + limits.webhookLeaseMs), limits.webhookAttemptsMax, limits.webhookBatchMax],
       ),
     );
     await Promise.all(due.map((row) => this.#deliver(row, now)));
     return due.length;
   }
 
+  /** The last attempt's process died before it recorded the outcome: once its lease is over, the event is dead. */
+  async #buryAbandoned(now: Date): Promise<void> {
+    const dead = await this.#db.query<{ id: string; merchant_id: string; event_type: string; attempts: number }>(
+      `update webhook_outbox set status = 'dead', dead_at = $1, leased_until = null
+        where status = 'pending' and attempts >= $2 and next_attempt_at <= $1 returning id, merchant_id, event_type, attempts`,
+      [now, limits.webhookAttemptsMax],
+    );
+    for (const row of dead) this.#logDead(row, null);
+  }
+
   async #deliver(row: OutboxRow, now: Date): Promise<void> {
     if (!row.webhook_url) {
-      await this.#db.query('update webhook_outbox set delivered_at = now(), last_status = 0 where id = $1', [row.id]);
+      await this.#db.query("update webhook_outbox set status = 'delivered', delivered_at = $2, last_status = 0, leased_until = null where id = $1", [row.id, now]);
       return;
     }
     let status: number;
@@ -80,15 +118,83 @@ export class WebhookDispatcher {
       status = 0;
     }
     if (status >= 200 && status < 300) {
-      await this.#db.query('update webhook_outbox set delivered_at = now(), last_status = $2 where id = $1', [row.id, status]);
+      await this.#db.query("update webhook_outbox set status = 'delivered', delivered_at = $3, last_status = $2, leased_until = null where id = $1", [row.id, status, now]);
       this.#logger.info({ event: row.id, type: row.event_type, attempts: row.attempts }, 'webhook delivered');
       return;
     }
-    await this.#db.query('update webhook_outbox set last_status = $2, next_attempt_at = $3 where id = $1', [row.id, status, new Date(now.getTime() + backoffMs(row.attempts))]);
-    this.#logger.warn({ event: row.id, type: row.event_type, attempts: row.attempts, status }, 'webhook delivery failed');
+    // Only the attempt that holds the lease records its outcome: a resend meanwhile started a fresh schedule.
+    const delayMs = retryDelayMs(row.attempts);
+    if (delayMs === undefined) {
+      const [dead] = await this.#db.query(
+        "update webhook_outbox set status = 'dead', dead_at = $3, last_status = $2, leased_until = null where id = $1 and attempts = $4 and status = 'pending' returning id",
+        [row.id, status, now, row.attempts],
+      );
+      if (dead) this.#logDead(row, status);
+      return;
+    }
+    await this.#db.query("update webhook_outbox set last_status = $2, next_attempt_at = $3, leased_until = null where id = $1 and attempts = $4 and status = 'pending'", [
+      row.id,
+      status,
+      new Date(now.getTime() + delayMs),
+      row.attempts,
+    ]);
+    this.#logger.warn({ event: row.id, type: row.event_type, attempts: row.attempts, status, nextAttemptInMs: delayMs }, 'webhook delivery failed');
+  }
+
+  /** Ids, type and counts only: the body (and so the payment request's view) is never logged. */
+  #logDead(row: { id: string; merchant_id: string; event_type: string; attempts: number }, status: number | null): void {
+    void recordDomainEvent(this.#db, { actor: 'system', action: 'webhook_event.dead', resource: `${row.id} ${row.merchant_id}`, outcome: `dead after ${Number(row.attempts)} attempts` });
+    this.#logger.warn({ event: row.id, merchant: row.merchant_id, type: row.event_type, attempts: Number(row.attempts), status }, 'webhook event dead after its last attempt; resend it once the receiver is fixed');
   }
 
   close(): Promise<void> {
     return this.#agent.close();
   }
+}
+
+export const webhookEventStatuses = ['pending', 'delivered', 'dead'] as const;
+export type WebhookEventStatus = (typeof webhookEventStatuses)[number];
+
+/** What the operator and the merchant see of an outbox row: ids, states and times, never the body. */
+export interface WebhookEventRecord {
+  id: string;
+  merchant_id: string;
+  event_type: string;
+  payment_request_id: string | null;
+  status: WebhookEventStatus;
+  attempts: number;
+  last_status: number | null;
+  next_attempt_at: Date;
+  delivered_at: Date | null;
+  dead_at: Date | null;
+  resent_at: Date | null;
+  created_at: Date;
+}
+
+const recordColumns = 'id, merchant_id, event_type, payment_request_id, status, attempts, last_status, next_attempt_at, delivered_at, dead_at, resent_at, created_at';
+
+/** Newest first, one more than `limit` (so the caller knows whether there are more). */
+export function listWebhookEvents(db: Queryable, filter: { merchantId?: string; status?: WebhookEventStatus }, limit: number): Promise<WebhookEventRecord[]> {
+  return db.query<WebhookEventRecord>(
+    `select ${recordColumns} from webhook_outbox
+      where ($1::text is null or merchant_id = $1) and ($2::text is null or status = $2)
+      order by created_at desc, id desc limit $3`,
+    [filter.merchantId ?? null, filter.status ?? null, limit + 1],
+  );
+}
+
+/**
+ * Re-queues an event — dead, delivered or still pending — for a fresh schedule: the same id and
+ * body, attempts from zero, due now (or when a running attempt's lease ends, so no two deliveries
+ * of it overlap). `merchantId` confines a merchant to its own events. Undefined when there is no such event.
+ */
+export async function resendWebhookEvent(db: Db, id: string, merchantId: string | undefined, now: Date): Promise<WebhookEventRecord | undefined> {
+  const [row] = await db.query<WebhookEventRecord>(
+    `update webhook_outbox set status = 'pending', attempts = 0, delivered_at = null, dead_at = null, resent_at = $2,
+            next_attempt_at = greatest($2, coalesce(leased_until, $2))
+      where id = $1 and ($3::text is null or merchant_id = $3) returning ${recordColumns}`,
+    [id, now, merchantId ?? null],
+  );
+  if (row) void recordDomainEvent(db, { actor: merchantId ? `merchant:${merchantId}` : 'operator', action: 'webhook_event.resent', resource: `${row.id} ${row.merchant_id}`, outcome: 'pending' });
+  return row;
 }

@@ -1,7 +1,8 @@
 /**
  * The webhook outbox (step 407 to the shop): signed deliveries of the exact stored bytes, retried
- * with back-off while the receiver fails, given up after webhookAttemptsMax. A real HTTPS receiver
- * and a real database with the authentication server's migrations.
+ * on the schedule of webhookRetryDelaysMs while the receiver fails, dead after webhookAttemptsMax,
+ * each event with the next sequence of its payment request. A real HTTPS receiver and a real
+ * database with the authentication server's migrations.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createServer, type Server } from 'node:https';
@@ -11,19 +12,13 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { limits, newId, verifyWebhook, type PaymentRequestView } from '@kessai/protocol';
 import { createLogger, loadOrCreateDevPki, migrate, openDb, type Db } from '@kessai/service';
-import { backoffMs, webhookEvent, WebhookDispatcher } from '../src/webhooks.ts';
+import { enqueueEvent, retryDelayMs, WebhookDispatcher } from '../src/webhooks.ts';
 import { pgliteTemplate } from '../../../test/support/database.ts';
 
 const migrations = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'migrations');
 const secret = 'whsec_test_secret';
 
 let db: Db;
-
-/** An event in the outbox, as payment-state.ts queues one. */
-async function enqueue(type: 'payment_request.approved' | 'payment_request.declined'): Promise<void> {
-  const event = webhookEvent(type, view(), new Date(), 1);
-  await db.query('insert into webhook_outbox (id, merchant_id, event_type, body) values ($1, $2, $3, $4)', [event.id, event.data.merchant_id, type, JSON.stringify(event)]);
-}
 let dir: string;
 let receiver: Server;
 let dispatcher: WebhookDispatcher;
@@ -61,17 +56,24 @@ function view(): PaymentRequestView {
   return { id: newId('pr'), merchant_id: 'mer_1', order_id: 'o-1', status: 'approved', currency: 'JPY', amount_minor: '1200', captured_minor: '0', line_items: [{ description: 'Sencha', quantity: 1, unit_price_minor: '1200' }], payment_link: 'https://127.0.0.1/pay/x', created_at: new Date().toISOString(), expires_at: new Date().toISOString(), authorization: null, decline_code: null };
 }
 
+/** A payment request row for `view`: events take their sequence from it. */
+async function stored(value: PaymentRequestView): Promise<PaymentRequestView> {
+  await db.query("insert into payment_requests (id, merchant_id, order_id, currency, amount_minor, line_items, status, expires_at) values ($1, 'mer_1', $2, 'JPY', 1200, '[]', 'approved', now())", [value.id, value.order_id]);
+  return value;
+}
+
 describe('webhook delivery', () => {
-  it('retries a failing receiver with back-off and delivers the same signed bytes', async () => {
+  it('retries a failing receiver on the schedule and delivers the same signed bytes', async () => {
     received.length = 0;
     answers.push(500, 503);
-    await enqueue('payment_request.approved');
+    await enqueueEvent(db, 'payment_request.approved', await stored(view()), new Date());
     let now = Date.now();
     for (let attempt = 0; attempt < 3; attempt++) {
       expect(await dispatcher.deliverDue(new Date(now))).toBe(1);
-      // Nothing is due again until its back-off has passed.
+      // Nothing is due again until its retry delay has passed.
       expect(await dispatcher.deliverDue(new Date(now + 1))).toBe(0);
-      now += limits.webhookBackoffMsMax + limits.webhookTimeoutMs * 2;
+      if (attempt < 2) expect(await dispatcher.deliverDue(new Date(now + retryDelayMs(attempt + 1)! - 1))).toBe(0);
+      now += retryDelayMs(attempt + 1)!;
     }
     expect(received).toHaveLength(3);
     expect(new Set(received.map((r) => r.body)).size).toBe(1);
@@ -81,26 +83,41 @@ describe('webhook delivery', () => {
     expect(row!.delivered_at).toBeInstanceOf(Date);
   });
 
-  it('gives up after webhookAttemptsMax attempts', async () => {
+  it('marks the event dead after webhookAttemptsMax attempts, about four days after the first', async () => {
     await db.query('delete from webhook_outbox');
     answers.length = 0;
     for (let i = 0; i < limits.webhookAttemptsMax + 2; i++) answers.push(500);
-    await enqueue('payment_request.declined');
+    await enqueueEvent(db, 'payment_request.declined', await stored(view()), new Date());
     let now = Date.now();
     let deliveries = 0;
     for (let pass = 0; pass < limits.webhookAttemptsMax + 2; pass++) {
       deliveries += await dispatcher.deliverDue(new Date(now));
-      now += limits.webhookBackoffMsMax + limits.webhookTimeoutMs * 2;
+      now += retryDelayMs(pass + 1) ?? limits.webhookLeaseMs;
     }
     expect(deliveries).toBe(limits.webhookAttemptsMax);
-    const [row] = await db.query<{ attempts: number; delivered_at: Date | null }>('select attempts, delivered_at from webhook_outbox');
-    expect(row).toMatchObject({ attempts: limits.webhookAttemptsMax, delivered_at: null });
+    const [row] = await db.query<{ attempts: number; delivered_at: Date | null; status: string }>('select attempts, delivered_at, status from webhook_outbox');
+    expect(row).toMatchObject({ attempts: limits.webhookAttemptsMax, delivered_at: null, status: 'dead' });
     answers.length = 0;
   });
 
-  it('doubles the back-off from webhookBackoffMsFirst up to webhookBackoffMsMax', () => {
-    expect(backoffMs(1)).toBe(limits.webhookBackoffMsFirst);
-    expect(backoffMs(2)).toBe(limits.webhookBackoffMsFirst * 2);
-    expect(backoffMs(30)).toBe(limits.webhookBackoffMsMax);
+  it('retries for at least three days, never sooner than 30 s, with webhookAttemptsMax attempts in all', () => {
+    const totalMs = limits.webhookRetryDelaysMs.reduce((sum, delay) => sum + delay, 0);
+    expect(totalMs).toBeGreaterThanOrEqual(3 * 24 * 60 * 60 * 1000);
+    expect(retryDelayMs(1)).toBe(30_000);
+    expect(retryDelayMs(limits.webhookAttemptsMax)).toBeUndefined();
+    expect(limits.webhookLeaseMs).toBeGreaterThan(limits.webhookTimeoutMs);
+  });
+
+  it('numbers the events of one payment request 1, 2, 3 in the order they were queued', async () => {
+    await db.query('delete from webhook_outbox');
+    const value = await stored(view());
+    for (const type of ['payment_request.approved', 'payment_request.captured', 'payment_request.refunded'] as const) await enqueueEvent(db, type, value, new Date());
+    const rows = await db.query<{ body: string }>('select body from webhook_outbox where payment_request_id = $1', [value.id]);
+    const events = rows.map((row) => JSON.parse(row.body) as { type: string; sequence: number });
+    expect(events.map((e) => [e.type, e.sequence]).sort((a, b) => Number(a[1]) - Number(b[1]))).toEqual([
+      ['payment_request.approved', 1],
+      ['payment_request.captured', 2],
+      ['payment_request.refunded', 3],
+    ]);
   });
 });

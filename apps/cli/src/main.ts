@@ -11,6 +11,7 @@ import { registerKeysCommands } from './keys-commands.ts';
 import { registerMerchantsCommands } from './merchants-commands.ts';
 import { demo } from './demo.ts';
 import { registerSettleCommands } from './settle-commands.ts';
+import { registerWebhooksCommands } from './webhooks-commands.ts';
 import { issuerDatabaseEnv, issuerIds, start } from './start.ts';
 
 const program = new Command('kessai').description('Kessai: settlement without keeping the payer’s personal data (JP 2001-076059)');
@@ -46,5 +47,6 @@ registerCardsCommands(program, process.env.KESSAI_DATA_DIR ?? './.kessai');
 registerKeysCommands(program, process.env.KESSAI_DATA_DIR ?? './.kessai');
 registerMerchantsCommands(program, process.env.KESSAI_DATA_DIR ?? './.kessai');
 registerSettleCommands(program, process.env.KESSAI_DATA_DIR ?? './.kessai');
+registerWebhooksCommands(program, process.env.KESSAI_DATA_DIR ?? './.kessai');
 
 await program.parseAsync(process.argv);

@@ -6,11 +6,13 @@
  */
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { limits } from '@kessai/protocol';
 import { AuthorizationVerifier, MerchantClient } from '@kessai/sdk';
 import { byAddress, createRateLimiters, createServer, migrate, rateLimitHook, registerWebPages, setUpAuditLog, type Db, type KessaiApp } from '@kessai/service';
 import { seedCatalogue } from './catalogue.ts';
 import { defineShopConfig, type ResolvedShopConfig, type ShopConfig } from './config.ts';
 import { Fulfilment } from './fulfilment.ts';
+import { reconcileOrders } from './reconciler.ts';
 import { registerCartRoutes } from './routes/carts.ts';
 import { registerCheckoutRoute } from './routes/checkout.ts';
 import { registerOrderRoutes } from './routes/orders.ts';
@@ -30,7 +32,9 @@ export interface ShopContext {
 
 export interface Shop {
   app: KessaiApp;
-  /** Stops the app, waits for background captures and closes the HTTP clients (not the database). */
+  /** One reconciler pass (reconciler.ts) as of `now`; the worker runs it every workerIntervalMs, tests call it with their own clock. */
+  reconcile(now: Date): Promise<number>;
+  /** Stops the app and the worker, waits for background captures and closes the HTTP clients (not the database). */
   close(): Promise<void>;
 }
 
@@ -56,8 +60,27 @@ export async function buildShop(input: ShopConfig): Promise<Shop> {
   await registerSettlementRoutes(app, context);
   registerWebPages(app, 'shop', { home: 'store' }); // the storefront at /store/ (docs/web.md)
 
+  const reconcile = (now: Date) => reconcileOrders(config.db, fulfilment, config.logger, now);
+  let timer: NodeJS.Timeout | undefined;
+  let running: Promise<unknown> | undefined;
+  const tick = () => {
+    if (running) return;
+    running = reconcile(new Date())
+      .catch((err: unknown) => config.logger.error({ err }, 'reconciler pass failed'))
+      .finally(() => (running = undefined));
+  };
+  const intervalMs = config.workerIntervalMs ?? limits.shopWorkerIntervalMsDefault;
+  app.addHook('onReady', async () => {
+    if (intervalMs > 0) timer = setInterval(tick, intervalMs);
+  });
+  app.addHook('onClose', async () => {
+    clearInterval(timer);
+    await running;
+  });
+
   return {
     app,
+    reconcile,
     async close() {
       await app.close();
       await fulfilment.close();

@@ -34,6 +34,8 @@ export interface ShopConfig {
   rateLimits?: RateLimitConfig;
   /** Shorter connection timeouts than limits.ts (tests watch them act); production leaves them out. */
   serverTimeouts?: Partial<ServerTimeouts>;
+  /** How often the reconciler (reconciler.ts) runs; default limits.shopWorkerIntervalMsDefault, 0 turns it off. */
+  workerIntervalMs?: number;
 }
 
 /** A config after defineShopConfig: defaults applied, frozen. */

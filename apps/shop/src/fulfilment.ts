@@ -91,6 +91,13 @@ export class Fulfilment {
     return this.#recordRefund(order, options.refund);
   }
 
+  /** The refund of a stale `payment_request.refunded` event: recorded (once per refund id), the order's status left as it is. */
+  async recordRefundOf(view: PaymentRequestView, refund: RefundView): Promise<OrderRow | undefined> {
+    const [found] = await this.#db.query<OrderRow>(`select ${orderColumns} from orders where payment_request_id = $1`, [view.id]);
+    if (!found || found.id !== view.order_id) return undefined;
+    return this.#recordRefund(normalize(found), refund);
+  }
+
   async #applyStatus(view: PaymentRequestView, options: { waitForCapture: boolean }): Promise<OrderRow | undefined> {
     const [found] = await this.#db.query<OrderRow>(`select ${orderColumns} from orders where payment_request_id = $1`, [view.id]);
     if (!found || found.id !== view.order_id) {

@@ -23,8 +23,10 @@ async function checkout(): Promise<{ orderId: string; requestId: string }> {
   return { orderId: body.order_id, requestId: body.payment_request_id };
 }
 
+/** Increasing across the file, so increasing within each payment request as the protocol requires. */
+let sequence = 0;
 function event(data: PaymentRequestView, type: WebhookEvent['type'] = 'payment_request.approved'): WebhookEvent {
-  return { id: newId('evt'), type, created_at: new Date().toISOString(), sequence: 1, data };
+  return { id: newId('evt'), type, created_at: new Date().toISOString(), sequence: ++sequence, data };
 }
 
 async function deliver(body: string, signature: string) {

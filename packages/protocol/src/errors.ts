@@ -54,6 +54,7 @@ export const errorCatalog = {
   recovery_locked: { status: 429, title: 'Too many wrong recovery codes for this credential; try again later' },
   key_retired: { status: 422, title: 'The sealed credential or PIN block is under a retired key' },
   key_not_found: { status: 404, title: 'No such key' },
+  webhook_event_not_found: { status: 404, title: 'No such webhook event' },
   key_in_use: { status: 409, title: 'The current key cannot be retired; rotate first' },
   database_unavailable: { status: 503, title: 'The server cannot reach its database; retry after the number of seconds in Retry-After' },
   internal_error: { status: 500, title: 'Internal error' },

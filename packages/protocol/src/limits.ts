@@ -141,19 +141,48 @@ export const limits = {
   keepAliveTimeoutMs: 5_000,
   /** Every HTTPS answer of every server carries `Strict-Transport-Security: max-age=` this (one year): a browser that once reached a server never tries it over plain HTTP. */
   hstsMaxAgeSeconds: 365 * 24 * 60 * 60,
-  /** Webhook delivery: attempts, per-attempt timeout, first and largest back-off. */
-  webhookAttemptsMax: 8,
+  /**
+   * Webhook delivery (apps/auth-server/src/webhooks.ts): the wait before each retry, after the
+   * first attempt failed — 30 s, 2 min, 10 min, 30 min, 1 h, 2 h, 4 h, 8 h, 12 h, then 24 h three
+   * times: 13 attempts over about 4 days 3 h 42 min (Stripe retries for 3 days), so a receiver down
+   * for a weekend still gets every event. After the last, the event is dead (a dead letter) until
+   * the operator or the merchant resends it. webhookAttemptsMax is this list's length plus one.
+   */
+  webhookRetryDelaysMs: [30_000, 120_000, 600_000, 1_800_000, 3_600_000, 7_200_000, 14_400_000, 28_800_000, 43_200_000, 86_400_000, 86_400_000, 86_400_000],
+  webhookAttemptsMax: 13,
   webhookTimeoutMs: 5_000,
-  webhookBackoffMsFirst: 500,
-  webhookBackoffMsMax: 60_000,
+  /**
+   * A delivery attempt holds its event this long (a lease): no other pass or process sends it
+   * meanwhile, and a process that dies mid-delivery loses nothing — the event is due again when
+   * the lease ends. Well above webhookTimeoutMs, so a slow receiver never gets the same event twice at once.
+   */
+  webhookLeaseMs: 30_000,
   /** Outbox rows delivered per poll. */
   webhookBatchMax: 20,
   /** Webhook signatures older than this are refused by the receiver. */
   webhookToleranceMs: 5 * 60 * 1000,
   /** Idempotency keys are kept at least this long. */
   idempotencyKeyTtlMs: 24 * 60 * 60 * 1000,
-  /** A key still `in_progress` after this long belongs to a request that died with its process: it may be taken over. */
-  idempotencyInProgressMsMax: 60 * 1000,
+  /**
+   * A request running under an Idempotency-Key holds it for this long (a lease, `locked_until`),
+   * renewed every third of it while the request still runs; a retry meanwhile is answered
+   * idempotency_request_in_progress with Retry-After. A process that dies stops renewing: once the
+   * lease ends a retry runs the request again (its saved work is found again).
+   */
+  idempotencyLeaseMs: 30 * 1000,
+  /**
+   * The shop's reconciler (apps/shop/src/reconciler.ts): an order still waiting (awaiting payment,
+   * or paid and not captured) this long after its last change is asked about at the authentication
+   * server — so a shop whose events were lost or dead-lettered converges; it asks again about the
+   * same order no sooner than shopReconcileIntervalMs, and about at most shopReconcileBatchMax orders per pass.
+   */
+  shopReconcileAfterMs: 5 * 60 * 1000,
+  shopReconcileIntervalMs: 5 * 60 * 1000,
+  shopReconcileBatchMax: 50,
+  /** How often the shop's worker runs a reconciler pass. */
+  shopWorkerIntervalMsDefault: 30_000,
+  /** Webhook events returned by one list call (operator and merchant). */
+  webhookEventsListMax: 100,
   /** Open server-sent-event streams per credential and in all. */
   sseStreamsPerCredentialMax: 4,
   sseStreamsMax: 1_000,

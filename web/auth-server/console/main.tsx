@@ -44,6 +44,8 @@ interface Delivery {
   last_status: number | null;
   next_attempt_at: string | null;
   delivered_at: string | null;
+  dead_at: string | null;
+  resent_at: string | null;
   created_at: string;
 }
 
@@ -109,6 +111,61 @@ const deliveryColumns: Column<Delivery>[] = [
   { header: 'Last HTTP status', numeric: true, cell: (d) => (d.last_status === null ? '—' : d.last_status === 0 ? 'no answer' : d.last_status) },
   { header: 'Delivered or next attempt (UTC)', cell: (d) => <Time value={d.delivered_at ?? d.next_attempt_at} /> },
 ];
+
+/** The resend button of a dead event: the same event is queued again for a fresh retry schedule. */
+function ResendButton(props: { delivery: Delivery; session: Session; onDone(message: string, failed: boolean): void }) {
+  const [busy, setBusy] = useState(false);
+  const { delivery } = props;
+  if (delivery.state !== 'dead') return <span className="muted">—</span>;
+  const resend = async () => {
+    setBusy(true);
+    try {
+      await props.session.call('POST', `/admin/v1/webhook-deliveries/${delivery.id}/resend`);
+      props.onDone(`Event ${delivery.id} queued again: it is delivered on a fresh retry schedule.`, false);
+    } catch (err) {
+      props.onDone(`Event ${delivery.id} could not be resent (${(err as Error).message}).`, true);
+    } finally {
+      setBusy(false);
+    }
+  };
+  return (
+    <button type="button" disabled={busy} onClick={() => void resend()} aria-label={`Resend event ${delivery.id}`}>
+      Resend
+    </button>
+  );
+}
+
+function Deliveries(props: { page: Page<Delivery>; session: Session; reload(): void }) {
+  const [message, setMessage] = useState<{ text: string; failed: boolean } | null>(null);
+  const messageRef = useRef<HTMLParagraphElement>(null);
+  useEffect(() => {
+    if (message) messageRef.current?.focus();
+  }, [message]);
+  const columns: Column<Delivery>[] = [
+    ...deliveryColumns,
+    {
+      header: 'Action',
+      cell: (d) => (
+        <ResendButton
+          delivery={d}
+          session={props.session}
+          onDone={(text, failed) => {
+            setMessage({ text, failed });
+            if (!failed) props.reload();
+          }}
+        />
+      ),
+    },
+  ];
+  return (
+    <>
+      <p ref={messageRef} tabIndex={-1} className={message?.failed ? 'error' : message ? 'notice' : undefined} role="status">
+        {message?.text}
+      </p>
+      <DataTable caption={`Webhook deliveries, newest first (at most ${recent})`} columns={columns} rows={props.page.items} rowKey={(d) => d.id} empty="No webhook events yet." hasMore={props.page.has_more} />
+    </>
+  );
+}
 
 /** The revoke button of one credential: asks once more in place, then calls the operator endpoint. */
 function RevokeButton(props: { credential: Credential; session: Session; onRevoked(message: string): void; onFailed(message: string): void }) {
@@ -237,8 +294,8 @@ function AuthConsole() {
           <Section id="credentials" title="Credentials" intro="A revoked credential cannot approve payments any more; the payer enrolls again.">
             <Credentials page={data.credentials} session={session} reload={reload} />
           </Section>
-          <Section id="webhooks" title="Webhook deliveries" intro="Events sent to the shops, signed; a failed one is retried with growing back-off.">
-            <DataTable caption={`Webhook deliveries, newest first (at most ${recent})`} columns={deliveryColumns} rows={data.deliveries.items} rowKey={(d) => d.id} empty="No webhook events yet." hasMore={data.deliveries.has_more} />
+          <Section id="webhooks" title="Webhook deliveries" intro="Events sent to the shops, signed; a failed one is retried for about four days (30 s, 2 min, 10 min … 24 h), then it is dead until resent.">
+            <Deliveries page={data.deliveries} session={session} reload={reload} />
           </Section>
         </>
       )}

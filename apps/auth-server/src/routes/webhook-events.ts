@@ -1,0 +1,46 @@
+/**
+ * The merchant API's view of its own webhook events (step 407): a list, filtered by status (`dead`
+ * for the dead letters), and resend — the same event, id and body, queued again for a fresh
+ * schedule once the merchant's receiver is fixed. Another merchant's event does not exist here.
+ * Resend is a POST of the merchant API, so it takes an Idempotency-Key like every other.
+ */
+import type { FastifyInstance } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { idPattern, KessaiError, limits } from '@kessai/protocol';
+import { deliveryViewOf, webhookDeliveryView } from '../admin-console.ts';
+import { authenticateMerchant } from '../callers.ts';
+import type { AuthContext } from '../context.ts';
+import { idempotencyKeyOf, idempotent, requestHash } from '../idempotency.ts';
+import { listWebhookEvents, resendWebhookEvent, webhookEventStatuses } from '../webhooks.ts';
+
+const listQuery = z.strictObject({
+  limit: z.coerce.number().int().min(1).max(limits.webhookEventsListMax).default(limits.webhookEventsListMax),
+  status: z.enum(webhookEventStatuses).optional(),
+});
+const listAnswer = z.strictObject({ items: z.array(webhookDeliveryView), limit: z.number().int(), has_more: z.boolean() });
+const byId = z.strictObject({ id: z.string().regex(idPattern('evt'), 'evt_ id') });
+
+export async function webhookEventRoutes(plugin: FastifyInstance, { config }: AuthContext): Promise<void> {
+  const app = plugin.withTypeProvider<ZodTypeProvider>();
+
+  app.get('/v1/webhook-events', { schema: { querystring: listQuery, response: { 200: listAnswer } } }, async (request) => {
+    const merchant = await authenticateMerchant(config.db, request);
+    const { limit, status } = request.query;
+    const rows = await listWebhookEvents(config.db, { merchantId: merchant.id, ...(status ? { status } : {}) }, limit);
+    return { items: rows.slice(0, limit).map(deliveryViewOf), limit, has_more: rows.length > limit };
+  });
+
+  app.post('/v1/webhook-events/:id/resend', { schema: { params: byId, body: z.strictObject({}) } }, async (request, reply) => {
+    const merchant = await authenticateMerchant(config.db, request);
+    const key = idempotencyKeyOf(request.headers);
+    const response = await idempotent(config.db, merchant.id, key, await requestHash(request.method, request.url, request.body), async () => {
+      const row = await resendWebhookEvent(config.db, request.params.id, merchant.id, new Date());
+      if (!row) throw new KessaiError('webhook_event_not_found');
+      request.log.info({ event: row.id, merchant: merchant.id, type: row.event_type }, 'webhook event resent by the merchant');
+      return { status: 200, body: deliveryViewOf(row) };
+    });
+    if (response.status >= 400) return reply.code(response.status).type('application/problem+json').send(response.body);
+    return reply.code(response.status).send(response.body);
+  });
+}
