@@ -49,6 +49,8 @@ const mainConfig = z.strictObject({
   merchants: z.array(z.strictObject({ id: z.string().regex(/^mer_[0-9a-hjkmnp-tv-z]{26}$/), name: z.string().min(1).max(200) })).max(1_000).optional(),
   /** Active credentials per card (default limits.credentialsPerCardMax; the benchmark enrolls more terminals on one card). */
   credentialsPerCardMax: z.number().int().positive().optional(),
+  /** How long an authorization hold lasts before it expires on its own, this bank's choice (default limits.holdTimeoutSecondsDefault, 7 days). */
+  holdTimeoutSeconds: z.number().int().min(limits.holdTimeoutSecondsMin).max(limits.holdTimeoutSecondsMax).optional(),
   /** Rate limits other than limits.rateLimits (the benchmark raises them). */
   rateLimits: z
     .strictObject({
@@ -114,6 +116,7 @@ const app = await buildSettlementServer(
     seedCards: issuer.cards,
     ...(options.merchants ? { merchants: options.merchants } : {}),
     ...(options.credentialsPerCardMax ? { credentialsPerCardMax: options.credentialsPerCardMax } : {}),
+    ...(options.holdTimeoutSeconds ? { holdTimeoutSeconds: options.holdTimeoutSeconds } : {}),
     tls: { keyPem: leaf.keyPem, certPem: leaf.certPem, caCertPem: pki.caCertPem },
     // Only the authentication server's certificate may call /internal (docs/threat-model.md), as in `kessai start`.
     brokerCertificates: options.brokerCertificates ?? [certificateFingerprint(pki.leaves['auth-server']!.certPem)],

@@ -198,6 +198,9 @@ export const limits = {
   ledgerBatchAttemptsMax: 3,
   /** An authorization hold that is neither captured nor voided is released after this long (card schemes: about 7 days). */
   holdTimeoutSecondsDefault: 7 * 24 * 60 * 60,
+  /** The range a bank may choose its hold timeout in (the settlement server's `holdTimeoutSeconds`): at least a minute, at most 31 days. */
+  holdTimeoutSecondsMin: 60,
+  holdTimeoutSecondsMax: 31 * 24 * 60 * 60,
   /** How often the settlement server's expiry pass runs, and how many holds one pass releases. */
   expiryIntervalMsDefault: 10_000,
   expiryBatchMax: 500,
