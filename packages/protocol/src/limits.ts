@@ -175,12 +175,14 @@ export const limits = {
    * or paid and not captured) this long after its last change is asked about at the authentication
    * server — so a shop whose events were lost or dead-lettered converges; it asks again about the
    * same order no sooner than shopReconcileIntervalMs, and about at most shopReconcileBatchMax orders per pass.
+   * Short enough that a shop back from an outage agrees with the broker within convergenceMs
+   * (30 s + 15 s + a 10 s pass), whatever the webhook schedule's next attempt.
    */
-  shopReconcileAfterMs: 5 * 60 * 1000,
-  shopReconcileIntervalMs: 5 * 60 * 1000,
+  shopReconcileAfterMs: 30 * 1000,
+  shopReconcileIntervalMs: 15 * 1000,
   shopReconcileBatchMax: 50,
   /** How often the shop's worker runs a reconciler pass. */
-  shopWorkerIntervalMsDefault: 30_000,
+  shopWorkerIntervalMsDefault: 10_000,
   /** Webhook events returned by one list call (operator and merchant). */
   webhookEventsListMax: 100,
   /** Open server-sent-event streams per credential and in all. */

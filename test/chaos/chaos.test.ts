@@ -1,0 +1,341 @@
+/**
+ * Chaos (docs/operations.md, "Failure semantics"): the broker, the bank and the shop as separate
+ * OS processes on PostgreSQL, payments in flight from two wallets, and a seeded schedule of faults:
+ * SIGKILL of each role at random moments (restarted after a short downtime), every database backend
+ * terminated, a TCP proxy in front of the bank (the broker's only way there) and one in front of
+ * PostgreSQL (the broker's and the bank's databases) that stall or drop their connections, and the
+ * shop — its webhook endpoint — down for longer than a minute. Once the faults stop and
+ * limits.convergenceMs has passed, it checks:
+ *   - the bank's ledger balances (debits = credits, pending and posted) and no hold is left pending;
+ *   - no payment is captured twice (or beyond its authorization);
+ *   - for every payment request, the broker's, the bank's and the shop's final states agree;
+ *   - every outcome a wallet was told matches the final state (never "not paid" for a capture).
+ * The seed is printed; replay with KESSAI_CHAOS_SEED=<seed>. KESSAI_CHAOS_MS sets how long the
+ * faults run (default 30 s, the CI run); KESSAI_CHAOS_SHOP_DOWN_MS how long the shop's outage lasts
+ * (default 65 s). Needs PostgreSQL (KESSAI_TEST_PG_URL): the faults are PostgreSQL's.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import pg from 'pg';
+import { Agent, request as undiciRequest } from 'undici';
+import { KessaiError, limits, newId } from '@kessai/protocol';
+import { loadOrCreateDevPki, loadTestRateLimits } from '@kessai/service';
+import { demoIssuers } from '@kessai/cli/demo-data';
+import { publishDirectoryFile } from '@kessai/cli/directory';
+import { WalletClient } from '@kessai/sdk';
+import { scratchPostgres } from '../support/database.ts';
+import { authServerMain, freePort, settlementServerMain, startInstance, stopInstance, type Instance } from '../support/processes.ts';
+import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.ts';
+
+const adminUrl = process.env.KESSAI_TEST_PG_URL;
+const seed = Number(process.env.KESSAI_CHAOS_SEED ?? Math.floor(Math.random() * 2 ** 31));
+const faultsMs = Number(process.env.KESSAI_CHAOS_MS ?? 30_000);
+const shopDownMs = Number(process.env.KESSAI_CHAOS_SHOP_DOWN_MS ?? 65_000);
+/** Room for a 2-core machine running the three roles and PostgreSQL besides the bound itself. */
+const slackMs = 45_000;
+const issuer = demoIssuers.find((i) => i.id === 'sakura-bank')!;
+const cards = ['4242424242424242', '4000056655665556'].map((n) => issuer.cards.find((c) => c.cardNumber === n)!);
+const shopProcess = 'test/chaos/shop-process.ts';
+
+/** mulberry32: a small seeded generator, so a failing schedule can be replayed exactly. */
+function random(seedValue: number): () => number {
+  let a = seedValue >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+type Told = 'paid' | 'not paid' | 'not known';
+interface Payment {
+  rid: string;
+  orderId: string;
+  told?: Told;
+  detail?: string;
+}
+
+describe.skipIf(!adminUrl)(`chaos: three roles as processes on PostgreSQL under a seeded schedule of faults (seed ${seed})`, () => {
+  const next = random(seed);
+  const between = (lo: number, hi: number) => lo + Math.floor(next() * (hi - lo));
+  let dataDir: string;
+  const drops: Array<() => Promise<void>> = [];
+  const dbUrls: Record<'auth' | 'bank' | 'shop', string> = { auth: '', bank: '', shop: '' };
+  const configs: Record<'auth' | 'bank' | 'shop', { file: string; entry: string }> = {} as never;
+  const running: Record<'auth' | 'bank' | 'shop', Instance | undefined> = { auth: undefined, bank: undefined, shop: undefined };
+  let bankLink: TcpProxy;
+  let dbLink: TcpProxy;
+  let agent: Agent;
+  let shopUrl: string;
+  const wallets: WalletClient[] = [];
+  const payments: Payment[] = [];
+  const faultLog: string[] = [];
+  /** Why checkouts at the shop failed (it was down, or cut off), for the failure message. */
+  const shopFailures: string[] = [];
+
+  beforeAll(async () => {
+    console.log(`chaos seed ${seed} — replay with KESSAI_CHAOS_SEED=${seed}`);
+    dataDir = await mkdtemp(path.join(tmpdir(), 'kessai-chaos-'));
+    const pki = await loadOrCreateDevPki(path.join(dataDir, 'pki'), [
+      { name: 'auth-server', dnsNames: ['localhost'], ipAddresses: ['127.0.0.1', '::1'], usages: ['server', 'client'] },
+      { name: 'settlement-server', dnsNames: ['localhost'], ipAddresses: ['127.0.0.1', '::1'], usages: ['server'] },
+      { name: 'shop', dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'], usages: ['server'] },
+    ]);
+    agent = new Agent({ connect: { ca: pki.caCertPem } });
+    for (const role of ['auth', 'bank', 'shop'] as const) {
+      const scratch = (await scratchPostgres(`kessai_chaos_${role}`))!;
+      drops.push(scratch.drop);
+      dbUrls[role] = scratch.url;
+    }
+    const admin = new URL(adminUrl!);
+    dbLink = await startTcpProxy({ targetHost: admin.hostname, targetPort: Number(admin.port || 5432) });
+    const throughDbLink = (url: string) => {
+      const u = new URL(url);
+      u.hostname = '127.0.0.1';
+      u.port = String(dbLink.port);
+      return u.toString();
+    };
+    const merchant = { id: newId('mer'), name: 'Kessai Tea House', apiKey: `sk_test_${randomBytes(24).toString('base64url')}`, webhookSecret: `whsec_${randomBytes(24).toString('base64url')}` };
+    const [bankPort, authPort, shopPort] = [await freePort(), await freePort(), await freePort()];
+    bankLink = await startTcpProxy({ targetHost: '127.0.0.1', targetPort: bankPort });
+    const bankUrl = `https://127.0.0.1:${bankLink.port}`;
+    shopUrl = `https://127.0.0.1:${shopPort}`;
+    const authUrl = `https://127.0.0.1:${authPort}`;
+
+    configs.bank = { file: path.join(dataDir, 'bank.json'), entry: settlementServerMain };
+    await writeFile(
+      configs.bank.file,
+      JSON.stringify({ issuerId: issuer.id, dataDir, port: bankPort, publicBaseUrl: bankUrl, databaseUrl: throughDbLink(dbUrls.bank), merchants: [{ id: merchant.id, name: merchant.name }], rateLimits: loadTestRateLimits, credentialsPerCardMax: 100 }),
+      { mode: 0o600 },
+    );
+    running.bank = await startInstance(configs.bank.file, configs.bank.entry);
+    const directoryKey = (await publishDirectoryFile(dataDir, pki.caCertPem, [{ issuer, url: bankUrl }])).publicJwk;
+
+    configs.auth = { file: path.join(dataDir, 'auth.json'), entry: authServerMain };
+    await writeFile(
+      configs.auth.file,
+      JSON.stringify({
+        dataDir,
+        port: authPort,
+        databaseUrl: throughDbLink(dbUrls.auth),
+        issuers: [{ id: issuer.id, baseUrl: bankUrl, cardPrefixes: issuer.cardPrefixes }],
+        merchants: [{ ...merchant, webhookUrl: `${shopUrl}/webhooks/kessai` }],
+        workerIntervalMs: 200,
+        authorizationDeadlineMs: 3_000,
+        rateLimits: loadTestRateLimits,
+      }),
+      { mode: 0o600 },
+    );
+    running.auth = await startInstance(configs.auth.file, configs.auth.entry);
+
+    configs.shop = { file: path.join(dataDir, 'shop.json'), entry: shopProcess };
+    await writeFile(
+      configs.shop.file,
+      JSON.stringify({ dataDir, databaseUrl: dbUrls.shop, port: shopPort, authBaseUrl: authUrl, merchantApiKey: merchant.apiKey, webhookSecret: merchant.webhookSecret, issuers: { [issuer.id]: `${bankUrl}/.well-known/jwks.json` } }),
+      { mode: 0o600 },
+    );
+    running.shop = await startInstance(configs.shop.file, configs.shop.entry);
+
+    for (const card of cards) {
+      const stored = await WalletClient.enroll({ authBaseUrl: authUrl, caCertPem: pki.caCertPem, directoryKey, holderName: card.holderName, cardNumber: card.cardNumber, expiry: card.expiry, pin: card.pin });
+      wallets.push(new WalletClient(stored, { caCertPem: pki.caCertPem }));
+    }
+  }, 180_000);
+
+  afterAll(async () => {
+    for (const wallet of wallets) await wallet.close();
+    for (const role of ['shop', 'auth', 'bank'] as const) await stopInstance(running[role]);
+    await bankLink?.close();
+    await dbLink?.close();
+    await agent?.close();
+    for (const drop of drops) await drop();
+    if (dataDir) await rm(dataDir, { recursive: true, force: true });
+  });
+
+  async function shopCall(method: 'GET' | 'POST', pathname: string, body?: unknown): Promise<{ status: number; body: any }> { // eslint-disable-line @typescript-eslint/no-explicit-any -- the shop's JSON
+    const response = await undiciRequest(`${shopUrl}${pathname}`, { method, dispatcher: agent, headers: { 'content-type': 'application/json' }, body: JSON.stringify(body ?? {}), signal: AbortSignal.timeout(10_000) });
+    const text = await response.body.text();
+    return { status: response.statusCode, body: text ? JSON.parse(text) : undefined };
+  }
+
+  /** One checkout at the shop and the payer's answer; what the wallet was told is recorded. */
+  async function pay(wallet: WalletClient, pin: string): Promise<void> {
+    let payment: Payment;
+    try {
+      const cart = await shopCall('POST', '/api/carts');
+      if (cart.status !== 201) return;
+      const products = await undiciRequest(`${shopUrl}/api/products`, { dispatcher: agent, signal: AbortSignal.timeout(10_000) }).then((r) => r.body.json() as Promise<{ products: Array<{ id: string }> }>);
+      await shopCall('POST', `/api/carts/${cart.body.id}/items`, { product_id: products.products[between(0, products.products.length)]!.id, quantity: between(1, 3) });
+      const checkedOut = await shopCall('POST', `/api/carts/${cart.body.id}/checkout`);
+      if (checkedOut.status !== 200) return;
+      payment = { rid: checkedOut.body.payment_request_id, orderId: checkedOut.body.order_id };
+    } catch (err) {
+      shopFailures.push(String(err));
+      return; // the shop is down or cut off: no payment was asked for
+    }
+    payments.push(payment);
+    let request;
+    try {
+      request = await wallet.fetchRequest(payment.rid);
+    } catch (err) {
+      payment.told = 'not paid';
+      payment.detail = `fetch: ${err instanceof KessaiError ? err.code : String(err)}`;
+      return;
+    }
+    try {
+      const outcome = await wallet.approve(request, pin);
+      payment.told = outcome.status === 'approved' || outcome.status === 'captured' ? 'paid' : outcome.status === 'authorizing' ? 'not known' : 'not paid';
+      payment.detail = outcome.status;
+    } catch (err) {
+      payment.told = 'not paid';
+      payment.detail = err instanceof KessaiError ? err.code : String(err);
+    }
+  }
+
+  async function restart(role: 'auth' | 'bank' | 'shop', downMs: number): Promise<void> {
+    const instance = running[role];
+    if (instance && instance.child.exitCode === null && instance.child.signalCode === null) {
+      const exited = new Promise((resolve) => instance.child.once('exit', resolve));
+      instance.child.kill('SIGKILL');
+      await exited;
+    }
+    running[role] = undefined;
+    await sleep(downMs);
+    running[role] = await startInstance(configs[role].file, configs[role].entry);
+  }
+
+  async function terminateBackends(): Promise<void> {
+    const client = new pg.Client({ connectionString: adminUrl });
+    await client.connect();
+    try {
+      const names = Object.values(dbUrls).map((url) => new URL(url).pathname.slice(1));
+      await client.query('select pg_terminate_backend(pid) from pg_stat_activity where datname = any($1::text[]) and pid <> pg_backend_pid()', [names]);
+    } finally {
+      await client.end();
+    }
+  }
+
+  /** One fault of the schedule, chosen and timed by the seed; returns when it has cleared. */
+  async function fault(): Promise<void> {
+    const kind = ['kill-broker', 'kill-bank', 'kill-shop', 'terminate-backends', 'stall-bank-link', 'drop-bank-link', 'stall-database', 'drop-database'][between(0, 8)]!;
+    const ms = between(500, 4_000);
+    faultLog.push(`${kind} ${ms} ms`);
+    switch (kind) {
+      case 'kill-broker':
+        return restart('auth', ms);
+      case 'kill-bank':
+        return restart('bank', ms);
+      case 'kill-shop':
+        if (!running.shop) return; // the long outage is on
+        return restart('shop', ms);
+      case 'terminate-backends':
+        return terminateBackends();
+      case 'stall-bank-link':
+      case 'drop-bank-link':
+        if (kind === 'stall-bank-link') bankLink.stall();
+        else bankLink.drop();
+        await sleep(ms);
+        return bankLink.resume();
+      default:
+        if (kind === 'stall-database') dbLink.stall();
+        else dbLink.drop();
+        await sleep(ms);
+        return dbLink.resume();
+    }
+  }
+
+  async function finalStates() {
+    const read = async <T,>(url: string, sql: string): Promise<T[]> => {
+      const client = new pg.Client({ connectionString: url });
+      await client.connect();
+      try {
+        return (await client.query(sql)).rows as T[];
+      } finally {
+        await client.end();
+      }
+    };
+    const broker = new Map((await read<{ id: string; status: string }>(dbUrls.auth, 'select id, status from payment_requests')).map((r) => [r.id, r.status]));
+    const bank = new Map((await read<{ request_id: string; status: string; amount: string; captured_amount: string }>(dbUrls.bank, 'select request_id, status, amount, captured_amount from authorizations')).map((r) => [r.request_id, r]));
+    const shop = new Map((await read<{ payment_request_id: string; status: string }>(dbUrls.shop, 'select payment_request_id, status from orders where payment_request_id is not null')).map((r) => [r.payment_request_id, r.status]));
+    const ledger = await read<{ currency: string; dp: string; cp: string; dq: string; cq: string }>(dbUrls.bank, 'select currency, sum(debits_pending) as dp, sum(credits_pending) as cp, sum(debits_posted) as dq, sum(credits_posted) as cq from ledger_accounts group by currency');
+    const [pending] = await read<{ n: string }>(dbUrls.bank, "select count(*) as n from transfers where kind = 'pending' and state = 'pending'");
+    return { broker, bank, shop, ledger, pendingHolds: Number(pending!.n) };
+  }
+
+  /** Every way the system disagrees with itself now; empty once it has converged. */
+  function problems(state: Awaited<ReturnType<typeof finalStates>>): string[] {
+    const found: string[] = [];
+    for (const row of state.ledger) {
+      if (row.dp !== row.cp || row.dq !== row.cq) found.push(`ledger ${row.currency} unbalanced: pending ${row.dp}/${row.cp}, posted ${row.dq}/${row.cq}`);
+    }
+    if (state.pendingHolds > 0) found.push(`${state.pendingHolds} holds still pending at the bank`);
+    for (const [rid, auth] of state.bank) {
+      if (BigInt(auth.captured_amount) > BigInt(auth.amount)) found.push(`${rid}: captured ${auth.captured_amount} of ${auth.amount}`);
+    }
+    for (const payment of payments) {
+      const broker = state.broker.get(payment.rid);
+      const bank = state.bank.get(payment.rid)?.status;
+      const shop = state.shop.get(payment.rid);
+      const agreeing: Record<string, (bankStatus: string | undefined, shopStatus: string | undefined) => boolean> = {
+        captured: (b, s) => b === 'captured' && s === 'captured',
+        declined: (b, s) => b === 'declined' && s === 'declined',
+        pending: (b, s) => b === undefined && s === 'awaiting_payment',
+        cancelled: (b, s) => b === undefined && s === 'cancelled',
+        expired: (b, s) => (b === undefined || b === 'expired' || b === 'voided') && s === 'expired',
+        voided: (b, s) => (b === 'voided' || b === 'expired') && s === 'voided',
+      };
+      const agrees = broker !== undefined && agreeing[broker]?.(bank, shop);
+      if (!agrees) found.push(`${payment.rid}: broker ${broker}, bank ${bank ?? 'none'}, shop ${shop ?? 'none'}`);
+      if (payment.told === 'paid' && broker !== 'captured') found.push(`${payment.rid}: the wallet was told paid, but it is ${broker}`);
+      if (payment.told === 'not paid' && (broker === 'captured' || broker === 'approved')) found.push(`${payment.rid}: the wallet was told not paid (${payment.detail}), but it is ${broker}`);
+    }
+    return found;
+  }
+
+  it('ends with balanced ledgers, no pending hold, nothing captured twice, and broker, bank, shop and wallets agreeing', async () => {
+    const until = Date.now() + faultsMs;
+    let stop = false;
+    const drivers = wallets.map(async (wallet, index) => {
+      while (!stop) {
+        await pay(wallet, cards[index]!.pin);
+        await sleep(between(100, 500));
+      }
+    });
+    // The shop's long outage: its webhook endpoint is down for longer than a minute. It starts
+    // late in the schedule, so payments made before it wait on the shop to capture them.
+    const outage = (async () => {
+      await sleep(Math.floor(faultsMs * 0.6));
+      faultLog.push(`shop outage ${shopDownMs} ms`);
+      await restart('shop', shopDownMs);
+    })();
+    while (Date.now() < until) {
+      await fault();
+      await sleep(between(500, 2_000));
+    }
+    stop = true;
+    await outage;
+    const clearedAt = Date.now();
+    await Promise.all(drivers);
+    console.log(`chaos seed ${seed}: ${payments.length} payments; faults: ${faultLog.join(', ')}`);
+    expect(payments.length, `payments were made while the faults ran (checkouts failed: ${shopFailures.slice(0, 3).join('; ')})`).toBeGreaterThan(0);
+    const deadline = Math.max(clearedAt + limits.convergenceMs, Date.now()) + slackMs;
+    let last: string[] = [];
+    while (Date.now() < deadline) {
+      try {
+        last = problems(await finalStates());
+      } catch (err) {
+        last = [`could not read the final states: ${String(err)}`];
+      }
+      if (last.length === 0) break;
+      await sleep(2_000);
+    }
+    console.log(`chaos seed ${seed}: converged ${last.length === 0 ? `${Math.round((Date.now() - clearedAt) / 1000)} s after the faults cleared` : 'never'}; told: ${JSON.stringify(payments.reduce<Record<string, number>>((n, p) => ({ ...n, [p.told ?? 'nothing']: (n[p.told ?? 'nothing'] ?? 0) + 1 }), {}))}`);
+    expect(last, `seed ${seed}; faults: ${faultLog.join(', ')}`).toEqual([]);
+  }, 600_000);
+});
