@@ -147,6 +147,32 @@ describe.skipIf(!pgUrl)(pgUrl ? 'database faults under separate processes on Pos
     expect((await merchant.capture(created.id, {}, `${orderId}-capture`)).status, `${orderId}: captured`).toBe('captured');
   }
 
+  /** A statement on the bank's database, directly (not through its proxy). */
+  async function atBankDatabase(sql: string, params: unknown[]): Promise<Array<Record<string, unknown>>> {
+    const url = new URL(pgUrl!);
+    url.pathname = `/${databases[1]!}`;
+    const client = new pg.Client({ connectionString: url.toString() });
+    await client.connect();
+    try {
+      return (await client.query(sql, params)).rows as Array<Record<string, unknown>>;
+    } finally {
+      await client.end();
+    }
+  }
+
+  /** A payment under faults: `succeeded` (approved and captured), `reversed` (in doubt, then pending again at the broker with no hold at the bank), or a thrown KessaiError. */
+  async function payOnce(orderId: string): Promise<string> {
+    const created = await merchant.createPaymentRequest(order(orderId) as Parameters<MerchantClient['createPaymentRequest']>[0], orderId);
+    const outcome = await wallet.approve(await wallet.fetchRequest(created.id), card.pin);
+    if (outcome.status === 'pending') {
+      const held = await atBankDatabase('select status from authorizations where request_id = $1', [created.id]);
+      return held.length === 0 ? 'reversed' : `pending at the broker, but ${held[0]!.status} at the bank`;
+    }
+    if (outcome.status !== 'approved') return `told ${outcome.status}`;
+    await merchant.capture(created.id, {}, `${orderId}-capture`);
+    return 'succeeded';
+  }
+
   /** Both processes are the ones started in beforeAll, alive, and answer a route that needs no database. */
   async function bothAlive(): Promise<void> {
     for (const instance of [auth!, bank!]) {
@@ -183,7 +209,7 @@ describe.skipIf(!pgUrl)(pgUrl ? 'database faults under separate processes on Pos
       );
     const inFlight: Array<Promise<string>> = [];
     for (let i = 0; i < 6; i += 1) {
-      inFlight.push(settled(pay(`terminate-${i}`)));
+      inFlight.push(settled(payOnce(`terminate-${i}`)));
       inFlight.push(createAtBroker(`terminate-create-${i}`).then((a) => (a.status === 201 ? 'succeeded' : (a.code ?? String(a.status)))));
       inFlight.push(readAtBank().then((a) => (a.status === 200 ? 'succeeded' : (a.code ?? String(a.status)))));
     }
@@ -195,9 +221,10 @@ describe.skipIf(!pgUrl)(pgUrl ? 'database faults under separate processes on Pos
     }
     expect(terminated, 'backends of both servers were terminated').toBeGreaterThan(0);
     const outcomes = await Promise.all(inFlight);
-    // A payment whose approval met the fault may fail at the broker (database_unavailable) or be relayed from the bank (the same code);
+    // A payment whose approval met the fault may fail at the broker (database_unavailable), or — when the bank's answer was
+    // a 503 — be in doubt and resolved by the broker: adopted (succeeded) or reversed (pending again, nothing held);
     // issuer_unavailable is the broker's word for a bank it could not reach at all. Nothing else: no 500, no hang.
-    expect(outcomes.filter((o) => !['succeeded', 'database_unavailable', 'issuer_unavailable'].includes(o)), 'in-flight outcomes other than success or database_unavailable').toEqual([]);
+    expect(outcomes.filter((o) => !['succeeded', 'reversed', 'database_unavailable', 'issuer_unavailable'].includes(o)), 'in-flight outcomes other than success, a reversal or database_unavailable').toEqual([]);
     await bothAlive();
     expect([auth!.child.pid, bank!.child.pid]).toEqual(pids);
     await servingAgain('after-terminate');
@@ -227,6 +254,30 @@ describe.skipIf(!pgUrl)(pgUrl ? 'database faults under separate processes on Pos
       expect(lines.some((line) => line.level === 40 && line.msg.startsWith('database unavailable')), `${name}.log warns of the database`).toBe(true);
       expect(lines.filter((line) => line.level >= 50).map((line) => line.msg), `${name}.log: no error lines`).toEqual([]);
     }
+  }, 120_000);
+
+  it('leaves no hold stranded when the bank\'s database stalls during authorizations: each ends approved (and held) or pending (and nothing held)', async () => {
+    const requests = await Promise.all([0, 1, 2].map((i) => merchant.createPaymentRequest(order(`bank-stall-${i}`) as Parameters<MerchantClient['createPaymentRequest']>[0], `bank-stall-${i}`)));
+    const views = await Promise.all(requests.map((r) => wallet.fetchRequest(r.id)));
+    bankProxy.stall();
+    const told = Promise.all(views.map((view) => wallet.approve(view, card.pin).then((o) => o.status, (err: unknown) => (err instanceof KessaiError ? err.code : String(err)))));
+    await new Promise((resolve) => setTimeout(resolve, 3 * dbTimeouts.queryMs));
+    bankProxy.resume();
+    const outcomes = await told;
+    for (const [index, created] of requests.entries()) {
+      const [atBroker, atBank] = await waitFor(`${created.id} to be resolved at the broker`, async () => {
+        const view = await merchant.getPaymentRequest(created.id);
+        if (view.status === 'authorizing') return undefined;
+        return [view.status, (await atBankDatabase('select status from authorizations where request_id = $1', [created.id]))[0]?.status] as const;
+      }, 30_000);
+      // Never a hold the broker does not know of, never an approval without one; the wallet was told what happened.
+      expect([[atBroker, atBank]], created.id).toContainEqual(atBroker === 'approved' ? ['approved', 'held'] : ['pending', undefined]);
+      // ("not known yet", authorizing, is no claim either way.)
+      if (outcomes[index] !== 'authorizing') expect(outcomes[index] === 'approved' ? 'approved' : 'pending', `${created.id}: the wallet was told ${outcomes[index]}`).toBe(atBroker);
+    }
+    const [stranded] = await atBankDatabase("select count(*)::int as n from transfers t join authorizations a on a.hold_transfer_id = t.id where t.state = 'pending' and a.request_id = any($1::text[])", [requests.map((r) => r.id)]);
+    expect(stranded!.n).toBe(outcomes.filter((o) => o === 'approved').length);
+    await bothAlive();
   }, 120_000);
 
   it('answers 503 database_unavailable at once while connections to the databases are cut and refused, and serves again once they are restored', async () => {
