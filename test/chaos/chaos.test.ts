@@ -29,6 +29,7 @@ import { WalletClient } from '@kessai/sdk';
 import { scratchPostgres } from '../support/database.ts';
 import { authServerMain, freePort, settlementServerMain, startInstance, stopInstance, type Instance } from '../support/processes.ts';
 import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.ts';
+import { seededRandom } from '../support/random.ts';
 
 const adminUrl = process.env.KESSAI_TEST_PG_URL;
 const seed = Number(process.env.KESSAI_CHAOS_SEED ?? Math.floor(Math.random() * 2 ** 31));
@@ -40,17 +41,6 @@ const issuer = demoIssuers.find((i) => i.id === 'sakura-bank')!;
 const cards = ['4242424242424242', '4000056655665556'].map((n) => issuer.cards.find((c) => c.cardNumber === n)!);
 const shopProcess = 'test/chaos/shop-process.ts';
 
-/** mulberry32: a small seeded generator, so a failing schedule can be replayed exactly. */
-function random(seedValue: number): () => number {
-  let a = seedValue >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 type Told = 'paid' | 'not paid' | 'not known';
@@ -62,7 +52,7 @@ interface Payment {
 }
 
 describe.skipIf(!adminUrl)(`chaos: three roles as processes on PostgreSQL under a seeded schedule of faults (seed ${seed})`, () => {
-  const next = random(seed);
+  const next = seededRandom(seed);
   const between = (lo: number, hi: number) => lo + Math.floor(next() * (hi - lo));
   let dataDir: string;
   const drops: Array<() => Promise<void>> = [];

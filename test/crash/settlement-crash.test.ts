@@ -26,6 +26,7 @@ import { freePort, loadOrCreateDevPki, openDb, type Db } from '@kessai/service';
 import { BankCaller, type EnrolledDevice } from '../support/bank.ts';
 import { scratchPostgres } from '../support/database.ts';
 import { crashIssuerId, crashPkiLeaves } from './settlement-process.ts';
+import { seededRandom } from '../support/random.ts';
 
 const fixture = path.join(path.dirname(fileURLToPath(import.meta.url)), 'settlement-process.ts');
 const kills = Number(process.env.KESSAI_CRASH_KILLS ?? 8);
@@ -42,17 +43,6 @@ const cards = [
   { cardNumber: '4000056655665556', holderName: 'CRASH TWO', expiry: '12/34', pin: '2846', status: 'active', balanceMinor: '20000', currency: 'JPY', purpose: 'crash test: runs out of money' },
 ] as const;
 
-/** mulberry32: a small seeded generator, so a run's kill moments and choices can be replayed. */
-function generator(s: number): () => number {
-  let a = s >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -71,7 +61,7 @@ interface Acked {
 
 /** Runs the crash test against one backend: `dbUrl` (PostgreSQL) or a PGlite folder under `dir`. */
 async function crashRun(dir: string, dbUrl: string | undefined): Promise<{ acked: Acked; db: Db; killsDone: number }> {
-  const random = generator(seed);
+  const random = seededRandom(seed);
   const port = await freePort();
   const pki = await loadOrCreateDevPki(path.join(dir, 'pki'), crashPkiLeaves);
   const client = pki.leaves['auth-server']!;
@@ -179,7 +169,7 @@ async function crashRun(dir: string, dbUrl: string | undefined): Promise<{ acked
 
     let stopping = false;
     async function worker(index: number): Promise<void> {
-      const pick = generator(seed + index + 1);
+      const pick = seededRandom(seed + index + 1);
       while (!stopping) {
         const cardIndex = pick() < 0.7 ? 0 : 1;
         const amount = BigInt(100 + Math.floor(pick() * 4900));
