@@ -15,13 +15,13 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { newId } from '@kessai/protocol';
-import { createLogger, loadOrCreateDevPki, loadOrCreateKeyRing, openDb, type Db } from '@kessai/service';
-import { buildSettlementServer, loadOrCreateCardKeys } from '@kessai/settlement-server';
+import { loadOrCreateDevPki, openDb, type Db } from '@kessai/service';
 import { demoIssuers } from '@kessai/cli/demo-data';
 import { publishDirectoryFile } from '@kessai/cli/directory';
 import { MerchantClient, WalletClient } from '@kessai/sdk';
 import { pgliteTemplate, scratchPostgres } from './support/database.ts';
 import { freePort, startInstance, stopInstance, type Instance } from './support/processes.ts';
+import { startInProcessIssuer, type InProcessIssuer } from './support/issuer.ts';
 import { waitFor } from './support/system.ts';
 
 const backend = process.env.KESSAI_TEST_PG_URL ? 'PostgreSQL' : 'PGlite';
@@ -32,7 +32,7 @@ describe(`the broker killed after the bank's answer (step 407), restarted on its
   let dataDir: string;
   const drops: Array<() => Promise<void>> = [];
   let bankDb: Db;
-  let bank: Awaited<ReturnType<typeof buildSettlementServer>>;
+  let bank: InProcessIssuer['app'];
   let configFile: string;
   let broker: Instance | undefined;
   let merchant: MerchantClient;
@@ -52,39 +52,27 @@ describe(`the broker killed after the bank's answer (step 407), restarted on its
     for (const scratch of [scratchBank, scratchAuth]) if (scratch) drops.push(scratch.drop);
     bankDb = scratchBank ? await openDb({ url: scratchBank.url }) : await openDb({ pgliteTemplate: await pgliteTemplate() });
     const seed = { id: newId('mer'), name: 'Kessai Tea House', apiKey: `sk_test_${randomBytes(24).toString('base64url')}`, webhookSecret: `whsec_${randomBytes(24).toString('base64url')}` };
-    const bankPort = await freePort();
-    const bankUrl = `https://127.0.0.1:${bankPort}`;
-    const leaf = pki.leaves['settlement-server']!;
-    bank = await buildSettlementServer(
-      Object.freeze({
-        issuerId: issuer.id,
-        name: issuer.name,
-        conversionMode: issuer.conversionMode,
-        publicBaseUrl: bankUrl,
-        db: bankDb,
-        logger: createLogger({ name: 'settlement', file: path.join(dataDir, 'logs', 'settlement.log') }),
-        keys: await loadOrCreateKeyRing(path.join(dataDir, 'settlement', 'keys'), [
-          { name: 'cipher2', use: 'enc', alg: issuer.cipher2 },
-          { name: 'authorization-signing', use: 'sig' },
-        ]),
-        cardKeys: await loadOrCreateCardKeys(path.join(dataDir, 'settlement', 'keys')),
-        seedCards: issuer.cards,
-        merchants: [{ id: seed.id, name: seed.name }],
-        tls: { keyPem: leaf.keyPem, certPem: leaf.certPem, caCertPem: pki.caCertPem },
-      }),
-    );
     // The trigger: the hold is committed (the handler ran); the answer has not left yet.
-    bank.addHook('onSend', async (request, _reply, payload) => {
-      if (killOnAnswer && request.method === 'POST' && request.url === '/internal/v1/authorizations') {
-        killOnAnswer = false;
-        const exited = new Promise((resolve) => broker!.child.once('exit', resolve));
-        broker!.child.kill('SIGKILL');
-        await exited;
-        killed = true;
-      }
-      return payload;
+    const started = await startInProcessIssuer({
+      issuer,
+      dataDir,
+      db: bankDb,
+      pki,
+      merchants: [{ id: seed.id, name: seed.name }],
+      beforeListen: (app) =>
+        app.addHook('onSend', async (request, _reply, payload) => {
+          if (killOnAnswer && request.method === 'POST' && request.url === '/internal/v1/authorizations') {
+            killOnAnswer = false;
+            const exited = new Promise((resolve) => broker!.child.once('exit', resolve));
+            broker!.child.kill('SIGKILL');
+            await exited;
+            killed = true;
+          }
+          return payload;
+        }),
     });
-    await bank.listen({ port: bankPort, host: '127.0.0.1' });
+    bank = started.app;
+    const bankUrl = started.url;
     const directoryKey = (await publishDirectoryFile(dataDir, pki.caCertPem, [{ issuer, url: bankUrl }])).publicJwk;
     configFile = path.join(dataDir, 'auth.json');
     // A fixed port, so that the restarted process is found where the wallet and the merchant look.

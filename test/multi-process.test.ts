@@ -12,13 +12,13 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import { newId } from '@kessai/protocol';
-import { createLogger, loadOrCreateDevPki, loadOrCreateKeyRing, openDb, type Db } from '@kessai/service';
-import { buildSettlementServer, loadOrCreateCardKeys } from '@kessai/settlement-server';
+import { loadOrCreateDevPki, openDb, type Db } from '@kessai/service';
 import { demoIssuers } from '@kessai/cli/demo-data';
 import { MerchantClient, WalletClient, type VerifiedRequest } from '@kessai/sdk';
 import { publishDirectoryFile } from '@kessai/cli/directory';
 import { scratchPostgres } from './support/database.ts';
-import { freePort, startInstance, stopInstance, type Instance } from './support/processes.ts';
+import { startInstance, stopInstance, type Instance } from './support/processes.ts';
+import { startInProcessIssuer, type InProcessIssuer } from './support/issuer.ts';
 import { waitFor } from './support/system.ts';
 
 const issuer = demoIssuers[0]!;
@@ -31,7 +31,7 @@ describe.skipIf(!pgUrl)('several authentication servers on one PostgreSQL', () =
   const drops: Array<() => Promise<void>> = [];
   let authDbUrl: string;
   let settlementDb: Db;
-  let settlement: Awaited<ReturnType<typeof buildSettlementServer>>;
+  let settlement: InProcessIssuer['app'];
   let a: Instance | undefined;
   let b: Instance | undefined;
   let caCertPem: string;
@@ -51,31 +51,12 @@ describe.skipIf(!pgUrl)('several authentication servers on one PostgreSQL', () =
       { name: 'settlement-server', dnsNames: ['localhost'], ipAddresses: ['127.0.0.1', '::1'], usages: ['server'] },
     ]);
     caCertPem = pki.caCertPem;
-    const leaf = pki.leaves['settlement-server']!;
     settlementDb = await openDb({ url: settlementScratch.url });
     // Both instances share the keys (auth/keys under dataDir), the database and the merchant seed; the bank onboards the merchant.
     const merchant = { id: newId('mer'), name: 'Kessai Tea House', apiKey: `sk_test_${randomBytes(24).toString('base64url')}`, webhookSecret: `whsec_${randomBytes(24).toString('base64url')}` };
-    const settlementPort = await freePort();
-    const settlementUrl = `https://127.0.0.1:${settlementPort}`;
-    settlement = await buildSettlementServer(
-      Object.freeze({
-        issuerId: issuer.id,
-        name: issuer.name,
-        conversionMode: issuer.conversionMode,
-        publicBaseUrl: settlementUrl,
-        db: settlementDb,
-        logger: createLogger({ name: 'settlement', file: path.join(dataDir, 'logs', 'settlement.log') }),
-        keys: await loadOrCreateKeyRing(path.join(dataDir, 'settlement', 'keys'), [
-          { name: 'cipher2', use: 'enc', alg: issuer.cipher2 },
-          { name: 'authorization-signing', use: 'sig' },
-        ]),
-        cardKeys: await loadOrCreateCardKeys(path.join(dataDir, 'settlement', 'keys')),
-        seedCards: issuer.cards,
-        merchants: [{ id: merchant.id, name: merchant.name }],
-        tls: { keyPem: leaf.keyPem, certPem: leaf.certPem, caCertPem: pki.caCertPem },
-      }),
-    );
-    await settlement.listen({ port: settlementPort, host: '127.0.0.1' });
+    const started = await startInProcessIssuer({ issuer, dataDir, db: settlementDb, pki, merchants: [{ id: merchant.id, name: merchant.name }] });
+    settlement = started.app;
+    const settlementUrl = started.url;
     const directoryKey = (await publishDirectoryFile(dataDir, caCertPem, [{ issuer, url: settlementUrl }])).publicJwk;
     const configFile = path.join(dataDir, 'auth.json');
     await writeFile(configFile, JSON.stringify({ databaseUrl: authDbUrl, dataDir, issuers: [{ id: issuer.id, baseUrl: settlementUrl, cardPrefixes: issuer.cardPrefixes }], merchants: [merchant], workerIntervalMs: 100 }), { mode: 0o600 });
