@@ -135,13 +135,16 @@ export async function verifyDecision(issuer: Issuer, jws: string, row: PaymentRe
   return decision;
 }
 
-export async function approve(context: AuthContext, terminal: TerminalCaller, id: string, body: ApproveRequest, now: Date): Promise<TerminalOutcome> {
+export async function approve(context: AuthContext, terminal: TerminalCaller, id: string, body: ApproveRequest, now: Date, arrivedAtMs?: number): Promise<TerminalOutcome> {
   const { config } = context;
   const row = await requestForTerminal(context, terminal, id);
   requireAnswerable(row, now);
   const approval = await verifiedApproval(context, terminal, row, body.approval, now);
   checkCredentialBinding(readHeader(body.sealed_credential, 'credential_invalid'), terminal);
   const issuer = await context.issuers.byId(terminal.issuerId);
+  // An approval that waited here too long is not started: its terminal may have given up and told
+  // the payer "not paid" (it counts on nothing being saved after limits.approvalSaveWindowMs).
+  if (arrivedAtMs !== undefined && Date.now() - arrivedAtMs > limits.approvalSaveWindowMs) throw new KessaiError('deadline_exceeded', 'the approval waited too long at the authentication server; nothing was done');
   const authorizing = await saveIntent(context, terminal, row, approval, now);
   const transitionContext = { publicBaseUrl: config.publicBaseUrl, now };
   let decision: AuthorizationPayload;
@@ -178,9 +181,18 @@ export async function approve(context: AuthContext, terminal: TerminalCaller, id
   }
   // Step 407: record the outcome and tell the merchant, in one statement.
   const approved = decision.decision === 'approved';
-  const recorded = await timed('record', () =>
-    transition(config.db, authorizing, approved ? 'issuer_approved' : 'issuer_declined', { authorization_jws: jws, decline_code: decision.code, resolve_at: null }, transitionContext),
-  );
+  let recorded: PaymentRequestRow | undefined;
+  try {
+    recorded = await timed('record', () =>
+      transition(config.db, authorizing, approved ? 'issuer_approved' : 'issuer_declined', { authorization_jws: jws, decline_code: decision.code, resolve_at: null }, transitionContext),
+    );
+  } catch (err) {
+    // The issuer decided but this server could not record it (its database failed): still in doubt,
+    // and the in-doubt worker adopts the issuer's stored decision once the database is back.
+    if (!(err instanceof KessaiError)) throw err;
+    config.logger.warn({ request: row.id, code: err.code }, 'step 407: the decision could not be recorded; the authorization is in doubt');
+    return outcomeOf(authorizing);
+  }
   // The in-doubt worker resolved it meanwhile (this answer came after the deadline): answer what it recorded.
   if (!recorded) return outcomeOf(await loadPaymentRequest(config.db, row.id));
   config.logger.info({ request: row.id, decision: decision.decision, code: decision.code }, 'step 407: outcome recorded');

@@ -8,7 +8,8 @@
  *   2. the issuer has none: a reversal (`POST …/{rid}/reversal` with the attempt's nonce) spends the
  *      nonce there, so the authorization can no longer arrive, and the request is pending again
  *      (the payer may answer once more; past its expiry the expiry pass ends it);
- *   3. a decision that does not verify cannot be completed: the reversal releases its hold;
+ *   3. a decision that does not verify cannot be completed: the reversal releases its hold (one
+ *      under a key this server has not fetched yet is asked about again instead);
  *   4. the issuer cannot be reached: asked again with back-off (inDoubtFirstCheckMs doubling to
  *      inDoubtRetryMsMax), so a request is resolved within that long after the fault clears.
  */
@@ -77,8 +78,13 @@ async function reverse(context: AuthContext, issuer: Issuer, row: PaymentRequest
 /** What the issuer's authorization makes of an authorizing request: its decision adopted, or — when that cannot be completed — reversed. */
 async function adoption(context: AuthContext, issuer: Issuer, row: PaymentRequestRow, status: SettlementAuthorizationStatus): Promise<{ event: PaymentEvent; change: Partial<PaymentRequestRow> }> {
   if (status.status === 'held' || status.status === 'declined') {
+    // A key this server does not have yet (the issuer rotated it; its key set may not be fetched
+    // again so soon) is no reason to void the payer's payment: ask again later.
+    const kid = readHeader(status.authorization, 'issuer_refused').kid;
+    const keyed = await context.issuers.withKid(issuer, kid);
+    if (typeof kid !== 'string' || !keyed.keys.byKid(kid)) throw new KessaiError('issuer_unavailable', 'the issuer signed with a key this server has not fetched yet');
     try {
-      const decision = await verifyDecision(await context.issuers.withKid(issuer, readHeader(status.authorization, 'issuer_refused').kid), status.authorization, row);
+      const decision = await verifyDecision(keyed, status.authorization, row);
       if (decision.decision === 'approved' && status.status === 'held') return { event: 'inquiry_approved', change: { authorization_jws: status.authorization, decline_code: null } };
       if (decision.decision === 'declined') return { event: 'inquiry_declined', change: { authorization_jws: status.authorization, decline_code: decision.code } };
     } catch (err) {

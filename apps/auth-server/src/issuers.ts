@@ -60,7 +60,8 @@ export class IssuerDirectory {
   async withKid(issuer: Issuer, kid: unknown): Promise<Issuer> {
     if (issuer.keys.byKid(kid)) return issuer;
     const last = this.#kidRefetchedAt.get(issuer.route.id);
-    if (last !== undefined && Date.now() - last < limits.issuerJwksRefetchCooldownMs) return issuer;
+    // Fetched again a moment ago (perhaps for this very kid, by a concurrent caller): use that fetch.
+    if (last !== undefined && Date.now() - last < limits.issuerJwksRefetchCooldownMs) return this.byId(issuer.route.id);
     this.#kidRefetchedAt.set(issuer.route.id, Date.now());
     this.#cache.delete(issuer.route.id);
     return this.byId(issuer.route.id);

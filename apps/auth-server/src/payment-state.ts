@@ -96,7 +96,7 @@ export interface TransitionContext {
 
 /**
  * Applies `event` to the request as `from` shows it, in one statement: the row is updated only
- * while it is still in `from.status`, and the webhook event of the rule (if any) is queued with
+ * while it is still in `from.status` with `from.attempt_nonce` (the same authorization attempt), and the webhook event of the rule (if any) is queued with
  * the request's next sequence number by the same statement — atomic without BEGIN and COMMIT.
  * Answers the new row, or undefined when the request had left `from.status` meanwhile (nothing
  * written). An event the machine has no rule for in `from.status` throws IllegalTransition.
@@ -104,7 +104,9 @@ export interface TransitionContext {
 export async function transition(db: Queryable, from: PaymentRequestRow, event: PaymentEvent, change: TransitionChange, context: TransitionContext): Promise<PaymentRequestRow | undefined> {
   const rule = ruleFor(from.status, event);
   if (!rule) throw new IllegalTransition(from.status, event);
-  const params: unknown[] = [from.id, from.status, rule.to];
+  // The guard: still in the state the caller saw, and still the same attempt (a request can go
+  // authorizing → pending → authorizing again: an outcome of the first attempt must not land on the second).
+  const params: unknown[] = [from.id, from.status, rule.to, from.attempt_nonce];
   const set = ['status = $3', 'updated_at = now()'];
   for (const [column, value] of Object.entries(change)) {
     if (!(columns as readonly string[]).includes(column)) throw new TypeError(`transition: ${column} is not a transition column`);
@@ -112,7 +114,7 @@ export async function transition(db: Queryable, from: PaymentRequestRow, event: 
     set.push(monotonic.has(column) ? `${column} = greatest(${column}, $${params.length})` : `${column} = $${params.length}`);
   }
   if (rule.webhook === null) {
-    const [row] = await db.query<PaymentRequestRow>(`update payment_requests set ${set.join(', ')} where id = $1 and status = $2 returning *`, params);
+    const [row] = await db.query<PaymentRequestRow>(`update payment_requests set ${set.join(', ')} where id = $1 and status = $2 and attempt_nonce is not distinct from $4 returning *`, params);
     return row;
   }
   set.push('event_sequence = event_sequence + 1');
@@ -123,7 +125,7 @@ export async function transition(db: Queryable, from: PaymentRequestRow, event: 
   params.push(body.id, rule.webhook, body.prefix);
   const n = params.length;
   const [row] = await db.query<PaymentRequestRow>(
-    `with next as (update payment_requests set ${set.join(', ')} where id = $1 and status = $2 returning *),
+    `with next as (update payment_requests set ${set.join(', ')} where id = $1 and status = $2 and attempt_nonce is not distinct from $4 returning *),
      queued as (insert into webhook_outbox (id, merchant_id, event_type, body, payment_request_id) select $${n - 2}, merchant_id, $${n - 1}, $${n} || event_sequence::text || '}', id from next)
      select * from next`,
     params,

@@ -88,6 +88,13 @@ export const limits = {
    * issuer, so a slow issuer is never reported as a failure the broker later records as paid.
    */
   walletApproveTimeoutMs: 20_000,
+  /**
+   * The authentication server saves an approval's intent only this soon after the approval
+   * arrived; later it answers deadline_exceeded and does nothing. So a terminal that gave up after
+   * walletApproveTimeoutMs knows that, from walletApproveTimeoutMs + approvalSaveWindowMs after it
+   * sent the approval, a request still pending was not paid by it.
+   */
+  approvalSaveWindowMs: 10_000,
   /** After a lost or in-doubt answer, how long the wallet keeps asking for the request's outcome before it says "not known yet" (never "not paid"). */
   walletOutcomeWaitMs: 60_000,
   walletOutcomePollMs: 1_000,

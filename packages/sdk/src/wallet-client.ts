@@ -44,6 +44,9 @@ import {
 } from '@kessai/protocol';
 import { HttpClient } from './http.ts';
 
+/** The server's 5xx answers to an approval that mean it did nothing (it refused the call to the issuer, shed it, or let it expire unstarted). */
+const nothingDoneCodes = new Set<string>(['issuer_unavailable', 'deadline_exceeded', 'overloaded']);
+
 /** Everything the removable storage holds; enough to pay from any terminal it is moved to. */
 export const storedWallet = z.strictObject({
   version: z.literal(2),
@@ -226,8 +229,8 @@ export class WalletClient {
       // The issuer retired the key this client's directory named: the next approval reads the directory again.
       if (err instanceof KessaiError && err.code === 'key_retired') this.#directory = undefined;
       // No answer, or a 5xx: the approval may have been recorded. Ask, never report "not paid".
-      // (The server's own problem answers are definite: it answers an approval it could not settle as `authorizing`, never as an error.)
-      if (err instanceof KessaiError && !err.notSent && !err.fromPeer) return this.settledOutcome(request.view.rid, sentAt, true);
+      // The server's own 4xx answers, and the 5xx it gives only when nothing was done, are definite; any other failure is asked about.
+      if (err instanceof KessaiError && !err.notSent && !(err.fromPeer && (err.status < 500 || nothingDoneCodes.has(err.code)))) return this.settledOutcome(request.view.rid, sentAt, true);
       throw err;
     }
     if (outcome.status === 'authorizing') return this.settledOutcome(request.view.rid, sentAt, false);
@@ -239,8 +242,8 @@ export class WalletClient {
    * The outcome of an approval whose answer was lost (`lost`) or in doubt (`authorizing`): asked
    * every walletOutcomePollMs for up to walletOutcomeWaitMs. A request still `authorizing` then
    * is answered as it is — not known yet, never "not paid". After a lost answer a `pending`
-   * request counts as not paid only once walletApproveTimeoutMs has passed since the approval was
-   * sent (a slow approval could still be saved until then).
+   * request counts as not paid only once walletApproveTimeoutMs + approvalSaveWindowMs have passed
+   * since the approval was sent (the server saves no approval later than that).
    */
   async settledOutcome(id: string, sentAt: number, lost: boolean, waitMs: number = limits.walletOutcomeWaitMs): Promise<TerminalOutcome> {
     const until = Date.now() + waitMs;
@@ -251,7 +254,7 @@ export class WalletClient {
       } catch (err) {
         if (!(err instanceof KessaiError) || (err.code !== 'issuer_unavailable' && err.status < 500)) throw err;
       }
-      const settled = outcome !== undefined && outcome.status !== 'authorizing' && !(lost && outcome.status === 'pending' && Date.now() < sentAt + limits.walletApproveTimeoutMs);
+      const settled = outcome !== undefined && outcome.status !== 'authorizing' && !(lost && outcome.status === 'pending' && Date.now() < sentAt + limits.walletApproveTimeoutMs + limits.approvalSaveWindowMs);
       if (settled || Date.now() >= until) break;
       await new Promise((resolve) => setTimeout(resolve, limits.walletOutcomePollMs));
     }

@@ -196,7 +196,7 @@ export class Terminal {
       // The issuer retired the key this page's directory named: the next approval reads the directory again.
       if (err instanceof ApiError && err.code === 'key_retired') this.#directory = undefined;
       // No answer, or a 5xx: the approval may have been recorded. Ask, never report "not paid".
-      if (!(err instanceof ApiError) || err.status >= 500) return this.#settled(view.rid, sentAt, true);
+      if (!(err instanceof ApiError) || (err.status >= 500 && !['issuer_unavailable', 'deadline_exceeded', 'overloaded'].includes(err.code))) return this.#settled(view.rid, sentAt, true);
       throw err;
     }
   }
@@ -216,7 +216,7 @@ export class Terminal {
       } catch (err) {
         if (err instanceof ApiError && err.status < 500) throw err;
       }
-      const settled = outcome !== undefined && outcome.status !== 'authorizing' && !(lost && outcome.status === 'pending' && Date.now() < sentAt + limits.walletApproveTimeoutMs);
+      const settled = outcome !== undefined && outcome.status !== 'authorizing' && !(lost && outcome.status === 'pending' && Date.now() < sentAt + limits.walletApproveTimeoutMs + limits.approvalSaveWindowMs);
       if (settled || Date.now() >= until) break;
       await new Promise((resolve) => setTimeout(resolve, limits.walletOutcomePollMs));
     }

@@ -70,9 +70,9 @@ export async function terminalRoutes(plugin: FastifyInstance, context: AuthConte
   });
 
   // Step 404: the payer confirmed; steps 405–407 follow before this answers.
-  app.post('/v1/terminal/payment-requests/:id/approve', { schema: { params: byId, body: approveRequest, response: { 200: terminalOutcome } } }, async (request) => {
+  app.post('/v1/terminal/payment-requests/:id/approve', { schema: { params: byId, body: approveRequest, response: { 200: terminalOutcome } } }, async (request, reply) => {
     const terminal = await authenticateTerminal(config.db, request);
-    return approve(context, terminal, request.params.id, request.body, new Date());
+    return approve(context, terminal, request.params.id, request.body, new Date(), Date.now() - reply.elapsedTime);
   });
 
   app.post('/v1/terminal/payment-requests/:id/decline', { schema: { params: byId, body: voidRequest, response: { 200: terminalOutcome } } }, async (request) => {
