@@ -1,10 +1,8 @@
 /**
- * Review 12: the in-doubt worker reverses (voids) valid, payer-signed approvals after the bank
- * rotated its authorization-signing key. resolveInDoubt runs its rows concurrently; each takes the
- * cached issuer (old keys). The first row's withKid refetches the JWKS and starts the refetch
- * cooldown (issuerJwksRefetchCooldownMs); the other rows' withKid, inside the cooldown, return the
- * stale issuer, verifyDecision throws issuer_refused ("does not verify") and adoption() treats that
- * as a decision that cannot be completed: it reverses — voids the hold — and the request is voided.
+ * The in-doubt worker adopts valid, payer-signed approvals signed under a key the bank rotated in,
+ * several in one pass: the first row's lookup fetches the bank's keys again, the others use that
+ * fetch (IssuerDirectory.withKid during its refetch cooldown), and a kid still unknown is asked about
+ * again later — never read as "does not verify" and reversed (which would void the payer's hold).
  */
 import { describe, expect, it } from 'vitest';
 import { KessaiError } from '@kessai/protocol';
@@ -35,7 +33,7 @@ async function newRequest(amount: number) {
   return kessai.merchant.createPaymentRequest({ order_id: `o-${idempotencyKey()}`, currency: 'JPY', amount_minor: String(amount), line_items: [{ description: 'Chawan', quantity: 1, unit_price_minor: String(amount) }] }, idempotencyKey());
 }
 
-describe('review 12: in-doubt approvals signed under a rotated issuer key', () => {
+describe('in-doubt approvals signed under a rotated issuer key', () => {
   it('are adopted, not reversed, when several are resolved in one pass', async () => {
     const wallet = await kessai.payer(cardNumber);
     // The broker has the bank's keys cached (a first payment).
@@ -53,7 +51,7 @@ describe('review 12: in-doubt approvals signed under a rotated issuer key', () =
       return row && row.status !== 'authorizing' ? row.status : undefined;
     })));
     const bank = await Promise.all(requests.map(async (r) => (await sakura().config.db.query<{ status: string }>('select status from authorizations where request_id = $1', [r.id]))[0]?.status));
-    // Today: one is approved; the others were voided by the worker's reversal (bank: voided).
+    // Before the fix: one was approved; the others were voided by the worker's reversal (bank: voided).
     expect({ told, final, bank }).toEqual({ told: ['approved', 'approved', 'approved'], final: ['approved', 'approved', 'approved'], bank: ['held', 'held', 'held'] });
   });
 });

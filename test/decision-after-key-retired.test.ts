@@ -1,13 +1,9 @@
 /**
- * Review 12: a 4xx the bank answers *after* its ledger job committed the hold. The authorization
- * route (apps/settlement-server/src/app.ts) runs renewedCredential after authorize(): for a
- * pass-through issuer whose cipher 2 key under which the credential is sealed was retired while the
- * authorization was running, it throws key_retired (422). The broker (approval.ts nothingHeld)
- * takes every 4xx for "nothing held": the request is `pending` again and the wallet is told
- * key_retired — while the bank holds the funds with an approved decision. No worker looks at it
- * (in-doubt reads `authorizing`, hold-sync `approved`), and the payer cannot retry with this
- * credential (key_retired before the stored decision): the hold stays until the bank's hold timeout
- * (7 days by default), and the merchant is told the request expired.
+ * A decision the bank committed is never answered as a refusal. The authorization route re-seals a
+ * pass-through credential under the current cipher 2 key after the decision (renew.ts): when that
+ * key's predecessor was retired while the authorization ran, the re-seal is skipped (logged) and the
+ * decision answered as it is — a 4xx here would make the broker take the request for "nothing held"
+ * (pending again) while the bank holds the funds.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MerchantClient, WalletClient } from '@kessai/sdk';
@@ -33,7 +29,7 @@ const cardNumber = '5555555555554444'; // fuji-bank, pass-through
 const fuji = () => system.settlements.find((s) => s.issuer.id === 'fuji-bank')!;
 const headerOf = (jose: string) => JSON.parse(Buffer.from(jose.split('.')[0]!, 'base64url').toString('utf8')) as Record<string, unknown>;
 
-describe('review 12: a bank answer of 4xx after its hold was committed', () => {
+describe('a decision the bank committed while a key was retired', () => {
   it('does not leave the broker pending while the bank holds the funds (cipher 2 key retired during the authorization)', async () => {
     const enrolled = await enroll(system, cardNumber);
     clients.push(enrolled);
@@ -70,7 +66,7 @@ describe('review 12: a bank answer of 4xx after its hold was committed', () => {
     expect(retired).toBe(true);
     const [bank] = await fuji().config.db.query<{ status: string; decision: string }>('select status, decision from authorizations where request_id = $1', [created.id]);
     const [broker] = await system.auth.db.query<{ status: string }>('select status from payment_requests where id = $1', [created.id]);
-    // Today: bank { held, approved }, broker pending, wallet told an error (key_retired).
+    // Before the fix: bank { held, approved }, broker pending, wallet told an error (key_retired).
     expect(bank).toMatchObject({ status: 'held', decision: 'approved' });
     expect({ broker: broker?.status, told }).toEqual({ broker: 'approved', told: 'approved' });
   });

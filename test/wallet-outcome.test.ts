@@ -1,14 +1,12 @@
 /**
- * Review 12 (hostile review of "no money stranded, no event lost"): the wallet is told something
- * other than the truth about a payment that ends approved at the bank and the broker.
- *   1. The broker is slow before it saves the approval's intent (a database or event-loop stall
- *      longer than walletApproveTimeoutMs): the wallet's answer is lost, it polls, sees `pending`
- *      after walletApproveTimeoutMs and reports "not paid" — and then the broker saves the intent
- *      (the approval stays valid for approvalAgeMsMax, 5 minutes) and the bank approves it.
- *   2. The broker's database fails once the bank has approved (the step-407 record statement):
- *      the terminal gets 503 database_unavailable, a problem answer "from the peer", which
- *      WalletClient.approve rethrows without asking for the outcome — although the in-doubt worker
- *      then adopts the bank's approval. (The browser wallet polls on any 5xx; the SDK does not.)
+ * What the wallet is told about a payment that ends approved at the bank and the broker when things
+ * go wrong in between — never "not paid", never an error:
+ *   1. the broker is slower than the wallet's timeout before it saves the approval's intent: the
+ *      wallet asks for the outcome, and a request still pending counts as "not paid" only once
+ *      walletApproveTimeoutMs + approvalSaveWindowMs have passed (the broker starts no approval that
+ *      waited longer than approvalSaveWindowMs);
+ *   2. the broker's database fails as it records the bank's approval (step 407): the terminal is
+ *      answered `authorizing`, the wallet asks, and the in-doubt worker adopts the bank's decision.
  */
 import { describe, expect, it } from 'vitest';
 import { KessaiError, limits } from '@kessai/protocol';
@@ -41,7 +39,7 @@ async function newRequest(amount: number) {
   return kessai.merchant.createPaymentRequest({ order_id: `o-${idempotencyKey()}`, currency: 'JPY', amount_minor: String(amount), line_items: [{ description: 'Chawan', quantity: 1, unit_price_minor: String(amount) }] }, idempotencyKey());
 }
 
-describe('review 12: what the wallet is told', () => {
+describe('what the wallet is told', () => {
   it('is never "pending" (not paid) for an approval the broker saves and the bank approves after the wallet gave up', async () => {
     const wallet = await kessai.payer(cardNumber);
     const created = await newRequest(700);
@@ -60,7 +58,7 @@ describe('review 12: what the wallet is told', () => {
       const status = await brokerStatus(created.id);
       return status === 'pending' || status === 'authorizing' ? undefined : status;
     }, 10_000).catch(() => brokerStatus(created.id));
-    // Today: told 'pending' (not paid), then the broker records 'approved' and the hold is placed.
+    // Before the fix: told 'pending' (not paid), then the broker records 'approved' and the hold is placed.
     expect({ told, final }).not.toEqual({ told: 'pending', final: 'approved' });
   });
 
@@ -91,7 +89,7 @@ describe('review 12: what the wallet is told', () => {
     expect(failed).toBe(true);
     // The in-doubt worker adopts the bank's approval: the payment is made.
     await waitFor('the in-doubt worker to adopt the approval', async () => ((await brokerStatus(created.id)) === 'approved' ? true : undefined), 15_000);
-    // Today: the wallet reported `error database_unavailable` for a payment that is approved.
+    // Before the fix: the wallet reported `error database_unavailable` for a payment that is approved.
     expect(['approved', 'authorizing']).toContain(told);
   });
 });

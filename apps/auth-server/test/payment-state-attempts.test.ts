@@ -1,12 +1,9 @@
 /**
- * Review 12: the state machine's guard is the status alone, so a writer holding a stale
+ * The state machine's guard is the status and the attempt's nonce: a writer holding a stale
  * `authorizing` snapshot of attempt N1 (a second broker's in-doubt worker whose reversal answer was
- * slow, or the approve path's late 4xx) applies its event to attempt N2 of the same request:
- * authorizing(N1) → pending (reversed by worker B) → authorizing(N2, the payer answered again) →
- * worker A's `reversed` for N1 turns the N2 attempt back to `pending` with no nonce while the bank
- * is placing (or has placed) N2's hold. The approve path's issuer_approved then finds `pending` and
- * the wallet is told `pending`; no worker looks at it again (in-doubt reads authorizing, hold-sync
- * approved): the payer's funds stay held at the bank until the hold times out, merchant told expired.
+ * slow, or the approve path's late answer) cannot apply its event to attempt N2 of the same request
+ * (authorizing(N1) → pending, reversed → authorizing(N2), the payer answered again), which would turn
+ * N2 back to `pending` while the bank places its hold.
  */
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -24,7 +21,7 @@ const context = { publicBaseUrl: 'https://broker.test', now: new Date() };
 let db: Db;
 let drop: (() => Promise<void>) | undefined;
 beforeAll(async () => {
-  const scratch = await scratchPostgres('kessai_review12_aba');
+  const scratch = await scratchPostgres('kessai_state_attempts');
   drop = scratch?.drop;
   db = scratch ? await openDb({ url: scratch.url }) : await openDb({ pgliteTemplate: await pgliteTemplate() });
   await migrate(db, path.join(here, '..', 'migrations'));
@@ -46,7 +43,7 @@ async function authorizingRequest(nonce: string): Promise<PaymentRequestRow> {
 
 const reset = { resolve_at: null, resolve_attempts: 0, attempt_nonce: null, credential_id: null, issuer_id: null } as const;
 
-describe('review 12: a stale authorizing snapshot (ABA)', () => {
+describe('a stale authorizing snapshot (ABA)', () => {
   it('does not reverse a later attempt of the same request (worker A reversed N1, worker B already did, the payer answered again with N2)', async () => {
     const staleN1 = await authorizingRequest('nonce-attempt-1');
     // Worker B: reversal answered `reversed`, the request is pending again.
