@@ -59,12 +59,12 @@ async function expirePending(context: AuthContext, now: Date): Promise<void> {
 export async function runWorker(context: AuthContext, dispatcher: WebhookDispatcher, now: Date): Promise<void> {
   const { config } = context;
   await expirePending(context, now);
-  // Authorizations whose answer was lost (in-doubt.ts): asked about, adopted or reversed.
-  await resolveInDoubt(context, now);
   await config.db.query('delete from device_proofs where expires_at < $1', [now]);
   await purgeIdempotencyKeys(config.db, now);
   await dispatcher.deliverDue(now);
-  // The issuer's state of approved requests' holds is adopted (hold-sync.ts); after the deliveries, so a slow issuer delays no webhook.
+  // After the deliveries, so a slow issuer delays no webhook: authorizations whose answer was lost
+  // (in-doubt.ts: asked about, adopted or reversed), then the issuer's state of approved holds (hold-sync.ts).
+  await resolveInDoubt(context, now);
   await syncHolds(context, now);
   await relayPendingRevocations(context);
 }

@@ -74,20 +74,21 @@ async function verifiedApproval(context: AuthContext, terminal: TerminalCaller, 
  * aborts the whole statement (23505). The attempt's nonce is kept for a reversal, and the in-doubt
  * worker will look at the request after the deadline unless its answer is recorded first.
  */
-async function saveIntent(context: AuthContext, terminal: TerminalCaller, row: PaymentRequestRow, approval: ApprovalPayload, now: Date): Promise<PaymentRequestRow> {
+async function saveIntent(context: AuthContext, terminal: TerminalCaller, row: PaymentRequestRow, approval: ApprovalPayload, deadlineAt: number): Promise<PaymentRequestRow> {
   const { db } = context.config;
   const rule = ruleFor(row.status, 'approval_saved');
   if (!rule) throw new KessaiError('payment_request_not_pending');
-  const resolveAt = new Date(now.getTime() + deadlineMs(context) + limits.inDoubtFirstCheckMs);
+  // The in-doubt worker looks after the call's deadline has passed, never while it may still be answered.
+  const resolveAt = new Date(deadlineAt + limits.inDoubtFirstCheckMs);
   let saved: PaymentRequestRow[];
   try {
     saved = await db.query<PaymentRequestRow>(
       `with intent as (update payment_requests set status = $6, credential_id = $2, issuer_id = $3, attempt_nonce = $4, resolve_at = $5, resolve_attempts = 0, updated_at = now()
-                        where id = $1 and status = $7 returning *),
+                        where id = $1 and status = $7 and expires_at > $8 returning *),
        used as (update credentials set last_used_at = now() where id = $2 and exists (select 1 from intent)),
        spent as (insert into approval_nonces (nonce, request_id) select $4, id from intent)
        select * from intent`,
-      [row.id, terminal.credentialId, terminal.issuerId, approval.nonce, resolveAt, rule.to, rule.from],
+      [row.id, terminal.credentialId, terminal.issuerId, approval.nonce, resolveAt, rule.to, rule.from, new Date()],
     );
   } catch (err) {
     if (sqlState(err) === '23505') throw new KessaiError('approval_replayed');
@@ -96,7 +97,10 @@ async function saveIntent(context: AuthContext, terminal: TerminalCaller, row: P
   const [authorizing] = saved;
   if (!authorizing) {
     const spent = await db.query('select 1 from approval_nonces where nonce = $1', [approval.nonce]);
-    throw new KessaiError(spent.length > 0 ? 'approval_replayed' : 'payment_request_not_pending');
+    if (spent.length > 0) throw new KessaiError('approval_replayed');
+    // Expired meanwhile (the statement's own time is what counts, not the time the checks began).
+    const [now] = await db.query<PaymentRequestRow>('select * from payment_requests where id = $1', [row.id]);
+    throw new KessaiError(now && statusAt(now, new Date()) === 'expired' ? 'payment_request_expired' : 'payment_request_not_pending');
   }
   return authorizing;
 }
@@ -145,7 +149,9 @@ export async function approve(context: AuthContext, terminal: TerminalCaller, id
   // An approval that waited here too long is not started: its terminal may have given up and told
   // the payer "not paid" (it counts on nothing being saved after limits.approvalSaveWindowMs).
   if (arrivedAtMs !== undefined && Date.now() - arrivedAtMs > limits.approvalSaveWindowMs) throw new KessaiError('deadline_exceeded', 'the approval waited too long at the authentication server; nothing was done');
-  const authorizing = await saveIntent(context, terminal, row, approval, now);
+  // The call's deadline is fixed when the intent is saved; what is left of it is sent along and waited for.
+  const deadlineAt = Date.now() + deadlineMs(context);
+  const authorizing = await saveIntent(context, terminal, row, approval, deadlineAt);
   const transitionContext = { publicBaseUrl: config.publicBaseUrl, now };
   let decision: AuthorizationPayload;
   let jws: string;
@@ -155,14 +161,16 @@ export async function approve(context: AuthContext, terminal: TerminalCaller, id
     const converted = await timed('conversion', () => convert(context, issuer, body.sealed_credential));
     config.logger.info({ request: row.id, mode: issuer.metadata.conversion_mode }, 'step 405: credential converted');
     const forwarded = { request: { rid: row.id, mid: row.merchant_id, amt: approval.amt, cur: approval.cur, line_items: row.line_items }, sealed_credential: converted, approval: body.approval, pin: body.pin };
+    const budgetMs = deadlineAt - Date.now();
+    if (budgetMs <= 0) throw new KessaiError('deadline_exceeded', 'the deadline passed before the call to the issuer');
     sent = true;
     ({ authorization: jws, sealed_credential: renewed } = await timed('authorization', () =>
       context.http.call('POST', `${issuer.route.baseUrl}/internal/v1/authorizations`, {
         body: forwarded,
         schema: authorizeResponse,
         unavailable: 'issuer_unavailable',
-        headers: deadlineHeaders(deadlineMs(context)),
-        timeoutMs: deadlineMs(context),
+        headers: deadlineHeaders(budgetMs),
+        timeoutMs: budgetMs,
       }),
     ));
     decision = await verifyDecision(await context.issuers.withKid(issuer, readHeader(jws, 'issuer_refused').kid), jws, row);

@@ -109,9 +109,9 @@ export async function buildSettlementServer(config: SettlementConfig) {
       revokeCredential(config.db, request.params.id, request.body.revoked_by),
     );
 
-    internal.post('/internal/v1/authorizations', { schema: { body: authorizeRequest, response: { 200: authorizeResponse } } }, async (request) => {
-      // The broker's deadline (Kessai-Deadline-Ms): no hold is placed once it has passed.
-      const authorization = await authorize(config, ledger, limiters, request.body, new Date(), deadlineOf(request.headers, Date.now()));
+    internal.post('/internal/v1/authorizations', { schema: { body: authorizeRequest, response: { 200: authorizeResponse } } }, async (request, reply) => {
+      // The broker's deadline (Kessai-Deadline-Ms), counted from the request's arrival: no hold is placed once it has passed.
+      const authorization = await authorize(config, ledger, limiters, request.body, new Date(), deadlineOf(request.headers, Date.now() - reply.elapsedTime));
       const decided = decodeJwt(authorization) as Partial<AuthorizationPayload>;
       void audit.record({ actor: 'system', action: 'authorization.decided', resource: `${decided.rid} ${decided.aid}`, outcome: decided.code ? `${decided.decision} ${decided.code}` : String(decided.decision), origin: request.ip });
       return { authorization, ...(await renewedCredential(config, request.body.sealed_credential)) };

@@ -74,10 +74,10 @@ export async function authorize(config: SettlementConfig, ledger: GroupCommit, l
     await markCredentialUsed(tx, registered.id);
     const pinOk = config.cardKeys.pin.matches(card.pin_verifier, card.pan_lookup, pin);
     const decline = await declineReason(config, tx, card, holder, credential.expiry.expose(), pinOk, body.request.cur as Currency, now);
-    if (decline) return record(config, tx, body, card.account_id, { decision: 'declined', code: decline }, now);
+    if (decline) return record(config, tx, body, approval.nonce, card.account_id, { decision: 'declined', code: decline }, now);
     const hold = await placeHold(config, tx, card.account_id, body, now);
-    if (hold.result !== 'ok') return record(config, tx, body, card.account_id, { decision: 'declined', code: 'insufficient_funds' }, now);
-    return record(config, tx, body, card.account_id, { decision: 'approved', code: null, holdTransferId: hold.id }, now);
+    if (hold.result !== 'ok') return record(config, tx, body, approval.nonce, card.account_id, { decision: 'declined', code: 'insufficient_funds' }, now);
+    return record(config, tx, body, approval.nonce, card.account_id, { decision: 'approved', code: null, holdTransferId: hold.id }, now);
   });
 }
 
@@ -157,7 +157,7 @@ async function placeHold(config: SettlementConfig, tx: Queryable, cardAccountId:
 type Outcome = { decision: 'approved'; code: null; holdTransferId: string } | { decision: 'declined'; code: DeclineCode };
 
 /** Step 407: sign the decision and keep it, so a retry gets the same answer. */
-async function record(config: SettlementConfig, tx: Queryable, body: AuthorizeRequest, accountId: string, outcome: Outcome, now: Date): Promise<string> {
+async function record(config: SettlementConfig, tx: Queryable, body: AuthorizeRequest, nonce: string, accountId: string, outcome: Outcome, now: Date): Promise<string> {
   const payload: AuthorizationPayload = {
     iss: config.issuerId,
     aid: newId('auth'),
@@ -173,9 +173,9 @@ async function record(config: SettlementConfig, tx: Queryable, body: AuthorizeRe
   if (!key.privateKey) throw new Error('settlement signing key has no private part');
   const jws = await signJson(payload, key.privateKey, { typ: typ.authorization, kid: key.kid });
   await tx.query(
-    `insert into authorizations (id, request_id, merchant_id, account_id, amount, currency, decision, decline_code, status, hold_transfer_id, jws)
-     values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
-    [payload.aid, payload.rid, payload.mid, accountId, parseAmount(payload.amt), payload.cur, payload.decision, payload.code, outcome.decision === 'approved' ? 'held' : 'declined', outcome.decision === 'approved' ? outcome.holdTransferId : null, jws],
+    `insert into authorizations (id, request_id, merchant_id, account_id, amount, currency, decision, decline_code, status, hold_transfer_id, jws, approval_nonce)
+     values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
+    [payload.aid, payload.rid, payload.mid, accountId, parseAmount(payload.amt), payload.cur, payload.decision, payload.code, outcome.decision === 'approved' ? 'held' : 'declined', outcome.decision === 'approved' ? outcome.holdTransferId : null, jws, nonce],
   );
   config.logger.info({ authorization: payload.aid, request: payload.rid, decision: payload.decision, code: payload.code }, 'step 407: authorization signed');
   return jws;

@@ -7,6 +7,7 @@
  *   - none: the nonce is spent, so the authorization — should it still arrive — is refused
  *     `approval_replayed` and holds nothing; answered `reversed`;
  *   - a captured, expired or declined one is left as it is and answered as it is.
+ * (An authorization placed before approval nonces were kept with it is voided whatever the nonce.)
  * Runs as one job of the ledger's group commit, so it is ordered with the authorizations of this
  * server; across instances, the nonce's unique key decides (the loser sees the winner's row).
  */
@@ -18,8 +19,8 @@ import type { SettlementConfig } from './config.ts';
 import { recordExpired } from './expiry.ts';
 import type { GroupCommit } from './ledger/group-commit.ts';
 
-async function lockedAuthorization(tx: Queryable, rid: string): Promise<AuthorizationRow | undefined> {
-  const [row] = await tx.query<AuthorizationRow>('select id, status, amount, currency, captured_amount, refunded_amount, hold_transfer_id from authorizations where request_id = $1 for update', [rid]);
+async function lockedAuthorization(tx: Queryable, rid: string): Promise<(AuthorizationRow & { approval_nonce: string | null }) | undefined> {
+  const [row] = await tx.query<AuthorizationRow & { approval_nonce: string | null }>('select id, status, amount, currency, captured_amount, refunded_amount, hold_transfer_id, approval_nonce from authorizations where request_id = $1 for update', [rid]);
   return row;
 }
 
@@ -34,7 +35,8 @@ export async function reverse(config: SettlementConfig, ledger: GroupCommit, rid
       row = await lockedAuthorization(tx, rid);
       if (!row) return { reversed: true as const };
     }
-    if (row.status !== 'held') return { reversed: false as const };
+    // Held under another attempt's nonce: this reversal is of an earlier attempt, late; the hold is not its to release.
+    if (row.status !== 'held' || (row.approval_nonce !== null && row.approval_nonce !== nonce)) return { reversed: false as const };
     return { reversed: false as const, hold: await resolveHold(config, tx, row, rid, 'void', undefined, now) };
   });
   if (outcome.reversed) {
@@ -47,5 +49,5 @@ export async function reverse(config: SettlementConfig, ledger: GroupCommit, rid
     config.logger.info({ request: rid }, 'reversal: hold released');
   }
   const status = await authorizationStatus(config.db, rid, now);
-  return { status: status.status === 'held' ? 'voided' : status.status, authorization: status };
+  return { status: status.status, authorization: status };
 }

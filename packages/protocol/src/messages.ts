@@ -336,10 +336,11 @@ export const settlementReversalRequest = z.strictObject({ nonce: approvalNonce }
 /**
  * What a reversal left: `reversed` — the issuer had no authorization for the request and has spent
  * the nonce, so none will be placed under it; otherwise the authorization's status afterwards
- * (`voided` for a hold it released now or before; `captured`, `expired`, `declined` unchanged).
+ * (`voided` for a hold it released now or before; `held` for a hold of another attempt, left as it
+ * is; `captured`, `expired`, `declined` unchanged).
  */
 export const settlementReversal = z.strictObject({
-  status: z.enum(['reversed', 'voided', 'captured', 'expired', 'declined']),
+  status: z.enum(['reversed', 'voided', 'held', 'captured', 'expired', 'declined']),
   authorization: settlementAuthorizationStatus.nullable(),
 });
 export type SettlementReversal = z.infer<typeof settlementReversal>;
