@@ -1,0 +1,52 @@
+/**
+ * Review 12: an approval is saved after the request expired. approve() checks expiry once, at the
+ * start (requireAnswerable, with the request's arrival time); saveIntent's UPDATE only asks for
+ * status 'pending', not expires_at > now. Reads already show such a request `expired` (statusAt),
+ * while the one writer of expiry, the worker's expiry pass, has not run yet — it runs in the same
+ * sequential worker pass as resolveInDoubt and hold-sync, whose calls to a slow issuer take up to
+ * upstreamTimeoutMs each. The merchant (and a wallet that lost its answer) are told `expired`,
+ * then the request turns `approved` and the bank holds the funds.
+ */
+import { describe, expect, it } from 'vitest';
+import { idempotencyKey, merchantForFile } from './support/payer.ts';
+import { demoCard } from './support/system.ts';
+
+const kessai = merchantForFile();
+const cardNumber = '4242424242424242';
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+describe('review 12: expiry and a slow approval', () => {
+  it('never approves a request the merchant was already shown as expired', async () => {
+    const wallet = await kessai.payer(cardNumber);
+    const created = await kessai.merchant.createPaymentRequest({ order_id: `o-${idempotencyKey()}`, currency: 'JPY', amount_minor: '500', line_items: [{ description: 'Chawan', quantity: 1, unit_price_minor: '500' }], expires_in_seconds: 10 }, idempotencyKey());
+    const request = await wallet.fetchRequest(created.id);
+    const expiresAt = new Date(created.expires_at).getTime();
+    const db = kessai.system.auth.db as { query: (sql: string, params?: readonly unknown[]) => Promise<unknown[]> };
+    const query = db.query.bind(db);
+    let armed = true;
+    db.query = async (sql, params) => {
+      // The worker pass is stuck behind a slow issuer: the expiry pass does not run meanwhile.
+      if (armed && sql.startsWith("select * from payment_requests where status = 'pending' and expires_at <=")) return [];
+      const rows = await query(sql, params);
+      // The approve handler is slow between its expiry check and saveIntent (here: its merchant lookup).
+      if (armed && sql.startsWith('select name from merchants where id = $1')) await sleep(Math.max(0, expiresAt - Date.now() + 1_000));
+      return rows;
+    };
+    let shown: string;
+    let told: string;
+    try {
+      // The payer answers a second before the request expires (the broker's stall stays well under its in-doubt check).
+      await sleep(Math.max(0, expiresAt - Date.now() - 1_000));
+      const approving = wallet.approve(request, demoCard(cardNumber).pin);
+      await sleep(Math.max(0, expiresAt - Date.now() + 500));
+      shown = (await kessai.merchant.getPaymentRequest(created.id)).status;
+      told = (await approving).status;
+    } finally {
+      armed = false;
+      db.query = query;
+    }
+    // Today: shown 'expired', then approved (the wallet is told approved, the bank holds the funds).
+    expect(shown).toBe('expired');
+    expect(told).not.toBe('approved');
+  }, 30_000);
+});
