@@ -1,11 +1,9 @@
 /**
- * Review 12: saveIntent's resolve_at is counted from the approve request's arrival (`now`), not
- * from when the call to the issuer starts. A broker slower than inDoubtFirstCheckMs between arrival
- * and the call (a slow database, an issuer-metadata refetch) lets the in-doubt worker act while the
- * authorization is still inside its deadline at the bank: the inquiry finds nothing yet, the
- * reversal — arriving after the bank committed — voids the hold, and the approve path, which got the
- * bank's approval first, has already recorded `approved`: the wallet is told approved and the shop
- * fulfils, while the bank voided the hold (broker and bank disagree until hold-sync adopts the void).
+ * The in-doubt worker never acts while an authorization may still be answered: the call's deadline
+ * is fixed when the intent is saved (what is left of it is sent as Kessai-Deadline-Ms and waited
+ * for), and the worker's first look is after it. Here the broker is slow between the approval's
+ * arrival and the call, and the bank uses most of its deadline before it commits: the approval is
+ * recorded from the bank's answer, and no reversal voids the hold the wallet was told is approved.
  */
 import { describe, expect, it } from 'vitest';
 import { KessaiError } from '@kessai/protocol';
@@ -32,7 +30,7 @@ const kessai = merchantForFile({
 const cardNumber = '4242424242424242';
 const sakura = () => kessai.system.settlements.find((s) => s.issuer.id === 'sakura-bank')!;
 
-describe('review 12: the in-doubt check is due before the deadline of a slow-to-start approval', () => {
+describe('the in-doubt check waits for the deadline of a slow-to-start approval', () => {
   it('does not void a hold the wallet was told is approved', async () => {
     const wallet = await kessai.payer(cardNumber);
     const created = await kessai.merchant.createPaymentRequest({ order_id: `o-${idempotencyKey()}`, currency: 'JPY', amount_minor: '600', line_items: [{ description: 'Chawan', quantity: 1, unit_price_minor: '600' }] }, idempotencyKey());
@@ -60,7 +58,7 @@ describe('review 12: the in-doubt check is due before the deadline of a slow-to-
       return row && row.status !== 'authorizing' ? row.status : undefined;
     });
     // Every step kept its deadline: the payment should simply be approved and held.
-    // Today: told 'approved', the bank's hold voided by the reversal (then hold-sync turns the broker voided).
+    // Before the fix: told 'approved', the bank's hold voided by the reversal (then hold-sync turns the broker voided).
     expect({ told, bank: bank?.status, final }).toEqual({ told: 'approved', bank: 'held', final: 'approved' });
   }, 30_000);
 });
