@@ -156,7 +156,7 @@ describe('an authorization in doubt', () => {
     }
   });
 
-  it('is answered for any request id by the bank: a reversal is idempotent, exactly once in effect', async () => {
+  it('is answered for any request id by the bank: a reversal is idempotent, exactly once in effect, and releases only its own attempt\'s hold', async () => {
     const wallet = await kessai.payer(cardNumber);
     // Straight through the merchant API (the shop would capture it at once).
     const order = { payment_request_id: await approvedRequest(kessai.merchant, wallet, cardNumber, 900n) };
@@ -164,6 +164,10 @@ describe('an authorization in doubt', () => {
     const bank = brokerAtBank();
     try {
       const path = `/internal/v1/authorizations/${order.payment_request_id}/reversal`;
+      // A late reversal of another attempt (another nonce) leaves this attempt's hold as it is.
+      const stale = settlementReversal.parse((await bank.call('POST', path, { nonce: 's'.repeat(24) })).body);
+      expect(stale.status).toBe('held');
+      expect(await bankAuthorization(order.payment_request_id)).toEqual({ status: 'held', hold_state: 'pending' });
       const first = settlementReversal.parse((await bank.call('POST', path, { nonce })).body);
       const again = settlementReversal.parse((await bank.call('POST', path, { nonce })).body);
       expect(first.status).toBe('voided');
