@@ -61,14 +61,15 @@ export async function idempotent(db: Db, merchantId: string, key: string, hash: 
     response = await run();
   } catch (err) {
     if (!(err instanceof KessaiError) || err.status >= 500 || err.code === 'idempotency_key_reused') {
-      await db.query('delete from idempotency_keys where merchant_id = $1 and key = $2', [merchantId, key]);
+      // Only a claim still in progress: after a lease takeover, another process may have finished and stored its answer.
+      await db.query("delete from idempotency_keys where merchant_id = $1 and key = $2 and state = 'in_progress'", [merchantId, key]);
       throw err;
     }
     response = { status: err.status, body: err.toProblem() };
   } finally {
     clearInterval(renewal);
   }
-  await db.query("update idempotency_keys set state = 'done', locked_until = null, response_status = $3, response_body = $4::text::jsonb where merchant_id = $1 and key = $2", [merchantId, key, response.status, JSON.stringify(response.body)]);
+  await db.query("update idempotency_keys set state = 'done', locked_until = null, response_status = $3, response_body = $4::text::jsonb where merchant_id = $1 and key = $2 and state = 'in_progress'", [merchantId, key, response.status, JSON.stringify(response.body)]);
   return response;
 }
 
