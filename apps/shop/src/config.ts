@@ -3,7 +3,7 @@
  * buildShop never reads the environment and never opens a port.
  */
 import type { Secret } from '@kessai/protocol';
-import { requireHttpsUrl, type Db, type Logger, type RateLimitConfig, type ServerTimeouts } from '@kessai/service';
+import { requireHttpsUrl, type Db, type LoadSheddingConfig, type Logger, type RateLimitConfig, type ServerTimeouts } from '@kessai/service';
 
 export interface ShopConfig {
   logger: Logger;
@@ -34,6 +34,8 @@ export interface ShopConfig {
   rateLimits?: RateLimitConfig;
   /** Shorter connection timeouts than limits.ts (tests watch them act); production leaves them out. */
   serverTimeouts?: Partial<ServerTimeouts>;
+  /** In-flight limits per work class other than limits.inFlightMax (tests shrink them). */
+  loadShedding?: LoadSheddingConfig;
 }
 
 /** A config after defineShopConfig: defaults applied, frozen. */
