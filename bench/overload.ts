@@ -1,8 +1,11 @@
 /**
  * Overload (`npm run bench -- --overload`): what load shedding does beyond capacity, as ratios to a
- * baseline of the same run. Capacity is the closed loop's payments/s at a concurrency where latency
- * is still fine; the baseline is an open loop at half of it; the overload an open loop at `factor` ×
- * capacity (default 3) for as long. Reported: admitted (completed) payments' latency against the
+ * baseline of the same run. Capacity: after a warm-up, a closed loop at a concurrency where nothing
+ * is shed (3: below the broker's inFlightMax.intake) gives a first rate and its latency; open
+ * loops of `stepSeconds` at rising multiples of it follow while latency is still fine (flow p99 at
+ * most twice the closed loop's) and at most 1 % is shed — the last such rate is the capacity. The
+ * baseline is an open loop at half of it; the overload an open loop at `factor` × capacity
+ * (default 3) for as long. Reported: admitted (completed) payments' latency against the
  * baseline's, the share of payments shed with 503 `overloaded` (or refused `deadline_exceeded`),
  * and split outcomes — a wallet told "not paid" for a payment the broker recorded approved once
  * every authorization in doubt was resolved — which must be 0.
@@ -13,8 +16,8 @@ import type { Driver, Payment, PhaseResult } from './e2e.ts';
 import type { Summary } from './stats.ts';
 
 export interface OverloadReport {
-  /** Closed loop at `concurrency`: its payments/s is the capacity. */
-  capacity: { concurrency: number; paymentsPerSecond: number; flow: Summary; errors: Record<string, number> };
+  /** The closed loop at `concurrency`, then each open-loop step of the search; the capacity is the last step still fine. */
+  capacity: { concurrency: number; paymentsPerSecond: number; flow: Summary; errors: Record<string, number>; steps: Array<{ rate: number; flowP99Ms: number; shedShare: number; fine: boolean }> };
   baseline: PhaseResult;
   overload: PhaseResult;
   factor: number;
@@ -28,6 +31,8 @@ export interface OverloadReport {
   /** Wallets told "not paid" whose payment the broker recorded approved (must be 0), and still in doubt after convergenceMs. */
   splitOutcomes: number;
   stillInDoubt: number;
+  /** The servers' in-flight limits (limits.ts; the benchmark's servers keep the defaults). */
+  inFlightMax: Record<string, number>;
 }
 
 const shedCodes = new Set(['overloaded', 'deadline_exceeded']);
@@ -57,9 +62,21 @@ async function splitOutcomes(merchant: MerchantClient, payments: Payment[]): Pro
   }
 }
 
-export async function measureOverload(driver: Driver, options: { concurrency: number; capacityPayments: number; seconds: number; factor: number }, progress: (label: string, done: number, total: number) => void): Promise<OverloadReport> {
+export async function measureOverload(driver: Driver, options: { concurrency: number; capacityPayments: number; stepSeconds: number; seconds: number; factor: number }, progress: (label: string, done: number, total: number) => void): Promise<{ report: OverloadReport; payments: Record<'baseline' | 'overload', Payment[]> }> {
+  // Not judged: JIT, connections, the databases' caches.
+  await driver.closed(options.concurrency, options.capacityPayments, (done, total) => progress('warm-up (not judged)', done, total));
   const closed = await driver.closed(options.concurrency, options.capacityPayments, (done, total) => progress(`capacity: closed loop c=${options.concurrency}`, done, total));
-  const capacity = closed.result.paymentsPerSecond;
+  let capacity = closed.result.paymentsPerSecond;
+  const steps: OverloadReport['capacity']['steps'] = [];
+  for (const multiple of [1.25, 1.5, 2, 2.5, 3, 4]) {
+    const stepRate = Math.round(closed.result.paymentsPerSecond * multiple * 10) / 10;
+    const step = await driver.open(stepRate, options.stepSeconds, (done, total) => progress(`capacity: open loop ${stepRate}/s`, done, total), 2_000);
+    const shedShare = step.payments.filter((p) => shedCodes.has(p.error ?? '')).length / Math.max(step.payments.length, 1);
+    const fine = shedShare <= 0.01 && step.result.flow.p99 <= 2 * closed.result.flow.p99;
+    steps.push({ rate: stepRate, flowP99Ms: step.result.flow.p99, shedShare, fine });
+    if (!fine) break;
+    capacity = stepRate;
+  }
   const baselineRate = Math.max(Math.round(capacity * 5) / 10, 0.5);
   const overloadRate = Math.round(capacity * options.factor * 10) / 10;
   const baseline = await driver.open(baselineRate, options.seconds, (done, total) => progress(`baseline: open loop ${baselineRate}/s`, done, total), 2_000);
@@ -69,8 +86,8 @@ export async function measureOverload(driver: Driver, options: { concurrency: nu
   for (const p of shed) shedByStep[p.step!] = (shedByStep[p.step!] ?? 0) + 1;
   const { split, inDoubt } = await splitOutcomes(driver.merchant, [...baseline.payments, ...overload.payments]);
   const ratio = (pick: (r: PhaseResult) => number) => (pick(baseline.result) > 0 ? pick(overload.result) / pick(baseline.result) : Number.NaN);
-  return {
-    capacity: { concurrency: options.concurrency, paymentsPerSecond: capacity, flow: closed.result.flow, errors: closed.result.errors },
+  const report: OverloadReport = {
+    capacity: { concurrency: options.concurrency, paymentsPerSecond: capacity, flow: closed.result.flow, errors: closed.result.errors, steps },
     baseline: baseline.result,
     overload: overload.result,
     factor: options.factor,
@@ -86,5 +103,7 @@ export async function measureOverload(driver: Driver, options: { concurrency: nu
     },
     splitOutcomes: split,
     stillInDoubt: inDoubt,
+    inFlightMax: { ...limits.inFlightMax },
   };
+  return { report, payments: { baseline: baseline.payments, overload: overload.payments } };
 }
