@@ -142,6 +142,7 @@ export function shedLoad(app: KessaiApp, classify: ClassifyWork, config: LoadShe
     }
     slots.set(request, slot);
     reply.raw.once('close', () => {
+      if (slot.released) return;
       if (!slot.handling) return shedder.release(slot);
       // The client left while its handler runs: the handler's answer (onSend) releases the slot, or this timer.
       slot.timer ??= setTimeout(() => shedder.release(slot), limits.inFlightAbandonedMsMax).unref();
