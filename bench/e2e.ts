@@ -36,6 +36,8 @@ export interface Payment {
   endedAt: number;
   ok: boolean;
   error?: string;
+  /** The step a failed payment stopped at: what the payer or merchant was told last. */
+  step?: 'request' | 'push' | 'approve' | 'capture';
   flowMs: number;
   client: Record<string, number>;
   server: Record<string, number>;
@@ -111,10 +113,12 @@ export class Driver {
     const server: Record<string, number> = {};
     let id = '';
     let approvedAt = 0;
+    let step: Payment['step'] = 'request';
+    let timer: NodeJS.Timeout | undefined;
     const at = (t: number) => (t - this.origin) / 1000;
     try {
       const pushed = new Promise<VerifiedRequest>((resolve, reject) => {
-        const timer = setTimeout(() => reject(Object.assign(new Error('push timed out'), { code: 'push_timeout' })), 30_000);
+        timer = setTimeout(() => reject(Object.assign(new Error('push timed out'), { code: 'push_timeout' })), 30_000);
         wallet.waiting.set(key, (r) => {
           clearTimeout(timer);
           resolve(r);
@@ -131,13 +135,16 @@ export class Driver {
         wallet.early.delete(id);
         resolve(early);
       }
+      step = 'push';
       const request = await pushed;
       wallet.waiting.delete(id);
       const t2 = performance.now();
+      step = 'approve';
       const outcome = await wallet.client.approve(request, this.#system.card.pin);
       const t3 = performance.now();
       approvedAt = t3;
       if (outcome.status !== 'approved') throw Object.assign(new Error(outcome.status), { code: outcome.decline_code ?? outcome.status });
+      step = 'capture';
       await this.merchant.capture(id, {}, `${key}-capture`);
       const t4 = performance.now();
       client['402 request'] = t1 - t0;
@@ -158,10 +165,12 @@ export class Driver {
       if (capture409?.total !== undefined) server['409 capture (total)'] = capture409.total;
       return { startedAt: at(t0), endedAt: at(t4), ok: true, flowMs: t4 - t0, client, server, approvedAt, id };
     } catch (err) {
+      // A request refused before its push (shed, say) must not leave the push's timer to fire later.
+      clearTimeout(timer);
       wallet.waiting.delete(key);
       if (id) wallet.waiting.delete(id);
       const code = (err as { code?: string }).code ?? 'exception';
-      return { startedAt: at(t0), endedAt: at(performance.now()), ok: false, error: code, flowMs: performance.now() - t0, client, server, approvedAt, id };
+      return { startedAt: at(t0), endedAt: at(performance.now()), ok: false, error: code, step, flowMs: performance.now() - t0, client, server, approvedAt, id };
     }
   }
 

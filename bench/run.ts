@@ -27,6 +27,12 @@
  *   --profile DIR          the end-to-end servers write V8 CPU profiles (node --cpu-prof) into DIR
  *   --issuer ID            the demo issuer whose card pays end to end: sakura-bank (default; re-seal,
  *                          ECDH-ES cipher 2) or fuji-bank (pass-through, RSA-OAEP-256 cipher 2)
+ *   --overload             load shedding (bench/overload.ts): capacity from a closed loop at
+ *                          --overload-concurrency (default 3) and open-loop steps of 5 s above it
+ *                          while latency stays fine, a baseline open loop at half of it, then
+ *                          --overload-factor (default 3) × capacity, each for --overload-seconds
+ *                          (default 10; 60 or more for a longer run): admitted latency against the
+ *                          baseline, the share shed with 503, split outcomes (must be 0)
  */
 import { mkdtemp, rm, writeFile, mkdir } from 'node:fs/promises';
 import { tmpdir, cpus, loadavg, totalmem } from 'node:os';
@@ -37,6 +43,7 @@ import { chart, type Series } from './charts.ts';
 import { measureCrypto } from './crypto-ceiling.ts';
 import { Driver, type Payment, type PhaseResult, type Sample } from './e2e.ts';
 import { measureHttpChain } from './http-chain.ts';
+import { measureOverload, type OverloadReport } from './overload.ts';
 import { measureLedger, type LedgerRun } from './ledger.ts';
 import { findPgbench, runPgbench, scratchDatabase, serverSettings, type PgbenchRun, type ServerSettings } from './pg.ts';
 import { startBenchSystem } from './roles.ts';
@@ -60,6 +67,10 @@ const { values } = parseArgs({
     'pgbench-clients': { type: 'string', default: '1,8' },
     profile: { type: 'string' },
     issuer: { type: 'string', default: 'sakura-bank' },
+    overload: { type: 'boolean', default: false },
+    'overload-seconds': { type: 'string', default: '10' },
+    'overload-factor': { type: 'string', default: '3' },
+    'overload-concurrency': { type: 'string', default: '3' },
   },
 });
 const list = (value: string, max: number) => value.split(',').map(Number).filter((n) => Number.isInteger(n) && n > 0 && n <= max);
@@ -74,8 +85,8 @@ const flowP99TargetMs = 50;
 const rate = values.rate === undefined ? (soakSeconds !== undefined ? 4 : undefined) : Number(values.rate.replace(/\/s$/, ''));
 if (rate !== undefined && !(rate > 0 && rate <= 500)) throw new Error('--rate must be between 0 and 500 payments/s');
 const parts = {
-  ceilings: !values.ledger && soakSeconds === undefined,
-  ledger: values.ledger || (values.rate === undefined && soakSeconds === undefined),
+  ceilings: !values.ledger && soakSeconds === undefined && !values.overload,
+  ledger: values.ledger || (values.rate === undefined && soakSeconds === undefined && !values.overload),
   endToEnd: !values.ledger,
 };
 
@@ -152,6 +163,7 @@ interface EndToEndReport {
     /** RSS every 10 s during the warm-up, for the chart. */
     warmupSamples: Sample[];
   };
+  overload?: OverloadReport;
 }
 
 async function endToEndPart(): Promise<{ report: EndToEndReport; payments: Array<{ phase: string; payments: Payment[] }> }> {
@@ -161,7 +173,25 @@ async function endToEndPart(): Promise<{ report: EndToEndReport; payments: Array
   const report: EndToEndReport = { backend: system.backend, phases: [] };
   const all: Array<{ phase: string; payments: Payment[] }> = [];
   try {
-    if (rate === undefined) {
+    if (values.overload) {
+      const concurrency = Math.min(Math.max(Number(values['overload-concurrency']), 1), 64);
+      await driver.enroll(concurrency, (done, total) => progress('enrolling terminals', done, total));
+      await driver.pay(0);
+      const measured = await measureOverload(
+        driver,
+        {
+          concurrency,
+          capacityPayments: values.quick ? concurrency * 8 : concurrency * 40,
+          stepSeconds: values.quick ? 3 : 5,
+          seconds: values.quick ? 5 : Math.min(Math.max(Number(values['overload-seconds']), 2), 3_600),
+          factor: Math.min(Math.max(Number(values['overload-factor']), 1), 20),
+        },
+        progress,
+      );
+      report.overload = measured.report;
+      report.phases.push(measured.report.baseline, measured.report.overload);
+      all.push({ phase: `baseline ${measured.report.baseline.rate}/s`, payments: measured.payments.baseline }, { phase: `overload ${measured.report.overload.rate}/s`, payments: measured.payments.overload });
+    } else if (rate === undefined) {
       await driver.enroll(Math.max(...levels), (done, total) => progress('enrolling terminals', done, total));
       await driver.pay(0); // warm up: keys, issuer metadata, connections
       for (const concurrency of levels) {
@@ -317,6 +347,17 @@ if (e2e) {
   if (e2e.report.atHalfMaximum) {
     const h = e2e.report.atHalfMaximum;
     console.log(`\nflow p99 at half the best rate (open loop ${h.rate}/s): ${h.flowP99Ms.toFixed(1)} ms (target < ${h.targetMs} ms: ${h.met ? 'met' : 'NOT met'})`);
+  }
+  if (e2e.report.overload) {
+    const o = e2e.report.overload;
+    const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
+    console.log(`\noverload: capacity ${o.capacity.paymentsPerSecond.toFixed(1)} payments/s; baseline ${o.baseline.rate}/s, overload ${o.overload.rate}/s (${o.factor}×), ${o.seconds} s each`);
+    console.log(`  capacity search: closed loop c=${o.capacity.concurrency} errors ${JSON.stringify(o.capacity.errors)}; ${o.capacity.steps.map((step) => `${step.rate}/s p99 ${step.flowP99Ms.toFixed(0)} ms shed ${(step.shedShare * 100).toFixed(1)}% ${step.fine ? 'fine' : 'not fine'}`).join('; ')}`);
+    console.log(`  admitted payments/s under overload: ${o.overload.paymentsPerSecond.toFixed(1)} (capacity ${o.capacity.paymentsPerSecond.toFixed(1)})`);
+    console.log(`  flow p50 / p99 ms: baseline ${o.baseline.flow.p50.toFixed(0)} / ${o.baseline.flow.p99.toFixed(0)}, closed loop c=${o.capacity.concurrency} ${o.capacity.flow.p50.toFixed(0)} / ${o.capacity.flow.p99.toFixed(0)}, admitted under overload ${o.overload.flow.p50.toFixed(0)} / ${o.overload.flow.p99.toFixed(0)}`);
+    console.log(`  approve p50 / p99 over baseline: ${o.ratios.approveP50.toFixed(2)}× / ${o.ratios.approveP99.toFixed(2)}×; whole flow ${o.ratios.flowP50.toFixed(2)}× / ${o.ratios.flowP99.toFixed(2)}×`);
+    console.log(`  shed with 503: ${pct(o.shedShare)} of ${o.started} started (${JSON.stringify(o.shedByStep)}); other errors ${JSON.stringify(o.overload.errors)}`);
+    console.log(`  split outcomes (wallet told "not paid", broker recorded approved): ${o.splitOutcomes} (must be 0); still in doubt: ${o.stillInDoubt}`);
   }
   if (e2e.report.soak) {
     const s = e2e.report.soak;

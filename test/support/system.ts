@@ -10,7 +10,7 @@ import { Agent, request } from 'undici';
 import { startSystem, type DbSource, type KessaiSystem, type SystemOptions } from '@kessai/cli/system';
 import { demoIssuers } from '@kessai/cli/demo-data';
 import { WalletClient } from '@kessai/sdk';
-import { loadTestRateLimits } from '@kessai/service';
+import { loadTestLoadShedding, loadTestRateLimits } from '@kessai/service';
 import { pgliteTemplate, scratchPostgres } from './database.ts';
 
 export interface TestSystem extends KessaiSystem {
@@ -25,7 +25,7 @@ export interface TestSystem extends KessaiSystem {
 /** Active credentials per card in test systems: the suites enroll the demo cards many times (enrollment.test.ts tests the real limit). */
 const testCredentialsPerCardMax = 10_000;
 
-export async function startTestSystem(options: Pick<SystemOptions, 'beforeListen' | 'authorizationDeadlineMs' | 'holdTimeoutSeconds' | 'expiryIntervalMs' | 'rateLimits' | 'serverTimeouts' | 'settlement' | 'sseHeartbeatMs' | 'credentialsPerCardMax'> = {}): Promise<TestSystem> {
+export async function startTestSystem(options: Pick<SystemOptions, 'beforeListen' | 'authorizationDeadlineMs' | 'holdTimeoutSeconds' | 'expiryIntervalMs' | 'rateLimits' | 'serverTimeouts' | 'settlement' | 'sseHeartbeatMs' | 'credentialsPerCardMax' | 'loadShedding'> = {}): Promise<TestSystem> {
   const dataDir = await mkdtemp(path.join(tmpdir(), 'kessai-test-'));
   const drops: Array<() => Promise<void>> = [];
   const source = async (role: string): Promise<DbSource> => {
@@ -45,6 +45,8 @@ export async function startTestSystem(options: Pick<SystemOptions, 'beforeListen
     workerIntervalMs: 50,
     // The suites send thousands of requests from one address; test/rate-limits.test.ts passes its own.
     rateLimits: loadTestRateLimits,
+    // Likewise the in-flight limits: test/load-shedding.test.ts passes its own.
+    loadShedding: { auth: loadTestLoadShedding, shop: loadTestLoadShedding, settlement: loadTestLoadShedding },
     credentialsPerCardMax: testCredentialsPerCardMax,
     ...options,
   });

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { directoryResponse, limits, merchantNameProblem, sha256Base64url } from '@kessai/protocol';
 import { HttpClient } from '@kessai/sdk';
-import { createRateLimiters, createServer, logPassFailure, migrate, rateLimitHook, registerWebPages, setUpAuditLog, keyAdminRoutes } from '@kessai/service';
+import { classifyWork, createRateLimiters, createServer, logPassFailure, migrate, rateLimitHook, registerWebPages, setUpAuditLog, shedLoad, keyAdminRoutes } from '@kessai/service';
 import { checkAuthConfig, type AuthConfig } from './config.ts';
 import { adminConsoleRoutes } from './admin-console.ts';
 import type { AuthContext } from './context.ts';
@@ -55,6 +55,9 @@ async function expirePending(context: AuthContext, now: Date): Promise<void> {
   for (const row of due) await transition(config.db, row, 'expired', {}, { publicBaseUrl: config.publicBaseUrl, now });
 }
 
+/** The broker's work classes: the defaults of classifyWork; a new payment request is intake; the terminals' event streams are bounded by sseStreamsMax instead. */
+const brokerWork = classifyWork({ 'POST /v1/payment-requests': 'intake', 'GET /v1/terminal/events': 'exempt' });
+
 /** One pass of the background work; exported so tests can run it without waiting. */
 export async function runWorker(context: AuthContext, dispatcher: WebhookDispatcher, now: Date): Promise<void> {
   const { config } = context;
@@ -77,6 +80,8 @@ export async function buildAuthServer(config: AuthConfig) {
   const context: AuthContext = { config, http, issuers: new IssuerDirectory(config.issuers, http), hub: await createPushHub(config) };
   const dispatcher = new WebhookDispatcher(config.db, config.logger, config.tls.caCertPem);
   const app = createServer({ logger: config.logger, tls: config.tls, ...(config.serverTimeouts ? { timeouts: config.serverTimeouts } : {}) });
+  // First of all hooks: a request over its class's in-flight limit is refused before any work (load-shedding.ts).
+  shedLoad(app, brokerWork, config.loadShedding, config.logger);
   if (config.serverTiming) registerServerTiming(app);
   app.addHook('onRequest', rateLimitHook(createRateLimiters(config.rateLimits), authRateLimitKeys));
   await setUpAuditLog(app, config.db, config.logger, config.operatorToken);

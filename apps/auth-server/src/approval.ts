@@ -110,14 +110,14 @@ const deadlineMs = (context: AuthContext) => context.config.authorizationDeadlin
 /**
  * Whether a failed call to the issuer is an answer that nothing was held: no connection was ever
  * made (refused: the request never left), a refusal it answered
- * (4xx, but not request_timeout: its handler may still run), its ledger queue full, or its refusal
- * to start past the deadline. Anything else — no answer, a 5xx, an answer that does not verify —
+ * (4xx, but not request_timeout: its handler may still run), its ledger queue full, its load
+ * shedding (`overloaded`, refused before any work), or its refusal to start past the deadline. Anything else — no answer, a 5xx, an answer that does not verify —
  * leaves the authorization in doubt.
  */
 function nothingHeld(err: unknown): boolean {
   if (!(err instanceof KessaiError)) return false;
   if (err.notSent) return true;
-  if (err.code === 'ledger_busy' || err.code === 'deadline_exceeded' || err.code === 'rate_limited') return true;
+  if (err.code === 'ledger_busy' || err.code === 'deadline_exceeded' || err.code === 'rate_limited' || err.code === 'overloaded') return true;
   return err.status >= 400 && err.status < 500 && err.code !== 'request_timeout';
 }
 

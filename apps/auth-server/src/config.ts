@@ -1,6 +1,6 @@
 /** What an authentication server needs to start, built by its caller (main.ts or a test) and frozen. */
 import type { KeyRing } from '@kessai/protocol';
-import { requireHttpsUrl, type Db, type Logger, type RateLimitConfig, type ServerTimeouts } from '@kessai/service';
+import { requireHttpsUrl, type Db, type LoadSheddingConfig, type Logger, type RateLimitConfig, type ServerTimeouts } from '@kessai/service';
 
 export interface IssuerRoute {
   id: string;
@@ -55,6 +55,8 @@ export interface AuthConfig {
   serverTiming?: boolean;
   /** Shorter connection timeouts than limits.ts (tests watch them act); production leaves them out. */
   serverTimeouts?: Partial<ServerTimeouts>;
+  /** In-flight limits per work class other than limits.inFlightMax (tests shrink them). */
+  loadShedding?: LoadSheddingConfig;
 }
 
 /** What a type cannot say: every URL the server publishes, calls or delivers to is https:. Throws a TypeError naming the field. */

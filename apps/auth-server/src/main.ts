@@ -13,7 +13,7 @@
 import { readFile } from 'node:fs/promises';
 import { KessaiError } from '@kessai/protocol';
 import path from 'node:path';
-import { createLogger, loadOrCreateDevPki, loadOrCreateKeyRing, openDb, reservePort, serveUntilSignalled, type DbTimeouts, type RateLimitConfig } from '@kessai/service';
+import { createLogger, loadOrCreateDevPki, loadOrCreateKeyRing, openDb, reservePort, serveUntilSignalled, type DbTimeouts, type LoadSheddingConfig, type RateLimitConfig } from '@kessai/service';
 import { buildAuthServer } from './app.ts';
 import type { IssuerRoute, MerchantSeed } from './config.ts';
 
@@ -38,6 +38,8 @@ interface MainConfig {
   rateLimits?: RateLimitConfig;
   /** Server-Timing headers (server-timing.ts), for the benchmark. */
   serverTiming?: boolean;
+  /** In-flight limits per work class other than limits.inFlightMax (a larger machine, measured with `npm run bench -- --overload`). */
+  loadShedding?: LoadSheddingConfig;
   /** The signed issuer directory this server relays (default <dataDir>/directory/directory.jws, written by the directory's operator). */
   directoryFile?: string;
 }
@@ -80,6 +82,7 @@ const { app } = await buildAuthServer(
     ...(options.authorizationDeadlineMs ? { authorizationDeadlineMs: options.authorizationDeadlineMs } : {}),
     ...(options.operatorToken ? { operatorToken: options.operatorToken } : {}),
     ...(options.rateLimits ? { rateLimits: options.rateLimits } : {}),
+    ...(options.loadShedding ? { loadShedding: options.loadShedding } : {}),
     ...(options.serverTiming ? { serverTiming: true } : {}),
   }),
 );

@@ -10,7 +10,7 @@ import { buildAuthServer } from '@kessai/auth-server';
 import { buildSettlementServer, loadOrCreateCardKeys, type SettlementConfig } from '@kessai/settlement-server';
 import { buildShop } from '@kessai/shop';
 import { buildWalletHost } from '@kessai/wallet';
-import { certificateFingerprint, createLogger, type KessaiApp, loadOrCreateKeyRing, loadOrCreateDevPki, loadOrCreateOperatorToken, openDb, readIfExists, reservePort, writePrivateFile, type Db, type DevPki, type Logger, type RateLimitConfig, type ServerTimeouts } from '@kessai/service';
+import { certificateFingerprint, createLogger, type KessaiApp, loadOrCreateKeyRing, loadOrCreateDevPki, loadOrCreateOperatorToken, openDb, readIfExists, reservePort, writePrivateFile, type Db, type DevPki, type LoadSheddingConfig, type Logger, type RateLimitConfig, type ServerTimeouts } from '@kessai/service';
 import { newId } from '@kessai/protocol';
 import { demoIssuers, demoMerchantName, type DemoIssuer } from './demo-data.ts';
 import { DirectorySigner, loadOrCreateDirectoryKey } from './directory.ts';
@@ -44,6 +44,8 @@ export interface SystemOptions {
   credentialsPerCardMax?: number;
   /** Every server's connection timeouts other than limits.ts (tests shorten them). */
   serverTimeouts?: Partial<ServerTimeouts>;
+  /** Each role's in-flight limits other than limits.inFlightMax (tests shrink them). */
+  loadShedding?: { auth?: LoadSheddingConfig; shop?: LoadSheddingConfig; settlement?: LoadSheddingConfig };
 }
 
 export interface MerchantSecrets {
@@ -142,6 +144,7 @@ export async function startSystem(options: SystemOptions) {
         operatorToken: operatorTokens.issuers[issuer.id]!,
         ...(options.rateLimits ? { rateLimits: options.rateLimits } : {}),
         ...(options.serverTimeouts ? { serverTimeouts: options.serverTimeouts } : {}),
+        ...(options.loadShedding?.settlement ? { loadShedding: options.loadShedding.settlement } : {}),
       });
       const app = await buildSettlementServer(config);
       options.beforeListen?.(`settlement-${issuer.id}`, app);
@@ -181,6 +184,7 @@ export async function startSystem(options: SystemOptions) {
         operatorToken: operatorTokens.auth,
         ...(options.rateLimits ? { rateLimits: options.rateLimits } : {}),
         ...(options.serverTimeouts ? { serverTimeouts: options.serverTimeouts } : {}),
+        ...(options.loadShedding?.auth ? { loadShedding: options.loadShedding.auth } : {}),
       }),
     );
     options.beforeListen?.('auth-server', auth.app);
@@ -206,6 +210,7 @@ export async function startSystem(options: SystemOptions) {
         operatorToken: operatorTokens.shop,
         ...(options.rateLimits ? { rateLimits: options.rateLimits } : {}),
         ...(options.serverTimeouts ? { serverTimeouts: options.serverTimeouts } : {}),
+        ...(options.loadShedding?.shop ? { loadShedding: options.loadShedding.shop } : {}),
       }),
     );
     options.beforeListen?.('shop', shop.app);

@@ -33,7 +33,7 @@ import {
   type IssuerMetadata,
 } from '@kessai/protocol';
 import { decodeJwt } from 'jose';
-import { byAddressExceptCertifiedPeers, deadlineOf, requireHttpsUrl, createRateLimiters, createServer, migrate, rateLimitHook, registerWebPages, requireClientCertificate, requirePinnedClientCertificate, setUpAuditLog, keyAdminRoutes } from '@kessai/service';
+import { byAddressExceptCertifiedPeers, classifyWork, deadlineOf, requireHttpsUrl, createRateLimiters, createServer, migrate, rateLimitHook, registerWebPages, requireClientCertificate, requirePinnedClientCertificate, setUpAuditLog, shedLoad, keyAdminRoutes } from '@kessai/service';
 import type { SettlementConfig } from './config.ts';
 import { adminCardRoutes } from './admin-cards.ts';
 import { adminConsoleRoutes } from './admin-console.ts';
@@ -64,6 +64,16 @@ export function issuerMetadataOf(config: SettlementConfig): IssuerMetadata {
   };
 }
 
+/**
+ * The bank's work classes: the defaults of classifyWork, except the reversal and the status
+ * inquiry, which get the control class of their own — the broker's in-doubt worker and hold sync
+ * resolve payments with them, so payment load must never starve them.
+ */
+const bankWork = classifyWork({
+  'POST /internal/v1/authorizations/:rid/reversal': 'control',
+  'GET /internal/v1/authorizations/:rid': 'control',
+});
+
 export async function buildSettlementServer(config: SettlementConfig) {
   // Its metadata's jwks_uri is under it: brokers fetch this issuer's keys there.
   requireHttpsUrl(config.publicBaseUrl, 'SettlementConfig.publicBaseUrl');
@@ -71,6 +81,8 @@ export async function buildSettlementServer(config: SettlementConfig) {
   const seeded = await seedCards(config);
   if (seeded > 0) config.logger.info({ cards: seeded }, 'seeded demo cards');
   const app = createServer({ logger: config.logger, ...(config.tls ? { tls: { ...config.tls, requestClientCertificate: true } } : {}), ...(config.serverTimeouts ? { timeouts: config.serverTimeouts } : {}) });
+  // First of all hooks: over its class's in-flight limit, or with too little of the broker's deadline left, a request is refused before any work.
+  shedLoad(app, bankWork, config.loadShedding, config.logger);
   const limiters = createRateLimiters(config.rateLimits);
   app.addHook('onRequest', rateLimitHook(limiters, byAddressExceptCertifiedPeers));
   // Every /internal route, whichever module registers it: mutual TLS with the pinned broker certificate only.

@@ -1,7 +1,7 @@
 /** What a settlement server needs to start, built by its caller (main.ts or a test) and frozen. */
 import type { KeyRing } from '@kessai/protocol';
 import type { ConversionMode, Currency } from '@kessai/protocol';
-import type { Db, Logger, RateLimitConfig, ServerTimeouts } from '@kessai/service';
+import type { Db, LoadSheddingConfig, Logger, RateLimitConfig, ServerTimeouts } from '@kessai/service';
 import type { SettlementOptions } from './settlement/options.ts';
 import type { CardKeys } from './card-vault.ts';
 
@@ -51,6 +51,8 @@ export interface SettlementConfig {
   settlement?: SettlementOptions;
   /** Shorter connection timeouts than limits.ts (tests watch them act); production leaves them out. */
   serverTimeouts?: Partial<ServerTimeouts>;
+  /** In-flight limits per work class, and the deadline budget, other than limits.ts (tests shrink them). */
+  loadShedding?: LoadSheddingConfig;
 }
 
 /** The variable that names an issuer's PostgreSQL database: `<ISSUER_ID>_DATABASE_URL`, upper case with `-` → `_` (docs/operations.md). */

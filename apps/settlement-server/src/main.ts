@@ -16,7 +16,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
 import { limits } from '@kessai/protocol';
-import { certificateFingerprint, createLogger, loadOrCreateDevPki, loadOrCreateKeyRing, loadOrCreateOperatorToken, openDb, reservePort, serveUntilSignalled, type RateLimitName } from '@kessai/service';
+import { certificateFingerprint, createLogger, loadOrCreateDevPki, loadOrCreateKeyRing, loadOrCreateOperatorToken, openDb, reservePort, serveUntilSignalled, workClasses, type RateLimitName, type WorkClass } from '@kessai/service';
 import { demoIssuers } from '@kessai/cli/demo-data';
 import { buildSettlementServer } from './app.ts';
 import { loadOrCreateCardKeys } from './card-vault.ts';
@@ -56,6 +56,13 @@ const mainConfig = z.strictObject({
     .strictObject({
       limits: z.partialRecord(z.enum(Object.keys(limits.rateLimits) as [RateLimitName, ...RateLimitName[]]), rateLimit).optional(),
       keysMax: z.number().int().positive().optional(),
+    })
+    .optional(),
+  /** In-flight limits per work class and the deadline budget other than limits.ts (a larger machine, measured with `npm run bench -- --overload`). */
+  loadShedding: z
+    .strictObject({
+      inFlightMax: z.partialRecord(z.enum(workClasses as [WorkClass, ...WorkClass[]]), z.number().int().positive().max(100_000)).optional(),
+      deadlineBudgetMsMin: z.number().int().nonnegative().max(limits.authorizationDeadlineMs).optional(),
     })
     .optional(),
 });
@@ -122,6 +129,7 @@ const app = await buildSettlementServer(
     brokerCertificates: options.brokerCertificates ?? [certificateFingerprint(pki.leaves['auth-server']!.certPem)],
     operatorToken: options.operatorToken ?? (await loadOrCreateOperatorToken(dataDir, `settlement-${issuer.id}`)),
     ...(options.rateLimits ? { rateLimits: options.rateLimits } : {}),
+    ...(options.loadShedding ? { loadShedding: options.loadShedding } : {}),
   }),
 );
 await reservation.release();

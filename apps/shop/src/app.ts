@@ -8,7 +8,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { limits } from '@kessai/protocol';
 import { AuthorizationVerifier, MerchantClient } from '@kessai/sdk';
-import { byAddress, createRateLimiters, createServer, migrate, rateLimitHook, registerWebPages, setUpAuditLog, type Db, type KessaiApp } from '@kessai/service';
+import { byAddress, classifyWork, createRateLimiters, createServer, migrate, rateLimitHook, registerWebPages, setUpAuditLog, shedLoad, type Db, type KessaiApp } from '@kessai/service';
 import { seedCatalogue } from './catalogue.ts';
 import { defineShopConfig, type ResolvedShopConfig, type ShopConfig } from './config.ts';
 import { Fulfilment } from './fulfilment.ts';
@@ -50,6 +50,8 @@ export async function buildShop(input: ShopConfig): Promise<Shop> {
   const context: ShopContext = { config, db: config.db, merchant, fulfilment };
 
   const app = createServer({ logger: config.logger, ...(config.tls ? { tls: config.tls } : {}), ...(config.serverTimeouts ? { timeouts: config.serverTimeouts } : {}) });
+  // First of all hooks: a request over its class's in-flight limit is refused before any work. A new cart and checkout start a payment (intake); webhooks are payment work (the broker retries a refused one).
+  shedLoad(app, classifyWork({ 'POST /api/carts': 'intake', 'POST /api/carts/:id/checkout': 'intake' }), config.loadShedding, config.logger);
   app.addHook('onRequest', rateLimitHook(createRateLimiters(config.rateLimits), byAddress));
   await setUpAuditLog(app, config.db, config.logger, config.operatorToken);
   registerProductRoutes(app, context);

@@ -3,7 +3,7 @@
  * buildShop never reads the environment and never opens a port.
  */
 import type { Secret } from '@kessai/protocol';
-import { requireHttpsUrl, type Db, type Logger, type RateLimitConfig, type ServerTimeouts } from '@kessai/service';
+import { requireHttpsUrl, type Db, type LoadSheddingConfig, type Logger, type RateLimitConfig, type ServerTimeouts } from '@kessai/service';
 
 export interface ShopConfig {
   logger: Logger;
@@ -36,6 +36,8 @@ export interface ShopConfig {
   serverTimeouts?: Partial<ServerTimeouts>;
   /** How often the reconciler (reconciler.ts) runs; default limits.shopWorkerIntervalMsDefault, 0 turns it off. */
   workerIntervalMs?: number;
+  /** In-flight limits per work class other than limits.inFlightMax (tests shrink them). */
+  loadShedding?: LoadSheddingConfig;
 }
 
 /** A config after defineShopConfig: defaults applied, frozen. */

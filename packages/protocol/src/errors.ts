@@ -56,6 +56,7 @@ export const errorCatalog = {
   key_not_found: { status: 404, title: 'No such key' },
   webhook_event_not_found: { status: 404, title: 'No such webhook event' },
   key_in_use: { status: 409, title: 'The current key cannot be retired; rotate first' },
+  overloaded: { status: 503, title: 'The server has too many requests of this kind in progress; retry after the number of seconds in Retry-After' },
   database_unavailable: { status: 503, title: 'The server cannot reach its database; retry after the number of seconds in Retry-After' },
   internal_error: { status: 500, title: 'Internal error' },
 } as const satisfies Record<string, { status: number; title: string }>;
@@ -94,7 +95,7 @@ export class KessaiError extends Error {
   readonly code: ErrorCode;
   readonly status: number;
   readonly errors: Problem['errors'];
-  /** rate_limited, database_unavailable: seconds until the caller may try again, sent as Retry-After. */
+  /** rate_limited, database_unavailable, overloaded: seconds until the caller may try again, sent as Retry-After. */
   retryAfterSeconds?: number;
   /** Set by a client when its call never reached the peer (the connection was refused): the peer did nothing. */
   notSent?: boolean;

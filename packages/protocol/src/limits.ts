@@ -199,6 +199,27 @@ export const limits = {
   sseHeartbeatMs: 15_000,
   /** Payment requests returned by one list call. */
   listPageMax: 100,
+  /**
+   * Load shedding (packages/service/src/load-shedding.ts): requests each server works on at once
+   * per work class; one more is answered `overloaded` (503, Retry-After overloadRetryAfterSeconds)
+   * before any work. intake: what starts a new payment (the merchant's payment request, the shop's
+   * cart and checkout), admitted only while intake and payment work together stay under its limit,
+   * so new payments are refused before those already started; payment: approvals, capture, void,
+   * refunds, enrollments, revocations, the bank's authorizations; read: GETs; admin: /admin;
+   * control: what keeps payments consistent under load — the bank's reversal and status inquiry
+   * (the broker's in-doubt worker and hold sync) and key documents. Small: a request admitted
+   * beyond what the CPU and the database finish at once only waits inside the server; at the
+   * benchmark's capacity (docs/benchmarks.md, "Overload") an admitted authorization finishes far
+   * within authorizationDeadlineMs.
+   */
+  inFlightMax: { intake: 6, payment: 12, read: 24, admin: 4, control: 16 },
+  overloadRetryAfterSeconds: 1,
+  /** A request whose Kessai-Deadline-Ms leaves less than this is refused deadline_exceeded at once: its work could not finish before its caller gives up. */
+  deadlineBudgetMsMin: 200,
+  /** A handler still running when its client disconnected holds its in-flight slot until it answers, at most this long after the disconnect. */
+  inFlightAbandonedMsMax: 30_000,
+  /** While shedding, at most one warning per this interval, with the number refused since the last. */
+  overloadLogIntervalMs: 10_000,
   /** Ledger jobs (holds, captures, voids, refunds, expiry passes) written per database transaction (group commit). */
   ledgerBatchSizeMax: 256,
   /** Ledger jobs waiting for their batch; beyond this the settlement server answers ledger_busy. */

@@ -124,10 +124,10 @@ function neverConnected(err: unknown): boolean {
   return false;
 }
 
-/** A relayed rate_limited or database_unavailable keeps the peer's Retry-After (whole seconds, at most an hour), so our own answer carries it on. */
+/** A relayed rate_limited, database_unavailable or overloaded keeps the peer's Retry-After (whole seconds, at most an hour), so our own answer carries it on. */
 function withRetryAfter(err: KessaiError, header: unknown): KessaiError {
   const seconds = typeof header === 'string' && /^\d{1,4}$/.test(header) ? Number(header) : undefined;
-  if (seconds !== undefined && seconds <= 3_600 && (err.code === 'rate_limited' || err.code === 'database_unavailable')) err.retryAfterSeconds = seconds;
+  if (seconds !== undefined && seconds <= 3_600 && (err.code === 'rate_limited' || err.code === 'database_unavailable' || err.code === 'overloaded')) err.retryAfterSeconds = seconds;
   return err;
 }
 

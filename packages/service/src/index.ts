@@ -15,3 +15,4 @@ export * from './process-main.ts';
 export * from './ports.ts';
 export * from './https-urls.ts';
 export * from './deadline.ts';
+export * from './load-shedding.ts';
