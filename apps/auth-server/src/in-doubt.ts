@@ -23,7 +23,14 @@ import { transition, type PaymentEvent } from './payment-state.ts';
 /** One pass: resolves the authorizing requests whose check is due; answers how many it settled. */
 export async function resolveInDoubt(context: AuthContext, now: Date): Promise<number> {
   const { config } = context;
-  const due = await config.db.query<PaymentRequestRow>("select * from payment_requests where status = 'authorizing' and resolve_at <= $1 order by resolve_at limit $2", [now, limits.inDoubtBatchMax]);
+  // Claimed for inDoubtClaimMs (resolve_at moved on), so another process skips them meanwhile; a
+  // process that dies mid-resolution leaves them to be claimed again once the claim has run out.
+  const due = await config.db.query<PaymentRequestRow>(
+    `update payment_requests set resolve_at = $3
+      where id in (select id from payment_requests where status = 'authorizing' and resolve_at <= $1 order by resolve_at limit $2 for update skip locked)
+      returning *`,
+    [now, limits.inDoubtBatchMax, new Date(now.getTime() + limits.inDoubtClaimMs)],
+  );
   const settled = await Promise.all(
     due.map(async (row) => {
       try {

@@ -77,6 +77,8 @@ export const limits = {
   inDoubtRetryMsMax: 10_000,
   /** In-doubt requests resolved per worker pass. */
   inDoubtBatchMax: 50,
+  /** How long a worker's claim on an in-doubt request keeps other broker processes off it (longer than an inquiry and a reversal take together). */
+  inDoubtClaimMs: 30_000,
   /**
    * The bound of docs/operations.md, "Failure semantics": once a fault has cleared, every
    * authorization in doubt is resolved, every hold the broker expires is released, and broker,
