@@ -10,6 +10,7 @@
  *   Retry-After within the connect/query timeout, not the caller's; after the stall ends the
  *   servers serve again by themselves;
  * - connections cut and refused: 503 at once; restored: serving again.
+ * The in-flight limits are raised (loadTestLoadShedding): the bursts here are of database faults, not of load.
  * Needs PostgreSQL (KESSAI_TEST_PG_URL): PGlite runs inside the server's process, with no
  * connection to lose (docs/operations.md, Failure semantics).
  */
@@ -22,7 +23,7 @@ import pg from 'pg';
 import { Agent, request } from 'undici';
 import { KessaiError, limits, newId, type JWK } from '@kessai/protocol';
 import { publishDirectoryFile } from '@kessai/cli/directory';
-import { loadOrCreateDevPki } from '@kessai/service';
+import { loadOrCreateDevPki, loadTestLoadShedding } from '@kessai/service';
 import { demoIssuers } from '@kessai/cli/demo-data';
 import { MerchantClient, WalletClient } from '@kessai/sdk';
 import { scratchPostgres } from './support/database.ts';
@@ -90,13 +91,13 @@ describe.skipIf(!pgUrl)(pgUrl ? 'database faults under separate processes on Pos
     merchantSeed = { id: newId('mer'), name: 'Kessai Tea House', apiKey: `sk_test_${randomBytes(24).toString('base64url')}`, webhookSecret: `whsec_${randomBytes(24).toString('base64url')}` };
     const bankPort = await freePort();
     const bankConfig = path.join(dataDir, 'bank.json');
-    await writeFile(bankConfig, JSON.stringify({ issuerId: issuer.id, dataDir, port: bankPort, operatorToken, merchants: [{ id: merchantSeed.id, name: merchantSeed.name }], databaseUrl: bankDb.url, dbTimeouts, logName: 'bank' }), { mode: 0o600 });
+    await writeFile(bankConfig, JSON.stringify({ issuerId: issuer.id, dataDir, port: bankPort, operatorToken, merchants: [{ id: merchantSeed.id, name: merchantSeed.name }], databaseUrl: bankDb.url, dbTimeouts, logName: 'bank', loadShedding: loadTestLoadShedding }), { mode: 0o600 });
     bank = await startInstance(bankConfig, settlementServerMain);
     directoryKey = (await publishDirectoryFile(dataDir, pki.caCertPem, [{ issuer, url: bank.url }])).publicJwk;
     const authConfig = path.join(dataDir, 'auth.json');
     await writeFile(
       authConfig,
-      JSON.stringify({ dataDir, databaseUrl: authDb.url, dbTimeouts, issuers: [{ id: issuer.id, baseUrl: bank.url, cardPrefixes: issuer.cardPrefixes }], merchants: [merchantSeed], workerIntervalMs: 100, logName: 'auth' }),
+      JSON.stringify({ dataDir, databaseUrl: authDb.url, dbTimeouts, issuers: [{ id: issuer.id, baseUrl: bank.url, cardPrefixes: issuer.cardPrefixes }], merchants: [merchantSeed], workerIntervalMs: 100, logName: 'auth', loadShedding: loadTestLoadShedding }),
       { mode: 0o600 },
     );
     auth = await startInstance(authConfig, authServerMain);

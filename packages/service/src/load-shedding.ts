@@ -33,7 +33,7 @@ export interface LoadSheddingConfig {
  * test/load-shedding.test.ts passes its own small ones. Never for production.
  */
 export const loadTestLoadShedding: LoadSheddingConfig = {
-  inFlightMax: Object.fromEntries(Object.keys(limits.inFlightMax).map((name) => [name, 1_000_000])),
+  inFlightMax: Object.fromEntries(Object.keys(limits.inFlightMax).map((name) => [name, 100_000])),
 };
 
 /** The class of a request, or 'exempt' for one not counted (event streams have their own limit, sseStreamsMax). */
