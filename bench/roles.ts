@@ -15,7 +15,7 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { newId, type JWK } from '@kessai/protocol';
-import { freePort, loadOrCreateDevPki, loadTestRateLimits } from '@kessai/service';
+import { freePort, loadOrCreateDevPki, loadTestLoadShedding, loadTestRateLimits } from '@kessai/service';
 import { publishDirectoryFile } from '@kessai/cli/directory';
 import { demoIssuers } from '@kessai/cli/demo-data';
 import { issuerDatabaseEnv } from '@kessai/settlement-server';
@@ -113,7 +113,12 @@ const benchMerchantName = 'Kessai Tea House';
 /** Terminals the benchmark may enroll on its one card (one per concurrent payer, at most). */
 const benchTerminalsMax = 1_000;
 
-export async function startBenchSystem(dataDir: string, pgAdminUrl: string | undefined, profileDir?: string, issuerId = demoIssuers[0]!.id): Promise<BenchSystem> {
+/**
+ * `sheddingOff`: the servers' in-flight limits out of the way (loadTestLoadShedding), for the parts
+ * that measure throughput and latency at a fixed concurrency; the overload part keeps limits.ts's.
+ */
+export async function startBenchSystem(dataDir: string, pgAdminUrl: string | undefined, profileDir?: string, issuerId = demoIssuers[0]!.id, sheddingOff = true): Promise<BenchSystem> {
+  const shedding = sheddingOff ? { loadShedding: loadTestLoadShedding } : {};
   const issuer = demoIssuers.find((i) => i.id === issuerId);
   if (!issuer) throw new Error(`no demo issuer ${issuerId}: ${demoIssuers.map((i) => i.id).join(', ')}`);
   const pki = await loadOrCreateDevPki(path.join(dataDir, 'pki'), [
@@ -169,7 +174,7 @@ export async function startBenchSystem(dataDir: string, pgAdminUrl: string | und
     // Rate limits raised: one load generator is all its traffic, and its terminals all enroll one card.
     await writeFile(
       settlementConfig,
-      JSON.stringify({ dataDir, issuerId: issuer.id, port: settlementPort, logName: `settlement-${issuer.id}`, rateLimits: loadTestRateLimits, merchants: [{ id: merchantId, name: benchMerchantName }], credentialsPerCardMax: benchTerminalsMax, ...(settlementDb ? { databaseUrl: settlementDb } : {}) }),
+      JSON.stringify({ dataDir, issuerId: issuer.id, port: settlementPort, logName: `settlement-${issuer.id}`, rateLimits: loadTestRateLimits, ...shedding, merchants: [{ id: merchantId, name: benchMerchantName }], credentialsPerCardMax: benchTerminalsMax, ...(settlementDb ? { databaseUrl: settlementDb } : {}) }),
       { mode: 0o600 },
     );
     const settlement = await spawnRole('settlement-server', path.join(root, 'apps', 'settlement-server', 'src', 'main.ts'), settlementConfig, profileDir);
@@ -189,6 +194,7 @@ export async function startBenchSystem(dataDir: string, pgAdminUrl: string | und
         merchants: [{ id: merchantId, name: benchMerchantName, apiKey, webhookUrl, webhookSecret: `whsec_${randomBytes(24).toString('base64url')}` }],
         workerIntervalMs: 50,
         rateLimits: loadTestRateLimits,
+        ...shedding,
         serverTiming: true,
       }),
       { mode: 0o600 },

@@ -168,7 +168,7 @@ interface EndToEndReport {
 
 async function endToEndPart(): Promise<{ report: EndToEndReport; payments: Array<{ phase: string; payments: Payment[] }> }> {
   const dataDir = await mkdtemp(path.join(tmpdir(), 'kessai-bench-'));
-  const system = await startBenchSystem(dataDir, pgUrl, values.profile === undefined ? undefined : path.resolve(values.profile), values.issuer);
+  const system = await startBenchSystem(dataDir, pgUrl, values.profile === undefined ? undefined : path.resolve(values.profile), values.issuer, !values.overload);
   const driver = new Driver(system);
   const report: EndToEndReport = { backend: system.backend, phases: [] };
   const all: Array<{ phase: string; payments: Payment[] }> = [];

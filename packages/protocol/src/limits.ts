@@ -214,7 +214,7 @@ export const limits = {
    * benchmark's capacity (docs/benchmarks.md, "Overload") an admitted authorization finishes far
    * within authorizationDeadlineMs.
    */
-  inFlightMax: { intake: 6, payment: 12, read: 24, admin: 4, control: 16 },
+  inFlightMax: { intake: 3, payment: 6, read: 24, admin: 4, control: 16 },
   overloadRetryAfterSeconds: 1,
   /** A request whose Kessai-Deadline-Ms leaves less than this is refused deadline_exceeded at once: its work could not finish before its caller gives up. */
   deadlineBudgetMsMin: 200,
