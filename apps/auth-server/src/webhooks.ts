@@ -29,16 +29,6 @@ export function sequencedEventBody(type: WebhookEvent['type'], view: PaymentRequ
   return { id, prefix: json.slice(0, -'1}'.length) };
 }
 
-/** Queues an event of `view`'s payment request with its next sequence, taken in the same statement. */
-export async function enqueueEvent(tx: Queryable, type: WebhookEvent['type'], view: PaymentRequestView, now: Date, refund?: RefundView): Promise<void> {
-  const { id, prefix } = sequencedEventBody(type, view, now, refund);
-  const written = await tx.query(
-    `with seq as (update payment_requests set event_sequence = event_sequence + 1 where id = $1 returning merchant_id, event_sequence)
-     insert into webhook_outbox (id, merchant_id, event_type, body, payment_request_id) select $2, merchant_id, $3, $4 || event_sequence::text || '}', $1 from seq returning id`,
-    [view.id, id, type, prefix],
-  );
-  if (written.length !== 1) throw new Error(`enqueueEvent: no payment request ${view.id}`);
-}
 
 interface OutboxRow {
   id: string;

@@ -12,7 +12,9 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { limits, newId, verifyWebhook, type PaymentRequestView } from '@kessai/protocol';
 import { createLogger, loadOrCreateDevPki, migrate, openDb, type Db } from '@kessai/service';
-import { enqueueEvent, retryDelayMs, WebhookDispatcher } from '../src/webhooks.ts';
+import type { PaymentRequestRow } from '../src/payment-requests.ts';
+import { transition } from '../src/payment-state.ts';
+import { retryDelayMs, WebhookDispatcher } from '../src/webhooks.ts';
 import { pgliteTemplate } from '../../../test/support/database.ts';
 
 const migrations = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'migrations');
@@ -56,17 +58,18 @@ function view(): PaymentRequestView {
   return { id: newId('pr'), merchant_id: 'mer_1', order_id: 'o-1', status: 'approved', currency: 'JPY', amount_minor: '1200', captured_minor: '0', line_items: [{ description: 'Sencha', quantity: 1, unit_price_minor: '1200' }], payment_link: 'https://127.0.0.1/pay/x', created_at: new Date().toISOString(), expires_at: new Date().toISOString(), authorization: null, decline_code: null };
 }
 
-/** A payment request row for `view`: events take their sequence from it. */
-async function stored(value: PaymentRequestView): Promise<PaymentRequestView> {
-  await db.query("insert into payment_requests (id, merchant_id, order_id, currency, amount_minor, line_items, status, expires_at) values ($1, 'mer_1', $2, 'JPY', 1200, '[]', 'approved', now())", [value.id, value.order_id]);
-  return value;
+/** A payment request awaiting the issuer's answer, and the answer's event queued as the state machine queues it (payment-state.ts). */
+async function answered(event: 'issuer_approved' | 'issuer_declined'): Promise<void> {
+  const value = view();
+  const [row] = await db.query<PaymentRequestRow>("insert into payment_requests (id, merchant_id, order_id, currency, amount_minor, line_items, status, expires_at) values ($1, 'mer_1', $2, 'JPY', 1200, $3, 'authorizing', now()) returning *", [value.id, value.order_id, JSON.stringify(value.line_items)]);
+  expect(await transition(db, row!, event, {}, { publicBaseUrl: 'https://127.0.0.1', now: new Date() })).toBeDefined();
 }
 
 describe('webhook delivery', () => {
   it('retries a failing receiver on the schedule and delivers the same signed bytes', async () => {
     received.length = 0;
     answers.push(500, 503);
-    await enqueueEvent(db, 'payment_request.approved', await stored(view()), new Date());
+    await answered('issuer_approved');
     let now = Date.now();
     for (let attempt = 0; attempt < 3; attempt++) {
       expect(await dispatcher.deliverDue(new Date(now))).toBe(1);
@@ -87,7 +90,7 @@ describe('webhook delivery', () => {
     await db.query('delete from webhook_outbox');
     answers.length = 0;
     for (let i = 0; i < limits.webhookAttemptsMax + 2; i++) answers.push(500);
-    await enqueueEvent(db, 'payment_request.declined', await stored(view()), new Date());
+    await answered('issuer_declined');
     let now = Date.now();
     let deliveries = 0;
     for (let pass = 0; pass < limits.webhookAttemptsMax + 2; pass++) {
@@ -106,18 +109,5 @@ describe('webhook delivery', () => {
     expect(retryDelayMs(1)).toBe(30_000);
     expect(retryDelayMs(limits.webhookAttemptsMax)).toBeUndefined();
     expect(limits.webhookLeaseMs).toBeGreaterThan(limits.webhookTimeoutMs);
-  });
-
-  it('numbers the events of one payment request 1, 2, 3 in the order they were queued', async () => {
-    await db.query('delete from webhook_outbox');
-    const value = await stored(view());
-    for (const type of ['payment_request.approved', 'payment_request.captured', 'payment_request.refunded'] as const) await enqueueEvent(db, type, value, new Date());
-    const rows = await db.query<{ body: string }>('select body from webhook_outbox where payment_request_id = $1', [value.id]);
-    const events = rows.map((row) => JSON.parse(row.body) as { type: string; sequence: number });
-    expect(events.map((e) => [e.type, e.sequence]).sort((a, b) => Number(a[1]) - Number(b[1]))).toEqual([
-      ['payment_request.approved', 1],
-      ['payment_request.captured', 2],
-      ['payment_request.refunded', 3],
-    ]);
   });
 });
