@@ -101,6 +101,8 @@ async function adoption(context: AuthContext, issuer: Issuer, row: PaymentReques
     context.config.logger.warn({ request: row.id }, 'in doubt: the issuer\'s decision does not verify; reversing it');
     const after = await reverse(context, issuer, row);
     if (after?.status === 'held') throw new KessaiError('issuer_unavailable', 'the reversal left the hold in place');
+    // A decline holds nothing: the request is declined (without a decision this server could verify).
+    if (after?.status === 'declined') return { event: 'inquiry_declined', change: { authorization_jws: null, decline_code: null } };
     return { event: after?.status === 'expired' ? 'inquiry_expired' : 'inquiry_voided', change: {} };
   }
   if (status.status === 'voided') return { event: 'inquiry_voided', change: {} };
