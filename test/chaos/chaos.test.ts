@@ -27,7 +27,7 @@ import { demoIssuers } from '@kessai/cli/demo-data';
 import { publishDirectoryFile } from '@kessai/cli/directory';
 import { WalletClient } from '@kessai/sdk';
 import { scratchPostgres } from '../support/database.ts';
-import { authServerMain, freePort, settlementServerMain, startInstance, stopInstance, type Instance } from '../support/processes.ts';
+import { authServerMain, freePort, holdPort, settlementServerMain, startInstance, stopInstance, type Instance } from '../support/processes.ts';
 import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.ts';
 import { seededRandom } from '../support/random.ts';
 
@@ -58,6 +58,8 @@ describe.skipIf(!adminUrl)(`chaos: three roles as processes on PostgreSQL under 
   const drops: Array<() => Promise<void>> = [];
   const dbUrls: Record<'auth' | 'bank' | 'shop', string> = { auth: '', bank: '', shop: '' };
   const configs: Record<'auth' | 'bank' | 'shop', { file: string; entry: string }> = {} as never;
+  /** Each role's fixed port: held while the role is down (support/processes.ts holdPort). */
+  const ports: Record<'auth' | 'bank' | 'shop', number> = { auth: 0, bank: 0, shop: 0 };
   const running: Record<'auth' | 'bank' | 'shop', Instance | undefined> = { auth: undefined, bank: undefined, shop: undefined };
   let bankLink: TcpProxy;
   let dbLink: TcpProxy;
@@ -93,6 +95,7 @@ describe.skipIf(!adminUrl)(`chaos: three roles as processes on PostgreSQL under 
     };
     const merchant = { id: newId('mer'), name: 'Kessai Tea House', apiKey: `sk_test_${randomBytes(24).toString('base64url')}`, webhookSecret: `whsec_${randomBytes(24).toString('base64url')}` };
     const [bankPort, authPort, shopPort] = [await freePort(), await freePort(), await freePort()];
+    Object.assign(ports, { auth: authPort, bank: bankPort, shop: shopPort });
     bankLink = await startTcpProxy({ targetHost: '127.0.0.1', targetPort: bankPort });
     const bankUrl = `https://127.0.0.1:${bankLink.port}`;
     shopUrl = `https://127.0.0.1:${shopPort}`;
@@ -196,7 +199,9 @@ describe.skipIf(!adminUrl)(`chaos: three roles as processes on PostgreSQL under 
       await exited;
     }
     running[role] = undefined;
+    const held = await holdPort(ports[role]);
     await sleep(downMs);
+    await held.release();
     running[role] = await startInstance(configs[role].file, configs[role].entry);
   }
 

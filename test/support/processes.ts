@@ -5,6 +5,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
+import { createServer } from 'node:net';
 import { createInterface } from 'node:readline';
 
 const root = path.resolve(import.meta.dirname, '..', '..');
@@ -49,3 +50,14 @@ export async function stopInstance(instance: Instance | undefined): Promise<numb
 }
 
 export { freePort } from '@kessai/service';
+
+/**
+ * Holds a killed server's port until it is started again (`release()` just before): other tests
+ * running meanwhile take free ports for their own processes, and one could take this one. A
+ * connection made to it meanwhile is closed at once, as a refused one would be.
+ */
+export async function holdPort(port: number, host = '127.0.0.1'): Promise<{ release(): Promise<void> }> {
+  const holder = createServer((socket) => socket.destroy());
+  await new Promise<void>((resolve, reject) => holder.once('error', reject).listen(port, host, resolve));
+  return { release: () => new Promise<void>((done) => holder.close(() => done())) };
+}
