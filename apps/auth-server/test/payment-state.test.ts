@@ -20,6 +20,7 @@ const root = path.join(here, '..', '..', '..');
 const events = [...new Set(transitions.map((rule) => rule.event))] as PaymentEvent[];
 const states = paymentRequestStatus.options;
 const merchantId = newId('mer');
+const reset = { resolve_at: null, resolve_attempts: 0, attempt_nonce: null, credential_id: null, issuer_id: null } as const;
 const context = { publicBaseUrl: 'https://broker.test', now: new Date('2026-12-07T00:00:00Z') };
 
 let db: Db;
@@ -37,11 +38,11 @@ afterAll(async () => {
 });
 
 /** A request in `status`, as the database holds it. */
-async function requestIn(status: PaymentRequestStatus): Promise<PaymentRequestRow> {
+async function requestIn(status: PaymentRequestStatus, attemptNonce: string | null = null): Promise<PaymentRequestRow> {
   const [row] = await db.query<PaymentRequestRow>(
-    `insert into payment_requests (id, merchant_id, order_id, currency, amount_minor, captured_minor, line_items, status, expires_at)
-     values ($1, $7, $2, 'JPY', 1200, $3, $4, $5, $6) returning *`,
-    [newId('pr'), newId('ord'), status === 'captured' ? 1200n : 0n, JSON.stringify([{ description: 'Chawan', quantity: 1, unit_price_minor: '1200' }]), status, new Date(context.now.getTime() + 60_000), merchantId],
+    `insert into payment_requests (id, merchant_id, order_id, currency, amount_minor, captured_minor, line_items, status, expires_at, attempt_nonce)
+     values ($1, $7, $2, 'JPY', 1200, $3, $4, $5, $6, $8) returning *`,
+    [newId('pr'), newId('ord'), status === 'captured' ? 1200n : 0n, JSON.stringify([{ description: 'Chawan', quantity: 1, unit_price_minor: '1200' }]), status, new Date(context.now.getTime() + 60_000), merchantId, attemptNonce],
   );
   return row!;
 }
@@ -103,6 +104,27 @@ describe('the payment-request state machine', () => {
     row = (await transition(db, row, 'refunded', { refunded_minor: 700n }, context))!;
     row = (await transition(db, row, 'refunded', { refunded_minor: 300n }, context))!;
     expect(BigInt(row.refunded_minor)).toBe(700n);
+  });
+
+  // A stale `authorizing` snapshot of attempt N1 (a second broker's in-doubt worker whose reversal
+  // answer was slow) cannot land on attempt N2 of the same request: the guard is the status and the attempt's nonce.
+  it('does not let a stale snapshot reverse a later attempt of the same request (worker A reversed N1, worker B already did, the payer answered again with N2)', async () => {
+    const staleN1 = await requestIn('authorizing', 'nonce-attempt-1');
+    // Worker B: reversal answered `reversed`, the request is pending again.
+    const pending = await transition(db, staleN1, 'reversed', reset, context);
+    expect(pending?.status).toBe('pending');
+    // The payer answers again: attempt N2 is saved (as saveIntent does) and is at the bank now.
+    const [attempt2] = await db.query<PaymentRequestRow>("update payment_requests set status = 'authorizing', attempt_nonce = 'nonce-attempt-2', issuer_id = 'sakura-bank' where id = $1 and status = 'pending' returning *", [staleN1.id]);
+    expect(attempt2?.attempt_nonce).toBe('nonce-attempt-2');
+    // Worker A, whose reversal of N1 was slow, applies its outcome with its snapshot of attempt N1.
+    const wrong = await transition(db, staleN1, 'reversed', reset, context);
+    // Expected: nothing written (the attempt A reversed is not the one in flight).
+    expect(wrong).toBeUndefined();
+    const [stored] = await db.query<PaymentRequestRow>('select * from payment_requests where id = $1', [staleN1.id]);
+    expect([stored?.status, stored?.attempt_nonce]).toEqual(['authorizing', 'nonce-attempt-2']);
+    // …and the approve path of N2 can still record the bank's approval.
+    const approved = await transition(db, attempt2!, 'issuer_approved', { resolve_at: null }, context);
+    expect(approved?.status).toBe('approved');
   });
 
   it('is the table docs/protocol.md shows', async () => {
