@@ -4,6 +4,8 @@
  *   - its answer stalls past the broker's deadline (the hold is placed): adopted by the inquiry;
  *   - the request is cut before it reaches the handler: reversed (the nonce is spent at the bank,
  *     so the same authorization arriving late is refused), and the payer can answer again;
+ *   - a wrong PIN whose answer stalls: reversed to pending (the bank keeps no decision for a wrong
+ *     PIN with tries left), and the right PIN then pays;
  *   - the bank is slower than the deadline before it starts (a database stall): it holds nothing
  *     (the deadline passed downstream), and the request is reversed and pending again;
  *   - a capture the bank committed whose answer the broker lost: hold-sync adopts it, the shop is
@@ -130,6 +132,22 @@ describe('an authorization in doubt', () => {
     }
     expect(await bankAuthorization(order.payment_request_id)).toBeUndefined();
     // A second answer pays, once.
+    expect((await wallet.approve(request, demoCard(cardNumber).pin)).status).toBe('approved');
+    await waitForOrder(kessai.system, order.order_id, 'captured');
+    expect(await bankAuthorization(order.payment_request_id)).toEqual({ status: 'captured', hold_state: 'posted' });
+  });
+
+  it('with a wrong PIN whose answer stalls is reversed to pending (the bank kept no decision for it): the right PIN then pays', async () => {
+    const wallet = await kessai.payer(cardNumber);
+    const order = await checkout(kessai.system, [{ index: 0, quantity: 2 }]);
+    const request = await wallet.fetchRequest(order.payment_request_id);
+    fault = 'stall-answer';
+    const outcome = await wallet.approve(request, '0001');
+    // The bank's decline never arrived; it kept that attempt's decline by its nonce only, so the
+    // inquiry finds no decision and the reversal (the nonce already spent) leaves nothing held.
+    expect(outcome).toMatchObject({ status: 'pending' });
+    expect(await bankAuthorization(order.payment_request_id)).toBeUndefined();
+    expect(await brokerRow(order.payment_request_id)).toEqual({ status: 'pending', attempt_nonce: null });
     expect((await wallet.approve(request, demoCard(cardNumber).pin)).status).toBe('approved');
     await waitForOrder(kessai.system, order.order_id, 'captured');
     expect(await bankAuthorization(order.payment_request_id)).toEqual({ status: 'captured', hold_state: 'posted' });

@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
-import { sha256Base64url, type CreatePaymentRequest } from '@kessai/protocol';
+import { limits, sha256Base64url, type CreatePaymentRequest } from '@kessai/protocol';
 import { MerchantClient, type WalletClient } from '@kessai/sdk';
 import { panLookup } from '@kessai/settlement-server';
 import { callJson, demoCard, enroll, startTestSystem, waitFor, type TestSystem } from './support/system.ts';
@@ -54,14 +54,25 @@ function flipLastChar(segment: string): string {
 }
 
 describe('declines by the issuer (signed decisions)', () => {
-  it('declines a wrong PIN with pin_incorrect', async () => {
+  it('answers a wrong PIN with the tries left and keeps the request payable: the right PIN then pays it', async () => {
     const wallet = await enroll(system, '4000056655665556');
     const created = await paymentRequest(wallet);
-    const outcome = await wallet.approve(await wallet.fetchRequest(created.id), '0001');
-    expect(outcome).toMatchObject({ status: 'declined', decline_code: 'pin_incorrect' });
+    const first = await wallet.approve(await wallet.fetchRequest(created.id), '0001');
+    expect(first).toEqual({ id: created.id, status: 'pending', decline_code: 'pin_incorrect', authorization: null, pin_tries_left: limits.pinAttemptsMax - 1 });
+    // The merchant sees the request still pending, with the last attempt's code; nothing is held.
+    expect(await merchant.getPaymentRequest(created.id)).toMatchObject({ status: 'pending', decline_code: 'pin_incorrect', authorization: null });
+    const second = await wallet.approve(await wallet.fetchRequest(created.id), '0002');
+    expect(second).toMatchObject({ status: 'pending', decline_code: 'pin_incorrect', pin_tries_left: limits.pinAttemptsMax - 2 });
+    const paid = await wallet.approve(await wallet.fetchRequest(created.id), demoCard('4000056655665556').pin);
+    expect(paid).toMatchObject({ status: 'approved', decline_code: null });
+    expect(paid.pin_tries_left).toBeUndefined();
     const view = await merchant.getPaymentRequest(created.id);
-    expect(view).toMatchObject({ status: 'declined', decline_code: 'pin_incorrect' });
+    expect(view).toMatchObject({ status: 'approved', decline_code: null });
     expect(view.authorization).toMatch(/^ey/);
+    // The right PIN reset the count: the next wrong one has every try again.
+    const next = await paymentRequest(wallet);
+    expect(await wallet.approve(await wallet.fetchRequest(next.id), '0003')).toMatchObject({ status: 'pending', pin_tries_left: limits.pinAttemptsMax - 1 });
+    expect(await wallet.approve(await wallet.fetchRequest(next.id), demoCard('4000056655665556').pin)).toMatchObject({ status: 'approved' });
   });
 
   it('locks the card after pinAttemptsMax wrong PINs, and then declines even the right PIN with pin_locked', async () => {
@@ -69,12 +80,19 @@ describe('declines by the issuer (signed decisions)', () => {
     const wallet = await enroll(system, cardNumber);
     const settlement = await settlementOf(cardNumber);
     await settlement.config.db.query("update cards set pin_failures = 0, status = 'active' where pan_lookup = $1", [panLookup(settlement.config.cardKeys, cardNumber)]);
-    const codes = [];
-    for (let attempt = 0; attempt < 3; attempt++) {
-      const created = await paymentRequest(wallet);
-      codes.push((await wallet.approve(await wallet.fetchRequest(created.id), '0001')).decline_code);
+    // All on one request: each wrong PIN with tries left leaves it payable; the one that locks the card ends it.
+    const tried = await paymentRequest(wallet);
+    const outcomes = [];
+    for (let attempt = 0; attempt < limits.pinAttemptsMax; attempt++) {
+      const { status, decline_code, pin_tries_left } = await wallet.approve(await wallet.fetchRequest(tried.id), '0001');
+      outcomes.push({ status, decline_code, pin_tries_left });
     }
-    expect(codes).toEqual(['pin_incorrect', 'pin_incorrect', 'pin_locked']);
+    expect(outcomes).toEqual([
+      { status: 'pending', decline_code: 'pin_incorrect', pin_tries_left: 2 },
+      { status: 'pending', decline_code: 'pin_incorrect', pin_tries_left: 1 },
+      { status: 'declined', decline_code: 'pin_locked', pin_tries_left: undefined },
+    ]);
+    expect(await merchant.getPaymentRequest(tried.id)).toMatchObject({ status: 'declined', decline_code: 'pin_locked' });
     const created = await paymentRequest(wallet);
     const outcome = await wallet.approve(await wallet.fetchRequest(created.id), demoCard(cardNumber).pin);
     expect(outcome).toMatchObject({ status: 'declined', decline_code: 'pin_locked' });

@@ -571,9 +571,13 @@ describe('every field of the approval is checked at the bank (each check fails i
   it('refuses an approval whose nonce the bank has spent, even where its decision is gone (the nonce backstop), with approval_replayed', async () => {
     const { id, body } = await heldApproval(wallet, '0001');
     const payload = await forwarded('sakura-bank', id, body);
-    expect(decisionOf(await authorizeAtBank('sakura-bank', payload)).code).toBe('pin_incorrect');
-    // As if the decision had been purged: only the spent nonce is left to stop a second wrong-PIN count.
-    await bankOf('sakura-bank').config.db.query('delete from authorizations where request_id = $1', [id]);
+    const first = await authorizeAtBank('sakura-bank', payload);
+    expect(decisionOf(first).code).toBe('pin_incorrect');
+    // The same attempt again (a broker's retry) gets the same signed decline, and counts no second wrong PIN.
+    const again = await authorizeAtBank('sakura-bank', payload);
+    expect(again.body.authorization).toBe(first.body.authorization);
+    // As if the decline had been purged: only the spent nonce is left to stop a second wrong-PIN count.
+    await bankOf('sakura-bank').config.db.query('delete from pin_retry_declines where request_id = $1', [id]);
     expectProblem(await authorizeAtBank('sakura-bank', payload), 'approval_replayed');
     // A right PIN resets the count the first attempt left.
     const control = await heldApproval(wallet, taro.pin);

@@ -83,7 +83,7 @@ async function saveIntent(context: AuthContext, terminal: TerminalCaller, row: P
   let saved: PaymentRequestRow[];
   try {
     saved = await db.query<PaymentRequestRow>(
-      `with intent as (update payment_requests set status = $6, credential_id = $2, issuer_id = $3, attempt_nonce = $4, resolve_at = $5, resolve_attempts = 0, updated_at = now()
+      `with intent as (update payment_requests set status = $6, credential_id = $2, issuer_id = $3, attempt_nonce = $4, resolve_at = $5, resolve_attempts = 0, decline_code = null, updated_at = now()
                         where id = $1 and status = $7 and expires_at > $8 returning *),
        used as (update credentials set last_used_at = now() where id = $2 and exists (select 1 from intent)),
        spent as (insert into approval_nonces (nonce, request_id) select $4, id from intent)
@@ -187,12 +187,16 @@ export async function approve(context: AuthContext, terminal: TerminalCaller, id
     config.logger.warn({ request: row.id, code: err instanceof KessaiError ? err.code : 'internal_error' }, 'step 406: the issuer\'s answer was lost; the authorization is in doubt');
     return outcomeOf(authorizing);
   }
-  // Step 407: record the outcome and tell the merchant, in one statement.
+  // Step 407: record the outcome and tell the merchant, in one statement. A wrong PIN with tries
+  // left is no outcome: the request is pending again and the payer may answer once more.
   const approved = decision.decision === 'approved';
+  const retry = decision.code === 'pin_incorrect' && decision.pin_tries_left !== undefined;
   let recorded: PaymentRequestRow | undefined;
   try {
     recorded = await timed('record', () =>
-      transition(config.db, authorizing, approved ? 'issuer_approved' : 'issuer_declined', { authorization_jws: jws, decline_code: decision.code, resolve_at: null }, transitionContext),
+      retry
+        ? transition(config.db, authorizing, 'pin_retry', { credential_id: null, issuer_id: null, attempt_nonce: null, resolve_at: null, decline_code: decision.code }, transitionContext)
+        : transition(config.db, authorizing, approved ? 'issuer_approved' : 'issuer_declined', { authorization_jws: jws, decline_code: decision.code, resolve_at: null }, transitionContext),
     );
   } catch (err) {
     // The issuer decided but this server could not record it (its database failed): still in doubt,
@@ -204,6 +208,7 @@ export async function approve(context: AuthContext, terminal: TerminalCaller, id
   // The in-doubt worker resolved it meanwhile (this answer came after the deadline): answer what it recorded.
   if (!recorded) return outcomeOf(await loadPaymentRequest(config.db, row.id));
   config.logger.info({ request: row.id, decision: decision.decision, code: decision.code }, 'step 407: outcome recorded');
+  if (retry) return { ...outcomeOf(recorded), pin_tries_left: decision.pin_tries_left };
   return { ...outcomeOf(recorded), ...(await renewedForTerminal(context, terminal, issuer, body.sealed_credential, renewed)) };
 }
 

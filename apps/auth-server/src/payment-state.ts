@@ -6,7 +6,7 @@
  * record that the in-doubt worker (in-doubt.ts) resolves by asking the issuer.
  *
  * Writers, one per event:
- *   approval_saved, issuer_approved, issuer_declined, issuer_refused, payer_declined — approval.ts
+ *   approval_saved, issuer_approved, issuer_declined, issuer_refused, pin_retry, payer_declined — approval.ts
  *   inquiry_approved, inquiry_declined, reversed, inquiry_voided, inquiry_expired — in-doubt.ts (the issuer's stored answer, or a reversal)
  *   expired — the worker's expiry pass (app.ts), the only writer of expiry; reads never write
  *   captured, voided — the merchant's capture and void (routes/payment-requests.ts), and hold-sync.ts
@@ -24,6 +24,7 @@ export type PaymentEvent =
   | 'issuer_approved'
   | 'issuer_declined'
   | 'issuer_refused'
+  | 'pin_retry'
   | 'inquiry_approved'
   | 'inquiry_declined'
   | 'reversed'
@@ -54,6 +55,8 @@ export const transitions: readonly TransitionRule[] = [
   { from: 'authorizing', event: 'issuer_declined', to: 'declined', webhook: 'payment_request.declined' },
   // The issuer refused the call itself (a 4xx answer: nothing was held): the payer may answer again.
   { from: 'authorizing', event: 'issuer_refused', to: 'pending', webhook: null },
+  // A wrong PIN with tries left (the issuer's signed decline says how many): the payer may answer again.
+  { from: 'authorizing', event: 'pin_retry', to: 'pending', webhook: null },
   // In doubt, resolved by asking the issuer (in-doubt.ts): its stored decision is adopted …
   { from: 'authorizing', event: 'inquiry_approved', to: 'approved', webhook: 'payment_request.approved' },
   { from: 'authorizing', event: 'inquiry_declined', to: 'declined', webhook: 'payment_request.declined' },

@@ -50,7 +50,7 @@ import { findCard, openCredential, type CardRow, type OpenedCredential } from '.
 import type { GroupCommit } from './ledger/group-commit.ts';
 import { createAccount, createTransfers } from './ledger/store.ts';
 import { knownMerchant } from './merchants.ts';
-import { countWrongPin, credentialPinLocked, resetPinFailures, velocityExceeded, type PinHolder } from './pin.ts';
+import { countWrongPin, credentialPinLocked, resetPinFailures, velocityExceeded, type PinHolder, type WrongPin } from './pin.ts';
 import { markCredentialUsed, registeredCredential, type RegisteredCredential } from './registry.ts';
 
 export async function authorize(config: SettlementConfig, ledger: GroupCommit, limiters: RateLimiters, body: AuthorizeRequest, now: Date, deadline?: number): Promise<string> {
@@ -65,7 +65,7 @@ export async function authorize(config: SettlementConfig, ledger: GroupCommit, l
   const holder: PinHolder = { credentialId: registered.id, deviceJkt: registered.device_jkt };
   checkDeadline(deadline);
   return ledger.run(async (tx) => {
-    const existing = await storedDecision(tx, body.request.rid);
+    const existing = await storedDecision(tx, body.request.rid, approval.nonce);
     if (existing) return existing;
     // Queued past the caller's deadline: it has given up (and will ask, or reverse); hold nothing.
     checkDeadline(deadline);
@@ -74,7 +74,7 @@ export async function authorize(config: SettlementConfig, ledger: GroupCommit, l
     await markCredentialUsed(tx, registered.id);
     const pinOk = config.cardKeys.pin.matches(card.pin_verifier, card.pan_lookup, pin);
     const decline = await declineReason(config, tx, card, holder, credential.expiry.expose(), pinOk, body.request.cur as Currency, now);
-    if (decline) return record(config, tx, body, approval.nonce, card.account_id, { decision: 'declined', code: decline }, now);
+    if (decline) return record(config, tx, body, approval.nonce, card.account_id, { decision: 'declined', ...decline }, now);
     const hold = await placeHold(config, tx, card.account_id, body, now);
     if (hold.result !== 'ok') return record(config, tx, body, approval.nonce, card.account_id, { decision: 'declined', code: 'insufficient_funds' }, now);
     return record(config, tx, body, approval.nonce, card.account_id, { decision: 'approved', code: null, holdTransferId: hold.id }, now);
@@ -106,8 +106,14 @@ async function openPin(config: SettlementConfig, jwe: string, binding: { rid: st
   return new Secret(parsed.data.pin);
 }
 
-async function storedDecision(tx: Queryable, rid: string): Promise<string | undefined> {
-  const [row] = await tx.query<{ jws: string }>('select jws from authorizations where request_id = $1', [rid]);
+/** The request's decision, or this attempt's wrong-PIN decline (another attempt of the request may follow one). */
+async function storedDecision(tx: Queryable, rid: string, nonce: string): Promise<string | undefined> {
+  const [row] = await tx.query<{ jws: string }>(
+    `select jws from authorizations where request_id = $1
+     union all select jws from pin_retry_declines where approval_nonce = $2 and request_id = $1
+     limit 1`,
+    [rid, nonce],
+  );
   return row?.jws;
 }
 
@@ -120,16 +126,16 @@ async function spendNonce(tx: Queryable, nonce: string, rid: string): Promise<vo
   }
 }
 
-async function declineReason(config: SettlementConfig, tx: Queryable, card: CardRow, holder: PinHolder, expiry: string, pinOk: boolean, currency: Currency, now: Date): Promise<DeclineCode | undefined> {
-  if (card.status === 'blocked') return 'card_blocked';
-  if (card.status === 'locked') return 'pin_locked';
-  if (await velocityExceeded(tx, card.pan_lookup, now)) return 'pin_locked';
-  if (await credentialPinLocked(tx, holder)) return 'credential_locked';
-  if (isExpired(expiry, now)) return 'card_expired';
+async function declineReason(config: SettlementConfig, tx: Queryable, card: CardRow, holder: PinHolder, expiry: string, pinOk: boolean, currency: Currency, now: Date): Promise<WrongPin | undefined> {
+  if (card.status === 'blocked') return { code: 'card_blocked' };
+  if (card.status === 'locked') return { code: 'pin_locked' };
+  if (await velocityExceeded(tx, card.pan_lookup, now)) return { code: 'pin_locked' };
+  if (await credentialPinLocked(tx, holder)) return { code: 'credential_locked' };
+  if (isExpired(expiry, now)) return { code: 'card_expired' };
   if (!pinOk) return countWrongPin(config.logger, tx, card, holder, now);
   await resetPinFailures(tx, card, holder);
   const [account] = await tx.query<{ currency: string }>('select currency from ledger_accounts where id = $1', [card.account_id]);
-  if (account?.currency !== currency) return 'currency_mismatch';
+  if (account?.currency !== currency) return { code: 'currency_mismatch' };
   return undefined;
 }
 
@@ -154,9 +160,13 @@ async function placeHold(config: SettlementConfig, tx: Queryable, cardAccountId:
   throw new Error(`ledger refused a hold: ${result}`);
 }
 
-type Outcome = { decision: 'approved'; code: null; holdTransferId: string } | { decision: 'declined'; code: DeclineCode };
+type Outcome = { decision: 'approved'; code: null; holdTransferId: string } | { decision: 'declined'; code: DeclineCode; triesLeft?: number };
 
-/** Step 407: sign the decision and keep it, so a retry gets the same answer. */
+/**
+ * Step 407: sign the decision and keep it, so a retry gets the same answer. A wrong PIN with tries
+ * left is not the request's decision: it is kept by its attempt's nonce only, and the payer may
+ * answer the request again with a new approval (a new nonce).
+ */
 async function record(config: SettlementConfig, tx: Queryable, body: AuthorizeRequest, nonce: string, accountId: string, outcome: Outcome, now: Date): Promise<string> {
   const payload: AuthorizationPayload = {
     iss: config.issuerId,
@@ -167,11 +177,17 @@ async function record(config: SettlementConfig, tx: Queryable, body: AuthorizeRe
     cur: body.request.cur,
     decision: outcome.decision,
     code: outcome.code,
+    ...(outcome.decision === 'declined' && outcome.triesLeft !== undefined ? { pin_tries_left: outcome.triesLeft } : {}),
     iat: Math.floor(now.getTime() / 1000),
   };
   const key = config.keys.current('sig');
   if (!key.privateKey) throw new Error('settlement signing key has no private part');
   const jws = await signJson(payload, key.privateKey, { typ: typ.authorization, kid: key.kid });
+  if (payload.pin_tries_left !== undefined) {
+    await tx.query('insert into pin_retry_declines (approval_nonce, request_id, account_id, jws) values ($1, $2, $3, $4)', [nonce, payload.rid, accountId, jws]);
+    config.logger.info({ authorization: payload.aid, request: payload.rid, decision: payload.decision, code: payload.code, triesLeft: payload.pin_tries_left }, 'step 407: wrong PIN, the request may be answered again');
+    return jws;
+  }
   await tx.query(
     `insert into authorizations (id, request_id, merchant_id, account_id, amount, currency, decision, decline_code, status, hold_transfer_id, jws, approval_nonce)
      values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,

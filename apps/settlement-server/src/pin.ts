@@ -72,22 +72,30 @@ interface PinCard {
   pin_failures: number;
 }
 
+/** A wrong PIN's decline, and — while neither the card, this credential nor the velocity record is locked by it — the tries left. */
+export interface WrongPin {
+  code: DeclineCode;
+  triesLeft?: number;
+}
+
 /**
  * A wrong PIN: counts it against the account (pinAttemptsMax locks the card), the velocity record,
  * and the credential (pinAttemptsPerCredentialMax locks it) when it came through one; the account's
- * lock is named first.
+ * lock is named first. The tries left are the fewest any of the three allows.
  */
-export async function countWrongPin(logger: Logger, tx: Queryable, card: PinCard, holder: PinHolder | undefined, now: Date): Promise<DeclineCode> {
+export async function countWrongPin(logger: Logger, tx: Queryable, card: PinCard, holder: PinHolder | undefined, now: Date): Promise<WrongPin> {
   const failures = card.pin_failures + 1;
   const locked = failures >= limits.pinAttemptsMax;
   await tx.query('update cards set pin_failures = $2, status = $3 where pan_lookup = $1', [card.pan_lookup, failures, locked ? 'locked' : card.status]);
   await tx.query('delete from pin_failures where pan_lookup = $1 and at <= $2', [card.pan_lookup, new Date(now.getTime() - limits.pinFailuresWindowMs)]);
-  await tx.query('insert into pin_failures (pan_lookup, at) values ($1, $2)', [card.pan_lookup, now]);
+  const [window] = await tx.query<{ count: number }>('with counted as (insert into pin_failures (pan_lookup, at) values ($1, $2) returning 1) select count(*)::int + 1 as count from pin_failures where pan_lookup = $1', [card.pan_lookup, now]);
   const row = holder ? await countForCredential(tx, holder, card.account_id) : undefined;
   const credentialLocked = row?.status === 'locked';
   logger.warn({ account: card.account_id, credential: holder?.credentialId, failures, credentialFailures: row?.failures, locked, credentialLocked }, 'wrong PIN');
-  if (locked) return 'pin_locked';
-  return credentialLocked ? 'credential_locked' : 'pin_incorrect';
+  if (locked) return { code: 'pin_locked' };
+  if (credentialLocked) return { code: 'credential_locked' };
+  const triesLeft = Math.min(limits.pinAttemptsMax - failures, limits.pinFailuresWindowMax - (window?.count ?? 0), row ? limits.pinAttemptsPerCredentialMax - row.failures : Number.MAX_SAFE_INTEGER);
+  return triesLeft > 0 ? { code: 'pin_incorrect', triesLeft } : { code: 'pin_incorrect' };
 }
 
 async function countForCredential(tx: Queryable, holder: PinHolder, accountId: string): Promise<{ failures: number; status: string } | undefined> {

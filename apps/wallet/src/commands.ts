@@ -182,7 +182,7 @@ async function enroll(io: WalletIo, options: EnrollOptions): Promise<void> {
   const card = new Secret(options.card !== undefined ? checkedCard(options.card) : normalizeCardNumber(await ask(io, 'password', 'Card number', checkCard, 'pass --card')));
   const expiry = options.expiry !== undefined ? checkedExpiry(options.expiry) : (await ask(io, 'text', 'Expiry (MM/YY)', checkExpiry, 'pass --expiry')).trim();
 
-  const { wallet: stored, recoveryCode } = await WalletClient.enrollment({ authBaseUrl, caCertPem, directoryKey, holderName: holderName.trim(), cardNumber: card.expose(), expiry, pin: (await pin()).expose() });
+  const { wallet: stored, recoveryCode } = await WalletClient.enrollment({ authBaseUrl, caCertPem, directoryKey, holderName: holderName.trim(), cardNumber: card.expose(), expiry, pin: (await pin.next()).expose() });
   const saved = await saveWallet(storage.dir, stored, caCertPem, { force: options.force ?? false });
   const out = lines(io.stdout);
   out(`enrolled: credential ${stored.credential_id} (card ending ${card.expose().slice(-4)})`);
@@ -294,7 +294,8 @@ async function listen(io: WalletIo, options: PayOptions & { once?: boolean }): P
         if (seen.has(request.view.rid)) continue; // pushed again after a reconnection
         remember(seen, request.view.rid);
         try {
-          await answer(io, client, loaded, request, options, pin);
+          const ended = await answer(io, client, loaded, request, options, pin);
+          if (options.once) process.exitCode = outcomeExitCodes[ended];
         } catch (err) {
           // A long-running listener reports a request that failed (expired, answered elsewhere) and waits for the next.
           if (options.once || !(err instanceof KessaiError)) throw err;
@@ -347,28 +348,70 @@ async function pay(io: WalletIo, idOrLink: string, options: PayOptions): Promise
     // A link opened twice: say what became of it rather than ask for the PIN again.
     const current = await client.outcome(id);
     if (current.status !== 'pending') throw new KessaiError('payment_request_not_pending', `payment request ${id} is already ${current.status}${current.decline_code ? ` (${current.decline_code})` : ''}`);
-    await answer(io, client, loaded, request, options, pin);
+    process.exitCode = outcomeExitCodes[await answer(io, client, loaded, request, options, pin)];
   });
 }
 
-/** Shows the verified request, asks, and answers it: steps 403 (what the payer sees) and 404. */
-async function answer(io: WalletIo, client: WalletClient, loaded: LoadedWallet, request: VerifiedRequest, options: PayOptions, pin: PinSource): Promise<void> {
+/** How an answered request ended, for the exit code of `pay` and `listen --once` (documented in README.md). */
+export type AnswerEnd = 'paid' | 'declined' | 'payer_declined' | 'left_pending' | 'not_known_yet';
+
+export const outcomeExitCodes: Readonly<Record<AnswerEnd, number>> = Object.freeze({
+  paid: 0,
+  /** The issuer declined, or a wrong PIN that could not be asked again (the request stays payable). */
+  declined: 3,
+  payer_declined: 4,
+  /** The payer chose not to answer now: the request is still pending and can be paid later. */
+  left_pending: 5,
+  /** In doubt: the bank's answer was lost and is being checked. */
+  not_known_yet: 6,
+});
+
+function endOf(outcome: TerminalOutcome): AnswerEnd {
+  if (outcome.status === 'approved' || outcome.status === 'captured') return 'paid';
+  if (outcome.status === 'authorizing') return 'not_known_yet';
+  if (outcome.status === 'cancelled' && outcome.decline_code === 'payer_declined') return 'payer_declined';
+  return 'declined';
+}
+
+/**
+ * Shows the verified request, asks, and answers it: steps 403 (what the payer sees) and 404. A
+ * wrong PIN with tries left leaves the request payable: the PIN is asked again at the terminal
+ * (from the environment it is not: the request is reported still payable).
+ */
+async function answer(io: WalletIo, client: WalletClient, loaded: LoadedWallet, request: VerifiedRequest, options: PayOptions, pin: PinSource): Promise<AnswerEnd> {
   const { view } = request;
   const total = shownTotal(view);
   showRequest(io, view, total);
   if (Date.parse(view.expires_at) <= Date.now()) throw new KessaiError('payment_request_expired', `payment request ${view.rid} expired at ${view.expires_at}`);
 
-  const approve = options.yes === true || (await askConfirm(io, `Pay ${total} to ${printable(view.merchant.name)}?`));
-  if (!approve) {
-    printOutcome(io, view, total, await client.decline(request));
-    return;
+  if (options.yes !== true && !(await askConfirm(io, `Pay ${total} to ${printable(view.merchant.name)}?`))) {
+    // No at the prompt (Enter's default) declines nothing by itself: the payer chooses.
+    if (!(await askDecline(io))) {
+      lines(io.stdout)(`not answered: ${view.rid} — still payable; pay it later with: kessai wallet pay ${view.rid} --storage <your wallet folder>`);
+      return 'left_pending';
+    }
+    const declined = await client.decline(request);
+    printOutcome(io, view, total, declined);
+    return endOf(declined);
   }
-  const outcome = await client.approve(request, (await pin()).expose());
-  if (outcome.sealed_credential !== undefined) {
-    await replaceSealedCredential(loaded.dir, outcome.sealed_credential);
-    io.stderr.write('the credential was re-sealed under the current key (key rotation); the storage now holds the new one\n');
+  for (;;) {
+    const outcome = await client.approve(request, (await pin.next()).expose());
+    if (outcome.sealed_credential !== undefined) {
+      await replaceSealedCredential(loaded.dir, outcome.sealed_credential);
+      io.stderr.write('the credential was re-sealed under the current key (key rotation); the storage now holds the new one\n');
+    }
+    if (outcome.status === 'pending' && outcome.pin_tries_left !== undefined) {
+      const tries = `${outcome.pin_tries_left} ${outcome.pin_tries_left === 1 ? 'try' : 'tries'} left before the card locks`;
+      if (pin.interactive) {
+        io.stderr.write(`wrong PIN (pin_incorrect): ${tries}; enter it again, or Ctrl-C to stop (the request stays payable)\n`);
+        continue;
+      }
+      lines(io.stdout)(`wrong PIN: ${view.rid} — ${tries}; the request is still payable (pin_incorrect)`);
+      return 'declined';
+    }
+    printOutcome(io, view, total, outcome, await issuerSignature(client, loaded, view, outcome));
+    return endOf(outcome);
   }
-  printOutcome(io, view, total, outcome, await issuerSignature(client, loaded, view, outcome));
 }
 
 function showRequest(io: WalletIo, view: TerminalRequestPayload, total: string): void {
@@ -488,7 +531,11 @@ function requestIdOf(idOrLink: string): string {
   return last;
 }
 
-type PinSource = () => Promise<Secret<string>>;
+/** Where each PIN comes from; `interactive` when it can be asked again after a wrong one. */
+interface PinSource {
+  interactive: boolean;
+  next: () => Promise<Secret<string>>;
+}
 
 /** Where the PIN comes from: the environment (automation) or a password prompt on the terminal. */
 function pinSource(io: WalletIo, options: { pinFromEnv?: string | undefined }): PinSource {
@@ -497,10 +544,10 @@ function pinSource(io: WalletIo, options: { pinFromEnv?: string | undefined }): 
     const value = io.env[options.pinFromEnv];
     if (value === undefined || value === '') throw new WalletCliError('input_required', `environment variable ${options.pinFromEnv} (--pin-from-env) is not set`);
     if (checkPin(value)) throw new KessaiError('validation_failed', `the PIN in ${options.pinFromEnv} is not 4 to 12 digits`);
-    return async () => new Secret(value);
+    return { interactive: false, next: async () => new Secret(value) };
   }
   if (!io.stdin.isTTY) throw new WalletCliError('input_required', 'no terminal to ask for the PIN — run in a terminal, or pass --pin-from-env VAR (automation)');
-  return async () => new Secret(await ask(io, 'password', 'PIN', checkPin, 'pass --pin-from-env'));
+  return { interactive: true, next: async () => new Secret(await ask(io, 'password', 'PIN', checkPin, 'pass --pin-from-env')) };
 }
 
 /** One prompt on the terminal; refuses when there is none, rather than hang on a pipe. */
@@ -517,6 +564,22 @@ async function askConfirm(io: WalletIo, message: string): Promise<boolean> {
   const value = await prompts.confirm({ message, initialValue: false, input: io.stdin, output: io.stderr });
   if (prompts.isCancel(value)) throw new WalletCliError('cancelled', 'cancelled at the prompt; the request is still pending');
   return value;
+}
+
+/** After a no at "Pay?": leave the request for later (the default) or decline it, which tells the shop. */
+async function askDecline(io: WalletIo): Promise<boolean> {
+  const value = await prompts.select({
+    message: 'Not paying now. Decline the request? (the shop is told; it cannot be paid afterwards)',
+    options: [
+      { value: 'leave', label: 'No — leave it payable for later' },
+      { value: 'decline', label: 'Yes — decline it' },
+    ],
+    initialValue: 'leave',
+    input: io.stdin,
+    output: io.stderr,
+  });
+  if (prompts.isCancel(value)) throw new WalletCliError('cancelled', 'cancelled at the prompt; the request is still pending');
+  return value === 'decline';
 }
 
 function remember(seen: Set<string>, rid: string): void {

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { exportJWK, generateKeyPair } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { printable } from '../src/commands.ts';
+import { outcomeExitCodes, printable } from '../src/commands.ts';
 import { loadWallet, saveWallet, storageFiles } from '../src/storage.ts';
 import { fakeCaCertPem, fakeStoredWallet } from './fake-wallet.ts';
 
@@ -265,7 +265,20 @@ describe('against a running system', () => {
     const { wallet } = await loadWallet(storage);
     const order = await shop.checkout(system, [{ index: 0, quantity: 3 }], wallet.credential_id);
     const paid = await runWallet(['pay', order.payment_request_id, '--storage', storage, '--yes', '--pin-from-env', 'KESSAI_PIN'], { KESSAI_PIN: '6051' });
-    expect(paid.code).toBe(0);
+    expect(paid.code).toBe(outcomeExitCodes.declined);
     expect(paid.stdout).toContain(`declined: ${order.payment_request_id} — The available balance does not cover the amount (insufficient_funds)`);
+  });
+
+  it('reports a wrong PIN with the tries left, exits non-zero, and the same request is paid with the right PIN', async () => {
+    const { storage, result: enrolled } = await enrollCli('e2e-wrong-pin', { number: '4000056655665556', holder: 'HANAKO SUZUKI' });
+    expect(enrolled.code).toBe(0);
+    const { wallet } = await loadWallet(storage);
+    const order = await shop.checkout(system, [{ index: 0, quantity: 1 }], wallet.credential_id);
+    const wrong = await runWallet(['pay', order.payment_request_id, '--storage', storage, '--yes', '--pin-from-env', 'KESSAI_PIN'], { KESSAI_PIN: '0001' });
+    expect(wrong).toMatchObject({ code: outcomeExitCodes.declined, stderr: '' });
+    expect(wrong.stdout).toContain(`wrong PIN: ${order.payment_request_id} — 2 tries left before the card locks; the request is still payable (pin_incorrect)`);
+    const right = await runWallet(['pay', order.payment_request_id, '--storage', storage, '--yes', '--pin-from-env', 'KESSAI_PIN'], { KESSAI_PIN: '2846' });
+    expect(right.code).toBe(outcomeExitCodes.paid);
+    expect(right.stdout).toMatch(new RegExp(`^approved: ${order.payment_request_id} — `, 'm'));
   });
 });

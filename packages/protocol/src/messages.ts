@@ -255,6 +255,8 @@ export const terminalOutcome = z.strictObject({
   authorization: jose.nullable(),
   /** Approve only: the same credential re-sealed under the current key, when it came under a previous one; the terminal stores it. */
   sealed_credential: jose.optional(),
+  /** Approve only, after a wrong PIN (`pending` with `pin_incorrect`): the tries left before a lock; the request can be answered again. */
+  pin_tries_left: z.number().int().min(1).max(Math.max(limits.pinAttemptsMax, limits.pinAttemptsPerCredentialMax)).optional(),
 });
 export type TerminalOutcome = z.infer<typeof terminalOutcome>;
 
@@ -290,6 +292,8 @@ export const authorizationPayload = z.strictObject({
   cur: currencyCode,
   decision: authorizationDecision,
   code: z.enum(declineCodes as [string, ...string[]]).nullable(),
+  /** With `pin_incorrect` only: the PIN tries left before the card or this credential locks (the payer may try again). */
+  pin_tries_left: z.number().int().min(1).max(Math.max(limits.pinAttemptsMax, limits.pinAttemptsPerCredentialMax)).optional(),
   iat: z.number().int(),
 });
 export type AuthorizationPayload = z.infer<typeof authorizationPayload>;

@@ -278,6 +278,13 @@ function Confirm({ view, terminal, onFinished, onBack }: { view: TerminalRequest
     try {
       const outcome = await terminal.approve(view, pin);
       setPin('');
+      if (outcome.status === 'pending' && outcome.pin_tries_left !== undefined) {
+        // A wrong PIN with tries left: the request is still payable; ask again.
+        setPinError(`The PIN is not correct. ${outcome.pin_tries_left} ${outcome.pin_tries_left === 1 ? 'try' : 'tries'} left before the card locks.`);
+        setBusy(null);
+        pinInput.current?.focus();
+        return;
+      }
       onFinished(entry(outcome));
     } catch (err) {
       setPin('');

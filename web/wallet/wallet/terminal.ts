@@ -59,6 +59,8 @@ export interface Outcome {
   authorization: string | null;
   /** The credential re-sealed under a rotated key, when the answer carries one (stored by approve()). */
   sealed_credential?: string;
+  /** After a wrong PIN the request stays pending: the tries left before the card or credential locks. */
+  pin_tries_left?: number;
 }
 
 /**
