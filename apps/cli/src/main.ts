@@ -45,7 +45,7 @@ registerWalletCommands(program);
 registerAuditCommands(program, process.env.KESSAI_DATA_DIR ?? './.kessai');
 registerCredentialsCommands(program, process.env.KESSAI_DATA_DIR ?? './.kessai');
 registerCardsCommands(program, process.env.KESSAI_DATA_DIR ?? './.kessai');
-registerKeysCommands(program, process.env.KESSAI_DATA_DIR ?? './.kessai');
+registerKeysCommands(program, process.env.KESSAI_DATA_DIR ?? './.kessai', process.env.KESSAI_BACKUP_PASSPHRASE_FILE);
 registerDbCommands(program, process.env.KESSAI_DATABASE_URL);
 registerMerchantsCommands(program, process.env.KESSAI_DATA_DIR ?? './.kessai');
 registerSettleCommands(program, process.env.KESSAI_DATA_DIR ?? './.kessai');
