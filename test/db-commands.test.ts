@@ -4,18 +4,21 @@
  * with `migrations: 'verify'`: the exit codes an operator's script branches on, a changed or
  * missing applied migration refused, pending migrations refused by a server that only verifies.
  */
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createLogger, openDb, type Db } from '@kessai/service';
-import { buildShop } from '@kessai/shop';
+import { appendAuditEntries, createLogger, ensureAuditLog, migrate, openDb, verifyAuditChain, type Db } from '@kessai/service';
+import { buildShop, seedCatalogue } from '@kessai/shop';
 import { dbExit, dbMigrate, dbMigrationsDirs, dbStatus, type DbOptions } from '@kessai/cli/db-commands';
 import { runKessaiProcess } from './support/cli.ts';
 import { pgliteTemplate, scratchPostgres } from './support/database.ts';
 import { codeOf } from './support/errors.ts';
 
 const backend = process.env.KESSAI_TEST_PG_URL ? 'PostgreSQL' : 'PGlite';
+const run = promisify(execFile);
 
 describe(`kessai db status and migrate (${backend})`, () => {
   let dir: string;
@@ -115,4 +118,76 @@ describe(`kessai db status and migrate (${backend})`, () => {
       await db.close();
     }
   });
+});
+
+describe(`kessai db export: a PGlite folder's rows loaded into ${process.env.KESSAI_TEST_PG_URL ? 'PostgreSQL with psql' : 'another database (PGlite; PostgreSQL with psql when KESSAI_TEST_PG_URL is set)'}`, () => {
+  let dir: string;
+  let drop: (() => Promise<void>) | undefined;
+  beforeAll(async () => {
+    dir = await mkdtemp(path.join(tmpdir(), 'kessai-db-export-'));
+  });
+  afterAll(async () => {
+    await drop?.();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  /** Every row of every table, as JSON text, sorted: equal on both sides means the data moved exactly. */
+  const contents = async (db: Db) => {
+    const tables = (await db.query<{ name: string }>("SELECT tablename AS name FROM pg_tables WHERE schemaname = current_schema() AND tablename <> 'schema_migrations' ORDER BY 1")).map((t) => t.name);
+    const all: Record<string, string[]> = {};
+    for (const table of tables) all[table] = (await db.query<{ row: string }>(`SELECT row_to_json(t)::text AS row FROM "${table}" t ORDER BY 1`)).map((r) => r.row);
+    return all;
+  };
+
+  it('exports every row (bigint, timestamptz, text with quotes and dollar signs, the audit chain) and loads it into an empty migrated database, identical', async () => {
+    const source: DbOptions = { role: 'shop', dataDir: path.join(dir, 'shop') };
+    expect((await dbMigrate(source)).exitCode).toBe(dbExit.upToDate);
+    const db = await openDb({ dataDir: path.join(dir, 'shop', 'db') });
+    let before: Record<string, string[]>;
+    try {
+      await seedCatalogue(db);
+      await db.query("INSERT INTO carts (id, currency, status) VALUES ('cart_1', 'JPY', 'checked_out')");
+      await db.query("INSERT INTO cart_items (cart_id, product_id, quantity) SELECT 'cart_1', id, 3 FROM products ORDER BY id LIMIT 1");
+      await db.query(
+        "INSERT INTO orders (id, cart_id, currency, amount_minor, status, decline_code, created_at) VALUES ('ord_1', 'cart_1', 'JPY', $1, 'declined', $2, '2026-02-28T23:59:59.123456+09:00')",
+        [999_999_999_999_999n, `it's $$ "quoted" \\ 決済 $kessai_x$`],
+      );
+      await appendAuditEntries(db, [{ actor: 'system', action: 'export.test', resource: 'ord_1', outcome: 'ok', origin: null }]);
+      before = await contents(db);
+    } finally {
+      await db.close();
+    }
+    expect(before.products!.length).toBeGreaterThan(0);
+    expect(before.audit_log).toHaveLength(1);
+
+    const out = path.join(dir, 'shop.sql');
+    const printed = await runKessaiProcess(['db', 'export', '--role', 'shop', '--data-dir', path.join(dir, 'shop'), '--out', out]);
+    expect(printed.code, printed.stderr).toBe(0);
+    expect(printed.stderr).toMatch(/shop at .*: \d+ rows of \d+ tables written to/);
+    expect((await stat(out)).mode & 0o777).toBe(0o600);
+    const sql = await readFile(out, 'utf8');
+
+    const scratch = await scratchPostgres('kessai_db_export');
+    drop = scratch?.drop;
+    const target = scratch ? await openDb({ url: scratch.url }) : await openDb({ pgliteTemplate: await pgliteTemplate() });
+    try {
+      if (scratch) {
+        expect((await dbMigrate({ role: 'shop', databaseUrl: scratch.url })).exitCode).toBe(dbExit.upToDate);
+        await run('/usr/lib/postgresql/15/bin/psql', ['-v', 'ON_ERROR_STOP=1', '--single-transaction', '--quiet', '-f', out, scratch.url]);
+      } else {
+        await migrate(target, dbMigrationsDirs.shop);
+        await ensureAuditLog(target);
+        await target.exec(sql);
+      }
+      expect(await contents(target)).toEqual(before);
+      expect((await verifyAuditChain(target)).ok).toBe(true);
+      // Loading twice is refused: the target is no longer empty.
+      const again = scratch
+        ? await run('/usr/lib/postgresql/15/bin/psql', ['-v', 'ON_ERROR_STOP=1', '--single-transaction', '--quiet', '-f', out, scratch.url]).then(() => '', (err: { stderr: string }) => err.stderr)
+        : await target.exec(sql).then(() => '', (err: Error) => err.message);
+      expect(again).toMatch(/the target table \w+ is not empty/);
+    } finally {
+      await target.close();
+    }
+  }, 300_000);
 });

@@ -2,15 +2,18 @@
  * `kessai db status|migrate --role <auth|settlement|shop> [--database-url URL | --data-dir DIR]`:
  * the schema as a separate operator step, for servers started with `migrations: 'verify'`. Status
  * reads only; migrate applies what is pending under the same advisory lock as a server's start,
- * and refuses a changed or missing applied migration. A PGlite folder has one session: use it only
- * while its server is stopped.
+ * and refuses a changed or missing applied migration (and creates the audit log, as a server's
+ * start does). `kessai db export --role R --data-dir DIR` writes a PGlite folder's rows as SQL that
+ * psql loads into a PostgreSQL database migrated to the same migrations. A PGlite folder has one
+ * session: use it only while its server is stopped.
  */
-import { access } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { access, rename, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { migrationsDir as authMigrations } from '@kessai/auth-server';
-import { KessaiError } from '@kessai/protocol';
-import { migrate, migrationStatus, openDb, type Db, type MigrationStatus } from '@kessai/service';
+import { KessaiError, limits } from '@kessai/protocol';
+import { ensureAuditLog, migrate, migrationStatus, openDb, type Db, type MigrationStatus, type Queryable } from '@kessai/service';
 import { migrationsDir as settlementMigrations } from '@kessai/settlement-server';
 import { migrationsDir as shopMigrations } from '@kessai/shop';
 
@@ -73,7 +76,89 @@ export async function dbMigrate(options: DbOptions): Promise<{ exitCode: number;
   const { db, where } = await openTarget(options, true);
   try {
     const applied = await migrate(db, dbMigrationsDirs[role]);
+    // The audit log is not a migration: every server creates it at start (audit.ts); so does this, so the schema is complete before data is loaded.
+    await ensureAuditLog(db);
     return { exitCode: dbExit.upToDate, lines: [...applied.map((name) => `applied    ${name}`), `${role} at ${where}: ${applied.length === 0 ? 'up to date' : `${applied.length} applied`}`] };
+  } finally {
+    await db.close();
+  }
+}
+
+/** Tables in an order where each comes after the tables its foreign keys name (a cycle is refused). */
+async function tablesInLoadOrder(db: Queryable): Promise<string[]> {
+  const tables = (await db.query<{ name: string }>("SELECT tablename AS name FROM pg_tables WHERE schemaname = current_schema() AND tablename <> 'schema_migrations' ORDER BY tablename")).map((t) => t.name);
+  const edges = await db.query<{ child: string; parent: string }>(
+    `SELECT c.relname AS child, p.relname AS parent FROM pg_constraint k
+       JOIN pg_class c ON c.oid = k.conrelid JOIN pg_class p ON p.oid = k.confrelid
+       JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE k.contype = 'f' AND n.nspname = current_schema() AND c.oid <> p.oid`,
+  );
+  const ordered: string[] = [];
+  const remaining = new Set(tables);
+  while (remaining.size > 0) {
+    const ready = [...remaining].filter((t) => !edges.some((e) => e.child === t && remaining.has(e.parent)));
+    if (ready.length === 0) throw new Error(`export: the foreign keys between ${[...remaining].join(', ')} form a cycle`);
+    for (const t of ready) {
+      ordered.push(t);
+      remaining.delete(t);
+    }
+  }
+  return ordered;
+}
+
+const ident = (name: string) => `"${name.replace(/"/g, '""')}"`;
+
+/**
+ * A PGlite folder's rows as one SQL script for psql: a check that the target has the same
+ * migrations (names and checksums) and empty tables, then each table's rows in foreign-key order
+ * as `INSERT … SELECT * FROM json_populate_recordset(…)` (dbExportRowsPerStatement rows each; JSON
+ * keeps every type exactly: bigint and numeric as digits, bytea as hex, timestamptz with its
+ * offset), then the sequences. Run it in one transaction: `psql -v ON_ERROR_STOP=1
+ * --single-transaction -f FILE URL`.
+ */
+export async function dbExport(options: DbOptions & { out?: string }): Promise<{ exitCode: number; lines: string[]; sql: string }> {
+  const role = roleOf(options.role);
+  if (options.databaseUrl !== undefined || options.dataDir === undefined) throw new KessaiError('validation_failed', 'export reads a PGlite folder: give --data-dir (a PostgreSQL database is exported with pg_dump)');
+  const { db, where } = await openTarget(options, false);
+  try {
+    const status = await migrationStatus(db, dbMigrationsDirs[role]);
+    if (exitOf(status) !== dbExit.upToDate) throw new KessaiError('migrations_pending', `${where} is not migrated to this release's ${role} migrations: run kessai db migrate --role ${role} --data-dir … first`);
+    const fingerprint = status.files.map((f) => `${f.name}:${f.sha256}`).join(',');
+    const tables = await tablesInLoadOrder(db);
+    const tag = `$kessai_${randomBytes(6).toString('hex')}$`;
+    const out: string[] = [
+      `-- Kessai ${role} data exported from ${where} at ${new Date().toISOString()}.`,
+      `-- Load into an empty PostgreSQL database migrated by this release (kessai db migrate --role ${role} --database-url URL):`,
+      '--   psql -v ON_ERROR_STOP=1 --single-transaction -f THIS_FILE URL',
+      `DO ${tag} BEGIN`,
+      `  IF (SELECT string_agg(name || ':' || sha256, ',' ORDER BY version) FROM schema_migrations) IS DISTINCT FROM '${fingerprint}' THEN`,
+      `    RAISE EXCEPTION 'the target database does not have the migrations of this export: run kessai db migrate --role ${role} on it first (same release)';`,
+      '  END IF;',
+      ...tables.map((t) => `  IF EXISTS (SELECT 1 FROM ${ident(t)}) THEN RAISE EXCEPTION 'the target table ${t} is not empty'; END IF;`),
+      `END ${tag};`,
+    ];
+    let rowsTotal = 0;
+    for (const table of tables) {
+      const rows = (await db.query<{ row: string }>(`SELECT row_to_json(t)::text AS row FROM ${ident(table)} t`)).map((r) => r.row);
+      rowsTotal += rows.length;
+      for (let i = 0; i < rows.length; i += limits.dbExportRowsPerStatement) {
+        const json = `[${rows.slice(i, i + limits.dbExportRowsPerStatement).join(',')}]`;
+        if (json.includes(tag)) throw new Error('export: a row holds the quoting tag; run the export again');
+        out.push(`INSERT INTO ${ident(table)} OVERRIDING SYSTEM VALUE SELECT * FROM json_populate_recordset(NULL::${ident(table)}, ${tag}${json}${tag});`);
+      }
+    }
+    const sequences = await db.query<{ name: string; last: bigint | null }>('SELECT sequencename AS name, last_value AS last FROM pg_sequences WHERE schemaname = current_schema() ORDER BY sequencename');
+    for (const seq of sequences) if (seq.last !== null) out.push(`SELECT setval('${ident(seq.name).replace(/'/g, "''")}', ${seq.last}, true);`);
+    const sql = `${out.join('\n')}\n`;
+    if (options.out !== undefined) {
+      const file = path.resolve(options.out);
+      if (await stat(file).then(() => true, () => false)) throw new KessaiError('validation_failed', `${file} exists`);
+      const temp = `${file}.${randomBytes(6).toString('hex')}.tmp`;
+      await writeFile(temp, sql, { mode: 0o600, flag: 'wx' });
+      await rename(temp, file);
+    }
+    const summary = `${role} at ${where}: ${rowsTotal} rows of ${tables.length} tables${options.out !== undefined ? ` written to ${path.resolve(options.out)}` : ''}`;
+    return { exitCode: dbExit.upToDate, lines: [summary], sql };
   } finally {
     await db.close();
   }
@@ -101,5 +186,20 @@ export function registerDbCommands(program: Command, databaseUrlDefault: string 
   };
   common(db.command('status').description(`each migration applied, pending, changed or missing; exit ${dbExit.upToDate} up to date, ${dbExit.pending} pending, ${dbExit.damaged} changed or missing, ${dbExit.failed} failed`)).action(run(dbStatus));
   common(db.command('migrate').description('apply the pending migrations (refused if an applied one changed or is missing)')).action(run(dbMigrate));
+  db.command('export')
+    .description('a PGlite folder’s rows as SQL for psql, to move a development database to PostgreSQL')
+    .requiredOption('--role <role>', 'auth, settlement or shop')
+    .requiredOption('--data-dir <dir>', 'the role’s data folder; its PGlite database is <dir>/db (server stopped)')
+    .option('--out <file>', 'write the SQL here (0600; default standard output)')
+    .action(async (options: DbOptions & { out?: string }, command: Command) => {
+      try {
+        const result = await dbExport(options);
+        if (options.out === undefined) process.stdout.write(result.sql);
+        for (const line of result.lines) process.stderr.write(`${line}\n`);
+      } catch (err) {
+        const code = err instanceof KessaiError ? err.code : undefined;
+        command.error(`kessai db: ${(err as Error).message}${code ? ` (${code})` : ''}`, { exitCode: dbExit.failed, code: `kessai.${code ?? 'failed'}` });
+      }
+    });
   return db;
 }

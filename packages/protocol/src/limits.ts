@@ -291,6 +291,8 @@ export const limits = {
   backupPbes2IterationsMax: 10_000_000,
   /** Largest key folder a backup holds, and largest backup file restore reads. */
   backupBytesMax: 16 * 1024 * 1024,
+  /** Rows per INSERT statement of `kessai db export` (a PGlite folder's data as SQL). */
+  dbExportRowsPerStatement: 500,
   /** Most files in one key folder backup. */
   backupFilesMax: 1_000,
 } as const;
