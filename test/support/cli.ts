@@ -1,4 +1,6 @@
-/** The `kessai` command line inside a test: a program with some command groups registered, run on arguments, its stdout captured. */
+/** The `kessai` command line inside a test: a program with some command groups registered, run on arguments, its stdout captured; or the real command as a process. */
+import { spawn } from 'node:child_process';
+import path from 'node:path';
 import { Command } from 'commander';
 
 export async function runKessai(register: (program: Command) => void, args: string[]): Promise<string> {
@@ -13,4 +15,18 @@ export async function runKessai(register: (program: Command) => void, args: stri
     process.stdout.write = write;
   }
   return written.join('');
+}
+
+/** `npx tsx apps/cli/src/main.ts …` as its own process (without npx's start-up): its exit code and output. */
+export function runKessaiProcess(args: string[], env: Record<string, string | undefined> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const root = path.resolve(import.meta.dirname, '..', '..');
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'apps/cli/src/main.ts', ...args], { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
 }

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { directoryResponse, limits, merchantNameProblem, sha256Base64url } from '@kessai/protocol';
 import { HttpClient } from '@kessai/sdk';
-import { classifyWork, createRateLimiters, createServer, logPassFailure, migrate, rateLimitHook, registerWebPages, setUpAuditLog, shedLoad, keyAdminRoutes } from '@kessai/service';
+import { classifyWork, createRateLimiters, createServer, logPassFailure, prepareSchema, rateLimitHook, registerWebPages, setUpAuditLog, shedLoad, keyAdminRoutes } from '@kessai/service';
 import { checkAuthConfig, type AuthConfig } from './config.ts';
 import { adminConsoleRoutes } from './admin-console.ts';
 import type { AuthContext } from './context.ts';
@@ -31,7 +31,8 @@ import { webhookSecretRoutes } from './webhook-secrets.ts';
 import { allowWalletOrigins } from './wallet-origins.ts';
 import { WebhookDispatcher } from './webhooks.ts';
 
-const migrationsDir = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'migrations');
+/** The authentication server's migrations (`kessai db`, readiness checks). */
+export const migrationsDir = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'migrations');
 
 async function seedMerchants(config: AuthConfig): Promise<void> {
   for (const merchant of config.merchants) {
@@ -74,7 +75,7 @@ export async function runWorker(context: AuthContext, dispatcher: WebhookDispatc
 
 export async function buildAuthServer(config: AuthConfig) {
   checkAuthConfig(config);
-  await migrate(config.db, migrationsDir);
+  await prepareSchema(config.db, migrationsDir, config.migrations);
   await seedMerchants(config);
   const http = new HttpClient({ caCertPem: config.tls.caCertPem, clientCertPem: config.clientTls.certPem, clientKeyPem: config.clientTls.keyPem });
   const context: AuthContext = { config, http, issuers: new IssuerDirectory(config.issuers, http), hub: await createPushHub(config) };

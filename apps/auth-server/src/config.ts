@@ -1,6 +1,6 @@
 /** What an authentication server needs to start, built by its caller (main.ts or a test) and frozen. */
 import type { KeyRing } from '@kessai/protocol';
-import { requireHttpsUrl, type Db, type LoadSheddingConfig, type Logger, type RateLimitConfig, type ServerTimeouts } from '@kessai/service';
+import { requireHttpsUrl, type Db, type LoadSheddingConfig, type MigrationMode, type Logger, type RateLimitConfig, type ServerTimeouts } from '@kessai/service';
 
 export interface IssuerRoute {
   id: string;
@@ -20,6 +20,12 @@ export interface MerchantSeed {
 
 export interface AuthConfig {
   db: Db;
+  /**
+   * On start: 'apply' (default) applies pending migrations; 'verify' applies none and refuses to
+   * start (migrations_pending) while any is pending, the operator migrating as a separate step
+   * (`kessai db migrate`). Either way a changed or missing applied migration is refused.
+   */
+  migrations?: MigrationMode;
   logger: Logger;
   /** cipher 1 (use enc) and the signing key for payment-request views (use sig). */
   keys: KeyRing;

@@ -1,2 +1,2 @@
-export { buildAuthServer } from './app.ts';
+export { buildAuthServer, migrationsDir } from './app.ts';
 export type { AuthConfig, IssuerRoute, MerchantSeed } from './config.ts';

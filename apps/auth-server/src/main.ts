@@ -13,11 +13,13 @@
 import { readFile } from 'node:fs/promises';
 import { KessaiError } from '@kessai/protocol';
 import path from 'node:path';
-import { createLogger, loadOrCreateDevPki, loadOrCreateKeyRing, openDb, reservePort, serveUntilSignalled, type DbTimeouts, type LoadSheddingConfig, type RateLimitConfig } from '@kessai/service';
+import { createLogger, loadOrCreateDevPki, loadOrCreateKeyRing, openDb, reservePort, serveUntilSignalled, type DbTimeouts, type LoadSheddingConfig, type MigrationMode, type RateLimitConfig } from '@kessai/service';
 import { buildAuthServer } from './app.ts';
 import type { IssuerRoute, MerchantSeed } from './config.ts';
 
 interface MainConfig {
+  /** 'apply' (default) migrates on start; 'verify' only checks, the operator migrating first (`kessai db migrate --role auth`). */
+  migrations?: MigrationMode;
   databaseUrl?: string;
   dataDir: string;
   host?: string;
@@ -78,6 +80,7 @@ const { app } = await buildAuthServer(
     directory: () => readFile(directoryFile, 'utf8').then((text) => text.trim()).catch(() => Promise.reject(new KessaiError('issuer_unavailable', 'no issuer directory to relay'))),
     tls: { keyPem: leaf.keyPem, certPem: leaf.certPem, caCertPem: pki.caCertPem },
     clientTls: { certPem: leaf.certPem, keyPem: leaf.keyPem },
+    ...(options.migrations ? { migrations: options.migrations } : {}),
     ...(options.workerIntervalMs ? { workerIntervalMs: options.workerIntervalMs } : {}),
     ...(options.authorizationDeadlineMs ? { authorizationDeadlineMs: options.authorizationDeadlineMs } : {}),
     ...(options.operatorToken ? { operatorToken: options.operatorToken } : {}),

@@ -33,7 +33,7 @@ import {
   type IssuerMetadata,
 } from '@kessai/protocol';
 import { decodeJwt } from 'jose';
-import { byAddressExceptCertifiedPeers, classifyWork, deadlineOf, requireHttpsUrl, createRateLimiters, createServer, migrate, rateLimitHook, registerWebPages, requireClientCertificate, requirePinnedClientCertificate, setUpAuditLog, shedLoad, keyAdminRoutes } from '@kessai/service';
+import { byAddressExceptCertifiedPeers, classifyWork, deadlineOf, requireHttpsUrl, createRateLimiters, createServer, prepareSchema, rateLimitHook, registerWebPages, requireClientCertificate, requirePinnedClientCertificate, setUpAuditLog, shedLoad, keyAdminRoutes } from '@kessai/service';
 import type { SettlementConfig } from './config.ts';
 import { adminCardRoutes } from './admin-cards.ts';
 import { adminConsoleRoutes } from './admin-console.ts';
@@ -51,7 +51,8 @@ import { renewedCredential } from './renew.ts';
 import { seedCards } from './seed.ts';
 import { registerSettlement } from './settlement/routes.ts';
 
-const migrationsDir = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'migrations');
+/** The settlement server's migrations (`kessai db`, readiness checks). */
+export const migrationsDir = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'migrations');
 
 export function issuerMetadataOf(config: SettlementConfig): IssuerMetadata {
   const enc = config.keys.current('enc');
@@ -77,7 +78,7 @@ const bankWork = classifyWork({
 export async function buildSettlementServer(config: SettlementConfig) {
   // Its metadata's jwks_uri is under it: brokers fetch this issuer's keys there.
   requireHttpsUrl(config.publicBaseUrl, 'SettlementConfig.publicBaseUrl');
-  await migrate(config.db, migrationsDir);
+  await prepareSchema(config.db, migrationsDir, config.migrations);
   const seeded = await seedCards(config);
   if (seeded > 0) config.logger.info({ cards: seeded }, 'seeded demo cards');
   const app = createServer({ logger: config.logger, ...(config.tls ? { tls: { ...config.tls, requestClientCertificate: true } } : {}), ...(config.serverTimeouts ? { timeouts: config.serverTimeouts } : {}) });

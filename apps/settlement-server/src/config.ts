@@ -1,7 +1,7 @@
 /** What a settlement server needs to start, built by its caller (main.ts or a test) and frozen. */
 import type { KeyRing } from '@kessai/protocol';
 import type { ConversionMode, Currency } from '@kessai/protocol';
-import type { Db, LoadSheddingConfig, Logger, RateLimitConfig, ServerTimeouts } from '@kessai/service';
+import type { Db, LoadSheddingConfig, MigrationMode, Logger, RateLimitConfig, ServerTimeouts } from '@kessai/service';
 import type { SettlementOptions } from './settlement/options.ts';
 import type { CardKeys } from './card-vault.ts';
 
@@ -26,6 +26,12 @@ export interface SettlementConfig {
   /** The URL this server is reached at (for jwks_uri in its metadata). */
   publicBaseUrl: string;
   db: Db;
+  /**
+   * On start: 'apply' (default) applies pending migrations; 'verify' applies none and refuses to
+   * start (migrations_pending) while any is pending, the operator migrating as a separate step
+   * (`kessai db migrate`). Either way a changed or missing applied migration is refused.
+   */
+  migrations?: MigrationMode;
   logger: Logger;
   /** cipher 2 key(s) (use enc) and the signing key(s) for authorizations (use sig). */
   keys: KeyRing;

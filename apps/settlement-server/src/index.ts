@@ -1,4 +1,4 @@
-export { buildSettlementServer, issuerMetadataOf } from './app.ts';
+export { buildSettlementServer, issuerMetadataOf, migrationsDir } from './app.ts';
 export { issuerDatabaseEnv, type SeedCard, type SettlementConfig } from './config.ts';
 export { createAccount, createTransfers, expirePendingTransfers, ledgerTotals, readAccount, readTransfer } from './ledger/store.ts';
 export { GroupCommit } from './ledger/group-commit.ts';

@@ -40,6 +40,8 @@ const mainConfig = z.strictObject({
   /** Name of the log file under <dataDir>/logs (default settlement-<issuer>-<pid>). */
   logName: z.string().regex(/^[A-Za-z0-9._-]+$/).optional(),
   poolSizeMax: z.number().int().positive().optional(),
+  /** 'apply' (default) migrates on start; 'verify' only checks, the operator migrating first (`kessai db migrate --role settlement`). */
+  migrations: z.enum(['apply', 'verify']).optional(),
   /** PostgreSQL timeouts shorter than limits.ts (db…Ms), for tests that watch a database fault; production leaves them out. */
   dbTimeouts: z
     .strictObject({ connectMs: dbTimeoutMs, statementMs: dbTimeoutMs, queryMs: dbTimeoutMs, idleInTransactionMs: dbTimeoutMs, listenHeartbeatMs: dbTimeoutMs })
@@ -121,6 +123,7 @@ const app = await buildSettlementServer(
     ]),
     cardKeys: await loadOrCreateCardKeys(path.join(roleDir, 'keys')),
     seedCards: issuer.cards,
+    ...(options.migrations ? { migrations: options.migrations } : {}),
     ...(options.merchants ? { merchants: options.merchants } : {}),
     ...(options.credentialsPerCardMax ? { credentialsPerCardMax: options.credentialsPerCardMax } : {}),
     ...(options.holdTimeoutSeconds ? { holdTimeoutSeconds: options.holdTimeoutSeconds } : {}),

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { limits } from '@kessai/protocol';
 import { AuthorizationVerifier, MerchantClient } from '@kessai/sdk';
-import { byAddress, classifyWork, createRateLimiters, createServer, migrate, rateLimitHook, registerWebPages, setUpAuditLog, shedLoad, type Db, type KessaiApp } from '@kessai/service';
+import { byAddress, classifyWork, createRateLimiters, createServer, prepareSchema, rateLimitHook, registerWebPages, setUpAuditLog, shedLoad, type Db, type KessaiApp } from '@kessai/service';
 import { seedCatalogue } from './catalogue.ts';
 import { defineShopConfig, type ResolvedShopConfig, type ShopConfig } from './config.ts';
 import { Fulfilment } from './fulfilment.ts';
@@ -40,7 +40,7 @@ export interface Shop {
 
 export async function buildShop(input: ShopConfig): Promise<Shop> {
   const config = defineShopConfig(input);
-  await migrate(config.db, migrationsDir);
+  await prepareSchema(config.db, migrationsDir, config.migrations);
   const seeded = await seedCatalogue(config.db);
   if (seeded > 0) config.logger.info({ products: seeded }, 'seeded the catalogue');
 

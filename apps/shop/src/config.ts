@@ -3,12 +3,18 @@
  * buildShop never reads the environment and never opens a port.
  */
 import type { Secret } from '@kessai/protocol';
-import { requireHttpsUrl, type Db, type LoadSheddingConfig, type Logger, type RateLimitConfig, type ServerTimeouts } from '@kessai/service';
+import { requireHttpsUrl, type Db, type LoadSheddingConfig, type MigrationMode, type Logger, type RateLimitConfig, type ServerTimeouts } from '@kessai/service';
 
 export interface ShopConfig {
   logger: Logger;
   /** An opened database; buildShop applies the shop's migrations to it. The caller closes it. */
   db: Db;
+  /**
+   * On start: 'apply' (default) applies pending migrations; 'verify' applies none and refuses to
+   * start (migrations_pending) while any is pending, the operator migrating as a separate step
+   * (`kessai db migrate`). Either way a changed or missing applied migration is refused.
+   */
+  migrations?: MigrationMode;
   /** The shop's API key at the authentication server (merchant API). */
   merchantApiKey: string | Secret<string>;
   /** The authentication server, e.g. https://127.0.0.1:8443. */

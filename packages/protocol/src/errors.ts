@@ -58,6 +58,12 @@ export const errorCatalog = {
   key_in_use: { status: 409, title: 'The current key cannot be retired; rotate first' },
   overloaded: { status: 503, title: 'The server has too many requests of this kind in progress; retry after the number of seconds in Retry-After' },
   database_unavailable: { status: 503, title: 'The server cannot reach its database; retry after the number of seconds in Retry-After' },
+  migration_changed: { status: 503, title: "An applied migration's file has changed since it was applied" },
+  migration_missing: { status: 503, title: "An applied migration's file is missing" },
+  migrations_pending: { status: 503, title: 'The database has migrations not yet applied, and this server only verifies them' },
+  backup_invalid: { status: 422, title: 'The file is not a Kessai key backup, or it is damaged' },
+  backup_passphrase_wrong: { status: 422, title: 'The passphrase does not open this key backup' },
+  keys_exist: { status: 409, title: 'The keys folder already holds keys' },
   internal_error: { status: 500, title: 'Internal error' },
 } as const satisfies Record<string, { status: number; title: string }>;
 

@@ -283,4 +283,16 @@ export const limits = {
    */
   auditBatchDelayMs: 20,
   auditVerifyPageMax: 1_000,
+  /** Shortest passphrase of a key backup (`kessai keys backup`): it is the only secret between a stolen backup and the bank's card keys. */
+  backupPassphraseLengthMin: 16,
+  /** PBKDF2-HMAC-SHA-512 iterations of a new key backup (JWE PBES2-HS512+A256KW, RFC 7518 §4.8; OWASP's figure for PBKDF2-SHA-512). */
+  backupPbes2Iterations: 210_000,
+  /** A backup asking more iterations than this is refused before any work (a crafted file cannot make restore spin). */
+  backupPbes2IterationsMax: 10_000_000,
+  /** Largest key folder a backup holds, and largest backup file restore reads. */
+  backupBytesMax: 16 * 1024 * 1024,
+  /** Rows per INSERT statement of `kessai db export` (a PGlite folder's data as SQL). */
+  dbExportRowsPerStatement: 500,
+  /** Most files in one key folder backup. */
+  backupFilesMax: 1_000,
 } as const;

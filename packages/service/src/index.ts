@@ -1,5 +1,6 @@
 export * from './files.ts';
 export * from './keys.ts';
+export * from './key-backup.ts';
 export * from './key-admin.ts';
 export * from './logger.ts';
 export * from './server.ts';

@@ -2,12 +2,14 @@
  * The shared database layer and migrations, run once on PGlite (cloned from the run's template)
  * and once on PostgreSQL when KESSAI_TEST_PG_URL is set: both backends must behave alike.
  */
-import { mkdtemp, rm, unlink, writeFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { mkdtemp, rename, rm, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, onTestFinished, test, vi } from 'vitest';
 import { openDb, sqlState, type Db } from '../src/db.ts';
-import { migrate } from '../src/migrate.ts';
+import { migrate, migrationStatus, prepareSchema, verifyMigrations } from '../src/migrate.ts';
+import { KessaiError } from '@kessai/protocol';
 import { pgliteTemplate, scratchPostgres } from '../../../test/support/database.ts';
 
 const pgUrl = process.env.KESSAI_TEST_PG_URL;
@@ -42,6 +44,9 @@ const backends: Backend[] = [
     },
   },
 ];
+
+/** The code of the KessaiError a promise rejects with. */
+const codeOf = (promise: Promise<unknown>) => promise.then(() => 'resolved', (err: unknown) => (err instanceof KessaiError ? err.code : String(err)));
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -278,6 +283,72 @@ for (const backend of backends) {
         await migrate(own, dir);
         await unlink(path.join(dir, '0003_balance.sql'));
         await expect(migrate(own, dir)).rejects.toThrow(/0003_balance is recorded as applied but .* has no file 0003_balance\.sql/);
+      });
+
+      test('records the SHA-256 of each file it applies', async () => {
+        const dir = await migrationDir(files);
+        await migrate(own, dir);
+        const rows = await own.query<{ name: string; sha256: string }>('SELECT name, sha256 FROM schema_migrations ORDER BY version');
+        expect(rows.map((r) => r.name)).toEqual(['0001_accounts', '0002_seed', '0003_balance']);
+        expect(rows[0]?.sha256).toBe(createHash('sha256').update(files['0001_accounts.sql']).digest('hex'));
+      });
+
+      test("refuses a changed applied migration with migration_changed naming the file, before applying anything else", async () => {
+        const dir = await migrationDir({ '0001_accounts.sql': files['0001_accounts.sql'], '0002_seed.sql': files['0002_seed.sql'] });
+        await migrate(own, dir);
+        await writeFile(path.join(dir, '0002_seed.sql'), `${files['0002_seed.sql']}\n-- edited after release`);
+        await writeFile(path.join(dir, '0003_balance.sql'), files['0003_balance.sql']);
+        const err = await migrate(own, dir).catch((e: unknown) => e);
+        expect(err).toBeInstanceOf(KessaiError);
+        expect((err as KessaiError).code).toBe('migration_changed');
+        expect((err as KessaiError).message).toContain(path.join(dir, '0002_seed.sql'));
+        // The pending 0003 was not applied.
+        expect(await own.query("SELECT count(*) AS n FROM information_schema.columns WHERE table_name = 'accounts' AND column_name = 'balance'")).toEqual([{ n: 0n }]);
+        const status = await migrationStatus(own, dir);
+        expect(status).toMatchObject({ applied: ['0001_accounts'], changed: ['0002_seed'], pending: ['0003_balance'], missing: [], unrecorded: [] });
+        expect(await codeOf(verifyMigrations(own, dir))).toBe('migration_changed');
+      });
+
+      test('refuses a missing applied migration with migration_missing, also when verifying', async () => {
+        const dir = await migrationDir(files);
+        await migrate(own, dir);
+        await unlink(path.join(dir, '0002_seed.sql'));
+        await rename(path.join(dir, '0003_balance.sql'), path.join(dir, '0002_balance.sql'));
+        const err = await migrate(own, dir).catch((e: unknown) => e);
+        expect((err as KessaiError).code).toBe('migration_missing');
+        expect((err as KessaiError).message).toMatch(/0002_seed is recorded as applied but .* has no file 0002_seed\.sql/);
+        expect(await codeOf(prepareSchema(own, dir, 'verify'))).toBe('migration_missing');
+        expect((await migrationStatus(own, dir)).missing).toEqual(['0002_seed', '0003_balance']);
+      });
+
+      test("fills in the checksums of a database migrated before checksums existed, from the files as they are", async () => {
+        const dir = await migrationDir(files);
+        // As the migrator before checksums left it.
+        await own.exec(`CREATE TABLE schema_migrations (version int PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now());
+          CREATE TABLE accounts (id int PRIMARY KEY, name text NOT NULL);
+          INSERT INTO schema_migrations (version, name) VALUES (1, '0001_accounts')`);
+        const before = await migrationStatus(own, dir);
+        expect(before).toMatchObject({ applied: [], unrecorded: ['0001_accounts'], pending: ['0002_seed', '0003_balance'] });
+        // Verifying writes nothing and refuses: the checksums are not recorded yet.
+        expect(await codeOf(verifyMigrations(own, dir))).toBe('migrations_pending');
+        expect(await own.query("SELECT count(*) AS n FROM information_schema.columns WHERE table_name = 'schema_migrations' AND column_name = 'sha256'")).toEqual([{ n: 0n }]);
+        expect(await migrate(own, dir)).toEqual(['0002_seed', '0003_balance']);
+        const after = await migrationStatus(own, dir);
+        expect(after).toMatchObject({ applied: ['0001_accounts', '0002_seed', '0003_balance'], unrecorded: [], pending: [] });
+        expect(after.files[0]?.recordedSha256).toBe(createHash('sha256').update(files['0001_accounts.sql']).digest('hex'));
+      });
+
+      test("verify mode applies nothing and refuses pending migrations with migrations_pending; it passes once they are applied", async () => {
+        const dir = await migrationDir({ '0001_accounts.sql': files['0001_accounts.sql'] });
+        const err = await prepareSchema(own, dir, 'verify').catch((e: unknown) => e);
+        expect((err as KessaiError).code).toBe('migrations_pending');
+        expect((err as KessaiError).message).toContain('0001_accounts.sql');
+        expect(await own.query("SELECT to_regclass('schema_migrations') AS t")).toEqual([{ t: null }]);
+        expect(await migrationStatus(own, dir)).toMatchObject({ applied: [], pending: ['0001_accounts'] });
+        await prepareSchema(own, dir, 'apply');
+        await expect(prepareSchema(own, dir, 'verify')).resolves.toBeUndefined();
+        await writeFile(path.join(dir, '0002_seed.sql'), files['0002_seed.sql']);
+        expect(await codeOf(prepareSchema(own, dir, 'verify'))).toBe('migrations_pending');
       });
 
       test('rolls back a failing migration, keeps the ones before it and names the file in the error', async () => {
