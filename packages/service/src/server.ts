@@ -13,7 +13,16 @@ import type { TLSSocket } from 'node:tls';
 import { hasZodFastifySchemaValidationErrors, serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
 import { jsonShapeProblem, KessaiError, limits } from '@kessai/protocol';
 import { asDatabaseError } from './db-faults.ts';
+import type { Db } from './db.ts';
 import type { Logger } from './logger.ts';
+import { databaseReadiness, Operations, registerHealthRoutes } from './operations.ts';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** The server's readiness checks and draining state (operations.ts). */
+    operations: Operations;
+  }
+}
 
 export interface ServerTls {
   keyPem: string;
@@ -45,6 +54,8 @@ export interface ServerOptions {
   tls?: ServerTls;
   /** Shorter timeouts than limits.ts, for tests that watch them act; production leaves them out. */
   timeouts?: Partial<ServerTimeouts>;
+  /** The server's database: /readyz checks that it answers (operations.ts). */
+  db?: Pick<Db, 'query'>;
 }
 
 /** The Strict-Transport-Security value of every HTTPS answer. */
@@ -107,6 +118,15 @@ export function createServer(options: ServerOptions) {
     if (allowed.length > 0) return sendProblem(reply.header('allow', allowed.join(', ')), new KessaiError('method_not_allowed'));
     return sendProblem(reply, new KessaiError('not_found'));
   });
+  const operations = new Operations();
+  if (options.db) operations.readinessChecks.push(databaseReadiness(options.db));
+  app.decorate('operations', operations);
+  // While draining, every answer closes its connection: a kept-alive client moves to another instance.
+  app.addHook('onSend', async (_request, reply, payload) => {
+    if (operations.draining) reply.header('connection', 'close');
+    return payload;
+  });
+  registerHealthRoutes(app, operations, options.logger);
   return app;
 }
 
