@@ -77,7 +77,7 @@ export async function buildAuthServer(config: AuthConfig) {
   checkAuthConfig(config);
   await migrate(config.db, migrationsDir);
   await seedMerchants(config);
-  const http = new HttpClient({ caCertPem: config.tls.caCertPem, clientCertPem: config.clientTls.certPem, clientKeyPem: config.clientTls.keyPem });
+  const http = new HttpClient({ trust: 'pinned', caCertPem: config.tls.caCertPem, clientCertPem: config.clientTls.certPem, clientKeyPem: config.clientTls.keyPem });
   const context: AuthContext = { config, http, issuers: new IssuerDirectory(config.issuers, http), hub: await createPushHub(config) };
   const dispatcher = new WebhookDispatcher(config.db, config.logger, config.tls.caCertPem);
   const app = createServer({ logger: config.logger, db: config.db, tls: config.tls, ...(config.serverTimeouts ? { timeouts: config.serverTimeouts } : {}) });
