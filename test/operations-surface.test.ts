@@ -73,6 +73,10 @@ describe(`health: /livez and /readyz on every server (${backend})`, () => {
       expect(ready.status).toBe(503);
       expect(ready.json()).toEqual({ status: 'not_ready', checks: { database: 'ok', test_dependency: 'failed' } });
       expect(ready.text).not.toContain('down for the test');
+      expect((await get(`${system.shop.url}/readyz`)).status).toBe(503);
+      const changes = (await logOf('shop')).filter((line) => line.msg === 'readiness check changed');
+      expect(changes).toEqual([expect.objectContaining({ level: 40, check: 'test_dependency', outcome: 'failed', before: null })]);
+      expect(JSON.stringify(changes)).not.toContain('down for the test');
     } finally {
       app.operations.readinessChecks.pop();
     }
