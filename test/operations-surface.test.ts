@@ -250,3 +250,27 @@ describe(`metrics (${backend})`, () => {
     }
   });
 });
+
+// Last: it closes the broker of this file's system.
+describe(`draining (${backend})`, () => {
+  it('ends a terminal’s open event stream when the broker closes, so the terminal reconnects to another instance', async () => {
+    const wallet = await enroll(system, card.cardNumber);
+    const controller = new AbortController();
+    try {
+      const listening = (async () => {
+        for await (const request of wallet.listen(controller.signal)) void request;
+        return 'ended';
+      })();
+      await waitFor('the event stream to open', async () => (system.auth.context.hub.size > 0 ? true : undefined));
+      system.auth.app.operations.startDraining();
+      expect((await get(`${system.auth.url}/readyz`)).status).toBe(503);
+      const closing = system.auth.app.close();
+      expect(await Promise.race([listening, new Promise((resolve) => setTimeout(() => resolve('still open'), 5_000))])).toBe('ended');
+      await closing;
+      expect(system.auth.context.hub.size).toBe(0);
+    } finally {
+      controller.abort();
+      await wallet.close();
+    }
+  }, 30_000);
+});
