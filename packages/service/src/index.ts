@@ -17,3 +17,5 @@ export * from './ports.ts';
 export * from './https-urls.ts';
 export * from './deadline.ts';
 export * from './load-shedding.ts';
+export * from './operations.ts';
+export * from './metrics.ts';
