@@ -58,6 +58,11 @@ export const errorCatalog = {
   key_in_use: { status: 409, title: 'The current key cannot be retired; rotate first' },
   overloaded: { status: 503, title: 'The server has too many requests of this kind in progress; retry after the number of seconds in Retry-After' },
   database_unavailable: { status: 503, title: 'The server cannot reach its database; retry after the number of seconds in Retry-After' },
+  account_row_invalid: { status: 422, title: 'A row of the account import is invalid; it is reported by its row number and nothing of it was imported' },
+  account_conflict: { status: 409, title: 'The card exists at the bank with other data; nothing was changed' },
+  import_batch_too_large: { status: 413, title: 'More rows than accountsImportRowsMax in one import call' },
+  merchant_name_taken: { status: 409, title: 'Another merchant has this name (case-insensitively): payers could not tell them apart' },
+  api_key_limit_reached: { status: 409, title: 'The merchant already has merchantApiKeysMax working API keys; retire the previous ones first' },
   internal_error: { status: 500, title: 'Internal error' },
 } as const satisfies Record<string, { status: number; title: string }>;
 
