@@ -6,7 +6,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
-import { buildAuthServer } from '@kessai/auth-server';
+import { buildAuthServer, createMerchant, merchantExists } from '@kessai/auth-server';
 import { bankKeySpecs, buildSettlementServer, demoCardRows, importAccounts, loadOrCreateCardKeys, type SettlementConfig } from '@kessai/settlement-server';
 import { buildShop } from '@kessai/shop';
 import { buildWalletHost } from '@kessai/wallet';
@@ -180,7 +180,6 @@ export async function startSystem(options: SystemOptions) {
         ]),
         publicBaseUrl: url(ports.auth),
         issuers: settlements.map((s) => ({ id: s.issuer.id, baseUrl: s.url, cardPrefixes: s.issuer.cardPrefixes })),
-        merchants: [{ id: merchant.merchantId, name: demoMerchantName, apiKey: merchant.apiKey, webhookSecret: merchant.webhookSecret, webhookUrl: `${url(ports.shop)}/webhooks/kessai` }],
         directory: () => directory.current(),
         walletOrigins: [url(ports.wallet)],
         walletUrl: `${url(ports.wallet)}/wallet/`,
@@ -195,6 +194,10 @@ export async function startSystem(options: SystemOptions) {
         ...(options.loadShedding?.auth ? { loadShedding: options.loadShedding.auth } : {}),
       }),
     );
+    // The demo merchant, created at first start as the operator's `kessai merchants create` does, with the secrets the demo shop reads from shop/merchant.json.
+    if (!(await merchantExists(authDb, merchant.merchantId))) {
+      await createMerchant(authDb, { id: merchant.merchantId, name: demoMerchantName, apiKey: merchant.apiKey, webhookSecret: merchant.webhookSecret, webhookUrl: `${url(ports.shop)}/webhooks/kessai` });
+    }
     options.beforeListen?.('auth-server', auth.app);
     await reserved.auth.release();
     await auth.app.listen({ port: ports.auth, host });

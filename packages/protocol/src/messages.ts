@@ -430,7 +430,8 @@ export type AccountsImportResponse = z.infer<typeof accountsImportResponse>;
 
 /** A merchant the broker's operator creates (`kessai merchants create`): its API key and webhook secret are made by the broker. */
 export const brokerMerchantCreate = z.strictObject({ name: text(), webhook_url: z.url({ protocol: /^https$/ }).max(2_048).optional() });
-const apiKeyView = z.strictObject({ key_id: z.string().regex(/^key_[0-9a-hjkmnp-tv-z]{26}$/), last4: z.string().max(4), created_at: z.string(), expires_at: z.string().nullable() });
+/** A key as the operator sees it: never the key, at most its last four characters; a previous key works until `expires_at`. */
+const apiKeyView = z.strictObject({ status: z.enum(['current', 'previous']), last4: z.string().max(4).nullable(), expires_at: z.string().nullable() });
 export const brokerMerchantView = z.strictObject({
   merchant_id: merchantId,
   name: text(),
@@ -451,4 +452,6 @@ export const apiKeyRollRequest = z.strictObject({
   /** How long the current key keeps working (default limits.apiKeyOverlapSecondsDefault); 0 retires it at once. */
   overlap_seconds: z.number().int().min(0).max(limits.apiKeyOverlapSecondsMax).optional(),
 });
-export const apiKeyRolled = z.strictObject({ merchant: brokerMerchantView, api_key: z.string().regex(/^sk_[A-Za-z0-9_-]{16,120}$/), previous_expires_at: z.string() });
+/** The new key, shown once; the key it replaced works until `previous_expires_at` (null: retired at once). */
+export const apiKeyRolled = z.strictObject({ merchant: brokerMerchantView, api_key: z.string().regex(/^sk_[A-Za-z0-9_-]{16,120}$/), previous_expires_at: z.string().nullable() });
+export const apiKeysRetired = z.strictObject({ merchant_id: merchantId, retired: z.number().int().min(0) });
