@@ -101,6 +101,9 @@ describe('the bank operator’s account import', () => {
       [10, 'unchanged', undefined, undefined],
     ]);
     expect(answer.body).toMatchObject({ created: 0, unchanged: 1, conflicts: 3, rejected: 0 });
+    // The PIN that differed counts in the card's velocity record, like a wrong PIN online: the import is no PIN oracle.
+    const [velocity] = await db.query<{ n: number }>('select count(*)::int as n from pin_failures f join cards c on c.pan_lookup = f.pan_lookup where c.account_id = $1', [yen.id]);
+    expect(velocity!.n).toBe(1);
     // The PIN of record is still the first one: nothing was overwritten.
     const [card] = await db.query<{ pin_verifier: string; pan_lookup: string }>('select pin_verifier, pan_lookup from cards where account_id = $1', [yen.id]);
     expect(sakura().config.cardKeys.pin.derive(card!.pan_lookup, new Secret('8642'))).toBe(card!.pin_verifier);
@@ -136,10 +139,13 @@ describe('the bank operator’s account import', () => {
     expect([anonymous.status, anonymous.body.code]).toEqual([401, 'unauthenticated']);
     const brokerToken = await importCall({ rows: [row] }, kessai.system.operatorHeaders(kessai.system.auth.url));
     expect(brokerToken.body.code).toBe('unauthenticated');
+    // An invalid row is answered in a 200 by its row number, the other rows of the call imported.
+    const invalid = await importCall({ first_row: 41, rows: [{ ...row, expiry: '13/40' }, row] });
+    expect(invalid.body.results).toMatchObject([{ row: 41, result: 'rejected', code: 'account_row_invalid', fields: ['expiry'], card_last4: '1111' }, { row: 42, result: 'unchanged' }]);
     // A row with a field the import does not know is refused whole, naming the path, never a value.
     const unknown = await importCall({ rows: [{ ...row, cvv: '123' }] });
     expect(unknown.body.code).toBe('validation_failed');
-    for (const answer of [tooMany, anonymous, brokerToken, unknown]) for (const secret of secrets) expect(JSON.stringify(answer.body)).not.toContain(secret);
+    for (const answer of [tooMany, anonymous, brokerToken, invalid, unknown]) for (const secret of secrets) expect(JSON.stringify(answer.body)).not.toContain(secret);
   });
 
   it('writes counts to the bank’s log, never a card number, PIN or name of the file', async () => {

@@ -147,6 +147,8 @@ export async function importAccounts(db: Db, keys: CardKeys, rows: readonly Acco
       );
       if (stored) {
         const fields = differences(keys, stored, check.account);
+        // A PIN that differs is a wrong PIN for the card's velocity record (pin.ts): the import is no way around the online limits to test PINs.
+        if (fields.includes('pin')) await tx.query('insert into pin_failures (pan_lookup, at) values ($1, $2)', [lookup, now]);
         // Migration 0008's other half: a card still holding an argon2id verifier takes the keyed value of the imported PIN.
         if (fields.length === 0 && isLegacyVerifier(stored.pin_verifier)) await tx.query('update cards set pin_verifier = $2 where pan_lookup = $1', [lookup, keys.pin.derive(lookup, check.account.pin)]);
         out.push(fields.length === 0 ? { row, result: 'unchanged', account_id: stored.account_id, ...shown } : { row, result: 'conflict', code: 'account_conflict', fields, ...shown });
