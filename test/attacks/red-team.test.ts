@@ -437,9 +437,9 @@ describe('findings 2–5, on one system with the production timeouts', () => {
   describe('https: for every key, metadata and webhook URL (finding 5)', () => {
     it('refuses to build an authentication server with an http: merchant webhookUrl, issuer baseUrl or publicBaseUrl, with a TypeError naming the field', async () => {
       const config = system.auth.context.config;
-      const [merchantSeed] = config.merchants;
+      const merchantSeed = { id: system.merchant.merchantId, name: 'Kessai Tea House', apiKey: system.merchant.apiKey, webhookSecret: system.merchant.webhookSecret };
       const [issuer] = config.issuers;
-      await expect(buildAuthServer({ ...config, merchants: [{ ...merchantSeed!, webhookUrl: 'http://127.0.0.1:8446/webhooks/kessai' }] })).rejects.toThrow(new TypeError(`AuthConfig.merchants[${merchantSeed!.id}].webhookUrl must be an https: URL`));
+      await expect(buildAuthServer({ ...config, merchants: [{ ...merchantSeed, webhookUrl: 'http://127.0.0.1:8446/webhooks/kessai' }] })).rejects.toThrow(new TypeError(`AuthConfig.merchants[${merchantSeed.id}].webhookUrl must be an https: URL`));
       await expect(buildAuthServer({ ...config, issuers: [{ ...issuer!, baseUrl: issuer!.baseUrl.replace('https:', 'http:') }] })).rejects.toThrow(new TypeError(`AuthConfig.issuers[${issuer!.id}].baseUrl must be an https: URL`));
       await expect(buildAuthServer({ ...config, publicBaseUrl: 'http://127.0.0.1:8443' })).rejects.toThrow(new TypeError('AuthConfig.publicBaseUrl must be an https: URL'));
     });

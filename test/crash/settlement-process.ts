@@ -6,12 +6,13 @@
  *
  * Environment: KESSAI_CRASH_DIR (keys, PKI, logs; a PGlite data folder in `db/` unless
  * KESSAI_CRASH_DB_URL names a PostgreSQL database), KESSAI_CRASH_PORT, KESSAI_CRASH_CARDS (JSON
- * of the seed cards, balances as decimal strings), KESSAI_CRASH_MERCHANTS (JSON of the merchants
+ * of the cards, balances as minor-unit strings, imported through the operator's import at start), KESSAI_CRASH_MERCHANTS (JSON of the merchants
  * the bank onboards, `[{id, name}]`: it pays no other), KESSAI_CRASH_HOLD_SECONDS.
  */
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { buildSettlementServer, loadOrCreateCardKeys, type SeedCard, type SettlementConfig } from '@kessai/settlement-server';
+import { formatDecimalAmount, type Currency } from '@kessai/protocol';
+import { buildSettlementServer, importAccounts, loadOrCreateCardKeys, type SettlementConfig } from '@kessai/settlement-server';
 import { createLogger, loadOrCreateDevPki, loadOrCreateKeyRing, loadTestRateLimits, openDb } from '@kessai/service';
 
 export const crashIssuerId = 'crash-bank';
@@ -26,7 +27,7 @@ async function main(): Promise<void> {
   const dir = process.env.KESSAI_CRASH_DIR;
   const port = Number(process.env.KESSAI_CRASH_PORT);
   if (!dir || !Number.isInteger(port) || port <= 0) throw new Error('KESSAI_CRASH_DIR and KESSAI_CRASH_PORT are required');
-  const cards = (JSON.parse(process.env.KESSAI_CRASH_CARDS ?? '[]') as Array<Omit<SeedCard, 'balanceMinor'> & { balanceMinor: string }>).map((c) => ({ ...c, balanceMinor: BigInt(c.balanceMinor) }));
+  const cards = JSON.parse(process.env.KESSAI_CRASH_CARDS ?? '[]') as Array<{ cardNumber: string; holderName: string; expiry: string; pin: string; status: string; balanceMinor: string; currency: Currency }>;
   const merchants = JSON.parse(process.env.KESSAI_CRASH_MERCHANTS ?? '[]') as Array<{ id: string; name: string }>;
   const dbUrl = process.env.KESSAI_CRASH_DB_URL;
   const db = await openDb(dbUrl ? { url: dbUrl } : { dataDir: path.join(dir, 'db') });
@@ -44,7 +45,6 @@ async function main(): Promise<void> {
       { name: 'authorization-signing', use: 'sig' },
     ]),
     cardKeys: await loadOrCreateCardKeys(path.join(dir, 'keys')),
-    seedCards: cards,
     merchants,
     holdTimeoutSeconds: Number(process.env.KESSAI_CRASH_HOLD_SECONDS ?? 3600),
     expiryIntervalMs: 250,
@@ -53,6 +53,8 @@ async function main(): Promise<void> {
     tls: { keyPem: leaf.keyPem, certPem: leaf.certPem, caCertPem: pki.caCertPem },
   });
   const app = await buildSettlementServer(config);
+  // Every restart imports the same cards again: the store answers unchanged.
+  await importAccounts(db, config.cardKeys, cards.map((c) => ({ card_number: c.cardNumber, holder_name: c.holderName, expiry: c.expiry, pin: c.pin, balance: formatDecimalAmount(BigInt(c.balanceMinor), c.currency), currency: c.currency, kind: 'debit', status: c.status })));
   await app.listen({ port, host: '127.0.0.1' });
   process.stdout.write(`listening ${port}\n`);
   process.once('SIGTERM', () => {

@@ -6,8 +6,7 @@
  */
 import path from 'node:path';
 import { createLogger, freePort, loadOrCreateKeyRing, type Db } from '@kessai/service';
-import { buildSettlementServer, loadOrCreateCardKeys } from '@kessai/settlement-server';
-import type { demoIssuers } from '@kessai/cli/demo-data';
+import { buildSettlementServer, demoCardRows, importAccounts, loadOrCreateCardKeys, type DemoIssuer } from '@kessai/settlement-server';
 
 export interface InProcessIssuer {
   app: Awaited<ReturnType<typeof buildSettlementServer>>;
@@ -15,7 +14,7 @@ export interface InProcessIssuer {
 }
 
 export async function startInProcessIssuer(options: {
-  issuer: (typeof demoIssuers)[number];
+  issuer: DemoIssuer;
   dataDir: string;
   db: Db;
   pki: { caCertPem: string; leaves: Record<string, { keyPem: string; certPem: string } | undefined> };
@@ -40,11 +39,11 @@ export async function startInProcessIssuer(options: {
         { name: 'authorization-signing', use: 'sig' },
       ]),
       cardKeys: await loadOrCreateCardKeys(path.join(dataDir, 'settlement', 'keys')),
-      seedCards: issuer.cards,
       merchants: options.merchants,
       tls: { keyPem: leaf.keyPem, certPem: leaf.certPem, caCertPem: pki.caCertPem },
     }),
   );
+  await importAccounts(db, await loadOrCreateCardKeys(path.join(dataDir, 'settlement', 'keys')), demoCardRows(issuer.cards));
   options.beforeListen?.(app);
   await app.listen({ port, host: '127.0.0.1' });
   return { app, url };

@@ -5,7 +5,7 @@
  */
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { directoryResponse, limits, merchantNameProblem, sha256Base64url } from '@kessai/protocol';
+import { directoryResponse, limits, merchantNameProblem } from '@kessai/protocol';
 import { HttpClient } from '@kessai/sdk';
 import { classifyWork, createRateLimiters, createServer, logPassFailure, prepareSchema, rateLimitHook, registerWebPages, setUpAuditLog, shedLoad, keyAdminRoutes } from '@kessai/service';
 import { checkAuthConfig, type AuthConfig } from './config.ts';
@@ -30,24 +30,30 @@ import { settlementRoutes } from './routes/settlements.ts';
 import { terminalRoutes } from './routes/terminal.ts';
 import { webhookEventRoutes } from './routes/webhook-events.ts';
 import { webhookSecretRoutes } from './webhook-secrets.ts';
+import { brokerMerchantRoutes, createMerchant, merchantExists } from './merchants.ts';
 import { allowWalletOrigins } from './wallet-origins.ts';
 import { WebhookDispatcher } from './webhooks.ts';
 
 /** The authentication server's migrations (`kessai db`, readiness checks). */
 export const migrationsDir = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'migrations');
 
-async function seedMerchants(config: AuthConfig): Promise<void> {
-  for (const merchant of config.merchants) {
-    // A look-alike name would reach every payer's confirmation screen: refuse it at registration.
+/**
+ * The merchants of the config (main.ts's file), each created when missing through the operator's
+ * own createMerchant (merchants.ts); one that exists is left as the operator made it, so a rolled
+ * key or rotated secret is not brought back. Several processes may start at once.
+ */
+async function registerConfiguredMerchants(config: AuthConfig): Promise<void> {
+  for (const merchant of config.merchants ?? []) {
+    // A look-alike name would reach every payer's confirmation screen: refuse to start with it.
     const problem = merchantNameProblem(merchant.name);
     if (problem) throw new TypeError(`merchant ${merchant.id} cannot be registered: ${problem}`);
-    await config.db.query(
-      `insert into merchants (id, name, api_key_hash, webhook_url, webhook_secret) values ($1, $2, $3, $4, $5)
-       on conflict (id) do update set name = excluded.name, api_key_hash = excluded.api_key_hash, webhook_url = excluded.webhook_url,
-         -- a secret the operator rotated away from (webhook-secrets.ts) does not come back from the configuration
-         webhook_secret = case when exists (select 1 from merchant_webhook_secrets s where s.merchant_id = merchants.id and s.secret_hash = $6) then merchants.webhook_secret else excluded.webhook_secret end`,
-      [merchant.id, merchant.name, await sha256Base64url(merchant.apiKey), merchant.webhookUrl ?? null, merchant.webhookSecret, await sha256Base64url(merchant.webhookSecret)],
-    );
+    if (await merchantExists(config.db, merchant.id)) continue;
+    try {
+      await createMerchant(config.db, { id: merchant.id, name: merchant.name, webhookUrl: merchant.webhookUrl, apiKey: merchant.apiKey, webhookSecret: merchant.webhookSecret });
+    } catch (err) {
+      if (await merchantExists(config.db, merchant.id)) continue; // another process created it meanwhile
+      throw err;
+    }
   }
 }
 
@@ -78,7 +84,7 @@ export async function runWorker(context: AuthContext, dispatcher: WebhookDispatc
 export async function buildAuthServer(config: AuthConfig) {
   checkAuthConfig(config);
   await prepareSchema(config.db, migrationsDir, config.migrations);
-  await seedMerchants(config);
+  await registerConfiguredMerchants(config);
   const http = new HttpClient({ trust: 'pinned', caCertPem: config.tls.caCertPem, clientCertPem: config.clientTls.certPem, clientKeyPem: config.clientTls.keyPem });
   const context: AuthContext = { config, http, issuers: new IssuerDirectory(config.issuers, http), hub: await createPushHub(config) };
   const app = createServer({ logger: config.logger, db: config.db, ...(config.operatorToken ? { metricsToken: config.operatorToken } : {}), tls: config.tls, ...(config.serverTimeouts ? { timeouts: config.serverTimeouts } : {}) });
@@ -102,6 +108,7 @@ export async function buildAuthServer(config: AuthConfig) {
   await app.register((plugin) => credentialRoutes(plugin, context));
   await app.register((plugin) => keyAdminRoutes(plugin, config.keys, config.operatorToken)); // key rotation (packages/service/src/key-admin.ts)
   await app.register((plugin) => webhookSecretRoutes(plugin, config.db, config.operatorToken)); // webhook-secret rotation (webhook-secrets.ts)
+  await app.register((plugin) => brokerMerchantRoutes(plugin, config.db, config.operatorToken)); // merchants, their API keys (merchants.ts)
   await app.register((plugin) => paymentRequestRoutes(plugin, context));
   await app.register((plugin) => terminalRoutes(plugin, context));
   await app.register((plugin) => paymentLinkRoutes(plugin, context));

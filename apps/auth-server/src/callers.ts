@@ -1,5 +1,6 @@
 /**
- * Who is calling: a merchant (API key, stored as its SHA-256) or a terminal (a device proof: a
+ * Who is calling: a merchant (API key, stored as its SHA-256: the current one, or one rolled away
+ * from until its overlap ends, merchants.ts) or a terminal (a device proof: a
  * short-lived JWT signed by the device key, bound to method and path, used once).
  */
 import type { FastifyRequest } from 'fastify';
@@ -16,7 +17,14 @@ export async function authenticateMerchant(db: Db, request: FastifyRequest): Pro
   const header = request.headers.authorization;
   const match = typeof header === 'string' ? /^Bearer ([A-Za-z0-9_-]{16,128})$/.exec(header) : null;
   if (!match?.[1]) throw new KessaiError('unauthenticated');
-  const [merchant] = await db.query<MerchantCaller>('select id, name from merchants where api_key_hash = $1', [await sha256Base64url(match[1])]);
+  const hash = await sha256Base64url(match[1]);
+  const [merchant] = await db.query<MerchantCaller>(
+    `select id, name from merchants where api_key_hash = $1
+     union all
+     select m.id, m.name from merchant_previous_api_keys k join merchants m on m.id = k.merchant_id where k.key_hash = $1 and k.expires_at > now()
+     limit 1`,
+    [hash],
+  );
   if (!merchant) throw new KessaiError('unauthenticated');
   setAuditActor(request, `merchant:${merchant.id}`);
   return merchant;

@@ -31,7 +31,11 @@ export interface AuthConfig {
   keys: KeyRing;
   publicBaseUrl: string;
   issuers: readonly IssuerRoute[];
-  merchants: readonly MerchantSeed[];
+  /**
+   * Merchants registered at start when missing (main.ts's file; `kessai serve auth` has none: the
+   * operator creates merchants, merchants.ts). A key or secret rotated away from is not brought back.
+   */
+  merchants?: readonly MerchantSeed[];
   tls: { keyPem: string; certPem: string; caCertPem: string };
   /** Client certificate for mutual TLS to the settlement servers. */
   clientTls: { certPem: string; keyPem: string };
@@ -69,5 +73,5 @@ export interface AuthConfig {
 export function checkAuthConfig(config: AuthConfig): void {
   requireHttpsUrl(config.publicBaseUrl, 'AuthConfig.publicBaseUrl');
   for (const issuer of config.issuers) requireHttpsUrl(issuer.baseUrl, `AuthConfig.issuers[${issuer.id}].baseUrl`);
-  for (const merchant of config.merchants) if (merchant.webhookUrl !== undefined) requireHttpsUrl(merchant.webhookUrl, `AuthConfig.merchants[${merchant.id}].webhookUrl`);
+  for (const merchant of config.merchants ?? []) if (merchant.webhookUrl !== undefined) requireHttpsUrl(merchant.webhookUrl, `AuthConfig.merchants[${merchant.id}].webhookUrl`);
 }

@@ -4,6 +4,7 @@
  */
 import { Command } from 'commander';
 import { registerWalletCommands } from '@kessai/wallet';
+import { registerAccountsCommands } from './accounts-commands.ts';
 import { registerAuditCommands } from './audit-commands.ts';
 import { registerCardsCommands } from './cards-commands.ts';
 import { registerCredentialsCommands } from './credentials-commands.ts';
@@ -42,6 +43,7 @@ program
   });
 
 registerWalletCommands(program);
+registerAccountsCommands(program, process.env.KESSAI_DATA_DIR ?? './.kessai');
 registerAuditCommands(program, process.env.KESSAI_DATA_DIR ?? './.kessai');
 registerCredentialsCommands(program, process.env.KESSAI_DATA_DIR ?? './.kessai');
 registerCardsCommands(program, process.env.KESSAI_DATA_DIR ?? './.kessai');

@@ -6,12 +6,12 @@
  */
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
-import { buildAuthServer } from '@kessai/auth-server';
-import { buildSettlementServer, loadOrCreateCardKeys, type SettlementConfig } from '@kessai/settlement-server';
+import { buildAuthServer, createMerchant, merchantExists } from '@kessai/auth-server';
+import { bankKeySpecs, buildSettlementServer, demoCardRows, importAccounts, loadOrCreateCardKeys, type SettlementConfig } from '@kessai/settlement-server';
 import { buildShop } from '@kessai/shop';
 import { buildWalletHost } from '@kessai/wallet';
 import { certificateFingerprint, createLogger, type KessaiApp, loadOrCreateKeyRing, loadOrCreateDevPki, loadOrCreateOperatorToken, openDb, readIfExists, reservePort, writePrivateFile, type Db, type DevPki, type LoadSheddingConfig, type Logger, type RateLimitConfig, type ServerTimeouts } from '@kessai/service';
-import { newId } from '@kessai/protocol';
+import { limits, newId } from '@kessai/protocol';
 import { demoIssuers, demoMerchantName, type DemoIssuer } from './demo-data.ts';
 import { DirectorySigner, loadOrCreateDirectoryKey } from './directory.ts';
 
@@ -73,6 +73,16 @@ function openRoleDb(source: DbSource | undefined, dataDir: string, role: string)
   return openDb({ dataDir: source?.dataDir ?? path.join(dataDir, role, 'db') });
 }
 
+/** The demo issuer's cards, imported as `kessai accounts import` would, a batch of accountsImportRowsMax at a time. */
+async function importDemoCards(config: SettlementConfig, issuer: DemoIssuer): Promise<void> {
+  const rows = demoCardRows(issuer.cards);
+  for (let start = 0; start < rows.length; start += limits.accountsImportRowsMax) {
+    const imported = await importAccounts(config.db, config.cardKeys, rows.slice(start, start + limits.accountsImportRowsMax), start + 1);
+    if (imported.rejected + imported.conflicts > 0) throw new Error(`demo cards of ${issuer.id}: ${imported.rejected} rejected, ${imported.conflicts} conflicts`);
+    if (imported.created > 0) config.logger.info({ cards: imported.created }, 'demo cards imported');
+  }
+}
+
 export async function startSystem(options: SystemOptions) {
   const host = options.host ?? '127.0.0.1';
   const issuers = options.issuers ?? demoIssuers;
@@ -126,12 +136,8 @@ export async function startSystem(options: SystemOptions) {
         publicBaseUrl: url(ports.issuers[issuer.id] ?? 0),
         db,
         logger: logger(`settlement-${issuer.id}`),
-        keys: await loadOrCreateKeyRing(path.join(dataDir, `settlement-${issuer.id}`, 'keys'), [
-          { name: 'cipher2', use: 'enc', alg: issuer.cipher2 },
-          { name: 'authorization-signing', use: 'sig' },
-        ]),
+        keys: await loadOrCreateKeyRing(path.join(dataDir, `settlement-${issuer.id}`, 'keys'), bankKeySpecs(issuer)),
         cardKeys: await loadOrCreateCardKeys(path.join(dataDir, `settlement-${issuer.id}`, 'keys')),
-        seedCards: issuer.cards,
         // The demo merchant is onboarded at every demo bank, under the name payers are shown.
         merchants: [{ id: merchant.merchantId, name: demoMerchantName }],
         ...(options.credentialsPerCardMax !== undefined ? { credentialsPerCardMax: options.credentialsPerCardMax } : {}),
@@ -147,6 +153,8 @@ export async function startSystem(options: SystemOptions) {
         ...(options.loadShedding?.settlement ? { loadShedding: options.loadShedding.settlement } : {}),
       });
       const app = await buildSettlementServer(config);
+      // The demo cards through the bank operator's own import (a second start finds them unchanged).
+      await importDemoCards(config, issuer);
       options.beforeListen?.(`settlement-${issuer.id}`, app);
       await reserved.issuers[issuer.id]?.release();
       await app.listen({ port: ports.issuers[issuer.id] ?? 0, host });
@@ -172,7 +180,6 @@ export async function startSystem(options: SystemOptions) {
         ]),
         publicBaseUrl: url(ports.auth),
         issuers: settlements.map((s) => ({ id: s.issuer.id, baseUrl: s.url, cardPrefixes: s.issuer.cardPrefixes })),
-        merchants: [{ id: merchant.merchantId, name: demoMerchantName, apiKey: merchant.apiKey, webhookSecret: merchant.webhookSecret, webhookUrl: `${url(ports.shop)}/webhooks/kessai` }],
         directory: () => directory.current(),
         walletOrigins: [url(ports.wallet)],
         walletUrl: `${url(ports.wallet)}/wallet/`,
@@ -187,6 +194,10 @@ export async function startSystem(options: SystemOptions) {
         ...(options.loadShedding?.auth ? { loadShedding: options.loadShedding.auth } : {}),
       }),
     );
+    // The demo merchant, created at first start as the operator's `kessai merchants create` does, with the secrets the demo shop reads from shop/merchant.json.
+    if (!(await merchantExists(authDb, merchant.merchantId))) {
+      await createMerchant(authDb, { id: merchant.merchantId, name: demoMerchantName, apiKey: merchant.apiKey, webhookSecret: merchant.webhookSecret, webhookUrl: `${url(ports.shop)}/webhooks/kessai` });
+    }
     options.beforeListen?.('auth-server', auth.app);
     await reserved.auth.release();
     await auth.app.listen({ port: ports.auth, host });

@@ -44,12 +44,12 @@ import { settleHold } from './capture.ts';
 import { enrollCredential } from './enroll.ts';
 import { startExpiryWorker } from './expiry.ts';
 import { GroupCommit } from './ledger/group-commit.ts';
-import { merchantRoutes } from './merchants.ts';
+import { merchantRoutes, onboardMerchant } from './merchants.ts';
+import { adminAccountRoutes } from './admin-accounts.ts';
 import { bankMetrics } from './metrics.ts';
 import { refund } from './refund.ts';
 import { credentialAdminRoutes, revokeCredential } from './registry.ts';
 import { renewedCredential } from './renew.ts';
-import { seedCards } from './seed.ts';
 import { registerSettlement } from './settlement/routes.ts';
 
 /** The settlement server's migrations (`kessai db`, readiness checks). */
@@ -80,8 +80,7 @@ export async function buildSettlementServer(config: SettlementConfig) {
   // Its metadata's jwks_uri is under it: brokers fetch this issuer's keys there.
   requireHttpsUrl(config.publicBaseUrl, 'SettlementConfig.publicBaseUrl');
   await prepareSchema(config.db, migrationsDir, config.migrations);
-  const seeded = await seedCards(config);
-  if (seeded > 0) config.logger.info({ cards: seeded }, 'seeded demo cards');
+  for (const merchant of config.merchants ?? []) await onboardMerchant(config.db, merchant);
   const app = createServer({ logger: config.logger, db: config.db, ...(config.operatorToken ? { metricsToken: config.operatorToken } : {}), ...(config.tls ? { tls: { ...config.tls, requestClientCertificate: true } } : {}), ...(config.serverTimeouts ? { timeouts: config.serverTimeouts } : {}) });
   // First of all hooks: over its class's in-flight limit, or with too little of the broker's deadline left, a request is refused before any work.
   shedLoad(app, bankWork, config.loadShedding, config.logger);
@@ -156,6 +155,7 @@ export async function buildSettlementServer(config: SettlementConfig) {
   });
   if (config.operatorToken) await app.register((plugin) => adminConsoleRoutes(plugin, config));
   if (config.operatorToken) await app.register((plugin) => adminCardRoutes(plugin, config));
+  if (config.operatorToken) await app.register((plugin) => adminAccountRoutes(plugin, config)); // the account import (accounts-import.ts)
   await app.register((plugin) => merchantRoutes(plugin, config, config.db)); // merchant onboarding (merchants.ts)
   await app.register((plugin) => credentialAdminRoutes(plugin, config)); // the issuer operator's revocation (registry.ts)
   await app.register((plugin) => keyAdminRoutes(plugin, config.keys, config.operatorToken)); // key rotation (packages/service/src/key-admin.ts)

@@ -1,23 +1,9 @@
 /** What a settlement server needs to start, built by its caller (main.ts or a test) and frozen. */
 import type { KeyRing } from '@kessai/protocol';
-import type { ConversionMode, Currency } from '@kessai/protocol';
+import type { ConversionMode } from '@kessai/protocol';
 import type { Db, LoadSheddingConfig, MigrationMode, Logger, RateLimitConfig, ServerTimeouts } from '@kessai/service';
 import type { SettlementOptions } from './settlement/options.ts';
 import type { CardKeys } from './card-vault.ts';
-
-export interface SeedCard {
-  cardNumber: string;
-  holderName: string;
-  expiry: string;
-  pin: string;
-  status: 'active' | 'blocked';
-  balanceMinor: bigint;
-  /** A credit card: its account draws on a credit line of this limit (docs/ledger.md, "Credit lines"). */
-  creditLimitMinor?: bigint;
-  currency: Currency;
-  /** What the card demonstrates, for the printed list of test cards. */
-  purpose: string;
-}
 
 export interface SettlementConfig {
   issuerId: string;
@@ -37,7 +23,6 @@ export interface SettlementConfig {
   keys: KeyRing;
   /** The account store's card lookup and data keys (card-vault.ts, loadOrCreateCardKeys). */
   cardKeys: CardKeys;
-  seedCards: readonly SeedCard[];
   /** Merchants onboarded at start (kessai start's demo merchant); others through the operator API. */
   merchants?: ReadonlyArray<{ id: string; name: string }>;
   /** Active credentials per card (default limits.credentialsPerCardMax); the benchmark raises it. */

@@ -4,9 +4,9 @@
  *
  *   tsx apps/settlement-server/src/main.ts <config.json>      (or KESSAI_SETTLEMENT_CONFIG=<config.json>)
  *
- * The JSON names a demo issuer by id (apps/cli/src/demo-data.ts: its name, conversion mode, cipher
- * 2 algorithm and seed cards; a full issuer description is not accepted yet, the seed balances are
- * bigints), the database (or <ISSUER_ID>_DATABASE_URL, else PGlite under the data folder), the data
+ * The JSON names the bank: `bankFile`, a bank description (bank.ts; its accounts are imported by
+ * the operator, `kessai accounts import`), or `issuerId`, a demo bank of fixtures/ whose demo cards
+ * are imported at start as `kessai start` does (demo.ts), the database (or <ISSUER_ID>_DATABASE_URL, else PGlite under the data folder), the data
  * folder laid out as `kessai start` makes it (pki/, settlement-<issuer>/keys/) and the port (0: a
  * free one, reserved before the server is built and held until it listens). Once listening it prints one JSON line
  * `{"listening":"https://…","pid":…}` on stdout; SIGTERM or SIGINT drains it (process-main.ts; KESSAI_DRAIN_READINESS_DELAY_MS
@@ -18,16 +18,20 @@ import path from 'node:path';
 import { z } from 'zod';
 import { limits } from '@kessai/protocol';
 import { certificateFingerprint, createLogger, loadOrCreateDevPki, loadOrCreateKeyRing, loadOrCreateOperatorToken, openDb, reservePort, serveUntilSignalled, drainOptionsFromEnv, workClasses, type DrainOptions, type RateLimitName, type WorkClass } from '@kessai/service';
-import { demoIssuers } from '@kessai/cli/demo-data';
 import { buildSettlementServer } from './app.ts';
+import { importAccounts } from './accounts-import.ts';
+import { bankKeySpecs, readBankFile, settlementConfigOfBank, type BankDescription } from './bank.ts';
 import { loadOrCreateCardKeys } from './card-vault.ts';
+import { demoBanks, demoCardRows, demoIssuers } from './demo.ts';
 import { issuerDatabaseEnv } from './config.ts';
 
 const rateLimit = z.strictObject({ perMinute: z.number().positive(), burst: z.number().int().positive() });
 const dbTimeoutMs = z.number().int().positive();
 const mainConfig = z.strictObject({
-  /** A demo issuer's id: sakura-bank or fuji-bank. */
-  issuerId: z.enum(demoIssuers.map((i) => i.id) as [string, ...string[]]),
+  /** A demo bank's id (sakura-bank or fuji-bank): its description and demo cards. Or: */
+  issuerId: z.enum(demoIssuers.map((i) => i.id) as [string, ...string[]]).optional(),
+  /** A bank description file (bank.ts, bankDescription); accounts come by `kessai accounts import`. */
+  bankFile: z.string().min(1).optional(),
   dataDir: z.string().min(1),
   databaseUrl: z.string().min(1).optional(),
   host: z.string().min(1).optional(),
@@ -91,6 +95,7 @@ async function readConfig(file: string | undefined): Promise<z.infer<typeof main
   }
   const parsed = mainConfig.safeParse(json);
   if (!parsed.success) refuse(`invalid config ${file}: ${z.prettifyError(parsed.error).replace(/\n/g, '; ')}`);
+  if ((parsed.data.issuerId === undefined) === (parsed.data.bankFile === undefined)) refuse(`invalid config ${file}: name the bank by exactly one of issuerId (a demo bank) and bankFile`);
   return parsed.data;
 }
 
@@ -101,7 +106,16 @@ try {
 } catch (err) {
   refuse((err as Error).message);
 }
-const issuer = demoIssuers.find((i) => i.id === options.issuerId)!;
+async function bankOf(): Promise<BankDescription> {
+  if (options.bankFile === undefined) return demoBanks.find((b) => b.id === options.issuerId)!;
+  try {
+    return await readBankFile(options.bankFile);
+  } catch (err) {
+    refuse((err as Error).message);
+  }
+}
+const bank = await bankOf();
+const issuer = { id: bank.id };
 const databaseUrl = options.databaseUrl ?? process.env[issuerDatabaseEnv(issuer.id)];
 const dataDir = path.resolve(options.dataDir);
 const host = options.host ?? '127.0.0.1';
@@ -116,20 +130,15 @@ const pki = await loadOrCreateDevPki(path.join(dataDir, 'pki'), [
 const leaf = pki.leaves['settlement-server']!;
 const db = await openDb(databaseUrl ? { url: databaseUrl, ...(options.poolSizeMax ? { poolSizeMax: options.poolSizeMax } : {}), ...(options.dbTimeouts ? { timeouts: options.dbTimeouts } : {}) } : { dataDir: path.join(roleDir, 'db') });
 const logger = createLogger({ name: `settlement-${issuer.id}`, file: path.join(dataDir, 'logs', `${options.logName ?? `settlement-${issuer.id}-${process.pid}`}.log`) });
+const cardKeys = await loadOrCreateCardKeys(path.join(roleDir, 'keys'));
 const app = await buildSettlementServer(
   Object.freeze({
-    issuerId: issuer.id,
-    name: issuer.name,
-    conversionMode: issuer.conversionMode,
+    ...settlementConfigOfBank(bank),
     publicBaseUrl: options.publicBaseUrl ?? `https://${host}:${port}`,
     db,
     logger,
-    keys: await loadOrCreateKeyRing(path.join(roleDir, 'keys'), [
-      { name: 'cipher2', use: 'enc', alg: issuer.cipher2 },
-      { name: 'authorization-signing', use: 'sig' },
-    ]),
-    cardKeys: await loadOrCreateCardKeys(path.join(roleDir, 'keys')),
-    seedCards: issuer.cards,
+    keys: await loadOrCreateKeyRing(path.join(roleDir, 'keys'), bankKeySpecs(bank)),
+    cardKeys,
     ...(options.migrations ? { migrations: options.migrations } : {}),
     ...(options.merchants ? { merchants: options.merchants } : {}),
     ...(options.credentialsPerCardMax ? { credentialsPerCardMax: options.credentialsPerCardMax } : {}),
@@ -142,6 +151,12 @@ const app = await buildSettlementServer(
     ...(options.loadShedding ? { loadShedding: options.loadShedding } : {}),
   }),
 );
+const demo = options.bankFile === undefined ? demoIssuers.find((i) => i.id === bank.id) : undefined;
+if (demo) {
+  // A demo bank: its cards through the operator's import, as `kessai start` does (a second start finds them unchanged).
+  const imported = await importAccounts(db, cardKeys, demoCardRows(demo.cards));
+  logger.info({ created: imported.created, unchanged: imported.unchanged }, 'demo cards imported');
+}
 await reservation.release();
 await app.listen({ port, host });
 serveUntilSignalled(`https://${host}:${port}`, { app, db, logger }, drainOptions);

@@ -64,6 +64,11 @@ export const errorCatalog = {
   backup_invalid: { status: 422, title: 'The file is not a Kessai key backup, or it is damaged' },
   backup_passphrase_wrong: { status: 422, title: 'The passphrase does not open this key backup' },
   keys_exist: { status: 409, title: 'The keys folder already holds keys' },
+  account_row_invalid: { status: 422, title: 'A row of the account import is invalid; it is reported by its row number and nothing of it was imported' },
+  account_conflict: { status: 409, title: 'The card exists at the bank with other data; nothing was changed' },
+  import_batch_too_large: { status: 413, title: 'More rows than accountsImportRowsMax in one import call' },
+  merchant_name_taken: { status: 409, title: 'Another merchant has this name (case-insensitively): payers could not tell them apart' },
+  api_key_limit_reached: { status: 409, title: 'The merchant already has merchantApiKeysMax working API keys; retire the previous ones first' },
   internal_error: { status: 500, title: 'Internal error' },
 } as const satisfies Record<string, { status: number; title: string }>;
 

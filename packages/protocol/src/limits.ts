@@ -313,4 +313,20 @@ export const limits = {
   readinessCheckTimeoutMs: 2_000,
   /** An inbound Request-Id longer than this (or with other characters than [A-Za-z0-9._-]) is replaced by one of the server's. */
   requestIdLengthMax: 64,
+  /**
+   * Accounts imported by one call of the bank's `POST /admin/v1/accounts/import` (one transaction);
+   * `kessai accounts import` sends a longer file in batches of this many rows. 100 rows of the
+   * longest fields stay well under bodyBytesMax, which bounds the call's body as every other's.
+   */
+  accountsImportRowsMax: 100,
+  /** Rows `kessai accounts import` reads from one file (its memory bound): larger files are split by the bank's operator. */
+  accountsImportFileRowsMax: 1_000_000,
+  /**
+   * Merchant API keys at the broker (`kessai merchants rotate-key`, Stripe's "roll key"): the old key
+   * keeps working this long after a roll unless the operator retires it at once (`--now`), at most
+   * apiKeyOverlapSecondsMax; a merchant has at most merchantApiKeysMax keys that still work.
+   */
+  apiKeyOverlapSecondsDefault: 24 * 60 * 60,
+  apiKeyOverlapSecondsMax: 7 * 24 * 60 * 60,
+  merchantApiKeysMax: 3,
 } as const;

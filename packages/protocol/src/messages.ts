@@ -384,3 +384,78 @@ export const webhookEvent = z.strictObject({
   refund: refundView.optional(),
 });
 export type WebhookEvent = z.infer<typeof webhookEvent>;
+
+// ---- Operator: accounts imported at a bank, merchants created at the broker ------------------
+
+/**
+ * One account row of `POST /admin/v1/accounts/import`, as the file has it: every field a string,
+ * checked row by row by the bank (accounts-import.ts), so that one bad row is reported by its row
+ * number instead of refusing the call — and no value is ever echoed. `balance` and `credit_line`
+ * are in the currency's units (`"1000"`, `"12.50"`), converted exactly to minor units.
+ */
+const importField = (max: number) => z.string().max(max).optional();
+export const accountImportRow = z.strictObject({
+  card_number: importField(32),
+  holder_name: importField(limits.holderNameLengthMax * 2),
+  expiry: importField(8),
+  pin: importField(16),
+  balance: importField(32),
+  currency: importField(8),
+  kind: importField(16),
+  credit_line: importField(32),
+  status: importField(16),
+});
+export type AccountImportRow = z.infer<typeof accountImportRow>;
+export const accountsImportRequest = z.strictObject({
+  /** The file's row number of rows[0] (1: the first row after a CSV header, or a JSON array's first element). */
+  first_row: z.number().int().min(1).max(limits.accountsImportFileRowsMax).optional(),
+  rows: z.array(accountImportRow).min(1),
+});
+export const accountImportResult = z.strictObject({
+  row: z.number().int().min(1),
+  /** created: a new account and card; unchanged: the card exists with this data; conflict: it exists with other data (nothing changed); rejected: the row is invalid. */
+  result: z.enum(['created', 'unchanged', 'conflict', 'rejected']),
+  code: z.enum(['account_row_invalid', 'account_conflict']).optional(),
+  /** Which fields were invalid or differ from the existing card (names, never values). */
+  fields: z.array(z.string().max(32)).max(16).optional(),
+  /** The last four digits of the card number, when it has at least twelve. */
+  card_last4: z.string().regex(/^[0-9]{4}$/).optional(),
+  account_id: z.string().regex(/^acct_[0-9a-hjkmnp-tv-z]{26}$/).optional(),
+});
+export type AccountImportResult = z.infer<typeof accountImportResult>;
+export const accountsImportResponse = z.strictObject({
+  created: z.number().int().min(0),
+  unchanged: z.number().int().min(0),
+  conflicts: z.number().int().min(0),
+  rejected: z.number().int().min(0),
+  results: z.array(accountImportResult).max(limits.accountsImportRowsMax),
+});
+export type AccountsImportResponse = z.infer<typeof accountsImportResponse>;
+
+/** A merchant the broker's operator creates (`kessai merchants create`): its API key and webhook secret are made by the broker. */
+export const brokerMerchantCreate = z.strictObject({ name: text(), webhook_url: z.url({ protocol: /^https$/ }).max(2_048).optional() });
+/** A key as the operator sees it: never the key, at most its last four characters; a previous key works until `expires_at`. */
+const apiKeyView = z.strictObject({ status: z.enum(['current', 'previous']), last4: z.string().max(4).nullable(), expires_at: z.string().nullable() });
+export const brokerMerchantView = z.strictObject({
+  merchant_id: merchantId,
+  name: text(),
+  webhook_url: z.string().nullable(),
+  created_at: z.string(),
+  /** Keys that still work (never a key itself): the current one first, then those rolled away from until their expiry. */
+  api_keys: z.array(apiKeyView).max(limits.merchantApiKeysMax),
+  previous_webhook_secrets: z.number().int().min(0),
+});
+export const brokerMerchantList = z.strictObject({ items: z.array(brokerMerchantView).max(limits.listPageMax) });
+/** The answer that carries a new API key (and, at creation, the webhook secret): shown once, stored only as a hash. */
+export const brokerMerchantCreated = z.strictObject({
+  merchant: brokerMerchantView,
+  api_key: z.string().regex(/^sk_[A-Za-z0-9_-]{16,120}$/),
+  webhook_secret: z.string().regex(/^whsec_[A-Za-z0-9_-]{32}$/),
+});
+export const apiKeyRollRequest = z.strictObject({
+  /** How long the current key keeps working (default limits.apiKeyOverlapSecondsDefault); 0 retires it at once. */
+  overlap_seconds: z.number().int().min(0).max(limits.apiKeyOverlapSecondsMax).optional(),
+});
+/** The new key, shown once; the key it replaced works until `previous_expires_at` (null: retired at once). */
+export const apiKeyRolled = z.strictObject({ merchant: brokerMerchantView, api_key: z.string().regex(/^sk_[A-Za-z0-9_-]{16,120}$/), previous_expires_at: z.string().nullable() });
+export const apiKeysRetired = z.strictObject({ merchant_id: merchantId, retired: z.number().int().min(0) });

@@ -32,6 +32,30 @@ export function parseAmount(text: string): bigint {
   return value;
 }
 
+/**
+ * Parses an amount written in the currency's units (`"1000"`, `"12.50"`, `"1000.000"` for KWD) into
+ * minor units, exactly: digits only, at most the currency's exponent of decimals, no sign, no
+ * grouping, never a float. Throws TypeError on anything else or above amountMinorMax.
+ */
+export function parseDecimalAmount(text: string, currency: Currency): bigint {
+  const exponent = currencyExponents[currency];
+  const match = /^(0|[1-9][0-9]{0,18})(?:\.([0-9]+))?$/.exec(text);
+  if (!match) throw new TypeError('amount must be a non-negative decimal number like 1000 or 12.50');
+  const fraction = match[2] ?? '';
+  if (fraction.length > exponent) throw new TypeError(`amount has more than ${exponent} decimals for ${currency}`);
+  const value = BigInt(match[1]!) * 10n ** BigInt(exponent) + BigInt(fraction.padEnd(exponent, '0') || '0');
+  if (value > limits.amountMinorMax) throw new TypeError('amount exceeds amountMinorMax');
+  return value;
+}
+
+/** Minor units as a plain decimal in the currency's units (`"12.50"`): what parseDecimalAmount reads back. */
+export function formatDecimalAmount(amountMinor: bigint, currency: Currency): string {
+  if (amountMinor < 0n) throw new RangeError('amount must not be negative');
+  const exponent = currencyExponents[currency];
+  const digits = amountMinor.toString().padStart(exponent + 1, '0');
+  return exponent > 0 ? `${digits.slice(0, digits.length - exponent)}.${digits.slice(digits.length - exponent)}` : digits;
+}
+
 export function formatAmount(amountMinor: bigint, currency: Currency): string {
   const exponent = currencyExponents[currency];
   const negative = amountMinor < 0n;
