@@ -20,7 +20,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
-import { Agent, request as undiciRequest } from 'undici';
+import { Agent } from 'undici';
 import { KessaiError, limits, newId } from '@kessai/protocol';
 import { loadOrCreateDevPki, loadTestRateLimits } from '@kessai/service';
 import { demoIssuers } from '@kessai/cli/demo-data';
@@ -30,6 +30,7 @@ import { scratchPostgres } from '../support/database.ts';
 import { authServerMain, freePort, holdPort, settlementServerMain, startInstance, stopInstance, type Instance } from '../support/processes.ts';
 import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.ts';
 import { seededRandom } from '../support/random.ts';
+import { answer, ShopCustomer, toldCounts, untilAgreed, type Payment } from '../support/agreement.ts';
 
 const adminUrl = process.env.KESSAI_TEST_PG_URL;
 const seed = Number(process.env.KESSAI_CHAOS_SEED ?? Math.floor(Math.random() * 2 ** 31));
@@ -42,14 +43,6 @@ const cards = ['4242424242424242', '4000056655665556'].map((n) => issuer.cards.f
 const shopProcess = 'test/chaos/shop-process.ts';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-type Told = 'paid' | 'not paid' | 'not known';
-interface Payment {
-  rid: string;
-  orderId: string;
-  told?: Told;
-  detail?: string;
-}
 
 describe.skipIf(!adminUrl)(`chaos: three roles as processes on PostgreSQL under a seeded schedule of faults (seed ${seed})`, () => {
   const next = seededRandom(seed);
@@ -151,23 +144,13 @@ describe.skipIf(!adminUrl)(`chaos: three roles as processes on PostgreSQL under 
     if (dataDir) await rm(dataDir, { recursive: true, force: true });
   });
 
-  async function shopCall(method: 'GET' | 'POST', pathname: string, body?: unknown): Promise<{ status: number; body: any }> { // eslint-disable-line @typescript-eslint/no-explicit-any -- the shop's JSON
-    const response = await undiciRequest(`${shopUrl}${pathname}`, { method, dispatcher: agent, headers: { 'content-type': 'application/json' }, body: JSON.stringify(body ?? {}), signal: AbortSignal.timeout(10_000) });
-    const text = await response.body.text();
-    return { status: response.statusCode, body: text ? JSON.parse(text) : undefined };
-  }
-
   /** One checkout at the shop and the payer's answer; what the wallet was told is recorded. */
   async function pay(wallet: WalletClient, pin: string): Promise<void> {
     let payment: Payment;
     try {
-      const cart = await shopCall('POST', '/api/carts');
-      if (cart.status !== 201) return;
-      const products = await undiciRequest(`${shopUrl}/api/products`, { dispatcher: agent, signal: AbortSignal.timeout(10_000) }).then((r) => r.body.json() as Promise<{ products: Array<{ id: string }> }>);
-      await shopCall('POST', `/api/carts/${cart.body.id}/items`, { product_id: products.products[between(0, products.products.length)]!.id, quantity: between(1, 3) });
-      const checkedOut = await shopCall('POST', `/api/carts/${cart.body.id}/checkout`);
-      if (checkedOut.status !== 200) return;
-      payment = { rid: checkedOut.body.payment_request_id, orderId: checkedOut.body.order_id };
+      const checkedOut = await new ShopCustomer(shopUrl, agent).checkout((count) => ({ index: between(0, count), quantity: between(1, 3) }));
+      if ('refusal' in checkedOut) return;
+      payment = checkedOut;
     } catch (err) {
       shopFailures.push(String(err));
       return; // the shop is down or cut off: no payment was asked for
@@ -181,14 +164,7 @@ describe.skipIf(!adminUrl)(`chaos: three roles as processes on PostgreSQL under 
       payment.detail = `fetch: ${err instanceof KessaiError ? err.code : String(err)}`;
       return;
     }
-    try {
-      const outcome = await wallet.approve(request, pin);
-      payment.told = outcome.status === 'approved' || outcome.status === 'captured' ? 'paid' : outcome.status === 'authorizing' ? 'not known' : 'not paid';
-      payment.detail = outcome.status;
-    } catch (err) {
-      payment.told = 'not paid';
-      payment.detail = err instanceof KessaiError ? err.code : String(err);
-    }
+    await answer(wallet, payment, request, pin);
   }
 
   async function restart(role: 'auth' | 'bank' | 'shop', downMs: number): Promise<void> {
@@ -245,54 +221,6 @@ describe.skipIf(!adminUrl)(`chaos: three roles as processes on PostgreSQL under 
     }
   }
 
-  async function finalStates() {
-    const read = async <T,>(url: string, sql: string): Promise<T[]> => {
-      const client = new pg.Client({ connectionString: url });
-      await client.connect();
-      try {
-        return (await client.query(sql)).rows as T[];
-      } finally {
-        await client.end();
-      }
-    };
-    const broker = new Map((await read<{ id: string; status: string }>(dbUrls.auth, 'select id, status from payment_requests')).map((r) => [r.id, r.status]));
-    const bank = new Map((await read<{ request_id: string; status: string; amount: string; captured_amount: string }>(dbUrls.bank, 'select request_id, status, amount, captured_amount from authorizations')).map((r) => [r.request_id, r]));
-    const shop = new Map((await read<{ payment_request_id: string; status: string }>(dbUrls.shop, 'select payment_request_id, status from orders where payment_request_id is not null')).map((r) => [r.payment_request_id, r.status]));
-    const ledger = await read<{ currency: string; dp: string; cp: string; dq: string; cq: string }>(dbUrls.bank, 'select currency, sum(debits_pending) as dp, sum(credits_pending) as cp, sum(debits_posted) as dq, sum(credits_posted) as cq from ledger_accounts group by currency');
-    const [pending] = await read<{ n: string }>(dbUrls.bank, "select count(*) as n from transfers where kind = 'pending' and state = 'pending'");
-    return { broker, bank, shop, ledger, pendingHolds: Number(pending!.n) };
-  }
-
-  /** Every way the system disagrees with itself now; empty once it has converged. */
-  function problems(state: Awaited<ReturnType<typeof finalStates>>): string[] {
-    const found: string[] = [];
-    for (const row of state.ledger) {
-      if (row.dp !== row.cp || row.dq !== row.cq) found.push(`ledger ${row.currency} unbalanced: pending ${row.dp}/${row.cp}, posted ${row.dq}/${row.cq}`);
-    }
-    if (state.pendingHolds > 0) found.push(`${state.pendingHolds} holds still pending at the bank`);
-    for (const [rid, auth] of state.bank) {
-      if (BigInt(auth.captured_amount) > BigInt(auth.amount)) found.push(`${rid}: captured ${auth.captured_amount} of ${auth.amount}`);
-    }
-    for (const payment of payments) {
-      const broker = state.broker.get(payment.rid);
-      const bank = state.bank.get(payment.rid)?.status;
-      const shop = state.shop.get(payment.rid);
-      const agreeing: Record<string, (bankStatus: string | undefined, shopStatus: string | undefined) => boolean> = {
-        captured: (b, s) => b === 'captured' && s === 'captured',
-        declined: (b, s) => b === 'declined' && s === 'declined',
-        pending: (b, s) => b === undefined && s === 'awaiting_payment',
-        cancelled: (b, s) => b === undefined && s === 'cancelled',
-        expired: (b, s) => (b === undefined || b === 'expired' || b === 'voided') && s === 'expired',
-        voided: (b, s) => (b === 'voided' || b === 'expired') && s === 'voided',
-      };
-      const agrees = broker !== undefined && agreeing[broker]?.(bank, shop);
-      if (!agrees) found.push(`${payment.rid}: broker ${broker}, bank ${bank ?? 'none'}, shop ${shop ?? 'none'}`);
-      if (payment.told === 'paid' && broker !== 'captured') found.push(`${payment.rid}: the wallet was told paid, but it is ${broker}`);
-      if (payment.told === 'not paid' && (broker === 'captured' || broker === 'approved')) found.push(`${payment.rid}: the wallet was told not paid (${payment.detail}), but it is ${broker}`);
-    }
-    return found;
-  }
-
   it('ends with balanced ledgers, no pending hold, nothing captured twice, and broker, bank, shop and wallets agreeing', async () => {
     const until = Date.now() + faultsMs;
     let stop = false;
@@ -320,17 +248,8 @@ describe.skipIf(!adminUrl)(`chaos: three roles as processes on PostgreSQL under 
     console.log(`chaos seed ${seed}: ${payments.length} payments; faults: ${faultLog.join(', ')}`);
     expect(payments.length, `payments were made while the faults ran (checkouts failed: ${shopFailures.slice(0, 3).join('; ')})`).toBeGreaterThan(0);
     const deadline = Math.max(clearedAt + limits.convergenceMs, Date.now()) + slackMs;
-    let last: string[] = [];
-    while (Date.now() < deadline) {
-      try {
-        last = problems(await finalStates());
-      } catch (err) {
-        last = [`could not read the final states: ${String(err)}`];
-      }
-      if (last.length === 0) break;
-      await sleep(2_000);
-    }
-    console.log(`chaos seed ${seed}: converged ${last.length === 0 ? `${Math.round((Date.now() - clearedAt) / 1000)} s after the faults cleared` : 'never'}; told: ${JSON.stringify(payments.reduce<Record<string, number>>((n, p) => ({ ...n, [p.told ?? 'nothing']: (n[p.told ?? 'nothing'] ?? 0) + 1 }), {}))}`);
+    const last = await untilAgreed(dbUrls, payments, deadline);
+    console.log(`chaos seed ${seed}: converged ${last.length === 0 ? `${Math.round((Date.now() - clearedAt) / 1000)} s after the faults cleared` : 'never'}; told: ${JSON.stringify(toldCounts(payments))}`);
     expect(last, `seed ${seed}; faults: ${faultLog.join(', ')}`).toEqual([]);
   }, 600_000);
 });
