@@ -8,7 +8,7 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { buildShop } from '@kessai/shop';
-import { createLogger, loadOrCreateDevPki, loadTestRateLimits, openDb, serveUntilSignalled } from '@kessai/service';
+import { createLogger, loadOrCreateDevPki, loadTestRateLimits, openDb, serveUntilSignalled, drainOptionsFromEnv } from '@kessai/service';
 
 interface ShopProcessConfig {
   dataDir: string;
@@ -42,4 +42,4 @@ const shop = await buildShop(
   }),
 );
 await shop.app.listen({ port: config.port, host: '127.0.0.1' });
-serveUntilSignalled(url, { app: shop, db, logger });
+serveUntilSignalled(url, { app: shop, operations: shop.app.operations, db, logger }, drainOptionsFromEnv(process.env));

@@ -1,7 +1,7 @@
 /**
  * Servers as their own OS processes for the tests: starts an entry point (apps/<role>/src/main.ts)
- * with its config file and waits for the `{"listening":…}` line it prints; stops it with SIGTERM
- * (SIGKILL after 5 s). Their output is kept for the failure message only.
+ * with its config file and waits for the `{"listening":…}` line it prints (drain readiness delay 0
+ * unless `env` says otherwise); stops it with SIGTERM (SIGKILL after 5 s). Their output is kept for the failure message only.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
@@ -20,8 +20,10 @@ export interface Instance {
 }
 
 /** Starts `entry` (relative to the repository) with `configFile` and waits for its `listening` line. */
-export async function startInstance(configFile: string, entry: string = authServerMain): Promise<Instance> {
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, entry), configFile], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+export async function startInstance(configFile: string, entry: string = authServerMain, env: Record<string, string> = {}): Promise<Instance> {
+  // No readiness delay unless a test asks for one: stopping a server in a test needs no load balancer to notice.
+  const childEnv = { ...process.env, KESSAI_DRAIN_READINESS_DELAY_MS: '0', ...env };
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, entry), configFile], { cwd: root, env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
   const output: string[] = [];
   child.stderr!.on('data', (chunk: Buffer) => output.push(chunk.toString()));
   const url = await new Promise<string>((resolve, reject) => {

@@ -15,6 +15,7 @@ import { purgeIdempotencyKeys } from './idempotency.ts';
 import { syncHolds } from './hold-sync.ts';
 import { resolveInDoubt } from './in-doubt.ts';
 import { transition } from './payment-state.ts';
+import { brokerReadinessChecks } from './readiness.ts';
 import { relayPendingRevocations } from './revocation-relay.ts';
 import { IssuerDirectory } from './issuers.ts';
 import type { PaymentRequestRow } from './payment-requests.ts';
@@ -76,16 +77,17 @@ export async function buildAuthServer(config: AuthConfig) {
   checkAuthConfig(config);
   await migrate(config.db, migrationsDir);
   await seedMerchants(config);
-  const http = new HttpClient({ caCertPem: config.tls.caCertPem, clientCertPem: config.clientTls.certPem, clientKeyPem: config.clientTls.keyPem });
+  const http = new HttpClient({ trust: 'pinned', caCertPem: config.tls.caCertPem, clientCertPem: config.clientTls.certPem, clientKeyPem: config.clientTls.keyPem });
   const context: AuthContext = { config, http, issuers: new IssuerDirectory(config.issuers, http), hub: await createPushHub(config) };
   const dispatcher = new WebhookDispatcher(config.db, config.logger, config.tls.caCertPem);
-  const app = createServer({ logger: config.logger, tls: config.tls, ...(config.serverTimeouts ? { timeouts: config.serverTimeouts } : {}) });
+  const app = createServer({ logger: config.logger, db: config.db, tls: config.tls, ...(config.serverTimeouts ? { timeouts: config.serverTimeouts } : {}) });
   // First of all hooks: a request over its class's in-flight limit is refused before any work (load-shedding.ts).
   shedLoad(app, brokerWork, config.loadShedding, config.logger);
   if (config.serverTiming) registerServerTiming(app);
   app.addHook('onRequest', rateLimitHook(createRateLimiters(config.rateLimits), authRateLimitKeys));
   await setUpAuditLog(app, config.db, config.logger, config.operatorToken);
   allowWalletOrigins(app, config.walletOrigins ?? []);
+  app.operations.readinessChecks.push(...brokerReadinessChecks(context)); // keys, directory, issuers (readiness.ts)
 
   app.get('/.well-known/jwks.json', async () => {
     const { keys } = config.keys.jwks();

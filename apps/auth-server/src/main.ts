@@ -8,12 +8,13 @@
  * `kessai start` makes it (pki/ with the auth-server certificate, auth/keys/ with cipher 1 and the
  * request-signing key: every instance must share them), the port, the settlement servers, the
  * merchants and the signed issuer directory file it relays to terminals. Once listening it prints one JSON line `{"listening":"https://…","pid":…}` on stdout;
- * SIGTERM or SIGINT closes it.
+ * SIGTERM or SIGINT drains it (process-main.ts; KESSAI_DRAIN_READINESS_DELAY_MS and
+ * KESSAI_DRAIN_TIMEOUT_MS shorten the drain's limits).
  */
 import { readFile } from 'node:fs/promises';
 import { KessaiError } from '@kessai/protocol';
 import path from 'node:path';
-import { createLogger, loadOrCreateDevPki, loadOrCreateKeyRing, openDb, reservePort, serveUntilSignalled, type DbTimeouts, type LoadSheddingConfig, type RateLimitConfig } from '@kessai/service';
+import { createLogger, loadOrCreateDevPki, loadOrCreateKeyRing, openDb, reservePort, serveUntilSignalled, drainOptionsFromEnv, type DbTimeouts, type DrainOptions, type LoadSheddingConfig, type RateLimitConfig } from '@kessai/service';
 import { buildAuthServer } from './app.ts';
 import type { IssuerRoute, MerchantSeed } from './config.ts';
 
@@ -50,6 +51,13 @@ if (!file) {
   process.exit(2);
 }
 const options = JSON.parse(await readFile(file, 'utf8')) as MainConfig;
+let drainOptions: DrainOptions;
+try {
+  drainOptions = drainOptionsFromEnv(process.env);
+} catch (err) {
+  console.error(`auth-server: ${(err as Error).message}`);
+  process.exit(2);
+}
 const databaseUrl = options.databaseUrl ?? process.env.AUTH_DATABASE_URL;
 const dataDir = path.resolve(options.dataDir);
 const host = options.host ?? '127.0.0.1';
@@ -88,4 +96,4 @@ const { app } = await buildAuthServer(
 );
 await reservation.release();
 await app.listen({ port, host });
-serveUntilSignalled(`https://${host}:${port}`, { app, db, logger });
+serveUntilSignalled(`https://${host}:${port}`, { app, db, logger }, drainOptions);

@@ -15,6 +15,7 @@
  *   refunded — refunds.ts (status stays captured)
  */
 import type { PaymentRequestStatus, RefundView, WebhookEvent } from '@kessai/protocol';
+import { traceStorage } from '@kessai/sdk';
 import type { Queryable } from '@kessai/service';
 import { merchantView, type PaymentRequestRow } from './payment-requests.ts';
 import { sequencedEventBody } from './webhooks.ts';
@@ -124,9 +125,11 @@ export async function transition(db: Queryable, from: PaymentRequestRow, event: 
   const body = sequencedEventBody(rule.webhook, merchantView(next, context.publicBaseUrl, context.now), context.now, context.refund);
   params.push(body.id, rule.webhook, body.prefix);
   const n = params.length;
+  // The trace of the request that made this change, if any: the event's delivery continues it (webhooks.ts).
+  params.push(traceStorage.getStore()?.traceId ?? null);
   const [row] = await db.query<PaymentRequestRow>(
     `with next as (update payment_requests set ${set.join(', ')} where id = $1 and status = $2 and attempt_nonce is not distinct from $4 returning *),
-     queued as (insert into webhook_outbox (id, merchant_id, event_type, body, payment_request_id) select $${n - 2}, merchant_id, $${n - 1}, $${n} || event_sequence::text || '}', id from next)
+     queued as (insert into webhook_outbox (id, merchant_id, event_type, body, payment_request_id, trace_id) select $${n - 2}, merchant_id, $${n - 1}, $${n} || event_sequence::text || '}', id, $${n + 1} from next)
      select * from next`,
     params,
   );

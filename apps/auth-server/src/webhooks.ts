@@ -5,9 +5,13 @@
  * its event for webhookLeaseMs (no concurrent sends, nothing lost to a dead process); a failed one
  * is retried after limits.webhookRetryDelaysMs (about four days in all); after the last the event
  * is dead until the operator or the merchant resends it (same id and body, fresh schedule).
+ * Each attempt continues the trace of the request that queued its event (`traceparent`, a new
+ * span per attempt; a new trace for an event queued outside any request), logged as trace_id.
+ * Merchants' endpoints are reached trusting Node's root certificates plus the configured CA.
  */
 import { Agent, request } from 'undici';
 import { limits, newId, type PaymentRequestView, type RefundView, type WebhookEvent } from '@kessai/protocol';
+import { formatTraceparent, newSpanId, newTraceId, trustedCas } from '@kessai/sdk';
 import { recordDomainEvent, type Db, type Logger, type Queryable } from '@kessai/service';
 import { webhookSignature } from './webhook-secrets.ts';
 
@@ -40,6 +44,7 @@ interface OutboxRow {
   webhook_secret: string;
   /** Secrets rotated away from and not yet retired: they sign too (webhook-secrets.ts). */
   previous_secrets: string[] | null;
+  trace_id: string | null;
 }
 
 /** How long after failed attempt number `attempts` (1-based) the next one is due; undefined after the last. */
@@ -52,10 +57,16 @@ export class WebhookDispatcher {
   readonly #logger: Logger;
   readonly #agent: Agent;
 
+  /** `caCertPem`: extra CAs trusted beside Node's root certificates (a merchant's public certificate is reached too). */
   constructor(db: Db, logger: Logger, caCertPem: string) {
     this.#db = db;
     this.#logger = logger;
-    this.#agent = new Agent({ connect: { ca: caCertPem }, headersTimeout: limits.webhookTimeoutMs, bodyTimeout: limits.webhookTimeoutMs });
+    this.#agent = new Agent({ connect: { ca: trustedCas(caCertPem, 'public') }, headersTimeout: limits.webhookTimeoutMs, bodyTimeout: limits.webhookTimeoutMs });
+  }
+
+  /** The CAs a delivery trusts (tests check that the public roots are among them). */
+  static trustedCas(caCertPem: string): string[] {
+    return trustedCas(caCertPem, 'public');
   }
 
   /** Claims due events under a lease of webhookLeaseMs (another pass or process skips them) and delivers them. */
@@ -68,7 +79,7 @@ export class WebhookDispatcher {
           where o.merchant_id = m.id and o.id in (
             select id from webhook_outbox where status = 'pending' and next_attempt_at <= $1 and attempts < $3
              order by next_attempt_at limit $4 for update skip locked)
-        returning o.id, o.merchant_id, o.event_type, o.body, o.attempts, m.webhook_url, m.webhook_secret,
+        returning o.id, o.merchant_id, o.event_type, o.body, o.attempts, o.trace_id, m.webhook_url, m.webhook_secret,
           array(select s.secret from merchant_webhook_secrets s where s.merchant_id = m.id and s.status = 'previous' order by s.rotated_at desc) as previous_secrets`,
         [now, new Date(now.getTime() + limits.webhookLeaseMs), limits.webhookAttemptsMax, limits.webhookBatchMax],
       ),
@@ -93,12 +104,14 @@ export class WebhookDispatcher {
       return;
     }
     let status: number;
+    const trace = { traceId: row.trace_id && /^[0-9a-f]{32}$/.test(row.trace_id) ? row.trace_id : newTraceId(), spanId: newSpanId(), flags: '01' };
+    const traced = { trace_id: trace.traceId, span_id: trace.spanId };
     try {
       const signature = await webhookSignature(row.webhook_secret, row.previous_secrets ?? [], row.body, Math.floor(now.getTime() / 1000));
       const response = await request(row.webhook_url, {
         method: 'POST',
         dispatcher: this.#agent,
-        headers: { 'content-type': 'application/json', 'kessai-signature': signature },
+        headers: { 'content-type': 'application/json', 'kessai-signature': signature, traceparent: formatTraceparent(trace) },
         body: row.body,
         signal: AbortSignal.timeout(limits.webhookTimeoutMs),
       });
@@ -109,7 +122,7 @@ export class WebhookDispatcher {
     }
     if (status >= 200 && status < 300) {
       await this.#db.query("update webhook_outbox set status = 'delivered', delivered_at = $3, last_status = $2, leased_until = null where id = $1", [row.id, status, now]);
-      this.#logger.info({ event: row.id, type: row.event_type, attempts: row.attempts }, 'webhook delivered');
+      this.#logger.info({ event: row.id, type: row.event_type, attempts: row.attempts, ...traced }, 'webhook delivered');
       return;
     }
     // Only the attempt that holds the lease records its outcome: a resend meanwhile started a fresh schedule.
@@ -128,7 +141,7 @@ export class WebhookDispatcher {
       new Date(now.getTime() + delayMs),
       row.attempts,
     ]);
-    this.#logger.warn({ event: row.id, type: row.event_type, attempts: row.attempts, status, nextAttemptInMs: delayMs }, 'webhook delivery failed');
+    this.#logger.warn({ event: row.id, type: row.event_type, attempts: row.attempts, status, nextAttemptInMs: delayMs, ...traced }, 'webhook delivery failed');
   }
 
   /** Ids, type and counts only: the body (and so the payment request's view) is never logged. */

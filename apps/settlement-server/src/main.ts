@@ -9,14 +9,15 @@
  * bigints), the database (or <ISSUER_ID>_DATABASE_URL, else PGlite under the data folder), the data
  * folder laid out as `kessai start` makes it (pki/, settlement-<issuer>/keys/) and the port (0: a
  * free one, reserved before the server is built and held until it listens). Once listening it prints one JSON line
- * `{"listening":"https://…","pid":…}` on stdout; SIGTERM or SIGINT closes it. A missing or invalid
+ * `{"listening":"https://…","pid":…}` on stdout; SIGTERM or SIGINT drains it (process-main.ts; KESSAI_DRAIN_READINESS_DELAY_MS
+ * and KESSAI_DRAIN_TIMEOUT_MS shorten the drain's limits). A missing or invalid
  * config exits with code 2.
  */
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
 import { limits } from '@kessai/protocol';
-import { certificateFingerprint, createLogger, loadOrCreateDevPki, loadOrCreateKeyRing, loadOrCreateOperatorToken, openDb, reservePort, serveUntilSignalled, workClasses, type RateLimitName, type WorkClass } from '@kessai/service';
+import { certificateFingerprint, createLogger, loadOrCreateDevPki, loadOrCreateKeyRing, loadOrCreateOperatorToken, openDb, reservePort, serveUntilSignalled, drainOptionsFromEnv, workClasses, type DrainOptions, type RateLimitName, type WorkClass } from '@kessai/service';
 import { demoIssuers } from '@kessai/cli/demo-data';
 import { buildSettlementServer } from './app.ts';
 import { loadOrCreateCardKeys } from './card-vault.ts';
@@ -92,6 +93,12 @@ async function readConfig(file: string | undefined): Promise<z.infer<typeof main
 }
 
 const options = await readConfig(process.argv[2] ?? process.env.KESSAI_SETTLEMENT_CONFIG);
+let drainOptions: DrainOptions = {};
+try {
+  drainOptions = drainOptionsFromEnv(process.env);
+} catch (err) {
+  refuse((err as Error).message);
+}
 const issuer = demoIssuers.find((i) => i.id === options.issuerId)!;
 const databaseUrl = options.databaseUrl ?? process.env[issuerDatabaseEnv(issuer.id)];
 const dataDir = path.resolve(options.dataDir);
@@ -134,4 +141,4 @@ const app = await buildSettlementServer(
 );
 await reservation.release();
 await app.listen({ port, host });
-serveUntilSignalled(`https://${host}:${port}`, { app, db, logger });
+serveUntilSignalled(`https://${host}:${port}`, { app, db, logger }, drainOptions);

@@ -85,6 +85,8 @@ export interface Problem {
   code: ErrorCode;
   detail?: string;
   errors?: Array<{ path: string; message: string }>;
+  /** The answer's Request-Id (also its `Request-Id` header): what an operator greps the logs for. */
+  request_id?: string;
 }
 
 /**
@@ -101,6 +103,8 @@ export class KessaiError extends Error {
   notSent?: boolean;
   /** Set by a client when this is the peer's own answer (its problem+json with a documented code), not a failure to get one. */
   fromPeer?: boolean;
+  /** Set by a client from the peer's answer (`request_id`, else the `Request-Id` header): quote it to the peer's operator. */
+  requestId?: string;
   constructor(code: ErrorCode, detail?: string, errors?: Problem['errors']) {
     super(detail ?? errorCatalog[code].title);
     this.name = 'KessaiError';
@@ -109,7 +113,8 @@ export class KessaiError extends Error {
     this.errors = errors;
   }
 
-  toProblem(): Problem {
+  /** The problem document; `requestId` (the answer's Request-Id) goes in as `request_id`. */
+  toProblem(requestId?: string): Problem {
     const problem: Problem = {
       type: `urn:kessai:error:${this.code}`,
       title: errorCatalog[this.code].title,
@@ -118,6 +123,7 @@ export class KessaiError extends Error {
     };
     if (this.message !== problem.title) problem.detail = this.message;
     if (this.errors) problem.errors = this.errors;
+    if (requestId !== undefined) problem.request_id = requestId;
     return problem;
   }
 }

@@ -1,7 +1,7 @@
 /** Prefixed random identifiers (`pr_…`, `cred_…`): 128 bits of randomness in Crockford base32. */
 const alphabet = '0123456789abcdefghjkmnpqrstvwxyz';
 
-export type IdPrefix = 'pr' | 'cred' | 'auth' | 'mer' | 'acct' | 'xfer' | 'whk' | 'ord' | 'cart' | 'evt' | 'nonce' | 'cap' | 'rf';
+export type IdPrefix = 'pr' | 'cred' | 'auth' | 'mer' | 'acct' | 'xfer' | 'whk' | 'ord' | 'cart' | 'evt' | 'nonce' | 'cap' | 'rf' | 'req';
 
 export function newId(prefix: IdPrefix): string {
   const bytes = new Uint8Array(16);

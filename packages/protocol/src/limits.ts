@@ -289,4 +289,22 @@ export const limits = {
   configFileBytesMax: 1024 * 1024,
   /** `kessai serve`: how long the process waits for its `{"listening":…}` line in the test support (a cold PGlite initdb takes up to 20 s). */
   serveStartMsMax: 90_000,
+  /**
+   * Draining (packages/service/src/process-main.ts): after SIGTERM or SIGINT a server answers
+   * /readyz 503 at once but keeps serving this long, so a load balancer's health checks (every
+   * second or few, failing after two or three misses) take it out of rotation before it stops
+   * listening.
+   */
+  drainReadinessDelayMs: 5_000,
+  /**
+   * From the signal to the exit: readiness delay, closing the listener, in-flight requests and the
+   * background workers finishing, the database closing. Past it the process exits 1 with a log line.
+   * Under Kubernetes' default 30 s grace period, and longer than upstreamTimeoutMs plus the delay,
+   * so a request waiting on an issuer still gets its answer.
+   */
+  drainTimeoutMs: 25_000,
+  /** /readyz: each readiness check (database `select 1`, keys, directory, issuers) answers within this, or counts as failed. */
+  readinessCheckTimeoutMs: 2_000,
+  /** An inbound Request-Id longer than this (or with other characters than [A-Za-z0-9._-]) is replaced by one of the server's. */
+  requestIdLengthMax: 64,
 } as const;

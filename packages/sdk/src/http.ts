@@ -1,14 +1,25 @@
 /**
- * Calls from one Kessai server to another: HTTPS through undici with the development CA (and a
- * client certificate for mutual TLS), a timeout on every call, JSON checked against a schema.
- * A peer's problem+json with a known code is re-raised as that code; anything else is `unavailable`.
+ * Calls from one Kessai server to another: HTTPS through undici trusting Node's root certificates
+ * plus the configured CA (the development CA, or an operator's private CA) — or, for mutual TLS to
+ * a bank, only the pinned CA (`trust: 'pinned'`) — a timeout on every call, JSON checked against a
+ * schema, and `traceparent` on every call (trace-context.ts). A peer's problem+json with a known
+ * code is re-raised as that code, carrying the peer's Request-Id; anything else is `unavailable`.
  */
+import { rootCertificates } from 'node:tls';
 import { Agent, request } from 'undici';
 import type { z } from 'zod';
 import { KessaiError, isErrorCode, limits, type ErrorCode } from '@kessai/protocol';
+import { outboundTraceparent } from './trace-context.ts';
 
 export interface HttpClientOptions {
+  /** A PEM bundle of extra CAs this client trusts. */
   caCertPem: string;
+  /**
+   * 'public' (default): Node's root certificates plus caCertPem, so a peer with a publicly issued
+   * certificate is reached. 'pinned': caCertPem only — the broker's mutual TLS to its banks, whose
+   * trust must not widen to every public CA.
+   */
+  trust?: 'public' | 'pinned';
   clientCertPem?: string;
   clientKeyPem?: string;
   timeoutMs?: number;
@@ -31,7 +42,7 @@ export class HttpClient {
     this.#timeoutMs = options.timeoutMs ?? limits.upstreamTimeoutMs;
     this.#agent = new Agent({
       connect: {
-        ca: options.caCertPem,
+        ca: trustedCas(options.caCertPem, options.trust ?? 'public'),
         ...(options.clientCertPem ? { cert: options.clientCertPem, key: options.clientKeyPem } : {}),
         minVersion: 'TLSv1.2',
       },
@@ -44,17 +55,19 @@ export class HttpClient {
     let status: number;
     let text: string;
     let retryAfter: unknown;
+    let requestId: unknown;
     try {
       const response = await request(url, {
         method,
         dispatcher: this.#agent,
-        headers: { accept: 'application/json', ...(options.body === undefined ? {} : { 'content-type': 'application/json' }), ...options.headers },
+        headers: { accept: 'application/json', traceparent: outboundTraceparent(), ...(options.body === undefined ? {} : { 'content-type': 'application/json' }), ...options.headers },
         ...(options.body === undefined ? {} : { body: JSON.stringify(options.body) }),
         signal: AbortSignal.timeout(options.timeoutMs ?? this.#timeoutMs),
         ...(options.timeoutMs === undefined ? {} : { headersTimeout: options.timeoutMs, bodyTimeout: options.timeoutMs }),
       });
       status = response.statusCode;
       retryAfter = response.headers['retry-after'];
+      requestId = response.headers['request-id'];
       text = await response.body.text();
     } catch (err) {
       const failed = new KessaiError(options.unavailable, `${method} ${new URL(url).pathname} failed`);
@@ -70,8 +83,8 @@ export class HttpClient {
     }
     const code = (body as { code?: unknown } | undefined)?.code;
     // A peer's documented code is kept (a 502 issuer_refused stays that); a 500 is the peer's bug, not an answer.
-    if (status !== 500 && isErrorCode(code) && code !== 'internal_error') throw withRetryAfter(peerAnswer(code, (body as { detail?: string }).detail), retryAfter);
-    throw new KessaiError(options.unavailable, `${new URL(url).pathname} answered ${status}`);
+    if (status !== 500 && isErrorCode(code) && code !== 'internal_error') throw withRequestId(withRetryAfter(peerAnswer(code, (body as { detail?: string }).detail), retryAfter), body, requestId);
+    throw withRequestId(new KessaiError(options.unavailable, `${new URL(url).pathname} answered ${status}`), body, requestId);
   }
 
   /** A GET whose successful answer is not JSON (a CSV report): its body as text and its content type; failures as in call(). */
@@ -80,7 +93,7 @@ export class HttpClient {
     let text: string;
     let contentType: string;
     try {
-      const response = await request(url, { method: 'GET', dispatcher: this.#agent, headers: { accept: '*/*', ...options.headers }, signal: AbortSignal.timeout(this.#timeoutMs) });
+      const response = await request(url, { method: 'GET', dispatcher: this.#agent, headers: { accept: '*/*', traceparent: outboundTraceparent(), ...options.headers }, signal: AbortSignal.timeout(this.#timeoutMs) });
       status = response.statusCode;
       contentType = String(response.headers['content-type'] ?? '');
       text = await response.body.text();
@@ -95,7 +108,7 @@ export class HttpClient {
 
   /** Opens a long-lived GET (server-sent events) and yields its body as text chunks. */
   async *stream(url: string, headers: Record<string, string>, signal: AbortSignal): AsyncGenerator<string> {
-    const response = await request(url, { method: 'GET', dispatcher: this.#agent, headers: { accept: 'text/event-stream', ...headers }, signal, bodyTimeout: 0 });
+    const response = await request(url, { method: 'GET', dispatcher: this.#agent, headers: { accept: 'text/event-stream', traceparent: outboundTraceparent(), ...headers }, signal, bodyTimeout: 0 });
     if (response.statusCode !== 200) {
       const body = parseJson(await response.body.text()) as { code?: unknown; detail?: string } | undefined;
       throw new KessaiError(isErrorCode(body?.code) ? body.code : 'unauthenticated', body?.detail);
@@ -107,6 +120,22 @@ export class HttpClient {
   close(): Promise<void> {
     return this.#agent.close();
   }
+}
+
+/**
+ * The CAs an outbound TLS connection trusts. undici's (and Node's) `ca` option REPLACES the root
+ * certificates, so the public ones are listed back in unless the trust is pinned.
+ */
+export function trustedCas(caCertPem: string, trust: 'public' | 'pinned'): string[] {
+  return trust === 'pinned' ? [caCertPem] : [...rootCertificates, caCertPem];
+}
+
+/** The peer's Request-Id (its problem body's `request_id`, else its header), when it is a short safe token. */
+function withRequestId(err: KessaiError, body: unknown, header: unknown): KessaiError {
+  const fromBody = (body as { request_id?: unknown } | undefined)?.request_id;
+  const id = typeof fromBody === 'string' ? fromBody : header;
+  if (typeof id === 'string' && new RegExp(`^[A-Za-z0-9._-]{1,${limits.requestIdLengthMax}}$`).test(id)) err.requestId = id;
+  return err;
 }
 
 function peerAnswer(code: ErrorCode, detail: string | undefined): KessaiError {

@@ -2,3 +2,4 @@ export * from './http.ts';
 export * from './wallet-client.ts';
 export * from './merchant-client.ts';
 export * from './authorization-verifier.ts';
+export * from './trace-context.ts';

@@ -16,3 +16,4 @@ export * from './ports.ts';
 export * from './https-urls.ts';
 export * from './deadline.ts';
 export * from './load-shedding.ts';
+export * from './operations.ts';

@@ -16,6 +16,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { KessaiError, limits } from '@kessai/protocol';
 import { deadlineHeader } from './deadline.ts';
 import type { Logger } from './logger.ts';
+import { isOperationsRequest } from './operations.ts';
 import { sendProblem, type KessaiApp } from './server.ts';
 
 export type WorkClass = keyof typeof limits.inFlightMax;
@@ -127,7 +128,8 @@ export function shedLoad(app: KessaiApp, classify: ClassifyWork, config: LoadShe
   const log = shedLog(shedder, logger ?? app.log);
 
   app.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
-    const workClass = classify(request);
+    // Health checks and scrapes are answered whatever the load: a shed /readyz would take a busy but healthy server out of rotation.
+    const workClass = isOperationsRequest(request) ? 'exempt' : classify(request);
     if (workClass === 'exempt') return undefined;
     const budget = request.headers[deadlineHeader];
     if (typeof budget === 'string' && /^[0-9]{1,9}$/.test(budget) && Number(budget) < shedder.deadlineBudgetMsMin) {

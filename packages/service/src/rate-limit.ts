@@ -15,6 +15,7 @@
 import type { TLSSocket } from 'node:tls';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { KessaiError, limits } from '@kessai/protocol';
+import { isOperationsRequest } from './operations.ts';
 import { sendProblem } from './server.ts';
 
 /** A sustained rate and the burst allowed on top of it from a full bucket. */
@@ -100,6 +101,7 @@ export function createRateLimiters(config: RateLimitConfig = {}): RateLimiters {
  */
 export function rateLimitHook(limiters: RateLimiters, keysOf: (request: FastifyRequest) => Array<[RateLimitName, string]>) {
   return async function rateLimited(request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> {
+    if (isOperationsRequest(request)) return undefined; // /livez, /readyz, /metrics: the operator's probes, never limited
     for (const [name, key] of keysOf(request)) {
       const decision = limiters[name].take(key);
       if (!decision.allowed) {

@@ -7,13 +7,24 @@
  * and every HTTPS answer carries Strict-Transport-Security.
  */
 import Fastify, { LogController, type FastifyError, type FastifyReply, type FastifyRequest } from 'fastify';
-import { STATUS_CODES } from 'node:http';
+import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { hasZodFastifySchemaValidationErrors, serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
-import { jsonShapeProblem, KessaiError, limits } from '@kessai/protocol';
+import { jsonShapeProblem, KessaiError, limits, newId } from '@kessai/protocol';
+import { traceStorage } from '@kessai/sdk';
 import { asDatabaseError } from './db-faults.ts';
+import type { Db } from './db.ts';
 import type { Logger } from './logger.ts';
+import { databaseReadiness, Operations, registerHealthRoutes } from './operations.ts';
+import { requestContextOf, requestIdHeader, startRequestContext } from './request-context.ts';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** The server's readiness checks and draining state (operations.ts). */
+    operations: Operations;
+  }
+}
 
 export interface ServerTls {
   keyPem: string;
@@ -45,6 +56,8 @@ export interface ServerOptions {
   tls?: ServerTls;
   /** Shorter timeouts than limits.ts, for tests that watch them act; production leaves them out. */
   timeouts?: Partial<ServerTimeouts>;
+  /** The server's database: /readyz checks that it answers (operations.ts). */
+  db?: Pick<Db, 'query'>;
 }
 
 /** The Strict-Transport-Security value of every HTTPS answer. */
@@ -75,7 +88,14 @@ export function createServer(options: ServerOptions) {
     connectionTimeout: timeouts.connectionIdleMs,
     requestTimeout: timeouts.requestMs,
     keepAliveTimeout: timeouts.keepAliveMs,
+    // Request-Id and trace context (request-context.ts): the id is Fastify's request.id, bound in every request log line as request_id.
     requestIdHeader: false,
+    genReqId: (raw) => requestContextOf(raw).requestId,
+    requestIdLogLabel: 'request_id',
+    childLoggerFactory: (logger, bindings, childOptions, raw) => {
+      const { trace } = requestContextOf(raw as IncomingMessage);
+      return logger.child({ ...bindings, trace_id: trace.traceId, span_id: trace.spanId }, childOptions);
+    },
     logController: new RequestLogs(),
     // A path that is not valid URL encoding, or a path parameter past maxParamLength, never reaches a route.
     frameworkErrors: (error, request, reply) => sendProblem(reply, toKessaiError(error, request)),
@@ -84,6 +104,15 @@ export function createServer(options: ServerOptions) {
   // Set on Node's response before Fastify sees the request, so that every answer has it: errors, a
   // bad URL refused before any hook, and the event stream that writes its own head.
   if (https) app.server.prependListener('request', (_request: unknown, response: { setHeader(name: string, value: string): unknown }) => response.setHeader('strict-transport-security', strictTransportSecurity));
+  // First of all: the Request-Id, so that it is on every answer too, whoever writes it.
+  app.server.prependListener('request', (request: IncomingMessage, response: ServerResponse) => response.setHeader(requestIdHeader, startRequestContext(request).requestId));
+  // The trace context is current for the hooks and the handler (again after the body is read: stream events run outside it), so outbound calls carry it.
+  const enterTrace = (request: FastifyRequest, _reply: FastifyReply, done: () => void) => traceStorage.run(requestContextOf(request.raw).trace, done);
+  app.addHook('onRequest', enterTrace);
+  app.addHook('preValidation', enterTrace);
+  app.addHook('onRequest', async (request, reply) => {
+    reply.header(requestIdHeader, request.id); // inject() has no raw listener
+  });
   // Bodies are JSON or nothing: Fastify's default text/plain parser would hand a string to the schemas.
   app.removeContentTypeParser('text/plain');
   // JSON with a repeated member name or nested past jsonDepthMax is refused before Fastify's own
@@ -107,6 +136,15 @@ export function createServer(options: ServerOptions) {
     if (allowed.length > 0) return sendProblem(reply.header('allow', allowed.join(', ')), new KessaiError('method_not_allowed'));
     return sendProblem(reply, new KessaiError('not_found'));
   });
+  const operations = new Operations();
+  if (options.db) operations.readinessChecks.push(databaseReadiness(options.db));
+  app.decorate('operations', operations);
+  // While draining, every answer closes its connection: a kept-alive client moves to another instance.
+  app.addHook('onSend', async (_request, reply, payload) => {
+    if (operations.draining) reply.header('connection', 'close');
+    return payload;
+  });
+  registerHealthRoutes(app, operations, options.logger);
   return app;
 }
 
@@ -146,9 +184,11 @@ function answerClientError(error: NodeJS.ErrnoException, socket: Socket): void {
       error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
         ? new KessaiError('request_timeout', 'the request head and body did not arrive within the request timeout')
         : new KessaiError('validation_failed', error.code === 'HPE_HEADER_OVERFLOW' ? 'the request headers are larger than the server reads' : 'the request is not valid HTTP');
-    const body = JSON.stringify(problem.toProblem());
+    // No request was parsed, so no Request-Id of the caller's can be trusted: a new one.
+    const requestId = newId('req');
+    const body = JSON.stringify(problem.toProblem(requestId));
     const hsts = (socket as Partial<TLSSocket>).encrypted ? `Strict-Transport-Security: ${strictTransportSecurity}\r\n` : '';
-    socket.write(`HTTP/1.1 ${problem.status} ${STATUS_CODES[problem.status]}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nContent-Type: application/problem+json\r\n${hsts}Connection: close\r\n\r\n${body}`);
+    socket.write(`HTTP/1.1 ${problem.status} ${STATUS_CODES[problem.status]}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nContent-Type: application/problem+json\r\nRequest-Id: ${requestId}\r\n${hsts}Connection: close\r\n\r\n${body}`);
   }
   socket.destroy(error);
 }
@@ -171,7 +211,7 @@ async function refuseNulCharacters(request: FastifyRequest): Promise<void> {
 
 export function sendProblem(reply: FastifyReply, error: KessaiError): FastifyReply {
   if (error.retryAfterSeconds !== undefined) reply.header('retry-after', String(error.retryAfterSeconds));
-  return reply.code(error.status).type('application/problem+json').send(error.toProblem());
+  return reply.code(error.status).type('application/problem+json').send(error.toProblem(reply.request.id));
 }
 
 function toKessaiError(error: unknown, request: FastifyRequest): KessaiError {

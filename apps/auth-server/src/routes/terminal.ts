@@ -18,6 +18,11 @@ export async function terminalRoutes(plugin: FastifyInstance, context: AuthConte
   const app = plugin.withTypeProvider<ZodTypeProvider>();
   const { config, hub } = context;
   const byId = z.strictObject({ id: paymentRequestId });
+  /** The open event streams: a draining server ends them before it waits for in-flight requests (process-main.ts), the terminal reconnects to another instance. */
+  const streams = new Set<() => void>();
+  app.addHook('preClose', async () => {
+    for (const end of [...streams]) end();
+  });
 
   async function signedView(row: PaymentRequestRow): Promise<string> {
     const [merchant] = await config.db.query<{ name: string }>('select name from merchants where id = $1', [row.merchant_id]);
@@ -55,7 +60,13 @@ export async function terminalRoutes(plugin: FastifyInstance, context: AuthConte
     const close = () => {
       clearInterval(heartbeat);
       unsubscribe();
+      streams.delete(endStream);
     };
+    const endStream = () => {
+      close();
+      if (!raw.writableEnded) raw.end();
+    };
+    streams.add(endStream);
     request.raw.on('close', close);
     const pending = await config.db.query<PaymentRequestRow>("select * from payment_requests where wallet_handle = $1 and status = 'pending' and expires_at > now() order by created_at limit $2", [terminal.credentialId, limits.listPageMax]);
     for (const row of pending) write(await signedView(row));

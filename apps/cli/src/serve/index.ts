@@ -2,9 +2,11 @@
  * `kessai serve <auth|settlement|shop|wallet-host>`: one role as one OS process, configured from
  * `KESSAI_*` variables over an optional file (docs/operations.md, "Configuration"). An invalid or
  * missing value exits 2 with a message naming the variable; once listening it prints one JSON line
- * `{"listening":"https://…","pid":…}` on stdout; SIGTERM or SIGINT closes it.
+ * `{"listening":"https://…","pid":…}` on stdout; SIGTERM or SIGINT drains it (process-main.ts: /readyz
+ * 503 at once, serving on for KESSAI_DRAIN_READINESS_DELAY_MS, then in-flight requests finish and it
+ * exits within KESSAI_DRAIN_TIMEOUT_MS).
  */
-import { serveUntilSignalled, type Logger } from '@kessai/service';
+import { drainOptionsFromEnv, serveUntilSignalled, type DrainOptions, type Logger } from '@kessai/service';
 import { ConfigError, loadRoleConfig } from './loader.ts';
 import { resolveAuth, resolveSettlement, resolveShop, resolveWalletHost } from './resolve.ts';
 import { serveAuth, serveSettlement, serveShop, serveWalletHost, type Served } from './roles.ts';
@@ -44,6 +46,13 @@ export async function serveCommand(role: string, env: Readonly<Record<string, st
     process.exit(2);
   }
   let started: Awaited<ReturnType<typeof serveFromEnv>>;
+  let drain: DrainOptions;
+  try {
+    drain = drainOptionsFromEnv(env);
+  } catch (err) {
+    console.error(`kessai serve ${role}: ${(err as Error).message}`);
+    process.exit(2);
+  }
   try {
     started = await serveFromEnv(role as ServeRole, env);
   } catch (err) {
@@ -53,5 +62,6 @@ export async function serveCommand(role: string, env: Readonly<Record<string, st
     }
     throw err;
   }
-  serveUntilSignalled(started.served.url, { app: { close: () => started.served.close() }, logger: started.logger });
+  // The draining state is the Fastify instance's (its /readyz); close() also ends the role's clients and database.
+  serveUntilSignalled(started.served.url, { app: { close: () => started.served.close() }, operations: started.served.app.operations, logger: started.logger }, drain);
 }

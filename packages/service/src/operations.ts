@@ -1,0 +1,107 @@
+/**
+ * The operations surface every server shares: `GET /livez` (the process and its event loop run),
+ * `GET /readyz` (the server can do its work: database, keys and each app's own checks — and it is
+ * not draining) and the draining state that process-main.ts turns on at SIGTERM. Health routes sit
+ * outside load shedding and rate limits, need no credential, and log nothing at info per call.
+ */
+import type { FastifyRequest } from 'fastify';
+import { limits } from '@kessai/protocol';
+import type { Db } from './db.ts';
+import type { Logger } from './logger.ts';
+import type { KessaiApp } from './server.ts';
+
+/** One thing /readyz asks: resolves when ready, rejects (or runs past readinessCheckTimeoutMs) when not. */
+export interface ReadinessCheck {
+  /** Short, fixed name: it is what /readyz answers in `checks` (never an error message, which could quote a secret). */
+  name: string;
+  check: () => Promise<void>;
+}
+
+export type CheckOutcome = 'ok' | 'failed' | 'timeout';
+
+/** A server's operational state: its readiness checks and whether it is draining. */
+export class Operations {
+  /** Pluggable: each app (and each later feature, e.g. migrations) adds its own. */
+  readonly readinessChecks: ReadinessCheck[] = [];
+  #drainingSince: number | undefined;
+  readonly #lastOutcome = new Map<string, CheckOutcome>();
+
+  /** True from the drain signal on: /readyz answers 503 and every answer closes its connection. */
+  get draining(): boolean {
+    return this.#drainingSince !== undefined;
+  }
+
+  startDraining(now = Date.now()): void {
+    this.#drainingSince ??= now;
+  }
+
+  /** Runs every check at once, each under readinessCheckTimeoutMs; logs a check only when its outcome changes. */
+  async readiness(logger: Logger): Promise<{ ready: boolean; checks: Record<string, CheckOutcome> }> {
+    const outcomes = await Promise.all(this.readinessChecks.map(async ({ name, check }) => [name, await runCheck(name, check, logger)] as const));
+    const checks = Object.fromEntries(outcomes) as Record<string, CheckOutcome>;
+    for (const [name, outcome] of outcomes) {
+      const before = this.#lastOutcome.get(name);
+      if (before !== undefined && before !== outcome) logger[outcome === 'ok' ? 'info' : 'warn']({ check: name, outcome, before }, 'readiness check changed');
+      this.#lastOutcome.set(name, outcome);
+    }
+    return { ready: outcomes.every(([, outcome]) => outcome === 'ok'), checks };
+  }
+}
+
+async function runCheck(name: string, check: () => Promise<void>, logger: Logger): Promise<CheckOutcome> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<CheckOutcome>((resolve) => (timer = setTimeout(() => resolve('timeout'), limits.readinessCheckTimeoutMs)));
+  try {
+    return await Promise.race([
+      check().then(
+        () => 'ok' as const,
+        (err: unknown) => {
+          // At debug: a failing dependency is reported once by the change log above, not every second.
+          logger.debug({ err, check: name }, 'readiness check failed');
+          return 'failed' as const;
+        },
+      ),
+      timeout,
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** The routes of the operations surface, which load shedding and rate limits let through uncounted. */
+export const operationsRoutes: ReadonlySet<string> = new Set(['/livez', '/readyz', '/metrics']);
+
+/** True for /livez, /readyz and /metrics (matched by route pattern, so no raw-URL trick reaches it). */
+export function isOperationsRequest(request: FastifyRequest): boolean {
+  const route = request.routeOptions.url;
+  return route !== undefined && operationsRoutes.has(route);
+}
+
+/** The database check: `select 1` answers (under readinessCheckTimeoutMs, as every check). */
+export function databaseReadiness(db: Pick<Db, 'query'>): ReadinessCheck {
+  return { name: 'database', check: async () => void (await db.query('select 1')) };
+}
+
+/** The keys check: the ring holds a current key of each use the server signs or opens with. */
+export function keysReadiness(ring: { current(use: 'sig' | 'enc'): unknown }, uses: ReadonlyArray<'sig' | 'enc'>): ReadinessCheck {
+  return {
+    name: 'keys',
+    check: async () => {
+      for (const use of uses) ring.current(use);
+    },
+  };
+}
+
+/**
+ * Registers /livez and /readyz on `app`. `logLevel: 'warn'` keeps the per-call request lines out of
+ * info logs (health checks arrive every second); a failing check is logged when it changes.
+ */
+export function registerHealthRoutes(app: KessaiApp, operations: Operations, logger: Logger): void {
+  app.get('/livez', { logLevel: 'warn' }, async (_request, reply) => reply.header('cache-control', 'no-store').send({ status: 'live' }));
+  app.get('/readyz', { logLevel: 'warn' }, async (_request, reply) => {
+    reply.header('cache-control', 'no-store');
+    if (operations.draining) return reply.code(503).send({ status: 'draining', checks: { draining: 'failed' } });
+    const { ready, checks } = await operations.readiness(logger);
+    return reply.code(ready ? 200 : 503).send({ status: ready ? 'ready' : 'not_ready', checks });
+  });
+}
