@@ -130,7 +130,9 @@ export class ShopCustomer {
   async checkout(pick: (count: number) => { index: number; quantity: number }, walletHandle?: string): Promise<Payment | { refusal: string }> {
     const cart = await this.call('POST', '/api/carts');
     if (cart.status !== 201) return { refusal: `cart ${cart.status} ${cart.body?.code ?? ''}` };
-    const products = (await this.call('GET', '/api/products')).body as { products: Array<{ id: string }> };
+    const listed = await this.call('GET', '/api/products');
+    if (listed.status !== 200) return { refusal: `products ${listed.status} ${listed.body?.code ?? ''}` };
+    const products = listed.body as { products: Array<{ id: string }> };
     const { index, quantity } = pick(products.products.length);
     await this.call('POST', `/api/carts/${cart.body.id}/items`, { product_id: products.products[index]!.id, quantity });
     const checkedOut = await this.call('POST', `/api/carts/${cart.body.id}/checkout`, walletHandle ? { wallet_handle: walletHandle } : {});

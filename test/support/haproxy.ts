@@ -54,9 +54,17 @@ export interface HaproxyValues {
   pools: HaproxyPool[];
 }
 
+/**
+ * The health-check and timeout values of the documented example and of the test: a draining
+ * server is out of rotation after at most checkIntervalMs × checkFall (2 s) plus one check's
+ * duration, well inside its readiness delay (limits.drainReadinessDelayMs, 5 s); the idle timeout
+ * is four event-stream heartbeats (limits.sseHeartbeatMs, 15 s).
+ */
+export const lbExampleTuning = { checkIntervalMs: 1_000, checkFall: 2, checkRise: 2, idleTimeoutMs: 60_000 } as const satisfies Partial<HaproxyValues>;
+
 /** The configuration for `values`; the only template, so the documented example cannot drift from what the test runs. */
 export function renderHaproxyConfig(values: HaproxyValues): string {
-  const check = `check check-ssl verify required ca-file ${values.caFile} inter ${values.checkIntervalMs} fall ${values.checkFall} rise ${values.checkRise}`;
+  const check = `check check-ssl verify required ca-file ${values.caFile} inter ${duration(values.checkIntervalMs)} fall ${values.checkFall} rise ${values.checkRise}`;
   const pools = values.pools.map((pool) =>
     [
       `frontend ${pool.name}`,
@@ -84,8 +92,8 @@ export function renderHaproxyConfig(values: HaproxyValues): string {
     '    option redispatch',
     '    retries 2',
     '    timeout connect 2s',
-    `    timeout client ${values.idleTimeoutMs}ms`,
-    `    timeout server ${values.idleTimeoutMs}ms`,
+    `    timeout client ${duration(values.idleTimeoutMs)}`,
+    `    timeout server ${duration(values.idleTimeoutMs)}`,
     '    timeout check 2s',
     '',
     ...pools,
@@ -96,6 +104,11 @@ export function renderHaproxyConfig(values: HaproxyValues): string {
     '    stats uri /stats',
     '',
   ].join('\n');
+}
+
+/** HAProxy's time format: whole seconds as `5s`, anything else in milliseconds. */
+function duration(ms: number): string {
+  return ms % 1_000 === 0 ? `${ms / 1_000}s` : `${ms}ms`;
 }
 
 /** `haproxy -c`: the configuration's own check, with haproxy's answer when it fails. */
