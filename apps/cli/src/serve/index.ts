@@ -12,7 +12,7 @@ import { resolveAuth, resolveSettlement, resolveShop, resolveWalletHost } from '
 import { serveAuth, serveSettlement, serveShop, serveWalletHost, type Served } from './roles.ts';
 import { authSchema, serveRoles, settlementSchema, shopSchema, walletHostSchema, type ServeRole } from './schemas.ts';
 
-export { ConfigError, envName, loadRoleConfig } from './loader.ts';
+export { ConfigError, envName, loadRoleConfig, type RoleSchema } from './loader.ts';
 export * from './roles.ts';
 export * from './resolve.ts';
 export * from './schemas.ts';

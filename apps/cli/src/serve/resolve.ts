@@ -11,7 +11,7 @@ import { KessaiError, limits, type JWK } from '@kessai/protocol';
 import { certificateFingerprint, createLogger, type Logger } from '@kessai/service';
 import { ConfigError, readConfigText } from './loader.ts';
 import type { DbSource, Listen, ServeAuthConfig, ServeSettlementConfig, ServeShopConfig, ServeWalletHostConfig } from './roles.ts';
-import { defaultServePorts, type AuthEnvConfig, type ServeRole, type SettlementEnvConfig, type ShopEnvConfig, type WalletHostEnvConfig } from './schemas.ts';
+import { defaultServePorts, httpsUrl, type AuthEnvConfig, type ServeRole, type SettlementEnvConfig, type ShopEnvConfig, type WalletHostEnvConfig } from './schemas.ts';
 
 type Common = AuthEnvConfig | SettlementEnvConfig | ShopEnvConfig | WalletHostEnvConfig;
 
@@ -103,7 +103,7 @@ const tuning = (config: Common) => ({
 });
 
 const merchantId = z.string().regex(/^mer_[0-9a-hjkmnp-tv-z]{26}$/, 'must be a merchant id (mer_…)');
-const brokerMerchants = z.array(z.strictObject({ id: merchantId, name: z.string().min(1).max(limits.stringLengthMax), apiKey: z.string().min(16), webhookUrl: z.url().refine((u) => u.startsWith('https://'), 'must be an https:// URL').optional(), webhookSecret: z.string().min(16) })).max(limits.configMerchantsMax);
+const brokerMerchants = z.array(z.strictObject({ id: merchantId, name: z.string().min(1).max(limits.stringLengthMax), apiKey: z.string().min(16), webhookUrl: httpsUrl.optional(), webhookSecret: z.string().min(16) })).max(limits.configMerchantsMax);
 const bankMerchants = z.array(z.strictObject({ id: merchantId, name: z.string().min(1).max(limits.stringLengthMax) })).max(limits.configMerchantsMax);
 
 export async function resolveAuth(config: AuthEnvConfig): Promise<ServeAuthConfig> {

@@ -15,7 +15,17 @@ export type ServeRole = (typeof serveRoles)[number];
 export const defaultServePorts: Readonly<Record<ServeRole, number>> = { auth: 8443, settlement: 8444, shop: 8446, 'wallet-host': 8447 };
 
 const filePath = z.string().min(1);
-const httpsUrl = z.url().refine((value) => value.startsWith('https://'), 'must be an https:// URL');
+/** An https: URL: one problem, "Invalid URL" or "must be an https:// URL". */
+export const httpsUrl = z.string().superRefine((value, ctx) => {
+  let protocol: string;
+  try {
+    protocol = new URL(value).protocol;
+  } catch {
+    ctx.addIssue({ code: 'custom', message: 'Invalid URL' });
+    return;
+  }
+  if (protocol !== 'https:') ctx.addIssue({ code: 'custom', message: 'must be an https:// URL' });
+});
 const fingerprint = z.string().regex(/^([0-9A-Fa-f]{2}:?){31}[0-9A-Fa-f]{2}$/, 'must be a SHA-256 fingerprint (64 hex digits, colons optional)');
 const positiveMs = z.number().int().positive();
 const rateLimit = z.strictObject({ perMinute: z.number().positive(), burst: z.number().int().positive() });
