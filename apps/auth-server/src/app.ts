@@ -15,6 +15,7 @@ import { purgeIdempotencyKeys } from './idempotency.ts';
 import { syncHolds } from './hold-sync.ts';
 import { resolveInDoubt } from './in-doubt.ts';
 import { transition } from './payment-state.ts';
+import { brokerMetrics } from './metrics.ts';
 import { brokerReadinessChecks } from './readiness.ts';
 import { relayPendingRevocations } from './revocation-relay.ts';
 import { IssuerDirectory } from './issuers.ts';
@@ -79,10 +80,11 @@ export async function buildAuthServer(config: AuthConfig) {
   await seedMerchants(config);
   const http = new HttpClient({ trust: 'pinned', caCertPem: config.tls.caCertPem, clientCertPem: config.clientTls.certPem, clientKeyPem: config.clientTls.keyPem });
   const context: AuthContext = { config, http, issuers: new IssuerDirectory(config.issuers, http), hub: await createPushHub(config) };
-  const dispatcher = new WebhookDispatcher(config.db, config.logger, config.tls.caCertPem);
-  const app = createServer({ logger: config.logger, db: config.db, tls: config.tls, ...(config.serverTimeouts ? { timeouts: config.serverTimeouts } : {}) });
+  const app = createServer({ logger: config.logger, db: config.db, ...(config.operatorToken ? { metricsToken: config.operatorToken } : {}), tls: config.tls, ...(config.serverTimeouts ? { timeouts: config.serverTimeouts } : {}) });
   // First of all hooks: a request over its class's in-flight limit is refused before any work (load-shedding.ts).
   shedLoad(app, brokerWork, config.loadShedding, config.logger);
+  const metrics = brokerMetrics(app.operations.metrics.registry, config.db); // payments by state, webhooks (metrics.ts)
+  const dispatcher = new WebhookDispatcher(config.db, config.logger, config.tls.caCertPem, (outcome) => metrics.webhookAttempt(outcome));
   if (config.serverTiming) registerServerTiming(app);
   app.addHook('onRequest', rateLimitHook(createRateLimiters(config.rateLimits), authRateLimitKeys));
   await setUpAuditLog(app, config.db, config.logger, config.operatorToken);

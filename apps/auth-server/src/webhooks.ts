@@ -57,10 +57,13 @@ export class WebhookDispatcher {
   readonly #logger: Logger;
   readonly #agent: Agent;
 
-  /** `caCertPem`: extra CAs trusted beside Node's root certificates (a merchant's public certificate is reached too). */
-  constructor(db: Db, logger: Logger, caCertPem: string) {
+  readonly #onAttempt: ((outcome: 'delivered' | 'failed' | 'dead') => void) | undefined;
+
+  /** `caCertPem`: extra CAs trusted beside Node's root certificates (a merchant's public certificate is reached too). `onAttempt`: told each attempt's outcome (/metrics). */
+  constructor(db: Db, logger: Logger, caCertPem: string, onAttempt?: (outcome: 'delivered' | 'failed' | 'dead') => void) {
     this.#db = db;
     this.#logger = logger;
+    this.#onAttempt = onAttempt;
     this.#agent = new Agent({ connect: { ca: trustedCas(caCertPem, 'public') }, headersTimeout: limits.webhookTimeoutMs, bodyTimeout: limits.webhookTimeoutMs });
   }
 
@@ -122,6 +125,7 @@ export class WebhookDispatcher {
     }
     if (status >= 200 && status < 300) {
       await this.#db.query("update webhook_outbox set status = 'delivered', delivered_at = $3, last_status = $2, leased_until = null where id = $1", [row.id, status, now]);
+      this.#onAttempt?.('delivered');
       this.#logger.info({ event: row.id, type: row.event_type, attempts: row.attempts, ...traced }, 'webhook delivered');
       return;
     }
@@ -132,6 +136,7 @@ export class WebhookDispatcher {
         "update webhook_outbox set status = 'dead', dead_at = $3, last_status = $2, leased_until = null where id = $1 and attempts = $4 and status = 'pending' returning id",
         [row.id, status, now, row.attempts],
       );
+      this.#onAttempt?.('dead');
       if (dead) this.#logDead(row, status);
       return;
     }
@@ -141,6 +146,7 @@ export class WebhookDispatcher {
       new Date(now.getTime() + delayMs),
       row.attempts,
     ]);
+    this.#onAttempt?.('failed');
     this.#logger.warn({ event: row.id, type: row.event_type, attempts: row.attempts, status, nextAttemptInMs: delayMs, ...traced }, 'webhook delivery failed');
   }
 

@@ -45,6 +45,7 @@ import { enrollCredential } from './enroll.ts';
 import { startExpiryWorker } from './expiry.ts';
 import { GroupCommit } from './ledger/group-commit.ts';
 import { merchantRoutes } from './merchants.ts';
+import { bankMetrics } from './metrics.ts';
 import { refund } from './refund.ts';
 import { credentialAdminRoutes, revokeCredential } from './registry.ts';
 import { renewedCredential } from './renew.ts';
@@ -80,7 +81,7 @@ export async function buildSettlementServer(config: SettlementConfig) {
   await migrate(config.db, migrationsDir);
   const seeded = await seedCards(config);
   if (seeded > 0) config.logger.info({ cards: seeded }, 'seeded demo cards');
-  const app = createServer({ logger: config.logger, db: config.db, ...(config.tls ? { tls: { ...config.tls, requestClientCertificate: true } } : {}), ...(config.serverTimeouts ? { timeouts: config.serverTimeouts } : {}) });
+  const app = createServer({ logger: config.logger, db: config.db, ...(config.operatorToken ? { metricsToken: config.operatorToken } : {}), ...(config.tls ? { tls: { ...config.tls, requestClientCertificate: true } } : {}), ...(config.serverTimeouts ? { timeouts: config.serverTimeouts } : {}) });
   // First of all hooks: over its class's in-flight limit, or with too little of the broker's deadline left, a request is refused before any work.
   shedLoad(app, bankWork, config.loadShedding, config.logger);
   app.operations.readinessChecks.push(keysReadiness(config.keys, ['enc', 'sig'])); // cipher 2 and the authorization-signing key
@@ -97,7 +98,8 @@ export async function buildSettlementServer(config: SettlementConfig) {
   const audit = await setUpAuditLog(app, config.db, config.logger, config.operatorToken);
   const metadata = issuerMetadataOf(config);
   // Every ledger write of this server goes through one group commit (ledger/group-commit.ts).
-  const ledger = new GroupCommit(config.db);
+  const metrics = bankMetrics(app.operations.metrics.registry); // authorizations, ledger batches (metrics.ts)
+  const ledger = new GroupCommit(config.db, { onBatch: (jobs, seconds) => metrics.ledgerBatch(jobs, seconds) });
   const expiryIntervalMs = config.expiryIntervalMs ?? limits.expiryIntervalMsDefault;
   if (expiryIntervalMs > 0) {
     const worker = startExpiryWorker(ledger, config.logger, expiryIntervalMs);
@@ -126,6 +128,7 @@ export async function buildSettlementServer(config: SettlementConfig) {
       // The broker's deadline (Kessai-Deadline-Ms), counted from the request's arrival: no hold is placed once it has passed.
       const authorization = await authorize(config, ledger, limiters, request.body, new Date(), deadlineOf(request.headers, Date.now() - reply.elapsedTime));
       const decided = decodeJwt(authorization) as Partial<AuthorizationPayload>;
+      metrics.authorizationDecided(decided.decision, decided.code);
       void audit.record({ actor: 'system', action: 'authorization.decided', resource: `${decided.rid} ${decided.aid}`, outcome: decided.code ? `${decided.decision} ${decided.code}` : String(decided.decision), origin: request.ip });
       return { authorization, ...(await renewedCredential(config, request.body.sealed_credential)) };
     });

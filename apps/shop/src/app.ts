@@ -49,7 +49,7 @@ export async function buildShop(input: ShopConfig): Promise<Shop> {
   const fulfilment = new Fulfilment({ db: config.db, merchant, verifier, autoCapture: config.autoCapture, logger: config.logger });
   const context: ShopContext = { config, db: config.db, merchant, fulfilment };
 
-  const app = createServer({ logger: config.logger, db: config.db, ...(config.tls ? { tls: config.tls } : {}), ...(config.serverTimeouts ? { timeouts: config.serverTimeouts } : {}) });
+  const app = createServer({ logger: config.logger, db: config.db, ...(config.operatorToken ? { metricsToken: config.operatorToken } : {}), ...(config.tls ? { tls: config.tls } : {}), ...(config.serverTimeouts ? { timeouts: config.serverTimeouts } : {}) });
   // First of all hooks: a request over its class's in-flight limit is refused before any work. A new cart and checkout start a payment (intake); webhooks are payment work (the broker retries a refused one).
   shedLoad(app, classifyWork({ 'POST /api/carts': 'intake', 'POST /api/carts/:id/checkout': 'intake' }), config.loadShedding, config.logger);
   app.addHook('onRequest', rateLimitHook(createRateLimiters(config.rateLimits), byAddress));

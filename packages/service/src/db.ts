@@ -55,11 +55,23 @@ export interface Db extends Queryable {
   exec(sql: string): Promise<void>;
   close(): Promise<void>;
   /**
+   * Connections in use, idle, and callers waiting for one (/metrics). PostgreSQL: the pg Pool's
+   * counts. PGlite has one session: in use 1 while a statement or transaction runs, waiting = the
+   * work queued behind it.
+   */
+  poolStats?(): PoolStats;
+  /**
    * PostgreSQL only (undefined on PGlite): LISTEN on `channel` over a dedicated connection outside
    * the pool, calling `onNotify` with each payload. A lost connection is reopened with backoff;
    * `onReconnect` runs after each reopening, since notifications sent meanwhile are gone.
    */
   listen?(channel: string, onNotify: (payload: string) => void, onReconnect?: () => void): Promise<DbListener>;
+}
+
+export interface PoolStats {
+  inUse: number;
+  idle: number;
+  waiting: number;
 }
 
 export interface TransactionOptions {
@@ -161,6 +173,10 @@ async function openPglite(dataDir: string | undefined, template: Blob | undefine
   return createDb('pglite', {
     run: (fn) => queue(() => fn(session)),
     close: () => queue(() => lite.close()),
+    stats: () => {
+      const inUse = Math.min(queue.pending(), 1);
+      return { inUse, idle: 1 - inUse, waiting: Math.max(queue.pending() - 1, 0) };
+    },
   });
 }
 
@@ -237,6 +253,7 @@ async function openPostgres(url: string, max: number, timeouts: DbTimeouts): Pro
     },
     // A stalled connection never acknowledges the end: shutdown waits at most queryMs for them.
     close: () => within(pool.end(), timeouts.queryMs),
+    stats: () => ({ inUse: pool.totalCount - pool.idleCount, idle: pool.idleCount, waiting: pool.waitingCount }),
   });
   return { ...db, listen: (channel, onNotify, onReconnect) => listenPostgres(url, timeouts, channel, onNotify, onReconnect) };
 }
@@ -338,6 +355,7 @@ interface Driver {
   /** Runs fn with a session; `exclusive` = one connection for the whole of fn (a transaction), whose statements may run `statementTimeoutMs` if given. */
   run<T>(fn: (session: Session) => Promise<T>, exclusive: boolean, statementTimeoutMs?: number): Promise<T>;
   close(): Promise<void>;
+  stats(): PoolStats;
 }
 
 function createDb(kind: Db['kind'], driver: Driver): Db {
@@ -410,6 +428,7 @@ function createDb(kind: Db['kind'], driver: Driver): Db {
       }, true, statementTimeoutMs).catch(rethrowAsDatabaseError);
     },
     close: () => driver.close(),
+    poolStats: () => driver.stats(),
   };
 }
 
@@ -421,9 +440,12 @@ function rethrowAsDatabaseError(err: unknown): never {
 /** Runs async functions one at a time, in call order; a failure does not stop the queue. */
 function createQueue() {
   let tail: Promise<unknown> = Promise.resolve();
-  return <T>(fn: () => Promise<T>): Promise<T> => {
-    const result = tail.then(fn);
+  let pending = 0;
+  const queue = <T>(fn: () => Promise<T>): Promise<T> => {
+    pending += 1;
+    const result = tail.then(fn).finally(() => (pending -= 1));
     tail = result.catch(() => {});
     return result;
   };
+  return Object.assign(queue, { pending: () => pending });
 }

@@ -17,3 +17,4 @@ export * from './https-urls.ts';
 export * from './deadline.ts';
 export * from './load-shedding.ts';
 export * from './operations.ts';
+export * from './metrics.ts';

@@ -8,6 +8,8 @@ import type { FastifyRequest } from 'fastify';
 import { limits } from '@kessai/protocol';
 import type { Db } from './db.ts';
 import type { Logger } from './logger.ts';
+import { ServerMetrics } from './metrics.ts';
+import { requireOperator } from './operator.ts';
 import type { KessaiApp } from './server.ts';
 
 /** One thing /readyz asks: resolves when ready, rejects (or runs past readinessCheckTimeoutMs) when not. */
@@ -23,6 +25,8 @@ export type CheckOutcome = 'ok' | 'failed' | 'timeout';
 export class Operations {
   /** Pluggable: each app (and each later feature, e.g. migrations) adds its own. */
   readonly readinessChecks: ReadinessCheck[] = [];
+  /** This server's Prometheus registry and request histogram (metrics.ts). */
+  readonly metrics = new ServerMetrics();
   #drainingSince: number | undefined;
   readonly #lastOutcome = new Map<string, CheckOutcome>();
 
@@ -103,5 +107,18 @@ export function registerHealthRoutes(app: KessaiApp, operations: Operations, log
     if (operations.draining) return reply.code(503).send({ status: 'draining', checks: { draining: 'failed' } });
     const { ready, checks } = await operations.readiness(logger);
     return reply.code(ready ? 200 : 503).send({ status: ready ? 'ready' : 'not_ready', checks });
+  });
+}
+
+/**
+ * GET /metrics in Prometheus' text format. With `token` (the server's operator token) only a
+ * caller presenting it may read it: no label holds personal data or an id, but payment volumes,
+ * decline codes and webhook backlogs are the operator's business, not the public's. Without one
+ * (the wallet host, which has neither operator nor business data) it is open.
+ */
+export function registerMetricsRoute(app: KessaiApp, operations: Operations, token: string | undefined): void {
+  app.get('/metrics', { logLevel: 'warn', ...(token ? { onRequest: requireOperator(token) } : {}) }, async (_request, reply) => {
+    const { registry } = operations.metrics;
+    return reply.header('cache-control', 'no-store').type(registry.contentType).send(await registry.metrics());
   });
 }

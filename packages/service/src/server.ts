@@ -16,7 +16,7 @@ import { traceStorage } from '@kessai/sdk';
 import { asDatabaseError } from './db-faults.ts';
 import type { Db } from './db.ts';
 import type { Logger } from './logger.ts';
-import { databaseReadiness, Operations, registerHealthRoutes } from './operations.ts';
+import { databaseReadiness, Operations, registerHealthRoutes, registerMetricsRoute } from './operations.ts';
 import { requestContextOf, requestIdHeader, startRequestContext } from './request-context.ts';
 
 declare module 'fastify' {
@@ -56,8 +56,10 @@ export interface ServerOptions {
   tls?: ServerTls;
   /** Shorter timeouts than limits.ts, for tests that watch them act; production leaves them out. */
   timeouts?: Partial<ServerTimeouts>;
-  /** The server's database: /readyz checks that it answers (operations.ts). */
-  db?: Pick<Db, 'query'>;
+  /** The server's database: /readyz checks that it answers (operations.ts), /metrics reports its pool. */
+  db?: Pick<Db, 'query' | 'kind' | 'poolStats'>;
+  /** The server's operator token: /metrics answers only to it (operations.ts registerMetricsRoute). */
+  metricsToken?: string;
 }
 
 /** The Strict-Transport-Security value of every HTTPS answer. */
@@ -91,12 +93,11 @@ export function createServer(options: ServerOptions) {
     // Request-Id and trace context (request-context.ts): the id is Fastify's request.id, bound in every request log line as request_id.
     requestIdHeader: false,
     genReqId: (raw) => requestContextOf(raw).requestId,
-    requestIdLogLabel: 'request_id',
     childLoggerFactory: (logger, bindings, childOptions, raw) => {
       const { trace } = requestContextOf(raw as IncomingMessage);
       return logger.child({ ...bindings, trace_id: trace.traceId, span_id: trace.spanId }, childOptions);
     },
-    logController: new RequestLogs(),
+    logController: new RequestLogs({ requestIdLogLabel: 'request_id' }),
     // A path that is not valid URL encoding, or a path parameter past maxParamLength, never reaches a route.
     frameworkErrors: (error, request, reply) => sendProblem(reply, toKessaiError(error, request)),
     clientErrorHandler: answerClientError,
@@ -137,7 +138,11 @@ export function createServer(options: ServerOptions) {
     return sendProblem(reply, new KessaiError('not_found'));
   });
   const operations = new Operations();
-  if (options.db) operations.readinessChecks.push(databaseReadiness(options.db));
+  if (options.db) {
+    operations.readinessChecks.push(databaseReadiness(options.db));
+    operations.metrics.watchDatabase(options.db);
+  }
+  app.addHook('onResponse', async (request, reply) => operations.metrics.observeRequest(request, reply));
   app.decorate('operations', operations);
   // While draining, every answer closes its connection: a kept-alive client moves to another instance.
   app.addHook('onSend', async (_request, reply, payload) => {
@@ -145,6 +150,7 @@ export function createServer(options: ServerOptions) {
     return payload;
   });
   registerHealthRoutes(app, operations, options.logger);
+  registerMetricsRoute(app, operations, options.metricsToken);
   return app;
 }
 

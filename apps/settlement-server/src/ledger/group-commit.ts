@@ -26,12 +26,15 @@ type Outcome = { ok: true; value: unknown } | { ok: false; err: unknown };
 export interface GroupCommitOptions {
   batchSizeMax?: number;
   queueDepthMax?: number;
+  /** Told of each committed batch: its jobs and the seconds its transaction took (the bank's /metrics). */
+  onBatch?: (jobs: number, seconds: number) => void;
 }
 
 export class GroupCommit {
   readonly #db: Db;
   readonly #batchSizeMax: number;
   readonly #queueDepthMax: number;
+  readonly #onBatch: GroupCommitOptions['onBatch'];
   #queue: Job[] = [];
   #draining = false;
   /** Transactions committed and jobs run, for tests and benchmarks. */
@@ -41,6 +44,7 @@ export class GroupCommit {
     this.#db = db;
     this.#batchSizeMax = options.batchSizeMax ?? limits.ledgerBatchSizeMax;
     this.#queueDepthMax = options.queueDepthMax ?? limits.ledgerQueueDepthMax;
+    this.#onBatch = options.onBatch;
     if (this.#batchSizeMax < 1 || this.#queueDepthMax < 1) throw new TypeError('GroupCommit: batchSizeMax and queueDepthMax must be at least 1');
   }
 
@@ -74,6 +78,7 @@ export class GroupCommit {
   }
 
   async #commit(batch: Job[]): Promise<void> {
+    const startedAt = performance.now();
     for (let attempt = 1; ; attempt += 1) {
       try {
         const groups = mergeable(batch);
@@ -93,6 +98,7 @@ export class GroupCommit {
         this.stats.batches += 1;
         this.stats.jobs += batch.length;
         this.stats.batchSizeMaxSeen = Math.max(this.stats.batchSizeMaxSeen, batch.length);
+        this.#onBatch?.(batch.length, (performance.now() - startedAt) / 1000);
         outcomes.forEach((o, i) => (o.ok ? batch[i]!.resolve(o.value) : batch[i]!.reject(o.err)));
         return;
       } catch (err) {
