@@ -146,7 +146,7 @@ export async function answer(wallet: WalletClient, payment: Payment, request: Ve
   try {
     const outcome = await wallet.approve(request, pin);
     payment.told = outcome.status === 'approved' || outcome.status === 'captured' ? 'paid' : outcome.status === 'authorizing' ? 'not known' : 'not paid';
-    payment.detail = outcome.status;
+    payment.detail = outcome.decline_code ? `${outcome.status} ${outcome.decline_code}` : outcome.status;
   } catch (err) {
     payment.told = 'not paid';
     payment.detail = err instanceof KessaiError ? err.code : String(err);
