@@ -73,6 +73,10 @@ describe(`health: /livez and /readyz on every server (${backend})`, () => {
       expect(ready.status).toBe(503);
       expect(ready.json()).toEqual({ status: 'not_ready', checks: { database: 'ok', test_dependency: 'failed' } });
       expect(ready.text).not.toContain('down for the test');
+      expect((await get(`${system.shop.url}/readyz`)).status).toBe(503);
+      const changes = (await logOf('shop')).filter((line) => line.msg === 'readiness check changed');
+      expect(changes).toEqual([expect.objectContaining({ level: 40, check: 'test_dependency', outcome: 'failed', before: null })]);
+      expect(JSON.stringify(changes)).not.toContain('down for the test');
     } finally {
       app.operations.readinessChecks.pop();
     }
@@ -245,4 +249,28 @@ describe(`metrics (${backend})`, () => {
       for (const { pattern } of personalDataNeedles()) expect(text).not.toMatch(pattern);
     }
   });
+});
+
+// Last: it closes the broker of this file's system.
+describe(`draining (${backend})`, () => {
+  it('ends a terminal’s open event stream when the broker closes, so the terminal reconnects to another instance', async () => {
+    const wallet = await enroll(system, card.cardNumber);
+    const controller = new AbortController();
+    try {
+      const listening = (async () => {
+        for await (const request of wallet.listen(controller.signal)) void request;
+        return 'ended';
+      })();
+      await waitFor('the event stream to open', async () => (system.auth.context.hub.size > 0 ? true : undefined));
+      system.auth.app.operations.startDraining();
+      expect((await get(`${system.auth.url}/readyz`)).status).toBe(503);
+      const closing = system.auth.app.close();
+      expect(await Promise.race([listening, new Promise((resolve) => setTimeout(() => resolve('still open'), 5_000))])).toBe('ended');
+      await closing;
+      expect(system.auth.context.hub.size).toBe(0);
+    } finally {
+      controller.abort();
+      await wallet.close();
+    }
+  }, 30_000);
 });

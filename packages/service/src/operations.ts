@@ -45,7 +45,8 @@ export class Operations {
     const checks = Object.fromEntries(outcomes) as Record<string, CheckOutcome>;
     for (const [name, outcome] of outcomes) {
       const before = this.#lastOutcome.get(name);
-      if (before !== undefined && before !== outcome) logger[outcome === 'ok' ? 'info' : 'warn']({ check: name, outcome, before }, 'readiness check changed');
+      // A check failing from the first call on is logged too; one that passes from the start is not.
+      if (before !== outcome && (before !== undefined || outcome !== 'ok')) logger[outcome === 'ok' ? 'info' : 'warn']({ check: name, outcome, before: before ?? null }, 'readiness check changed');
       this.#lastOutcome.set(name, outcome);
     }
     return { ready: outcomes.every(([, outcome]) => outcome === 'ok'), checks };
