@@ -58,7 +58,8 @@ describe.skipIf(!pgUrl)('several authentication servers on one PostgreSQL', () =
     settlement = started.app;
     const settlementUrl = started.url;
     const directoryKey = (await publishDirectoryFile(dataDir, caCertPem, [{ issuer, url: settlementUrl }])).publicJwk;
-    const env = await authEnv({ databaseUrl: authDbUrl, dataDir, issuers: [{ id: issuer.id, baseUrl: settlementUrl, cardPrefixes: issuer.cardPrefixes }], merchants: [merchant], workerIntervalMs: 100 });
+    // The listen heartbeat (`select 1`) is pushed past the test: the last test finds each instance's channel connection by its query text, LISTEN.
+    const env = await authEnv({ databaseUrl: authDbUrl, dataDir, issuers: [{ id: issuer.id, baseUrl: settlementUrl, cardPrefixes: issuer.cardPrefixes }], merchants: [merchant], workerIntervalMs: 100, dbTimeouts: { listenHeartbeatMs: 600_000 } });
     a = await startInstance('auth', env);
     b = await startInstance('auth', env); // after A: A ran the migrations and made the shared keys
     merchantA = new MerchantClient({ baseUrl: a.url, apiKey: merchant.apiKey, caCertPem });
