@@ -1,5 +1,5 @@
 /**
- * What every server that runs as its own OS process (apps/<role>/src/main.ts) does once it
+ * What every server that runs as its own OS process (`kessai serve <role>`) does once it
  * listens: print the one JSON line its parent waits for, close cleanly on SIGTERM or SIGINT, and
  * keep serving through a database fault that escaped every handler — while any other stray
  * exception or rejection (a bug) still ends the process, loudly, as Node's default would.
