@@ -8,8 +8,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { newId } from '@kessai/protocol';
-import { authSchema, ConfigError, envName, loadRoleConfig, resolveAuth, resolveShop, settlementSchema, shopSchema, walletHostSchema, type RoleSchema } from '@kessai/cli/serve';
+import { limits, newId } from '@kessai/protocol';
+import { authSchema, ConfigError, envName, loadRoleConfig, resolveAuth, resolveSettlement, resolveShop, settlementSchema, shopSchema, walletHostSchema, type RoleSchema } from '@kessai/cli/serve';
 import { roleFolder, runServe, writeConfigFile, type RoleFolder } from './support/serve.ts';
 
 let dir: string;
@@ -45,6 +45,11 @@ async function problemsOf(role: keyof typeof valid, env: Record<string, string>)
     throw err;
   }
   return [];
+}
+
+async function resolveSettlementProblems(env: Record<string, string>): Promise<string[]> {
+  const refused = await resolveSettlement(await loadRoleConfig(settlementSchema, env)).catch((err: unknown) => err);
+  return refused instanceof ConfigError ? [...refused.problems] : [];
 }
 
 const without = (env: Record<string, string>, name: string) => Object.fromEntries(Object.entries(env).filter(([key]) => key !== name));
@@ -112,6 +117,16 @@ describe('what a refusal never prints', () => {
     const swapped = await resolveShop(await loadRoleConfig(shopSchema, { ...valid.shop, KESSAI_TLS_CERT_FILE: folder.keyFile })).catch((err: unknown) => err as ConfigError);
     expect((swapped as ConfigError).problems).toEqual([`KESSAI_TLS_CERT_FILE: ${folder.keyFile} is not a PEM certificate`]);
     expect((swapped as ConfigError).message).not.toContain('PRIVATE KEY');
+  });
+
+  it('enforces the limits on what the files hold', async () => {
+    const secrets = await writeConfigFile(dir, 'many-secrets', Array.from({ length: limits.configWebhookSecretsMax + 1 }, (_, i) => `whsec_${i}_${secret}`).join('\n'));
+    const tooMany = await resolveShop(await loadRoleConfig(shopSchema, { ...valid.shop, KESSAI_WEBHOOK_SECRETS_FILE: secrets })).catch((err: unknown) => err as ConfigError);
+    expect((tooMany as ConfigError).problems).toEqual([`KESSAI_WEBHOOK_SECRETS_FILE: more than ${limits.configWebhookSecretsMax} secrets`]);
+    const merchants = await writeConfigFile(dir, 'many-merchants.json', JSON.stringify(Array.from({ length: limits.configMerchantsMax + 1 }, () => ({ id: newId('mer'), name: 'Tea' }))));
+    expect(await resolveSettlementProblems({ ...valid.settlement, KESSAI_MERCHANTS_FILE: merchants })).toEqual([expect.stringMatching(/^KESSAI_MERCHANTS_FILE: Too big/)]);
+    const huge = await writeConfigFile(dir, 'huge.json', `{"logLevel":"info","pad":"${'x'.repeat(limits.configFileBytesMax)}"}`);
+    expect(await problemsOf('auth', { ...valid.auth, KESSAI_CONFIG_FILE: huge })).toEqual([`KESSAI_CONFIG_FILE: ${huge} is larger than ${limits.configFileBytesMax} bytes`]);
   });
 
   it('variables are named from their keys', () => {

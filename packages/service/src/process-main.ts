@@ -1,7 +1,7 @@
 /**
- * What every server that runs as its own OS process (apps/<role>/src/main.ts, `kessai serve`)
- * does once it listens: print the one JSON line its parent waits for, drain on SIGTERM or SIGINT,
- * and keep serving through a database fault that escaped every handler — while any other stray
+ * What every server that runs as its own OS process (`kessai serve <role>`) does once it
+ * listens: print the one JSON line its parent waits for, drain on SIGTERM or SIGINT, and
+ * keep serving through a database fault that escaped every handler — while any other stray
  * exception or rejection (a bug) still ends the process, loudly, as Node's default would.
  */
 import { limits } from '@kessai/protocol';

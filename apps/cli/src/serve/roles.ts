@@ -3,10 +3,11 @@
  * listening. `kessai serve <role>` calls them with what it read from the environment (resolve.ts);
  * `kessai start` (system.ts) calls the same functions in one process with the development PKI.
  */
-import { buildAuthServer, type AuthConfig } from '@kessai/auth-server';
-import { buildSettlementServer, loadOrCreateCardKeys, type SettlementConfig } from '@kessai/settlement-server';
-import { buildShop, type ShopConfig } from '@kessai/shop';
-import { buildWalletHost, type WalletHostConfig } from '@kessai/wallet';
+// Each role's app is imported when that role is served: a process loads its own role only.
+import type { AuthConfig, buildAuthServer } from '@kessai/auth-server';
+import type { SettlementConfig } from '@kessai/settlement-server';
+import type { buildShop, ShopConfig } from '@kessai/shop';
+import type { WalletHostConfig } from '@kessai/wallet';
 import { loadOrCreateKeyRing, openDb, reservePort, type Db, type DbTimeouts, type KessaiApp, type PortReservation } from '@kessai/service';
 import type { KeyManagementAlgorithm } from '@kessai/protocol';
 
@@ -83,6 +84,7 @@ export async function serveAuth(config: ServeAuthConfig): Promise<Served<Awaited
       { name: 'request-signing', use: 'sig' },
     ]);
     const { listen: _listen, database: _database, keysDir: _keysDir, ...rest } = config;
+    const { buildAuthServer } = await import('@kessai/auth-server');
     const built = await buildAuthServer(Object.freeze({ ...rest, db: db!, keys, publicBaseUrl: url }));
     await listenOn(built.app, config.listen, reservation);
     return { app: built.app, url, parts: { ...built, db: db! }, close: async () => { await built.app.close().catch(() => undefined); await db!.close().catch(() => undefined); } };
@@ -105,6 +107,7 @@ export async function serveSettlement(config: ServeSettlementConfig): Promise<Se
   const { reservation, url, db } = await prepare(config.listen, config.database);
   try {
     const { listen: _listen, database: _database, keysDir, cipher2, ...rest } = config;
+    const { buildSettlementServer, loadOrCreateCardKeys } = await import('@kessai/settlement-server');
     const settlementConfig: SettlementConfig = Object.freeze({
       ...rest,
       db: db!,
@@ -133,6 +136,7 @@ export async function serveShop(config: ServeShopConfig): Promise<Served<Awaited
   const { reservation, url, db } = await prepare(config.listen, config.database);
   try {
     const { listen: _listen, database: _database, ...rest } = config;
+    const { buildShop } = await import('@kessai/shop');
     const shop = await buildShop(Object.freeze({ ...rest, db: db!, publicBaseUrl: url }));
     await listenOn(shop.app, config.listen, reservation);
     return { app: shop.app, url, parts: { ...shop, db: db! }, close: async () => { await shop.close().catch(() => undefined); await db!.close().catch(() => undefined); } };
@@ -150,6 +154,7 @@ export async function serveWalletHost(config: ServeWalletHostConfig): Promise<Se
   const { reservation, url } = await prepare(config.listen, undefined);
   try {
     const { listen: _listen, ...rest } = config;
+    const { buildWalletHost } = await import('@kessai/wallet');
     const app = buildWalletHost(Object.freeze(rest));
     await listenOn(app, config.listen, reservation);
     return { app, url, parts: {}, close: async () => { await app.close().catch(() => undefined); } };
