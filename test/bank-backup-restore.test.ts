@@ -25,7 +25,7 @@ import { dbExit, dbStatus } from '@kessai/cli/db-commands';
 import { loadOrCreateDevPki } from '@kessai/service';
 import { HttpClient, MerchantClient, WalletClient } from '@kessai/sdk';
 import { scratchPostgres } from './support/database.ts';
-import { authServerMain, freePort, holdPort, settlementServerMain, startInstance, stopInstance, type Instance } from './support/processes.ts';
+import { authEnv, freePort, holdPort, settlementEnv, startInstance, stopInstance, type Instance } from './support/processes.ts';
 
 const run = promisify(execFile);
 const pgBin = '/usr/lib/postgresql/15/bin';
@@ -52,7 +52,7 @@ describe(`a bank backed up, wiped and restored pays again with the same wallet (
   const drops: Array<() => Promise<void>> = [];
   let bank: Instance | undefined;
   let auth: Instance | undefined;
-  let bankConfig: string;
+  let bankEnv: Record<string, string>;
   let bankUrl: string;
   let bankPort: number;
   let bankDatabaseUrl: string | undefined;
@@ -83,14 +83,11 @@ describe(`a bank backed up, wiped and restored pays again with the same wallet (
     bankDatabaseUrl = await scratch('kessai_restore_bank');
     bankPort = await freePort();
     bankUrl = `https://127.0.0.1:${bankPort}`;
-    bankConfig = path.join(dataDir, 'bank.json');
-    await writeFile(bankConfig, JSON.stringify({ issuerId: sakura.id, dataDir, port: bankPort, operatorToken, merchants: [{ id: seed.id, name: seed.name }], ...(bankDatabaseUrl ? { databaseUrl: bankDatabaseUrl } : {}) }), { mode: 0o600 });
-    bank = await startInstance(bankConfig, settlementServerMain);
+    bankEnv = await settlementEnv({ issuerId: sakura.id, dataDir, port: bankPort, operatorToken, merchants: [{ id: seed.id, name: seed.name }], ...(bankDatabaseUrl ? { databaseUrl: bankDatabaseUrl } : {}) });
+    bank = await startInstance('settlement', bankEnv);
     const directoryKey: JWK = (await publishDirectoryFile(dataDir, caCertPem, [{ issuer: sakura, url: bankUrl }])).publicJwk;
     const authDatabaseUrl = await scratch('kessai_restore_auth');
-    const authConfig = path.join(dataDir, 'auth.json');
-    await writeFile(authConfig, JSON.stringify({ dataDir, issuers: [{ id: sakura.id, baseUrl: bankUrl, cardPrefixes: sakura.cardPrefixes }], merchants: [seed], workerIntervalMs: 100, ...(authDatabaseUrl ? { databaseUrl: authDatabaseUrl } : {}) }), { mode: 0o600 });
-    auth = await startInstance(authConfig, authServerMain);
+    auth = await startInstance('auth', await authEnv({ dataDir, issuers: [{ id: sakura.id, baseUrl: bankUrl, cardPrefixes: sakura.cardPrefixes }], merchants: [seed], workerIntervalMs: 100, ...(authDatabaseUrl ? { databaseUrl: authDatabaseUrl } : {}) }));
     merchant = new MerchantClient({ baseUrl: auth.url, apiKey: seed.apiKey, caCertPem });
     operator = new HttpClient({ caCertPem });
     wallet = new WalletClient(await WalletClient.enroll({ authBaseUrl: auth.url, caCertPem, directoryKey, holderName: card.holderName, cardNumber: card.cardNumber, expiry: card.expiry, pin: card.pin }), { caCertPem });
@@ -156,7 +153,7 @@ describe(`a bank backed up, wiped and restored pays again with the same wallet (
     expect(status.exitCode, status.lines.join('\n')).toBe(dbExit.upToDate);
 
     await port.release();
-    bank = await startInstance(bankConfig, settlementServerMain);
+    bank = await startInstance('settlement', bankEnv);
     expect(bank.url).toBe(bankUrl);
 
     // The same wallet: its credential is in the restored registry, its card found by the restored lookup key, its PIN checked with the restored PIN key.

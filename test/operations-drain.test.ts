@@ -5,7 +5,7 @@
  * was in flight finish, and exits 0 — or exits 1 when the drain timeout passes first.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { connect, type TLSSocket } from 'node:tls';
@@ -14,7 +14,7 @@ import { Agent, request } from 'undici';
 import { newId } from '@kessai/protocol';
 import { loadOrCreateDevPki } from '@kessai/service';
 import { scratchPostgres } from './support/database.ts';
-import { settlementServerMain, startInstance, stopInstance, type Instance } from './support/processes.ts';
+import { settlementEnv, startInstance, stopInstance, type Instance } from './support/processes.ts';
 
 const backend = process.env.KESSAI_TEST_PG_URL ? 'PostgreSQL' : 'PGlite';
 
@@ -55,7 +55,7 @@ async function startPartialPost(url: string, caCertPem: string, pathname: string
 describe(`a server drains on SIGTERM (${backend})`, () => {
   let dataDir: string;
   let caCertPem: string;
-  let configFile: string;
+  let env: Record<string, string>;
   const operatorToken = `op_${randomBytes(32).toString('base64url')}`;
   const drops: Array<() => Promise<void>> = [];
   let instance: Instance | undefined;
@@ -69,8 +69,7 @@ describe(`a server drains on SIGTERM (${backend})`, () => {
     caCertPem = pki.caCertPem;
     const scratch = await scratchPostgres('kessai_drain');
     if (scratch) drops.push(scratch.drop);
-    configFile = path.join(dataDir, 'bank.json');
-    await writeFile(configFile, JSON.stringify({ issuerId: 'sakura-bank', dataDir, port: 0, operatorToken, logName: 'bank', ...(scratch ? { databaseUrl: scratch.url } : {}) }), { mode: 0o600 });
+    env = await settlementEnv({ issuerId: 'sakura-bank', dataDir, port: 0, operatorToken, logName: 'bank', ...(scratch ? { databaseUrl: scratch.url } : {}) });
   }, 120_000);
 
   afterAll(async () => {
@@ -80,7 +79,7 @@ describe(`a server drains on SIGTERM (${backend})`, () => {
   });
 
   it('answers /livez and /readyz (database and keys checked) while it runs', async () => {
-    instance = await startInstance(configFile, settlementServerMain);
+    instance = await startInstance('settlement', env);
     const live = await probe(`${instance.url}/livez`, caCertPem);
     expect(live).toMatchObject({ status: 200, body: { status: 'live' } });
     const ready = await probe(`${instance.url}/readyz`, caCertPem);
@@ -90,7 +89,7 @@ describe(`a server drains on SIGTERM (${backend})`, () => {
 
   it('turns /readyz 503 at once, serves through the readiness delay, closes the listener, finishes an in-flight request and exits 0', async () => {
     const readinessDelayMs = 1_500;
-    instance = await startInstance(configFile, settlementServerMain, { KESSAI_DRAIN_READINESS_DELAY_MS: String(readinessDelayMs), KESSAI_DRAIN_TIMEOUT_MS: '15000' });
+    instance = await startInstance('settlement', { ...env, KESSAI_DRAIN_READINESS_DELAY_MS: String(readinessDelayMs), KESSAI_DRAIN_TIMEOUT_MS: '15000' });
     const url = instance.url;
     const merchantId = newId('mer');
     const inFlight = await startPartialPost(url, caCertPem, '/admin/v1/merchants', operatorToken, JSON.stringify({ merchant_id: merchantId, name: 'Kessai Tea House' }));
@@ -128,7 +127,7 @@ describe(`a server drains on SIGTERM (${backend})`, () => {
   }, 120_000);
 
   it('exits 1 with a log line when a request outlives the drain timeout', async () => {
-    instance = await startInstance(configFile, settlementServerMain, { KESSAI_DRAIN_READINESS_DELAY_MS: '100', KESSAI_DRAIN_TIMEOUT_MS: '1500' });
+    instance = await startInstance('settlement', { ...env, KESSAI_DRAIN_READINESS_DELAY_MS: '100', KESSAI_DRAIN_TIMEOUT_MS: '1500' });
     const stuck = await startPartialPost(instance.url, caCertPem, '/admin/v1/merchants', operatorToken, JSON.stringify({ merchant_id: newId('mer'), name: 'Kessai Tea House' }));
     const exited = new Promise<number | null>((resolve) => instance!.child.once('exit', (code) => resolve(code)));
     const signalledAt = Date.now();
@@ -142,6 +141,6 @@ describe(`a server drains on SIGTERM (${backend})`, () => {
   }, 120_000);
 
   it('refuses a malformed drain setting at start, naming the variable (exit 2)', async () => {
-    await expect(startInstance(configFile, settlementServerMain, { KESSAI_DRAIN_TIMEOUT_MS: 'soon' })).rejects.toThrow(/exited with 2[\s\S]*KESSAI_DRAIN_TIMEOUT_MS/);
+    await expect(startInstance('settlement', { ...env, KESSAI_DRAIN_TIMEOUT_MS: 'soon' })).rejects.toThrow(/exited with 2[\s\S]*KESSAI_DRAIN_TIMEOUT_MS/);
   }, 60_000);
 });

@@ -15,21 +15,22 @@
  * (default 65 s). Needs PostgreSQL (KESSAI_TEST_PG_URL): the faults are PostgreSQL's.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
-import { Agent, request as undiciRequest } from 'undici';
+import { Agent } from 'undici';
 import { KessaiError, limits, newId } from '@kessai/protocol';
 import { loadOrCreateDevPki, loadTestRateLimits } from '@kessai/service';
 import { demoIssuers } from '@kessai/cli/demo-data';
 import { publishDirectoryFile } from '@kessai/cli/directory';
 import { WalletClient } from '@kessai/sdk';
 import { scratchPostgres } from '../support/database.ts';
-import { authServerMain, freePort, holdPort, settlementServerMain, startInstance, stopInstance, type Instance } from '../support/processes.ts';
+import { authEnv, freePort, holdPort, settlementEnv, shopEnv, startInstance, stopInstance, type Instance } from '../support/processes.ts';
 import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.ts';
 import { seededRandom } from '../support/random.ts';
+import { answer, ShopCustomer, toldCounts, untilAgreed, type Payment } from '../support/agreement.ts';
 
 const adminUrl = process.env.KESSAI_TEST_PG_URL;
 const seed = Number(process.env.KESSAI_CHAOS_SEED ?? Math.floor(Math.random() * 2 ** 31));
@@ -39,17 +40,8 @@ const shopDownMs = Number(process.env.KESSAI_CHAOS_SHOP_DOWN_MS ?? 65_000);
 const slackMs = 45_000;
 const issuer = demoIssuers.find((i) => i.id === 'sakura-bank')!;
 const cards = ['4242424242424242', '4000056655665556'].map((n) => issuer.cards.find((c) => c.cardNumber === n)!);
-const shopProcess = 'test/chaos/shop-process.ts';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-type Told = 'paid' | 'not paid' | 'not known';
-interface Payment {
-  rid: string;
-  orderId: string;
-  told?: Told;
-  detail?: string;
-}
 
 describe.skipIf(!adminUrl)(`chaos: three roles as processes on PostgreSQL under a seeded schedule of faults (seed ${seed})`, () => {
   const next = seededRandom(seed);
@@ -57,7 +49,7 @@ describe.skipIf(!adminUrl)(`chaos: three roles as processes on PostgreSQL under 
   let dataDir: string;
   const drops: Array<() => Promise<void>> = [];
   const dbUrls: Record<'auth' | 'bank' | 'shop', string> = { auth: '', bank: '', shop: '' };
-  const configs: Record<'auth' | 'bank' | 'shop', { file: string; entry: string }> = {} as never;
+  const configs: Record<'auth' | 'bank' | 'shop', { role: 'auth' | 'settlement' | 'shop'; env: Record<string, string> }> = {} as never;
   /** Each role's fixed port: held while the role is down (support/processes.ts holdPort). */
   const ports: Record<'auth' | 'bank' | 'shop', number> = { auth: 0, bank: 0, shop: 0 };
   const running: Record<'auth' | 'bank' | 'shop', Instance | undefined> = { auth: undefined, bank: undefined, shop: undefined };
@@ -101,19 +93,13 @@ describe.skipIf(!adminUrl)(`chaos: three roles as processes on PostgreSQL under 
     shopUrl = `https://127.0.0.1:${shopPort}`;
     const authUrl = `https://127.0.0.1:${authPort}`;
 
-    configs.bank = { file: path.join(dataDir, 'bank.json'), entry: settlementServerMain };
-    await writeFile(
-      configs.bank.file,
-      JSON.stringify({ issuerId: issuer.id, dataDir, port: bankPort, publicBaseUrl: bankUrl, databaseUrl: throughDbLink(dbUrls.bank), merchants: [{ id: merchant.id, name: merchant.name }], rateLimits: loadTestRateLimits, credentialsPerCardMax: 100 }),
-      { mode: 0o600 },
-    );
-    running.bank = await startInstance(configs.bank.file, configs.bank.entry);
+    configs.bank = { role: 'settlement', env: await settlementEnv({ issuerId: issuer.id, dataDir, port: bankPort, publicBaseUrl: bankUrl, databaseUrl: throughDbLink(dbUrls.bank), merchants: [{ id: merchant.id, name: merchant.name }], rateLimits: loadTestRateLimits, credentialsPerCardMax: 100 }) };
+    running.bank = await startInstance(configs.bank.role, configs.bank.env);
     const directoryKey = (await publishDirectoryFile(dataDir, pki.caCertPem, [{ issuer, url: bankUrl }])).publicJwk;
 
-    configs.auth = { file: path.join(dataDir, 'auth.json'), entry: authServerMain };
-    await writeFile(
-      configs.auth.file,
-      JSON.stringify({
+    configs.auth = {
+      role: 'auth',
+      env: await authEnv({
         dataDir,
         port: authPort,
         databaseUrl: throughDbLink(dbUrls.auth),
@@ -123,17 +109,11 @@ describe.skipIf(!adminUrl)(`chaos: three roles as processes on PostgreSQL under 
         authorizationDeadlineMs: 3_000,
         rateLimits: loadTestRateLimits,
       }),
-      { mode: 0o600 },
-    );
-    running.auth = await startInstance(configs.auth.file, configs.auth.entry);
+    };
+    running.auth = await startInstance(configs.auth.role, configs.auth.env);
 
-    configs.shop = { file: path.join(dataDir, 'shop.json'), entry: shopProcess };
-    await writeFile(
-      configs.shop.file,
-      JSON.stringify({ dataDir, databaseUrl: dbUrls.shop, port: shopPort, authBaseUrl: authUrl, merchantApiKey: merchant.apiKey, webhookSecret: merchant.webhookSecret, issuers: { [issuer.id]: `${bankUrl}/.well-known/jwks.json` } }),
-      { mode: 0o600 },
-    );
-    running.shop = await startInstance(configs.shop.file, configs.shop.entry);
+    configs.shop = { role: 'shop', env: await shopEnv({ dataDir, databaseUrl: dbUrls.shop, port: shopPort, authBaseUrl: authUrl, merchantApiKey: merchant.apiKey, webhookSecret: merchant.webhookSecret, issuers: { [issuer.id]: `${bankUrl}/.well-known/jwks.json` }, rateLimits: loadTestRateLimits }) };
+    running.shop = await startInstance(configs.shop.role, configs.shop.env);
 
     for (const card of cards) {
       const stored = await WalletClient.enroll({ authBaseUrl: authUrl, caCertPem: pki.caCertPem, directoryKey, holderName: card.holderName, cardNumber: card.cardNumber, expiry: card.expiry, pin: card.pin });
@@ -151,23 +131,13 @@ describe.skipIf(!adminUrl)(`chaos: three roles as processes on PostgreSQL under 
     if (dataDir) await rm(dataDir, { recursive: true, force: true });
   });
 
-  async function shopCall(method: 'GET' | 'POST', pathname: string, body?: unknown): Promise<{ status: number; body: any }> { // eslint-disable-line @typescript-eslint/no-explicit-any -- the shop's JSON
-    const response = await undiciRequest(`${shopUrl}${pathname}`, { method, dispatcher: agent, headers: { 'content-type': 'application/json' }, body: JSON.stringify(body ?? {}), signal: AbortSignal.timeout(10_000) });
-    const text = await response.body.text();
-    return { status: response.statusCode, body: text ? JSON.parse(text) : undefined };
-  }
-
   /** One checkout at the shop and the payer's answer; what the wallet was told is recorded. */
   async function pay(wallet: WalletClient, pin: string): Promise<void> {
     let payment: Payment;
     try {
-      const cart = await shopCall('POST', '/api/carts');
-      if (cart.status !== 201) return;
-      const products = await undiciRequest(`${shopUrl}/api/products`, { dispatcher: agent, signal: AbortSignal.timeout(10_000) }).then((r) => r.body.json() as Promise<{ products: Array<{ id: string }> }>);
-      await shopCall('POST', `/api/carts/${cart.body.id}/items`, { product_id: products.products[between(0, products.products.length)]!.id, quantity: between(1, 3) });
-      const checkedOut = await shopCall('POST', `/api/carts/${cart.body.id}/checkout`);
-      if (checkedOut.status !== 200) return;
-      payment = { rid: checkedOut.body.payment_request_id, orderId: checkedOut.body.order_id };
+      const checkedOut = await new ShopCustomer(shopUrl, agent).checkout((count) => ({ index: between(0, count), quantity: between(1, 3) }));
+      if ('refusal' in checkedOut) return;
+      payment = checkedOut;
     } catch (err) {
       shopFailures.push(String(err));
       return; // the shop is down or cut off: no payment was asked for
@@ -181,14 +151,7 @@ describe.skipIf(!adminUrl)(`chaos: three roles as processes on PostgreSQL under 
       payment.detail = `fetch: ${err instanceof KessaiError ? err.code : String(err)}`;
       return;
     }
-    try {
-      const outcome = await wallet.approve(request, pin);
-      payment.told = outcome.status === 'approved' || outcome.status === 'captured' ? 'paid' : outcome.status === 'authorizing' ? 'not known' : 'not paid';
-      payment.detail = outcome.status;
-    } catch (err) {
-      payment.told = 'not paid';
-      payment.detail = err instanceof KessaiError ? err.code : String(err);
-    }
+    await answer(wallet, payment, request, pin);
   }
 
   async function restart(role: 'auth' | 'bank' | 'shop', downMs: number): Promise<void> {
@@ -202,7 +165,7 @@ describe.skipIf(!adminUrl)(`chaos: three roles as processes on PostgreSQL under 
     const held = await holdPort(ports[role]);
     await sleep(downMs);
     await held.release();
-    running[role] = await startInstance(configs[role].file, configs[role].entry);
+    running[role] = await startInstance(configs[role].role, configs[role].env);
   }
 
   async function terminateBackends(): Promise<void> {
@@ -245,54 +208,6 @@ describe.skipIf(!adminUrl)(`chaos: three roles as processes on PostgreSQL under 
     }
   }
 
-  async function finalStates() {
-    const read = async <T,>(url: string, sql: string): Promise<T[]> => {
-      const client = new pg.Client({ connectionString: url });
-      await client.connect();
-      try {
-        return (await client.query(sql)).rows as T[];
-      } finally {
-        await client.end();
-      }
-    };
-    const broker = new Map((await read<{ id: string; status: string }>(dbUrls.auth, 'select id, status from payment_requests')).map((r) => [r.id, r.status]));
-    const bank = new Map((await read<{ request_id: string; status: string; amount: string; captured_amount: string }>(dbUrls.bank, 'select request_id, status, amount, captured_amount from authorizations')).map((r) => [r.request_id, r]));
-    const shop = new Map((await read<{ payment_request_id: string; status: string }>(dbUrls.shop, 'select payment_request_id, status from orders where payment_request_id is not null')).map((r) => [r.payment_request_id, r.status]));
-    const ledger = await read<{ currency: string; dp: string; cp: string; dq: string; cq: string }>(dbUrls.bank, 'select currency, sum(debits_pending) as dp, sum(credits_pending) as cp, sum(debits_posted) as dq, sum(credits_posted) as cq from ledger_accounts group by currency');
-    const [pending] = await read<{ n: string }>(dbUrls.bank, "select count(*) as n from transfers where kind = 'pending' and state = 'pending'");
-    return { broker, bank, shop, ledger, pendingHolds: Number(pending!.n) };
-  }
-
-  /** Every way the system disagrees with itself now; empty once it has converged. */
-  function problems(state: Awaited<ReturnType<typeof finalStates>>): string[] {
-    const found: string[] = [];
-    for (const row of state.ledger) {
-      if (row.dp !== row.cp || row.dq !== row.cq) found.push(`ledger ${row.currency} unbalanced: pending ${row.dp}/${row.cp}, posted ${row.dq}/${row.cq}`);
-    }
-    if (state.pendingHolds > 0) found.push(`${state.pendingHolds} holds still pending at the bank`);
-    for (const [rid, auth] of state.bank) {
-      if (BigInt(auth.captured_amount) > BigInt(auth.amount)) found.push(`${rid}: captured ${auth.captured_amount} of ${auth.amount}`);
-    }
-    for (const payment of payments) {
-      const broker = state.broker.get(payment.rid);
-      const bank = state.bank.get(payment.rid)?.status;
-      const shop = state.shop.get(payment.rid);
-      const agreeing: Record<string, (bankStatus: string | undefined, shopStatus: string | undefined) => boolean> = {
-        captured: (b, s) => b === 'captured' && s === 'captured',
-        declined: (b, s) => b === 'declined' && s === 'declined',
-        pending: (b, s) => b === undefined && s === 'awaiting_payment',
-        cancelled: (b, s) => b === undefined && s === 'cancelled',
-        expired: (b, s) => (b === undefined || b === 'expired' || b === 'voided') && s === 'expired',
-        voided: (b, s) => (b === 'voided' || b === 'expired') && s === 'voided',
-      };
-      const agrees = broker !== undefined && agreeing[broker]?.(bank, shop);
-      if (!agrees) found.push(`${payment.rid}: broker ${broker}, bank ${bank ?? 'none'}, shop ${shop ?? 'none'}`);
-      if (payment.told === 'paid' && broker !== 'captured') found.push(`${payment.rid}: the wallet was told paid, but it is ${broker}`);
-      if (payment.told === 'not paid' && (broker === 'captured' || broker === 'approved')) found.push(`${payment.rid}: the wallet was told not paid (${payment.detail}), but it is ${broker}`);
-    }
-    return found;
-  }
-
   it('ends with balanced ledgers, no pending hold, nothing captured twice, and broker, bank, shop and wallets agreeing', async () => {
     const until = Date.now() + faultsMs;
     let stop = false;
@@ -320,17 +235,8 @@ describe.skipIf(!adminUrl)(`chaos: three roles as processes on PostgreSQL under 
     console.log(`chaos seed ${seed}: ${payments.length} payments; faults: ${faultLog.join(', ')}`);
     expect(payments.length, `payments were made while the faults ran (checkouts failed: ${shopFailures.slice(0, 3).join('; ')})`).toBeGreaterThan(0);
     const deadline = Math.max(clearedAt + limits.convergenceMs, Date.now()) + slackMs;
-    let last: string[] = [];
-    while (Date.now() < deadline) {
-      try {
-        last = problems(await finalStates());
-      } catch (err) {
-        last = [`could not read the final states: ${String(err)}`];
-      }
-      if (last.length === 0) break;
-      await sleep(2_000);
-    }
-    console.log(`chaos seed ${seed}: converged ${last.length === 0 ? `${Math.round((Date.now() - clearedAt) / 1000)} s after the faults cleared` : 'never'}; told: ${JSON.stringify(payments.reduce<Record<string, number>>((n, p) => ({ ...n, [p.told ?? 'nothing']: (n[p.told ?? 'nothing'] ?? 0) + 1 }), {}))}`);
+    const last = await untilAgreed(dbUrls, payments, deadline);
+    console.log(`chaos seed ${seed}: converged ${last.length === 0 ? `${Math.round((Date.now() - clearedAt) / 1000)} s after the faults cleared` : 'never'}; told: ${JSON.stringify(toldCounts(payments))}`);
     expect(last, `seed ${seed}; faults: ${faultLog.join(', ')}`).toEqual([]);
   }, 600_000);
 });

@@ -2,7 +2,7 @@
  * A settlement server (a demo issuer) running inside the test process — so a test can hook into
  * its request pipeline — on a database the test opened, with its keys under `<dataDir>/settlement`,
  * listening on a free port. Tests that need the issuer as its own process use
- * apps/settlement-server/src/main.ts through support/processes.ts instead.
+ * `kessai serve settlement` through support/processes.ts instead.
  */
 import path from 'node:path';
 import { createLogger, freePort, loadOrCreateKeyRing, type Db } from '@kessai/service';

@@ -1,4 +1,4 @@
-/** What an authentication server needs to start, built by its caller (main.ts or a test) and frozen. */
+/** What an authentication server needs to start, built by its caller (`kessai serve`, `kessai start` or a test) and frozen. */
 import type { KeyRing } from '@kessai/protocol';
 import { requireHttpsUrl, type Db, type LoadSheddingConfig, type MigrationMode, type Logger, type RateLimitConfig, type ServerTimeouts } from '@kessai/service';
 

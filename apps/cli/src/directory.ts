@@ -63,7 +63,7 @@ export class DirectorySigner {
   }
 }
 
-/** Where an authentication server started on its own (apps/auth-server/src/main.ts) reads the directory by default. */
+/** Where publishDirectoryFile writes the directory (an authentication server started with `kessai serve auth` reads KESSAI_DIRECTORY_FILE). */
 export function directoryFileOf(dataDir: string): string {
   return path.join(dataDir, 'directory', 'directory.jws');
 }

@@ -1,56 +1,13 @@
 /**
- * `kessai`: the one command for everything a person does by hand. The only module that reads
- * the environment.
+ * `kessai`: the one command for everything a person does by hand. `kessai serve <role>` loads only
+ * what serving a role needs (a role process starts sooner: restarts, rolling deploys); every other
+ * command goes through commander (commands.ts).
  */
-import { Command } from 'commander';
-import { registerWalletCommands } from '@kessai/wallet';
-import { registerAccountsCommands } from './accounts-commands.ts';
-import { registerAuditCommands } from './audit-commands.ts';
-import { registerCardsCommands } from './cards-commands.ts';
-import { registerCredentialsCommands } from './credentials-commands.ts';
-import { registerDbCommands } from './db-commands.ts';
-import { registerKeysCommands } from './keys-commands.ts';
-import { registerMerchantsCommands } from './merchants-commands.ts';
-import { demo } from './demo.ts';
-import { registerSettleCommands } from './settle-commands.ts';
-import { registerWebhooksCommands } from './webhooks-commands.ts';
-import { issuerDatabaseEnv, issuerIds, start } from './start.ts';
+if (process.argv[2] === 'serve' && process.argv.length === 4 && !process.argv[3]!.startsWith('-')) {
+  const { serveCommand } = await import('./serve/index.ts');
+  await serveCommand(process.argv[3]!, process.env);
+} else {
+  await import('./commands.ts');
+}
 
-const program = new Command('kessai').description('Kessai: settlement without keeping the payer’s personal data (JP 2001-076059)');
-
-program
-  .command('start')
-  .description('start the authentication server, the settlement servers and the shop')
-  .option('--data-dir <dir>', 'where keys, certificates, databases and logs live', process.env.KESSAI_DATA_DIR ?? './.kessai')
-  .option('--log', 'also print the servers’ logs', false)
-  .action(async (options: { dataDir: string; log: boolean }) => {
-    await start({
-      dataDir: options.dataDir,
-      logToStdout: options.log,
-      databaseUrls: {
-        auth: process.env.AUTH_DATABASE_URL,
-        shop: process.env.SHOP_DATABASE_URL,
-        issuers: Object.fromEntries(issuerIds.map((id) => [id, process.env[issuerDatabaseEnv(id)]])),
-      },
-    });
-  });
-
-program
-  .command('demo')
-  .description('walk one purchase in each conversion mode on a fresh system, printing each patent step')
-  .action(async () => {
-    process.exitCode = await demo();
-  });
-
-registerWalletCommands(program);
-registerAccountsCommands(program, process.env.KESSAI_DATA_DIR ?? './.kessai');
-registerAuditCommands(program, process.env.KESSAI_DATA_DIR ?? './.kessai');
-registerCredentialsCommands(program, process.env.KESSAI_DATA_DIR ?? './.kessai');
-registerCardsCommands(program, process.env.KESSAI_DATA_DIR ?? './.kessai');
-registerKeysCommands(program, process.env.KESSAI_DATA_DIR ?? './.kessai', process.env.KESSAI_BACKUP_PASSPHRASE_FILE);
-registerDbCommands(program, process.env.KESSAI_DATABASE_URL);
-registerMerchantsCommands(program, process.env.KESSAI_DATA_DIR ?? './.kessai');
-registerSettleCommands(program, process.env.KESSAI_DATA_DIR ?? './.kessai');
-registerWebhooksCommands(program, process.env.KESSAI_DATA_DIR ?? './.kessai');
-
-await program.parseAsync(process.argv);
+export {};

@@ -69,7 +69,7 @@ export async function start(options: StartOptions): Promise<void> {
   console.log('Kessai: stopped.');
 }
 
-// One rule for the variable's name, shared with apps/settlement-server/src/main.ts.
+// One rule for the variable's name (`kessai start` reads one per demo issuer).
 export { issuerDatabaseEnv } from '@kessai/settlement-server';
 
 export const issuerIds = demoIssuers.map((i) => i.id);

@@ -1,4 +1,4 @@
-/** What a settlement server needs to start, built by its caller (main.ts or a test) and frozen. */
+/** What a settlement server needs to start, built by its caller (`kessai serve`, `kessai start` or a test) and frozen. */
 import type { KeyRing } from '@kessai/protocol';
 import type { ConversionMode } from '@kessai/protocol';
 import type { Db, LoadSheddingConfig, MigrationMode, Logger, RateLimitConfig, ServerTimeouts } from '@kessai/service';

@@ -6,9 +6,11 @@
  * decimals. The cards reach a bank through the operator's import (accounts-import.ts), nothing else.
  */
 import { z } from 'zod';
-import { accountImportRow, formatDecimalAmount, parseDecimalAmount, type AccountImportRow, type ConversionMode, type Currency, type KeyManagementAlgorithm } from '@kessai/protocol';
+import { accountImportRow, formatDecimalAmount, limits, parseDecimalAmount, type AccountImportRow, type ConversionMode, type Currency, type KeyManagementAlgorithm } from '@kessai/protocol';
 import { bankDescription, type BankDescription } from './bank.ts';
-import { checkAccountRow } from './accounts-import.ts';
+import { checkAccountRow, importAccounts } from './accounts-import.ts';
+import type { CardKeys } from './card-vault.ts';
+import type { Db } from '@kessai/service';
 import sakuraBank from '../fixtures/banks/sakura-bank.json' with { type: 'json' };
 import fujiBank from '../fixtures/banks/fuji-bank.json' with { type: 'json' };
 import sakuraCards from '../fixtures/cards/sakura-bank.json' with { type: 'json' };
@@ -83,6 +85,22 @@ export function demoCardRows(cards: readonly DemoCard[]): AccountImportRow[] {
     ...(card.creditLimitMinor !== undefined ? { credit_line: formatUnits(card.creditLimitMinor, card.currency) } : {}),
     status: card.status,
   }));
+}
+
+/**
+ * Imports demo cards into a bank's account store as `kessai accounts import` would, a batch of
+ * accountsImportRowsMax at a time (a second start finds them unchanged); any refused row is a bug
+ * in the fixtures. Answers how many were created.
+ */
+export async function importDemoCards(db: Db, cardKeys: CardKeys, cards: readonly DemoCard[]): Promise<number> {
+  const rows = demoCardRows(cards);
+  let created = 0;
+  for (let start = 0; start < rows.length; start += limits.accountsImportRowsMax) {
+    const imported = await importAccounts(db, cardKeys, rows.slice(start, start + limits.accountsImportRowsMax), start + 1);
+    if (imported.rejected + imported.conflicts > 0) throw new Error(`demo cards: ${imported.rejected} rejected, ${imported.conflicts} in conflict`);
+    created += imported.created;
+  }
+  return created;
 }
 
 function formatUnits(amountMinor: bigint, currency: Currency): string {

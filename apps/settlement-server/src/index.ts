@@ -2,7 +2,7 @@ export { buildSettlementServer, issuerMetadataOf, migrationsDir } from './app.ts
 export { issuerDatabaseEnv, type SettlementConfig } from './config.ts';
 export { bankDescription, bankKeySpecs, readBankFile, settlementConfigOfBank, settlementOptionsOfBank, type BankDescription } from './bank.ts';
 export { checkAccountRow, importAccounts, type AccountToImport } from './accounts-import.ts';
-export { demoBanks, demoIssuers, demoMerchantName, demoCardRows, type DemoCard, type DemoIssuer } from './demo.ts';
+export { demoBanks, demoIssuers, demoMerchantName, demoCardRows, importDemoCards, type DemoCard, type DemoIssuer } from './demo.ts';
 export { createAccount, createTransfers, expirePendingTransfers, ledgerTotals, readAccount, readTransfer } from './ledger/store.ts';
 export { GroupCommit } from './ledger/group-commit.ts';
 export { expireHolds } from './expiry.ts';

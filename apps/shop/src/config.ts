@@ -1,5 +1,5 @@
 /**
- * What the reference shop needs to start, built by its caller (main.ts or a test) and frozen.
+ * What the reference shop needs to start, built by its caller (`kessai serve`, `kessai start` or a test) and frozen.
  * buildShop never reads the environment and never opens a port.
  */
 import type { Secret } from '@kessai/protocol';

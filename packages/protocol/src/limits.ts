@@ -295,6 +295,12 @@ export const limits = {
   dbExportRowsPerStatement: 500,
   /** Most files in one key folder backup. */
   backupFilesMax: 1_000,
+  /** `kessai serve`: merchants one KESSAI_MERCHANTS_FILE may list, webhook secrets one KESSAI_WEBHOOK_SECRETS_FILE may hold, and the bytes of any configuration file it reads. */
+  configMerchantsMax: 1_000,
+  configWebhookSecretsMax: 10,
+  configFileBytesMax: 1024 * 1024,
+  /** `kessai serve`: how long the process waits for its `{"listening":…}` line in the test support (a cold PGlite initdb takes up to 20 s). */
+  serveStartMsMax: 90_000,
   /**
    * Draining (packages/service/src/process-main.ts): after SIGTERM or SIGINT a server answers
    * /readyz 503 at once but keeps serving this long, so a load balancer's health checks (every

@@ -1,7 +1,7 @@
 /**
- * What every server that runs as its own OS process (apps/<role>/src/main.ts, `kessai serve`)
- * does once it listens: print the one JSON line its parent waits for, drain on SIGTERM or SIGINT,
- * and keep serving through a database fault that escaped every handler — while any other stray
+ * What every server that runs as its own OS process (`kessai serve <role>`) does once it
+ * listens: print the one JSON line its parent waits for, drain on SIGTERM or SIGINT, and
+ * keep serving through a database fault that escaped every handler — while any other stray
  * exception or rejection (a bug) still ends the process, loudly, as Node's default would.
  */
 import { limits } from '@kessai/protocol';
@@ -21,7 +21,7 @@ export interface DrainParts {
   app: { close(): Promise<unknown>; operations?: Operations };
   /** When `app` is not the Fastify instance itself (the shop), the instance's operations. */
   operations?: Operations;
-  db?: Db;
+  db?: Pick<Db, 'close'>;
   logger: Logger;
 }
 
@@ -86,7 +86,7 @@ export function drainOnSignals(parts: DrainParts, options: DrainOptions = {}): v
 }
 
 /** Prints `{"listening":url,"pid":…}` on stdout, then drains on the first SIGTERM or SIGINT (drainAndExit). */
-export function serveUntilSignalled(url: string, parts: DrainParts & { db: Db }, options: DrainOptions = {}): void {
+export function serveUntilSignalled(url: string, parts: DrainParts, options: DrainOptions = {}): void {
   survivesDatabaseFaults(parts.logger);
   console.log(JSON.stringify({ listening: url, pid: process.pid }));
   drainOnSignals(parts, options);
