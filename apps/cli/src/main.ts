@@ -13,6 +13,7 @@ import { demo } from './demo.ts';
 import { registerSettleCommands } from './settle-commands.ts';
 import { registerWebhooksCommands } from './webhooks-commands.ts';
 import { issuerDatabaseEnv, issuerIds, start } from './start.ts';
+import { serveCommand } from './serve/index.ts';
 
 const program = new Command('kessai').description('Kessai: settlement without keeping the payer’s personal data (JP 2001-076059)');
 
@@ -31,6 +32,14 @@ program
         issuers: Object.fromEntries(issuerIds.map((id) => [id, process.env[issuerDatabaseEnv(id)]])),
       },
     });
+  });
+
+program
+  .command('serve')
+  .description('run one role as this process, configured by KESSAI_* variables over KESSAI_CONFIG_FILE (docs/operations.md)')
+  .argument('<role>', 'auth, settlement, shop or wallet-host')
+  .action(async (role: string) => {
+    await serveCommand(role, process.env);
   });
 
 program

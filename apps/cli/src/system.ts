@@ -2,20 +2,21 @@
  * Starts the whole Kessai system in this process: one authentication server, one settlement
  * server per demo issuer, the shop and the browser wallet's host — each its own Fastify server on its own port, talking to
  * the others over real HTTPS (mutual TLS between broker and issuers) with a development CA
- * generated on first start. Used by `kessai start`, `kessai demo`, the tests and the benchmark.
+ * generated on first start. A thin development launcher: it makes the dev PKI, the demo keys and
+ * data, then calls each role's entry function (serve/roles.ts), the same ones `kessai serve` calls.
+ * Used by `kessai start`, `kessai demo`, the tests and the benchmark.
  */
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
-import { buildAuthServer } from '@kessai/auth-server';
-import { buildSettlementServer, loadOrCreateCardKeys, type SettlementConfig } from '@kessai/settlement-server';
-import { buildShop } from '@kessai/shop';
-import { buildWalletHost } from '@kessai/wallet';
-import { certificateFingerprint, createLogger, type KessaiApp, loadOrCreateKeyRing, loadOrCreateDevPki, loadOrCreateOperatorToken, openDb, readIfExists, reservePort, writePrivateFile, type Db, type DevPki, type LoadSheddingConfig, type Logger, type RateLimitConfig, type ServerTimeouts } from '@kessai/service';
+import type { SettlementConfig } from '@kessai/settlement-server';
+import { certificateFingerprint, createLogger, type KessaiApp, loadOrCreateDevPki, loadOrCreateOperatorToken, readIfExists, reservePort, writePrivateFile, type DevPki, type LoadSheddingConfig, type Logger, type PortReservation, type RateLimitConfig, type ServerTimeouts } from '@kessai/service';
 import { newId } from '@kessai/protocol';
 import { demoIssuers, demoMerchantName, type DemoIssuer } from './demo-data.ts';
 import { DirectorySigner, loadOrCreateDirectoryKey } from './directory.ts';
+import { serveAuth, serveSettlement, serveShop, serveWalletHost } from './serve/roles.ts';
 
-export type DbSource = { url: string } | { pgliteTemplate: Blob } | { dataDir: string };
+export type { DbSource } from './serve/roles.ts';
+import type { DbSource } from './serve/roles.ts';
 
 export interface SystemOptions {
   dataDir: string;
@@ -67,10 +68,9 @@ async function merchantSecrets(dir: string): Promise<MerchantSecrets> {
   return secrets;
 }
 
-function openRoleDb(source: DbSource | undefined, dataDir: string, role: string): Promise<Db> {
-  if (source && 'url' in source) return openDb({ url: source.url });
-  if (source && 'pgliteTemplate' in source) return openDb({ pgliteTemplate: source.pgliteTemplate });
-  return openDb({ dataDir: source?.dataDir ?? path.join(dataDir, role, 'db') });
+/** A role's database: the one given, else a PGlite folder under the data folder. */
+function roleDb(source: DbSource | undefined, dataDir: string, role: string): DbSource {
+  return source ?? { dataDir: path.join(dataDir, role, 'db') };
 }
 
 export async function startSystem(options: SystemOptions) {
@@ -95,7 +95,6 @@ export async function startSystem(options: SystemOptions) {
     loggers.push(created);
     return created;
   };
-  const dbs: Db[] = [];
   // Each role its own operator token (DESIGN.md §1): the bank's operator holds one the broker does not.
   const operatorTokens = {
     auth: await loadOrCreateOperatorToken(dataDir, 'auth'),
@@ -114,23 +113,21 @@ export async function startSystem(options: SystemOptions) {
   const ports = { auth: reserved.auth.port, shop: reserved.shop.port, wallet: reserved.wallet.port, issuers: Object.fromEntries(Object.entries(reserved.issuers).map(([id, r]) => [id, r.port])) };
   try {
     const merchant = await merchantSecrets(path.join(dataDir, 'shop'));
+    const listen = (role: Parameters<NonNullable<SystemOptions['beforeListen']>>[0], reservation: PortReservation) => ({ host, port: reservation.port, reservation, publicBaseUrl: url(reservation.port), beforeListen: (app: { addHook: KessaiApp['addHook'] }) => options.beforeListen?.(role, app) });
+    const tuning = { ...(options.rateLimits ? { rateLimits: options.rateLimits } : {}), ...(options.serverTimeouts ? { serverTimeouts: options.serverTimeouts } : {}) };
     // Settlement servers (role 40), one per issuer.
     const settlements = [];
     for (const issuer of issuers) {
-      const db = await openRoleDb(options.databases?.issuers?.[issuer.id], dataDir, `settlement-${issuer.id}`);
-      dbs.push(db);
-      const config: SettlementConfig = Object.freeze({
+      const served = await serveSettlement({
+        listen: listen(`settlement-${issuer.id}`, reserved.issuers[issuer.id]!),
+        database: roleDb(options.databases?.issuers?.[issuer.id], dataDir, `settlement-${issuer.id}`),
+        keysDir: path.join(dataDir, `settlement-${issuer.id}`, 'keys'),
         issuerId: issuer.id,
         name: issuer.name,
         conversionMode: issuer.conversionMode,
-        publicBaseUrl: url(ports.issuers[issuer.id] ?? 0),
-        db,
+        cipher2: issuer.cipher2,
         logger: logger(`settlement-${issuer.id}`),
-        keys: await loadOrCreateKeyRing(path.join(dataDir, `settlement-${issuer.id}`, 'keys'), [
-          { name: 'cipher2', use: 'enc', alg: issuer.cipher2 },
-          { name: 'authorization-signing', use: 'sig' },
-        ]),
-        cardKeys: await loadOrCreateCardKeys(path.join(dataDir, `settlement-${issuer.id}`, 'keys')),
+        // The demo cards: seeded here only, never by `kessai serve settlement`.
         seedCards: issuer.cards,
         // The demo merchant is onboarded at every demo bank, under the name payers are shown.
         merchants: [{ id: merchant.merchantId, name: demoMerchantName }],
@@ -142,16 +139,11 @@ export async function startSystem(options: SystemOptions) {
         // Only the authentication server's certificate may call /internal (docs/threat-model.md).
         brokerCertificates: [certificateFingerprint(tlsOf('auth-server').certPem)],
         operatorToken: operatorTokens.issuers[issuer.id]!,
-        ...(options.rateLimits ? { rateLimits: options.rateLimits } : {}),
-        ...(options.serverTimeouts ? { serverTimeouts: options.serverTimeouts } : {}),
+        ...tuning,
         ...(options.loadShedding?.settlement ? { loadShedding: options.loadShedding.settlement } : {}),
       });
-      const app = await buildSettlementServer(config);
-      options.beforeListen?.(`settlement-${issuer.id}`, app);
-      await reserved.issuers[issuer.id]?.release();
-      await app.listen({ port: ports.issuers[issuer.id] ?? 0, host });
-      closers.push(() => app.close());
-      settlements.push({ issuer, config, app, url: config.publicBaseUrl });
+      closers.push(served.close);
+      settlements.push({ issuer, config: served.parts.config, app: served.app, url: served.url });
     }
 
     // The directory (the scheme operator's role, played here): signed from the issuers' current keys.
@@ -159,75 +151,55 @@ export async function startSystem(options: SystemOptions) {
     const directory = new DirectorySigner(directoryKey, settlements.map((s) => ({ issuer: s.issuer, keys: s.config.keys })));
 
     // Authentication server (role 30).
-    const authDb = await openRoleDb(options.databases?.auth, dataDir, 'auth');
-    dbs.push(authDb);
     const authTls = tlsOf('auth-server');
-    const auth = await buildAuthServer(
-      Object.freeze({
-        db: authDb,
-        logger: logger('auth-server'),
-        keys: await loadOrCreateKeyRing(path.join(dataDir, 'auth', 'keys'), [
-          { name: 'cipher1', use: 'enc' },
-          { name: 'request-signing', use: 'sig' },
-        ]),
-        publicBaseUrl: url(ports.auth),
-        issuers: settlements.map((s) => ({ id: s.issuer.id, baseUrl: s.url, cardPrefixes: s.issuer.cardPrefixes })),
-        merchants: [{ id: merchant.merchantId, name: demoMerchantName, apiKey: merchant.apiKey, webhookSecret: merchant.webhookSecret, webhookUrl: `${url(ports.shop)}/webhooks/kessai` }],
-        directory: () => directory.current(),
-        walletOrigins: [url(ports.wallet)],
-        walletUrl: `${url(ports.wallet)}/wallet/`,
-        tls: authTls,
-        clientTls: { certPem: authTls.certPem, keyPem: authTls.keyPem },
-        ...(options.workerIntervalMs ? { workerIntervalMs: options.workerIntervalMs } : {}),
-        ...(options.authorizationDeadlineMs ? { authorizationDeadlineMs: options.authorizationDeadlineMs } : {}),
-        ...(options.sseHeartbeatMs ? { sseHeartbeatMs: options.sseHeartbeatMs } : {}),
-        operatorToken: operatorTokens.auth,
-        ...(options.rateLimits ? { rateLimits: options.rateLimits } : {}),
-        ...(options.serverTimeouts ? { serverTimeouts: options.serverTimeouts } : {}),
-        ...(options.loadShedding?.auth ? { loadShedding: options.loadShedding.auth } : {}),
-      }),
-    );
-    options.beforeListen?.('auth-server', auth.app);
-    await reserved.auth.release();
-    await auth.app.listen({ port: ports.auth, host });
-    closers.push(() => auth.app.close());
+    const authServed = await serveAuth({
+      listen: listen('auth-server', reserved.auth),
+      database: roleDb(options.databases?.auth, dataDir, 'auth'),
+      keysDir: path.join(dataDir, 'auth', 'keys'),
+      logger: logger('auth-server'),
+      issuers: settlements.map((s) => ({ id: s.issuer.id, baseUrl: s.url, cardPrefixes: s.issuer.cardPrefixes })),
+      merchants: [{ id: merchant.merchantId, name: demoMerchantName, apiKey: merchant.apiKey, webhookSecret: merchant.webhookSecret, webhookUrl: `${url(ports.shop)}/webhooks/kessai` }],
+      directory: () => directory.current(),
+      walletOrigins: [url(ports.wallet)],
+      walletUrl: `${url(ports.wallet)}/wallet/`,
+      tls: authTls,
+      clientTls: { certPem: authTls.certPem, keyPem: authTls.keyPem },
+      ...(options.workerIntervalMs ? { workerIntervalMs: options.workerIntervalMs } : {}),
+      ...(options.authorizationDeadlineMs ? { authorizationDeadlineMs: options.authorizationDeadlineMs } : {}),
+      ...(options.sseHeartbeatMs ? { sseHeartbeatMs: options.sseHeartbeatMs } : {}),
+      operatorToken: operatorTokens.auth,
+      ...tuning,
+      ...(options.loadShedding?.auth ? { loadShedding: options.loadShedding.auth } : {}),
+    });
+    closers.push(authServed.close);
+    const { db: authDb, ...auth } = authServed.parts;
 
     // The shop (role 50).
-    const shopDb = await openRoleDb(options.databases?.shop, dataDir, 'shop');
-    dbs.push(shopDb);
-    const shop = await buildShop(
-      Object.freeze({
-        logger: logger('shop'),
-        db: shopDb,
-        merchantApiKey: merchant.apiKey,
-        authBaseUrl: url(ports.auth),
-        caCertPem: pki.caCertPem,
-        webhookSecrets: [merchant.webhookSecret, ...(merchant.previousWebhookSecrets ?? [])],
-        issuers: Object.fromEntries(settlements.map((s) => [s.issuer.id, `${s.url}/.well-known/jwks.json`])),
-        autoCapture: true,
-        publicBaseUrl: url(ports.shop),
-        tls: tlsOf('shop'),
-        operatorToken: operatorTokens.shop,
-        ...(options.rateLimits ? { rateLimits: options.rateLimits } : {}),
-        ...(options.serverTimeouts ? { serverTimeouts: options.serverTimeouts } : {}),
-        ...(options.loadShedding?.shop ? { loadShedding: options.loadShedding.shop } : {}),
-      }),
-    );
-    options.beforeListen?.('shop', shop.app);
-    await reserved.shop.release();
-    await shop.app.listen({ port: ports.shop, host });
-    closers.push(() => shop.close());
+    const shopServed = await serveShop({
+      listen: listen('shop', reserved.shop),
+      database: roleDb(options.databases?.shop, dataDir, 'shop'),
+      logger: logger('shop'),
+      merchantApiKey: merchant.apiKey,
+      authBaseUrl: url(ports.auth),
+      caCertPem: pki.caCertPem,
+      webhookSecrets: [merchant.webhookSecret, ...(merchant.previousWebhookSecrets ?? [])],
+      issuers: Object.fromEntries(settlements.map((s) => [s.issuer.id, `${s.url}/.well-known/jwks.json`])),
+      autoCapture: true,
+      tls: tlsOf('shop'),
+      operatorToken: operatorTokens.shop,
+      ...tuning,
+      ...(options.loadShedding?.shop ? { loadShedding: options.loadShedding.shop } : {}),
+    });
+    closers.push(shopServed.close);
+    const { db: shopDb, ...shop } = shopServed.parts;
 
     // The browser wallet's own origin (role 10 in the browser): its pages and the directory key built in.
-    const walletHost = buildWalletHost(Object.freeze({ logger: logger('wallet'), tls: tlsOf('wallet'), authBaseUrl: url(ports.auth), directoryKey: directoryKey.publicJwk, ...(options.rateLimits ? { rateLimits: options.rateLimits } : {}), ...(options.serverTimeouts ? { serverTimeouts: options.serverTimeouts } : {}) }));
-    options.beforeListen?.('wallet', walletHost);
-    await reserved.wallet.release();
-    await walletHost.listen({ port: ports.wallet, host });
-    closers.push(() => walletHost.close());
+    const walletServed = await serveWalletHost({ listen: listen('wallet', reserved.wallet), logger: logger('wallet'), tls: tlsOf('wallet'), authBaseUrl: url(ports.auth), directoryKey: directoryKey.publicJwk, ...tuning });
+    closers.push(walletServed.close);
+    const walletHost = walletServed.app;
 
     const close = async () => {
       for (const closer of closers.reverse()) await closer().catch(() => undefined);
-      for (const db of dbs) await db.close().catch(() => undefined);
       for (const l of loggers) l.flush?.();
     };
     return {
@@ -246,7 +218,6 @@ export async function startSystem(options: SystemOptions) {
   } catch (err) {
     await releaseAll();
     for (const closer of closers.reverse()) await closer().catch(() => undefined);
-    for (const db of dbs) await db.close().catch(() => undefined);
     throw err;
   }
 }

@@ -283,4 +283,10 @@ export const limits = {
    */
   auditBatchDelayMs: 20,
   auditVerifyPageMax: 1_000,
+  /** `kessai serve`: merchants one KESSAI_MERCHANTS_FILE may list, webhook secrets one KESSAI_WEBHOOK_SECRETS_FILE may hold, and the bytes of any configuration file it reads. */
+  configMerchantsMax: 1_000,
+  configWebhookSecretsMax: 10,
+  configFileBytesMax: 1024 * 1024,
+  /** `kessai serve`: how long the process waits for its `{"listening":…}` line in the test support (a cold PGlite initdb takes up to 20 s). */
+  serveStartMsMax: 90_000,
 } as const;

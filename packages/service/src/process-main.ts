@@ -9,7 +9,7 @@ import { isDatabaseUnavailable } from './db-faults.ts';
 import type { Logger } from './logger.ts';
 
 /** Prints `{"listening":url,"pid":…}` on stdout; the first SIGTERM or SIGINT closes the server, then the database, and exits 0. */
-export function serveUntilSignalled(url: string, parts: { app: { close(): Promise<unknown> }; db: Db; logger: Logger }): void {
+export function serveUntilSignalled(url: string, parts: { app: { close(): Promise<unknown> }; db?: Pick<Db, 'close'>; logger: Logger }): void {
   survivesDatabaseFaults(parts.logger);
   console.log(JSON.stringify({ listening: url, pid: process.pid }));
   let stopping = false;
@@ -17,7 +17,7 @@ export function serveUntilSignalled(url: string, parts: { app: { close(): Promis
     if (stopping) return; // a second signal (tsx relays one) while closing
     stopping = true;
     await parts.app.close().catch(() => undefined);
-    await parts.db.close().catch(() => undefined);
+    await parts.db?.close().catch(() => undefined);
     parts.logger.flush?.();
     process.exit(0);
   };
