@@ -12,21 +12,21 @@
  * skipped, with the reason in its name; where it runs it says so on stdout.
  */
 import { X509Certificate, createHash, createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
-import { copyFile, cp, mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { copyFile, mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { PGlite } from '@electric-sql/pglite';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { newId } from '@kessai/protocol';
 import { demoIssuers } from '@kessai/cli/demo-data';
 import { defaultServePorts } from '@kessai/cli/serve';
 import { roleFolder, seedBankCards, startServe, writeConfigFile, type RoleFolder, type Served, type ServeRoleName } from './support/serve.ts';
-import { pgliteTemplate } from './support/database.ts';
 import { createNetwork, netnsAvailability, sweepStaleNetworks, type NetnsNetwork, type RunResult } from './support/netns.ts';
 
 const availability = await netnsAvailability();
-const suiteName = availability.available ? 'separate hosts: the four roles on four network namespaces' : `separate hosts: the four roles on four network namespaces (skipped: ${availability.reason})`;
+/** `.ci/run` sets KESSAI_TEST_NETNS=required: there the suite must run, and fails rather than skip. */
+const required = process.env.KESSAI_TEST_NETNS === 'required';
+const suiteName = availability.available || required ? 'separate hosts: the four roles on four network namespaces' : `separate hosts: the four roles on four network namespaces (skipped: ${availability.reason})`;
 
 const repositoryRoot = path.resolve(import.meta.dirname, '..');
 const hostTasks = path.join(repositoryRoot, 'test', 'support', 'host-tasks.ts');
@@ -93,20 +93,7 @@ async function privateKeysIn(dir: string): Promise<Map<string, string>> {
   return found;
 }
 
-/**
- * Gives each role's folder its own PGlite database folder (`<folder>/db`, where `kessai serve`
- * opens it), cloned from the run's initdb template instead of an initdb per role (tens of seconds
- * on a busy machine): one folder loaded from the template, copied to the others while closed.
- */
-async function prepareDatabaseFolders(folders: readonly string[]): Promise<void> {
-  const [first, ...rest] = folders.map((dir) => path.join(dir, 'db'));
-  const lite = new PGlite({ dataDir: first, loadDataDir: await pgliteTemplate() });
-  await lite.waitReady;
-  await lite.close();
-  for (const dir of rest) await cp(first!, dir, { recursive: true });
-}
-
-describe.skipIf(!availability.available)(suiteName, () => {
+describe.skipIf(!availability.available && !required)(suiteName, () => {
   let network: NetnsNetwork;
   let root: string;
   const folders = {} as Record<HostName, RoleFolder>;
@@ -122,6 +109,7 @@ describe.skipIf(!availability.available)(suiteName, () => {
     startServe(roleOf[host], { ...folders[host].env, KESSAI_PUBLIC_BASE_URL: urlOf(host), KESSAI_LOG_LEVEL: 'warn', ...env }, { cwd: repositoryRoot, launch: (command, args, options) => network.spawn(host, command, args, options) });
 
   beforeAll(async () => {
+    if (!availability.available) throw new Error(`KESSAI_TEST_NETNS=required, but network namespaces are not available: ${availability.reason}`);
     const swept = await sweepStaleNetworks();
     console.log(`separate hosts: running on network namespaces${swept.length ? ` (swept ${swept.length} left by an earlier run: ${swept.join(', ')})` : ''}`);
     root = await mkdtemp(path.join(tmpdir(), 'kessai-hosts-'));
@@ -129,14 +117,13 @@ describe.skipIf(!availability.available)(suiteName, () => {
     const started = Date.now();
     const progress = (what: string) => console.log(`separate hosts: ${what} after ${Date.now() - started} ms`);
 
-    // The CA's key stays in the CA operator's folder; each host gets its own certificate, for its own name only.
+    // The CA's key stays in the CA operator's folder; each host gets its own certificate, for its own name only,
+    // and each role with a database its own PGlite folder (cloned from the run's initdb template).
     const caDir = path.join(root, 'ca');
     for (const { name, hostName } of hostSpecs) {
-      folders[name] = await roleFolder({ dir: path.join(root, 'hosts', name), caDir, dnsNames: [hostName], ipAddresses: [], client: name === 'broker' });
+      folders[name] = await roleFolder({ dir: path.join(root, 'hosts', name), caDir, dnsNames: [hostName], ipAddresses: [], client: name === 'broker', pgliteFromTemplate: name !== 'wallet' && name !== 'directory' });
     }
-
-    await prepareDatabaseFolders([folders.bank.dir, folders.shop.dir, folders.broker.dir]);
-    progress('database folders made');
+    progress('host folders made');
 
     // Role 40: the bank pins the broker's client certificate by its fingerprint; its cards are imported before it starts.
     const bankEnv = {
