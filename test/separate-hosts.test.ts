@@ -208,13 +208,19 @@ describe.skipIf(!availability.available && !required)(suiteName, () => {
     }
   });
 
-  it('runs each role on its own host, listening on the host’s network (not on 127.0.0.1 only) under its host name', async () => {
+  it('runs each role on its own host from its own folder, listening on the host’s network (not on 127.0.0.1 only) under its host name', async () => {
     for (const host of ['broker', 'bank', 'shop', 'wallet'] as const) {
       expect(served[host].url).toBe(urlOf(host));
       // The process sees its own host name; its listening sockets are the only ones in the namespace.
       const sockets = (await network.run(host, 'ss', ['-Hltn'])).stdout.trim().split('\n').map((line) => line.trim().split(/\s+/)[3]!);
       expect(sockets, `${host} listens on its port only`).toEqual([`0.0.0.0:${defaultServePorts[roleOf[host]]}`]);
       expect(sockets.some((s) => s.startsWith('127.')), `${host} does not listen on loopback`).toBe(false);
+      // Its configuration, as the process has it: every file it names is in its own folder.
+      const environment = (await readFile(`/proc/${served[host].pid}/environ`, 'utf8')).split('\0').filter((entry) => entry.startsWith('KESSAI_'));
+      const paths = environment.map((entry) => entry.slice(entry.indexOf('=') + 1)).filter((value) => value.startsWith('/'));
+      expect(paths.length, `${host} is configured by files`).toBeGreaterThan(3);
+      for (const file of paths) expect(file.startsWith(`${folders[host].dir}/`) || file === folders[host].dir, `${host}'s ${file} is in its own folder`).toBe(true);
+      expect(environment.join('\n'), `${host} names no loopback address`).not.toMatch(/127\.0\.0\.1|localhost|\[::1\]/);
     }
     // A peer is reached by its name, whose certificate it holds; by address the name check fails; a
     // host's 127.0.0.1 is its own, where no other role is.
