@@ -1,7 +1,7 @@
 /**
  * The system for the end-to-end benchmark with each server role in its own OS process, so CPU
- * seconds and memory can be read per role: one settlement server (apps/settlement-server/src/main.ts,
- * the first demo issuer) and one authentication server (apps/auth-server/src/main.ts, with
+ * seconds and memory can be read per role: one settlement server (`kessai serve settlement`,
+ * the first demo issuer) and one authentication server (`kessai serve auth`, with
  * Server-Timing on and rate limits raised). The load generator (terminals and the merchant)
  * is this process; it also receives the merchant's webhooks (step 407's notification).
  * CPU and RSS are read from /proc/<pid>/stat and /proc/<pid>/status (Linux).
@@ -9,7 +9,6 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
 import { createServer as createHttpsServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
@@ -20,6 +19,7 @@ import { publishDirectoryFile } from '@kessai/cli/directory';
 import { demoIssuers } from '@kessai/cli/demo-data';
 import { issuerDatabaseEnv } from '@kessai/settlement-server';
 import { scratchDatabase, type Scratch } from './pg.ts';
+import { authEnv, settlementEnv } from '../test/support/processes.ts';
 
 const root = path.resolve(import.meta.dirname, '..');
 const clockTicks = (() => {
@@ -61,10 +61,10 @@ function configuredDatabases(issuerId: string): { auth: string; settlement: stri
   return { auth, settlement };
 }
 
-async function spawnRole(role: string, entry: string, configFile: string, profileDir?: string): Promise<RoleProcess> {
+async function spawnRole(role: string, serveRole: 'auth' | 'settlement', env: Record<string, string>, profileDir?: string): Promise<RoleProcess> {
   // One folder per role: the module loader's thread writes a profile of its own beside the main thread's.
   const profile = profileDir ? ['--cpu-prof', `--cpu-prof-dir=${path.join(profileDir, role)}`] : [];
-  const child = spawn(process.execPath, [...profile, '--import', 'tsx', entry, configFile], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [...profile, '--import', 'tsx', path.join(root, 'apps', 'cli', 'src', 'main.ts'), 'serve', serveRole], { cwd: root, env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   const output: string[] = [];
   child.stderr!.on('data', (chunk: Buffer) => output.push(chunk.toString()));
   const url = await new Promise<string>((resolve, reject) => {
@@ -168,38 +168,28 @@ export async function startBenchSystem(dataDir: string, pgAdminUrl: string | und
     const webhookUrl = `https://127.0.0.1:${(receiver.address() as AddressInfo).port}/webhooks/kessai`;
 
     const settlementPort = await freePort();
-    const settlementConfig = path.join(dataDir, 'settlement.json');
     const settlementDb = await databaseUrl('kessai_bench_settlement', 'settlement');
     const merchantId = newId('mer');
     // Rate limits raised: one load generator is all its traffic, and its terminals all enroll one card.
-    await writeFile(
-      settlementConfig,
-      JSON.stringify({ dataDir, issuerId: issuer.id, port: settlementPort, logName: `settlement-${issuer.id}`, rateLimits: loadTestRateLimits, ...shedding, merchants: [{ id: merchantId, name: benchMerchantName }], credentialsPerCardMax: benchTerminalsMax, ...(settlementDb ? { databaseUrl: settlementDb } : {}) }),
-      { mode: 0o600 },
-    );
-    const settlement = await spawnRole('settlement-server', path.join(root, 'apps', 'settlement-server', 'src', 'main.ts'), settlementConfig, profileDir);
+    const settlementVars = await settlementEnv({ dataDir, issuerId: issuer.id, port: settlementPort, logName: `settlement-${issuer.id}`, rateLimits: loadTestRateLimits, ...shedding, merchants: [{ id: merchantId, name: benchMerchantName }], credentialsPerCardMax: benchTerminalsMax, ...(settlementDb ? { databaseUrl: settlementDb } : {}) });
+    const settlement = await spawnRole('settlement-server', 'settlement', settlementVars, profileDir);
     processes.push(settlement);
     const directoryKey = (await publishDirectoryFile(dataDir, pki.caCertPem, [{ issuer, url: settlement.url }])).publicJwk;
 
     const apiKey = `sk_test_${randomBytes(24).toString('base64url')}`;
-    const authConfig = path.join(dataDir, 'auth.json');
     const authDb = await databaseUrl('kessai_bench_auth', 'auth');
-    await writeFile(
-      authConfig,
-      JSON.stringify({
-        ...(authDb ? { databaseUrl: authDb } : {}),
-        dataDir,
-        logName: 'auth-server',
-        issuers: [{ id: issuer.id, baseUrl: settlement.url, cardPrefixes: issuer.cardPrefixes }],
-        merchants: [{ id: merchantId, name: benchMerchantName, apiKey, webhookUrl, webhookSecret: `whsec_${randomBytes(24).toString('base64url')}` }],
-        workerIntervalMs: 50,
-        rateLimits: loadTestRateLimits,
-        ...shedding,
-        serverTiming: true,
-      }),
-      { mode: 0o600 },
-    );
-    const auth = await spawnRole('auth-server', path.join(root, 'apps', 'auth-server', 'src', 'main.ts'), authConfig, profileDir);
+    const authVars = await authEnv({
+      ...(authDb ? { databaseUrl: authDb } : {}),
+      dataDir,
+      logName: 'auth-server',
+      issuers: [{ id: issuer.id, baseUrl: settlement.url, cardPrefixes: issuer.cardPrefixes }],
+      merchants: [{ id: merchantId, name: benchMerchantName, apiKey, webhookUrl, webhookSecret: `whsec_${randomBytes(24).toString('base64url')}` }],
+      workerIntervalMs: 50,
+      rateLimits: loadTestRateLimits,
+      ...shedding,
+      serverTiming: true,
+    });
+    const auth = await spawnRole('auth-server', 'auth', authVars, profileDir);
     processes.push(auth);
     return Object.assign(system, {
       backend: pgAdminUrl || configured ? ('postgres' as const) : ('pglite' as const),

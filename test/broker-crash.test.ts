@@ -5,12 +5,12 @@
  * database finds it, asks the bank (the status inquiry), verifies the bank's stored decision and
  * adopts it: the wallet, which lost its connection, is told approved — never "not paid" — the
  * merchant gets its event, and the bank holds the money once. The broker is its own OS process
- * (apps/auth-server/src/main.ts); the bank runs in this process, so a hook can pull the trigger.
+ * (`kessai serve auth`); the bank runs in this process, so a hook can pull the trigger.
  * On PostgreSQL (KESSAI_TEST_PG_URL) both have scratch databases; otherwise the broker has a
  * PGlite folder and the bank an in-memory PGlite.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -20,7 +20,7 @@ import { demoIssuers } from '@kessai/cli/demo-data';
 import { publishDirectoryFile } from '@kessai/cli/directory';
 import { MerchantClient, WalletClient } from '@kessai/sdk';
 import { pgliteTemplate, scratchPostgres } from './support/database.ts';
-import { freePort, startInstance, stopInstance, type Instance } from './support/processes.ts';
+import { authEnv, freePort, startInstance, stopInstance, type Instance } from './support/processes.ts';
 import { startInProcessIssuer, type InProcessIssuer } from './support/issuer.ts';
 import { waitFor } from './support/system.ts';
 
@@ -33,7 +33,7 @@ describe(`the broker killed after the bank's answer (step 407), restarted on its
   const drops: Array<() => Promise<void>> = [];
   let bankDb: Db;
   let bank: InProcessIssuer['app'];
-  let configFile: string;
+  let brokerEnv: Record<string, string>;
   let broker: Instance | undefined;
   let merchant: MerchantClient;
   let wallet: WalletClient;
@@ -74,23 +74,18 @@ describe(`the broker killed after the bank's answer (step 407), restarted on its
     bank = started.app;
     const bankUrl = started.url;
     const directoryKey = (await publishDirectoryFile(dataDir, pki.caCertPem, [{ issuer, url: bankUrl }])).publicJwk;
-    configFile = path.join(dataDir, 'auth.json');
     // A fixed port, so that the restarted process is found where the wallet and the merchant look.
     const port = await freePort();
-    await writeFile(
-      configFile,
-      JSON.stringify({
-        dataDir,
-        port,
-        issuers: [{ id: issuer.id, baseUrl: bankUrl, cardPrefixes: issuer.cardPrefixes }],
-        merchants: [seed],
-        workerIntervalMs: 100,
-        authorizationDeadlineMs: 1_000,
-        ...(scratchAuth ? { databaseUrl: scratchAuth.url } : {}),
-      }),
-      { mode: 0o600 },
-    );
-    broker = await startInstance(configFile);
+    brokerEnv = await authEnv({
+      dataDir,
+      port,
+      issuers: [{ id: issuer.id, baseUrl: bankUrl, cardPrefixes: issuer.cardPrefixes }],
+      merchants: [seed],
+      workerIntervalMs: 100,
+      authorizationDeadlineMs: 1_000,
+      ...(scratchAuth ? { databaseUrl: scratchAuth.url } : {}),
+    });
+    broker = await startInstance('auth', brokerEnv);
     merchant = new MerchantClient({ baseUrl: broker.url, apiKey: seed.apiKey, caCertPem: pki.caCertPem });
     wallet = new WalletClient(await WalletClient.enroll({ authBaseUrl: broker.url, caCertPem: pki.caCertPem, directoryKey, holderName: card.holderName, cardNumber: card.cardNumber, expiry: card.expiry, pin: card.pin }), { caCertPem: pki.caCertPem });
   }, 120_000);
@@ -114,7 +109,7 @@ describe(`the broker killed after the bank's answer (step 407), restarted on its
     await waitFor('the broker to be killed', async () => (killed ? true : undefined));
     const [hold] = await bankDb.query<{ status: string }>('select status from authorizations where request_id = $1', [created.id]);
     expect(hold?.status, 'the bank placed the hold before the broker died').toBe('held');
-    broker = await startInstance(configFile);
+    broker = await startInstance('auth', brokerEnv);
     const outcome = await answered;
     expect(outcome.status).toBe('approved');
     expect(await wallet.verifyAuthorization(outcome.authorization!, request.view)).toMatchObject({ rid: created.id, decision: 'approved', amt: '1111' });

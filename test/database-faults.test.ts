@@ -1,6 +1,6 @@
 /**
  * Databases can fail without killing a server (issue 12, item 4). The authentication server and
- * a settlement server run as their own OS processes (apps/<role>/src/main.ts), each on its own
+ * a settlement server run as their own OS processes (`kessai serve <role>`), each on its own
  * PostgreSQL database reached through a TCP proxy (test/support/tcp-proxy.ts), with database
  * timeouts shortened through their configs (`dbTimeouts`; production uses limits.ts db…Ms):
  * - every backend of both terminated (pg_terminate_backend) while payments are in flight: both
@@ -15,7 +15,7 @@
  * connection to lose (docs/operations.md, Failure semantics).
  */
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -27,7 +27,7 @@ import { loadOrCreateDevPki, loadTestLoadShedding } from '@kessai/service';
 import { demoIssuers } from '@kessai/cli/demo-data';
 import { MerchantClient, WalletClient } from '@kessai/sdk';
 import { scratchPostgres } from './support/database.ts';
-import { authServerMain, freePort, settlementServerMain, startInstance, stopInstance, type Instance } from './support/processes.ts';
+import { authEnv, freePort, settlementEnv, startInstance, stopInstance, type Instance } from './support/processes.ts';
 import { waitFor } from './support/system.ts';
 import { startTcpProxy, type TcpProxy } from './support/tcp-proxy.ts';
 
@@ -90,17 +90,9 @@ describe.skipIf(!pgUrl)(pgUrl ? 'database faults under separate processes on Pos
     operatorToken = `op_${randomBytes(32).toString('base64url')}`;
     merchantSeed = { id: newId('mer'), name: 'Kessai Tea House', apiKey: `sk_test_${randomBytes(24).toString('base64url')}`, webhookSecret: `whsec_${randomBytes(24).toString('base64url')}` };
     const bankPort = await freePort();
-    const bankConfig = path.join(dataDir, 'bank.json');
-    await writeFile(bankConfig, JSON.stringify({ issuerId: issuer.id, dataDir, port: bankPort, operatorToken, merchants: [{ id: merchantSeed.id, name: merchantSeed.name }], databaseUrl: bankDb.url, dbTimeouts, logName: 'bank', loadShedding: loadTestLoadShedding }), { mode: 0o600 });
-    bank = await startInstance(bankConfig, settlementServerMain);
+    bank = await startInstance('settlement', await settlementEnv({ issuerId: issuer.id, dataDir, port: bankPort, operatorToken, merchants: [{ id: merchantSeed.id, name: merchantSeed.name }], databaseUrl: bankDb.url, dbTimeouts, logName: 'bank', loadShedding: loadTestLoadShedding }));
     directoryKey = (await publishDirectoryFile(dataDir, pki.caCertPem, [{ issuer, url: bank.url }])).publicJwk;
-    const authConfig = path.join(dataDir, 'auth.json');
-    await writeFile(
-      authConfig,
-      JSON.stringify({ dataDir, databaseUrl: authDb.url, dbTimeouts, issuers: [{ id: issuer.id, baseUrl: bank.url, cardPrefixes: issuer.cardPrefixes }], merchants: [merchantSeed], workerIntervalMs: 100, logName: 'auth', loadShedding: loadTestLoadShedding }),
-      { mode: 0o600 },
-    );
-    auth = await startInstance(authConfig, authServerMain);
+    auth = await startInstance('auth', await authEnv({ dataDir, databaseUrl: authDb.url, dbTimeouts, issuers: [{ id: issuer.id, baseUrl: bank.url, cardPrefixes: issuer.cardPrefixes }], merchants: [merchantSeed], workerIntervalMs: 100, logName: 'auth', loadShedding: loadTestLoadShedding }));
     merchant = new MerchantClient({ baseUrl: auth.url, apiKey: merchantSeed.apiKey, caCertPem: pki.caCertPem });
     wallet = new WalletClient(await WalletClient.enroll({ authBaseUrl: auth.url, caCertPem: pki.caCertPem, directoryKey, holderName: card.holderName, cardNumber: card.cardNumber, expiry: card.expiry, pin: card.pin }), { caCertPem: pki.caCertPem });
   }, 180_000);

@@ -1,13 +1,13 @@
 /**
  * Two issuers behind one authentication server, every server its own OS process (issue 6): the
- * settlement servers of sakura-bank and fuji-bank (apps/settlement-server/src/main.ts, each on its
- * own database) and one authentication server (apps/auth-server/src/main.ts) routing by card
+ * settlement servers of sakura-bank and fuji-bank (`kessai serve settlement`, each on its
+ * own database) and one authentication server (`kessai serve auth`) routing by card
  * range, over real TLS and mutual TLS. The merchant and the terminals are this process. Each
  * issuer's ledger is read through its own operator API. On PostgreSQL (KESSAI_TEST_PG_URL) each
  * role has its own scratch database; otherwise each process has its own PGlite folder.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -19,7 +19,7 @@ import { demoIssuers } from '@kessai/cli/demo-data';
 import { HttpClient, MerchantClient, WalletClient } from '@kessai/sdk';
 import { scratchPostgres } from './support/database.ts';
 import { codeOf } from './support/errors.ts';
-import { authServerMain, freePort, settlementServerMain, startInstance, stopInstance, type Instance } from './support/processes.ts';
+import { authEnv, freePort, settlementEnv, startInstance, stopInstance, type Instance } from './support/processes.ts';
 
 const backend = process.env.KESSAI_TEST_PG_URL ? 'PostgreSQL' : 'PGlite';
 const [sakura, fuji] = ['sakura-bank', 'fuji-bank'].map((id) => demoIssuers.find((i) => i.id === id)!) as [(typeof demoIssuers)[number], (typeof demoIssuers)[number]];
@@ -34,7 +34,8 @@ const authorizations = z.object({
 
 interface IssuerProcess {
   issuer: typeof sakura;
-  configFile: string;
+  /** Its variables, kept for the restart. */
+  env: Record<string, string>;
   url: string;
   instance?: Instance;
 }
@@ -71,33 +72,29 @@ describe(`two issuers behind one authentication server, each server its own proc
     for (const issuer of [sakura, fuji]) {
       // A fixed port, so that the restarted process is found where the authentication server's config says.
       const port = await freePort();
-      const configFile = path.join(dataDir, `settlement-${issuer.id}.json`);
       // Each bank onboards the merchant itself: it pays no merchant it does not know.
-      await writeFile(configFile, JSON.stringify({ issuerId: issuer.id, dataDir, port, operatorToken, merchants: [{ id: seed.id, name: seed.name }], ...(await databaseUrl(`kessai_issuers_${issuer.id}`)) }), { mode: 0o600 });
-      issuers.set(issuer.id, { issuer, configFile, url: `https://127.0.0.1:${port}` });
+      const env = await settlementEnv({ issuerId: issuer.id, dataDir, port, operatorToken, merchants: [{ id: seed.id, name: seed.name }], ...(await databaseUrl(`kessai_issuers_${issuer.id}`)) });
+      issuers.set(issuer.id, { issuer, env, url: `https://127.0.0.1:${port}` });
     }
     await Promise.all(
       [...issuers.values()].map(async (p) => {
-        p.instance = await startInstance(p.configFile, settlementServerMain);
+        p.instance = await startInstance('settlement', p.env);
         expect(p.instance.url).toBe(p.url);
       }),
     );
 
     // The directory's operator signs the list of both issuers' current keys; the wallets pin its key.
     directoryKey = (await publishDirectoryFile(dataDir, caCertPem, [...issuers.values()].map((p) => ({ issuer: p.issuer, url: p.url })))).publicJwk;
-    const authConfig = path.join(dataDir, 'auth.json');
-    await writeFile(
-      authConfig,
-      JSON.stringify({
+    auth = await startInstance(
+      'auth',
+      await authEnv({
         dataDir,
         issuers: [...issuers.values()].map((p) => ({ id: p.issuer.id, baseUrl: p.url, cardPrefixes: p.issuer.cardPrefixes })),
         merchants: [seed],
         workerIntervalMs: 100,
         ...(await databaseUrl('kessai_issuers_auth')),
       }),
-      { mode: 0o600 },
     );
-    auth = await startInstance(authConfig, authServerMain);
     merchant = new MerchantClient({ baseUrl: auth.url, apiKey: seed.apiKey, caCertPem });
     operator = new HttpClient({ caCertPem });
   }, 180_000);
@@ -210,7 +207,7 @@ describe(`two issuers behind one authentication server, each server its own proc
     expect((await authorizationsAt(sakura)).find((r) => r.request_id === sakuraPaid)?.status).toBe('captured');
 
     // Restarted on the same port, database and keys, it pays again.
-    stopped.instance = await startInstance(stopped.configFile, settlementServerMain);
+    stopped.instance = await startInstance('settlement', stopped.env);
     expect(stopped.instance.url).toBe(stopped.url);
     expect((await walletOf(fuji).approve(waiting.request, pin)).status).toBe('approved');
     expect((await merchant.capture(waiting.id, {}, 'issuers-fuji-waiting-capture')).status).toBe('captured');

@@ -1,12 +1,12 @@
 /**
- * Two authentication servers as separate OS processes (apps/auth-server/src/main.ts) on one
+ * Two authentication servers as separate OS processes (`kessai serve auth`) on one
  * PostgreSQL database, with a settlement server: a payment request created through instance A is
  * pushed to a terminal listening on instance B (LISTEN/NOTIFY, ids only), approved through B, and
  * the merchant waiting on A sees it approved. The push channel survives its connection being cut.
  * Needs PostgreSQL (KESSAI_TEST_PG_URL): on PGlite there is one process and no channel to test.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -17,7 +17,7 @@ import { demoIssuers } from '@kessai/cli/demo-data';
 import { MerchantClient, WalletClient, type VerifiedRequest } from '@kessai/sdk';
 import { publishDirectoryFile } from '@kessai/cli/directory';
 import { scratchPostgres } from './support/database.ts';
-import { startInstance, stopInstance, type Instance } from './support/processes.ts';
+import { authEnv, startInstance, stopInstance, type Instance } from './support/processes.ts';
 import { startInProcessIssuer, type InProcessIssuer } from './support/issuer.ts';
 import { waitFor } from './support/system.ts';
 
@@ -58,10 +58,9 @@ describe.skipIf(!pgUrl)('several authentication servers on one PostgreSQL', () =
     settlement = started.app;
     const settlementUrl = started.url;
     const directoryKey = (await publishDirectoryFile(dataDir, caCertPem, [{ issuer, url: settlementUrl }])).publicJwk;
-    const configFile = path.join(dataDir, 'auth.json');
-    await writeFile(configFile, JSON.stringify({ databaseUrl: authDbUrl, dataDir, issuers: [{ id: issuer.id, baseUrl: settlementUrl, cardPrefixes: issuer.cardPrefixes }], merchants: [merchant], workerIntervalMs: 100 }), { mode: 0o600 });
-    a = await startInstance(configFile);
-    b = await startInstance(configFile); // after A: A ran the migrations and made the shared keys
+    const env = await authEnv({ databaseUrl: authDbUrl, dataDir, issuers: [{ id: issuer.id, baseUrl: settlementUrl, cardPrefixes: issuer.cardPrefixes }], merchants: [merchant], workerIntervalMs: 100 });
+    a = await startInstance('auth', env);
+    b = await startInstance('auth', env); // after A: A ran the migrations and made the shared keys
     merchantA = new MerchantClient({ baseUrl: a.url, apiKey: merchant.apiKey, caCertPem });
     // The terminal is enrolled at, listens on and approves through B only.
     wallet = new WalletClient(await WalletClient.enroll({ authBaseUrl: b.url, caCertPem, directoryKey, holderName: card.holderName, cardNumber: card.cardNumber, expiry: card.expiry, pin: card.pin }), { caCertPem });

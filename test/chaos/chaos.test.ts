@@ -15,7 +15,7 @@
  * (default 65 s). Needs PostgreSQL (KESSAI_TEST_PG_URL): the faults are PostgreSQL's.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -27,7 +27,7 @@ import { demoIssuers } from '@kessai/cli/demo-data';
 import { publishDirectoryFile } from '@kessai/cli/directory';
 import { WalletClient } from '@kessai/sdk';
 import { scratchPostgres } from '../support/database.ts';
-import { authServerMain, freePort, holdPort, settlementServerMain, startInstance, stopInstance, type Instance } from '../support/processes.ts';
+import { authEnv, freePort, holdPort, settlementEnv, shopEnv, startInstance, stopInstance, type Instance } from '../support/processes.ts';
 import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.ts';
 import { seededRandom } from '../support/random.ts';
 
@@ -39,7 +39,6 @@ const shopDownMs = Number(process.env.KESSAI_CHAOS_SHOP_DOWN_MS ?? 65_000);
 const slackMs = 45_000;
 const issuer = demoIssuers.find((i) => i.id === 'sakura-bank')!;
 const cards = ['4242424242424242', '4000056655665556'].map((n) => issuer.cards.find((c) => c.cardNumber === n)!);
-const shopProcess = 'test/chaos/shop-process.ts';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -57,7 +56,7 @@ describe.skipIf(!adminUrl)(`chaos: three roles as processes on PostgreSQL under 
   let dataDir: string;
   const drops: Array<() => Promise<void>> = [];
   const dbUrls: Record<'auth' | 'bank' | 'shop', string> = { auth: '', bank: '', shop: '' };
-  const configs: Record<'auth' | 'bank' | 'shop', { file: string; entry: string }> = {} as never;
+  const configs: Record<'auth' | 'bank' | 'shop', { role: 'auth' | 'settlement' | 'shop'; env: Record<string, string> }> = {} as never;
   /** Each role's fixed port: held while the role is down (support/processes.ts holdPort). */
   const ports: Record<'auth' | 'bank' | 'shop', number> = { auth: 0, bank: 0, shop: 0 };
   const running: Record<'auth' | 'bank' | 'shop', Instance | undefined> = { auth: undefined, bank: undefined, shop: undefined };
@@ -101,19 +100,13 @@ describe.skipIf(!adminUrl)(`chaos: three roles as processes on PostgreSQL under 
     shopUrl = `https://127.0.0.1:${shopPort}`;
     const authUrl = `https://127.0.0.1:${authPort}`;
 
-    configs.bank = { file: path.join(dataDir, 'bank.json'), entry: settlementServerMain };
-    await writeFile(
-      configs.bank.file,
-      JSON.stringify({ issuerId: issuer.id, dataDir, port: bankPort, publicBaseUrl: bankUrl, databaseUrl: throughDbLink(dbUrls.bank), merchants: [{ id: merchant.id, name: merchant.name }], rateLimits: loadTestRateLimits, credentialsPerCardMax: 100 }),
-      { mode: 0o600 },
-    );
-    running.bank = await startInstance(configs.bank.file, configs.bank.entry);
+    configs.bank = { role: 'settlement', env: await settlementEnv({ issuerId: issuer.id, dataDir, port: bankPort, publicBaseUrl: bankUrl, databaseUrl: throughDbLink(dbUrls.bank), merchants: [{ id: merchant.id, name: merchant.name }], rateLimits: loadTestRateLimits, credentialsPerCardMax: 100 }) };
+    running.bank = await startInstance(configs.bank.role, configs.bank.env);
     const directoryKey = (await publishDirectoryFile(dataDir, pki.caCertPem, [{ issuer, url: bankUrl }])).publicJwk;
 
-    configs.auth = { file: path.join(dataDir, 'auth.json'), entry: authServerMain };
-    await writeFile(
-      configs.auth.file,
-      JSON.stringify({
+    configs.auth = {
+      role: 'auth',
+      env: await authEnv({
         dataDir,
         port: authPort,
         databaseUrl: throughDbLink(dbUrls.auth),
@@ -123,17 +116,11 @@ describe.skipIf(!adminUrl)(`chaos: three roles as processes on PostgreSQL under 
         authorizationDeadlineMs: 3_000,
         rateLimits: loadTestRateLimits,
       }),
-      { mode: 0o600 },
-    );
-    running.auth = await startInstance(configs.auth.file, configs.auth.entry);
+    };
+    running.auth = await startInstance(configs.auth.role, configs.auth.env);
 
-    configs.shop = { file: path.join(dataDir, 'shop.json'), entry: shopProcess };
-    await writeFile(
-      configs.shop.file,
-      JSON.stringify({ dataDir, databaseUrl: dbUrls.shop, port: shopPort, authBaseUrl: authUrl, merchantApiKey: merchant.apiKey, webhookSecret: merchant.webhookSecret, issuers: { [issuer.id]: `${bankUrl}/.well-known/jwks.json` } }),
-      { mode: 0o600 },
-    );
-    running.shop = await startInstance(configs.shop.file, configs.shop.entry);
+    configs.shop = { role: 'shop', env: await shopEnv({ dataDir, databaseUrl: dbUrls.shop, port: shopPort, authBaseUrl: authUrl, merchantApiKey: merchant.apiKey, webhookSecret: merchant.webhookSecret, issuers: { [issuer.id]: `${bankUrl}/.well-known/jwks.json` }, rateLimits: loadTestRateLimits }) };
+    running.shop = await startInstance(configs.shop.role, configs.shop.env);
 
     for (const card of cards) {
       const stored = await WalletClient.enroll({ authBaseUrl: authUrl, caCertPem: pki.caCertPem, directoryKey, holderName: card.holderName, cardNumber: card.cardNumber, expiry: card.expiry, pin: card.pin });
@@ -202,7 +189,7 @@ describe.skipIf(!adminUrl)(`chaos: three roles as processes on PostgreSQL under 
     const held = await holdPort(ports[role]);
     await sleep(downMs);
     await held.release();
-    running[role] = await startInstance(configs[role].file, configs[role].entry);
+    running[role] = await startInstance(configs[role].role, configs[role].env);
   }
 
   async function terminateBackends(): Promise<void> {
