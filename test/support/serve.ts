@@ -6,7 +6,7 @@
  * key signed by a test CA for the given names, the CA bundle, a keys folder and an operator token —
  * and returns the variables that point at them.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdir, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -48,8 +48,11 @@ function childEnv(env: Readonly<Record<string, string>>): Record<string, string>
   return { ...basics, ...env };
 }
 
-function spawnServe(role: string, env: Readonly<Record<string, string>>, cwd: string): ChildProcess {
-  return spawn(process.execPath, ['--import', 'tsx', mainTs, 'serve', role], { cwd, env: childEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
+/** How a process is started: `spawn` by default; the separate-hosts test starts it inside a network namespace. */
+export type Launch = (command: string, args: string[], options: SpawnOptions) => ChildProcess;
+
+function spawnServe(role: string, env: Readonly<Record<string, string>>, cwd: string, launch: Launch = spawn): ChildProcess {
+  return launch(process.execPath, ['--import', 'tsx', mainTs, 'serve', role], { cwd, env: childEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
 }
 
 export interface StartServeOptions {
@@ -57,11 +60,13 @@ export interface StartServeOptions {
   cwd?: string;
   /** How long to wait for the listening line (default limits.serveStartMsMax). */
   timeoutMs?: number;
+  /** Starts the process (default `spawn`). */
+  launch?: Launch;
 }
 
 /** Starts `kessai serve <role>` with only `env` and waits for its `{"listening":…}` line. */
 export async function startServe(role: ServeRoleName, env: Readonly<Record<string, string>>, options: StartServeOptions = {}): Promise<Served> {
-  const child = spawnServe(role, env, options.cwd ?? root);
+  const child = spawnServe(role, env, options.cwd ?? root, options.launch);
   const stdout: string[] = [];
   const stderr: string[] = [];
   child.stderr!.on('data', (chunk: Buffer) => stderr.push(chunk.toString()));
