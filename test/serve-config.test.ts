@@ -129,6 +129,21 @@ describe('what a refusal never prints', () => {
     expect(await problemsOf('auth', { ...valid.auth, KESSAI_CONFIG_FILE: huge })).toEqual([`KESSAI_CONFIG_FILE: ${huge} is larger than ${limits.configFileBytesMax} bytes`]);
   });
 
+  it('reads KESSAI_BANK_FILE with the one bank schema (bankDescription): the demo fixture, fees and time zone; a variable wins over the file', async () => {
+    const bankFile = await writeConfigFile(dir, 'hokuto.json', JSON.stringify({ id: 'hokuto-bank', name: 'Hokuto Regional Bank', cardRanges: ['4571'], conversionMode: 'pass_through', cipher2: 'RSA-OAEP-256', holdTimeoutSeconds: 86_400, fees: { default: { basisPoints: 300, fixedMinor: '10' }, perCurrency: { JPY: { basisPoints: 250, fixedMinor: '0' } } }, businessDayTimeZone: 'Asia/Tokyo' }));
+    const onlyFile = without(without(without(valid.settlement, 'KESSAI_BANK_ID'), 'KESSAI_BANK_NAME'), 'KESSAI_BANK_CONVERSION_MODE');
+    const resolved = await resolveSettlement(await loadRoleConfig(settlementSchema, { ...onlyFile, KESSAI_BANK_FILE: bankFile, KESSAI_BANK_NAME: 'Hokuto Bank' }));
+    expect(resolved).toMatchObject({ issuerId: 'hokuto-bank', name: 'Hokuto Bank', conversionMode: 'pass_through', cipher2: 'RSA-OAEP-256', holdTimeoutSeconds: 86_400 });
+    expect(resolved.settlement).toEqual({ timeZone: 'Asia/Tokyo', defaultFee: { basisPoints: 300, fixedMinor: 10n }, defaultFees: { JPY: { basisPoints: 250, fixedMinor: 0n } } });
+    // The demo banks' own files are bank descriptions too.
+    const fuji = await resolveSettlement(await loadRoleConfig(settlementSchema, { ...onlyFile, KESSAI_BANK_FILE: path.resolve('apps/settlement-server/fixtures/banks/fuji-bank.json') }));
+    expect(fuji).toMatchObject({ issuerId: 'fuji-bank', name: 'Fuji Direct Bank', conversionMode: 'pass_through', cipher2: 'RSA-OAEP-256' });
+    // A field bankDescription does not have is refused, naming the file's key; so is an invalid time zone.
+    const old = await writeConfigFile(dir, 'old-bank.json', JSON.stringify({ id: 'hokuto-bank', name: 'Hokuto', conversionMode: 'reseal', timeZone: 'Asia/Tokyo' }));
+    expect(await problemsOf('settlement', { ...onlyFile, KESSAI_BANK_FILE: old })).toEqual([`KESSAI_BANK_FILE key timeZone: not a known key`]);
+    expect((await problemsOf('settlement', { ...valid.settlement, KESSAI_BANK_BUSINESS_DAY_TIME_ZONE: 'Mars/Olympus' })).join('\n')).toContain('KESSAI_BANK_BUSINESS_DAY_TIME_ZONE');
+  });
+
   it('variables are named from their keys', () => {
     expect(envName('tlsCertFile')).toBe('KESSAI_TLS_CERT_FILE');
     expect(envName('bankCipher2')).toBe('KESSAI_BANK_CIPHER2');

@@ -11,6 +11,7 @@ import { KessaiError, limits, type JWK } from '@kessai/protocol';
 import { certificateFingerprint, createLogger, type Logger } from '@kessai/service';
 import { ConfigError, readConfigText } from './loader.ts';
 import type { DbSource, Listen, ServeAuthConfig, ServeSettlementConfig, ServeShopConfig, ServeWalletHostConfig } from './roles.ts';
+import { settlementOptionsOfBank } from '@kessai/settlement-server/bank';
 import { defaultServePorts, httpsUrl, type AuthEnvConfig, type ServeRole, type SettlementEnvConfig, type ShopEnvConfig, type WalletHostEnvConfig } from './schemas.ts';
 
 type Common = AuthEnvConfig | SettlementEnvConfig | ShopEnvConfig | WalletHostEnvConfig;
@@ -142,12 +143,7 @@ export async function resolveSettlement(config: SettlementEnvConfig): Promise<Se
   const common = await commonParts('settlement', config, files);
   const merchants = config.merchantsFile ? ((await files.json(config.merchantsFile, 'KESSAI_MERCHANTS_FILE', bankMerchants)) ?? []) : [];
   files.done();
-  const fee = (f: { basisPoints: number; fixedMinor: string }) => ({ basisPoints: f.basisPoints, fixedMinor: BigInt(f.fixedMinor) });
-  const settlement = {
-    ...(config.bankTimeZone ? { timeZone: config.bankTimeZone } : {}),
-    ...(config.bankDefaultFee ? { defaultFee: fee(config.bankDefaultFee) } : {}),
-    ...(config.bankDefaultFees ? { defaultFees: Object.fromEntries(Object.entries(config.bankDefaultFees).map(([currency, f]) => [currency, fee(f)])) } : {}),
-  };
+  const settlement = settlementOptionsOfBank({ id: config.bankId, name: config.bankName, cardRanges: config.bankCardRanges ?? [], conversionMode: config.bankConversionMode, cipher2: config.bankCipher2, ...(config.bankFees ? { fees: config.bankFees } : {}), ...(config.bankBusinessDayTimeZone ? { businessDayTimeZone: config.bankBusinessDayTimeZone } : {}) });
   return {
     listen: common.listen,
     database: common.database,

@@ -4,7 +4,8 @@
  * the environment. Tuning keys (rate limits, load shedding, database timeouts) are file keys.
  */
 import { z } from 'zod';
-import { conversionMode, keyManagementAlgorithms, limits } from '@kessai/protocol';
+import { limits } from '@kessai/protocol';
+import { bankDescription } from '@kessai/settlement-server/bank';
 import { workClasses, type RateLimitName, type WorkClass } from '@kessai/service';
 import type { EnvKind, RoleSchema } from './loader.ts';
 
@@ -114,28 +115,29 @@ export const authSchema = roleSchema(
 );
 export type AuthEnvConfig = z.infer<typeof authSchema.schema>;
 
-/** A fee: basis points of the amount plus a fixed part in minor units (a decimal string: money is never a float). */
-const fee = z.strictObject({ basisPoints: z.number().int().min(0).max(10_000), fixedMinor: z.string().regex(/^\d{1,18}$/, 'must be a decimal string of minor units') });
+/** The bank's description: the keys of `bankDescription` (apps/settlement-server/src/bank.ts, one home), as KESSAI_BANK_* or KESSAI_BANK_FILE keys. */
+const bank = bankDescription.shape;
 
 export const settlementSchema = roleSchema(
   'settlement',
   {
     ...common,
     bankFile: filePath.optional(),
-    bankId: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'must be a lower-case issuer id'),
-    bankName: z.string().min(1).max(limits.stringLengthMax),
-    bankConversionMode: conversionMode,
-    bankCipher2: z.enum(keyManagementAlgorithms).default('ECDH-ES+A256KW'),
-    bankHoldTimeoutSeconds: z.number().int().min(limits.holdTimeoutSecondsMin).max(limits.holdTimeoutSecondsMax).optional(),
-    bankTimeZone: z.string().min(1).max(64).optional(),
-    bankDefaultFee: fee.optional(),
-    bankDefaultFees: z.record(z.string().regex(/^[A-Z]{3}$/), fee).optional(),
+    bankId: bank.id,
+    bankName: bank.name,
+    // The broker routes by card range (KESSAI_ISSUERS) and the directory lists them; the bank itself does not need them.
+    bankCardRanges: bank.cardRanges.optional(),
+    bankConversionMode: bank.conversionMode,
+    bankCipher2: bank.cipher2.default('ECDH-ES+A256KW'),
+    bankHoldTimeoutSeconds: bank.holdTimeoutSeconds,
+    bankFees: bank.fees,
+    bankBusinessDayTimeZone: bank.businessDayTimeZone,
     brokerCertFingerprints: z.array(fingerprint).min(1).max(20),
     merchantsFile: filePath.optional(),
     credentialsPerCardMax: z.number().int().positive().max(1_000_000).optional(),
     expiryIntervalMs: z.number().int().nonnegative().optional(),
   },
-  { bankHoldTimeoutSeconds: 'int', bankDefaultFee: 'json', bankDefaultFees: 'json', brokerCertFingerprints: 'csv', credentialsPerCardMax: 'int', expiryIntervalMs: 'int' },
+  { bankHoldTimeoutSeconds: 'int', bankCardRanges: 'csv', bankFees: 'json', brokerCertFingerprints: 'csv', credentialsPerCardMax: 'int', expiryIntervalMs: 'int' },
   checkCommon,
   [{ key: 'bankFile', prefix: 'bank' }],
 );
