@@ -140,7 +140,7 @@ describe.skipIf(skipReason !== '')('two processes of each role behind HAProxy on
     const roleEnv: Record<Role, Record<string, string>> = {
       bank: {
         ...common('bank'),
-        KESSAI_BANK_FILE: await writeConfigFile(folders.bank.dir, 'bank.json', JSON.stringify({ id: issuer.id, name: issuer.name, conversionMode: issuer.conversionMode, cipher2: issuer.cipher2, holdTimeoutSeconds: 3_600, timeZone: 'Asia/Tokyo' })),
+        KESSAI_BANK_FILE: await writeConfigFile(folders.bank.dir, 'bank.json', JSON.stringify({ id: issuer.id, name: issuer.name, conversionMode: issuer.conversionMode, cipher2: issuer.cipher2, holdTimeoutSeconds: 3_600, businessDayTimeZone: 'Asia/Tokyo' })),
         KESSAI_BROKER_CERT_FINGERPRINTS: folders.auth.fingerprint,
         KESSAI_MERCHANTS_FILE: await writeConfigFile(folders.bank.dir, 'merchants.json', JSON.stringify([{ id: merchant.id, name: merchant.name }])),
         KESSAI_CONFIG_FILE: await writeConfigFile(folders.bank.dir, 'tuning.json', JSON.stringify({ ...tuning, credentialsPerCardMax: 100 })),

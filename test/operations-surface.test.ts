@@ -39,9 +39,9 @@ async function get(url: string, headers: Record<string, string> = {}) {
 }
 
 const servers = () => [
-  { role: 'auth-server', url: system.auth.url, checks: ['database', 'directory', 'issuers', 'keys'] },
-  { role: 'shop', url: system.shop.url, checks: ['database'] },
-  ...system.settlements.map((s) => ({ role: `settlement-${s.issuer.id}`, url: s.url, checks: ['database', 'keys'] })),
+  { role: 'auth-server', url: system.auth.url, checks: ['database', 'directory', 'issuers', 'keys', 'migrations'] },
+  { role: 'shop', url: system.shop.url, checks: ['database', 'migrations'] },
+  ...system.settlements.map((s) => ({ role: `settlement-${s.issuer.id}`, url: s.url, checks: ['database', 'keys', 'migrations'] })),
   { role: 'wallet', url: system.wallet.url, checks: [] as string[] },
 ];
 
@@ -71,7 +71,7 @@ describe(`health: /livez and /readyz on every server (${backend})`, () => {
     try {
       const ready = await get(`${system.shop.url}/readyz`);
       expect(ready.status).toBe(503);
-      expect(ready.json()).toEqual({ status: 'not_ready', checks: { database: 'ok', test_dependency: 'failed' } });
+      expect(ready.json()).toEqual({ status: 'not_ready', checks: { database: 'ok', migrations: 'ok', test_dependency: 'failed' } });
       expect(ready.text).not.toContain('down for the test');
       expect((await get(`${system.shop.url}/readyz`)).status).toBe(503);
       const changes = (await logOf('shop')).filter((line) => line.msg === 'readiness check changed');
@@ -79,6 +79,19 @@ describe(`health: /livez and /readyz on every server (${backend})`, () => {
       expect(JSON.stringify(changes)).not.toContain('down for the test');
     } finally {
       app.operations.readinessChecks.pop();
+    }
+    expect((await get(`${system.shop.url}/readyz`)).status).toBe(200);
+  });
+
+  it('is not ready while the database holds a migration this release does not have (a newer release migrated it), and ready again after', async () => {
+    const db = system.shop.db;
+    await db.query("insert into schema_migrations (version, name, sha256) values (9999, 'from_a_newer_release', 'x')");
+    try {
+      const ready = await get(`${system.shop.url}/readyz`);
+      expect(ready.status).toBe(503);
+      expect(ready.json()).toEqual({ status: 'not_ready', checks: { database: 'ok', migrations: 'failed' } });
+    } finally {
+      await db.query('delete from schema_migrations where version = 9999');
     }
     expect((await get(`${system.shop.url}/readyz`)).status).toBe(200);
   });

@@ -138,7 +138,7 @@ describe.skipIf(!availability.available && !required)(suiteName, () => {
     const bankEnv = {
       ...folders.bank.env,
       KESSAI_PUBLIC_BASE_URL: urlOf('bank'),
-      KESSAI_BANK_FILE: await writeConfigFile(folders.bank.dir, 'bank.json', JSON.stringify({ id: issuer.id, name: issuer.name, conversionMode: issuer.conversionMode, cipher2: issuer.cipher2, holdTimeoutSeconds: 3_600, timeZone: 'Asia/Tokyo' })),
+      KESSAI_BANK_FILE: await writeConfigFile(folders.bank.dir, 'bank.json', JSON.stringify({ id: issuer.id, name: issuer.name, conversionMode: issuer.conversionMode, cipher2: issuer.cipher2, holdTimeoutSeconds: 3_600, businessDayTimeZone: 'Asia/Tokyo' })),
       KESSAI_BROKER_CERT_FINGERPRINTS: folders.broker.fingerprint,
       KESSAI_MERCHANTS_FILE: await writeConfigFile(folders.bank.dir, 'merchants.json', JSON.stringify([{ id: merchant.id, name: merchant.name }])),
     };

@@ -71,6 +71,15 @@ function authEndpoints(): Endpoint[] {
     { name: 'operator: retire key', method: 'POST', path: '/admin/v1/keys/retire', body: { key: 'request-signing', kid: 'no-such-kid' }, operator: true },
     { name: 'operator: rotate webhook secret', method: 'POST', path: '/admin/v1/merchants/:id/webhook-secret/rotate', ids: [newId('mer')], operator: true },
     { name: 'operator: retire webhook secrets', method: 'POST', path: '/admin/v1/merchants/:id/webhook-secret/retire-previous', ids: [newId('mer')], operator: true },
+    // Fresh merchants only: the fixture's merchant keeps its API key.
+    { name: 'operator: create merchant', method: 'POST', path: '/admin/v1/merchants', body: { name: 'Fuzz Tea Stand' }, operator: true },
+    { name: 'operator: merchants', method: 'GET', path: '/admin/v1/merchants', operator: true },
+    { name: 'operator: merchant', method: 'GET', path: '/admin/v1/merchants/:id', ids: [newId('mer')], operator: true },
+    { name: 'operator: roll API key', method: 'POST', path: '/admin/v1/merchants/:id/api-keys/roll', ids: [newId('mer')], body: { overlap_seconds: 60 }, operator: true },
+    { name: 'operator: retire API keys', method: 'POST', path: '/admin/v1/merchants/:id/api-keys/retire-previous', ids: [newId('mer')], operator: true },
+    { name: 'liveness', method: 'GET', path: '/livez' },
+    { name: 'readiness', method: 'GET', path: '/readyz' },
+    { name: 'operator: metrics', method: 'GET', path: '/metrics', operator: true },
   ];
 }
 
@@ -110,6 +119,9 @@ function shopEndpoints(): Endpoint[] {
     { name: 'page', method: 'GET', path: '/:id/', ids: ['store', 'order', 'nothing'] },
     { name: 'asset', method: 'GET', path: '/assets/:id', ids: ['app.js', 'style.css', 'nothing.js'] },
     { name: 'audit verify', method: 'GET', path: '/admin/v1/audit/verify', operator: true },
+    { name: 'liveness', method: 'GET', path: '/livez' },
+    { name: 'readiness', method: 'GET', path: '/readyz' },
+    { name: 'operator: metrics', method: 'GET', path: '/metrics', operator: true },
     { name: 'settlements', method: 'GET', path: '/api/settlements', operator: true },
     { name: 'settlement report (JSON)', method: 'GET', path: '/api/settlements/:id/report.json', ids: [`stb_${newId('pr').slice(3)}`], operator: true },
     { name: 'settlement report (CSV)', method: 'GET', path: '/api/settlements/:id/report.csv', ids: [`stb_${newId('pr').slice(3)}`], operator: true },

@@ -94,6 +94,10 @@ function settlementEndpoints(issuer: string): Endpoint[] {
     { name: 'operator: batch report', method: 'GET', path: '/admin/v1/settlement-batches/:id/report', ids: batchIds, operator: true },
     { name: 'operator: close a day', method: 'POST', path: '/admin/v1/settlement-batches/close', body: { date: '2026-01-01' }, operator: true },
     { name: 'operator: fee schedule', method: 'POST', path: '/admin/v1/fee-schedules', body: { merchant_id: newId('mer'), currency: 'JPY', basis_points: 250, fixed_minor: '0' }, operator: true },
+    { name: 'operator: import accounts', method: 'POST', path: '/admin/v1/accounts/import', body: { rows: [{ card_number: '4000000000000010', holder_name: 'FUZZ IMPORT', expiry: '12/34', pin: '4821', balance: '100', currency: 'JPY', kind: 'debit' }] }, operator: true },
+    { name: 'liveness', method: 'GET', path: '/livez' },
+    { name: 'readiness', method: 'GET', path: '/readyz' },
+    { name: 'operator: metrics', method: 'GET', path: '/metrics', operator: true },
   ];
 }
 

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { directoryResponse, limits, merchantNameProblem } from '@kessai/protocol';
 import { HttpClient } from '@kessai/sdk';
-import { classifyWork, createRateLimiters, createServer, logPassFailure, prepareSchema, rateLimitHook, registerWebPages, setUpAuditLog, shedLoad, keyAdminRoutes } from '@kessai/service';
+import { classifyWork, createRateLimiters, createServer, logPassFailure, migrationsReadiness, prepareSchema, rateLimitHook, registerWebPages, setUpAuditLog, shedLoad, keyAdminRoutes } from '@kessai/service';
 import { checkAuthConfig, type AuthConfig } from './config.ts';
 import { adminConsoleRoutes } from './admin-console.ts';
 import type { AuthContext } from './context.ts';
@@ -96,7 +96,7 @@ export async function buildAuthServer(config: AuthConfig) {
   app.addHook('onRequest', rateLimitHook(createRateLimiters(config.rateLimits), authRateLimitKeys));
   await setUpAuditLog(app, config.db, config.logger, config.operatorToken);
   allowWalletOrigins(app, config.walletOrigins ?? []);
-  app.operations.readinessChecks.push(...brokerReadinessChecks(context)); // keys, directory, issuers (readiness.ts)
+  app.operations.readinessChecks.push(...brokerReadinessChecks(context), migrationsReadiness(config.db, migrationsDir)); // keys, directory, issuers (readiness.ts); the schema
 
   app.get('/.well-known/jwks.json', async () => {
     const { keys } = config.keys.jwks();

@@ -33,7 +33,7 @@ import {
   type IssuerMetadata,
 } from '@kessai/protocol';
 import { decodeJwt } from 'jose';
-import { byAddressExceptCertifiedPeers, classifyWork, deadlineOf, requireHttpsUrl, createRateLimiters, createServer, keysReadiness, prepareSchema, rateLimitHook, registerWebPages, requireClientCertificate, requirePinnedClientCertificate, setUpAuditLog, shedLoad, keyAdminRoutes } from '@kessai/service';
+import { byAddressExceptCertifiedPeers, classifyWork, deadlineOf, requireHttpsUrl, createRateLimiters, createServer, keysReadiness, migrationsReadiness, prepareSchema, rateLimitHook, registerWebPages, requireClientCertificate, requirePinnedClientCertificate, setUpAuditLog, shedLoad, keyAdminRoutes } from '@kessai/service';
 import type { SettlementConfig } from './config.ts';
 import { adminCardRoutes } from './admin-cards.ts';
 import { adminConsoleRoutes } from './admin-console.ts';
@@ -84,7 +84,7 @@ export async function buildSettlementServer(config: SettlementConfig) {
   const app = createServer({ logger: config.logger, db: config.db, ...(config.operatorToken ? { metricsToken: config.operatorToken } : {}), ...(config.tls ? { tls: { ...config.tls, requestClientCertificate: true } } : {}), ...(config.serverTimeouts ? { timeouts: config.serverTimeouts } : {}) });
   // First of all hooks: over its class's in-flight limit, or with too little of the broker's deadline left, a request is refused before any work.
   shedLoad(app, bankWork, config.loadShedding, config.logger);
-  app.operations.readinessChecks.push(keysReadiness(config.keys, ['enc', 'sig'])); // cipher 2 and the authorization-signing key
+  app.operations.readinessChecks.push(keysReadiness(config.keys, ['enc', 'sig']), migrationsReadiness(config.db, migrationsDir)); // cipher 2 and the authorization-signing key; the schema
   const limiters = createRateLimiters(config.rateLimits);
   app.addHook('onRequest', rateLimitHook(limiters, byAddressExceptCertifiedPeers));
   // Every /internal route, whichever module registers it: mutual TLS with the pinned broker certificate only.

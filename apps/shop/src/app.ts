@@ -8,7 +8,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { limits } from '@kessai/protocol';
 import { AuthorizationVerifier, MerchantClient } from '@kessai/sdk';
-import { byAddress, classifyWork, createRateLimiters, createServer, prepareSchema, rateLimitHook, registerWebPages, setUpAuditLog, shedLoad, type Db, type KessaiApp } from '@kessai/service';
+import { byAddress, classifyWork, createRateLimiters, createServer, migrationsReadiness, prepareSchema, rateLimitHook, registerWebPages, setUpAuditLog, shedLoad, type Db, type KessaiApp } from '@kessai/service';
 import { seedCatalogue } from './catalogue.ts';
 import { defineShopConfig, type ResolvedShopConfig, type ShopConfig } from './config.ts';
 import { Fulfilment } from './fulfilment.ts';
@@ -52,6 +52,7 @@ export async function buildShop(input: ShopConfig): Promise<Shop> {
   const app = createServer({ logger: config.logger, db: config.db, ...(config.operatorToken ? { metricsToken: config.operatorToken } : {}), ...(config.tls ? { tls: config.tls } : {}), ...(config.serverTimeouts ? { timeouts: config.serverTimeouts } : {}) });
   // First of all hooks: a request over its class's in-flight limit is refused before any work. A new cart and checkout start a payment (intake); webhooks are payment work (the broker retries a refused one).
   shedLoad(app, classifyWork({ 'POST /api/carts': 'intake', 'POST /api/carts/:id/checkout': 'intake' }), config.loadShedding, config.logger);
+  app.operations.readinessChecks.push(migrationsReadiness(config.db, migrationsDir)); // the schema (/readyz)
   app.addHook('onRequest', rateLimitHook(createRateLimiters(config.rateLimits), byAddress));
   await setUpAuditLog(app, config.db, config.logger, config.operatorToken);
   registerProductRoutes(app, context);

@@ -74,6 +74,22 @@ interface Recorded {
 }
 
 /**
+ * The `migrations` check of /readyz (operations.ts): not ready while a migration of `dir` is not
+ * applied, or one the database recorded is changed or missing here — a newer release migrated the
+ * database under this process, or an older one is serving it. Reads, never writes.
+ */
+export function migrationsReadiness(db: Queryable, dir: string): { name: string; check: () => Promise<void> } {
+  return {
+    name: 'migrations',
+    check: async () => {
+      const status = await migrationStatus(db, dir);
+      const behind = status.pending.length + status.changed.length + status.missing.length;
+      if (behind > 0) throw new Error(`${status.pending.length} pending, ${status.changed.length} changed, ${status.missing.length} missing`);
+    },
+  };
+}
+
+/**
  * Where `db` stands against the migrations of `dir`, without writing anything (readiness checks and
  * `kessai db status` call it): a database never migrated has every file pending.
  */
