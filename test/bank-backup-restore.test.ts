@@ -15,7 +15,6 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import pg from 'pg';
 import { z } from 'zod';
 import { newId, type JWK } from '@kessai/protocol';
 import { publishDirectoryFile } from '@kessai/cli/directory';
@@ -24,7 +23,7 @@ import { backupKeys, restoreKeys } from '@kessai/cli/keys-commands';
 import { dbExit, dbStatus } from '@kessai/cli/db-commands';
 import { loadOrCreateDevPki } from '@kessai/service';
 import { HttpClient, MerchantClient, WalletClient } from '@kessai/sdk';
-import { scratchPostgres } from './support/database.ts';
+import { asAdmin, scratchPostgres } from './support/database.ts';
 import { authEnv, freePort, holdPort, settlementEnv, startInstance, stopInstance, type Instance } from './support/processes.ts';
 
 const run = promisify(execFile);
@@ -35,16 +34,6 @@ const sakura = demoIssuers.find((i) => i.id === 'sakura-bank')!;
 const card = sakura.cards.find((c) => c.status === 'active' && c.currency === 'JPY' && c.balanceMinor >= 100_000n)!;
 
 const authorizations = z.object({ items: z.array(z.object({ request_id: z.string(), status: z.string(), captured_amount: z.string() }).loose()) });
-
-async function asAdmin(sql: string): Promise<void> {
-  const client = new pg.Client({ connectionString: adminUrl });
-  await client.connect();
-  try {
-    await client.query(sql);
-  } finally {
-    await client.end();
-  }
-}
 
 describe(`a bank backed up, wiped and restored pays again with the same wallet (${backend})`, () => {
   let dataDir: string;
@@ -135,14 +124,14 @@ describe(`a bank backed up, wiped and restored pays again with the same wallet (
 
     // The loss: the database dropped, the key folder deleted.
     const dbName = bankDatabaseUrl ? new URL(bankDatabaseUrl).pathname.slice(1) : undefined;
-    if (dbName) await asAdmin(`DROP DATABASE "${dbName}" WITH (FORCE)`);
+    if (dbName) await asAdmin(adminUrl!, `DROP DATABASE "${dbName}" WITH (FORCE)`);
     else await rm(pgliteDir(), { recursive: true });
     await rm(keysDir(), { recursive: true });
     await expect(stat(keysDir())).rejects.toMatchObject({ code: 'ENOENT' });
 
     // The restore: an empty database of the same name and pg_restore, or the folder copied back; then the keys.
     if (dbName) {
-      await asAdmin(`CREATE DATABASE "${dbName}"`);
+      await asAdmin(adminUrl!, `CREATE DATABASE "${dbName}"`);
       await run(path.join(pgBin, 'pg_restore'), ['--no-owner', '--exit-on-error', '--dbname', bankDatabaseUrl!, dump]);
     } else {
       await cp(path.join(backupDir, 'sakura-db'), pgliteDir(), { recursive: true });

@@ -5,7 +5,7 @@
  * Stripe's do: the old key works during the overlap and is refused after it, or at once with --now.
  */
 import { describe, expect, it } from 'vitest';
-import { Command } from 'commander';
+import { runKessai } from './support/cli.ts';
 import { sha256Base64url } from '@kessai/protocol';
 import { MerchantClient } from '@kessai/sdk';
 import { registerMerchantsCommands } from '../apps/cli/src/merchants-commands.ts';
@@ -16,19 +16,11 @@ import { callJson } from './support/system.ts';
 const kessai = merchantForFile();
 const auth = () => kessai.system.auth;
 
-async function kessaiCli(args: string[]): Promise<string> {
-  const program = new Command('kessai').exitOverride();
-  program.configureOutput({ writeErr: () => undefined });
-  registerMerchantsCommands(program, kessai.system.dataDir);
-  const written: string[] = [];
-  const write = process.stdout.write.bind(process.stdout);
-  process.stdout.write = ((chunk: string) => written.push(String(chunk)) > 0) as typeof process.stdout.write;
-  try {
-    await program.parseAsync(args, { from: 'user' });
-  } finally {
-    process.stdout.write = write;
-  }
-  return written.join('');
+function kessaiCli(args: string[]): Promise<string> {
+  return runKessai((program) => {
+    program.configureOutput({ writeErr: () => undefined });
+    registerMerchantsCommands(program, kessai.system.dataDir);
+  }, args);
 }
 
 const atBroker = (...args: string[]) => kessaiCli([...args, '--url', auth().url]);

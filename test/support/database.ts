@@ -33,7 +33,8 @@ export async function pgliteTemplate(): Promise<Blob> {
   return template;
 }
 
-async function asAdmin(adminUrl: string, sql: string): Promise<void> {
+/** Runs one statement as the PostgreSQL administrator (CREATE or DROP DATABASE). */
+export async function asAdmin(adminUrl: string, sql: string): Promise<void> {
   const client = new pg.Client({ connectionString: adminUrl });
   await client.connect();
   try {
