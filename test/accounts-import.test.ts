@@ -16,6 +16,7 @@ import { parseAccountFile, parseCsv } from '../apps/cli/src/accounts-file.ts';
 import { registerAccountsCommands } from '../apps/cli/src/accounts-commands.ts';
 import { callJson, waitFor } from './support/system.ts';
 import { idempotencyKey, merchantForFile } from './support/payer.ts';
+import { wholeToken } from './support/retention.ts';
 
 const kessai = merchantForFile();
 const sakura = () => kessai.system.settlements.find((s) => s.issuer.id === 'sakura-bank')!;
@@ -42,15 +43,8 @@ async function kessaiCli(args: string[]): Promise<{ out: string; error?: Error }
 // Personal data of the file: none of it may come back from the bank or reach its log.
 const secrets = ['4111111111111111', '4012888888881881', '4917610000000000', '4000123456789017', 'KAZUO MORI', 'ONO, EMI', 'RIN FUJITA', '8642', '1357', '9753'];
 
-/**
- * Whether `text` holds `secret` as a value of its own: a four-digit PIN counts only where no letter
- * or digit touches it, since request ids, trace ids and timestamps in answers and log lines are
- * full of digit runs (a PIN inside `trace_id` is not a leak).
- */
-function holds(text: string, secret: string): boolean {
-  const escaped = secret.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-  return new RegExp(`(?<![0-9A-Za-z])${escaped}(?![0-9A-Za-z])`).test(text);
-}
+/** Whether `text` holds `secret` as a value of its own (a four-digit PIN inside a request id, trace id or timestamp is no leak). */
+const holds = (text: string, secret: string) => wholeToken(secret).test(text);
 
 const csv = [
   'card_number,holder_name,expiry,pin,balance,currency,kind,credit_line,note',

@@ -7,20 +7,18 @@
  * schedule closes a day by itself; and `kessai settle` drives a running system. The settlement
  * clock is moved forward instead of waiting for a day to end.
  */
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Agent, request } from 'undici';
 import { newId, sha256Base64url, type SettlementBatchView } from '@kessai/protocol';
 import { MerchantClient, type WalletClient } from '@kessai/sdk';
 import { addDays, businessDayOf, endOfDay, readAccount } from '@kessai/settlement-server';
 import { callJson, enroll, waitFor, type TestSystem } from './support/system.ts';
+import { runKessaiProcess } from './support/cli.ts';
 import { codeOf } from './support/errors.ts';
 import { approvedRequest, idempotencyKey, startWithPayer } from './support/payer.ts';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const sakuraCard = '4000056655665556';
 const fujiCard = '5555555555554444';
 /** The settlement clock all settlement servers read; the tests move it past the end of a day. */
@@ -65,18 +63,8 @@ const posted = async (issuerId: string, accountId: string) => {
 };
 const transferCount = async (issuerId: string) => (await issuer(issuerId).config.db.query<{ n: number }>('select count(*)::int4 as n from transfers'))[0]!.n;
 
-function runCli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    // `npx tsx apps/cli/src/main.ts …`, without npx's own start-up.
-    const child = spawn(process.execPath, ['--import', 'tsx', 'apps/cli/src/main.ts', ...args], { cwd: root, env: { ...process.env, KESSAI_DATA_DIR: system.dataDir } });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const runCli = (args: string[]) => runKessaiProcess(args, { KESSAI_DATA_DIR: system.dataDir });
+
 
 describe('settlement batches', () => {
   let batch: SettlementBatchView;

@@ -33,11 +33,15 @@ const escape = (text: string) => text.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
 const base64Forms = (value: string) => [...new Set([Buffer.from(value).toString('base64').replace(/=+$/, ''), Buffer.from(value).toString('base64url')])];
 
 /** Every test card's number, holder name, expiry and PIN, in each form that could leak. */
+/** `value` as a token of its own: no letter or digit touches it (a PIN is not "found" inside a timestamp, a request id or a trace id). */
+export function wholeToken(value: string): RegExp {
+  return new RegExp(`(?<![0-9A-Za-z])${escape(value)}(?![0-9A-Za-z])`);
+}
+
 export function personalDataNeedles(): Array<{ label: string; pattern: RegExp }> {
   const needles: Array<{ label: string; pattern: RegExp }> = [];
-  const add = (label: string, value: string, wholeToken = false) => {
-    const plain = wholeToken ? `(?<![0-9A-Za-z])${escape(value)}(?![0-9A-Za-z])` : escape(value);
-    needles.push({ label: `${label} (plain)`, pattern: new RegExp(plain, 'i') });
+  const add = (label: string, value: string, whole = false) => {
+    needles.push({ label: `${label} (plain)`, pattern: new RegExp(whole ? wholeToken(value).source : escape(value), 'i') });
     for (const form of base64Forms(value)) needles.push({ label: `${label} (base64)`, pattern: new RegExp(escape(form)) });
   };
   for (const issuer of demoIssuers) {
