@@ -79,10 +79,16 @@ interface Recorded {
  * database under this process, or an older one is serving it. Reads, never writes.
  */
 export function migrationsReadiness(db: Queryable, dir: string): { name: string; check: () => Promise<void> } {
+  // The release's files do not change under a running process: read and hashed once, not at every health check.
+  let files: Promise<Migration[]> | undefined;
   return {
     name: 'migrations',
     check: async () => {
-      const status = await migrationStatus(db, dir);
+      files ??= readMigrations(dir).catch((err: unknown) => {
+        files = undefined; // read again at the next check
+        throw err;
+      });
+      const status = statusOf(await files, await readRecorded(db));
       const behind = status.pending.length + status.changed.length + status.missing.length;
       if (behind > 0) throw new Error(`${status.pending.length} pending, ${status.changed.length} changed, ${status.missing.length} missing`);
     },
