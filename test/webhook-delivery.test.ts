@@ -83,9 +83,15 @@ async function outboxRow(paymentRequestId: string, type: string): Promise<Outbox
 /** Waits until the event has had `attempts` attempts and its outcome is recorded (the lease is gone). */
 function afterAttempt(paymentRequestId: string, type: string, attempts: number) {
   return waitFor(`${type} attempt ${attempts}`, async () => {
-    const row = await outboxRow(paymentRequestId, type);
-    const [lease] = await system.auth.db.query<{ leased_until: Date | null }>('select leased_until from webhook_outbox where id = $1', [row?.id ?? '']);
-    return row && row.attempts >= attempts && lease?.leased_until === null ? row : undefined;
+    // One read: the lease and the recorded outcome must come from the same moment (two reads could
+    // see the attempt still leased, with no status yet, and then the lease already gone).
+    const [row] = await system.auth.db.query<OutboxRow & { leased_until: Date | null }>(
+      'select id, status, attempts, last_status, next_attempt_at, delivered_at, body, leased_until from webhook_outbox where payment_request_id = $1 and event_type = $2',
+      [paymentRequestId, type],
+    );
+    if (!row || Number(row.attempts) < attempts || row.leased_until !== null) return undefined;
+    const { leased_until: _lease, ...outcome } = row;
+    return { ...outcome, attempts: Number(row.attempts), last_status: row.last_status === null ? null : Number(row.last_status) };
   });
 }
 function deliveredEvent(paymentRequestId: string, type: string) {
