@@ -95,7 +95,7 @@ describe('credentials at the authentication server', () => {
   afterAll(async () => {
     await merchant.close();
   });
-  const body = (walletHandle: string) => ({ order_id: 'order-1', currency: 'JPY', amount_minor: '1200', line_items: [{ description: 'Sencha', quantity: 1, unit_price_minor: '1200' }], wallet_handle: walletHandle });
+  const body = (walletHandle: string) => ({ order_id: 'order-1', currency: 'JPY' as const, amount_minor: '1200', line_items: [{ description: 'Sencha', quantity: 1, unit_price_minor: '1200' }], wallet_handle: walletHandle });
 
   it('refuses a payment request for an unknown wallet handle with credential_not_found', async () => {
     expect(await codeOf(merchant.createPaymentRequest(body('cred_0000000000000000000000000a'), randomBytes(8).toString('hex')))).toBe('credential_not_found');

@@ -3,14 +3,14 @@
  * the merchant's (JSON) and the terminal's (a JWS signed by this server, step 403, so the wallet
  * can show the verified merchant name, items and total).
  */
-import { KessaiError, signJson, typ, type LineItem, type PaymentRequestStatus, type PaymentRequestView, type TerminalRequestPayload, type KeyRing } from '@kessai/protocol';
+import { KessaiError, signJson, typ, type LineItem, type PaymentRequestStatus, type PaymentRequestView, type TerminalRequestPayload, type KeyRing, type Currency } from '@kessai/protocol';
 import type { Queryable } from '@kessai/service';
 
 export interface PaymentRequestRow {
   id: string;
   merchant_id: string;
   order_id: string;
-  currency: string;
+  currency: Currency;
   amount_minor: bigint;
   captured_minor: bigint;
   /** All refunds so far (migration 0002); not in the merchant view: refunds are answered and sent as refund views. */

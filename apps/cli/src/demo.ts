@@ -7,7 +7,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Agent, request } from 'undici';
-import { authorizationPayload, formatAmount, verifyJson, typ, KeyRing, keyEntryFromJwk, type Currency, type JWK } from '@kessai/protocol';
+import { authorizationPayload, formatAmount, verifyJson, typ, KeyRing, keyEntryFromJwk, type JWK } from '@kessai/protocol';
 import { WalletClient } from '@kessai/sdk';
 import { accountIdOfCard, readAccount } from '@kessai/settlement-server';
 import type { Db } from '@kessai/service';
@@ -58,7 +58,7 @@ async function purchase(system: KessaiSystem, cardNumber: string): Promise<void>
   abort.abort();
   if (!incoming) throw new Error('no payment request was pushed to the wallet');
   const view = incoming.view;
-  const currency = view.currency as Currency;
+  const currency = view.currency;
   say('403', `pushed to the terminal, signed by the authentication server: ${view.merchant.name}`);
   for (const line of view.line_items) console.log(`          ${line.quantity} × ${line.description} @ ${formatAmount(BigInt(line.unit_price_minor), currency)}`);
   console.log(`          total ${formatAmount(BigInt(view.amount_minor), currency)}`);

@@ -73,7 +73,7 @@ export async function authorize(config: SettlementConfig, ledger: GroupCommit, l
     const card = await registeredCard(tx, config, credential, registered);
     await markCredentialUsed(tx, registered.id);
     const pinOk = config.cardKeys.pin.matches(card.pin_verifier, card.pan_lookup, pin);
-    const decline = await declineReason(config, tx, card, holder, credential.expiry.expose(), pinOk, body.request.cur as Currency, now);
+    const decline = await declineReason(config, tx, card, holder, credential.expiry.expose(), pinOk, body.request.cur, now);
     if (decline) return record(config, tx, body, approval.nonce, card.account_id, { decision: 'declined', ...decline }, now);
     const hold = await placeHold(config, tx, card.account_id, body, now);
     if (hold.result !== 'ok') return record(config, tx, body, approval.nonce, card.account_id, { decision: 'declined', code: 'insufficient_funds' }, now);
@@ -150,7 +150,7 @@ async function merchantAccount(tx: Queryable, merchantId: string, currency: Curr
 
 /** The hold: a pending transfer from the cardholder to the merchant, refused if it would overdraw. */
 async function placeHold(config: SettlementConfig, tx: Queryable, cardAccountId: string, body: AuthorizeRequest, now: Date): Promise<{ result: 'ok'; id: string } | { result: 'exceeds_credits' }> {
-  const currency = body.request.cur as Currency;
+  const currency = body.request.cur;
   const creditAccountId = await merchantAccount(tx, body.request.mid, currency);
   const id = newId('xfer');
   const timeoutSeconds = config.holdTimeoutSeconds ?? limits.holdTimeoutSecondsDefault;

@@ -7,7 +7,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { z } from 'zod';
-import { amountString, conversionMode, currencies, keyManagementAlgorithms, limits, type Currency } from '@kessai/protocol';
+import { amountString, conversionMode, currencies, keyManagementAlgorithms, limits } from '@kessai/protocol';
 import type { SettlementConfig } from './config.ts';
 import { checkTimeZone } from './settlement/business-day.ts';
 import type { FeeSchedule } from './settlement/fees.ts';
@@ -43,7 +43,7 @@ export const bankDescription = z.strictObject({
   /** How long an authorization hold lasts before it expires on its own (default limits.holdTimeoutSecondsDefault). */
   holdTimeoutSeconds: z.number().int().min(limits.holdTimeoutSecondsMin).max(limits.holdTimeoutSecondsMax).optional(),
   /** Fees of merchants without a schedule of their own: `default`, and per currency. */
-  fees: z.strictObject({ default: feeSchedule.optional(), perCurrency: z.partialRecord(z.enum(currencies as [Currency, ...Currency[]]), feeSchedule).optional() }).optional(),
+  fees: z.strictObject({ default: feeSchedule.optional(), perCurrency: z.partialRecord(z.enum(currencies), feeSchedule).optional() }).optional(),
   /** IANA time zone the business day is counted in (default UTC). */
   businessDayTimeZone: timeZone.optional(),
 });

@@ -6,7 +6,7 @@
  * on the current status, so a webhook and a poll racing each other, or a retried delivery, change
  * nothing twice.
  */
-import { KessaiError, type PaymentRequestView, type RefundView } from '@kessai/protocol';
+import { assert, isCurrency, KessaiError, type Currency, type PaymentRequestView, type RefundView } from '@kessai/protocol';
 import { AuthorizationVerificationError, type AuthorizationVerifier, type MerchantClient } from '@kessai/sdk';
 import type { Db, Logger } from '@kessai/service';
 
@@ -16,7 +16,7 @@ export type OrderStatus = (typeof orderStatuses)[number];
 export interface OrderRow {
   id: string;
   cart_id: string;
-  currency: string;
+  currency: Currency;
   amount_minor: bigint;
   captured_minor: bigint;
   /** All refunds so far (migration 0002). */
@@ -39,6 +39,7 @@ export async function findOrder(db: Pick<Db, 'query'>, id: string): Promise<Orde
 
 /** int8 may come back as bigint, number or string depending on the driver: one type here. */
 function normalize(row: OrderRow): OrderRow {
+  assert(isCurrency(row.currency), `order ${row.id} has a currency Kessai accepts`);
   return { ...row, amount_minor: BigInt(row.amount_minor), captured_minor: BigInt(row.captured_minor), refunded_minor: BigInt(row.refunded_minor) };
 }
 

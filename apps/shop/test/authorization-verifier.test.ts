@@ -10,8 +10,8 @@ import { FakeIssuer, FakePeers } from './fakes.ts';
 let peers: FakePeers;
 let issuer: FakeIssuer;
 const verifiers: AuthorizationVerifier[] = [];
-const order = { rid: newId('pr'), mid: newId('mer'), amountMinor: 12_345n, currency: 'JPY' };
-const signed = { rid: order.rid, mid: order.mid, amt: '12345', cur: 'JPY' };
+const order = { rid: newId('pr'), mid: newId('mer'), amountMinor: 12_345n, currency: 'JPY' as const };
+const signed = { rid: order.rid, mid: order.mid, amt: '12345', cur: 'JPY' as const };
 
 beforeAll(async () => {
   peers = await FakePeers.start();
@@ -72,7 +72,7 @@ describe('AuthorizationVerifier', () => {
 
   it('refuses an authorization for another payment request, merchant or currency', async () => {
     const v = verifier();
-    for (const change of [{ rid: newId('pr') }, { mid: newId('mer') }, { cur: 'USD' }]) {
+    for (const change of [{ rid: newId('pr') }, { mid: newId('mer') }, { cur: 'USD' as const }]) {
       expect(await refusal(v.verify(await issuer.sign({ ...signed, ...change }), order))).toBe('mismatch');
     }
   });

@@ -1,3 +1,4 @@
+export * from './assert.ts';
 export * from './card.ts';
 export * from './crypto.ts';
 export * from './checks/index.ts';

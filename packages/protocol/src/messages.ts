@@ -17,7 +17,7 @@ const prefixedId = (prefix: string) => z.string().regex(new RegExp(`^${prefix}_[
 export const amountString = z.string().max(20).regex(amountPattern, 'non-negative integer string').refine((v) => amountPattern.test(v) && BigInt(v) <= limits.amountMinorMax, 'exceeds amountMinorMax');
 /** An amount that moves money: at least one minor unit (a zero request or capture is refused; a void releases a hold). */
 export const positiveAmountString = amountString.refine((v) => v !== '0', 'must be at least 1 minor unit');
-export const currencyCode = z.enum(currencies as [string, ...string[]]);
+export const currencyCode = z.enum(currencies);
 export const credentialId = prefixedId('cred');
 /** A recovery code: 20 Crockford base32 characters (100 bits) in five groups of four. */
 export const recoveryCode = z.string().regex(/^[0-9A-HJKMNP-TV-Z]{4}(-[0-9A-HJKMNP-TV-Z]{4}){4}$/, 'recovery code');

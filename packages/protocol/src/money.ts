@@ -2,6 +2,7 @@
  * Money is an integer count of minor units (bigint) beside an ISO 4217 code; on the wire it is a
  * decimal string. Floats never touch an amount.
  */
+import { assert } from './assert.ts';
 import { limits } from './limits.ts';
 
 /** ISO 4217 minor-unit exponents of the currencies Kessai accepts. */
@@ -15,7 +16,12 @@ export const currencyExponents = {
 } as const;
 
 export type Currency = keyof typeof currencyExponents;
-export const currencies = Object.keys(currencyExponents) as Currency[];
+/** The accepted codes as a non-empty tuple (typed, so `z.enum(currencies)` infers `Currency`). */
+export const currencies = ['JPY', 'USD', 'EUR', 'GBP', 'KWD', 'BHD'] as const satisfies readonly [Currency, ...Currency[]];
+assert(
+  currencies.length === Object.keys(currencyExponents).length && currencies.every((c) => Object.hasOwn(currencyExponents, c)),
+  'currencies lists exactly the keys of currencyExponents',
+);
 
 export function isCurrency(code: string): code is Currency {
   return Object.hasOwn(currencyExponents, code);

@@ -10,7 +10,7 @@ import { approvalChecks, checkApproval, KessaiError, limits, type ApprovalPayloa
 const nowMs = Date.UTC(2026, 11, 7, 12, 0, 0);
 const iat = Math.floor(nowMs / 1000);
 const expected: ExpectedApproval = { rid: 'pr_0000000000000000000000000a', mid: 'mer_0000000000000000000000000a', mnm: 'Kessai Tea House', amt: '5700', cur: 'JPY', ih: 'A'.repeat(43) };
-const approval: ApprovalPayload = { ...expected, iat, exp: iat + 600, nonce: 'N'.repeat(24), pbh: 'P'.repeat(43) };
+const approval: ApprovalPayload = { ...expected, cur: 'JPY', iat, exp: iat + 600, nonce: 'N'.repeat(24), pbh: 'P'.repeat(43) };
 
 function codeOf(changed: ApprovalPayload): string {
   try {

@@ -7,7 +7,7 @@
  * `exists`. A day is closed once: the second close returns the batches of the first.
  */
 import { createHash } from 'node:crypto';
-import { KessaiError, limits, newId, type SettlementBatchView } from '@kessai/protocol';
+import { KessaiError, limits, newId, type SettlementBatchView, type Currency } from '@kessai/protocol';
 import { appendAuditEntriesIn, type Queryable } from '@kessai/service';
 import type { TransferInput } from '../ledger/rules.ts';
 import { createTransfers } from '../ledger/store.ts';
@@ -41,7 +41,7 @@ export interface BatchRow {
   business_day: string;
   time_zone: string;
   merchant_id: string;
-  currency: string;
+  currency: Currency;
   merchant_account_id: string;
   basis_points: number;
   fixed_minor: bigint;

@@ -3,7 +3,7 @@
  * products of at most quantityMax each. A cart that has been checked out no longer changes.
  */
 import { z } from 'zod';
-import { KessaiError, amountString, currencyCode, idPattern, limits, newId } from '@kessai/protocol';
+import { KessaiError, amountString, currencyCode, idPattern, limits, newId, type Currency } from '@kessai/protocol';
 import type { Db, KessaiApp } from '@kessai/service';
 import type { ShopContext } from '../app.ts';
 import { productIdPattern } from '../catalogue.ts';
@@ -34,7 +34,7 @@ export type CartView = z.infer<typeof cartView>;
 interface CartRow {
   id: string;
   status: 'open' | 'checked_out';
-  currency: string | null;
+  currency: Currency | null;
 }
 
 export interface CartLine {

@@ -4,7 +4,7 @@
  * checkout finds the order and can never create a second payment request for it.
  */
 import { z } from 'zod';
-import { KessaiError, credentialId, limits, newId, type CreatePaymentRequest, type Currency, type PaymentRequestView } from '@kessai/protocol';
+import { KessaiError, credentialId, limits, newId, type CreatePaymentRequest, type PaymentRequestView } from '@kessai/protocol';
 import type { Db, KessaiApp } from '@kessai/service';
 import type { ShopContext } from '../app.ts';
 import { findOrder, idempotencyKeys, orderStatuses, type OrderRow } from '../fulfilment.ts';
@@ -73,7 +73,7 @@ async function requestPayment({ db, merchant, config }: ShopContext, order: Orde
   const lines = await orderLines(db, order.id);
   const body: CreatePaymentRequest = {
     order_id: order.id,
-    currency: order.currency as Currency,
+    currency: order.currency,
     amount_minor: order.amount_minor.toString(),
     line_items: lines.map((line) => ({ description: line.description, quantity: line.quantity, unit_price_minor: line.unit_price_minor.toString() })),
     ...(walletHandle ? { wallet_handle: walletHandle } : {}),

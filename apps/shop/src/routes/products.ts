@@ -1,6 +1,6 @@
 /** The catalogue, as the storefront lists it. Prices are decimal strings of minor units. */
 import { z } from 'zod';
-import { amountString, currencyCode, limits } from '@kessai/protocol';
+import { amountString, currencyCode, limits, type Currency } from '@kessai/protocol';
 import type { KessaiApp } from '@kessai/service';
 import type { ShopContext } from '../app.ts';
 
@@ -18,7 +18,7 @@ interface ProductRow {
   name: string;
   description: string;
   unit_price_minor: bigint;
-  currency: string;
+  currency: Currency;
 }
 
 export function registerProductRoutes(app: KessaiApp, { db }: ShopContext): void {
