@@ -31,8 +31,10 @@ export async function openLedgerDb(prefix: string): Promise<{ db: Db; close(): P
 
 export async function insertAccounts(tx: Queryable, accounts: readonly FixtureAccount[], kind = 'cardholder'): Promise<void> {
   for (const a of accounts) {
-    await tx.query('insert into ledger_accounts (id, kind, currency, debits_must_not_exceed_credits, credits_must_not_exceed_debits) values ($1, $2, $3, $4, $5)', [
-      a.id, kind, a.currency, a.debitsMustNotExceedCredits ?? false, a.creditsMustNotExceedDebits ?? false,
+    const sql = 'insert into ledger_accounts (id, kind, currency, debits_must_not_exceed_credits, credits_must_not_exceed_debits, '
+      + 'debits_pending, credits_pending, debits_posted, credits_posted) values ($1, $2, $3, $4, $5, $6, $6, $7, $7)';
+    await tx.query(sql, [
+      a.id, kind, a.currency, a.debitsMustNotExceedCredits ?? false, a.creditsMustNotExceedDebits ?? false, a.pending ?? 0n, a.posted ?? 0n,
     ]);
   }
 }

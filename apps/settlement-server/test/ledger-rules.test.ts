@@ -3,13 +3,17 @@
  * plus the two-phase balances: a post moves only what it posts and releases the rest; a void and
  * an expiry release everything; debits equal credits after every step.
  */
+import { limits } from '@kessai/protocol';
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { applyTransfer, available, checkTransfer, expirePending, imbalance, transferResults, type Account, type LedgerState } from '../src/ledger/rules.ts';
+import {
+  applyTransfer, available, checkTransfer, expirePending, imbalance, transferResults, type Account, type LedgerState, type TransferInput,
+} from '../src/ledger/rules.ts';
 import { fixtureAccounts, fund, hold, resultCases, t0 } from './ledger-cases.ts';
 
 function fixture(): LedgerState {
   const accounts = new Map<string, Account>(fixtureAccounts.map((a) => [a.id, {
-    id: a.id, currency: a.currency, debitsPending: 0n, debitsPosted: 0n, creditsPending: 0n, creditsPosted: 0n,
+    id: a.id, currency: a.currency, debitsPending: a.pending ?? 0n, debitsPosted: a.posted ?? 0n, creditsPending: a.pending ?? 0n, creditsPosted: a.posted ?? 0n,
     debitsMustNotExceedCredits: a.debitsMustNotExceedCredits ?? false, creditsMustNotExceedDebits: a.creditsMustNotExceedDebits ?? false,
   }]));
   const state: LedgerState = { accounts, transfers: new Map() };
@@ -71,5 +75,49 @@ describe('ledger rules: two-phase transfers', () => {
     const state = fixture();
     expect(applyTransfer(state, { ...hold, id: 'xfer_hold2', amount: 1n, timeoutSeconds: 0 }, t0)).toBe('ok');
     expect(expirePending(state, 'xfer_hold2', Number.MAX_SAFE_INTEGER)).toBe(false);
+  });
+});
+
+describe('ledger rules: properties (fast-check)', () => {
+  const ids = fixtureAccounts.map((a) => a.id);
+  const currencyOf = new Map(fixtureAccounts.map((a) => [a.id, a.currency]));
+  const amount = fc.oneof(fc.bigInt({ min: 0n, max: 2_000n }), fc.bigInt({ min: limits.ledgerAmountMax - 5n, max: limits.ledgerAmountMax + 5n }));
+  const transfer = fc.record({
+    kind: fc.constantFrom('single', 'pending', 'post_pending', 'void_pending' as const),
+    debit: fc.constantFrom(...ids),
+    credit: fc.constantFrom(...ids),
+    amount,
+    pending: fc.integer({ min: 0, max: 9 }),
+  });
+
+  it('any sequence of transfers keeps every column within [0, ledgerBalanceMax], debits equal to credits, and changes nothing when refused', () => {
+    fc.assert(fc.property(fc.array(transfer, { maxLength: 40 }), (steps) => {
+      const state = fixture();
+      steps.forEach((s, i) => {
+        const resolving = s.kind === 'post_pending' || s.kind === 'void_pending';
+        const t: TransferInput = resolving
+          ? { id: `xfer_${i}`, kind: s.kind, pendingId: `xfer_${s.pending}`, amount: s.kind === 'void_pending' ? 0n : s.amount, currency: 'JPY' }
+          : { id: `xfer_${i}`, kind: s.kind, debitAccountId: s.debit, creditAccountId: s.credit, amount: s.amount, currency: currencyOf.get(s.debit)! };
+        const before = structuredClone([...state.accounts.values()]);
+        const result = applyTransfer(state, t, t0);
+        expect(transferResults).toContain(result);
+        if (result !== 'ok') expect([...state.accounts.values()]).toEqual(before);
+        if (s.amount > limits.ledgerAmountMax && !resolving) expect(result).toBe('amount_exceeds_maximum');
+      });
+      for (const a of state.accounts.values()) {
+        for (const v of [a.debitsPending, a.debitsPosted, a.creditsPending, a.creditsPosted]) {
+          expect(v >= 0n && v <= limits.ledgerBalanceMax).toBe(true);
+        }
+      }
+      balanced(state);
+    }), { numRuns: 200 });
+  });
+
+  it('an overflow is answered for exactly the sums that would pass 64 bits', () => {
+    fc.assert(fc.property(fc.bigInt({ min: 0n, max: 20n }), (n) => {
+      const state = fixture();
+      const result = checkTransfer(state, { id: 'xfer_o', kind: 'single', debitAccountId: 'acct_Q', creditAccountId: 'acct_G', amount: n, currency: 'GBP' }, t0);
+      expect(result).toBe(n > 5n ? 'overflows_debits_posted' : 'ok');
+    }));
   });
 });

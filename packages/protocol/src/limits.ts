@@ -1,3 +1,5 @@
+import { assert } from './assert.ts';
+
 /**
  * Every limit of the protocol and the servers, named once. Each is enforced where the input
  * arrives; the integration suites (test/*.test.ts) cross them.
@@ -18,6 +20,14 @@ export const limits = {
   quantityMax: 10_000,
   /** Largest amount in minor units: 10^15 (a quadrillion yen; fits in PostgreSQL bigint with room for sums). */
   amountMinorMax: 1_000_000_000_000_000n,
+  /**
+   * Largest amount of one ledger transfer (apps/settlement-server/src/ledger/rules.ts answers
+   * amount_exceeds_maximum past it): above amountMinorMax, because a settlement batch's payout
+   * sums a business day of captures; far below ledgerBalanceMax.
+   */
+  ledgerAmountMax: 1_000_000_000_000_000_000n,
+  /** Largest value of a ledger balance column, and of its pending and posted together: PostgreSQL bigint (2^63 − 1); past it the rules answer overflows_*. */
+  ledgerBalanceMax: 9_223_372_036_854_775_807n,
   /** Payment requests live this long unless the merchant asks for less. */
   paymentRequestTtlMsDefault: 15 * 60 * 1000,
   paymentRequestTtlMsMax: 60 * 60 * 1000,
@@ -336,3 +346,54 @@ export const limits = {
   apiKeyOverlapSecondsMax: 7 * 24 * 60 * 60,
   merchantApiKeysMax: 3,
 } as const;
+
+export type Limits = typeof limits;
+
+/**
+ * How the limits must relate, checked when this module loads (TIGER_STYLE: assert the relations
+ * between constants): each row is a relation the comments above promise, and a change of one limit
+ * that breaks it stops every server and test at start instead of misbehaving under load.
+ */
+export const limitRelations: ReadonlyArray<readonly [string, (l: Limits) => boolean]> = [
+  ['amountMinorMax ≤ ledgerAmountMax < ledgerBalanceMax', (l) => l.amountMinorMax <= l.ledgerAmountMax && l.ledgerAmountMax < l.ledgerBalanceMax],
+  ['paymentRequestTtlMsMin ≤ paymentRequestTtlMsDefault ≤ paymentRequestTtlMsMax',
+    (l) => l.paymentRequestTtlMsMin <= l.paymentRequestTtlMsDefault && l.paymentRequestTtlMsDefault <= l.paymentRequestTtlMsMax],
+  ['holdTimeoutSecondsMin ≤ holdTimeoutSecondsDefault ≤ holdTimeoutSecondsMax',
+    (l) => l.holdTimeoutSecondsMin <= l.holdTimeoutSecondsDefault && l.holdTimeoutSecondsDefault <= l.holdTimeoutSecondsMax],
+  ['authorizationDeadlineMs < upstreamTimeoutMs < walletApproveTimeoutMs',
+    (l) => l.authorizationDeadlineMs < l.upstreamTimeoutMs && l.upstreamTimeoutMs < l.walletApproveTimeoutMs],
+  ['dbStatementTimeoutMs < dbQueryTimeoutMs < upstreamTimeoutMs', (l) => l.dbStatementTimeoutMs < l.dbQueryTimeoutMs && l.dbQueryTimeoutMs < l.upstreamTimeoutMs],
+  ['dbConnectTimeoutMs < upstreamTimeoutMs', (l) => l.dbConnectTimeoutMs < l.upstreamTimeoutMs],
+  ['connectionIdleMsMax > sseHeartbeatMs, upstreamTimeoutMs and keepAliveTimeoutMs',
+    (l) => l.connectionIdleMsMax > Math.max(l.sseHeartbeatMs, l.upstreamTimeoutMs, l.keepAliveTimeoutMs)],
+  ['requestTimeoutCheckMs < requestTimeoutMs', (l) => l.requestTimeoutCheckMs < l.requestTimeoutMs],
+  ['webhookTimeoutMs < webhookLeaseMs', (l) => l.webhookTimeoutMs < l.webhookLeaseMs],
+  ['webhookAttemptsMax = webhookRetryDelaysMs.length + 1', (l) => l.webhookAttemptsMax === l.webhookRetryDelaysMs.length + 1],
+  ['webhookRetryDelaysMs never shrink', (l) => l.webhookRetryDelaysMs.every((d, i) => i === 0 || d >= l.webhookRetryDelaysMs[i - 1]!)],
+  ['upstreamTimeoutMs + drainReadinessDelayMs < drainTimeoutMs < 30 s (Kubernetes grace period)',
+    (l) => l.upstreamTimeoutMs + l.drainReadinessDelayMs < l.drainTimeoutMs && l.drainTimeoutMs < 30_000],
+  ['inDoubtFirstCheckMs ≤ inDoubtRetryMsMax', (l) => l.inDoubtFirstCheckMs <= l.inDoubtRetryMsMax],
+  ['inDoubtClaimMs ≥ 2 × upstreamTimeoutMs (an inquiry and a reversal)', (l) => l.inDoubtClaimMs >= 2 * l.upstreamTimeoutMs],
+  ['idempotencyLeaseMs < idempotencyKeyTtlMs', (l) => l.idempotencyLeaseMs < l.idempotencyKeyTtlMs],
+  ['shop reconciler within convergenceMs', (l) => l.shopReconcileAfterMs + l.shopReconcileIntervalMs + l.shopWorkerIntervalMsDefault < l.convergenceMs],
+  ['walletOutcomePollMs < walletOutcomeWaitMs', (l) => l.walletOutcomePollMs < l.walletOutcomeWaitMs],
+  ['holdSyncFirstCheckMs ≤ holdSyncRetryMs', (l) => l.holdSyncFirstCheckMs <= l.holdSyncRetryMs],
+  ['pinAttemptsMax ≤ pinFailuresWindowMax', (l) => l.pinAttemptsMax <= l.pinFailuresWindowMax],
+  ['recoveryAttemptsMax ≤ recoveryAttemptsPerCredentialMax', (l) => l.recoveryAttemptsMax <= l.recoveryAttemptsPerCredentialMax],
+  ['ledgerBatchSizeMax ≤ ledgerQueueDepthMax', (l) => l.ledgerBatchSizeMax <= l.ledgerQueueDepthMax],
+  ['accountsImportRowsMax ≤ accountsImportFileRowsMax', (l) => l.accountsImportRowsMax <= l.accountsImportFileRowsMax],
+  ['backupPbes2Iterations ≤ backupPbes2IterationsMax', (l) => l.backupPbes2Iterations <= l.backupPbes2IterationsMax],
+  ['apiKeyOverlapSecondsDefault ≤ apiKeyOverlapSecondsMax', (l) => l.apiKeyOverlapSecondsDefault <= l.apiKeyOverlapSecondsMax],
+  ['sseStreamsPerCredentialMax ≤ sseStreamsMax', (l) => l.sseStreamsPerCredentialMax <= l.sseStreamsMax],
+  ['holderNameLengthMax and orderIdLengthMax ≤ stringLengthMax', (l) => Math.max(l.holderNameLengthMax, l.orderIdLengthMax) <= l.stringLengthMax],
+];
+
+/** The relations `l` breaks (none for the limits above). */
+export function brokenLimitRelations(l: Limits): string[] {
+  return limitRelations.filter(([, holds]) => !holds(l)).map(([name]) => name);
+}
+
+{
+  const broken = brokenLimitRelations(limits);
+  assert(broken.length === 0, `limits relate as limitRelations says (broken: ${broken.join('; ')})`);
+}

@@ -165,10 +165,17 @@ export async function expirePendingTransfers(tx: Queryable, now: Date, limit: nu
 }
 
 /** Sums of debits and credits, pending and posted, per currency over all accounts: the invariant is debits = credits. */
-export async function ledgerTotals(db: Queryable): Promise<Array<{ currency: string; debits_pending: bigint; credits_pending: bigint; debits_posted: bigint; credits_posted: bigint }>> {
-  return db.query(
-    `select currency, sum(debits_pending)::int8 as debits_pending, sum(credits_pending)::int8 as credits_pending,
-            sum(debits_posted)::int8 as debits_posted, sum(credits_posted)::int8 as credits_posted
+type LedgerTotal = { currency: string; debits_pending: bigint; credits_pending: bigint; debits_posted: bigint; credits_posted: bigint };
+
+/** Per currency, each column summed over every account: numeric in SQL, since a sum over many accounts may pass 64 bits. */
+export async function ledgerTotals(db: Queryable): Promise<LedgerTotal[]> {
+  const rows = await db.query<Record<keyof LedgerTotal, string>>(
+    `select currency, sum(debits_pending)::text as debits_pending, sum(credits_pending)::text as credits_pending,
+            sum(debits_posted)::text as debits_posted, sum(credits_posted)::text as credits_posted
      from ledger_accounts group by currency order by currency`,
   );
+  return rows.map((r) => ({
+    currency: r.currency, debits_pending: BigInt(r.debits_pending), credits_pending: BigInt(r.credits_pending),
+    debits_posted: BigInt(r.debits_posted), credits_posted: BigInt(r.credits_posted),
+  }));
 }
