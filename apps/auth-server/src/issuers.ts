@@ -1,15 +1,14 @@
 /**
  * The settlement servers this authentication server brokers for: routed by card range, each
  * described by the metadata and JWKS it publishes (conversion mode, cipher 2 key, signing keys).
- * Metadata is fetched over TLS on first use and refreshed after issuerMetadataTtlMs.
+ * Metadata is fetched over TLS on first use and refreshed after limits.issuerMetadataTtlMs.
  */
 import { issuerMetadata, keyEntryFromJwk, KessaiError, KeyRing, limits, type IssuerMetadata, type JWK } from '@kessai/protocol';
 import type { HttpClient } from '@kessai/sdk';
 import { z } from 'zod';
 import type { IssuerRoute } from './config.ts';
 
-const issuerMetadataTtlMs = 5 * 60 * 1000;
-const jwks = z.object({ keys: z.array(z.record(z.string(), z.unknown())).max(20) });
+const jwks = z.object({ keys: z.array(z.record(z.string(), z.unknown())).max(limits.issuerJwksKeysMax) });
 
 export interface Issuer {
   route: IssuerRoute;
@@ -49,7 +48,7 @@ export class IssuerDirectory {
     const route = this.#routes.find((r) => r.id === id);
     if (!route) throw new KessaiError('issuer_unknown');
     const cached = this.#cache.get(id);
-    if (cached && Date.now() - cached.fetchedAt < issuerMetadataTtlMs) return cached.issuer;
+    if (cached && Date.now() - cached.fetchedAt < limits.issuerMetadataTtlMs) return cached.issuer;
     const issuer = this.#fetch(route);
     this.#cache.set(id, { issuer, fetchedAt: Date.now() });
     issuer.catch(() => this.#cache.delete(id));

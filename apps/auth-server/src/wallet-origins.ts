@@ -6,12 +6,10 @@
  * from reading the answers. No cookies are involved (credentials are never allowed).
  */
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { KessaiError } from '@kessai/protocol';
+import { KessaiError, limits } from '@kessai/protocol';
 import type { KessaiApp } from '@kessai/service';
 
 const walletRoutes = /^\/(v1\/(directory|enrollments|terminal\/.*|credentials\/[^/]+\/revoke)|\.well-known\/jwks\.json)$/;
-/** How long a browser may cache a preflight answer. */
-const preflightMaxAgeSeconds = 600;
 
 export function allowWalletOrigins(app: KessaiApp, origins: readonly string[]): void {
   const allowed = new Set(origins.map((origin) => new URL(origin).origin));
@@ -30,7 +28,7 @@ export function allowWalletOrigins(app: KessaiApp, origins: readonly string[]): 
       .code(204)
       .header('access-control-allow-methods', 'GET, POST')
       .header('access-control-allow-headers', 'authorization, content-type, accept')
-      .header('access-control-max-age', String(preflightMaxAgeSeconds))
+      .header('access-control-max-age', String(limits.preflightMaxAgeSeconds))
       .send();
   });
 }

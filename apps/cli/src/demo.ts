@@ -7,7 +7,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Agent, request } from 'undici';
-import { authorizationPayload, formatAmount, verifyJson, typ, KeyRing, keyEntryFromJwk, type JWK } from '@kessai/protocol';
+import { authorizationPayload, formatAmount, verifyJson, typ, KeyRing, keyEntryFromJwk, type JWK, limits } from '@kessai/protocol';
 import { WalletClient } from '@kessai/sdk';
 import { accountIdOfCard, readAccount } from '@kessai/settlement-server';
 import type { Db } from '@kessai/service';
@@ -73,7 +73,7 @@ async function purchase(system: KessaiSystem, cardNumber: string): Promise<void>
   const authorization = authorizationPayload.parse(value);
   say('407', `signed authorization ${authorization.aid} (${authorization.decision}) recorded; the shop is notified by a signed webhook`);
 
-  const deadline = Date.now() + 20_000;
+  const deadline = Date.now() + limits.demoCaptureWaitMs;
   let shopOrder = await json(system, 'GET', `${system.shop.url}/api/orders/${order.order_id}`);
   while (shopOrder.status !== 'captured' && Date.now() < deadline) {
     await new Promise((resolve) => setTimeout(resolve, 100));

@@ -15,7 +15,7 @@ import type { SettlementOptions } from './settlement/options.ts';
 
 const feeSchedule = z.strictObject({
   /** Percentage part in basis points (1 bp = 0.01 %). */
-  basisPoints: z.number().int().min(0).max(10_000),
+  basisPoints: z.number().int().min(0).max(limits.feeBasisPointsMax),
   /** Fixed part in minor units of the currency, as an integer string. */
   fixedMinor: amountString,
 });

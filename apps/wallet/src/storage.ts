@@ -9,7 +9,7 @@ import { constants } from 'node:fs';
 import { chmod, open, readFile, rename, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
-import { readHeader, thumbprint, toPublicJwk, type JWK } from '@kessai/protocol';
+import { readHeader, thumbprint, toPublicJwk, type JWK, limits } from '@kessai/protocol';
 import { storedWallet, type StoredWallet } from '@kessai/sdk';
 
 export const storageFiles = {
@@ -19,7 +19,7 @@ export const storageFiles = {
 } as const;
 
 /** The largest file the wallet reads from the storage (a sealed credential is at most 16 KiB). */
-export const storageFileBytesMax = 64 * 1024;
+export const storageFileBytesMax = limits.walletStorageFileBytesMax;
 /** Group and other get nothing: the device key and the sealed credential are the payer's alone. */
 const fileMode = 0o600;
 

@@ -345,6 +345,33 @@ export const limits = {
   apiKeyOverlapSecondsDefault: 24 * 60 * 60,
   apiKeyOverlapSecondsMax: 7 * 24 * 60 * 60,
   merchantApiKeysMax: 3,
+  /** The authentication server keeps an issuer's metadata this long before fetching it again (apps/auth-server/src/issuers.ts), and reads at most this many keys from an issuer's JWKS. */
+  issuerMetadataTtlMs: 5 * 60 * 1000,
+  issuerJwksKeysMax: 20,
+  /** How long a browser may cache a preflight answer for the wallet's origins (Access-Control-Max-Age). */
+  preflightMaxAgeSeconds: 600,
+  /** Development TLS (packages/service/src/tls.ts): the CA's and a leaf's validity, renewal of anything expiring within devCertRenewBeforeMs, notBefore backdated so small clock differences do not matter. */
+  devCaValidityMs: 10 * 365 * 24 * 60 * 60 * 1000,
+  devLeafValidityMs: 365 * 24 * 60 * 60 * 1000,
+  devCertRenewBeforeMs: 30 * 24 * 60 * 60 * 1000,
+  devCertBackdateMs: 60 * 60 * 1000,
+  /** The LISTEN connection's reconnect back-off: first wait, doubling up to the max. */
+  dbListenReconnectMsFirst: 100,
+  dbListenReconnectMsMax: 5_000,
+  /** Ports handed to another process (packages/service/src/ports.ts): below the kernel's ephemeral range, tried at most this many times. */
+  handedPortMin: 20_000,
+  handedPortMax: 32_767,
+  handedPortAttemptsMax: 50,
+  /** `kessai serve` configuration files: the most a tuning key may ask for (pool size, in-flight per work class, credentials per card). */
+  configPoolSizeMax: 1_000,
+  configInFlightMax: 100_000,
+  configCredentialsPerCardMax: 1_000_000,
+  /** `kessai demo`: how long it waits for the shop to record the capture. */
+  demoCaptureWaitMs: 20_000,
+  /** The largest file the CLI wallet reads from its storage (a sealed credential is at most 16 KiB). */
+  walletStorageFileBytesMax: 64 * 1024,
+  /** A fee's percentage part in basis points: at most 100 %. */
+  feeBasisPointsMax: 10_000,
 } as const;
 
 export type Limits = typeof limits;
@@ -385,6 +412,10 @@ export const limitRelations: ReadonlyArray<readonly [string, (l: Limits) => bool
   ['backupPbes2Iterations ≤ backupPbes2IterationsMax', (l) => l.backupPbes2Iterations <= l.backupPbes2IterationsMax],
   ['apiKeyOverlapSecondsDefault ≤ apiKeyOverlapSecondsMax', (l) => l.apiKeyOverlapSecondsDefault <= l.apiKeyOverlapSecondsMax],
   ['sseStreamsPerCredentialMax ≤ sseStreamsMax', (l) => l.sseStreamsPerCredentialMax <= l.sseStreamsMax],
+  ['dbListenReconnectMsFirst ≤ dbListenReconnectMsMax ≤ dbListenHeartbeatMs',
+    (l) => l.dbListenReconnectMsFirst <= l.dbListenReconnectMsMax && l.dbListenReconnectMsMax <= l.dbListenHeartbeatMs],
+  ['devCertRenewBeforeMs < devLeafValidityMs < devCaValidityMs', (l) => l.devCertRenewBeforeMs < l.devLeafValidityMs && l.devLeafValidityMs < l.devCaValidityMs],
+  ['handedPortMin < handedPortMax < 32 768 (the ephemeral range)', (l) => l.handedPortMin < l.handedPortMax && l.handedPortMax < 32_768],
   ['holderNameLengthMax and orderIdLengthMax ≤ stringLengthMax', (l) => Math.max(l.holderNameLengthMax, l.orderIdLengthMax) <= l.stringLengthMax],
 ];
 

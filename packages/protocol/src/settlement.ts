@@ -20,7 +20,7 @@ export const settlementBatchView = z.strictObject({
   time_zone: z.string().min(1).max(limits.stringLengthMax),
   merchant_id: merchantId,
   currency: currencyCode,
-  fee_schedule: z.strictObject({ basis_points: z.number().int().min(0).max(10_000), fixed_minor: amountString }),
+  fee_schedule: z.strictObject({ basis_points: z.number().int().min(0).max(limits.feeBasisPointsMax), fixed_minor: amountString }),
   captured_minor: amountString,
   refunded_minor: amountString,
   fees_minor: amountString,
@@ -77,6 +77,6 @@ export type CloseDayResponse = z.infer<typeof closeDayResponse>;
 export const feeScheduleRequest = z.strictObject({
   merchant_id: merchantId,
   currency: currencyCode,
-  basis_points: z.number().int().min(0).max(10_000),
+  basis_points: z.number().int().min(0).max(limits.feeBasisPointsMax),
   fixed_minor: amountString,
 });

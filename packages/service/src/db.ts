@@ -305,20 +305,20 @@ async function listenPostgres(url: string, timeouts: DbTimeouts, channel: string
     }
     client = next;
   };
-  let backoffMs = 100;
+  let backoffMs: number = limits.dbListenReconnectMsFirst;
   const schedule = () => {
     if (closed || retry) return;
     retry = setTimeout(() => {
       retry = undefined;
       open().then(
         () => {
-          backoffMs = 100;
+          backoffMs = limits.dbListenReconnectMsFirst;
           onReconnect?.();
         },
         () => schedule(),
       );
     }, backoffMs);
-    backoffMs = Math.min(backoffMs * 2, 5_000);
+    backoffMs = Math.min(backoffMs * 2, limits.dbListenReconnectMsMax);
   };
   try {
     await open();

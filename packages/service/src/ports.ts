@@ -3,6 +3,7 @@
  * metadata and their peers' configuration).
  */
 import { createServer } from 'node:net';
+import { limits } from '@kessai/protocol';
 
 export interface PortReservation {
   port: number;
@@ -31,9 +32,7 @@ export async function reservePort(host = '127.0.0.1', given?: number): Promise<P
  * free when probed, can be the local end of some connection (a database client's) by the time the
  * other process listens on it (EADDRINUSE, seen in CI on the PostgreSQL pass).
  */
-const handedPortMin = 20_000;
-const handedPortMax = 32_767;
-const handedPortAttemptsMax = 50;
+const { handedPortMin, handedPortMax, handedPortAttemptsMax } = limits;
 
 /** A port free now, for another process to listen on (it cannot be held across processes). */
 export async function freePort(host = '127.0.0.1'): Promise<number> {

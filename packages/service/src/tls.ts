@@ -31,6 +31,7 @@ import { X509Certificate as NodeX509Certificate, createPrivateKey } from 'node:c
 import { chmod, mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import path from 'node:path';
+import { limits } from '@kessai/protocol';
 
 export interface LeafSpec {
   /** File stem, e.g. 'auth-server': lower-case letters, digits, '-' and '_'; not 'ca'. */
@@ -60,13 +61,10 @@ export interface DevPki {
 /** Prefix of the CA's subject common name; a random suffix tells one developer's CA from another's. */
 export const DEV_CA_COMMON_NAME = 'Kessai development CA';
 
-const DAY_MS = 24 * 60 * 60 * 1000;
-const CA_VALIDITY_MS = 10 * 365 * DAY_MS;
-const LEAF_VALIDITY_MS = 365 * DAY_MS;
-/** Renew anything that expires within this window. */
-const RENEW_BEFORE_MS = 30 * DAY_MS;
-/** notBefore is set this far in the past so that small clock differences do not matter. */
-const BACKDATE_MS = 60 * 60 * 1000;
+const CA_VALIDITY_MS = limits.devCaValidityMs;
+const LEAF_VALIDITY_MS = limits.devLeafValidityMs;
+const RENEW_BEFORE_MS = limits.devCertRenewBeforeMs;
+const BACKDATE_MS = limits.devCertBackdateMs;
 
 const KEY_ALGORITHM: EcKeyImportParams = { name: 'ECDSA', namedCurve: 'P-256' };
 const SIGNING_ALGORITHM: EcdsaParams = { name: 'ECDSA', hash: 'SHA-256' };

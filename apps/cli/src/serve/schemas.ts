@@ -48,7 +48,7 @@ const common = {
   /** `apply` (default): migrate on start; `verify`: refuse to start while a migration is pending (run `kessai db migrate` first). */
   dbMigrations: z.enum(['apply', 'verify']).default('apply'),
   // File keys: tuning that production leaves out or measures first (docs/operations.md).
-  poolSizeMax: z.number().int().positive().max(1_000).optional(),
+  poolSizeMax: z.number().int().positive().max(limits.configPoolSizeMax).optional(),
   dbTimeouts: z.strictObject({ connectMs: positiveMs, statementMs: positiveMs, queryMs: positiveMs, idleInTransactionMs: positiveMs, listenHeartbeatMs: positiveMs }).partial().optional(),
   rateLimits: z
     .strictObject({
@@ -58,7 +58,7 @@ const common = {
     .optional(),
   loadShedding: z
     .strictObject({
-      inFlightMax: z.partialRecord(z.enum(workClasses as [WorkClass, ...WorkClass[]]), z.number().int().positive().max(100_000)).optional(),
+      inFlightMax: z.partialRecord(z.enum(workClasses as [WorkClass, ...WorkClass[]]), z.number().int().positive().max(limits.configInFlightMax)).optional(),
       deadlineBudgetMsMin: z.number().int().nonnegative().max(limits.authorizationDeadlineMs).optional(),
     })
     .optional(),
@@ -134,7 +134,7 @@ export const settlementSchema = roleSchema(
     bankBusinessDayTimeZone: bank.businessDayTimeZone,
     brokerCertFingerprints: z.array(fingerprint).min(1).max(20),
     merchantsFile: filePath.optional(),
-    credentialsPerCardMax: z.number().int().positive().max(1_000_000).optional(),
+    credentialsPerCardMax: z.number().int().positive().max(limits.configCredentialsPerCardMax).optional(),
     expiryIntervalMs: z.number().int().nonnegative().optional(),
   },
   { bankHoldTimeoutSeconds: 'int', bankCardRanges: 'csv', bankFees: 'json', brokerCertFingerprints: 'csv', credentialsPerCardMax: 'int', expiryIntervalMs: 'int' },

@@ -9,6 +9,7 @@
  * is charged on. Refunds return no fee: the capture's fee stays charged.
  */
 import type { Queryable } from '@kessai/service';
+import { limits } from '@kessai/protocol';
 
 export interface FeeSchedule {
   /** Percentage part in basis points (1 bp = 0.01 %), 0–10000. */
@@ -21,7 +22,7 @@ export interface FeeSchedule {
 export const defaultFeeSchedule: FeeSchedule = Object.freeze({ basisPoints: 250, fixedMinor: 0n });
 
 export function checkFeeSchedule(schedule: FeeSchedule): void {
-  if (!Number.isInteger(schedule.basisPoints) || schedule.basisPoints < 0 || schedule.basisPoints > 10_000) throw new TypeError('fee basis points must be an integer 0..10000');
+  if (!Number.isInteger(schedule.basisPoints) || schedule.basisPoints < 0 || schedule.basisPoints > limits.feeBasisPointsMax) throw new TypeError('fee basis points must be an integer 0..10000');
   if (schedule.fixedMinor < 0n) throw new TypeError('fixed fee must not be negative');
 }
 
