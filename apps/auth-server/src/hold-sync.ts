@@ -20,6 +20,7 @@ import { transition } from './payment-state.ts';
 /** One pass; returns the ids of the requests whose state it changed. */
 export async function syncHolds(context: AuthContext, now: Date): Promise<string[]> {
   const { config } = context;
+  // step 409 expiry: the broker asks the issuer about holds that are due
   const due = await config.db.query<PaymentRequestRow>(
     `select * from payment_requests
       where status = 'approved' and issuer_id is not null

@@ -35,6 +35,7 @@ export class PushHub {
   }
 
   /** Tells this process's listeners of `credentialId` about a request (its signed view). */
+  // step 403: the signed view is pushed to the listening terminal
   publish(credentialId: string, view: string): void {
     this.deliver(credentialId, view);
   }

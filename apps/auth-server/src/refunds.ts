@@ -41,6 +41,7 @@ export async function relayRefund(context: AuthContext, merchant: MerchantCaller
   const { config } = context;
   // A refund already saved under this key is continued or answered as it was asked (refuseReuse),
   // not checked against the refunds made since: a retry of a full refund is not refund_exceeds_captured.
+  // step 409 refund: the broker saves the refund's intent, then relays it to the issuer
   let saved = await refundByKey(config.db, merchant.id, idempotencyKey);
   if (!saved) {
     if (row.status !== 'captured' || !row.issuer_id) throw new KessaiError('authorization_not_refundable', `payment request is ${row.status}`);

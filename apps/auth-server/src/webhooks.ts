@@ -18,6 +18,7 @@ import { webhookSignature } from './webhook-secrets.ts';
 if (limits.webhookAttemptsMax !== limits.webhookRetryDelaysMs.length + 1) throw new Error('limits: webhookAttemptsMax must be webhookRetryDelaysMs.length + 1');
 
 export function webhookEvent(type: WebhookEvent['type'], view: PaymentRequestView, now: Date, sequence: number, refund?: RefundView, id = newId('evt')): WebhookEvent {
+  // step 407: the shop is notified by a signed webhook event
   return { id, type, created_at: now.toISOString(), data: view, ...(refund ? { refund } : {}), sequence };
 }
 

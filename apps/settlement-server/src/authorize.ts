@@ -54,6 +54,7 @@ import { countWrongPin, credentialPinLocked, resetPinFailures, velocityExceeded,
 import { markCredentialUsed, registeredCredential, type RegisteredCredential } from './registry.ts';
 
 export async function authorize(config: SettlementConfig, ledger: GroupCommit, limiters: RateLimiters, body: AuthorizeRequest, now: Date, deadline?: number): Promise<string> {
+  // step 406: the issuer opens the credential and authorizes
   const credential = await openCredential(body.sealed_credential, config.keys, config.issuerId);
   const registered = await registeredCredential(config.db, credential.credentialId, credential.deviceJkt);
   spendRateLimit(limiters, 'internalCredential', registered.id);
@@ -182,6 +183,7 @@ async function record(config: SettlementConfig, tx: Queryable, body: AuthorizeRe
   };
   const key = config.keys.current('sig');
   if (!key.privateKey) throw new Error('settlement signing key has no private part');
+  // step 407: the decision is signed
   const jws = await signJson(payload, key.privateKey, { typ: typ.authorization, kid: key.kid });
   if (payload.pin_tries_left !== undefined) {
     await tx.query('insert into pin_retry_declines (approval_nonce, request_id, account_id, jws) values ($1, $2, $3, $4)', [nonce, payload.rid, accountId, jws]);

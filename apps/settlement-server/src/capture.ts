@@ -45,6 +45,8 @@ export async function resolveHold(config: SettlementConfig, tx: Queryable, row: 
   }
   if (row.status !== 'held' || !row.hold_transfer_id) throw new KessaiError('authorization_not_capturable', `authorization is ${row.status}`);
   if (amount > BigInt(row.amount)) throw new KessaiError('capture_exceeds_authorization');
+  // step 409 capture: a capture posts the hold (all of it or less, the rest released)
+  // step 409 void: a void releases the whole hold
   const kind = action === 'capture' ? 'post_pending' : 'void_pending';
   const [result] = await createTransfers(tx, [{ id: `${row.hold_transfer_id}.${action}`, kind, pendingId: row.hold_transfer_id, amount, currency: row.currency }], now);
   // The hold is due but the expiry pass has not run yet: run it now, inside this job, and refuse.

@@ -69,6 +69,7 @@ export async function enrollCredential(config: SettlementConfig, limiters: RateL
       return 'refused' as const;
     }
     await resetPinFailures(tx, card, undefined);
+    // step 303: the issuer registers the credential against the card
     await registerCredential(tx, { id: credential.credentialId, device_jkt: dkt, pan_lookup: card.pan_lookup, account_id: card.account_id }, config.credentialsPerCardMax);
     return card.account_id;
   });

@@ -11,6 +11,7 @@ import { expirePendingTransfers } from './ledger/store.ts';
 
 /** Releases up to `limit` due holds; returns the authorizations' request ids that expired. */
 export async function expireHolds(tx: Queryable, now: Date, limit: number = limits.expiryBatchMax): Promise<string[]> {
+  // step 409 expiry: holds past their timeout are released
   const expired = await expirePendingTransfers(tx, now, limit);
   if (expired.length === 0) return [];
   const rows = await tx.query<{ request_id: string }>(

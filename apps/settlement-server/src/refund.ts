@@ -38,6 +38,7 @@ export async function refund(config: SettlementConfig, ledger: GroupCommit, rid:
     const hold = await readTransfer(tx, row.hold_transfer_id);
     if (!hold) throw new Error(`authorization ${row.id} names a missing hold`);
     const transferId = `${hold.id}.refund.${refundId}`;
+    // step 409 refund: the merchant's credit goes back to the payer
     const [result] = await createTransfers(tx, [{ id: transferId, kind: 'single', debitAccountId: hold.creditAccountId, creditAccountId: hold.debitAccountId, amount, currency: hold.currency }], now);
     if (result !== 'ok') throw new Error(`ledger refused refund ${refundId}: ${result}`);
     await tx.query('insert into refunds (id, authorization_id, amount, transfer_id) values ($1, $2, $3, $4)', [refundId, row.id, amount, transferId]);

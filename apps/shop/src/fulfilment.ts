@@ -160,6 +160,7 @@ export class Fulfilment {
   async #fulfil(order: OrderRow, view: PaymentRequestView): Promise<OrderRow> {
     if (!view.authorization) throw new AuthorizationVerificationError('malformed', 'approved without an authorization');
     if (!order.payment_request_id || !order.merchant_id) throw new Error(`order ${order.id} has no payment request`);
+    // step 408: the shop verifies the issuer's signed authorization before it fulfils
     const authorization = await this.#verifier.verify(view.authorization, {
       rid: order.payment_request_id,
       mid: order.merchant_id,
@@ -184,6 +185,7 @@ export class Fulfilment {
     if (!requestId) throw new Error(`order ${order.id} is paid without a payment request`);
     const capturing = (async () => {
       try {
+        // step 409 capture: the shop captures a verified authorization
         const view = await this.#merchant.capture(requestId, {}, idempotencyKeys.capture(order.id));
         if (view.status !== 'captured') return this.#reload(order);
         this.#log.info({ order: order.id, capturedMinor: view.captured_minor }, 'step 409: captured');

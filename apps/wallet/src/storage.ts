@@ -99,6 +99,7 @@ export async function loadWallet(dir: string): Promise<LoadedWallet> {
  * wallet.json is written last, so a folder with a complete wallet.json has its key beside it.
  */
 export async function saveWallet(dir: string, stored: StoredWallet, caCertPem: string, options: { force?: boolean } = {}): Promise<Storage> {
+  // step 305: the terminal stores the sealed credential on its storage
   const storage = await openStorage(dir);
   assertMayEnroll(storage, options.force ?? false);
   if (!isPemCertificate(caCertPem)) throw new TypeError('caCertPem must be a PEM certificate');

@@ -30,6 +30,7 @@ export async function enrollmentBody(issuer: DirectoryIssuer, issuerKeys: KeyRin
   const dkt = await thumbprint(input.deviceJwk);
   const enc = issuerKeys.current('enc');
   const cnh = await sha256Base64url(normalizeCardNumber(input.cardNumber));
+  // step 303: personal data and the PIN block, sealed for the issuer
   const pinBlock = await sealJson({ pin: input.pin, cred: input.credentialId, dkt, cnh }, enc, { typ: typ.enrollmentPin, cred: input.credentialId, dkt });
   const common = { credential_id: input.credentialId, issuer_id: issuer.id, device_jwk: input.deviceJwk, pin_block: pinBlock };
   if (issuer.conversion_mode === 'reseal') return { ...common, holder_name: input.holderName, card_number: input.cardNumber, expiry: input.expiry };
@@ -60,6 +61,7 @@ export async function checkEnrollmentAnswer(answer: Pick<EnrollmentResponse, 'cr
  * the issuer tests no PIN block the device did not send.
  */
 export async function approvalFor(view: TerminalRequestPayload, device: { privateKey: CryptoKey; jkt: string }, issuerKey: KeyEntry, pin: string, overrides: Partial<ApprovalPayload> = {}): Promise<{ approval: string; pin: string }> {
+  // step 404: the payer approves; the terminal signs the approval and seals the PIN
   checkPinFormat(pin);
   const random = new Uint8Array(18);
   globalThis.crypto.getRandomValues(random);

@@ -111,6 +111,7 @@ export class WalletClient {
    * never stores it with the wallet (whoever finds the storage must not find the code beside it).
    */
   static async enrollment(input: EnrollInput): Promise<{ wallet: StoredWallet; recoveryCode: Secret<string> }> {
+    // step 301: the terminal makes its device key pair (the private key never leaves the wallet)
     const { publicKey, privateKey } = await generateKeyPair('ES256', { extractable: true });
     const { kty, crv, x, y } = await exportJWK(publicKey);
     const deviceJwk = { kty: kty as 'EC', crv: crv as 'P-256', x: x!, y: y! };
@@ -121,6 +122,7 @@ export class WalletClient {
       const issuerKeys = await directory.keys(issuer.id);
       const credentialId = newId('cred');
       const body = await enrollmentBody(issuer, issuerKeys, { credentialId, deviceJwk, holderName: input.holderName, cardNumber: input.cardNumber, expiry: input.expiry, pin: input.pin });
+      // step 302: the device public key goes to the authentication server with the enrollment
       const enrolled: EnrollmentResponse = await http.call('POST', `${input.authBaseUrl}/v1/enrollments`, { body, schema: enrollmentResponse, unavailable: 'issuer_unavailable' });
       await checkEnrollmentAnswer(enrolled, issuer, issuerKeys, { credentialId, dkt: await thumbprint(deviceJwk) });
       const wallet: StoredWallet = {

@@ -7,6 +7,7 @@
 import { openJson, sealJson, typ, type KeyEntry, type KeyRing } from '@kessai/protocol';
 
 export async function reseal(sealedCredential: string, cipher1: KeyRing, cipher2: KeyEntry): Promise<string> {
+  // step 405: cipher 1 opened, sealed again with cipher 2 (re-seal)
   const { header, value } = await openJson(sealedCredential, cipher1, typ.credential, 'credential_invalid');
   return sealJson(value, cipher2, { typ: typ.credential, cred: String(header.cred), iss: String(header.iss), dkt: String(header.dkt) });
 }

@@ -48,6 +48,7 @@ async function resealCard(context: AuthContext, issuer: Issuer, body: z.infer<ty
   if (isExpired(body.expiry, new Date())) throw new KessaiError('card_expired');
   if ((await context.issuers.forCard(cardNumber)).route.id !== issuer.route.id) throw new KessaiError('issuer_unknown', `the card is not in the ranges of ${issuer.route.id}`);
   const plaintext: CredentialPlaintext = { v: 1, holder_name: body.holder_name, card_number: cardNumber, expiry: body.expiry, device_jwk: body.device_jwk };
+  // step 304: sealed for the issuer (cipher 2) and with cipher 1 for the terminal
   return { forIssuer: await sealJson(plaintext, issuer.keys.current('enc'), header), forTerminal: await sealJson(plaintext, context.config.keys.current('enc'), header) };
 }
 

@@ -59,6 +59,7 @@ export async function paymentRequestRoutes(plugin: FastifyInstance, context: Aut
       }
       const now = new Date();
       const ttlMs = body.expires_in_seconds ? body.expires_in_seconds * 1000 : limits.paymentRequestTtlMsDefault;
+      // step 402: the payment request is created
       const [row] = await config.db.query<PaymentRequestRow>(
         `insert into payment_requests (id, merchant_id, order_id, currency, amount_minor, line_items, wallet_handle, status, expires_at)
          values ($1, $2, $3, $4, $5, $6::text::jsonb, $7, 'pending', $8) returning *`,

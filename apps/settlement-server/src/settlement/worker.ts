@@ -24,6 +24,7 @@ export function startSettlementWorker(ledger: GroupCommit, options: ResolvedSett
     running = ledger
       .run(async (tx) => {
         const [closed] = await tx.query('select 1 from settlement_days where business_day = $1', [day]);
+        // step 409 settlement: a business day's captures and refunds are netted into batches
         return closed ? undefined : closeDay(tx, options, issuerId, day, now);
       })
       .then((result) => result && logger.info({ day, batches: result.batches.length, already: result.already_closed }, 'step 409: business day closed by the schedule'))

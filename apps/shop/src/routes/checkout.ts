@@ -104,7 +104,9 @@ async function requestPayment({ db, merchant, config }: ShopContext, order: Orde
 
 export function registerCheckoutRoute(app: KessaiApp, context: ShopContext): void {
   app.post('/api/carts/:id/checkout', { schema: { params: cartParams, body: checkoutRequest.nullish(), response: { 200: checkoutResponse } } }, async (request) => {
+    // step 401: the payer checks out; the shop places the order
     let order = await placeOrder(context.db, request.params.id);
+    // step 402: the shop asks the broker for a payment request
     if (!order.payment_request_id) order = await requestPayment(context, order, request.body?.wallet_handle);
     if (!order.payment_request_id || !order.payment_link) throw new Error(`order ${order.id} has no payment request after step 402`);
     return { order_id: order.id, payment_request_id: order.payment_request_id, payment_link: order.payment_link, status: order.status };
