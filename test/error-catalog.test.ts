@@ -2,7 +2,7 @@
  * The error catalogue, its documentation and its tests stay in step (as fastify's
  * test/internals/errors.test.js keeps docs/Reference/Errors.md): docs/errors.md lists exactly the
  * codes of errorCatalog and declineCatalog, with the catalogue's status, and the wallet's own codes;
- * and every code is named, as a quoted string, by at least one test that produces it.
+ * and every code is asserted in an answer by at least one test (assertsCode: a mention is not enough).
  */
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -85,18 +85,44 @@ async function testFiles(): Promise<string[]> {
   return files.filter((file) => file !== path.join('test', 'error-catalog.test.ts'));
 }
 
-describe('every code has a test that produces it', () => {
+/**
+ * Whether `source` asserts `code` in an answer: the code, quoted, inside an assertion statement —
+ * one that calls `expect…(` (vitest's expect, or a helper such as expectProblem or expectDecline)
+ * between the statement's start and the code. A statement starts after a line ending in `;`, `=> {`
+ * or `) {`. So `expect(answer.body.code).toBe('x')`, `expect(body).toMatchObject({ code: 'x' })`,
+ * `expect([status, body.code]).toEqual([409, 'x'])` and `expectProblem(answer, 'x')` count; a code
+ * in a fixture, a table row or a comment does not.
+ */
+function assertsCode(source: string, code: string): boolean {
+  for (const match of source.matchAll(new RegExp(`(['"])${code}\\1`, 'g'))) {
+    const lines = source.slice(0, match.index).split('\n');
+    const statement: string[] = [lines.pop()!];
+    while (lines.length > 0 && !/(;|=> \{|\) \{)\s*$/.test(lines.at(-1)!)) statement.unshift(lines.pop()!);
+    if (/\bexpect\w*\(/.test(statement.join('\n'))) return true;
+  }
+  return false;
+}
+
+describe('every code has a test that asserts it in an answer', () => {
   // internal_error is what a bug in our own code answers; bad input cannot produce it by design
   // (test/input-validation.test.ts checks that none does), so no test can produce it on purpose.
   const exempt = new Set(['internal_error']);
 
-  it('names each error code and decline code, quoted, in at least one test file', async () => {
+  it('recognises an assertion, not a mention', () => {
+    expect(assertsCode("expect(answer.body.code).toBe('card_invalid');", 'card_invalid')).toBe(true);
+    expect(assertsCode("expectProblem(answer, 'card_invalid');", 'card_invalid')).toBe(true);
+    expect(assertsCode("x();\nexpect(body).toMatchObject({\n  status: 422,\n  code: 'card_invalid',\n});", 'card_invalid')).toBe(true);
+    expect(assertsCode("const rows = [{ code: 'card_invalid' }];\nexpect(rows).toHaveLength(1);", 'card_invalid')).toBe(false);
+    expect(assertsCode("// answers 'card_invalid'\nawait call();", 'card_invalid')).toBe(false);
+  });
+
+  it('asserts each error code and decline code in an answer in at least one test file', async () => {
     const files = await testFiles();
     expect(files.length).toBeGreaterThan(0);
     const sources = await Promise.all(files.map((file) => readFile(path.join(root, file), 'utf8')));
-    // card_expired is both an error code and a decline code: one quoted occurrence counts for both.
+    // card_expired is both an error code and a decline code: one assertion counts for both.
     const codes = [...new Set([...errorCodes, ...declineCodes])].filter((code) => !exempt.has(code));
-    const missing = codes.filter((code) => !sources.some((source) => new RegExp(`(['"])${code}\\1`).test(source)));
-    expect(missing, `codes that no test under test/, apps/*/test or packages/*/test produces: ${missing.join(', ')}`).toEqual([]);
+    const missing = codes.filter((code) => !sources.some((source) => assertsCode(source, code)));
+    expect(missing, `codes that no test under test/, apps/*/test or packages/*/test asserts in an answer: ${missing.join(', ')}`).toEqual([]);
   });
 });

@@ -356,6 +356,14 @@ describe.each(postRoutes.map((route) => [routeName(route), route] as const))('%s
   });
 });
 
+// The table above names its codes in rows; this states one in an assertion (test/error-catalog.test.ts asks for one per code).
+it('answers a text/plain body with unsupported_media_type (415)', async () => {
+  const route = postRoutes[0]!;
+  const answer = await call(route, { contentType: 'text/plain', text: JSON.stringify(route.body) });
+  expect(answer.body.code).toBe('unsupported_media_type');
+  expectProblem(answer, 'unsupported_media_type');
+});
+
 describe('every route refuses a path it does not know, a malformed id and a method it does not take', () => {
   const wrongPaths: Array<[Server, string]> = [
     ['auth', '/v1/nothing-here'],
