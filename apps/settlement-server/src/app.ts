@@ -29,11 +29,9 @@ import {
   settlementReversalRequest,
   settlementRefundResponse,
   voidRequest,
-  type AuthorizationPayload,
   type IssuerMetadata,
 } from '@kessai/protocol';
-import { decodeJwt } from 'jose';
-import { byAddressExceptCertifiedPeers, classifyWork, deadlineOf, requireHttpsUrl, createRateLimiters, createServer, keysReadiness, migrationsReadiness, prepareSchema, rateLimitHook, registerWebPages, requireClientCertificate, requirePinnedClientCertificate, setUpAuditLog, shedLoad, keyAdminRoutes } from '@kessai/service';
+import { byAddressExceptCertifiedPeers, classifyWork, deadlineOf, requireHttpsUrl, createRateLimiters, createServer, keysReadiness, migrationsReadiness, prepareSchema, rateLimitHook, registerWebPages, setUpAuditLog, shedLoad, keyAdminRoutes } from '@kessai/service';
 import type { SettlementConfig } from './config.ts';
 import { adminCardRoutes } from './admin-cards.ts';
 import { adminConsoleRoutes } from './admin-console.ts';
@@ -46,6 +44,7 @@ import { startExpiryWorker } from './expiry.ts';
 import { GroupCommit } from './ledger/group-commit.ts';
 import { merchantRoutes, onboardMerchant } from './merchants.ts';
 import { adminAccountRoutes } from './admin-accounts.ts';
+import { internalCallerCheck } from './internal-callers.ts';
 import { bankMetrics } from './metrics.ts';
 import { refund } from './refund.ts';
 import { credentialAdminRoutes, revokeCredential } from './registry.ts';
@@ -88,13 +87,7 @@ export async function buildSettlementServer(config: SettlementConfig) {
   const limiters = createRateLimiters(config.rateLimits);
   app.addHook('onRequest', rateLimitHook(limiters, byAddressExceptCertifiedPeers));
   // Every /internal route, whichever module registers it: mutual TLS with the pinned broker certificate only.
-  const pinnedBroker = config.brokerCertificates ? requirePinnedClientCertificate(config.brokerCertificates) : undefined;
-  app.addHook('onRequest', async (request) => {
-    // The route's pattern, not the raw URL: a percent-encoded path (`/%69nternal/…`) reaches the same route; a path no route has is not_found.
-    if (!request.routeOptions.url?.startsWith('/internal/')) return;
-    await requireClientCertificate(request);
-    await pinnedBroker?.(request);
-  });
+  app.addHook('onRequest', internalCallerCheck(config));
   const audit = await setUpAuditLog(app, config.db, config.logger, config.operatorToken);
   const metadata = issuerMetadataOf(config);
   // Every ledger write of this server goes through one group commit (ledger/group-commit.ts).
@@ -126,11 +119,10 @@ export async function buildSettlementServer(config: SettlementConfig) {
 
     internal.post('/internal/v1/authorizations', { schema: { body: authorizeRequest, response: { 200: authorizeResponse } } }, async (request, reply) => {
       // The broker's deadline (Kessai-Deadline-Ms), counted from the request's arrival: no hold is placed once it has passed.
-      const authorization = await authorize(config, ledger, limiters, request.body, new Date(), deadlineOf(request.headers, Date.now() - reply.elapsedTime));
-      const decided = decodeJwt(authorization) as Partial<AuthorizationPayload>;
+      const { payload: decided, jws } = await authorize(config, ledger, limiters, request.body, new Date(), deadlineOf(request.headers, Date.now() - reply.elapsedTime));
       metrics.authorizationDecided(decided.decision, decided.code);
-      void audit.record({ actor: 'system', action: 'authorization.decided', resource: `${decided.rid} ${decided.aid}`, outcome: decided.code ? `${decided.decision} ${decided.code}` : String(decided.decision), origin: request.ip });
-      return { authorization, ...(await renewedCredential(config, request.body.sealed_credential)) };
+      void audit.record({ actor: 'system', action: 'authorization.decided', resource: `${decided.rid} ${decided.aid}`, outcome: decided.code ? `${decided.decision} ${decided.code}` : decided.decision, origin: request.ip });
+      return { authorization: jws, ...(await renewedCredential(config, request.body.sealed_credential)) };
     });
 
     internal.post('/internal/v1/authorizations/:rid/capture', { schema: { params: rid, body: settlementCaptureRequest, response: { 200: settlementCaptureResponse } } }, async (request) =>

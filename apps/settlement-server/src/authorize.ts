@@ -21,6 +21,7 @@
  */
 import {
   approvalPayload,
+  authorizationPayload,
   checkApproval,
   checkPaymentPinBinding,
   checkPinBlockSigned,
@@ -31,6 +32,7 @@ import {
   openJson,
   parseAmount,
   pinPlaintext,
+  readJwsPayload,
   Secret,
   signJson,
   typ,
@@ -53,7 +55,13 @@ import { knownMerchant } from './merchants.ts';
 import { countWrongPin, credentialPinLocked, resetPinFailures, velocityExceeded, type PinHolder, type WrongPin } from './pin.ts';
 import { markCredentialUsed, registeredCredential, type RegisteredCredential } from './registry.ts';
 
-export async function authorize(config: SettlementConfig, ledger: GroupCommit, limiters: RateLimiters, body: AuthorizeRequest, now: Date, deadline?: number): Promise<string> {
+/** The issuer's decision: the payload it signed and the signed token (compact JWS), together. */
+export interface Decision {
+  payload: AuthorizationPayload;
+  jws: string;
+}
+
+export async function authorize(config: SettlementConfig, ledger: GroupCommit, limiters: RateLimiters, body: AuthorizeRequest, now: Date, deadline?: number): Promise<Decision> {
   // step 406: the issuer opens the credential and authorizes
   const credential = await openCredential(body.sealed_credential, config.keys, config.issuerId);
   const registered = await registeredCredential(config.db, credential.credentialId, credential.deviceJkt);
@@ -108,14 +116,15 @@ async function openPin(config: SettlementConfig, jwe: string, binding: { rid: st
 }
 
 /** The request's decision, or this attempt's wrong-PIN decline (another attempt of the request may follow one). */
-async function storedDecision(tx: Queryable, rid: string, nonce: string): Promise<string | undefined> {
+async function storedDecision(tx: Queryable, rid: string, nonce: string): Promise<Decision | undefined> {
   const [row] = await tx.query<{ jws: string }>(
     `select jws from authorizations where request_id = $1
      union all select jws from pin_retry_declines where approval_nonce = $2 and request_id = $1
      limit 1`,
     [rid, nonce],
   );
-  return row?.jws;
+  // A repeat: the token was signed by an earlier call (perhaps under a key since retired) and stored; read back, not re-verified.
+  return row && { jws: row.jws, payload: authorizationPayload.parse(readJwsPayload(row.jws, 'internal_error')) };
 }
 
 async function spendNonce(tx: Queryable, nonce: string, rid: string): Promise<void> {
@@ -168,7 +177,7 @@ type Outcome = { decision: 'approved'; code: null; holdTransferId: string } | { 
  * left is not the request's decision: it is kept by its attempt's nonce only, and the payer may
  * answer the request again with a new approval (a new nonce).
  */
-async function record(config: SettlementConfig, tx: Queryable, body: AuthorizeRequest, nonce: string, accountId: string, outcome: Outcome, now: Date): Promise<string> {
+async function record(config: SettlementConfig, tx: Queryable, body: AuthorizeRequest, nonce: string, accountId: string, outcome: Outcome, now: Date): Promise<Decision> {
   const payload: AuthorizationPayload = {
     iss: config.issuerId,
     aid: newId('auth'),
@@ -188,7 +197,7 @@ async function record(config: SettlementConfig, tx: Queryable, body: AuthorizeRe
   if (payload.pin_tries_left !== undefined) {
     await tx.query('insert into pin_retry_declines (approval_nonce, request_id, account_id, jws) values ($1, $2, $3, $4)', [nonce, payload.rid, accountId, jws]);
     config.logger.info({ authorization: payload.aid, request: payload.rid, decision: payload.decision, code: payload.code, triesLeft: payload.pin_tries_left }, 'step 407: wrong PIN, the request may be answered again');
-    return jws;
+    return { payload, jws };
   }
   await tx.query(
     `insert into authorizations (id, request_id, merchant_id, account_id, amount, currency, decision, decline_code, status, hold_transfer_id, jws, approval_nonce)
@@ -196,5 +205,5 @@ async function record(config: SettlementConfig, tx: Queryable, body: AuthorizeRe
     [payload.aid, payload.rid, payload.mid, accountId, parseAmount(payload.amt), payload.cur, payload.decision, payload.code, outcome.decision === 'approved' ? 'held' : 'declined', outcome.decision === 'approved' ? outcome.holdTransferId : null, jws, nonce],
   );
   config.logger.info({ authorization: payload.aid, request: payload.rid, decision: payload.decision, code: payload.code }, 'step 407: authorization signed');
-  return jws;
+  return { payload, jws };
 }

@@ -11,6 +11,7 @@ import {
   calculateJwkThumbprint,
   compactDecrypt,
   compactVerify,
+  decodeJwt,
   decodeProtectedHeader,
   errors as joseErrors,
   exportJWK,
@@ -194,6 +195,15 @@ export function readHeader(token: string, code: ErrorCode): Record<string, unkno
     return decodeProtectedHeader(token) as Record<string, unknown>;
   } catch {
     throw new KessaiError(code, 'malformed protected header');
+  }
+}
+
+/** The payload of a compact JWS, without verifying anything (for a token this server itself stored). */
+export function readJwsPayload(token: string, code: ErrorCode): unknown {
+  try {
+    return decodeJwt(token);
+  } catch {
+    throw new KessaiError(code, 'malformed payload');
   }
 }
 
