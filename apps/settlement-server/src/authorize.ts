@@ -123,7 +123,8 @@ async function storedDecision(tx: Queryable, rid: string, nonce: string): Promis
      limit 1`,
     [rid, nonce],
   );
-  // A repeat: the token was signed by an earlier call (perhaps under a key since retired) and stored; read back, not re-verified.
+  // A repeat: the token was signed by an earlier call (perhaps under a key since retired) and stored; read back, not
+  // re-verified.
   return row && { jws: row.jws, payload: authorizationPayload.parse(readJwsPayload(row.jws, 'internal_error')) };
 }
 

@@ -9,8 +9,11 @@ import type { FastifyRequest } from 'fastify';
 import type { SettlementConfig } from './config.ts';
 
 /** An onRequest hook for every /internal route, whichever module registers it. */
-export function internalCallerCheck(config: Pick<SettlementConfig, 'brokerCertificates'>): (request: FastifyRequest) => Promise<void> {
-  const pinnedBroker = config.brokerCertificates ? requirePinnedClientCertificate(config.brokerCertificates) : undefined;
+export function internalCallerCheck(
+  config: Pick<SettlementConfig, 'brokerCertificates'>,
+): (request: FastifyRequest) => Promise<void> {
+  const pinned = config.brokerCertificates;
+  const pinnedBroker = pinned ? requirePinnedClientCertificate(pinned) : undefined;
   return async (request) => {
     if (!request.routeOptions.url?.startsWith('/internal/')) return;
     await requireClientCertificate(request);

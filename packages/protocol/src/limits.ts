@@ -26,7 +26,10 @@ export const limits = {
    * sums a business day of captures; far below ledgerBalanceMax.
    */
   ledgerAmountMax: 1_000_000_000_000_000_000n,
-  /** Largest value of a ledger balance column, and of its pending and posted together: PostgreSQL bigint (2^63 − 1); past it the rules answer overflows_*. */
+  /**
+   * Largest value of a ledger balance column, and of its pending and posted together: PostgreSQL bigint (2^63 − 1);
+   * past it the rules answer overflows_*.
+   */
   ledgerBalanceMax: 9_223_372_036_854_775_807n,
   /** Payment requests live this long unless the merchant asks for less. */
   paymentRequestTtlMsDefault: 15 * 60 * 1000,
@@ -345,12 +348,18 @@ export const limits = {
   apiKeyOverlapSecondsDefault: 24 * 60 * 60,
   apiKeyOverlapSecondsMax: 7 * 24 * 60 * 60,
   merchantApiKeysMax: 3,
-  /** The authentication server keeps an issuer's metadata this long before fetching it again (apps/auth-server/src/issuers.ts), and reads at most this many keys from an issuer's JWKS. */
+  /**
+   * The authentication server keeps an issuer's metadata this long before fetching it again (apps/auth-
+   * server/src/issuers.ts), and reads at most this many keys from an issuer's JWKS.
+   */
   issuerMetadataTtlMs: 5 * 60 * 1000,
   issuerJwksKeysMax: 20,
   /** How long a browser may cache a preflight answer for the wallet's origins (Access-Control-Max-Age). */
   preflightMaxAgeSeconds: 600,
-  /** Development TLS (packages/service/src/tls.ts): the CA's and a leaf's validity, renewal of anything expiring within devCertRenewBeforeMs, notBefore backdated so small clock differences do not matter. */
+  /**
+   * Development TLS (packages/service/src/tls.ts): the CA's and a leaf's validity, renewal of anything expiring within
+   * devCertRenewBeforeMs, notBefore backdated so small clock differences do not matter.
+   */
   devCaValidityMs: 10 * 365 * 24 * 60 * 60 * 1000,
   devLeafValidityMs: 365 * 24 * 60 * 60 * 1000,
   devCertRenewBeforeMs: 30 * 24 * 60 * 60 * 1000,
@@ -358,11 +367,17 @@ export const limits = {
   /** The LISTEN connection's reconnect back-off: first wait, doubling up to the max. */
   dbListenReconnectMsFirst: 100,
   dbListenReconnectMsMax: 5_000,
-  /** Ports handed to another process (packages/service/src/ports.ts): below the kernel's ephemeral range, tried at most this many times. */
+  /**
+   * Ports handed to another process (packages/service/src/ports.ts): below the kernel's ephemeral range, tried at most
+   * this many times.
+   */
   handedPortMin: 20_000,
   handedPortMax: 32_767,
   handedPortAttemptsMax: 50,
-  /** `kessai serve` configuration files: the most a tuning key may ask for (pool size, in-flight per work class, credentials per card). */
+  /**
+   * `kessai serve` configuration files: the most a tuning key may ask for (pool size, in-flight per work class,
+   * credentials per card).
+   */
   configPoolSizeMax: 1_000,
   configInFlightMax: 100_000,
   configCredentialsPerCardMax: 1_000_000,
@@ -382,41 +397,54 @@ export type Limits = typeof limits;
  * that breaks it stops every server and test at start instead of misbehaving under load.
  */
 export const limitRelations: ReadonlyArray<readonly [string, (l: Limits) => boolean]> = [
-  ['amountMinorMax ≤ ledgerAmountMax < ledgerBalanceMax', (l) => l.amountMinorMax <= l.ledgerAmountMax && l.ledgerAmountMax < l.ledgerBalanceMax],
+  ['amountMinorMax ≤ ledgerAmountMax < ledgerBalanceMax',
+    (l) => l.amountMinorMax <= l.ledgerAmountMax && l.ledgerAmountMax < l.ledgerBalanceMax],
   ['paymentRequestTtlMsMin ≤ paymentRequestTtlMsDefault ≤ paymentRequestTtlMsMax',
-    (l) => l.paymentRequestTtlMsMin <= l.paymentRequestTtlMsDefault && l.paymentRequestTtlMsDefault <= l.paymentRequestTtlMsMax],
+    (l) => l.paymentRequestTtlMsMin <= l.paymentRequestTtlMsDefault
+      && l.paymentRequestTtlMsDefault <= l.paymentRequestTtlMsMax],
   ['holdTimeoutSecondsMin ≤ holdTimeoutSecondsDefault ≤ holdTimeoutSecondsMax',
-    (l) => l.holdTimeoutSecondsMin <= l.holdTimeoutSecondsDefault && l.holdTimeoutSecondsDefault <= l.holdTimeoutSecondsMax],
+    (l) => l.holdTimeoutSecondsMin <= l.holdTimeoutSecondsDefault
+      && l.holdTimeoutSecondsDefault <= l.holdTimeoutSecondsMax],
   ['authorizationDeadlineMs < upstreamTimeoutMs < walletApproveTimeoutMs',
     (l) => l.authorizationDeadlineMs < l.upstreamTimeoutMs && l.upstreamTimeoutMs < l.walletApproveTimeoutMs],
-  ['dbStatementTimeoutMs < dbQueryTimeoutMs < upstreamTimeoutMs', (l) => l.dbStatementTimeoutMs < l.dbQueryTimeoutMs && l.dbQueryTimeoutMs < l.upstreamTimeoutMs],
+  ['dbStatementTimeoutMs < dbQueryTimeoutMs < upstreamTimeoutMs',
+    (l) => l.dbStatementTimeoutMs < l.dbQueryTimeoutMs && l.dbQueryTimeoutMs < l.upstreamTimeoutMs],
   ['dbConnectTimeoutMs < upstreamTimeoutMs', (l) => l.dbConnectTimeoutMs < l.upstreamTimeoutMs],
   ['connectionIdleMsMax > sseHeartbeatMs, upstreamTimeoutMs and keepAliveTimeoutMs',
     (l) => l.connectionIdleMsMax > Math.max(l.sseHeartbeatMs, l.upstreamTimeoutMs, l.keepAliveTimeoutMs)],
   ['requestTimeoutCheckMs < requestTimeoutMs', (l) => l.requestTimeoutCheckMs < l.requestTimeoutMs],
   ['webhookTimeoutMs < webhookLeaseMs', (l) => l.webhookTimeoutMs < l.webhookLeaseMs],
-  ['webhookAttemptsMax = webhookRetryDelaysMs.length + 1', (l) => l.webhookAttemptsMax === l.webhookRetryDelaysMs.length + 1],
-  ['webhookRetryDelaysMs never shrink', (l) => l.webhookRetryDelaysMs.every((d, i) => i === 0 || d >= l.webhookRetryDelaysMs[i - 1]!)],
+  ['webhookAttemptsMax = webhookRetryDelaysMs.length + 1',
+    (l) => l.webhookAttemptsMax === l.webhookRetryDelaysMs.length + 1],
+  ['webhookRetryDelaysMs never shrink',
+    (l) => l.webhookRetryDelaysMs.every((d, i) => i === 0 || d >= l.webhookRetryDelaysMs[i - 1]!)],
   ['upstreamTimeoutMs + drainReadinessDelayMs < drainTimeoutMs < 30 s (Kubernetes grace period)',
     (l) => l.upstreamTimeoutMs + l.drainReadinessDelayMs < l.drainTimeoutMs && l.drainTimeoutMs < 30_000],
   ['inDoubtFirstCheckMs ≤ inDoubtRetryMsMax', (l) => l.inDoubtFirstCheckMs <= l.inDoubtRetryMsMax],
-  ['inDoubtClaimMs ≥ 2 × upstreamTimeoutMs (an inquiry and a reversal)', (l) => l.inDoubtClaimMs >= 2 * l.upstreamTimeoutMs],
+  ['inDoubtClaimMs ≥ 2 × upstreamTimeoutMs (an inquiry and a reversal)',
+    (l) => l.inDoubtClaimMs >= 2 * l.upstreamTimeoutMs],
   ['idempotencyLeaseMs < idempotencyKeyTtlMs', (l) => l.idempotencyLeaseMs < l.idempotencyKeyTtlMs],
-  ['shop reconciler within convergenceMs', (l) => l.shopReconcileAfterMs + l.shopReconcileIntervalMs + l.shopWorkerIntervalMsDefault < l.convergenceMs],
+  ['shop reconciler within convergenceMs',
+    (l) => l.shopReconcileAfterMs + l.shopReconcileIntervalMs + l.shopWorkerIntervalMsDefault < l.convergenceMs],
   ['walletOutcomePollMs < walletOutcomeWaitMs', (l) => l.walletOutcomePollMs < l.walletOutcomeWaitMs],
   ['holdSyncFirstCheckMs ≤ holdSyncRetryMs', (l) => l.holdSyncFirstCheckMs <= l.holdSyncRetryMs],
   ['pinAttemptsMax ≤ pinFailuresWindowMax', (l) => l.pinAttemptsMax <= l.pinFailuresWindowMax],
-  ['recoveryAttemptsMax ≤ recoveryAttemptsPerCredentialMax', (l) => l.recoveryAttemptsMax <= l.recoveryAttemptsPerCredentialMax],
+  ['recoveryAttemptsMax ≤ recoveryAttemptsPerCredentialMax',
+    (l) => l.recoveryAttemptsMax <= l.recoveryAttemptsPerCredentialMax],
   ['ledgerBatchSizeMax ≤ ledgerQueueDepthMax', (l) => l.ledgerBatchSizeMax <= l.ledgerQueueDepthMax],
   ['accountsImportRowsMax ≤ accountsImportFileRowsMax', (l) => l.accountsImportRowsMax <= l.accountsImportFileRowsMax],
   ['backupPbes2Iterations ≤ backupPbes2IterationsMax', (l) => l.backupPbes2Iterations <= l.backupPbes2IterationsMax],
-  ['apiKeyOverlapSecondsDefault ≤ apiKeyOverlapSecondsMax', (l) => l.apiKeyOverlapSecondsDefault <= l.apiKeyOverlapSecondsMax],
+  ['apiKeyOverlapSecondsDefault ≤ apiKeyOverlapSecondsMax',
+    (l) => l.apiKeyOverlapSecondsDefault <= l.apiKeyOverlapSecondsMax],
   ['sseStreamsPerCredentialMax ≤ sseStreamsMax', (l) => l.sseStreamsPerCredentialMax <= l.sseStreamsMax],
   ['dbListenReconnectMsFirst ≤ dbListenReconnectMsMax ≤ dbListenHeartbeatMs',
     (l) => l.dbListenReconnectMsFirst <= l.dbListenReconnectMsMax && l.dbListenReconnectMsMax <= l.dbListenHeartbeatMs],
-  ['devCertRenewBeforeMs < devLeafValidityMs < devCaValidityMs', (l) => l.devCertRenewBeforeMs < l.devLeafValidityMs && l.devLeafValidityMs < l.devCaValidityMs],
-  ['handedPortMin < handedPortMax < 32 768 (the ephemeral range)', (l) => l.handedPortMin < l.handedPortMax && l.handedPortMax < 32_768],
-  ['holderNameLengthMax and orderIdLengthMax ≤ stringLengthMax', (l) => Math.max(l.holderNameLengthMax, l.orderIdLengthMax) <= l.stringLengthMax],
+  ['devCertRenewBeforeMs < devLeafValidityMs < devCaValidityMs',
+    (l) => l.devCertRenewBeforeMs < l.devLeafValidityMs && l.devLeafValidityMs < l.devCaValidityMs],
+  ['handedPortMin < handedPortMax < 32 768 (the ephemeral range)',
+    (l) => l.handedPortMin < l.handedPortMax && l.handedPortMax < 32_768],
+  ['holderNameLengthMax and orderIdLengthMax ≤ stringLengthMax',
+    (l) => Math.max(l.holderNameLengthMax, l.orderIdLengthMax) <= l.stringLengthMax],
 ];
 
 /** The relations `l` breaks (none for the limits above). */

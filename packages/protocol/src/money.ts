@@ -17,9 +17,13 @@ export const currencyExponents = {
 
 export type Currency = keyof typeof currencyExponents;
 /** The accepted codes as a non-empty tuple (typed, so `z.enum(currencies)` infers `Currency`). */
-export const currencies = ['JPY', 'USD', 'EUR', 'GBP', 'KWD', 'BHD'] as const satisfies readonly [Currency, ...Currency[]];
+export const currencies = ['JPY', 'USD', 'EUR', 'GBP', 'KWD', 'BHD'] as const satisfies readonly [
+  Currency,
+  ...Currency[],
+];
 assert(
-  currencies.length === Object.keys(currencyExponents).length && currencies.every((c) => Object.hasOwn(currencyExponents, c)),
+  currencies.length === Object.keys(currencyExponents).length
+    && currencies.every((c) => Object.hasOwn(currencyExponents, c)),
   'currencies lists exactly the keys of currencyExponents',
 );
 

@@ -127,7 +127,8 @@ export function checkTransfer(state: LedgerState, t: TransferInput, nowMs: numbe
   assert(Number.isSafeInteger(nowMs) && nowMs >= 0, 'checkTransfer: nowMs is a non-negative integer');
   const result = checkTransferFields(state, t, nowMs);
   assert(transferResults.includes(result), `checkTransfer(${t.id}): a known result`);
-  assert(result !== 'ok' || (t.amount >= 0n && t.amount <= limits.ledgerAmountMax), `checkTransfer(${t.id}): ok only within the amount range`);
+  const inRange = t.amount >= 0n && t.amount <= limits.ledgerAmountMax;
+  assert(result !== 'ok' || inRange, `checkTransfer(${t.id}): ok only within the amount range`);
   return result;
 }
 
@@ -178,7 +179,8 @@ function existsFields(t: TransferInput, e: Transfer): TransferResult {
 function checkResolve(state: LedgerState, t: TransferInput, nowMs: number): TransferResult {
   assert(t.kind === 'post_pending' || t.kind === 'void_pending', `checkResolve(${t.id}): a post or a void`);
   const result = checkResolveFields(state, t, nowMs);
-  assert(result !== 'ok' || state.transfers.get(t.pendingId ?? '')?.state === 'pending', `checkResolve(${t.id}): ok only for a pending hold`);
+  const holdPending = state.transfers.get(t.pendingId ?? '')?.state === 'pending';
+  assert(result !== 'ok' || holdPending, `checkResolve(${t.id}): ok only for a pending hold`);
   return result;
 }
 
@@ -199,8 +201,9 @@ function checkResolveFields(state: LedgerState, t: TransferInput, nowMs: number)
   if (p.state === 'expired' || isDue(p, nowMs)) return 'pending_transfer_expired';
   if (t.kind === 'void_pending') return 'ok';
   // A post moves at most the held amount from pending to posted: only the posted columns can grow.
-  if (accountOf(state, p.debitAccountId).debitsPosted + t.amount > limits.ledgerBalanceMax) return 'overflows_debits_posted';
-  if (accountOf(state, p.creditAccountId).creditsPosted + t.amount > limits.ledgerBalanceMax) return 'overflows_credits_posted';
+  const max = limits.ledgerBalanceMax;
+  if (accountOf(state, p.debitAccountId).debitsPosted + t.amount > max) return 'overflows_debits_posted';
+  if (accountOf(state, p.creditAccountId).creditsPosted + t.amount > max) return 'overflows_credits_posted';
   return 'ok';
 }
 
@@ -208,7 +211,9 @@ function checkResolveFields(state: LedgerState, t: TransferInput, nowMs: number)
  * TigerBeetle's overflows_*: a column, or an account's pending and posted together, that would
  * pass ledgerBalanceMax (PostgreSQL bigint) with `amount` added to the `phase` columns.
  */
-function overflowResult(debit: Account, credit: Account, amount: bigint, phase: 'Pending' | 'Posted'): TransferResult | undefined {
+function overflowResult(
+  debit: Account, credit: Account, amount: bigint, phase: 'Pending' | 'Posted',
+): TransferResult | undefined {
   assert(amount >= 0n && amount <= limits.ledgerAmountMax, 'overflowResult: amount within range');
   assertColumns(debit);
   assertColumns(credit);
@@ -298,7 +303,7 @@ function move(state: LedgerState, accountId: string, column: Column, amount: big
   const account = accountOf(state, accountId);
   const next = account[column] + amount;
   assert(next >= 0n, `${accountId}.${column} stays non-negative`);
-  assert(next <= limits.ledgerBalanceMax, `${accountId}.${column} stays within ledgerBalanceMax (checked as overflows_*)`);
+  assert(next <= limits.ledgerBalanceMax, `${accountId}.${column} stays within ledgerBalanceMax (see overflows_*)`);
   state.accounts.set(accountId, { ...account, [column]: next });
 }
 

@@ -165,9 +165,18 @@ export async function expirePendingTransfers(tx: Queryable, now: Date, limit: nu
 }
 
 /** Sums of debits and credits, pending and posted, per currency over all accounts: the invariant is debits = credits. */
-type LedgerTotal = { currency: string; debits_pending: bigint; credits_pending: bigint; debits_posted: bigint; credits_posted: bigint };
+interface LedgerTotal {
+  currency: string;
+  debits_pending: bigint;
+  credits_pending: bigint;
+  debits_posted: bigint;
+  credits_posted: bigint;
+}
 
-/** Per currency, each column summed over every account: numeric in SQL, since a sum over many accounts may pass 64 bits. */
+/**
+ * Per currency, each column summed over every account: numeric in SQL, since a sum over many accounts may pass 64
+ * bits.
+ */
 export async function ledgerTotals(db: Queryable): Promise<LedgerTotal[]> {
   const rows = await db.query<Record<keyof LedgerTotal, string>>(
     `select currency, sum(debits_pending)::text as debits_pending, sum(credits_pending)::text as credits_pending,

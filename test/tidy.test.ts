@@ -1,0 +1,62 @@
+/**
+ * The tidy check, in the spirit of TigerBeetle's tidy.zig: the house rules of STYLE.md and issue 16
+ * over every source file (apps, packages, web, bench, scripts; not the tests), read with the
+ * TypeScript parser (test/support/tidy-scan.ts). Functions ≤ 70 lines; ≤ 5 positional parameters
+ * (an options object beyond); lines ≤ 120 columns; no `node:*` import in packages/protocol (it runs
+ * in the browser); `jose` only in packages/protocol and packages/sdk; no app or package imports
+ * @kessai/cli; no SQL in a `routes/` folder (SQL lives in store and query modules); every numeric
+ * limit in packages/protocol/src/limits.ts. What broke a rule before the check is listed, with its
+ * reason and count, in test/tidy-exceptions.ts — the one list.
+ */
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { countByRuleAndFile, scanTree, tidyRoot, type TidyRule, type Violation } from './support/tidy-scan.ts';
+import { tidyExceptions } from './tidy-exceptions.ts';
+
+const violations = scanTree();
+const counts = countByRuleAndFile(violations);
+const allowed = new Map(tidyExceptions.map((e) => [`${e.rule} ${e.file}`, e.count]));
+
+/** The violations of `rule` beyond what the exceptions list allows, per file. */
+function beyondExceptions(rule: TidyRule): Array<{ file: string; found: number; allowed: number; what: string[] }> {
+  const files = [...new Set(violations.filter((v) => v.rule === rule).map((v) => v.file))];
+  return files
+    .map((file) => ({ file, found: counts.get(`${rule} ${file}`) ?? 0, allowed: allowed.get(`${rule} ${file}`) ?? 0 }))
+    .filter((f) => f.found > f.allowed)
+    .map((f) => ({ ...f, what: violations.filter((v: Violation) => v.rule === rule && v.file === f.file).map((v) => v.what) }));
+}
+
+const rules: Array<[TidyRule, string]> = [
+  ['function-lines', 'functions are at most 70 lines'],
+  ['positional-parameters', 'functions take at most 5 positional parameters'],
+  ['line-width', 'lines are at most 120 columns'],
+  ['node-import-in-protocol', 'packages/protocol imports no node:* module'],
+  ['jose-import', 'only packages/protocol and packages/sdk import jose'],
+  ['cli-import', 'no app or package imports @kessai/cli'],
+  ['sql-in-routes', 'no SQL in a routes/ folder'],
+  ['numeric-limit-outside-limits', 'every numeric limit is in packages/protocol/src/limits.ts'],
+];
+
+describe('tidy', () => {
+  it.each(rules)('%s: %s (beyond the exceptions list)', (rule) => {
+    expect(beyondExceptions(rule)).toEqual([]);
+  });
+
+  it('the exceptions list names files that exist, each once per rule, with a reason and a positive count', () => {
+    const keys = tidyExceptions.map((e) => `${e.rule} ${e.file}`);
+    expect(keys.filter((k, i) => keys.indexOf(k) !== i)).toEqual([]);
+    for (const e of tidyExceptions) {
+      expect(existsSync(path.join(tidyRoot, e.file)), e.file).toBe(true);
+      expect(e.count, e.file).toBeGreaterThan(0);
+      expect(e.reason.length, e.file).toBeGreaterThan(10);
+    }
+  });
+
+  it('the scanner finds what it looks for (so an empty result means something)', () => {
+    expect(counts.size).toBeGreaterThan(0);
+    for (const rule of ['function-lines', 'positional-parameters', 'line-width', 'sql-in-routes'] as const) {
+      expect(violations.some((v) => v.rule === rule), rule).toBe(true);
+    }
+  });
+});
