@@ -73,146 +73,233 @@ function roleDb(source: DbSource | undefined, dataDir: string, role: string): Db
   return source ?? { dataDir: path.join(dataDir, role, 'db') };
 }
 
-export async function startSystem(options: SystemOptions) {
-  const host = options.host ?? '127.0.0.1';
-  const issuers = options.issuers ?? demoIssuers;
-  const dataDir = path.resolve(options.dataDir);
-  const url = (port: number) => `https://${host === '0.0.0.0' ? '127.0.0.1' : host}:${port}`;
-  const pki: DevPki = await loadOrCreateDevPki(path.join(dataDir, 'pki'), [
-    { name: 'auth-server', dnsNames: ['localhost'], ipAddresses: ['127.0.0.1', '::1'], usages: ['server', 'client'] },
-    { name: 'settlement-server', dnsNames: ['localhost'], ipAddresses: ['127.0.0.1', '::1'], usages: ['server'] },
-    { name: 'shop', dnsNames: ['localhost'], ipAddresses: ['127.0.0.1', '::1'], usages: ['server'] },
-    { name: 'wallet', dnsNames: ['localhost'], ipAddresses: ['127.0.0.1', '::1'], usages: ['server'] },
-  ]);
-  const tlsOf = (name: string) => {
-    const leaf = pki.leaves[name];
-    if (!leaf) throw new Error(`no certificate for ${name}`);
-    return { keyPem: leaf.keyPem, certPem: leaf.certPem, caCertPem: pki.caCertPem };
-  };
-  const loggers: Logger[] = [];
-  const logger = (name: string) => {
-    const created = createLogger({ name, file: path.join(dataDir, 'logs', `${name}.log`), stdout: options.stdoutLogs ?? false });
-    loggers.push(created);
-    return created;
-  };
-  // Each role its own operator token (DESIGN.md §1): the bank's operator holds one the broker does not.
-  const operatorTokens = {
+type Role = Parameters<NonNullable<SystemOptions['beforeListen']>>[0];
+
+/** What every role's start shares: the options, the folders, the development PKI, loggers, operator tokens, ports. */
+interface SystemContext {
+  options: SystemOptions;
+  host: string;
+  dataDir: string;
+  pki: DevPki;
+  operatorTokens: Awaited<ReturnType<typeof operatorTokensOf>>;
+  reserved: Awaited<ReturnType<typeof reservePorts>>;
+  loggers: Logger[];
+  closers: Array<() => Promise<void>>;
+  tuning: { rateLimits?: RateLimitConfig; serverTimeouts?: Partial<ServerTimeouts> };
+}
+
+const devLeaf = (name: string, usages: Array<'server' | 'client'>) => ({
+  name, dnsNames: ['localhost'], ipAddresses: ['127.0.0.1', '::1'], usages,
+});
+
+function urlOf(ctx: Pick<SystemContext, 'host'>, port: number): string {
+  return `https://${ctx.host === '0.0.0.0' ? '127.0.0.1' : ctx.host}:${port}`;
+}
+
+function tlsOf(ctx: Pick<SystemContext, 'pki'>, name: string) {
+  const leaf = ctx.pki.leaves[name];
+  if (!leaf) throw new Error(`no certificate for ${name}`);
+  return { keyPem: leaf.keyPem, certPem: leaf.certPem, caCertPem: ctx.pki.caCertPem };
+}
+
+function loggerOf(ctx: SystemContext, name: string): Logger {
+  const file = path.join(ctx.dataDir, 'logs', `${name}.log`);
+  const created = createLogger({ name, file, stdout: ctx.options.stdoutLogs ?? false });
+  ctx.loggers.push(created);
+  return created;
+}
+
+function listenOf(ctx: SystemContext, role: Role, reservation: PortReservation) {
+  const beforeListen = (app: { addHook: KessaiApp['addHook'] }) => ctx.options.beforeListen?.(role, app);
+  const { port } = reservation;
+  return { host: ctx.host, port, reservation, publicBaseUrl: urlOf(ctx, port), beforeListen };
+}
+
+/** Each role its own operator token: the bank's operator holds one the broker does not. */
+async function operatorTokensOf(dataDir: string, issuers: readonly DemoIssuer[]) {
+  const tokenOf = async (i: DemoIssuer) => [i.id, await loadOrCreateOperatorToken(dataDir, `settlement-${i.id}`)] as const;
+  const perIssuer = await Promise.all(issuers.map(tokenOf));
+  return {
     auth: await loadOrCreateOperatorToken(dataDir, 'auth'),
     shop: await loadOrCreateOperatorToken(dataDir, 'shop'),
-    issuers: Object.fromEntries(await Promise.all(issuers.map(async (i) => [i.id, await loadOrCreateOperatorToken(dataDir, `settlement-${i.id}`)] as const))) as Record<string, string>,
+    issuers: Object.fromEntries(perIssuer) as Record<string, string>,
   };
-  const closers: Array<() => Promise<void>> = [];
+}
 
-  const reserved = {
-    auth: await reservePort(host, options.ports?.auth),
-    shop: await reservePort(host, options.ports?.shop),
-    wallet: await reservePort(host, options.ports?.wallet),
-    issuers: Object.fromEntries(await Promise.all(issuers.map(async (i) => [i.id, await reservePort(host, options.ports?.issuers[i.id])] as const))),
+async function reservePorts(host: string, ports: SystemOptions['ports'], issuers: readonly DemoIssuer[]) {
+  const portOf = async (i: DemoIssuer) => [i.id, await reservePort(host, ports?.issuers[i.id])] as const;
+  const perIssuer = await Promise.all(issuers.map(portOf));
+  return {
+    auth: await reservePort(host, ports?.auth),
+    shop: await reservePort(host, ports?.shop),
+    wallet: await reservePort(host, ports?.wallet),
+    issuers: Object.fromEntries(perIssuer),
   };
-  const releaseAll = () => Promise.all([reserved.auth, reserved.shop, reserved.wallet, ...Object.values(reserved.issuers)].map((r) => r.release()));
-  const ports = { auth: reserved.auth.port, shop: reserved.shop.port, wallet: reserved.wallet.port, issuers: Object.fromEntries(Object.entries(reserved.issuers).map(([id, r]) => [id, r.port])) };
+}
+
+/**
+ * Settlement servers (role 40), one per issuer, each with the demo cards imported through the bank
+ * operator's own import.
+ */
+async function startSettlements(ctx: SystemContext, issuers: readonly DemoIssuer[], merchant: MerchantSecrets) {
+  const { options, dataDir } = ctx;
+  const settlements = [];
+  for (const issuer of issuers) {
+    const role = `settlement-${issuer.id}` as const;
+    const served = await serveSettlement({
+      listen: listenOf(ctx, role, ctx.reserved.issuers[issuer.id]!),
+      database: roleDb(options.databases?.issuers?.[issuer.id], dataDir, role),
+      keysDir: path.join(dataDir, role, 'keys'),
+      issuerId: issuer.id,
+      name: issuer.name,
+      conversionMode: issuer.conversionMode,
+      cipher2: issuer.cipher2,
+      logger: loggerOf(ctx, role),
+      // The demo merchant is onboarded at every demo bank, under the name payers are shown.
+      merchants: [{ id: merchant.merchantId, name: demoMerchantName }],
+      ...(options.credentialsPerCardMax !== undefined ? { credentialsPerCardMax: options.credentialsPerCardMax } : {}),
+      ...(options.holdTimeoutSeconds !== undefined ? { holdTimeoutSeconds: options.holdTimeoutSeconds } : {}),
+      ...(options.expiryIntervalMs !== undefined ? { expiryIntervalMs: options.expiryIntervalMs } : {}),
+      ...(options.settlement ? { settlement: options.settlement } : {}),
+      tls: tlsOf(ctx, 'settlement-server'),
+      // Only the authentication server's certificate may call /internal (docs/threat-model.md).
+      brokerCertificates: [certificateFingerprint(tlsOf(ctx, 'auth-server').certPem)],
+      operatorToken: ctx.operatorTokens.issuers[issuer.id]!,
+      ...ctx.tuning,
+      ...(options.loadShedding?.settlement ? { loadShedding: options.loadShedding.settlement } : {}),
+    });
+    ctx.closers.push(served.close);
+    // A second start finds the demo cards unchanged; `kessai serve` imports none.
+    const imported = await importDemoCards(served.parts.db, served.parts.config.cardKeys, issuer.cards);
+    if (imported > 0) served.parts.config.logger.info({ cards: imported }, 'demo cards imported');
+    settlements.push({ issuer, config: served.parts.config, app: served.app, url: served.url });
+  }
+  return settlements;
+}
+
+type Settlements = Awaited<ReturnType<typeof startSettlements>>;
+
+/** The authentication server (role 30), with the directory the scheme operator (played here) signs. */
+async function startAuth(
+  ctx: SystemContext, settlements: Settlements, merchant: MerchantSecrets, directory: DirectorySigner,
+) {
+  const { options, reserved } = ctx;
+  const authTls = tlsOf(ctx, 'auth-server');
+  const walletUrl = urlOf(ctx, reserved.wallet.port);
+  const webhookUrl = `${urlOf(ctx, reserved.shop.port)}/webhooks/kessai`;
+  const served = await serveAuth({
+    listen: listenOf(ctx, 'auth-server', reserved.auth),
+    database: roleDb(options.databases?.auth, ctx.dataDir, 'auth'),
+    keysDir: path.join(ctx.dataDir, 'auth', 'keys'),
+    logger: loggerOf(ctx, 'auth-server'),
+    issuers: settlements.map((s) => ({ id: s.issuer.id, baseUrl: s.url, cardPrefixes: s.issuer.cardPrefixes })),
+    merchants: [{
+      id: merchant.merchantId, name: demoMerchantName, apiKey: merchant.apiKey, webhookSecret: merchant.webhookSecret, webhookUrl,
+    }],
+    directory: () => directory.current(),
+    walletOrigins: [walletUrl],
+    walletUrl: `${walletUrl}/wallet/`,
+    tls: authTls,
+    clientTls: { certPem: authTls.certPem, keyPem: authTls.keyPem },
+    ...(options.workerIntervalMs ? { workerIntervalMs: options.workerIntervalMs } : {}),
+    ...(options.authorizationDeadlineMs ? { authorizationDeadlineMs: options.authorizationDeadlineMs } : {}),
+    ...(options.sseHeartbeatMs ? { sseHeartbeatMs: options.sseHeartbeatMs } : {}),
+    operatorToken: ctx.operatorTokens.auth,
+    ...ctx.tuning,
+    ...(options.loadShedding?.auth ? { loadShedding: options.loadShedding.auth } : {}),
+  });
+  ctx.closers.push(served.close);
+  return served.parts;
+}
+
+/** The shop (role 50). */
+async function startShop(ctx: SystemContext, settlements: Settlements, merchant: MerchantSecrets) {
+  const { options } = ctx;
+  const served = await serveShop({
+    listen: listenOf(ctx, 'shop', ctx.reserved.shop),
+    database: roleDb(options.databases?.shop, ctx.dataDir, 'shop'),
+    logger: loggerOf(ctx, 'shop'),
+    merchantApiKey: merchant.apiKey,
+    authBaseUrl: urlOf(ctx, ctx.reserved.auth.port),
+    caCertPem: ctx.pki.caCertPem,
+    webhookSecrets: [merchant.webhookSecret, ...(merchant.previousWebhookSecrets ?? [])],
+    issuers: Object.fromEntries(settlements.map((s) => [s.issuer.id, `${s.url}/.well-known/jwks.json`])),
+    autoCapture: true,
+    tls: tlsOf(ctx, 'shop'),
+    operatorToken: ctx.operatorTokens.shop,
+    ...ctx.tuning,
+    ...(options.loadShedding?.shop ? { loadShedding: options.loadShedding.shop } : {}),
+  });
+  ctx.closers.push(served.close);
+  return served.parts;
+}
+
+/** The browser wallet's own origin (role 10 in the browser): its pages and the directory key built in. */
+async function startWalletHost(ctx: SystemContext, directoryKey: Awaited<ReturnType<typeof loadOrCreateDirectoryKey>>) {
+  const served = await serveWalletHost({
+    listen: listenOf(ctx, 'wallet', ctx.reserved.wallet),
+    logger: loggerOf(ctx, 'wallet'),
+    tls: tlsOf(ctx, 'wallet'),
+    authBaseUrl: urlOf(ctx, ctx.reserved.auth.port),
+    directoryKey: directoryKey.publicJwk,
+    ...ctx.tuning,
+  });
+  ctx.closers.push(served.close);
+  return served.app;
+}
+
+async function systemContext(options: SystemOptions, issuers: readonly DemoIssuer[]): Promise<SystemContext> {
+  const host = options.host ?? '127.0.0.1';
+  const dataDir = path.resolve(options.dataDir);
+  const pki = await loadOrCreateDevPki(path.join(dataDir, 'pki'), [
+    devLeaf('auth-server', ['server', 'client']),
+    devLeaf('settlement-server', ['server']),
+    devLeaf('shop', ['server']),
+    devLeaf('wallet', ['server']),
+  ]);
+  const operatorTokens = await operatorTokensOf(dataDir, issuers);
+  const reserved = await reservePorts(host, options.ports, issuers);
+  const tuning = {
+    ...(options.rateLimits ? { rateLimits: options.rateLimits } : {}),
+    ...(options.serverTimeouts ? { serverTimeouts: options.serverTimeouts } : {}),
+  };
+  return { options, host, dataDir, pki, operatorTokens, reserved, loggers: [], closers: [], tuning };
+}
+
+/**
+ * Starts every role: the settlement servers first (the broker lists them), then the broker, the shop
+ * and the wallet's host.
+ */
+export async function startSystem(options: SystemOptions) {
+  const issuers = options.issuers ?? demoIssuers;
+  const ctx = await systemContext(options, issuers);
+  const { dataDir, reserved, closers } = ctx;
+  const reservations = [reserved.auth, reserved.shop, reserved.wallet, ...Object.values(reserved.issuers)];
+  const releaseAll = () => Promise.all(reservations.map((r) => r.release()));
   try {
     const merchant = await merchantSecrets(path.join(dataDir, 'shop'));
-    const listen = (role: Parameters<NonNullable<SystemOptions['beforeListen']>>[0], reservation: PortReservation) => ({ host, port: reservation.port, reservation, publicBaseUrl: url(reservation.port), beforeListen: (app: { addHook: KessaiApp['addHook'] }) => options.beforeListen?.(role, app) });
-    const tuning = { ...(options.rateLimits ? { rateLimits: options.rateLimits } : {}), ...(options.serverTimeouts ? { serverTimeouts: options.serverTimeouts } : {}) };
-    // Settlement servers (role 40), one per issuer.
-    const settlements = [];
-    for (const issuer of issuers) {
-      const served = await serveSettlement({
-        listen: listen(`settlement-${issuer.id}`, reserved.issuers[issuer.id]!),
-        database: roleDb(options.databases?.issuers?.[issuer.id], dataDir, `settlement-${issuer.id}`),
-        keysDir: path.join(dataDir, `settlement-${issuer.id}`, 'keys'),
-        issuerId: issuer.id,
-        name: issuer.name,
-        conversionMode: issuer.conversionMode,
-        cipher2: issuer.cipher2,
-        logger: logger(`settlement-${issuer.id}`),
-        // The demo merchant is onboarded at every demo bank, under the name payers are shown.
-        merchants: [{ id: merchant.merchantId, name: demoMerchantName }],
-        ...(options.credentialsPerCardMax !== undefined ? { credentialsPerCardMax: options.credentialsPerCardMax } : {}),
-        ...(options.holdTimeoutSeconds !== undefined ? { holdTimeoutSeconds: options.holdTimeoutSeconds } : {}),
-        ...(options.expiryIntervalMs !== undefined ? { expiryIntervalMs: options.expiryIntervalMs } : {}),
-        ...(options.settlement ? { settlement: options.settlement } : {}),
-        tls: tlsOf('settlement-server'),
-        // Only the authentication server's certificate may call /internal (docs/threat-model.md).
-        brokerCertificates: [certificateFingerprint(tlsOf('auth-server').certPem)],
-        operatorToken: operatorTokens.issuers[issuer.id]!,
-        ...tuning,
-        ...(options.loadShedding?.settlement ? { loadShedding: options.loadShedding.settlement } : {}),
-      });
-      closers.push(served.close);
-      // The demo cards through the bank operator's own import (a second start finds them unchanged); `kessai serve` imports none.
-      const imported = await importDemoCards(served.parts.db, served.parts.config.cardKeys, issuer.cards);
-      if (imported > 0) served.parts.config.logger.info({ cards: imported }, 'demo cards imported');
-      settlements.push({ issuer, config: served.parts.config, app: served.app, url: served.url });
-    }
-
+    const settlements = await startSettlements(ctx, issuers, merchant);
     // The directory (the scheme operator's role, played here): signed from the issuers' current keys.
     const directoryKey = await loadOrCreateDirectoryKey(dataDir);
-    const directory = new DirectorySigner(directoryKey, settlements.map((s) => ({ issuer: s.issuer, keys: s.config.keys })));
-
-    // Authentication server (role 30).
-    const authTls = tlsOf('auth-server');
-    const authServed = await serveAuth({
-      listen: listen('auth-server', reserved.auth),
-      database: roleDb(options.databases?.auth, dataDir, 'auth'),
-      keysDir: path.join(dataDir, 'auth', 'keys'),
-      logger: logger('auth-server'),
-      issuers: settlements.map((s) => ({ id: s.issuer.id, baseUrl: s.url, cardPrefixes: s.issuer.cardPrefixes })),
-      merchants: [{ id: merchant.merchantId, name: demoMerchantName, apiKey: merchant.apiKey, webhookSecret: merchant.webhookSecret, webhookUrl: `${url(ports.shop)}/webhooks/kessai` }],
-      directory: () => directory.current(),
-      walletOrigins: [url(ports.wallet)],
-      walletUrl: `${url(ports.wallet)}/wallet/`,
-      tls: authTls,
-      clientTls: { certPem: authTls.certPem, keyPem: authTls.keyPem },
-      ...(options.workerIntervalMs ? { workerIntervalMs: options.workerIntervalMs } : {}),
-      ...(options.authorizationDeadlineMs ? { authorizationDeadlineMs: options.authorizationDeadlineMs } : {}),
-      ...(options.sseHeartbeatMs ? { sseHeartbeatMs: options.sseHeartbeatMs } : {}),
-      operatorToken: operatorTokens.auth,
-      ...tuning,
-      ...(options.loadShedding?.auth ? { loadShedding: options.loadShedding.auth } : {}),
-    });
-    closers.push(authServed.close);
-    const { db: authDb, ...auth } = authServed.parts;
-
-    // The shop (role 50).
-    const shopServed = await serveShop({
-      listen: listen('shop', reserved.shop),
-      database: roleDb(options.databases?.shop, dataDir, 'shop'),
-      logger: logger('shop'),
-      merchantApiKey: merchant.apiKey,
-      authBaseUrl: url(ports.auth),
-      caCertPem: pki.caCertPem,
-      webhookSecrets: [merchant.webhookSecret, ...(merchant.previousWebhookSecrets ?? [])],
-      issuers: Object.fromEntries(settlements.map((s) => [s.issuer.id, `${s.url}/.well-known/jwks.json`])),
-      autoCapture: true,
-      tls: tlsOf('shop'),
-      operatorToken: operatorTokens.shop,
-      ...tuning,
-      ...(options.loadShedding?.shop ? { loadShedding: options.loadShedding.shop } : {}),
-    });
-    closers.push(shopServed.close);
-    const { db: shopDb, ...shop } = shopServed.parts;
-
-    // The browser wallet's own origin (role 10 in the browser): its pages and the directory key built in.
-    const walletServed = await serveWalletHost({ listen: listen('wallet', reserved.wallet), logger: logger('wallet'), tls: tlsOf('wallet'), authBaseUrl: url(ports.auth), directoryKey: directoryKey.publicJwk, ...tuning });
-    closers.push(walletServed.close);
-    const walletHost = walletServed.app;
-
+    const signed = settlements.map((s) => ({ issuer: s.issuer, keys: s.config.keys }));
+    const directory = new DirectorySigner(directoryKey, signed);
+    const { db: authDb, ...auth } = await startAuth(ctx, settlements, merchant, directory);
+    const { db: shopDb, ...shop } = await startShop(ctx, settlements, merchant);
+    const walletHost = await startWalletHost(ctx, directoryKey);
     const close = async () => {
       for (const closer of closers.reverse()) await closer().catch(() => undefined);
-      for (const l of loggers) l.flush?.();
+      for (const l of ctx.loggers) l.flush?.();
     };
     return {
       dataDir,
-      pki,
-      operatorTokens,
+      pki: ctx.pki,
+      operatorTokens: ctx.operatorTokens,
       merchant,
       directoryKey,
-      auth: { ...auth, db: authDb, url: url(ports.auth) },
+      auth: { ...auth, db: authDb, url: urlOf(ctx, reserved.auth.port) },
       settlements,
-      shop: { ...shop, db: shopDb, url: url(ports.shop) },
-      wallet: { app: walletHost, url: url(ports.wallet) },
+      shop: { ...shop, db: shopDb, url: urlOf(ctx, reserved.shop.port) },
+      wallet: { app: walletHost, url: urlOf(ctx, reserved.wallet.port) },
       logFiles: { auth: path.join(dataDir, 'logs', 'auth-server.log'), shop: path.join(dataDir, 'logs', 'shop.log') },
       close,
     };

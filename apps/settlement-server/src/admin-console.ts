@@ -8,7 +8,7 @@ import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { limits } from '@kessai/protocol';
-import { requireOperator } from '@kessai/service';
+import { requireOperator, consolePage, consolePageOf, decimalString, isoOrNull } from '@kessai/service';
 import type { SettlementConfig } from './config.ts';
 
 const amount = z.string().regex(/^-?\d+$/);
@@ -75,16 +75,11 @@ const refundView = z.strictObject({
 
 const volumeBucket = z.strictObject({ bucket_start: timestamp, currency: z.string(), captured: amount, captures: z.number().int() });
 
-/** A list answer: at most `limit` items, newest first, and whether older ones were left out. */
-const page = <T extends z.ZodType>(item: T) => z.strictObject({ items: z.array(item), limit: z.number().int(), has_more: z.boolean() });
-
-const iso = (value: Date | string | null): string | null => (value === null ? null : new Date(value).toISOString());
-const decimal = (value: bigint | string | number): string => BigInt(value).toString();
-
-/** One more row than asked tells whether there are more. */
-function pageOf<Row, View>(rows: Row[], limit: number, view: (row: Row) => View) {
-  return { items: rows.slice(0, limit).map(view), limit, has_more: rows.length > limit };
-}
+// The consoles' shared list helpers (packages/service/src/console-pages.ts).
+const page = consolePage;
+const pageOf = consolePageOf;
+const iso = isoOrNull;
+const decimal = decimalString;
 
 interface AccountRow {
   id: string;
