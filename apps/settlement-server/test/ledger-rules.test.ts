@@ -3,8 +3,10 @@
  * plus the two-phase balances: a post moves only what it posts and releases the rest; a void and
  * an expiry release everything; debits equal credits after every step.
  */
-import { limits } from '@kessai/protocol';
+import { AssertionError, limits } from '@kessai/protocol';
+import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
+import ts from 'typescript';
 import { describe, expect, it } from 'vitest';
 import {
   applyTransfer, available, checkTransfer, expirePending, imbalance, transferResults, type Account, type LedgerState, type TransferInput,
@@ -119,5 +121,28 @@ describe('ledger rules: properties (fast-check)', () => {
       const result = checkTransfer(state, { id: 'xfer_o', kind: 'single', debitAccountId: 'acct_Q', creditAccountId: 'acct_G', amount: n, currency: 'GBP' }, t0);
       expect(result).toBe(n > 5n ? 'overflows_debits_posted' : 'ok');
     }));
+  });
+});
+
+describe('ledger rules: assertions (TIGER_STYLE)', () => {
+  it('every function of rules.ts asserts at least two conditions (assert, or assertColumns over an account)', () => {
+    const file = new URL('../src/ledger/rules.ts', import.meta.url);
+    const sf = ts.createSourceFile('rules.ts', readFileSync(file, 'utf8'), ts.ScriptTarget.Latest, true);
+    const counts = sf.statements.filter(ts.isFunctionDeclaration).map((fn) => {
+      const body = fn.body!.getText(sf);
+      const asserts = (body.match(/\bassert\(/g) ?? []).length + (body.match(/\bassertColumns\(/g) ?? []).length;
+      return [fn.name!.text, asserts] as const;
+    });
+    expect(counts.length).toBeGreaterThan(10);
+    // assertColumns is the assertion itself: one assert over each of four columns.
+    expect(counts.filter(([name, n]) => name !== 'assertColumns' && n < 2)).toEqual([]);
+  });
+
+  it('a broken invariant throws AssertionError naming ids only: a balance column driven negative', () => {
+    const state = fixture();
+    const account = state.accounts.get('acct_A')!;
+    state.accounts.set('acct_A', { ...account, debitsPosted: -1n });
+    expect(() => available(state.accounts.get('acct_A')!)).toThrow(AssertionError);
+    expect(() => available(state.accounts.get('acct_A')!)).toThrow('acct_A.debitsPosted within [0, ledgerBalanceMax]');
   });
 });

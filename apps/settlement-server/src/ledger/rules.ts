@@ -53,7 +53,8 @@ export const transferResults = [
 
 export type TransferResult = (typeof transferResults)[number];
 
-export type TransferKind = 'single' | 'pending' | 'post_pending' | 'void_pending';
+export const transferKinds = ['single', 'pending', 'post_pending', 'void_pending'] as const;
+export type TransferKind = (typeof transferKinds)[number];
 export type PendingState = 'pending' | 'posted' | 'voided' | 'expired';
 
 export interface Account {
@@ -133,6 +134,7 @@ export function checkTransfer(state: LedgerState, t: TransferInput, nowMs: numbe
 }
 
 function checkTransferFields(state: LedgerState, t: TransferInput, nowMs: number): TransferResult {
+  assert(transferKinds.includes(t.kind), `checkTransfer(${t.id}): a known kind`);
   if (t.id === '') return 'id_must_not_be_empty';
   if (t.amount < 0n) return 'amount_must_not_be_negative';
   if (t.amount > limits.ledgerAmountMax) return 'amount_exceeds_maximum';
@@ -165,6 +167,8 @@ function existsResult(t: TransferInput, e: Transfer): TransferResult {
 }
 
 function existsFields(t: TransferInput, e: Transfer): TransferResult {
+  assert(transferKinds.includes(e.kind), `existsResult(${e.id}): a stored transfer of a known kind`);
+  assert(e.amount >= 0n, `existsResult(${e.id}): a stored transfer has a non-negative amount`);
   if (t.kind !== e.kind) return 'exists_with_different_kind';
   if ((t.pendingId ?? null) !== e.pendingId) return 'exists_with_different_pending_id';
   if ((t.timeoutSeconds ?? 0) !== e.timeoutSeconds) return 'exists_with_different_timeout';
@@ -185,6 +189,8 @@ function checkResolve(state: LedgerState, t: TransferInput, nowMs: number): Tran
 }
 
 function checkResolveFields(state: LedgerState, t: TransferInput, nowMs: number): TransferResult {
+  assert(t.amount >= 0n, `checkResolve(${t.id}): a non-negative amount`);
+  assert(!state.transfers.has(t.id), `checkResolve(${t.id}): a new id (a repeat is answered exists…)`);
   if ((t.timeoutSeconds ?? 0) !== 0) return 'timeout_reserved_for_pending_transfer';
   if (t.pendingId === undefined || t.pendingId === '') return 'pending_id_must_not_be_empty';
   if (t.pendingId === t.id) return 'pending_id_must_be_different';
@@ -252,6 +258,9 @@ export function applyTransfer(state: LedgerState, t: TransferInput, nowMs: numbe
 }
 
 function applyChecked(state: LedgerState, t: TransferInput, nowMs: number): void {
+  assert(t.amount >= 0n && t.amount <= limits.ledgerAmountMax, `applyTransfer(${t.id}): amount within range`);
+  const resolving = t.kind === 'post_pending' || t.kind === 'void_pending';
+  assert(!resolving || t.pendingId !== undefined, `applyTransfer(${t.id}): a post or void names its hold`);
   if (t.kind === 'single' || t.kind === 'pending') {
     const phase = t.kind === 'pending' ? 'Pending' : 'Posted';
     const timeoutSeconds = t.timeoutSeconds ?? 0;
