@@ -32,6 +32,13 @@ describe('ledger rules: one row per result code', () => {
     expect(resultCases.map((c) => c.result)).toEqual([...transferResults]);
   });
 
+  it('docs/ledger.md lists the result codes in transferResults order', () => {
+    const doc = readFileSync(new URL('../../../docs/ledger.md', import.meta.url), 'utf8');
+    const section = doc.slice(doc.indexOf('## Result codes'), doc.indexOf('\n## ', doc.indexOf('## Result codes') + 1));
+    const listed = [...section.matchAll(/^\d+\. `([a-z_]+)`/gm)].map((m) => m[1]);
+    expect(listed).toEqual([...transferResults]);
+  });
+
   it.each(resultCases)('$result: $name', ({ result, setup = [], transfer, atSeconds = 0 }) => {
     const state = fixture();
     for (const t of setup) expect(applyTransfer(state, t, t0)).toBe('ok');
