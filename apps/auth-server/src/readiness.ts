@@ -2,8 +2,7 @@
  * The broker's own readiness checks (/readyz, packages/service/src/operations.ts), beside the
  * database: its keys, the signed issuer directory it relays, and the issuers' published keys.
  */
-import { decodeJwt } from 'jose';
-import { directoryPayload, limits } from '@kessai/protocol';
+import { directoryPayload, limits, readJwsPayload } from '@kessai/protocol';
 import { keysReadiness, type ReadinessCheck } from '@kessai/service';
 import type { AuthContext } from './context.ts';
 
@@ -18,7 +17,7 @@ export function brokerReadinessChecks(context: AuthContext): ReadinessCheck[] {
       // (The signature is the wallets' to check: the broker holds no directory key.)
       name: 'directory',
       check: async () => {
-        const payload = directoryPayload.parse(decodeJwt(await config.directory()));
+        const payload = directoryPayload.parse(readJwsPayload(await config.directory(), 'internal_error'));
         if (payload.iat * 1000 > Date.now() + limits.clockSkewMs) throw new Error('the directory is dated in the future');
         const listed = new Set(payload.issuers.map((issuer) => issuer.id));
         const missing = config.issuers.filter((route) => !listed.has(route.id));

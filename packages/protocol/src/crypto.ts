@@ -198,6 +198,11 @@ export function readHeader(token: string, code: ErrorCode): Record<string, unkno
   }
 }
 
+/** A terminal's device public key (ES256 JWK) as a CryptoKey, to verify what the device signed. */
+export async function importDevicePublicKey(jwk: JWK): Promise<CryptoKey> {
+  return (await importJWK(jwk, 'ES256')) as CryptoKey;
+}
+
 /** The payload of a compact JWS, without verifying anything (for a token this server itself stored). */
 export function readJwsPayload(token: string, code: ErrorCode): unknown {
   try {
