@@ -30,7 +30,7 @@ export const en = {
     products: 'Products',
     loading: 'Loading the catalogue…',
     addToCart: 'Add to cart',
-    addLabel: (name: string) => `Add ${name} to the cart`,
+    addLabel: (name: string) => `Add to cart: ${name}`,
     cart: 'Cart',
     cartEmpty: 'The cart is empty.',
     cartCaption: 'Items in the cart',

@@ -27,7 +27,7 @@ export const ja: Messages = {
     products: '商品',
     loading: '商品一覧を読み込み中…',
     addToCart: 'カートに入れる',
-    addLabel: (name) => `${name}をカートに入れる`,
+    addLabel: (name) => `カートに入れる: ${name}`,
     cart: 'カート',
     cartEmpty: 'カートは空です。',
     cartCaption: 'カートの商品',
