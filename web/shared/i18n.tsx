@@ -18,6 +18,14 @@ const intlLocale: Record<Locale, string> = { en: 'en-GB', ja: 'ja-JP' };
 /** Where the switch remembers the choice. */
 export const localeStorageKey = 'kessai.lang';
 
+/**
+ * The text of a code (an order status, a decline reason) from a catalogue's table, or undefined for
+ * a code the table does not know (a newer server may send one).
+ */
+export function textOf(table: Readonly<Record<string, string>>, code: string): string | undefined {
+  return Object.hasOwn(table, code) ? table[code] : undefined;
+}
+
 /** The first of the browser's languages that the pages speak ("ja-JP" → ja), else English. */
 export function pickLocale(languages: readonly string[]): Locale {
   for (const tag of languages) {

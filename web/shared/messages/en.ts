@@ -70,7 +70,7 @@ export const en = {
       voided: 'Voided',
       refunded: 'Refunded',
       partially_refunded: 'Partly refunded',
-    } as Record<string, string>,
+    },
   },
   wallet: {
     title: 'Kessai wallet',
@@ -87,14 +87,14 @@ export const en = {
       credential_limit_reached: 'this card has the most devices your bank allows: revoke one first',
       card_expired: 'the card has expired',
       payer_declined: 'you declined it',
-    } as Record<string, string>,
+    },
     statuses: {
       approved: 'approved',
       captured: 'captured',
       pending: 'pending',
       authorizing: 'authorizing',
       declined: 'declined',
-    } as Record<string, string>,
+    },
     enroll: {
       title: 'Enroll a card',
       intro:

@@ -9,7 +9,7 @@ import '../../shared/ui.css';
 import { api, describeError } from '../../shared/api.ts';
 import { FooterRow, LineItems } from '../../shared/line-items.tsx';
 import { mount } from '../../shared/mount.tsx';
-import { LanguageSwitch, useI18n, useTitle } from '../../shared/i18n.tsx';
+import { LanguageSwitch, textOf, useI18n, useTitle } from '../../shared/i18n.tsx';
 import type { Order } from '../types.ts';
 
 /** The tone of each order status; its text is in the message catalogue (order.statuses). */
@@ -34,7 +34,7 @@ function qrDataUrl(text: string): string {
 function OrderPage({ id }: { id: string }) {
   const { t, time } = useI18n();
   useTitle(t.order.title);
-  const statusText = (status: string) => t.order.statuses[status] ?? status;
+  const statusText = (status: string) => textOf(t.order.statuses, status) ?? status;
   const [order, setOrder] = useState<Order | null>(null);
   const [error, setError] = useState<string | null>(null);
   const [history, setHistory] = useState<Array<{ status: string; at: string }>>([]);

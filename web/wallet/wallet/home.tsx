@@ -4,7 +4,7 @@
  */
 import { useCallback, useEffect, useRef, useState, type FormEvent } from 'react';
 import { describeError } from '../../shared/api.ts';
-import { useI18n } from '../../shared/i18n.tsx';
+import { textOf, useI18n } from '../../shared/i18n.tsx';
 import { safeDisplay } from '../../../packages/protocol/src/display.ts';
 import type { TerminalRequestPayload } from '../../../packages/protocol/src/messages.ts';
 import { Confirm } from './confirm.tsx';
@@ -21,7 +21,7 @@ function statusTone(status: string): 'ok' | 'bad' | 'wait' {
 export function Wallet({ record, onRecord, onRemoved }: { record: WalletRecord; onRecord: (record: WalletRecord) => void; onRemoved: () => void }) {
   const { t: all, money, dateTime } = useI18n();
   const t = all.wallet.home;
-  const reason = (code: string | null) => (code ? (all.wallet.declineReasons[code] ?? code.replace(/_/g, ' ')) : '');
+  const reason = (code: string | null) => (code ? (textOf(all.wallet.declineReasons, code) ?? code.replace(/_/g, ' ')) : '');
   const terminal = useRef(new Terminal(record, onRecord)).current;
   const [hostAuthUrl, setHostAuthUrl] = useState<string | null>(null);
   useEffect(() => {
@@ -180,7 +180,7 @@ export function Wallet({ record, onRecord, onRemoved }: { record: WalletRecord; 
                       <td>{safeDisplay(entry.merchant)}</td>
                       <td className="num">{money(entry.amount_minor, entry.currency)}</td>
                       <td>
-                        <span className={`status ${statusTone(entry.status)}`}>{all.wallet.statuses[entry.status] ?? entry.status}</span> {entry.decline_code && <span className="muted">{reason(entry.decline_code)}</span>}
+                        <span className={`status ${statusTone(entry.status)}`}>{textOf(all.wallet.statuses, entry.status) ?? entry.status}</span> {entry.decline_code && <span className="muted">{reason(entry.decline_code)}</span>}
                       </td>
                     </tr>
                   ))}
