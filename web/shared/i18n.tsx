@@ -9,31 +9,15 @@ import { createContext, useContext, useEffect, useState, type ReactNode } from '
 import { money } from './format.ts';
 import { en, type Messages } from './messages/en.ts';
 import { ja } from './messages/ja.ts';
+import { locales, pickLocale, type Locale } from './locale.ts';
 
-export type Locale = 'en' | 'ja';
-export const locales: readonly Locale[] = ['en', 'ja'];
+export { pickLocale, textOf, type Locale } from './locale.ts';
+
 const catalogues: Record<Locale, Messages> = { en, ja };
 /** The Intl locale of each language (amounts, dates). */
 const intlLocale: Record<Locale, string> = { en: 'en-GB', ja: 'ja-JP' };
 /** Where the switch remembers the choice. */
 export const localeStorageKey = 'kessai.lang';
-
-/**
- * The text of a code (an order status, a decline reason) from a catalogue's table, or undefined for
- * a code the table does not know (a newer server may send one).
- */
-export function textOf(table: Readonly<Record<string, string>>, code: string): string | undefined {
-  return Object.hasOwn(table, code) ? table[code] : undefined;
-}
-
-/** The first of the browser's languages that the pages speak ("ja-JP" → ja), else English. */
-export function pickLocale(languages: readonly string[]): Locale {
-  for (const tag of languages) {
-    const base = tag.toLowerCase().split('-')[0];
-    if (base === 'ja' || base === 'en') return base;
-  }
-  return 'en';
-}
 
 function initialLocale(): Locale {
   try {
