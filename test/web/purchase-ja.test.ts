@@ -58,6 +58,9 @@ describe.skipIf(skipWithoutChromium)('the purchase in Japanese in Chromium', () 
     await shopPage.goto(`${system.shop.url}/store/`);
     await shopPage.getByRole('heading', { name: '商品' }).waitFor();
     expect(await lang(shopPage)).toBe('ja');
+    // Chromium formats the decimal string exactly: yen without decimals, dinar with three.
+    expect(await shopPage.locator('[data-product="sencha-100g"] .price').textContent()).toBe('￥1,200');
+    expect(await shopPage.locator('[data-product="uji-gyokuro-kwd"] .price').textContent()).toBe('KWD\u00a012.345');
     for (let i = 0; i < 2; i++) {
       await shopPage.getByRole('button', { name: 'カートに入れる: Sencha, 100 g' }).click();
       await shopPage.getByRole('button', { name: 'カートに入れる: Sencha, 100 g' }).and(shopPage.locator(':enabled')).waitFor();
