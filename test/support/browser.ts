@@ -37,7 +37,13 @@ export interface TestBrowser {
  * A fresh Chromium with an empty profile. The servers' certificates come from the development CA,
  * which this profile does not know: certificate errors are ignored for this test browser only.
  */
-export async function launchBrowser(options: { viewport?: { width: number; height: number }; locale?: string } = {}): Promise<TestBrowser> {
+export interface LaunchOptions {
+  viewport?: { width: number; height: number };
+  /** The browser's language (navigator.languages, Accept-Language); en-GB unless given. */
+  locale?: string;
+}
+
+export async function launchBrowser(options: LaunchOptions = {}): Promise<TestBrowser> {
   const profile = await mkdtemp(path.join(tmpdir(), 'kessai-chromium-'));
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: chromiumPath,
@@ -45,7 +51,6 @@ export async function launchBrowser(options: { viewport?: { width: number; heigh
     ignoreHTTPSErrors: true,
     viewport: options.viewport ?? { width: 1100, height: 900 },
     acceptDownloads: true,
-    // The browser's language (navigator.languages, Accept-Language): 'ja-JP' for the Japanese test.
     locale: options.locale ?? 'en-GB',
   });
   return {
@@ -76,12 +81,18 @@ export async function expectAccessible(page: Page, where: string): Promise<void>
   const loaded = await page.evaluate('typeof window.axe === "object"');
   if (!loaded) await page.evaluate(axeSource);
   const violations = (await page.evaluate(
-    'window.axe.run(document).then((r) => r.violations.map((v) => ({ id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.map((n) => ({ target: n.target })) })))',
+    `window.axe.run(document).then((result) => result.violations.map((v) =>
+      ({ id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.map((n) => ({ target: n.target })) })))`,
   )) as AxeViolation[];
   const serious = violations
     .filter((violation) => violation.impact === 'serious' || violation.impact === 'critical')
-    .map((violation) => `${violation.impact} ${violation.id}: ${violation.help} at ${violation.nodes.map((node) => JSON.stringify(node.target)).join(', ')}`);
-  if (serious.length > 0) throw new Error(`axe-core finds serious accessibility violations on ${where}:\n${serious.join('\n')}`);
+    .map((violation) => {
+      const targets = violation.nodes.map((node) => JSON.stringify(node.target)).join(', ');
+      return `${violation.impact} ${violation.id}: ${violation.help} at ${targets}`;
+    });
+  if (serious.length > 0) {
+    throw new Error(`axe-core finds serious accessibility violations on ${where}:\n${serious.join('\n')}`);
+  }
 }
 
 /**

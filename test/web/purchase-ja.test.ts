@@ -6,7 +6,13 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Page } from 'playwright-core';
-import { ensureWebBuilt, launchBrowser, screenshot, skipWithoutChromium, type TestBrowser } from '../support/browser.ts';
+import {
+  ensureWebBuilt,
+  launchBrowser,
+  screenshot,
+  skipWithoutChromium,
+  type TestBrowser,
+} from '../support/browser.ts';
 import { demoCard, startTestSystem, type TestSystem } from '../support/system.ts';
 
 const card = demoCard('4242424242424242');
@@ -51,7 +57,9 @@ describe.skipIf(skipWithoutChromium)('the purchase in Japanese in Chromium', () 
     await walletPage.getByRole('button', { name: '書き留めました' }).click();
     const credentialId = (await walletPage.getByTestId('credential-id').textContent()) ?? '';
     expect(credentialId).toMatch(/^cred_/);
-    await expect.poll(() => walletPage.getByTestId('stream-state').textContent(), { timeout: 15_000 }).toBe('接続済み: 支払い要求は届きしだいここに表示されます。');
+    await expect
+      .poll(() => walletPage.getByTestId('stream-state').textContent(), { timeout: 15_000 })
+      .toBe('接続済み: 支払い要求は届きしだいここに表示されます。');
 
     // The storefront in Japanese: two Sencha, sent to the wallet.
     const shopPage = await browser.newPage();
@@ -62,8 +70,9 @@ describe.skipIf(skipWithoutChromium)('the purchase in Japanese in Chromium', () 
     expect(await shopPage.locator('[data-product="sencha-100g"] .price').textContent()).toBe('￥1,200');
     expect(await shopPage.locator('[data-product="uji-gyokuro-kwd"] .price').textContent()).toBe('KWD\u00a012.345');
     for (let i = 0; i < 2; i++) {
-      await shopPage.getByRole('button', { name: 'カートに入れる: Sencha, 100 g' }).click();
-      await shopPage.getByRole('button', { name: 'カートに入れる: Sencha, 100 g' }).and(shopPage.locator(':enabled')).waitFor();
+      const add = shopPage.getByRole('button', { name: 'カートに入れる: Sencha, 100 g' });
+      await add.click();
+      await add.and(shopPage.locator(':enabled')).waitFor();
     }
     await expect.poll(() => shopPage.getByTestId('cart-total').textContent()).toBe('￥2,400');
     await shopPage.getByLabel('自分のウォレットに送る').check();
@@ -87,8 +96,9 @@ describe.skipIf(skipWithoutChromium)('the purchase in Japanese in Chromium', () 
     await walletPage.getByLabel('PIN', { exact: true }).fill(card.pin);
     await screenshot(walletPage, 'ja-wallet-2-confirm');
     await walletPage.getByRole('button', { name: '￥2,400 を支払う' }).click();
-    await expect.poll(() => walletPage.getByTestId('payment-result').getAttribute('data-status'), { timeout: 30_000 }).toBe('approved');
-    expect(await walletPage.getByTestId('payment-result').textContent()).toBe('Kessai Tea Houseに ￥2,400 を支払いました。');
+    const result = walletPage.getByTestId('payment-result');
+    await expect.poll(() => result.getAttribute('data-status'), { timeout: 30_000 }).toBe('approved');
+    expect(await result.textContent()).toBe('Kessai Tea Houseに ￥2,400 を支払いました。');
     await screenshot(walletPage, 'ja-wallet-3-paid');
 
     // The order page follows, in Japanese.

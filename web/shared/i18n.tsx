@@ -89,7 +89,13 @@ export function LanguageSwitch() {
   return (
     <div className="lang-switch" role="group" aria-label={t.languageSwitch}>
       {locales.map((option) => (
-        <button key={option} type="button" lang={option} aria-pressed={option === locale} onClick={() => setLocale(option)}>
+        <button
+          key={option}
+          type="button"
+          lang={option}
+          aria-pressed={option === locale}
+          onClick={() => setLocale(option)}
+        >
           {names[option]}
         </button>
       ))}

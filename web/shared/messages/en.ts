@@ -54,7 +54,9 @@ export const en = {
     authorization: 'authorization',
     history: 'What happened',
     pay: 'Pay',
-    scan: 'Scan the code with your phone, or open the link in your Kessai wallet. If you chose to send it to your wallet, it is waiting there.',
+    scan:
+      'Scan the code with your phone, or open the link in your Kessai wallet. If you chose to send it to ' +
+      'your wallet, it is waiting there.',
     qrAlt: (link: string) => `QR code of the payment link ${link}`,
     updates: 'This page updates by itself when the payment is approved or declined.',
     nothingToPay: 'Nothing more to pay for this order.',
@@ -78,7 +80,8 @@ export const en = {
     tagline: 'your terminal in the browser',
     storageFailed: (detail: string) => `This browser's storage cannot be read: ${detail}`,
     opening: 'Opening the wallet…',
-    requestWaiting: 'A payment request is waiting for you: enroll a card or import your wallet file, and it opens next.',
+    requestWaiting:
+      'A payment request is waiting for you: enroll a card or import your wallet file, and it opens next.',
     declineReasons: {
       pin_incorrect: 'the PIN is not correct',
       pin_locked: 'the card is locked after too many wrong PINs',
@@ -98,16 +101,21 @@ export const en = {
     enroll: {
       title: 'Enroll a card',
       intro:
-        'Your bank checks the card and the PIN and registers this browser. The PIN is encrypted here for your bank alone; the card details are too when your bank asks for it, otherwise they pass the authentication server once, to be sealed. This browser keeps only the sealed credential.',
+        'Your bank checks the card and the PIN and registers this browser. The PIN is encrypted here ' +
+        'for your bank alone; the card details are too when your bank asks for it, otherwise they pass ' +
+        'the authentication server once, to be sealed. This browser keeps only the sealed credential.',
       holder: 'Name on the card',
       card: 'Card number',
       cardHint: '12 to 19 digits; spaces are fine.',
       expiry: 'Expiry (MM/YY)',
       pin: 'PIN',
-      pinHint: 'Your bank checks it to confirm the card is yours. It is encrypted for your bank on this page; the authentication server cannot read it.',
+      pinHint:
+        'Your bank checks it to confirm the card is yours. It is encrypted for your bank on this page; ' +
+        'the authentication server cannot read it.',
       passphrase: 'Passphrase for wallet files',
       passphraseHint: (min: number) =>
-        `At least ${min} characters. It protects the device key in an exported wallet file; you need it to import the file elsewhere.`,
+        `At least ${min} characters. It protects the device key in an exported wallet file; you need it ` +
+        `to import the file elsewhere.`,
       confirm: 'Passphrase again',
       submit: 'Enroll',
       busy: 'Enrolling…',
@@ -130,7 +138,9 @@ export const en = {
     },
     import: {
       title: 'Import a wallet file',
-      intro: 'A wallet exported from another browser carries its credential here; you need the passphrase chosen at enrollment.',
+      intro:
+        'A wallet exported from another browser carries its credential here; you need the passphrase ' +
+        'chosen at enrollment.',
       chooseFile: 'Choose a wallet file.',
       wrongPassphrase: 'The passphrase does not open this wallet file.',
       file: 'Wallet file',
@@ -141,7 +151,8 @@ export const en = {
     recovery: {
       title: 'Enrolled. Write down your recovery code',
       intro:
-        "If you lose this browser and every wallet file, this code revokes the card's credential from any device. It is shown only now and is not stored here.",
+        "If you lose this browser and every wallet file, this code revokes the card's credential from " +
+        "any device. It is shown only now and is not stored here.",
       done: 'I have written it down',
     },
     confirm: {
@@ -149,14 +160,16 @@ export const en = {
       merchant: 'Merchant',
       verified: 'verified',
       signed: (order: string) =>
-        `This request is signed by the authentication server; the signature was checked before it was shown. Order ${order}.`,
+        `This request is signed by the authentication server; the signature was checked before it was ` +
+        `shown. Order ${order}.`,
       caption: 'Items to pay for',
       validUntil: (when: string) => `Valid until ${when}.`,
       totalsDisagree: 'The items do not add up to the total: do not approve this request.',
       pin: 'PIN',
       pinHint: "Your card's PIN (4 to 12 digits). Only your bank can read it.",
       pinFormat: 'The PIN is 4 to 12 digits.',
-      pinWrong: (left: number) => `The PIN is not correct. ${left} ${left === 1 ? 'try' : 'tries'} left before the card locks.`,
+      pinWrong: (left: number) =>
+        `The PIN is not correct. ${left} ${left === 1 ? 'try' : 'tries'} left before the card locks.`,
       pay: (amount: string) => `Pay ${amount}`,
       paying: 'Paying…',
       decline: 'Decline',
@@ -166,7 +179,8 @@ export const en = {
     home: {
       paid: (amount: string, merchant: string) => `Paid ${amount} to ${merchant}.`,
       unknown: (amount: string, merchant: string) =>
-        `Not known yet: the bank's answer for ${amount} to ${merchant} was lost; it is being checked. Do not pay again: the history shows the outcome.`,
+        `Not known yet: the bank's answer for ${amount} to ${merchant} was lost; it is being checked. ` +
+        `Do not pay again: the history shows the outcome.`,
       notPaid: (reason: string, merchant: string, amount: string) => `Not paid: ${reason} (${merchant}, ${amount}).`,
       requests: 'Payment requests',
       connected: 'Connected: payment requests appear here as they arrive.',
@@ -193,7 +207,9 @@ export const en = {
       bank: 'Bank',
       imported: 'Imported from a wallet file.',
       enrolled: 'Enrolled in this browser.',
-      keyNote: 'The device key cannot be read out of this browser; a wallet file carries it encrypted under your passphrase.',
+      keyNote:
+        'The device key cannot be read out of this browser; a wallet file carries it encrypted under your ' +
+        'passphrase.',
       otherServer: (enrolled: string, host: string) => `This wallet was enrolled with ${enrolled}, not ${host}.`,
       export: 'Export to a file',
       remove: 'Remove',
