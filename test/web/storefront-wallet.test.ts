@@ -37,8 +37,8 @@ async function shopAndCheckOut(page: Page, items: Array<[string, number]>, handl
   await page.goto(`${system.shop.url}/store/`);
   for (const [name, times] of items) {
     for (let i = 0; i < times; i++) {
-      await page.getByRole('button', { name: `Add ${name} to the cart` }).click();
-      await page.getByRole('button', { name: `Add ${name} to the cart` }).and(page.locator(':enabled')).waitFor();
+      await page.getByRole('button', { name: `Add to cart: ${name}` }).click();
+      await page.getByRole('button', { name: `Add to cart: ${name}` }).and(page.locator(':enabled')).waitFor();
     }
   }
   if (handle) {
@@ -187,7 +187,7 @@ describe.skipIf(skipWithoutChromium)('storefront and browser wallet in Chromium'
     );
     expect(orderId).toMatch(/^ord_/);
     await expect.poll(() => orderStatus(shopPage)).toBe('awaiting_payment');
-    expect(await shopPage.getByTestId('order-total').textContent()).toBe('JPY 8,900');
+    expect(await shopPage.getByTestId('order-total').textContent()).toBe('JPY\u00a08,900');
     await screenshot(shopPage, 'shop-3-order-awaiting-payment');
 
     // The wallet: the request arrives live; the confirmation shows the verified merchant, items, total.
@@ -197,10 +197,10 @@ describe.skipIf(skipWithoutChromium)('storefront and browser wallet in Chromium'
     expect(await walletPage.getByTestId('merchant-name').textContent()).toBe('Kessai Tea House');
     const rows = await walletPage.getByRole('table', { name: 'Items to pay for' }).locator('tbody tr').evaluateAll((trs) => trs.map((tr) => Array.from(tr.querySelectorAll('td'), (td) => td.textContent)));
     expect(rows).toEqual([
-      ['Sencha, 100 g', '2', 'JPY 1,200', 'JPY 2,400'],
-      ['Chawan', '1', 'JPY 6,500', 'JPY 6,500'],
+      ['Sencha, 100 g', '2', 'JPY\u00a01,200', 'JPY\u00a02,400'],
+      ['Chawan', '1', 'JPY\u00a06,500', 'JPY\u00a06,500'],
     ]);
-    expect(await walletPage.getByTestId('confirm-total').textContent()).toBe('JPY 8,900');
+    expect(await walletPage.getByTestId('confirm-total').textContent()).toBe('JPY\u00a08,900');
     await screenshot(walletPage, 'wallet-4-confirm');
     // Keyboard: type the PIN and press Enter.
     await walletPage.getByLabel('PIN', { exact: true }).focus();
@@ -208,8 +208,8 @@ describe.skipIf(skipWithoutChromium)('storefront and browser wallet in Chromium'
     await screenshot(walletPage, 'wallet-5-pin');
     await walletPage.keyboard.press('Enter');
     await expect.poll(() => walletPage.getByTestId('payment-result').getAttribute('data-status'), { timeout: 30_000 }).toBe('approved');
-    expect(await walletPage.getByTestId('payment-result').textContent()).toBe('Paid JPY 8,900 to Kessai Tea House.');
-    expect(await walletPage.getByTestId('history').textContent()).toContain('JPY 8,900');
+    expect(await walletPage.getByTestId('payment-result').textContent()).toBe('Paid JPY\u00a08,900 to Kessai Tea House.');
+    expect(await walletPage.getByTestId('history').textContent()).toContain('JPY\u00a08,900');
     await screenshot(walletPage, 'wallet-6-paid-history');
 
     // The order page follows by itself: approved, then captured (the shop captures at once).
@@ -240,7 +240,7 @@ describe.skipIf(skipWithoutChromium)('storefront and browser wallet in Chromium'
       await merchant.close();
     }
     await expect.poll(() => orderStatus(shopPage), { timeout: 20_000 }).toBe('refunded');
-    expect(await shopPage.textContent('main')).toMatch(/Refunded\s*JPY 8,900/);
+    expect(await shopPage.textContent('main')).toMatch(/Refunded\s*JPY\u00a08,900/);
     await screenshot(shopPage, 'shop-5-order-refunded');
   }, 180_000);
 
@@ -251,9 +251,9 @@ describe.skipIf(skipWithoutChromium)('storefront and browser wallet in Chromium'
     await shopPage.keyboard.press('Tab');
     expect(await shopPage.evaluate(() => document.activeElement?.textContent)).toBe('Skip to the cart');
     expect(await shopPage.evaluate(() => getComputedStyle(document.activeElement!).outlineStyle)).toBe('solid');
-    await shopPage.getByRole('button', { name: 'Add Matcha, 30 g to the cart' }).focus();
+    await shopPage.getByRole('button', { name: 'Add to cart: Matcha, 30 g' }).focus();
     await shopPage.keyboard.press('Enter');
-    await expect.poll(() => shopPage.getByTestId('cart-total').textContent()).toBe('JPY 2,800');
+    await expect.poll(() => shopPage.getByTestId('cart-total').textContent()).toBe('JPY\u00a02,800');
     await shopAndCheckOut(shopPage, [], undefined, 'shop-6-cart-checkout-by-link');
     await expect.poll(() => orderStatus(shopPage)).toBe('awaiting_payment');
     const link = (await shopPage.getByTestId('payment-link').textContent()) ?? '';
@@ -268,7 +268,7 @@ describe.skipIf(skipWithoutChromium)('storefront and browser wallet in Chromium'
     await linkPage.setViewportSize({ width: 390, height: 844 });
     await linkPage.getByRole('heading', { name: 'Confirm the payment' }).waitFor({ timeout: 15_000 });
     await screenshot(linkPage, 'wallet-7-confirm-from-link-phone');
-    expect(await linkPage.getByTestId('confirm-total').textContent()).toBe('JPY 2,800');
+    expect(await linkPage.getByTestId('confirm-total').textContent()).toBe('JPY\u00a02,800');
     await linkPage.getByLabel('PIN', { exact: true }).fill('12');
     await linkPage.getByRole('button', { name: /^Pay / }).click();
     expect(await linkPage.locator('#pin-error').textContent()).toBe('The PIN is 4 to 12 digits.');
@@ -326,7 +326,7 @@ describe.skipIf(skipWithoutChromium)('storefront and browser wallet in Chromium'
     await shopAndCheckOut(shopPage, [['Furoshiki', 1]], credentialId, 'shop-9-second-browser-checkout-declined');
     await importPage.bringToFront();
     await importPage.getByRole('button', { name: 'Review and pay' }).click({ timeout: 15_000 });
-    expect(await importPage.getByTestId('confirm-total').textContent()).toBe('JPY 1,800');
+    expect(await importPage.getByTestId('confirm-total').textContent()).toBe('JPY\u00a01,800');
     await importPage.getByRole('button', { name: 'Decline' }).click();
     await expect.poll(() => importPage.getByTestId('payment-result').textContent(), { timeout: 15_000 }).toContain('you declined it');
     await screenshot(importPage, 'wallet-11-declined-by-payer');
@@ -353,7 +353,7 @@ describe.skipIf(skipWithoutChromium)('storefront and browser wallet in Chromium'
     await shopAndCheckOut(shopPage, [['Tenugui', 3]], credentialId, 'shop-10-second-browser-checkout');
     await importPage.bringToFront();
     await importPage.getByRole('button', { name: 'Review and pay' }).click({ timeout: 15_000 });
-    expect(await importPage.getByTestId('confirm-total').textContent()).toBe('JPY 2,970');
+    expect(await importPage.getByTestId('confirm-total').textContent()).toBe('JPY\u00a02,970');
     await importPage.getByLabel('PIN', { exact: true }).fill(card.pin);
     await importPage.getByRole('button', { name: /^Pay / }).click();
     await expect.poll(() => importPage.getByTestId('payment-result').getAttribute('data-status'), { timeout: 30_000 }).toBe('approved');

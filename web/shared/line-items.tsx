@@ -6,7 +6,8 @@
  */
 import type { ReactNode } from 'react';
 import { safeDisplay } from '../../packages/protocol/src/display.ts';
-import { lineTotal, money } from './format.ts';
+import { lineTotal } from './format.ts';
+import { useI18n } from './i18n.tsx';
 
 export interface LineItem {
   description: string;
@@ -27,15 +28,18 @@ interface LineItemsProps {
 }
 
 export function LineItems(props: LineItemsProps) {
+  const { t, money } = useI18n();
   return (
     <table>
       <caption className="sr-only">{props.caption}</caption>
       <thead>
         <tr>
-          <th scope="col">Item</th>
-          <th scope="col" className="num" aria-label="Quantity">Qty</th>
-          <th scope="col" className="num">Price</th>
-          <th scope="col" className="num">Amount</th>
+          <th scope="col">{t.items.item}</th>
+          <th scope="col" className="num">
+            <abbr title={t.items.quantity}>{t.items.qty}</abbr>
+          </th>
+          <th scope="col" className="num">{t.items.price}</th>
+          <th scope="col" className="num">{t.items.amount}</th>
         </tr>
       </thead>
       <tbody>
@@ -49,7 +53,7 @@ export function LineItems(props: LineItemsProps) {
         ))}
       </tbody>
       <tfoot>
-        <FooterRow label="Total" amountMinor={props.totalMinor} currency={props.currency} testId={props.totalTestId} />
+        <FooterRow label={t.items.total} amountMinor={props.totalMinor} currency={props.currency} testId={props.totalTestId} />
         {props.children}
       </tfoot>
     </table>
@@ -58,6 +62,7 @@ export function LineItems(props: LineItemsProps) {
 
 /** One labelled amount under the items (Total, Captured, Refunded). */
 export function FooterRow(props: { label: string; amountMinor: string; currency: string; testId?: string }) {
+  const { money } = useI18n();
   return (
     <tr>
       <th scope="row" colSpan={3}>{props.label}</th>

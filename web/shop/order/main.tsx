@@ -9,18 +9,20 @@ import '../../shared/ui.css';
 import { api, describeError } from '../../shared/api.ts';
 import { FooterRow, LineItems } from '../../shared/line-items.tsx';
 import { mount } from '../../shared/mount.tsx';
+import { LanguageSwitch, textOf, useI18n, useTitle } from '../../shared/i18n.tsx';
 import type { Order } from '../types.ts';
 
-const labels: Record<string, { text: string; tone: 'ok' | 'bad' | 'wait' }> = {
-  awaiting_payment: { text: 'Waiting for payment', tone: 'wait' },
-  paid: { text: 'Approved', tone: 'ok' },
-  captured: { text: 'Approved and captured', tone: 'ok' },
-  declined: { text: 'Declined', tone: 'bad' },
-  cancelled: { text: 'Cancelled', tone: 'bad' },
-  expired: { text: 'Expired', tone: 'bad' },
-  voided: { text: 'Voided', tone: 'bad' },
-  refunded: { text: 'Refunded', tone: 'wait' },
-  partially_refunded: { text: 'Partly refunded', tone: 'ok' },
+/** The tone of each order status; its text is in the message catalogue (order.statuses). */
+const tones: Record<string, 'ok' | 'bad' | 'wait'> = {
+  awaiting_payment: 'wait',
+  paid: 'ok',
+  captured: 'ok',
+  declined: 'bad',
+  cancelled: 'bad',
+  expired: 'bad',
+  voided: 'bad',
+  refunded: 'wait',
+  partially_refunded: 'ok',
 };
 const settled = new Set(['captured', 'declined', 'cancelled', 'expired', 'voided', 'partially_refunded', 'refunded']);
 
@@ -30,6 +32,9 @@ function qrDataUrl(text: string): string {
 }
 
 function OrderPage({ id }: { id: string }) {
+  const { t, time } = useI18n();
+  useTitle(t.order.title);
+  const statusText = (status: string) => textOf(t.order.statuses, status) ?? status;
   const [order, setOrder] = useState<Order | null>(null);
   const [error, setError] = useState<string | null>(null);
   const [history, setHistory] = useState<Array<{ status: string; at: string }>>([]);
@@ -48,7 +53,7 @@ function OrderPage({ id }: { id: string }) {
         const key = `${next.status}:${next.refunded_minor}`;
         if (key !== last.current) {
           last.current = key;
-          setHistory((seen) => [...seen, { status: next.status, at: new Date().toLocaleTimeString() }]);
+          setHistory((seen) => [...seen, { status: next.status, at: new Date().toISOString() }]);
         }
         if (settled.has(next.status)) delay = 5000;
       } catch (err) {
@@ -65,15 +70,16 @@ function OrderPage({ id }: { id: string }) {
     };
   }, [id]);
 
-  const label = order ? (labels[order.status] ?? { text: order.status, tone: 'wait' as const }) : null;
+  const label = order ? { text: statusText(order.status), tone: tones[order.status] ?? 'wait' } : null;
   return (
     <>
       <header className="bar">
-        <h1>Kessai Tea House</h1>
-        <span className="sub">your order</span>
-        <nav aria-label="Shop">
-          <a href="../store/">Back to the shop</a>
+        <h1>{t.shopName}</h1>
+        <span className="sub">{t.order.tagline}</span>
+        <nav aria-label={t.store.navLabel}>
+          <a href="../store/">{t.order.back}</a>
         </nav>
+        <LanguageSwitch />
       </header>
       <main>
         {error && (
@@ -81,59 +87,59 @@ function OrderPage({ id }: { id: string }) {
             {error}
           </div>
         )}
-        {!order && !error && <p>Loading the order…</p>}
+        {!order && !error && <p>{t.order.loading}</p>}
         {order && label && (
           <div className="layout">
             <section className="card" aria-labelledby="order-title">
               <h2 id="order-title">
-                Order <span className="mono">{order.id}</span>
+                {t.order.order} <span className="mono">{order.id}</span>
               </h2>
               <p aria-live="polite" aria-atomic="true">
-                Status:{' '}
+                {t.order.status}{' '}
                 <span className={`status ${label.tone}`} data-testid="order-status" data-status={order.status}>
                   {label.text}
                 </span>
-                {order.decline_code && <span className="muted"> — reason: {order.decline_code.replace(/_/g, ' ')}</span>}
+                {order.decline_code && <span className="muted"> — {t.order.reason} {order.decline_code.replace(/_/g, ' ')}</span>}
               </p>
-              <LineItems caption="Items of the order" currency={order.currency} items={order.lines} totalMinor={order.amount_minor} totalTestId="order-total">
-                {order.captured_minor !== '0' && <FooterRow label="Captured" amountMinor={order.captured_minor} currency={order.currency} />}
-                {order.refunded_minor !== '0' && <FooterRow label="Refunded" amountMinor={order.refunded_minor} currency={order.currency} />}
+              <LineItems caption={t.order.caption} currency={order.currency} items={order.lines} totalMinor={order.amount_minor} totalTestId="order-total">
+                {order.captured_minor !== '0' && <FooterRow label={t.items.captured} amountMinor={order.captured_minor} currency={order.currency} />}
+                {order.refunded_minor !== '0' && <FooterRow label={t.items.refunded} amountMinor={order.refunded_minor} currency={order.currency} />}
               </LineItems>
               {order.payment_request_id && (
                 <p className="muted">
-                  Payment request <span className="mono" data-testid="payment-request-id">{order.payment_request_id}</span>
+                  {t.order.paymentRequest} <span className="mono" data-testid="payment-request-id">{order.payment_request_id}</span>
                   {order.authorization_id && (
                     <>
                       {' '}
-                      · authorization <span className="mono">{order.authorization_id}</span>
+                      · {t.order.authorization} <span className="mono">{order.authorization_id}</span>
                     </>
                   )}
                 </p>
               )}
-              <h3 style={{ marginTop: '1.25rem' }}>What happened</h3>
+              <h3 style={{ marginTop: '1.25rem' }}>{t.order.history}</h3>
               <ol data-testid="order-history">
                 {history.map((entry, index) => (
                   <li key={index}>
-                    {entry.at}: {labels[entry.status]?.text ?? entry.status}
+                    {time(new Date(entry.at))}: {statusText(entry.status)}
                   </li>
                 ))}
               </ol>
             </section>
             <aside className="card" aria-labelledby="pay-title">
-              <h2 id="pay-title">Pay</h2>
+              <h2 id="pay-title">{t.order.pay}</h2>
               {order.status === 'awaiting_payment' && order.payment_link ? (
                 <>
-                  <p>Scan the code with your phone, or open the link in your Kessai wallet. If you chose to send it to your wallet, it is waiting there.</p>
-                  <img className="qr" src={qrDataUrl(order.payment_link)} alt={`QR code of the payment link ${order.payment_link}`} data-testid="payment-qr" />
+                  <p>{t.order.scan}</p>
+                  <img className="qr" src={qrDataUrl(order.payment_link)} alt={t.order.qrAlt(order.payment_link)} data-testid="payment-qr" />
                   <p>
                     <a href={order.payment_link} className="mono" data-testid="payment-link">
                       {order.payment_link}
                     </a>
                   </p>
-                  <p className="muted">This page updates by itself when the payment is approved or declined.</p>
+                  <p className="muted">{t.order.updates}</p>
                 </>
               ) : (
-                <p>{settled.has(order.status) || order.status === 'paid' ? 'Nothing more to pay for this order.' : 'No payment link.'}</p>
+                <p>{settled.has(order.status) || order.status === 'paid' ? t.order.nothingToPay : t.order.noLink}</p>
               )}
             </aside>
           </div>
@@ -143,13 +149,14 @@ function OrderPage({ id }: { id: string }) {
   );
 }
 
-const id = new URLSearchParams(location.search).get('id') ?? '';
-mount(
-  /^ord_[0-9a-hjkmnp-tv-z]{26}$/.test(id) ? (
-    <OrderPage id={id} />
-  ) : (
+function MissingId() {
+  const { t } = useI18n();
+  return (
     <main>
-      <p role="alert">This page needs an order id (…/order/?id=ord_…).</p>
+      <p role="alert">{t.order.needsId}</p>
     </main>
-  ),
-);
+  );
+}
+
+const id = new URLSearchParams(location.search).get('id') ?? '';
+mount(/^ord_[0-9a-hjkmnp-tv-z]{26}$/.test(id) ? <OrderPage id={id} /> : <MissingId />, { i18n: true });

@@ -6,7 +6,7 @@
 import { useEffect, useState, type FormEvent } from 'react';
 import '../../shared/ui.css';
 import { api, describeError } from '../../shared/api.ts';
-import { money } from '../../shared/format.ts';
+import { LanguageSwitch, useI18n, useTitle } from '../../shared/i18n.tsx';
 import { mount } from '../../shared/mount.tsx';
 import { productPicture } from '../pictures.ts';
 import type { Cart, CheckoutResult, Product } from '../types.ts';
@@ -15,6 +15,8 @@ const cartKey = 'kessai.cart';
 const handlePattern = /^cred_[0-9a-hjkmnp-tv-z]{26}$/;
 
 function Store() {
+  const { t, money } = useI18n();
+  useTitle(t.store.title);
   const [products, setProducts] = useState<Product[] | null>(null);
   const [cart, setCart] = useState<Cart | null>(null);
   const [error, setError] = useState<string | null>(null);
@@ -27,7 +29,7 @@ function Store() {
   useEffect(() => {
     api<{ products: Product[] }>('GET', '/api/products').then(
       (list) => setProducts(list.products),
-      (err: unknown) => setError(`The catalogue cannot be loaded: ${describeError(err)}`),
+      (err: unknown) => setError(t.store.catalogueFailed(describeError(err))),
     );
     const saved = sessionStorage.getItem(cartKey);
     if (saved) {
@@ -49,7 +51,7 @@ function Store() {
       }
       const updated = await api<Cart>('POST', `/api/carts/${current.id}/items`, { body: { product_id: product.id, quantity: 1 } });
       setCart(updated);
-      setAnnounce(`${product.name} added. Cart total ${money(updated.total_minor, updated.currency ?? product.currency)}.`);
+      setAnnounce(t.store.added(product.name, money(updated.total_minor, updated.currency ?? product.currency)));
     } catch (err) {
       setError(describeError(err));
     } finally {
@@ -62,7 +64,7 @@ function Store() {
     if (!cart) return;
     const trimmed = handle.trim();
     if (mode === 'wallet' && !handlePattern.test(trimmed)) {
-      setHandleError('A wallet handle is the credential id the wallet shows: cred_ followed by 26 letters and digits.');
+      setHandleError(t.store.handleInvalid);
       return;
     }
     setHandleError(null);
@@ -73,7 +75,7 @@ function Store() {
       sessionStorage.removeItem(cartKey);
       location.assign(`../order/?id=${encodeURIComponent(result.order_id)}`);
     } catch (err) {
-      setError(`Checkout failed: ${describeError(err)}`);
+      setError(t.store.checkoutFailed(describeError(err)));
       setBusy(false);
     }
   }
@@ -81,13 +83,16 @@ function Store() {
   const count = cart?.items.reduce((sum, item) => sum + item.quantity, 0) ?? 0;
   return (
     <>
-      <a className="skip" href="#cart">Skip to the cart</a>
+      <a className="skip" href="#cart">
+        {t.store.skipToCart}
+      </a>
       <header className="bar">
-        <h1>Kessai Tea House</h1>
-        <span className="sub">a demonstration shop paid through Kessai</span>
-        <nav aria-label="Shop">
-          <a href="#cart">Cart ({count})</a>
+        <h1>{t.shopName}</h1>
+        <span className="sub">{t.store.tagline}</span>
+        <nav aria-label={t.store.navLabel}>
+          <a href="#cart">{t.store.cartLink(count)}</a>
         </nav>
+        <LanguageSwitch />
       </header>
       <main>
         <p className="sr-only" aria-live="polite">{announce}</p>
@@ -98,8 +103,8 @@ function Store() {
         )}
         <div className="layout">
           <section aria-labelledby="products-title">
-            <h2 id="products-title">Products</h2>
-            {!products && !error && <p>Loading the catalogue…</p>}
+            <h2 id="products-title">{t.store.products}</h2>
+            {!products && !error && <p>{t.store.loading}</p>}
             <ul className="grid" style={{ listStyle: 'none', padding: 0, margin: 0 }}>
               {products?.map((product) => (
                 <li key={product.id} className="product" data-product={product.id}>
@@ -109,8 +114,8 @@ function Store() {
                     <p>{product.description}</p>
                     <div className="row" style={{ marginTop: 'auto', justifyContent: 'space-between' }}>
                       <span className="price">{money(product.unit_price_minor, product.currency)}</span>
-                      <button type="button" disabled={busy} onClick={() => void add(product)} aria-label={`Add ${product.name} to the cart`}>
-                        Add to cart
+                      <button type="button" disabled={busy} onClick={() => void add(product)} aria-label={t.store.addLabel(product.name)}>
+                        {t.store.addToCart}
                       </button>
                     </div>
                   </div>
@@ -119,18 +124,20 @@ function Store() {
             </ul>
           </section>
           <aside id="cart" className="card" aria-labelledby="cart-title" tabIndex={-1}>
-            <h2 id="cart-title">Cart</h2>
+            <h2 id="cart-title">{t.store.cart}</h2>
             {!cart || cart.items.length === 0 ? (
-              <p className="muted">The cart is empty.</p>
+              <p className="muted">{t.store.cartEmpty}</p>
             ) : (
               <>
                 <table>
-                  <caption className="sr-only">Items in the cart</caption>
+                  <caption className="sr-only">{t.store.cartCaption}</caption>
                   <thead>
                     <tr>
-                      <th scope="col">Item</th>
-                      <th scope="col" className="num">Qty</th>
-                      <th scope="col" className="num">Amount</th>
+                      <th scope="col">{t.items.item}</th>
+                      <th scope="col" className="num">
+                        <abbr title={t.items.quantity}>{t.items.qty}</abbr>
+                      </th>
+                      <th scope="col" className="num">{t.items.amount}</th>
                     </tr>
                   </thead>
                   <tbody>
@@ -144,25 +151,26 @@ function Store() {
                   </tbody>
                   <tfoot>
                     <tr>
-                      <th scope="row" colSpan={2}>Total</th>
+                      <th scope="row" colSpan={2}>
+                        {t.items.total}
+                      </th>
                       <td className="num" data-testid="cart-total">{money(cart.total_minor, cart.currency ?? '')}</td>
                     </tr>
                   </tfoot>
                 </table>
                 <form onSubmit={(event) => void checkout(event)} noValidate style={{ marginTop: '1rem' }}>
                   <fieldset style={{ border: 'none', padding: 0, margin: '0 0 1rem' }}>
-                    <legend style={{ fontWeight: 700, marginBottom: '.4rem' }}>How to pay</legend>
+                    <legend style={{ fontWeight: 700, marginBottom: '.4rem' }}>{t.store.howToPay}</legend>
                     <label style={{ fontWeight: 400 }}>
-                      <input type="radio" name="mode" value="link" checked={mode === 'link'} onChange={() => setMode('link')} /> Payment link and QR code (open it in your
-                      wallet or on your phone)
+                      <input type="radio" name="mode" value="link" checked={mode === 'link'} onChange={() => setMode('link')} /> {t.store.payByLink}
                     </label>
                     <label style={{ fontWeight: 400 }}>
-                      <input type="radio" name="mode" value="wallet" checked={mode === 'wallet'} onChange={() => setMode('wallet')} /> Send it to my wallet
+                      <input type="radio" name="mode" value="wallet" checked={mode === 'wallet'} onChange={() => setMode('wallet')} /> {t.store.payToWallet}
                     </label>
                   </fieldset>
                   {mode === 'wallet' && (
                     <div className="field">
-                      <label htmlFor="handle">Wallet handle</label>
+                      <label htmlFor="handle">{t.store.walletHandle}</label>
                       <input
                         id="handle"
                         value={handle}
@@ -173,7 +181,7 @@ function Store() {
                         aria-describedby="handle-hint handle-error"
                       />
                       <p id="handle-hint" className="hint">
-                        The credential id your wallet shows (cred_…).
+                        {t.store.handleHint}
                       </p>
                       {handleError && (
                         <p id="handle-error" className="error" role="alert">
@@ -183,7 +191,7 @@ function Store() {
                     </div>
                   )}
                   <button type="submit" disabled={busy} style={{ width: '100%' }}>
-                    Check out {money(cart.total_minor, cart.currency ?? '')}
+                    {t.store.checkOut(money(cart.total_minor, cart.currency ?? ''))}
                   </button>
                 </form>
               </>
@@ -195,4 +203,4 @@ function Store() {
   );
 }
 
-mount(<Store />);
+mount(<Store />, { i18n: true });
