@@ -38,8 +38,12 @@ export function LineItems(props: LineItemsProps) {
           <th scope="col" className="num">
             <abbr title={t.items.quantity}>{t.items.qty}</abbr>
           </th>
-          <th scope="col" className="num">{t.items.price}</th>
-          <th scope="col" className="num">{t.items.amount}</th>
+          <th scope="col" className="num">
+            {t.items.price}
+          </th>
+          <th scope="col" className="num">
+            {t.items.amount}
+          </th>
         </tr>
       </thead>
       <tbody>
@@ -53,7 +57,12 @@ export function LineItems(props: LineItemsProps) {
         ))}
       </tbody>
       <tfoot>
-        <FooterRow label={t.items.total} amountMinor={props.totalMinor} currency={props.currency} testId={props.totalTestId} />
+        <FooterRow
+          label={t.items.total}
+          amountMinor={props.totalMinor}
+          currency={props.currency}
+          testId={props.totalTestId}
+        />
         {props.children}
       </tfoot>
     </table>
@@ -65,8 +74,12 @@ export function FooterRow(props: { label: string; amountMinor: string; currency:
   const { money } = useI18n();
   return (
     <tr>
-      <th scope="row" colSpan={3}>{props.label}</th>
-      <td className="num" data-testid={props.testId}>{money(props.amountMinor, props.currency)}</td>
+      <th scope="row" colSpan={3}>
+        {props.label}
+      </th>
+      <td className="num" data-testid={props.testId}>
+        {money(props.amountMinor, props.currency)}
+      </td>
     </tr>
   );
 }

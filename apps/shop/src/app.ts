@@ -8,7 +8,20 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { limits } from '@kessai/protocol';
 import { AuthorizationVerifier, MerchantClient } from '@kessai/sdk';
-import { byAddress, classifyWork, createRateLimiters, createServer, migrationsReadiness, prepareSchema, rateLimitHook, registerWebPages, setUpAuditLog, shedLoad, type Db, type KessaiApp } from '@kessai/service';
+import {
+  byAddress,
+  classifyWork,
+  createRateLimiters,
+  createServer,
+  migrationsReadiness,
+  prepareSchema,
+  rateLimitHook,
+  registerWebPages,
+  setUpAuditLog,
+  shedLoad,
+  type Db,
+  type KessaiApp,
+} from '@kessai/service';
 import { seedCatalogue } from './catalogue.ts';
 import { defineShopConfig, type ResolvedShopConfig, type ShopConfig } from './config.ts';
 import { Fulfilment } from './fulfilment.ts';
@@ -32,7 +45,10 @@ export interface ShopContext {
 
 export interface Shop {
   app: KessaiApp;
-  /** One reconciler pass (reconciler.ts) as of `now`; the worker runs it every workerIntervalMs, tests call it with their own clock. */
+  /**
+   * One reconciler pass (reconciler.ts) as of `now`; the worker runs it every workerIntervalMs, tests call it with
+   * their own clock.
+   */
   reconcile(now: Date): Promise<number>;
   /** Stops the app and the worker, waits for background captures and closes the HTTP clients (not the database). */
   close(): Promise<void>;
@@ -44,14 +60,36 @@ export async function buildShop(input: ShopConfig): Promise<Shop> {
   const seeded = await seedCatalogue(config.db);
   if (seeded > 0) config.logger.info({ products: seeded }, 'seeded the catalogue');
 
-  const merchant = new MerchantClient({ baseUrl: config.authBaseUrl, apiKey: config.merchantApiKey, caCertPem: config.caCertPem });
+  const merchant = new MerchantClient({
+    baseUrl: config.authBaseUrl,
+    apiKey: config.merchantApiKey,
+    caCertPem: config.caCertPem,
+  });
   const verifier = new AuthorizationVerifier({ issuers: config.issuers, caCertPem: config.caCertPem });
-  const fulfilment = new Fulfilment({ db: config.db, merchant, verifier, autoCapture: config.autoCapture, logger: config.logger });
+  const fulfilment = new Fulfilment({
+    db: config.db,
+    merchant,
+    verifier,
+    autoCapture: config.autoCapture,
+    logger: config.logger,
+  });
   const context: ShopContext = { config, db: config.db, merchant, fulfilment };
 
-  const app = createServer({ logger: config.logger, db: config.db, ...(config.operatorToken ? { metricsToken: config.operatorToken } : {}), ...(config.tls ? { tls: config.tls } : {}), ...(config.serverTimeouts ? { timeouts: config.serverTimeouts } : {}) });
-  // First of all hooks: a request over its class's in-flight limit is refused before any work. A new cart and checkout start a payment (intake); webhooks are payment work (the broker retries a refused one).
-  shedLoad(app, classifyWork({ 'POST /api/carts': 'intake', 'POST /api/carts/:id/checkout': 'intake' }), config.loadShedding, config.logger);
+  const app = createServer({
+    logger: config.logger,
+    db: config.db,
+    ...(config.operatorToken ? { metricsToken: config.operatorToken } : {}),
+    ...(config.tls ? { tls: config.tls } : {}),
+    ...(config.serverTimeouts ? { timeouts: config.serverTimeouts } : {}),
+  });
+  // First of all hooks: a request over its class's in-flight limit is refused before any work. A new cart and
+  // checkout start a payment (intake); webhooks are payment work (the broker retries a refused one).
+  shedLoad(
+    app,
+    classifyWork({ 'POST /api/carts': 'intake', 'POST /api/carts/:id/checkout': 'intake' }),
+    config.loadShedding,
+    config.logger,
+  );
   app.operations.readinessChecks.push(migrationsReadiness(config.db, migrationsDir)); // the schema (/readyz)
   app.addHook('onRequest', rateLimitHook(createRateLimiters(config.rateLimits), byAddress));
   await setUpAuditLog(app, config.db, config.logger, config.operatorToken);

@@ -19,14 +19,44 @@ export interface CatalogueProduct {
 export const productIdPattern = /^[a-z0-9][a-z0-9-]{0,63}$/;
 
 export const catalogue: readonly CatalogueProduct[] = Object.freeze([
-  { id: 'sencha-100g', name: 'Sencha, 100 g', description: 'First-flush green tea from Shizuoka', unitPriceMinor: 1_200n, currency: 'JPY' },
-  { id: 'matcha-30g', name: 'Matcha, 30 g', description: 'Ceremonial-grade powdered green tea from Uji', unitPriceMinor: 2_800n, currency: 'JPY' },
-  { id: 'chawan', name: 'Chawan', description: 'Hand-thrown tea bowl, Mino ware', unitPriceMinor: 6_500n, currency: 'JPY' },
+  {
+    id: 'sencha-100g',
+    name: 'Sencha, 100 g',
+    description: 'First-flush green tea from Shizuoka',
+    unitPriceMinor: 1_200n,
+    currency: 'JPY',
+  },
+  {
+    id: 'matcha-30g',
+    name: 'Matcha, 30 g',
+    description: 'Ceremonial-grade powdered green tea from Uji',
+    unitPriceMinor: 2_800n,
+    currency: 'JPY',
+  },
+  {
+    id: 'chawan',
+    name: 'Chawan',
+    description: 'Hand-thrown tea bowl, Mino ware',
+    unitPriceMinor: 6_500n,
+    currency: 'JPY',
+  },
   { id: 'chasen', name: 'Chasen', description: 'Bamboo whisk, 80 tines', unitPriceMinor: 3_300n, currency: 'JPY' },
-  { id: 'furoshiki', name: 'Furoshiki', description: 'Cotton wrapping cloth, 70 cm', unitPriceMinor: 1_800n, currency: 'JPY' },
+  {
+    id: 'furoshiki',
+    name: 'Furoshiki',
+    description: 'Cotton wrapping cloth, 70 cm',
+    unitPriceMinor: 1_800n,
+    currency: 'JPY',
+  },
   { id: 'tenugui', name: 'Tenugui', description: 'Hand-dyed cotton towel', unitPriceMinor: 990n, currency: 'JPY' },
   // Priced in Kuwaiti dinar (three decimals): KWD 12.345 is 12,345 minor units.
-  { id: 'uji-gyokuro-kwd', name: 'Gyokuro, 50 g (export)', description: 'Shade-grown green tea from Uji, priced in Kuwaiti dinar', unitPriceMinor: 12_345n, currency: 'KWD' },
+  {
+    id: 'uji-gyokuro-kwd',
+    name: 'Gyokuro, 50 g (export)',
+    description: 'Shade-grown green tea from Uji, priced in Kuwaiti dinar',
+    unitPriceMinor: 12_345n,
+    currency: 'KWD',
+  },
 ]);
 
 /** Inserts the catalogue products that are not there yet; returns how many it inserted. */
@@ -34,9 +64,11 @@ export async function seedCatalogue(db: Db, products: readonly CatalogueProduct[
   return db.transaction(async (tx) => {
     let inserted = 0;
     for (const product of products) {
-      if (!productIdPattern.test(product.id) || product.unitPriceMinor <= 0n) throw new TypeError(`catalogue product ${product.id} is not valid`);
+      if (!productIdPattern.test(product.id) || product.unitPriceMinor <= 0n)
+        throw new TypeError(`catalogue product ${product.id} is not valid`);
       const rows = await tx.query<{ id: string }>(
-        'insert into products (id, name, description, unit_price_minor, currency) values ($1, $2, $3, $4, $5) on conflict (id) do nothing returning id',
+        `insert into products (id, name, description, unit_price_minor, currency) values ($1, $2, $3, $4, $5)
+          on conflict (id) do nothing returning id`,
         [product.id, product.name, product.description, product.unitPriceMinor, product.currency],
       );
       inserted += rows.length;

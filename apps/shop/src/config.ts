@@ -3,7 +3,15 @@
  * buildShop never reads the environment and never opens a port.
  */
 import type { Secret } from '@kessai/protocol';
-import { requireHttpsUrl, type Db, type LoadSheddingConfig, type MigrationMode, type Logger, type RateLimitConfig, type ServerTimeouts } from '@kessai/service';
+import {
+  requireHttpsUrl,
+  type Db,
+  type LoadSheddingConfig,
+  type MigrationMode,
+  type Logger,
+  type RateLimitConfig,
+  type ServerTimeouts,
+} from '@kessai/service';
 
 export interface ShopConfig {
   logger: Logger;
@@ -54,9 +62,11 @@ export const webhookPath = '/webhooks/kessai';
 /** Checks what a type cannot (https URLs, at least one secret and issuer) and freezes the config. */
 export function defineShopConfig(config: ShopConfig): ResolvedShopConfig {
   requireHttpsUrl(config.authBaseUrl, 'ShopConfig.authBaseUrl');
-  if (config.webhookSecrets.length === 0 || config.webhookSecrets.some((s) => s.length === 0)) throw new TypeError('ShopConfig: webhookSecrets needs at least one non-empty secret');
+  if (config.webhookSecrets.length === 0 || config.webhookSecrets.some((s) => s.length === 0))
+    throw new TypeError('ShopConfig: webhookSecrets needs at least one non-empty secret');
   if (Object.keys(config.issuers).length === 0) throw new TypeError('ShopConfig: issuers is empty');
-  for (const [issuer, jwksUri] of Object.entries(config.issuers)) requireHttpsUrl(jwksUri, `ShopConfig.issuers[${issuer}]`);
+  for (const [issuer, jwksUri] of Object.entries(config.issuers))
+    requireHttpsUrl(jwksUri, `ShopConfig.issuers[${issuer}]`);
   // The webhook URL registered at the authentication server is under it.
   requireHttpsUrl(config.publicBaseUrl, 'ShopConfig.publicBaseUrl');
   return Object.freeze({

@@ -6,11 +6,28 @@
  * on the current status, so a webhook and a poll racing each other, or a retried delivery, change
  * nothing twice.
  */
-import { assert, isCurrency, KessaiError, type Currency, type PaymentRequestView, type RefundView } from '@kessai/protocol';
+import {
+  assert,
+  isCurrency,
+  KessaiError,
+  type Currency,
+  type PaymentRequestView,
+  type RefundView,
+} from '@kessai/protocol';
 import { AuthorizationVerificationError, type AuthorizationVerifier, type MerchantClient } from '@kessai/sdk';
 import type { Db, Logger } from '@kessai/service';
 
-export const orderStatuses = ['awaiting_payment', 'paid', 'declined', 'cancelled', 'expired', 'captured', 'voided', 'partially_refunded', 'refunded'] as const;
+export const orderStatuses = [
+  'awaiting_payment',
+  'paid',
+  'declined',
+  'cancelled',
+  'expired',
+  'captured',
+  'voided',
+  'partially_refunded',
+  'refunded',
+] as const;
 export type OrderStatus = (typeof orderStatuses)[number];
 
 export interface OrderRow {
@@ -30,7 +47,9 @@ export interface OrderRow {
   created_at: Date | string;
 }
 
-const orderColumns = 'id, cart_id, currency, amount_minor, captured_minor, refunded_minor, status, payment_request_id, payment_link, merchant_id, authorization_id, decline_code, created_at';
+const orderColumns =
+  'id, cart_id, currency, amount_minor, captured_minor, refunded_minor, status, payment_request_id, payment_link, ' +
+  'merchant_id, authorization_id, decline_code, created_at';
 
 export async function findOrder(db: Pick<Db, 'query'>, id: string): Promise<OrderRow | undefined> {
   const [row] = await db.query<OrderRow>(`select ${orderColumns} from orders where id = $1`, [id]);
@@ -40,7 +59,12 @@ export async function findOrder(db: Pick<Db, 'query'>, id: string): Promise<Orde
 /** int8 may come back as bigint, number or string depending on the driver: one type here. */
 function normalize(row: OrderRow): OrderRow {
   assert(isCurrency(row.currency), `order ${row.id} has a currency Kessai accepts`);
-  return { ...row, amount_minor: BigInt(row.amount_minor), captured_minor: BigInt(row.captured_minor), refunded_minor: BigInt(row.refunded_minor) };
+  return {
+    ...row,
+    amount_minor: BigInt(row.amount_minor),
+    captured_minor: BigInt(row.captured_minor),
+    refunded_minor: BigInt(row.refunded_minor),
+  };
 }
 
 /** The Idempotency-Keys derive from the order id, so a retry can never ask twice. */
@@ -86,23 +110,36 @@ export class Fulfilment {
    * Throws AuthorizationVerificationError when the authorization does not verify: nothing changes.
    * With `refund` (a `payment_request.refunded` event) the refund is recorded once the order is captured.
    */
-  async apply(view: PaymentRequestView, options: { waitForCapture: boolean; refund?: RefundView }): Promise<OrderRow | undefined> {
+  async apply(
+    view: PaymentRequestView,
+    options: { waitForCapture: boolean; refund?: RefundView },
+  ): Promise<OrderRow | undefined> {
     const order = await this.#applyStatus(view, options);
     if (!order || !options.refund) return order;
     return this.#recordRefund(order, options.refund);
   }
 
-  /** The refund of a stale `payment_request.refunded` event: recorded (once per refund id), the order's status left as it is. */
+  /**
+   * The refund of a stale `payment_request.refunded` event: recorded (once per refund id), the order's status left as
+   * it is.
+   */
   async recordRefundOf(view: PaymentRequestView, refund: RefundView): Promise<OrderRow | undefined> {
-    const [found] = await this.#db.query<OrderRow>(`select ${orderColumns} from orders where payment_request_id = $1`, [view.id]);
+    const [found] = await this.#db.query<OrderRow>(`select ${orderColumns} from orders where payment_request_id = $1`, [
+      view.id,
+    ]);
     if (!found || found.id !== view.order_id) return undefined;
     return this.#recordRefund(normalize(found), refund);
   }
 
   async #applyStatus(view: PaymentRequestView, options: { waitForCapture: boolean }): Promise<OrderRow | undefined> {
-    const [found] = await this.#db.query<OrderRow>(`select ${orderColumns} from orders where payment_request_id = $1`, [view.id]);
+    const [found] = await this.#db.query<OrderRow>(`select ${orderColumns} from orders where payment_request_id = $1`, [
+      view.id,
+    ]);
     if (!found || found.id !== view.order_id) {
-      this.#log.warn({ paymentRequest: view.id, orderId: view.order_id }, 'payment request matches no order of this shop');
+      this.#log.warn(
+        { paymentRequest: view.id, orderId: view.order_id },
+        'payment request matches no order of this shop',
+      );
       return undefined;
     }
     let order = normalize(found);
@@ -122,7 +159,8 @@ export class Fulfilment {
       case 'captured':
         if (order.status === 'awaiting_payment') order = await this.#fulfil(order, view);
         if (order.status !== 'paid') return order;
-        if (view.status === 'captured') return this.#settle(order, 'captured', { captured_minor: BigInt(view.captured_minor) }, ['paid']);
+        if (view.status === 'captured')
+          return this.#settle(order, 'captured', { captured_minor: BigInt(view.captured_minor) }, ['paid']);
         if (!this.#autoCapture) return order;
         if (options.waitForCapture) return this.#capture(order);
         void this.#capture(order);
@@ -167,13 +205,19 @@ export class Fulfilment {
       amountMinor: order.amount_minor,
       currency: order.currency,
     });
-    if (authorization.decision !== 'approved') return this.#settle(order, 'declined', { decline_code: authorization.code });
+    if (authorization.decision !== 'approved')
+      return this.#settle(order, 'declined', { decline_code: authorization.code });
     const [paid] = await this.#db.query<OrderRow>(
-      `update orders set status = 'paid', authorization_id = $2, authorization_jws = $3, paid_at = now(), updated_at = now()
+      `update orders set status = 'paid', authorization_id = $2, authorization_jws = $3,
+              paid_at = now(), updated_at = now()
        where id = $1 and status = 'awaiting_payment' returning ${orderColumns}`,
       [order.id, authorization.aid, view.authorization],
     );
-    if (paid) this.#log.info({ order: order.id, authorization: authorization.aid, issuer: authorization.iss }, 'step 408: authorization verified, order paid');
+    if (paid)
+      this.#log.info(
+        { order: order.id, authorization: authorization.aid, issuer: authorization.iss },
+        'step 408: authorization verified, order paid',
+      );
     return paid ? normalize(paid) : this.#reload(order);
   }
 
@@ -195,9 +239,13 @@ export class Fulfilment {
         if (err.code === 'authorization_not_capturable') {
           // Expired or voided meanwhile: the payment request says which.
           const view = await this.#merchant.getPaymentRequest(requestId).catch(() => undefined);
-          if (view?.status === 'expired' || view?.status === 'voided') return this.#settle(order, view.status, {}, ['paid']);
+          if (view?.status === 'expired' || view?.status === 'voided')
+            return this.#settle(order, view.status, {}, ['paid']);
         }
-        this.#log.warn({ order: order.id, code: err.code }, 'capture failed; the order stays paid and is retried later');
+        this.#log.warn(
+          { order: order.id, code: err.code },
+          'capture failed; the order stays paid and is retried later',
+        );
         return this.#reload(order);
       }
     })().finally(() => this.#captures.delete(order.id));
@@ -217,32 +265,45 @@ export class Fulfilment {
       return order;
     }
     const row = await this.#db.transaction(async (tx) => {
-      await tx.query('insert into order_refunds (refund_id, order_id, amount_minor, refunded_at) values ($1, $2, $3, $4) on conflict (refund_id) do nothing', [
-        refund.id,
-        order.id,
-        BigInt(refund.amount_minor),
-        new Date(refund.created_at),
-      ]);
+      await tx.query(
+        `insert into order_refunds (refund_id, order_id, amount_minor, refunded_at) values ($1, $2, $3, $4)
+          on conflict (refund_id) do nothing`,
+        [refund.id, order.id, BigInt(refund.amount_minor), new Date(refund.created_at)],
+      );
       const [updated] = await tx.query<OrderRow>(
         `update orders set refunded_minor = greatest(refunded_minor, $2),
-                status = case when greatest(refunded_minor, $2) >= captured_minor then 'refunded' else 'partially_refunded' end, updated_at = now()
+                status = case when greatest(refunded_minor, $2) >= captured_minor
+                              then 'refunded' else 'partially_refunded' end,
+                updated_at = now()
           where id = $1 and status in ('captured', 'partially_refunded', 'refunded') returning ${orderColumns}`,
         [order.id, BigInt(refund.refunded_minor)],
       );
       return updated;
     });
     if (!row) {
-      this.#log.warn({ order: order.id, status: order.status, refund: refund.id }, 'refund for an order that is not captured');
+      this.#log.warn(
+        { order: order.id, status: order.status, refund: refund.id },
+        'refund for an order that is not captured',
+      );
       return this.#reload(order);
     }
-    this.#log.info({ order: order.id, refund: refund.id, refundedMinor: BigInt(row.refunded_minor).toString(), status: row.status }, 'step 409: refund recorded');
+    this.#log.info(
+      { order: order.id, refund: refund.id, refundedMinor: BigInt(row.refunded_minor).toString(), status: row.status },
+      'step 409: refund recorded',
+    );
     return normalize(row);
   }
 
   /** Moves the order to a final status if it is still in one of `from`; otherwise leaves it. */
-  async #settle(order: OrderRow, to: OrderStatus, fields: { decline_code?: string | null; captured_minor?: bigint }, from: OrderStatus[] = ['awaiting_payment']): Promise<OrderRow> {
+  async #settle(
+    order: OrderRow,
+    to: OrderStatus,
+    fields: { decline_code?: string | null; captured_minor?: bigint },
+    from: OrderStatus[] = ['awaiting_payment'],
+  ): Promise<OrderRow> {
     const [row] = await this.#db.query<OrderRow>(
-      `update orders set status = $2, decline_code = coalesce($3, decline_code), captured_minor = coalesce($4, captured_minor), updated_at = now()
+      `update orders set status = $2, decline_code = coalesce($3, decline_code),
+              captured_minor = coalesce($4, captured_minor), updated_at = now()
        where id = $1 and status = any($5::text[]) returning ${orderColumns}`,
       [order.id, to, fields.decline_code ?? null, fields.captured_minor ?? null, from],
     );

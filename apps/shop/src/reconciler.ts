@@ -11,7 +11,8 @@ import type { Db, Logger } from '@kessai/service';
 import { findOrder, type Fulfilment } from './fulfilment.ts';
 
 export async function reconcileOrders(db: Db, fulfilment: Fulfilment, logger: Logger, now: Date): Promise<number> {
-  // Claimed with the time of this pass, so a second process (or the next pass) skips them until the interval has passed.
+  // Claimed with the time of this pass, so a second process (or the next pass) skips them until the interval has
+  // passed.
   const due = await db.transaction((tx) =>
     tx.query<{ id: string }>(
       `update orders set reconciled_at = $1 where id in (
@@ -19,7 +20,12 @@ export async function reconcileOrders(db: Db, fulfilment: Fulfilment, logger: Lo
             and updated_at <= $2 and (reconciled_at is null or reconciled_at <= $3)
           order by updated_at limit $4 for update skip locked)
        returning id`,
-      [now, new Date(now.getTime() - limits.shopReconcileAfterMs), new Date(now.getTime() - limits.shopReconcileIntervalMs), limits.shopReconcileBatchMax],
+      [
+        now,
+        new Date(now.getTime() - limits.shopReconcileAfterMs),
+        new Date(now.getTime() - limits.shopReconcileIntervalMs),
+        limits.shopReconcileBatchMax,
+      ],
     ),
   );
   // One at a time: a pass after an outage must not turn into a burst against the authentication server.
@@ -28,7 +34,11 @@ export async function reconcileOrders(db: Db, fulfilment: Fulfilment, logger: Lo
     if (!order) continue;
     try {
       const after = await fulfilment.refresh(order);
-      if (after.status !== order.status) logger.info({ order: id, from: order.status, to: after.status }, 'reconciler: order brought up to date from the authentication server');
+      if (after.status !== order.status)
+        logger.info(
+          { order: id, from: order.status, to: after.status },
+          'reconciler: order brought up to date from the authentication server',
+        );
     } catch (err) {
       logger.warn({ order: id, err }, 'reconciler: could not ask about the order; the next pass tries again');
     }

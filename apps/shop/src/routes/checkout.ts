@@ -4,11 +4,12 @@
  * checkout finds the order and can never create a second payment request for it.
  */
 import { z } from 'zod';
-import { KessaiError, credentialId, limits, newId, type CreatePaymentRequest, type PaymentRequestView } from '@kessai/protocol';
-import type { Db, KessaiApp } from '@kessai/service';
+import { KessaiError, credentialId, type CreatePaymentRequest, type PaymentRequestView } from '@kessai/protocol';
+import type { KessaiApp } from '@kessai/service';
 import type { ShopContext } from '../app.ts';
 import { findOrder, idempotencyKeys, orderStatuses, type OrderRow } from '../fulfilment.ts';
-import { cartLines, cartParams } from './carts.ts';
+import { attachPaymentRequest, orderLines, placeOrder } from '../orders.ts';
+import { cartParams } from './carts.ts';
 
 export const checkoutRequest = z.strictObject({
   /** Push the payment request to this wallet; passed through, never stored. */
@@ -22,60 +23,22 @@ export const checkoutResponse = z.strictObject({
   status: z.enum(orderStatuses),
 });
 
-export interface OrderLineRow {
-  product_id: string;
-  description: string;
-  quantity: number;
-  unit_price_minor: bigint;
-}
-
-export async function orderLines(db: Pick<Db, 'query'>, orderId: string): Promise<OrderLineRow[]> {
-  const rows = await db.query<OrderLineRow>('select product_id, description, quantity, unit_price_minor from order_lines where order_id = $1 order by position', [orderId]);
-  return rows.map((row) => ({ ...row, quantity: Number(row.quantity), unit_price_minor: BigInt(row.unit_price_minor) }));
-}
-
-/** Step 401: the payer checks out; the cart becomes an order (once: a second call finds it). */
-async function placeOrder(db: Db, cartId: string): Promise<OrderRow> {
-  const orderId = await db.transaction(async (tx) => {
-    const [cart] = await tx.query<{ id: string }>('select id from carts where id = $1 for update', [cartId]);
-    if (!cart) throw new KessaiError('not_found', 'no such cart');
-    const [existing] = await tx.query<{ id: string }>('select id from orders where cart_id = $1', [cartId]);
-    if (existing) return existing.id;
-
-    const lines = await cartLines(tx, cartId);
-    const [first] = lines;
-    if (!first) throw new KessaiError('validation_failed', 'the cart is empty');
-    const amount = lines.reduce((sum, line) => sum + line.unit_price_minor * BigInt(line.quantity), 0n);
-    if (amount > limits.amountMinorMax) throw new KessaiError('validation_failed', 'the cart total exceeds amountMinorMax');
-
-    const id = newId('ord');
-    await tx.query(`insert into orders (id, cart_id, currency, amount_minor, status) values ($1, $2, $3, $4, 'awaiting_payment')`, [id, cartId, first.currency, amount]);
-    for (const [position, line] of lines.entries()) {
-      await tx.query('insert into order_lines (order_id, position, product_id, description, quantity, unit_price_minor) values ($1, $2, $3, $4, $5, $6)', [
-        id,
-        position,
-        line.product_id,
-        line.name,
-        line.quantity,
-        line.unit_price_minor,
-      ]);
-    }
-    await tx.query(`update carts set status = 'checked_out' where id = $1`, [cartId]);
-    return id;
-  });
-  const order = await findOrder(db, orderId);
-  if (!order) throw new Error(`order ${orderId} vanished`);
-  return order;
-}
-
 /** Step 402: the shop asks the authentication server for a payment request for the order. */
-async function requestPayment({ db, merchant, config }: ShopContext, order: OrderRow, walletHandle: string | undefined): Promise<OrderRow> {
+async function requestPayment(
+  { db, merchant, config }: ShopContext,
+  order: OrderRow,
+  walletHandle: string | undefined,
+): Promise<OrderRow> {
   const lines = await orderLines(db, order.id);
   const body: CreatePaymentRequest = {
     order_id: order.id,
     currency: order.currency,
     amount_minor: order.amount_minor.toString(),
-    line_items: lines.map((line) => ({ description: line.description, quantity: line.quantity, unit_price_minor: line.unit_price_minor.toString() })),
+    line_items: lines.map((line) => ({
+      description: line.description,
+      quantity: line.quantity,
+      unit_price_minor: line.unit_price_minor.toString(),
+    })),
     ...(walletHandle ? { wallet_handle: walletHandle } : {}),
   };
   let view: PaymentRequestView;
@@ -86,29 +49,37 @@ async function requestPayment({ db, merchant, config }: ShopContext, order: Orde
     // The payer's own input (an unknown or revoked wallet) is theirs to see, and a concurrent
     // checkout of the same cart is worth a retry; anything else is the shop's problem, not theirs.
     if (err.code.startsWith('credential_') || err.code === 'idempotency_request_in_progress') throw err;
-    config.logger.error({ order: order.id, code: err.code }, 'step 402: no payment request from the authentication server');
+    config.logger.error(
+      { order: order.id, code: err.code },
+      'step 402: no payment request from the authentication server',
+    );
     throw new KessaiError('issuer_unavailable', `the authentication server answered ${err.code}`);
   }
   if (view.order_id !== order.id || view.amount_minor !== body.amount_minor || view.currency !== body.currency) {
     throw new KessaiError('issuer_unavailable', 'the payment request does not match the order');
   }
-  await db.query('update orders set payment_request_id = $2, payment_link = $3, merchant_id = $4, updated_at = now() where id = $1 and payment_request_id is null', [
-    order.id,
-    view.id,
-    view.payment_link,
-    view.merchant_id,
-  ]);
+  await attachPaymentRequest(db, order.id, view);
   config.logger.info({ order: order.id, paymentRequest: view.id }, 'step 402: payment request created');
   return (await findOrder(db, order.id)) ?? order;
 }
 
 export function registerCheckoutRoute(app: KessaiApp, context: ShopContext): void {
-  app.post('/api/carts/:id/checkout', { schema: { params: cartParams, body: checkoutRequest.nullish(), response: { 200: checkoutResponse } } }, async (request) => {
-    // step 401: the payer checks out; the shop places the order
-    let order = await placeOrder(context.db, request.params.id);
-    // step 402: the shop asks the broker for a payment request
-    if (!order.payment_request_id) order = await requestPayment(context, order, request.body?.wallet_handle);
-    if (!order.payment_request_id || !order.payment_link) throw new Error(`order ${order.id} has no payment request after step 402`);
-    return { order_id: order.id, payment_request_id: order.payment_request_id, payment_link: order.payment_link, status: order.status };
-  });
+  app.post(
+    '/api/carts/:id/checkout',
+    { schema: { params: cartParams, body: checkoutRequest.nullish(), response: { 200: checkoutResponse } } },
+    async (request) => {
+      // step 401: the payer checks out; the shop places the order
+      let order = await placeOrder(context.db, request.params.id);
+      // step 402: the shop asks the broker for a payment request
+      if (!order.payment_request_id) order = await requestPayment(context, order, request.body?.wallet_handle);
+      if (!order.payment_request_id || !order.payment_link)
+        throw new Error(`order ${order.id} has no payment request after step 402`);
+      return {
+        order_id: order.id,
+        payment_request_id: order.payment_request_id,
+        payment_link: order.payment_link,
+        status: order.status,
+      };
+    },
+  );
 }

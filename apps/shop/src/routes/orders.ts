@@ -9,7 +9,7 @@ import { KessaiError, amountString, currencyCode, idPattern } from '@kessai/prot
 import type { KessaiApp } from '@kessai/service';
 import type { ShopContext } from '../app.ts';
 import { findOrder, orderStatuses } from '../fulfilment.ts';
-import { orderLines } from './checkout.ts';
+import { orderLines, orderRefunds } from '../orders.ts';
 
 export const orderParams = z.strictObject({ id: z.string().regex(idPattern('ord'), 'ord_ id') });
 
@@ -26,7 +26,14 @@ export const orderView = z.strictObject({
   payment_link: z.string().nullable(),
   authorization_id: z.string().nullable(),
   decline_code: z.string().nullable(),
-  lines: z.array(z.strictObject({ product_id: z.string(), description: z.string(), quantity: z.number().int(), unit_price_minor: amountString })),
+  lines: z.array(
+    z.strictObject({
+      product_id: z.string(),
+      description: z.string(),
+      quantity: z.number().int(),
+      unit_price_minor: amountString,
+    }),
+  ),
   created_at: z.string(),
 });
 export type OrderView = z.infer<typeof orderView>;
@@ -37,7 +44,7 @@ export function registerOrderRoutes(app: KessaiApp, { db, fulfilment }: ShopCont
     if (!stored) throw new KessaiError('not_found', 'no such order');
     const order = await fulfilment.refresh(stored);
     const lines = await orderLines(db, order.id);
-    const refunds = await db.query<{ refund_id: string; amount_minor: bigint; refunded_at: Date }>('select refund_id, amount_minor, refunded_at from order_refunds where order_id = $1 order by refunded_at, refund_id', [order.id]);
+    const refunds = await orderRefunds(db, order.id);
     return {
       id: order.id,
       status: order.status,
@@ -45,7 +52,11 @@ export function registerOrderRoutes(app: KessaiApp, { db, fulfilment }: ShopCont
       amount_minor: order.amount_minor.toString(),
       captured_minor: order.captured_minor.toString(),
       refunded_minor: order.refunded_minor.toString(),
-      refunds: refunds.map((r) => ({ id: r.refund_id, amount_minor: BigInt(r.amount_minor).toString(), refunded_at: new Date(r.refunded_at).toISOString() })),
+      refunds: refunds.map((r) => ({
+        id: r.refund_id,
+        amount_minor: r.amount_minor.toString(),
+        refunded_at: r.refunded_at.toISOString(),
+      })),
       payment_request_id: order.payment_request_id,
       payment_link: order.payment_link,
       authorization_id: order.authorization_id,

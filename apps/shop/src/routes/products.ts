@@ -23,7 +23,10 @@ interface ProductRow {
 
 export function registerProductRoutes(app: KessaiApp, { db }: ShopContext): void {
   app.get('/api/products', { schema: { response: { 200: productList } } }, async () => {
-    const rows = await db.query<ProductRow>('select id, name, description, unit_price_minor, currency from products order by id limit $1', [limits.listPageMax]);
+    const rows = await db.query<ProductRow>(
+      'select id, name, description, unit_price_minor, currency from products order by id limit $1',
+      [limits.listPageMax],
+    );
     return { products: rows.map((row) => ({ ...row, unit_price_minor: BigInt(row.unit_price_minor).toString() })) };
   });
 }

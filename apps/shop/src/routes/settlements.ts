@@ -17,10 +17,19 @@ export async function registerSettlementRoutes(app: KessaiApp, { config, merchan
     const routes = plugin.withTypeProvider<ZodTypeProvider>();
     routes.addHook('onRequest', requireOperator(operatorToken));
     const byId = z.strictObject({ id: settlementBatchId });
-    routes.get('/api/settlements', { schema: { response: { 200: settlementBatchList } } }, async () => ({ batches: await merchant.listSettlementBatches() }));
-    routes.get('/api/settlements/:id/report.json', { schema: { params: byId, response: { 200: settlementReport } } }, async (request) => merchant.settlementReport(request.params.id));
+    routes.get('/api/settlements', { schema: { response: { 200: settlementBatchList } } }, async () => ({
+      batches: await merchant.listSettlementBatches(),
+    }));
+    routes.get(
+      '/api/settlements/:id/report.json',
+      { schema: { params: byId, response: { 200: settlementReport } } },
+      async (request) => merchant.settlementReport(request.params.id),
+    );
     routes.get('/api/settlements/:id/report.csv', { schema: { params: byId } }, async (request, reply) =>
-      reply.type('text/csv; charset=utf-8').header('content-disposition', `attachment; filename="${request.params.id}.csv"`).send(await merchant.settlementReportCsv(request.params.id)),
+      reply
+        .type('text/csv; charset=utf-8')
+        .header('content-disposition', `attachment; filename="${request.params.id}.csv"`)
+        .send(await merchant.settlementReportCsv(request.params.id)),
     );
   });
 }
