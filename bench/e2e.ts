@@ -11,7 +11,7 @@ import { subscribe } from 'node:diagnostics_channel';
 import { loadavg } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { MerchantClient, WalletClient, type VerifiedRequest } from '@kessai/sdk';
-import { cpuSecondsOf, rssOf, type BenchSystem } from './roles.ts';
+import { cpuSecondsOf, rssOf, statementsOf, type BenchSystem } from './roles.ts';
 import { summarize, type Summary } from './stats.ts';
 
 /** Server-Timing entries by `idem:<key>` or `<METHOD> <path>`. */
@@ -67,6 +67,8 @@ export interface PhaseResult {
   errors: Record<string, number>;
   cpuSecondsPerPayment: Record<string, number>;
   cpuUtilization: Record<string, number>;
+  /** Statements each server sent to its database per successful payment (its db_statements_total). */
+  statementsPerPayment: Record<string, number>;
 }
 
 export class Driver {
@@ -184,6 +186,15 @@ export class Driver {
     };
   }
 
+  /** Statements each server has sent to its database so far (their /metrics). */
+  async statements(): Promise<Record<string, number>> {
+    const { auth, settlement, caCertPem } = this.#system;
+    const [broker, bank] = await Promise.all([statementsOf(auth, caCertPem), statementsOf(settlement, caCertPem)]);
+    return { 'auth-server (30)': broker, 'settlement-server (40)': bank };
+  }
+
+  #statementsBefore: Record<string, number> = {};
+
   rss(): Record<string, number> {
     return {
       'auth-server (30)': rssOf(this.#system.auth.pid),
@@ -195,6 +206,7 @@ export class Driver {
   /** Summarizes a phase; waits up to 2 s for the approvals' webhooks. */
   async summarize(payments: Payment[], phase: Pick<PhaseResult, 'mode' | 'concurrency' | 'rate'>, seconds: number, cpuBefore: Record<string, number>): Promise<PhaseResult> {
     const cpuAfter = this.cpu();
+    const statementsAfter = await this.statements();
     const okPayments = payments.filter((p) => p.ok);
     const deadline = performance.now() + 2_000;
     while (performance.now() < deadline && okPayments.some((p) => !this.#system.webhooks.has(`${p.id} payment_request.approved`))) await new Promise((resolve) => setTimeout(resolve, 50));
@@ -215,6 +227,10 @@ export class Driver {
       cpuSecondsPerPayment[role] = okPayments.length ? used / okPayments.length : 0;
       cpuUtilization[role] = used / seconds;
     }
+    const statementsPerPayment: Record<string, number> = {};
+    for (const [role, count] of Object.entries(statementsAfter)) {
+      statementsPerPayment[role] = okPayments.length ? (count - (this.#statementsBefore[role] ?? 0)) / okPayments.length : 0;
+    }
     return {
       ...phase,
       seconds,
@@ -227,10 +243,12 @@ export class Driver {
       errors,
       cpuSecondsPerPayment,
       cpuUtilization,
+      statementsPerPayment,
     };
   }
 
   async closed(concurrency: number, total: number, onProgress: (done: number, total: number) => void): Promise<{ payments: Payment[]; result: PhaseResult }> {
+    this.#statementsBefore = await this.statements();
     const cpuBefore = this.cpu();
     const payments: Payment[] = [];
     let claimed = 0;
@@ -253,6 +271,7 @@ export class Driver {
    * `sampleEveryMs` it samples each process's RSS and the CPU it used since the last sample.
    */
   async open(rate: number, seconds: number, onProgress: (done: number, total: number) => void, sampleEveryMs = 10_000): Promise<{ payments: Payment[]; result: PhaseResult; samples: Sample[] }> {
+    this.#statementsBefore = await this.statements();
     const cpuBefore = this.cpu();
     const payments: Payment[] = [];
     const running: Array<Promise<void>> = [];
