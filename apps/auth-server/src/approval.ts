@@ -15,7 +15,6 @@
  * have left a hold: the request stays `authorizing` (in doubt), the terminal is answered so, and
  * the in-doubt worker (in-doubt.ts) resolves it by asking the issuer, or reverses it.
  */
-import { importJWK } from 'jose';
 import {
   approvalPayload,
   authorizationPayload,
@@ -32,6 +31,7 @@ import {
   type ApproveRequest,
   type AuthorizationPayload,
   type TerminalOutcome,
+  importPublicKey,
 } from '@kessai/protocol';
 import { deadlineHeaders, sqlState } from '@kessai/service';
 import type { TerminalCaller } from './callers.ts';
@@ -59,7 +59,7 @@ function requireAnswerable(row: PaymentRequestRow, now: Date): void {
 
 /** The approval rule (packages/protocol/src/checks/approval.ts) against this server's record of the request and merchant. */
 async function verifiedApproval(context: AuthContext, terminal: TerminalCaller, row: PaymentRequestRow, approval: string, now: Date): Promise<ApprovalPayload> {
-  const deviceKey = (await importJWK(terminal.deviceJwk, 'ES256')) as CryptoKey;
+  const deviceKey = await importPublicKey(terminal.deviceJwk, 'ES256');
   const { value } = await verifyJson(approval, deviceKey, typ.approval, 'approval_invalid');
   const parsed = approvalPayload.safeParse(value);
   if (!parsed.success) throw new KessaiError('approval_invalid');

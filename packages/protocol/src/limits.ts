@@ -335,4 +335,9 @@ export const limits = {
   apiKeyOverlapSecondsDefault: 24 * 60 * 60,
   apiKeyOverlapSecondsMax: 7 * 24 * 60 * 60,
   merchantApiKeysMax: 3,
+  /**
+   * Public keys a process keeps imported (importPublicKey in crypto.ts: devices' keys, by their
+   * exact coordinates): past this many the oldest is dropped and imported again when next used.
+   */
+  importedPublicKeysMax: 10_000,
 } as const;

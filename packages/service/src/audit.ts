@@ -15,6 +15,7 @@
  * - Rows are written in batches after the response is sent, auditBatchDelayMs after the first of
  *   them; a crash can lose the batch not yet written.
  */
+import { peerCertificateOf } from './peer-certificate.ts';
 import { createHash } from 'node:crypto';
 import type { TLSSocket } from 'node:tls';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
@@ -229,8 +230,8 @@ function actorOf(request: FastifyRequest, status: number): string {
   if (named) return named;
   if ((request.routeOptions.url ?? '').startsWith('/admin/') && status < 400) return 'operator';
   const socket = request.raw.socket as Partial<TLSSocket>;
-  if (socket.authorized && typeof socket.getPeerCertificate === 'function') {
-    const cn = socket.getPeerCertificate().subject?.CN;
+  if (socket.authorized) {
+    const cn = peerCertificateOf(socket)?.subject?.CN;
     if (typeof cn === 'string' && cn.length > 0) return `peer:${cn}`;
   }
   return 'anonymous';
