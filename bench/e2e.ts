@@ -67,8 +67,10 @@ export interface PhaseResult {
   errors: Record<string, number>;
   cpuSecondsPerPayment: Record<string, number>;
   cpuUtilization: Record<string, number>;
-  /** Statements each server sent to its database per successful payment (its db_statements_total). */
+  /** Statements each server sent to its database per successful payment (its db_statements_total), workers' polling included. */
   statementsPerPayment: Record<string, number>;
+  /** The same less the idle rate (measureIdleStatements) × the phase's seconds: the payment path's own statements. */
+  paymentStatementsPerPayment: Record<string, number>;
 }
 
 export class Driver {
@@ -194,6 +196,19 @@ export class Driver {
   }
 
   #statementsBefore: Record<string, number> = {};
+  /** Statements per second each server sends with no payment running (its workers' polling). */
+  idleStatementsPerSecond: Record<string, number> = {};
+
+  /** Measures the servers' idle statement rate over `seconds` with nothing else running. */
+  async measureIdleStatements(seconds: number): Promise<Record<string, number>> {
+    const before = await this.statements();
+    const started = performance.now();
+    await new Promise((resolve) => setTimeout(resolve, seconds * 1000));
+    const after = await this.statements();
+    const elapsed = (performance.now() - started) / 1000;
+    this.idleStatementsPerSecond = Object.fromEntries(Object.entries(after).map(([role, n]) => [role, (n - (before[role] ?? 0)) / elapsed]));
+    return this.idleStatementsPerSecond;
+  }
 
   rss(): Record<string, number> {
     return {
@@ -228,8 +243,12 @@ export class Driver {
       cpuUtilization[role] = used / seconds;
     }
     const statementsPerPayment: Record<string, number> = {};
+    const paymentStatementsPerPayment: Record<string, number> = {};
     for (const [role, count] of Object.entries(statementsAfter)) {
-      statementsPerPayment[role] = okPayments.length ? (count - (this.#statementsBefore[role] ?? 0)) / okPayments.length : 0;
+      const sent = count - (this.#statementsBefore[role] ?? 0);
+      const idle = (this.idleStatementsPerSecond[role] ?? 0) * seconds;
+      statementsPerPayment[role] = okPayments.length ? sent / okPayments.length : 0;
+      paymentStatementsPerPayment[role] = okPayments.length ? Math.max(sent - idle, 0) / okPayments.length : 0;
     }
     return {
       ...phase,
@@ -244,6 +263,7 @@ export class Driver {
       cpuSecondsPerPayment,
       cpuUtilization,
       statementsPerPayment,
+      paymentStatementsPerPayment,
     };
   }
 

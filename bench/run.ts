@@ -165,6 +165,8 @@ interface EndToEndReport {
     warmupSamples: Sample[];
   };
   overload?: OverloadReport;
+  /** Statements per second each server sent while idle (its workers' polling), before the closed-loop levels. */
+  idleStatementsPerSecond?: Record<string, number>;
 }
 
 async function endToEndPart(): Promise<{ report: EndToEndReport; payments: Array<{ phase: string; payments: Payment[] }> }> {
@@ -195,6 +197,7 @@ async function endToEndPart(): Promise<{ report: EndToEndReport; payments: Array
     } else if (rate === undefined) {
       await driver.enroll(Math.max(...levels), (done, total) => progress('enrolling terminals', done, total));
       await driver.pay(0); // warm up: keys, issuer metadata, connections
+      report.idleStatementsPerSecond = await driver.measureIdleStatements(3); // the workers' polling, subtracted from the payment path's statements
       for (const concurrency of levels) {
         const { payments, result } = await driver.closed(concurrency, paymentsPerLevel, (done, total) => progress(`end to end, concurrency ${concurrency}`, done, total));
         report.phases.push(result);
@@ -350,7 +353,7 @@ if (e2e) {
     for (const [name, s] of Object.entries(r.client)) console.log(`  client ${name.padEnd(36)} ${s.p50.toFixed(1)} / ${s.p95.toFixed(1)}`);
     for (const [name, s] of Object.entries(r.server)) console.log(`  server ${name.padEnd(36)} ${s.p50.toFixed(1)} / ${s.p95.toFixed(1)}`);
     console.log(`  407 webhook after the approval answer     ${r.notification.p50.toFixed(1)} / ${r.notification.p95.toFixed(1)} (${r.notification.count} received)`);
-    for (const [role, n] of Object.entries(r.statementsPerPayment)) console.log(`  statements ${role.padEnd(37)} ${n.toFixed(1)} per payment`);
+    for (const [role, n] of Object.entries(r.statementsPerPayment)) console.log(`  statements ${role.padEnd(37)} ${n.toFixed(1)} per payment, ${r.paymentStatementsPerPayment[role]!.toFixed(1)} less idle polling (${(e2e.report.idleStatementsPerSecond?.[role] ?? 0).toFixed(0)}/s)`);
     for (const [role, s] of Object.entries(r.cpuSecondsPerPayment)) console.log(`  CPU ${role.padEnd(44)} ${(s * 1000).toFixed(1)} ms/payment, ${(r.cpuUtilization[role]! * 100).toFixed(0)}% of a core`);
   }
   if (e2e.report.atHalfMaximum) {
