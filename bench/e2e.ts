@@ -69,7 +69,11 @@ export interface PhaseResult {
   cpuUtilization: Record<string, number>;
   /** Statements each server sent to its database per successful payment (its db_statements_total), workers' polling included. */
   statementsPerPayment: Record<string, number>;
-  /** The same less the idle rate (measureIdleStatements) × the phase's seconds: the payment path's own statements. */
+  /**
+   * The same less the idle rate (measureIdleStatements) × the phase's seconds: an estimate of the
+   * payment path's own statements, informative only — on a busy machine worker passes slow down and
+   * this over-subtracts (it is clamped at 0). The targets judge statementsPerPayment.
+   */
   paymentStatementsPerPayment: Record<string, number>;
 }
 

@@ -353,7 +353,7 @@ if (e2e) {
     for (const [name, s] of Object.entries(r.client)) console.log(`  client ${name.padEnd(36)} ${s.p50.toFixed(1)} / ${s.p95.toFixed(1)}`);
     for (const [name, s] of Object.entries(r.server)) console.log(`  server ${name.padEnd(36)} ${s.p50.toFixed(1)} / ${s.p95.toFixed(1)}`);
     console.log(`  407 webhook after the approval answer     ${r.notification.p50.toFixed(1)} / ${r.notification.p95.toFixed(1)} (${r.notification.count} received)`);
-    for (const [role, n] of Object.entries(r.statementsPerPayment)) console.log(`  statements ${role.padEnd(37)} ${n.toFixed(1)} per payment, ${r.paymentStatementsPerPayment[role]!.toFixed(1)} less idle polling (${(e2e.report.idleStatementsPerSecond?.[role] ?? 0).toFixed(0)}/s)`);
+    for (const [role, n] of Object.entries(r.statementsPerPayment)) console.log(`  statements ${role.padEnd(37)} ${n.toFixed(1)} per payment, ${r.paymentStatementsPerPayment[role]!.toFixed(1)} less idle polling, an estimate (${(e2e.report.idleStatementsPerSecond?.[role] ?? 0).toFixed(0)}/s)`);
     for (const [role, s] of Object.entries(r.cpuSecondsPerPayment)) console.log(`  CPU ${role.padEnd(44)} ${(s * 1000).toFixed(1)} ms/payment, ${(r.cpuUtilization[role]! * 100).toFixed(0)}% of a core`);
   }
   if (e2e.report.atHalfMaximum) {
