@@ -11,7 +11,7 @@ import { subscribe } from 'node:diagnostics_channel';
 import { loadavg } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { MerchantClient, WalletClient, type VerifiedRequest } from '@kessai/sdk';
-import { cpuSecondsOf, rssOf, type BenchSystem } from './roles.ts';
+import { cpuSecondsOf, rssOf, statementsOf, type BenchSystem } from './roles.ts';
 import { summarize, type Summary } from './stats.ts';
 
 /** Server-Timing entries by `idem:<key>` or `<METHOD> <path>`. */
@@ -67,6 +67,14 @@ export interface PhaseResult {
   errors: Record<string, number>;
   cpuSecondsPerPayment: Record<string, number>;
   cpuUtilization: Record<string, number>;
+  /** Statements each server sent to its database per successful payment (its db_statements_total), workers' polling included. */
+  statementsPerPayment: Record<string, number>;
+  /**
+   * The same less the idle rate (measureIdleStatements) × the phase's seconds: an estimate of the
+   * payment path's own statements, informative only — on a busy machine worker passes slow down and
+   * this over-subtracts (it is clamped at 0). The targets judge statementsPerPayment.
+   */
+  paymentStatementsPerPayment: Record<string, number>;
 }
 
 export class Driver {
@@ -184,6 +192,28 @@ export class Driver {
     };
   }
 
+  /** Statements each server has sent to its database so far (their /metrics). */
+  async statements(): Promise<Record<string, number>> {
+    const { auth, settlement, caCertPem } = this.#system;
+    const [broker, bank] = await Promise.all([statementsOf(auth, caCertPem), statementsOf(settlement, caCertPem)]);
+    return { 'auth-server (30)': broker, 'settlement-server (40)': bank };
+  }
+
+  #statementsBefore: Record<string, number> = {};
+  /** Statements per second each server sends with no payment running (its workers' polling). */
+  idleStatementsPerSecond: Record<string, number> = {};
+
+  /** Measures the servers' idle statement rate over `seconds` with nothing else running. */
+  async measureIdleStatements(seconds: number): Promise<Record<string, number>> {
+    const before = await this.statements();
+    const started = performance.now();
+    await new Promise((resolve) => setTimeout(resolve, seconds * 1000));
+    const after = await this.statements();
+    const elapsed = (performance.now() - started) / 1000;
+    this.idleStatementsPerSecond = Object.fromEntries(Object.entries(after).map(([role, n]) => [role, (n - (before[role] ?? 0)) / elapsed]));
+    return this.idleStatementsPerSecond;
+  }
+
   rss(): Record<string, number> {
     return {
       'auth-server (30)': rssOf(this.#system.auth.pid),
@@ -195,6 +225,7 @@ export class Driver {
   /** Summarizes a phase; waits up to 2 s for the approvals' webhooks. */
   async summarize(payments: Payment[], phase: Pick<PhaseResult, 'mode' | 'concurrency' | 'rate'>, seconds: number, cpuBefore: Record<string, number>): Promise<PhaseResult> {
     const cpuAfter = this.cpu();
+    const statementsAfter = await this.statements();
     const okPayments = payments.filter((p) => p.ok);
     const deadline = performance.now() + 2_000;
     while (performance.now() < deadline && okPayments.some((p) => !this.#system.webhooks.has(`${p.id} payment_request.approved`))) await new Promise((resolve) => setTimeout(resolve, 50));
@@ -215,6 +246,14 @@ export class Driver {
       cpuSecondsPerPayment[role] = okPayments.length ? used / okPayments.length : 0;
       cpuUtilization[role] = used / seconds;
     }
+    const statementsPerPayment: Record<string, number> = {};
+    const paymentStatementsPerPayment: Record<string, number> = {};
+    for (const [role, count] of Object.entries(statementsAfter)) {
+      const sent = count - (this.#statementsBefore[role] ?? 0);
+      const idle = (this.idleStatementsPerSecond[role] ?? 0) * seconds;
+      statementsPerPayment[role] = okPayments.length ? sent / okPayments.length : 0;
+      paymentStatementsPerPayment[role] = okPayments.length ? Math.max(sent - idle, 0) / okPayments.length : 0;
+    }
     return {
       ...phase,
       seconds,
@@ -227,10 +266,13 @@ export class Driver {
       errors,
       cpuSecondsPerPayment,
       cpuUtilization,
+      statementsPerPayment,
+      paymentStatementsPerPayment,
     };
   }
 
   async closed(concurrency: number, total: number, onProgress: (done: number, total: number) => void): Promise<{ payments: Payment[]; result: PhaseResult }> {
+    this.#statementsBefore = await this.statements();
     const cpuBefore = this.cpu();
     const payments: Payment[] = [];
     let claimed = 0;
@@ -253,6 +295,7 @@ export class Driver {
    * `sampleEveryMs` it samples each process's RSS and the CPU it used since the last sample.
    */
   async open(rate: number, seconds: number, onProgress: (done: number, total: number) => void, sampleEveryMs = 10_000): Promise<{ payments: Payment[]; result: PhaseResult; samples: Sample[] }> {
+    this.#statementsBefore = await this.statements();
     const cpuBefore = this.cpu();
     const payments: Payment[] = [];
     const running: Array<Promise<void>> = [];

@@ -9,7 +9,7 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { createServer as createHttpsServer, type Server } from 'node:https';
+import { createServer as createHttpsServer, get as httpsGet, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
@@ -35,6 +35,8 @@ export interface RoleProcess {
   pid: number;
   url: string;
   child: ChildProcess;
+  /** The role's operator token: the benchmark reads its /metrics (statements sent) with it. */
+  operatorToken: string;
   stop(): Promise<void>;
 }
 
@@ -43,6 +45,24 @@ export function cpuSecondsOf(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return (Number(fields[11]) + Number(fields[12])) / clockTicks; // utime, stime (fields 14, 15)
+}
+
+/**
+ * Statements the role's process has sent to its database so far: `db_statements_total` of its
+ * /metrics (the counter in packages/service/src/db.ts, on PGlite and PostgreSQL alike).
+ */
+export async function statementsOf(role: RoleProcess, caCertPem: string): Promise<number> {
+  const text = await new Promise<string>((resolve, reject) => {
+    const request = httpsGet(`${role.url}/metrics`, { ca: caCertPem, headers: { authorization: `Bearer ${role.operatorToken}` } }, (res) => {
+      let body = '';
+      res.on('data', (chunk: Buffer) => (body += chunk.toString()));
+      res.on('end', () => (res.statusCode === 200 ? resolve(body) : reject(new Error(`${role.role} /metrics: ${res.statusCode}`))));
+    });
+    request.on('error', reject);
+  });
+  const line = /^db_statements_total (\d+)/m.exec(text);
+  if (!line) throw new Error(`${role.role} /metrics has no db_statements_total`);
+  return Number(line[1]);
 }
 
 /** Resident set size in bytes. */
@@ -79,6 +99,7 @@ async function spawnRole(role: string, serveRole: 'auth' | 'settlement', env: Re
     pid: child.pid!,
     url,
     child,
+    operatorToken: readFileSync(env.KESSAI_OPERATOR_TOKEN_FILE!, 'utf8').trim(),
     async stop() {
       if (child.exitCode !== null) return;
       const exited = new Promise((resolve) => child.once('exit', resolve));

@@ -247,6 +247,8 @@ describe(`metrics (${backend})`, () => {
     expect(broker.text).toMatch(/^kessai_webhook_oldest_pending_age_seconds \d/m);
     expect(broker.text).toMatch(/^db_pool_connections\{state="in_use"\} \d/m);
     expect(broker.text).toMatch(/^db_pool_connections\{state="waiting"\} \d/m);
+    // Statements sent so far (db.ts statementCount): what the benchmark divides by payments.
+    expect(broker.text).toMatch(/^db_statements_total [1-9]/m);
 
     const settlement = system.settlements.find((s) => s.issuer.id === card.issuer.id)!;
     const bank = await get(`${settlement.url}/metrics`, system.operatorHeaders(settlement.url));
@@ -254,6 +256,7 @@ describe(`metrics (${backend})`, () => {
     expect(bank.text).toMatch(/^kessai_bank_authorizations_total\{decision="approved",code="none"\} [1-9]/m);
     expect(bank.text).toMatch(/^kessai_ledger_batch_jobs_count [1-9]/m);
     expect(bank.text).toMatch(/^kessai_ledger_batch_duration_seconds_count [1-9]/m);
+    expect(bank.text).toMatch(/^db_statements_total [1-9]/m);
 
     // No id, raw URL or personal data in any label: only route patterns.
     for (const text of [broker.text, bank.text]) {

@@ -67,12 +67,22 @@ async function expirePending(context: AuthContext, now: Date): Promise<void> {
 /** The broker's work classes: the defaults of classifyWork; a new payment request is intake; the terminals' event streams are bounded by sseStreamsMax instead. */
 const brokerWork = classifyWork({ 'POST /v1/payment-requests': 'intake', 'GET /v1/terminal/events': 'exempt' });
 
+/** When each context's worker last deleted expired device proofs and idempotency keys (epoch ms). */
+const lastPurges = new WeakMap<AuthContext, number>();
+
+/** Expired device proofs and idempotency keys, deleted at most every limits.brokerPurgeIntervalMs. */
+async function purgeExpired(context: AuthContext, now: Date): Promise<void> {
+  const last = lastPurges.get(context);
+  if (last !== undefined && now.getTime() - last < limits.brokerPurgeIntervalMs && now.getTime() >= last) return;
+  lastPurges.set(context, now.getTime());
+  await context.config.db.query('delete from device_proofs where expires_at < $1', [now]);
+  await purgeIdempotencyKeys(context.config.db, now);
+}
+
 /** One pass of the background work; exported so tests can run it without waiting. */
 export async function runWorker(context: AuthContext, dispatcher: WebhookDispatcher, now: Date): Promise<void> {
-  const { config } = context;
   await expirePending(context, now);
-  await config.db.query('delete from device_proofs where expires_at < $1', [now]);
-  await purgeIdempotencyKeys(config.db, now);
+  await purgeExpired(context, now);
   await dispatcher.deliverDue(now);
   // After the deliveries, so a slow issuer delays no webhook: authorizations whose answer was lost
   // (in-doubt.ts: asked about, adopted or reversed), then the issuer's state of approved holds (hold-sync.ts).

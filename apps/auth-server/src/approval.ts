@@ -31,7 +31,7 @@ import {
   type ApproveRequest,
   type AuthorizationPayload,
   type TerminalOutcome,
-  importDevicePublicKey,
+  importPublicKey,
 } from '@kessai/protocol';
 import { deadlineHeaders, sqlState } from '@kessai/service';
 import type { TerminalCaller } from './callers.ts';
@@ -59,7 +59,7 @@ function requireAnswerable(row: PaymentRequestRow, now: Date): void {
 
 /** The approval rule (packages/protocol/src/checks/approval.ts) against this server's record of the request and merchant. */
 async function verifiedApproval(context: AuthContext, terminal: TerminalCaller, row: PaymentRequestRow, approval: string, now: Date): Promise<ApprovalPayload> {
-  const deviceKey = await importDevicePublicKey(terminal.deviceJwk);
+  const deviceKey = await importPublicKey(terminal.deviceJwk, 'ES256');
   const { value } = await verifyJson(approval, deviceKey, typ.approval, 'approval_invalid');
   const parsed = approvalPayload.safeParse(value);
   if (!parsed.success) throw new KessaiError('approval_invalid');

@@ -4,7 +4,7 @@
  * short-lived JWT signed by the device key, bound to method and path, used once).
  */
 import type { FastifyRequest } from 'fastify';
-import { deviceProofSubject, idPattern, KessaiError, limits, sha256Base64url, verifyDeviceProof, type JWK, importDevicePublicKey } from '@kessai/protocol';
+import { deviceProofSubject, idPattern, importPublicKey, KessaiError, limits, sha256Base64url, verifyDeviceProof, type JWK } from '@kessai/protocol';
 import { setAuditActor, sqlState, type Db } from '@kessai/service';
 
 export interface MerchantCaller {
@@ -46,7 +46,7 @@ export async function authenticateTerminal(db: Db, request: FastifyRequest): Pro
   if (!credentialId || !idPattern('cred').test(credentialId)) throw new KessaiError('unauthenticated');
   const [credential] = await db.query<{ id: string; issuer_id: string; device_jwk: JWK; device_jkt: string; status: string }>('select id, issuer_id, device_jwk, device_jkt, status from credentials where id = $1', [credentialId]);
   if (!credential) throw new KessaiError('unauthenticated');
-  const key = await importDevicePublicKey(credential.device_jwk);
+  const key = await importPublicKey(credential.device_jwk, 'ES256');
   const path = request.url.split('?')[0] ?? request.url;
   const proof = await verifyDeviceProof(token, key, { credentialId, method: request.method, path, maxAgeMs: limits.deviceProofAgeMsMax, skewMs: limits.clockSkewMs });
   try {

@@ -44,7 +44,7 @@ import {
   type Currency,
   type DeclineCode,
   type JWK,
-  importDevicePublicKey,
+  importPublicKey,
 } from '@kessai/protocol';
 import { checkDeadline, spendRateLimit, sqlState, type Queryable, type RateLimiters } from '@kessai/service';
 import type { SettlementConfig } from './config.ts';
@@ -99,7 +99,7 @@ async function registeredCard(tx: Queryable, config: SettlementConfig, credentia
 
 /** The approval rule (packages/protocol/src/checks/approval.ts) against this issuer's own view of the request. */
 async function verifiedApproval(body: AuthorizeRequest, deviceJwk: JWK, merchantName: string, now: Date): Promise<ApprovalPayload> {
-  const deviceKey = await importDevicePublicKey(deviceJwk);
+  const deviceKey = await importPublicKey(deviceJwk, 'ES256');
   const { value } = await verifyJson(body.approval, deviceKey, typ.approval, 'approval_invalid');
   const parsed = approvalPayload.safeParse(value);
   if (!parsed.success) throw new KessaiError('approval_invalid');

@@ -23,6 +23,7 @@ import {
 } from 'jose';
 import { KessaiError, type ErrorCode } from './errors.ts';
 import { parseJson } from './json.ts';
+import { limits } from './limits.ts';
 
 export const signatureAlgorithms = ['ES256'] as const;
 export const keyManagementAlgorithms = ['ECDH-ES+A256KW', 'RSA-OAEP-256'] as const;
@@ -98,6 +99,31 @@ export async function generateKeyEntry(use: 'sig' | 'enc', alg: KeyEntry['alg'] 
   privateJwk.alg = alg;
   privateJwk.use = use;
   return { entry: await keyEntryFromJwk(privateJwk), privateJwk };
+}
+
+const importedPublicKeys = new Map<string, Promise<CryptoKey>>();
+
+/**
+ * A public JWK imported for `alg`, cached per process by its exact public members (kty, crv, x, y,
+ * n, e) and alg: the same key material always imports to the same key, so the cache cannot
+ * confuse two keys, and it decides nothing — whether a credential or terminal (and so its key)
+ * is still good is read from the database at each use, as before. A JWK with a private part is
+ * refused. At most limits.importedPublicKeysMax entries (the oldest dropped first).
+ */
+export async function importPublicKey(jwk: JWK, alg: SignatureAlgorithm): Promise<CryptoKey> {
+  if (jwk.d !== undefined) throw new TypeError('importPublicKey: a public JWK is expected');
+  const { kty, crv, x, y, n, e } = jwk;
+  const cacheKey = JSON.stringify([alg, kty, crv, x, y, n, e]);
+  const cached = importedPublicKeys.get(cacheKey);
+  if (cached) return cached;
+  const members = Object.fromEntries(Object.entries({ kty, crv, x, y, n, e }).filter(([, v]) => v !== undefined));
+  const imported = importJWK(members, alg) as Promise<CryptoKey>;
+  importedPublicKeys.set(cacheKey, imported);
+  imported.catch(() => importedPublicKeys.delete(cacheKey)); // a bad key is not remembered
+  if (importedPublicKeys.size > limits.importedPublicKeysMax) {
+    importedPublicKeys.delete(importedPublicKeys.keys().next().value!);
+  }
+  return imported;
 }
 
 /** Builds a KeyEntry from a JWK (private or public) that carries kid, alg and use. */
@@ -196,11 +222,6 @@ export function readHeader(token: string, code: ErrorCode): Record<string, unkno
   } catch {
     throw new KessaiError(code, 'malformed protected header');
   }
-}
-
-/** A terminal's device public key (ES256 JWK) as a CryptoKey, to verify what the device signed. */
-export async function importDevicePublicKey(jwk: JWK): Promise<CryptoKey> {
-  return (await importJWK(jwk, 'ES256')) as CryptoKey;
 }
 
 /** The payload of a compact JWS, without verifying anything (for a token this server itself stored). */

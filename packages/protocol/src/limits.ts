@@ -186,6 +186,13 @@ export const limits = {
   /** Idempotency keys are kept at least this long. */
   idempotencyKeyTtlMs: 24 * 60 * 60 * 1000,
   /**
+   * The broker's worker deletes expired device proofs and idempotency keys at most this often, not
+   * at every pass (two statements per pass otherwise; a row kept a few seconds past its expiry
+   * changes nothing: an expired proof is refused by its age, and a key is kept *at least*
+   * idempotencyKeyTtlMs).
+   */
+  brokerPurgeIntervalMs: 10_000,
+  /**
    * A request running under an Idempotency-Key holds it for this long (a lease, `locked_until`),
    * renewed every third of it while the request still runs; a retry meanwhile is answered
    * idempotency_request_in_progress with Retry-After. A process that dies stops renewing: once the
@@ -387,6 +394,11 @@ export const limits = {
   walletStorageFileBytesMax: 64 * 1024,
   /** A fee's percentage part in basis points: at most 100 %. */
   feeBasisPointsMax: 10_000,
+  /**
+   * Public keys a process keeps imported (importPublicKey in crypto.ts: devices' keys, by their
+   * exact coordinates): past this many the oldest is dropped and imported again when next used.
+   */
+  importedPublicKeysMax: 10_000,
 } as const;
 
 export type Limits = typeof limits;

@@ -15,6 +15,7 @@
  * - Rows are written in batches after the response is sent, auditBatchDelayMs after the first of
  *   them; a crash can lose the batch not yet written.
  */
+import { peerCertificateOf } from './peer-certificate.ts';
 import { createHash } from 'node:crypto';
 import type { TLSSocket } from 'node:tls';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
@@ -22,7 +23,7 @@ import { z } from 'zod';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { isErrorCode, limits } from '@kessai/protocol';
 import { logPassFailure } from './db-faults.ts';
-import type { Db, Queryable } from './db.ts';
+import { sqlState, type Db, type Queryable } from './db.ts';
 import type { Logger } from './logger.ts';
 import { requireOperator } from './operator.ts';
 import { auditActorOf } from './audit-actor.ts';
@@ -92,33 +93,79 @@ export function auditRowHash(row: Omit<AuditRow, 'hash'>): string {
   return createHash('sha256').update(canonical, 'utf8').digest('hex');
 }
 
-/** Appends entries in order, in one transaction, after the chain's current head. */
-export async function appendAuditEntries(db: Db, entries: readonly AuditEntry[]): Promise<void> {
-  if (entries.length === 0) return;
-  await db.transaction((tx) => appendAuditEntriesIn(tx, entries));
+interface ChainHead {
+  seq: bigint;
+  hash: string;
 }
 
+/** The chain head each database handle wrote last: the next append starts from it without reading it. */
+const lastHeads = new WeakMap<Db, ChainHead>();
+
 /**
- * Appends entries inside the caller's transaction, so they commit or roll back with the change they
- * record (a settlement day close). Takes the chain's lock until that transaction ends.
+ * Appends entries in order after the chain's current head. Usually one statement: an insert after
+ * the head this process wrote last, which inserts nothing unless that row is still the head (its
+ * seq and hash present, the next seq free: the primary key refuses a second writer's same seq, so
+ * two processes cannot fork the chain), under the chain's lock like every append. When it inserts nothing or collides (another process
+ * appended, a restored database), the entries are appended the locked way: one transaction that
+ * takes the chain's lock and reads the head (appendAuditEntriesIn).
  */
-export async function appendAuditEntriesIn(tx: Queryable, entries: readonly AuditEntry[]): Promise<void> {
+export async function appendAuditEntries(db: Db, entries: readonly AuditEntry[]): Promise<void> {
   if (entries.length === 0) return;
-  await tx.query(lockSql);
-  const [head] = await tx.query<{ seq: bigint; hash: string }>('SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1');
-  let seq = head?.seq ?? 0n;
-  let prev = head?.hash ?? auditGenesisHash;
+  const head = lastHeads.get(db);
+  lastHeads.delete(db);
+  if (head) {
+    const built = auditInsert(entries, head);
+    // The chain's lock, held to the end of this one-statement transaction: a locked append (below,
+    // or a day close) never reads the head while this insert is uncommitted.
+    const locked = "WITH l AS (SELECT pg_advisory_xact_lock(hashtext('kessai.audit_log')))";
+    const guard = 'WHERE EXISTS (SELECT 1 FROM audit_log WHERE seq = $1 AND hash = $2)';
+    const rows = `SELECT v.* FROM (VALUES ${built.tuples.join(', ')}) AS v CROSS JOIN l ${guard}`;
+    const sql = `${locked} INSERT INTO audit_log (seq, at, actor, action, resource, outcome, origin, prev_hash, hash) ${rows} RETURNING seq`;
+    const inserted = await db.query(sql, [head.seq, head.hash, ...built.values]).catch((err: unknown) => {
+      if (sqlState(err) === '23505') return []; // another writer took the next seq: append the locked way
+      throw err;
+    });
+    if (inserted.length === entries.length) {
+      lastHeads.set(db, built.last);
+      return;
+    }
+  }
+  lastHeads.set(db, await db.transaction((tx) => appendAuditEntriesIn(tx, entries)));
+}
+
+/** The rows after `head`, hashed in order: placeholders from $3 on (typed, for INSERT … SELECT), their values, the new head. */
+function auditInsert(entries: readonly AuditEntry[], head: ChainHead): { tuples: string[]; values: unknown[]; last: ChainHead } {
+  let seq = head.seq;
+  let prev = head.hash;
+  const types = ['bigint', 'timestamptz', 'text', 'text', 'text', 'text', 'text', 'text', 'text'];
   const values: unknown[] = [];
   const tuples: string[] = [];
   for (const entry of entries) {
     seq += 1n;
     const row = { seq, at: entry.at ?? new Date(), actor: entry.actor, action: entry.action, resource: entry.resource ?? null, outcome: entry.outcome, origin: entry.origin ?? null, prev_hash: prev };
     prev = auditRowHash(row);
-    const base = values.length;
-    tuples.push(`(${Array.from({ length: 9 }, (_, i) => `$${base + i + 1}`).join(', ')})`);
+    const base = values.length + 3;
+    tuples.push(`(${types.map((type, i) => `$${base + i}::${type}`).join(', ')})`);
     values.push(row.seq, row.at, row.actor, row.action, row.resource, row.outcome, row.origin, row.prev_hash, prev);
   }
-  await tx.query(`INSERT INTO audit_log (seq, at, actor, action, resource, outcome, origin, prev_hash, hash) VALUES ${tuples.join(', ')}`, values);
+  return { tuples, values, last: { seq, hash: prev } };
+}
+
+/**
+ * Appends entries inside the caller's transaction, so they commit or roll back with the change they
+ * record (a settlement day close). Takes the chain's lock until that transaction ends. Returns the
+ * new head.
+ */
+export async function appendAuditEntriesIn(tx: Queryable, entries: readonly AuditEntry[]): Promise<ChainHead> {
+  await tx.query(lockSql);
+  const [head] = await tx.query<ChainHead>('SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1');
+  const from = { seq: head?.seq ?? 0n, hash: head?.hash ?? auditGenesisHash };
+  if (entries.length === 0) return from;
+  const built = auditInsert(entries, from);
+  // $1 and $2 are not used by this statement: the row placeholders are numbered from $3.
+  const renumbered = built.tuples.map((t) => t.replace(/\$(\d+)/g, (_, n: string) => `$${Number(n) - 2}`));
+  await tx.query(`INSERT INTO audit_log (seq, at, actor, action, resource, outcome, origin, prev_hash, hash) VALUES ${renumbered.join(', ')}`, built.values);
+  return built.last;
 }
 
 export type AuditVerification =
@@ -229,8 +276,8 @@ function actorOf(request: FastifyRequest, status: number): string {
   if (named) return named;
   if ((request.routeOptions.url ?? '').startsWith('/admin/') && status < 400) return 'operator';
   const socket = request.raw.socket as Partial<TLSSocket>;
-  if (socket.authorized && typeof socket.getPeerCertificate === 'function') {
-    const cn = socket.getPeerCertificate().subject?.CN;
+  if (socket.authorized) {
+    const cn = peerCertificateOf(socket)?.subject?.CN;
     if (typeof cn === 'string' && cn.length > 0) return `peer:${cn}`;
   }
   return 'anonymous';

@@ -66,6 +66,12 @@ export interface Db extends Queryable {
    * `onReconnect` runs after each reopening, since notifications sent meanwhile are gone.
    */
   listen?(channel: string, onNotify: (payload: string) => void, onReconnect?: () => void): Promise<DbListener>;
+  /**
+   * Statements sent to the database since it was opened (/metrics `db_statements_total`, read by
+   * the benchmark per payment): every query, exec, BEGIN, COMMIT, ROLLBACK and SET LOCAL. A
+   * multi-statement `exec` counts once — it is one round trip, one socket write.
+   */
+  statementCount?(): number;
 }
 
 export interface PoolStats {
@@ -358,7 +364,14 @@ interface Driver {
   stats(): PoolStats;
 }
 
-function createDb(kind: Db['kind'], driver: Driver): Db {
+function createDb(kind: Db['kind'], uncounted: Driver): Db {
+  let statements = 0;
+  const counted = (session: Session): Session => ({
+    query: (sql, params) => ((statements += 1), session.query(sql, params)),
+    exec: (sql) => ((statements += 1), session.exec(sql)),
+    ...(session.discard ? { discard: session.discard } : {}),
+  });
+  const driver: Driver = { ...uncounted, run: (fn, exclusive, timeoutMs) => uncounted.run((s) => fn(counted(s)), exclusive, timeoutMs) };
   const insideTransaction = new AsyncLocalStorage<{ open: boolean }>();
   const refuseNested = () => {
     if (insideTransaction.getStore()?.open) {
@@ -429,6 +442,7 @@ function createDb(kind: Db['kind'], driver: Driver): Db {
     },
     close: () => driver.close(),
     poolStats: () => driver.stats(),
+    statementCount: () => statements,
   };
 }
 

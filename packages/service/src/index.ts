@@ -5,6 +5,7 @@ export * from './key-admin.ts';
 export * from './logger.ts';
 export * from './server.ts';
 export * from './tls.ts';
+export * from './peer-certificate.ts';
 export * from './db.ts';
 export * from './db-faults.ts';
 export * from './migrate.ts';

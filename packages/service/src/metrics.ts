@@ -5,7 +5,7 @@
  * `app.operations.metrics.registry`). Label values are bounded sets — never an id, a raw URL or
  * anything a caller typed — so a scrape holds no personal data and its size does not grow.
  */
-import { collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Db } from './db.ts';
 
@@ -34,7 +34,8 @@ export class ServerMetrics {
   }
 
   /** The database pool's counts, read at each scrape. */
-  watchDatabase(db: Pick<Db, 'poolStats' | 'kind'>): void {
+  watchDatabase(db: Pick<Db, 'poolStats' | 'kind' | 'statementCount'>): void {
+    this.#watchStatements(db);
     if (!db.poolStats) return;
     const stats = db.poolStats.bind(db);
     new Gauge({
@@ -47,6 +48,23 @@ export class ServerMetrics {
         this.set({ state: 'in_use' }, inUse);
         this.set({ state: 'idle' }, idle);
         this.set({ state: 'waiting' }, waiting);
+      },
+    });
+  }
+
+  /** Statements sent so far (db.ts statementCount), read at each scrape: the benchmark's round trips per payment. */
+  #watchStatements(db: Pick<Db, 'statementCount'>): void {
+    if (!db.statementCount) return;
+    const count = db.statementCount.bind(db);
+    let reported = 0;
+    new Counter({
+      name: 'db_statements_total',
+      help: 'Statements sent to the database (each query, BEGIN, COMMIT; a multi-statement exec counts once: one round trip)',
+      registers: [this.registry],
+      collect() {
+        const now = count();
+        this.inc(now - reported);
+        reported = now;
       },
     });
   }

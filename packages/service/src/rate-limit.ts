@@ -12,6 +12,7 @@
  *   recently used, which starts again with a full burst; the per-address limit still bounds a
  *   caller who cycles through keys to get there.
  */
+import { peerCertificateOf } from './peer-certificate.ts';
 import type { TLSSocket } from 'node:tls';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { KessaiError, limits } from '@kessai/protocol';
@@ -132,8 +133,8 @@ export const byAddress = (request: FastifyRequest): Array<[RateLimitName, string
  */
 export const byAddressExceptCertifiedPeers = (request: FastifyRequest): Array<[RateLimitName, string]> => {
   const socket = request.raw.socket as Partial<TLSSocket>;
-  const certificate = socket.authorized && typeof socket.getPeerCertificate === 'function' ? socket.getPeerCertificate() : undefined;
-  return certificate && Object.keys(certificate).length > 0 ? [] : byAddress(request);
+  const certificate = socket.authorized ? peerCertificateOf(socket) : undefined;
+  return certificate ? [] : byAddress(request);
 };
 
 /**

@@ -6,6 +6,8 @@
  * Idle connections, slow handshakes and slow uploads are closed after the timeouts of limits.ts,
  * and every HTTPS answer carries Strict-Transport-Security.
  */
+import { constants as cryptoConstants } from 'node:crypto';
+import { peerCertificateOf } from './peer-certificate.ts';
 import Fastify, { LogController, type FastifyError, type FastifyReply, type FastifyRequest } from 'fastify';
 import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
@@ -79,6 +81,8 @@ export function createServer(options: ServerOptions) {
         minVersion: 'TLSv1.2' as const,
         requestCert: options.tls.requestClientCertificate ?? false,
         rejectUnauthorized: false,
+        // No renegotiation: a connection keeps the certificate of its handshake (peer-certificate.ts caches it).
+        secureOptions: cryptoConstants.SSL_OP_NO_RENEGOTIATION,
         handshakeTimeout: timeouts.tlsHandshakeMs,
         ...nodeTimeouts,
       }
@@ -267,8 +271,8 @@ function withoutInput(message: string): string {
  */
 export async function requireClientCertificate(request: FastifyRequest): Promise<void> {
   const socket = request.raw.socket as TLSSocket;
-  const certificate = typeof socket.getPeerCertificate === 'function' ? socket.getPeerCertificate() : undefined;
-  if (!socket.authorized || !certificate || Object.keys(certificate).length === 0) throw new KessaiError('client_certificate_required');
+  const certificate = peerCertificateOf(socket);
+  if (!socket.authorized || !certificate) throw new KessaiError('client_certificate_required');
 }
 
 const fingerprintForm = (fingerprint: string) => fingerprint.replace(/:/g, '').toLowerCase();
@@ -282,7 +286,7 @@ export function requirePinnedClientCertificate(fingerprints: readonly string[]):
   const allowed = new Set(fingerprints.map(fingerprintForm));
   return async (request) => {
     const socket = request.raw.socket as TLSSocket;
-    const certificate = typeof socket.getPeerCertificate === 'function' ? socket.getPeerCertificate() : undefined;
+    const certificate = peerCertificateOf(socket);
     if (!socket.authorized || !certificate?.fingerprint256 || !allowed.has(fingerprintForm(certificate.fingerprint256))) throw new KessaiError('client_certificate_required', 'this client certificate is not an allowed broker');
   };
 }
