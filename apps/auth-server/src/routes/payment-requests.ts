@@ -42,8 +42,8 @@ export async function paymentRequestRoutes(plugin: FastifyInstance, context: Aut
 
   async function ownedRequest(merchant: MerchantCaller, id: string): Promise<PaymentRequestRow> {
     const row = await loadPaymentRequest(config.db, id);
-    // Another merchant's request does not exist, as far as this merchant can tell.
-    if (row.merchant_id !== merchant.id) throw new KessaiError('payment_request_not_found');
+    // Another merchant's request does not exist, as far as this merchant can tell; nor does one of the other mode.
+    if (row.merchant_id !== merchant.id || row.livemode !== merchant.livemode) throw new KessaiError('payment_request_not_found');
     return row;
   }
 
@@ -60,9 +60,12 @@ export async function paymentRequestRoutes(plugin: FastifyInstance, context: Aut
       const now = new Date();
       const ttlMs = body.expires_in_seconds ? body.expires_in_seconds * 1000 : limits.paymentRequestTtlMsDefault;
       const [row] = await config.db.query<PaymentRequestRow>(
-        `insert into payment_requests (id, merchant_id, order_id, currency, amount_minor, line_items, wallet_handle, status, expires_at)
-         values ($1, $2, $3, $4, $5, $6::text::jsonb, $7, 'pending', $8) returning *`,
-        [newId('pr'), merchant.id, body.order_id, body.currency, parseAmount(body.amount_minor), JSON.stringify(body.line_items), body.wallet_handle ?? null, new Date(now.getTime() + ttlMs)],
+        `insert into payment_requests (id, merchant_id, order_id, currency, amount_minor, line_items, wallet_handle, status, expires_at, livemode)
+         values ($1, $2, $3, $4, $5, $6::text::jsonb, $7, 'pending', $8, $9) returning *`,
+        [
+          newId('pr'), merchant.id, body.order_id, body.currency, parseAmount(body.amount_minor), JSON.stringify(body.line_items),
+          body.wallet_handle ?? null, new Date(now.getTime() + ttlMs), merchant.livemode,
+        ],
       );
       if (!row) throw new Error('insert returned no row');
       request.log.info({ request: row.id, merchant: merchant.id }, 'step 402: payment request created');
