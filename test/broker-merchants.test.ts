@@ -57,7 +57,7 @@ describe('merchants created by the broker’s operator', () => {
     expect(await paymentRequestWith(apiKey)).toMatch(/^pr_/);
 
     const shown = await atBroker('merchants', 'show', id);
-    expect(shown).toContain(`${id}  Matcha Bar  webhook ${kessai.system.shop.url}/webhooks/kessai  keys: current …${apiKey.slice(-4)}`);
+    expect(shown).toContain(`${id}  Matcha Bar  webhook ${kessai.system.shop.url}/webhooks/kessai  keys: current test …${apiKey.slice(-4)}`);
     expect(shown).not.toContain(apiKey);
     const listed = await atBroker('merchants', 'list');
     expect(listed).toContain(`${id}  Matcha Bar`);
