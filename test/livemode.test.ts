@@ -5,7 +5,9 @@
  * demo merchant of `kessai start` has a test key.
  */
 import { describe, expect, it } from 'vitest';
+import { randomBytes } from 'node:crypto';
 import { MerchantClient } from '@kessai/sdk';
+import { createMerchant } from '../apps/auth-server/src/merchants.ts';
 import { registerMerchantsCommands } from '../apps/cli/src/merchants-commands.ts';
 import { runKessai } from './support/cli.ts';
 import { codeOf } from './support/errors.ts';
@@ -93,6 +95,20 @@ describe('test and live mode', () => {
     } finally {
       await test.close();
       await live.close();
+    }
+  });
+
+  it('a key made before modes existed (sk_… with neither prefix) is a test key', async () => {
+    const legacyKey = `sk_${randomBytes(24).toString('base64url')}`;
+    const { merchant } = await createMerchant(auth().db, { name: 'Kukicha Cellar', apiKey: legacyKey });
+    expect(merchant.api_keys[0]!.livemode).toBe(false);
+    const sakura = kessai.system.settlements.find((s) => s.issuer.id === 'sakura-bank')!;
+    await kessaiCli(['merchants', 'onboard', '--issuer', 'sakura-bank', '--id', merchant.merchant_id, '--name', 'Kukicha Cellar', '--url', sakura.url]);
+    const legacy = clientOf(legacyKey);
+    try {
+      expect((await newRequest(legacy)).livemode).toBe(false);
+    } finally {
+      await legacy.close();
     }
   });
 });
