@@ -75,6 +75,11 @@ describe('test and live mode', () => {
     try {
       const testRequest = await newRequest(test);
       expect(testRequest.livemode).toBe(false);
+      // One idempotency key used with both keys: two requests, never the other mode's answer replayed.
+      const shared = idempotencyKey();
+      const body = { order_id: 'o-shared', currency: 'JPY' as const, amount_minor: '300', line_items: [{ description: 'Mugicha', quantity: 1, unit_price_minor: '300' }] };
+      const [inTest, inLive] = [await test.createPaymentRequest(body, shared), await live.createPaymentRequest(body, shared)];
+      expect([inTest.livemode, inLive.livemode, inTest.id === inLive.id]).toEqual([false, true, false]);
       const liveId = await approvedRequest(live, kessai.wallet, card, 900n);
       expect((await live.getPaymentRequest(liveId)).livemode).toBe(true);
       expect(await codeOf(test.getPaymentRequest(liveId))).toBe('payment_request_not_found');

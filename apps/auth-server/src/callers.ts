@@ -15,6 +15,12 @@ export interface MerchantCaller {
   livemode: boolean;
 }
 
+/**
+ * Whose idempotency keys a caller's key shares: the merchant's in test mode (as before modes
+ * existed), `<id>/live` in live mode, so a key of one mode never replays the other mode's answer.
+ */
+export const idempotencyScope = (merchant: MerchantCaller): string => (merchant.livemode ? `${merchant.id}/live` : merchant.id);
+
 export async function authenticateMerchant(db: Db, request: FastifyRequest): Promise<MerchantCaller> {
   const header = request.headers.authorization;
   const match = typeof header === 'string' ? /^Bearer ([A-Za-z0-9_-]{16,128})$/.exec(header) : null;

@@ -18,7 +18,7 @@ import {
   settlementCaptureResponse,
   voidRequest,
 } from '@kessai/protocol';
-import { authenticateMerchant, type MerchantCaller } from '../callers.ts';
+import { authenticateMerchant, idempotencyScope, type MerchantCaller } from '../callers.ts';
 import type { AuthContext } from '../context.ts';
 import { idempotencyKeyOf, idempotent, requestHash } from '../idempotency.ts';
 import { loadPaymentRequest, merchantView, signTerminalView, statusAt, type PaymentRequestRow } from '../payment-requests.ts';
@@ -35,7 +35,7 @@ export async function paymentRequestRoutes(plugin: FastifyInstance, context: Aut
     const merchant = await authenticateMerchant(config.db, request);
     const key = idempotencyKeyOf(request.headers);
     const hash = await requestHash(request.method, request.url, request.body);
-    const response = await idempotent(config.db, merchant.id, key, hash, () => run(merchant));
+    const response = await idempotent(config.db, idempotencyScope(merchant), key, hash, () => run(merchant));
     if (response.status >= 400) return reply.code(response.status).type('application/problem+json').send(response.body);
     return reply.code(response.status).send(response.body);
   }

@@ -9,7 +9,7 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { idPattern, KessaiError, limits } from '@kessai/protocol';
 import { deliveryViewOf, webhookDeliveryView } from '../admin-console.ts';
-import { authenticateMerchant } from '../callers.ts';
+import { authenticateMerchant, idempotencyScope } from '../callers.ts';
 import type { AuthContext } from '../context.ts';
 import { idempotencyKeyOf, idempotent, requestHash } from '../idempotency.ts';
 import { listWebhookEvents, resendWebhookEvent, webhookEventStatuses } from '../webhooks.ts';
@@ -34,7 +34,7 @@ export async function webhookEventRoutes(plugin: FastifyInstance, { config }: Au
   app.post('/v1/webhook-events/:id/resend', { schema: { params: byId, body: z.strictObject({}) } }, async (request, reply) => {
     const merchant = await authenticateMerchant(config.db, request);
     const key = idempotencyKeyOf(request.headers);
-    const response = await idempotent(config.db, merchant.id, key, await requestHash(request.method, request.url, request.body), async () => {
+    const response = await idempotent(config.db, idempotencyScope(merchant), key, await requestHash(request.method, request.url, request.body), async () => {
       const row = await resendWebhookEvent(config.db, request.params.id, merchant, new Date());
       if (!row) throw new KessaiError('webhook_event_not_found');
       request.log.info({ event: row.id, merchant: merchant.id, type: row.event_type }, 'webhook event resent by the merchant');
