@@ -57,7 +57,7 @@ describe('merchants created by the broker’s operator', () => {
     expect(await paymentRequestWith(apiKey)).toMatch(/^pr_/);
 
     const shown = await atBroker('merchants', 'show', id);
-    expect(shown).toContain(`${id}  Matcha Bar  webhook ${kessai.system.shop.url}/webhooks/kessai  keys: current …${apiKey.slice(-4)}`);
+    expect(shown).toContain(`${id}  Matcha Bar  webhook ${kessai.system.shop.url}/webhooks/kessai  keys: current test …${apiKey.slice(-4)}`);
     expect(shown).not.toContain(apiKey);
     const listed = await atBroker('merchants', 'list');
     expect(listed).toContain(`${id}  Matcha Bar`);
@@ -77,7 +77,7 @@ describe('merchants created by the broker’s operator', () => {
     expect(printed).toMatch(/the previous key works until \d{4}-/);
     expect(await paymentRequestWith(fresh)).toMatch(/^pr_/);
     expect(await paymentRequestWith(old)).toMatch(/^pr_/);
-    expect(await atBroker('merchants', 'show', id)).toContain(`keys: current …${fresh.slice(-4)}, previous …${old.slice(-4)} until`);
+    expect(await atBroker('merchants', 'show', id)).toContain(`keys: current test …${fresh.slice(-4)}, previous test …${old.slice(-4)} until`);
     await new Promise((resolve) => setTimeout(resolve, 2_500));
     expect(await paymentRequestWith(old)).toBe('unauthenticated');
     expect(await paymentRequestWith(fresh)).toMatch(/^pr_/);

@@ -58,6 +58,8 @@ export const webhookDeliveryView = z.strictObject({
   /** The last resend (by the operator or the merchant), which started a fresh schedule. */
   resent_at: timestamp.nullable(),
   created_at: timestamp,
+  /** The mode of the event's payment request. */
+  livemode: z.boolean(),
 });
 
 export function deliveryViewOf(row: WebhookEventRecord): z.infer<typeof webhookDeliveryView> {
@@ -74,6 +76,7 @@ export function deliveryViewOf(row: WebhookEventRecord): z.infer<typeof webhookD
     dead_at: iso(row.dead_at),
     resent_at: iso(row.resent_at),
     created_at: iso(row.created_at)!,
+    livemode: Boolean(row.livemode),
   };
 }
 

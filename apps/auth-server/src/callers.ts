@@ -10,7 +10,15 @@ import { setAuditActor, sqlState, type Db } from '@kessai/service';
 export interface MerchantCaller {
   id: string;
   name: string;
+  /** The mode of the key it called with (sk_live_… true, sk_test_… or a key older than modes false). */
+  livemode: boolean;
 }
+
+/**
+ * Whose idempotency keys a caller's key shares: the merchant's in test mode (as before modes
+ * existed), `<id>/live` in live mode, so a key of one mode never replays the other mode's answer.
+ */
+export const idempotencyScope = (merchant: MerchantCaller): string => (merchant.livemode ? `${merchant.id}/live` : merchant.id);
 
 export async function authenticateMerchant(db: Db, request: FastifyRequest): Promise<MerchantCaller> {
   const header = request.headers.authorization;
@@ -18,9 +26,9 @@ export async function authenticateMerchant(db: Db, request: FastifyRequest): Pro
   if (!match?.[1]) throw new KessaiError('unauthenticated');
   const hash = await sha256Base64url(match[1]);
   const [merchant] = await db.query<MerchantCaller>(
-    `select id, name from merchants where api_key_hash = $1
+    `select id, name, api_key_livemode as livemode from merchants where api_key_hash = $1
      union all
-     select m.id, m.name from merchant_previous_api_keys k join merchants m on m.id = k.merchant_id where k.key_hash = $1 and k.expires_at > now()
+     select m.id, m.name, k.livemode from merchant_previous_api_keys k join merchants m on m.id = k.merchant_id where k.key_hash = $1 and k.expires_at > now()
      limit 1`,
     [hash],
   );

@@ -11,7 +11,7 @@ import { randomBytes } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { apiKeyRolled, apiKeyRollRequest, apiKeysRetired, brokerMerchantCreate, brokerMerchantCreated, brokerMerchantList, brokerMerchantView, KessaiError, limits, merchantId, merchantNameProblem, newId, sha256Base64url } from '@kessai/protocol';
+import { apiKeyLivemode, apiKeyRolled, apiKeyRollRequest, apiKeysRetired, brokerMerchantCreate, brokerMerchantCreated, brokerMerchantList, brokerMerchantView, KessaiError, limits, merchantId, merchantNameProblem, newId, sha256Base64url } from '@kessai/protocol';
 import { auditActorOf, recordDomainEvent, requireOperator, type Db, type Queryable } from '@kessai/service';
 
 export type BrokerMerchantView = z.infer<typeof brokerMerchantView>;
@@ -21,11 +21,13 @@ export interface NewMerchant {
   webhookUrl?: string | undefined;
   /** Chosen by the caller only for `kessai start`'s demo merchant, whose secrets the demo shop reads from its file; otherwise made here. */
   id?: string;
+  /** The key's mode (default test); a given apiKey's mode is its prefix. */
+  livemode?: boolean | undefined;
   apiKey?: string;
   webhookSecret?: string;
 }
 
-const newApiKey = () => `sk_${randomBytes(24).toString('base64url')}`;
+const newApiKey = (livemode: boolean) => `sk_${livemode ? 'live' : 'test'}_${randomBytes(24).toString('base64url')}`;
 const newWebhookSecret = () => `whsec_${randomBytes(24).toString('base64url')}`;
 const last4 = (key: string) => key.slice(-4);
 
@@ -42,13 +44,18 @@ async function checkNewMerchant(db: Queryable, merchant: NewMerchant): Promise<v
 /** Creates a merchant with its API key and webhook secret; answers them (the only time the key is seen). */
 export async function createMerchant(db: Db, merchant: NewMerchant): Promise<{ merchant: BrokerMerchantView; apiKey: string; webhookSecret: string }> {
   const id = merchant.id ?? newId('mer');
-  const apiKey = merchant.apiKey ?? newApiKey();
+  const apiKey = merchant.apiKey ?? newApiKey(merchant.livemode ?? false);
+  const livemode = apiKeyLivemode(apiKey);
   const webhookSecret = merchant.webhookSecret ?? newWebhookSecret();
   await db.transaction(async (tx) => {
     // One creation at a time, so two merchants cannot take one name.
     await tx.query("select pg_advisory_xact_lock(hashtext('kessai.merchants.create'))");
     await checkNewMerchant(tx, merchant);
-    await tx.query('insert into merchants (id, name, api_key_hash, api_key_last4, webhook_url, webhook_secret) values ($1, $2, $3, $4, $5, $6)', [id, merchant.name, await sha256Base64url(apiKey), last4(apiKey), merchant.webhookUrl ?? null, webhookSecret]);
+    await tx.query(
+      `insert into merchants (id, name, api_key_hash, api_key_last4, webhook_url, webhook_secret, api_key_livemode)
+       values ($1, $2, $3, $4, $5, $6, $7)`,
+      [id, merchant.name, await sha256Base64url(apiKey), last4(apiKey), merchant.webhookUrl ?? null, webhookSecret, livemode],
+    );
   });
   return { merchant: await showMerchant(db, id), apiKey, webhookSecret };
 }
@@ -62,30 +69,34 @@ interface MerchantRow {
   name: string;
   webhook_url: string | null;
   api_key_last4: string | null;
+  api_key_livemode: boolean;
   created_at: Date | string;
 }
 
 async function viewOf(db: Queryable, row: MerchantRow, now: Date): Promise<BrokerMerchantView> {
-  const previous = await db.query<{ last4: string | null; expires_at: Date | string }>('select last4, expires_at from merchant_previous_api_keys where merchant_id = $1 and expires_at > $2 order by expires_at desc limit $3', [row.id, now, limits.merchantApiKeysMax - 1]);
+  const previous = await db.query<{ last4: string | null; expires_at: Date | string; livemode: boolean }>('select last4, expires_at, livemode from merchant_previous_api_keys where merchant_id = $1 and expires_at > $2 order by expires_at desc limit $3', [row.id, now, limits.merchantApiKeysMax - 1]);
   const [secrets] = await db.query<{ n: number | string }>("select count(*) as n from merchant_webhook_secrets where merchant_id = $1 and status = 'previous'", [row.id]);
   return {
     merchant_id: row.id,
     name: row.name,
     webhook_url: row.webhook_url,
     created_at: new Date(row.created_at).toISOString(),
-    api_keys: [{ status: 'current', last4: row.api_key_last4, expires_at: null }, ...previous.map((key) => ({ status: 'previous' as const, last4: key.last4, expires_at: new Date(key.expires_at).toISOString() }))],
+    api_keys: [
+      { status: 'current', last4: row.api_key_last4, expires_at: null, livemode: row.api_key_livemode },
+      ...previous.map((key) => ({ status: 'previous' as const, last4: key.last4, expires_at: new Date(key.expires_at).toISOString(), livemode: key.livemode })),
+    ],
     previous_webhook_secrets: Number(secrets?.n ?? 0),
   };
 }
 
 export async function showMerchant(db: Queryable, id: string, now = new Date()): Promise<BrokerMerchantView> {
-  const [row] = await db.query<MerchantRow>('select id, name, webhook_url, api_key_last4, created_at from merchants where id = $1', [id]);
+  const [row] = await db.query<MerchantRow>('select id, name, webhook_url, api_key_last4, api_key_livemode, created_at from merchants where id = $1', [id]);
   if (!row) throw new KessaiError('not_found', 'no such merchant');
   return viewOf(db, row, now);
 }
 
 export async function listMerchants(db: Queryable, now = new Date()): Promise<BrokerMerchantView[]> {
-  const rows = await db.query<MerchantRow>('select id, name, webhook_url, api_key_last4, created_at from merchants order by created_at desc, id limit $1', [limits.listPageMax]);
+  const rows = await db.query<MerchantRow>('select id, name, webhook_url, api_key_last4, api_key_livemode, created_at from merchants order by created_at desc, id limit $1', [limits.listPageMax]);
   return Promise.all(rows.map((row) => viewOf(db, row, now)));
 }
 
@@ -93,18 +104,23 @@ export async function listMerchants(db: Queryable, now = new Date()): Promise<Br
  * Stripe's roll: a new current key; the old one keeps working for `overlapSeconds` (0: refused at
  * once). Refused with api_key_limit_reached while merchantApiKeysMax keys already work.
  */
-export async function rollApiKey(db: Db, id: string, overlapSeconds: number = limits.apiKeyOverlapSecondsDefault, now = new Date()): Promise<{ apiKey: string; previousExpiresAt: Date | null }> {
+export async function rollApiKey(db: Db, id: string, overlapSeconds: number = limits.apiKeyOverlapSecondsDefault, now = new Date(), livemode?: boolean): Promise<{ apiKey: string; previousExpiresAt: Date | null }> {
   if (!Number.isInteger(overlapSeconds) || overlapSeconds < 0 || overlapSeconds > limits.apiKeyOverlapSecondsMax) throw new TypeError('overlapSeconds must be an integer 0..apiKeyOverlapSecondsMax');
-  const apiKey = newApiKey();
   const previousExpiresAt = overlapSeconds > 0 ? new Date(now.getTime() + overlapSeconds * 1000) : null;
+  let apiKey = '';
   await db.transaction(async (tx) => {
-    const [row] = await tx.query<{ api_key_hash: string; api_key_last4: string | null }>('select api_key_hash, api_key_last4 from merchants where id = $1 for update', [id]);
+    const [row] = await tx.query<{ api_key_hash: string; api_key_last4: string | null; api_key_livemode: boolean }>('select api_key_hash, api_key_last4, api_key_livemode from merchants where id = $1 for update', [id]);
     if (!row) throw new KessaiError('not_found', 'no such merchant');
     const [working] = await tx.query<{ n: number | string }>('select count(*) as n from merchant_previous_api_keys where merchant_id = $1 and expires_at > $2', [id, now]);
     if (previousExpiresAt && 1 + Number(working?.n ?? 0) >= limits.merchantApiKeysMax) throw new KessaiError('api_key_limit_reached');
     // The old key's hash stays either way (expired at once with no overlap): a configuration naming it cannot bring it back.
-    await tx.query('insert into merchant_previous_api_keys (merchant_id, key_hash, last4, rolled_at, expires_at) values ($1, $2, $3, $4, $5)', [id, row.api_key_hash, row.api_key_last4, now, previousExpiresAt ?? now]);
-    await tx.query('update merchants set api_key_hash = $2, api_key_last4 = $3 where id = $1', [id, await sha256Base64url(apiKey), last4(apiKey)]);
+    await tx.query(
+      'insert into merchant_previous_api_keys (merchant_id, key_hash, last4, rolled_at, expires_at, livemode) values ($1, $2, $3, $4, $5, $6)',
+      [id, row.api_key_hash, row.api_key_last4, now, previousExpiresAt ?? now, row.api_key_livemode],
+    );
+    // The new key keeps the current key's mode unless the operator names one.
+    apiKey = newApiKey(livemode ?? row.api_key_livemode);
+    await tx.query('update merchants set api_key_hash = $2, api_key_last4 = $3, api_key_livemode = $4 where id = $1', [id, await sha256Base64url(apiKey), last4(apiKey), apiKeyLivemode(apiKey)]);
   });
   return { apiKey, previousExpiresAt };
 }
@@ -122,7 +138,7 @@ export async function brokerMerchantRoutes(plugin: FastifyInstance, db: Db, oper
   app.addHook('onRequest', requireOperator(operatorToken));
   const byId = z.strictObject({ id: merchantId });
   app.post('/admin/v1/merchants', { schema: { body: brokerMerchantCreate, response: { 200: brokerMerchantCreated } } }, async (request) => {
-    const created = await createMerchant(db, { name: request.body.name, webhookUrl: request.body.webhook_url });
+    const created = await createMerchant(db, { name: request.body.name, webhookUrl: request.body.webhook_url, livemode: request.body.livemode });
     request.log.info({ merchant: created.merchant.merchant_id }, 'merchant created');
     void recordDomainEvent(db, { actor: auditActorOf(request) ?? 'operator', action: 'merchant.created', resource: created.merchant.merchant_id, outcome: 'created' });
     return { merchant: created.merchant, api_key: created.apiKey, webhook_secret: created.webhookSecret };
@@ -130,7 +146,7 @@ export async function brokerMerchantRoutes(plugin: FastifyInstance, db: Db, oper
   app.get('/admin/v1/merchants', { schema: { response: { 200: brokerMerchantList } } }, async () => ({ items: await listMerchants(db) }));
   app.get('/admin/v1/merchants/:id', { schema: { params: byId, response: { 200: brokerMerchantView } } }, async (request) => showMerchant(db, request.params.id));
   app.post('/admin/v1/merchants/:id/api-keys/roll', { schema: { params: byId, body: apiKeyRollRequest.optional(), response: { 200: apiKeyRolled } } }, async (request) => {
-    const rolled = await rollApiKey(db, request.params.id, request.body?.overlap_seconds ?? limits.apiKeyOverlapSecondsDefault);
+    const rolled = await rollApiKey(db, request.params.id, request.body?.overlap_seconds ?? limits.apiKeyOverlapSecondsDefault, new Date(), request.body?.livemode);
     const outcome = rolled.previousExpiresAt ? `rolled; previous key works until ${rolled.previousExpiresAt.toISOString()}` : 'rolled; previous key retired at once';
     request.log.info({ merchant: request.params.id, previousExpiresAt: rolled.previousExpiresAt }, 'merchant API key rolled');
     void recordDomainEvent(db, { actor: auditActorOf(request) ?? 'operator', action: 'api_key.rolled', resource: request.params.id, outcome });

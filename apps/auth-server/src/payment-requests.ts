@@ -33,6 +33,8 @@ export interface PaymentRequestRow {
   resolve_attempts: number;
   /** When hold-sync asks the issuer about this approved request next (hold-sync.ts). */
   hold_check_at: Date | null;
+  /** Made with a live key (migration 0012): only keys of the same mode see it. */
+  livemode: boolean;
 }
 
 /** Loads a request as it is stored. Reads never write: the worker's expiry pass is the one writer of `expired` (payment-state.ts). */
@@ -62,6 +64,7 @@ export function merchantView(row: PaymentRequestRow, publicBaseUrl: string, now:
     expires_at: row.expires_at.toISOString(),
     authorization: row.authorization_jws,
     decline_code: row.decline_code,
+    livemode: row.livemode,
   };
 }
 

@@ -70,6 +70,7 @@ export async function relayRefund(context: AuthContext, merchant: MerchantCaller
     refunded_minor: result.refunded_minor,
     captured_minor: result.captured_minor,
     created_at: new Date(saved.created_at).toISOString(),
+    livemode: row.livemode,
   };
   await config.db.transaction(async (tx) => {
     const [pending] = await tx.query("update refunds set state = 'succeeded' where id = $1 and state = 'pending' returning id", [saved.id]);

@@ -19,7 +19,7 @@ if (limits.webhookAttemptsMax !== limits.webhookRetryDelaysMs.length + 1) throw 
 
 export function webhookEvent(type: WebhookEvent['type'], view: PaymentRequestView, now: Date, sequence: number, refund?: RefundView, id = newId('evt')): WebhookEvent {
   // step 407: the shop is notified by a signed webhook event
-  return { id, type, created_at: now.toISOString(), data: view, ...(refund ? { refund } : {}), sequence };
+  return { id, type, created_at: now.toISOString(), livemode: view.livemode, data: view, ...(refund ? { refund } : {}), sequence };
 }
 
 /**
@@ -179,17 +179,26 @@ export interface WebhookEventRecord {
   dead_at: Date | null;
   resent_at: Date | null;
   created_at: Date;
+  /** The mode of the event's payment request (false without one). */
+  livemode: boolean;
 }
 
-const recordColumns = 'id, merchant_id, event_type, payment_request_id, status, attempts, last_status, next_attempt_at, delivered_at, dead_at, resent_at, created_at';
+const eventLivemode = 'coalesce((select p.livemode from payment_requests p where p.id = webhook_outbox.payment_request_id), false)';
+const recordColumns = `id, merchant_id, event_type, payment_request_id, status, attempts, last_status, next_attempt_at, delivered_at,
+  dead_at, resent_at, created_at, ${eventLivemode} as livemode`;
 
 /** Newest first, one more than `limit` (so the caller knows whether there are more). */
-export function listWebhookEvents(db: Queryable, filter: { merchantId?: string; status?: WebhookEventStatus }, limit: number): Promise<WebhookEventRecord[]> {
+export function listWebhookEvents(
+  db: Queryable,
+  filter: { merchantId?: string; status?: WebhookEventStatus; livemode?: boolean },
+  limit: number,
+): Promise<WebhookEventRecord[]> {
   return db.query<WebhookEventRecord>(
     `select ${recordColumns} from webhook_outbox
       where ($1::text is null or merchant_id = $1) and ($2::text is null or status = $2)
+        and ($4::boolean is null or ${eventLivemode} = $4)
       order by created_at desc, id desc limit $3`,
-    [filter.merchantId ?? null, filter.status ?? null, limit + 1],
+    [filter.merchantId ?? null, filter.status ?? null, limit + 1, filter.livemode ?? null],
   );
 }
 
@@ -198,12 +207,19 @@ export function listWebhookEvents(db: Queryable, filter: { merchantId?: string; 
  * body, attempts from zero, due now (or when a running attempt's lease ends, so no two deliveries
  * of it overlap). `merchantId` confines a merchant to its own events. Undefined when there is no such event.
  */
-export async function resendWebhookEvent(db: Db, id: string, merchantId: string | undefined, now: Date): Promise<WebhookEventRecord | undefined> {
+export async function resendWebhookEvent(
+  db: Db,
+  id: string,
+  merchant: { id: string; livemode: boolean } | undefined,
+  now: Date,
+): Promise<WebhookEventRecord | undefined> {
+  const merchantId = merchant?.id;
   const [row] = await db.query<WebhookEventRecord>(
     `update webhook_outbox set status = 'pending', attempts = 0, delivered_at = null, dead_at = null, resent_at = $2,
             next_attempt_at = greatest($2, coalesce(leased_until, $2))
-      where id = $1 and ($3::text is null or merchant_id = $3) returning ${recordColumns}`,
-    [id, now, merchantId ?? null],
+      where id = $1 and ($3::text is null or merchant_id = $3) and ($4::boolean is null or ${eventLivemode} = $4)
+      returning ${recordColumns}`,
+    [id, now, merchantId ?? null, merchant?.livemode ?? null],
   );
   if (row) void recordDomainEvent(db, { actor: merchantId ? `merchant:${merchantId}` : 'operator', action: 'webhook_event.resent', resource: `${row.id} ${row.merchant_id}`, outcome: 'pending' });
   return row;

@@ -55,7 +55,7 @@ afterAll(async () => {
 });
 
 function view(): PaymentRequestView {
-  return { id: newId('pr'), merchant_id: 'mer_1', order_id: 'o-1', status: 'approved', currency: 'JPY', amount_minor: '1200', captured_minor: '0', line_items: [{ description: 'Sencha', quantity: 1, unit_price_minor: '1200' }], payment_link: 'https://127.0.0.1/pay/x', created_at: new Date().toISOString(), expires_at: new Date().toISOString(), authorization: null, decline_code: null };
+  return { id: newId('pr'), merchant_id: 'mer_1', order_id: 'o-1', status: 'approved', currency: 'JPY', amount_minor: '1200', captured_minor: '0', line_items: [{ description: 'Sencha', quantity: 1, unit_price_minor: '1200' }], payment_link: 'https://127.0.0.1/pay/x', created_at: new Date().toISOString(), expires_at: new Date().toISOString(), authorization: null, decline_code: null, livemode: false };
 }
 
 /** A payment request awaiting the issuer's answer, and the answer's event queued as the state machine queues it (payment-state.ts). */

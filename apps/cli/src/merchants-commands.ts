@@ -71,7 +71,7 @@ export function registerMerchantsCommands(program: Command, dataDirDefault: stri
 type BrokerMerchant = z.infer<typeof brokerMerchantView>;
 
 function describeMerchant(merchant: BrokerMerchant): string {
-  const keys = merchant.api_keys.map((key) => `${key.status} …${key.last4 ?? '????'}${key.expires_at ? ` until ${key.expires_at}` : ''}`).join(', ');
+  const keys = merchant.api_keys.map((key) => `${key.status} ${key.livemode ? 'live' : 'test'} …${key.last4 ?? '????'}${key.expires_at ? ` until ${key.expires_at}` : ''}`).join(', ');
   return `  ${merchant.merchant_id}  ${merchant.name}  webhook ${merchant.webhook_url ?? '(none)'}  keys: ${keys}  previous webhook secrets: ${merchant.previous_webhook_secrets}  since ${merchant.created_at}\n`;
 }
 
@@ -94,8 +94,9 @@ function registerBrokerVerbs(merchants: Command, common: (command: Command) => C
   common(merchants.command('create').description('create a merchant at the broker: its id, API key and webhook secret (shown once)'))
     .requiredOption('--name <name>', 'the name payers are shown')
     .option('--webhook-url <url>', 'https URL the broker delivers events to')
+    .option('--live', 'make a live key (sk_live_…) instead of a test key (sk_test_…)', false)
     .action(run(async (options) => {
-      const body = { name: options.name, ...(options.webhookUrl ? { webhook_url: options.webhookUrl } : {}) };
+      const body = { name: options.name, livemode: options.live === true, ...(options.webhookUrl ? { webhook_url: options.webhookUrl } : {}) };
       const created = await operatorCall(target(options), 'POST', '/admin/v1/merchants', brokerMerchantCreated, body);
       return `created: ${created.merchant.merchant_id} "${created.merchant.name}"\napi key (shown once, stored only as a hash): ${created.api_key}\nwebhook secret (shown once): ${created.webhook_secret}\nnext: onboard it at each bank that pays it: kessai merchants onboard --issuer <id> --id ${created.merchant.merchant_id} --name "${created.merchant.name}"\n`;
     }));
@@ -105,11 +106,16 @@ function registerBrokerVerbs(merchants: Command, common: (command: Command) => C
   common(merchants.command('rotate-key').description('roll the merchant’s API key: a new key now; the old one works for the overlap, or not at all with --now'))
     .argument('<id>', 'the merchant id (mer_…)')
     .option('--now', 'retire the old key at once (a leaked key)', false)
+    .option('--live', 'the new key is a live key (sk_live_…)')
+    .option('--test', 'the new key is a test key (sk_test_…); default: the current key\'s mode')
     .option('--overlap <seconds>', `how long the old key keeps working (default ${limits.apiKeyOverlapSecondsDefault}, at most ${limits.apiKeyOverlapSecondsMax})`)
     .action(run(async (options, id) => {
       const overlap = options.now ? 0 : options.overlap === undefined ? undefined : Number(options.overlap);
       if (overlap !== undefined && !Number.isInteger(overlap)) throw new KessaiError('validation_failed', '--overlap is a number of seconds');
-      const rolled = await operatorCall(target(options), 'POST', `/admin/v1/merchants/${merchantIdOf(id!)}/api-keys/roll`, apiKeyRolled, overlap === undefined ? {} : { overlap_seconds: overlap });
+      if (options.live && options.test) throw new KessaiError('validation_failed', '--live and --test together');
+      const mode = options.live ? { livemode: true } : options.test ? { livemode: false } : {};
+      const body = { ...mode, ...(overlap === undefined ? {} : { overlap_seconds: overlap }) };
+      const rolled = await operatorCall(target(options), 'POST', `/admin/v1/merchants/${merchantIdOf(id!)}/api-keys/roll`, apiKeyRolled, body);
       const previous = rolled.previous_expires_at ? `the previous key works until ${rolled.previous_expires_at}` : 'the previous key is retired';
       return `rotated: API key of ${rolled.merchant.merchant_id}; ${previous}\nnew api key (shown once, stored only as a hash): ${rolled.api_key}\n`;
     }));

@@ -138,6 +138,7 @@ export class FakePeers {
       payment_link: `${this.baseUrl}/pay/${id}`,
       created_at: new Date().toISOString(),
       expires_at: new Date(Date.now() + 15 * 60_000).toISOString(),
+      livemode: false,
       authorization: null,
       decline_code: null,
     };

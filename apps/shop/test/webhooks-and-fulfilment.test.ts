@@ -26,7 +26,7 @@ async function checkout(): Promise<{ orderId: string; requestId: string }> {
 /** Increasing across the file, so increasing within each payment request as the protocol requires. */
 let sequence = 0;
 function event(data: PaymentRequestView, type: WebhookEvent['type'] = 'payment_request.approved'): WebhookEvent {
-  return { id: newId('evt'), type, created_at: new Date().toISOString(), sequence: ++sequence, data };
+  return { id: newId('evt'), type, created_at: new Date().toISOString(), livemode: data.livemode, sequence: ++sequence, data };
 }
 
 async function deliver(body: string, signature: string) {

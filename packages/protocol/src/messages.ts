@@ -185,6 +185,8 @@ export const paymentRequestView = z.strictObject({
   /** The settlement server's signed decision (step 407), once there is one. */
   authorization: jose.nullable(),
   decline_code: z.string().nullable(),
+  /** True when made with a live key (sk_live_…), false with a test key: a key sees only its own mode's objects. */
+  livemode: z.boolean(),
 });
 export type PaymentRequestView = z.infer<typeof paymentRequestView>;
 
@@ -200,6 +202,8 @@ export const refundView = z.strictObject({
   refunded_minor: amountString,
   captured_minor: amountString,
   created_at: z.string(),
+  /** The payment request's mode. */
+  livemode: z.boolean(),
 });
 export type RefundView = z.infer<typeof refundView>;
 export const voidRequest = z.strictObject({});
@@ -377,6 +381,8 @@ export const webhookEvent = z.strictObject({
   id: z.string(),
   type: z.enum(['payment_request.approved', 'payment_request.declined', 'payment_request.cancelled', 'payment_request.captured', 'payment_request.voided', 'payment_request.expired', 'payment_request.refunded']),
   created_at: z.string(),
+  /** The payment request's mode: a test event (false) is never one of a live payment. */
+  livemode: z.boolean(),
   /** Per payment request, increasing with each of its events: a receiver drops an event whose sequence is not above the last it applied. */
   sequence: z.number().int().positive(),
   data: paymentRequestView,
@@ -433,9 +439,23 @@ export const accountsImportResponse = z.strictObject({
 export type AccountsImportResponse = z.infer<typeof accountsImportResponse>;
 
 /** A merchant the broker's operator creates (`kessai merchants create`): its API key and webhook secret are made by the broker. */
-export const brokerMerchantCreate = z.strictObject({ name: text(), webhook_url: z.url({ protocol: /^https$/ }).max(2_048).optional() });
+export const brokerMerchantCreate = z.strictObject({
+  name: text(),
+  webhook_url: z.url({ protocol: /^https$/ }).max(2_048).optional(),
+  /** The API key's mode: true makes an sk_live_… key, false or absent an sk_test_… key. */
+  livemode: z.boolean().optional(),
+});
+/** A merchant API key: sk_test_… or sk_live_… (keys made before test/live mode, sk_… alone, are test keys). */
+export const merchantApiKey = z.string().regex(/^sk_(?:test_|live_)[A-Za-z0-9_-]{16,120}$/);
+/** A key's mode from its prefix: only sk_live_… is live. */
+export const apiKeyLivemode = (key: string): boolean => key.startsWith('sk_live_');
 /** A key as the operator sees it: never the key, at most its last four characters; a previous key works until `expires_at`. */
-const apiKeyView = z.strictObject({ status: z.enum(['current', 'previous']), last4: z.string().max(4).nullable(), expires_at: z.string().nullable() });
+const apiKeyView = z.strictObject({
+  status: z.enum(['current', 'previous']),
+  last4: z.string().max(4).nullable(),
+  expires_at: z.string().nullable(),
+  livemode: z.boolean(),
+});
 export const brokerMerchantView = z.strictObject({
   merchant_id: merchantId,
   name: text(),
@@ -449,13 +469,15 @@ export const brokerMerchantList = z.strictObject({ items: z.array(brokerMerchant
 /** The answer that carries a new API key (and, at creation, the webhook secret): shown once, stored only as a hash. */
 export const brokerMerchantCreated = z.strictObject({
   merchant: brokerMerchantView,
-  api_key: z.string().regex(/^sk_[A-Za-z0-9_-]{16,120}$/),
+  api_key: merchantApiKey,
   webhook_secret: z.string().regex(/^whsec_[A-Za-z0-9_-]{32}$/),
 });
 export const apiKeyRollRequest = z.strictObject({
   /** How long the current key keeps working (default limits.apiKeyOverlapSecondsDefault); 0 retires it at once. */
   overlap_seconds: z.number().int().min(0).max(limits.apiKeyOverlapSecondsMax).optional(),
+  /** The new key's mode (default: the current key's). */
+  livemode: z.boolean().optional(),
 });
 /** The new key, shown once; the key it replaced works until `previous_expires_at` (null: retired at once). */
-export const apiKeyRolled = z.strictObject({ merchant: brokerMerchantView, api_key: z.string().regex(/^sk_[A-Za-z0-9_-]{16,120}$/), previous_expires_at: z.string().nullable() });
+export const apiKeyRolled = z.strictObject({ merchant: brokerMerchantView, api_key: merchantApiKey, previous_expires_at: z.string().nullable() });
 export const apiKeysRetired = z.strictObject({ merchant_id: merchantId, retired: z.number().int().min(0) });

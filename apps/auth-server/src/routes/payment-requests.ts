@@ -18,7 +18,7 @@ import {
   settlementCaptureResponse,
   voidRequest,
 } from '@kessai/protocol';
-import { authenticateMerchant, type MerchantCaller } from '../callers.ts';
+import { authenticateMerchant, idempotencyScope, type MerchantCaller } from '../callers.ts';
 import type { AuthContext } from '../context.ts';
 import { idempotencyKeyOf, idempotent, requestHash } from '../idempotency.ts';
 import { loadPaymentRequest, merchantView, signTerminalView, statusAt, type PaymentRequestRow } from '../payment-requests.ts';
@@ -35,15 +35,15 @@ export async function paymentRequestRoutes(plugin: FastifyInstance, context: Aut
     const merchant = await authenticateMerchant(config.db, request);
     const key = idempotencyKeyOf(request.headers);
     const hash = await requestHash(request.method, request.url, request.body);
-    const response = await idempotent(config.db, merchant.id, key, hash, () => run(merchant));
+    const response = await idempotent(config.db, idempotencyScope(merchant), key, hash, () => run(merchant));
     if (response.status >= 400) return reply.code(response.status).type('application/problem+json').send(response.body);
     return reply.code(response.status).send(response.body);
   }
 
   async function ownedRequest(merchant: MerchantCaller, id: string): Promise<PaymentRequestRow> {
     const row = await loadPaymentRequest(config.db, id);
-    // Another merchant's request does not exist, as far as this merchant can tell.
-    if (row.merchant_id !== merchant.id) throw new KessaiError('payment_request_not_found');
+    // Another merchant's request does not exist, as far as this merchant can tell; nor does one of the other mode.
+    if (row.merchant_id !== merchant.id || row.livemode !== merchant.livemode) throw new KessaiError('payment_request_not_found');
     return row;
   }
 
@@ -61,9 +61,12 @@ export async function paymentRequestRoutes(plugin: FastifyInstance, context: Aut
       const ttlMs = body.expires_in_seconds ? body.expires_in_seconds * 1000 : limits.paymentRequestTtlMsDefault;
       // step 402: the payment request is created
       const [row] = await config.db.query<PaymentRequestRow>(
-        `insert into payment_requests (id, merchant_id, order_id, currency, amount_minor, line_items, wallet_handle, status, expires_at)
-         values ($1, $2, $3, $4, $5, $6::text::jsonb, $7, 'pending', $8) returning *`,
-        [newId('pr'), merchant.id, body.order_id, body.currency, parseAmount(body.amount_minor), JSON.stringify(body.line_items), body.wallet_handle ?? null, new Date(now.getTime() + ttlMs)],
+        `insert into payment_requests (id, merchant_id, order_id, currency, amount_minor, line_items, wallet_handle, status, expires_at, livemode)
+         values ($1, $2, $3, $4, $5, $6::text::jsonb, $7, 'pending', $8, $9) returning *`,
+        [
+          newId('pr'), merchant.id, body.order_id, body.currency, parseAmount(body.amount_minor), JSON.stringify(body.line_items),
+          body.wallet_handle ?? null, new Date(now.getTime() + ttlMs), merchant.livemode,
+        ],
       );
       if (!row) throw new Error('insert returned no row');
       request.log.info({ request: row.id, merchant: merchant.id }, 'step 402: payment request created');

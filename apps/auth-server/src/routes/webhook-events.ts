@@ -9,7 +9,7 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { idPattern, KessaiError, limits } from '@kessai/protocol';
 import { deliveryViewOf, webhookDeliveryView } from '../admin-console.ts';
-import { authenticateMerchant } from '../callers.ts';
+import { authenticateMerchant, idempotencyScope } from '../callers.ts';
 import type { AuthContext } from '../context.ts';
 import { idempotencyKeyOf, idempotent, requestHash } from '../idempotency.ts';
 import { listWebhookEvents, resendWebhookEvent, webhookEventStatuses } from '../webhooks.ts';
@@ -27,15 +27,15 @@ export async function webhookEventRoutes(plugin: FastifyInstance, { config }: Au
   app.get('/v1/webhook-events', { schema: { querystring: listQuery, response: { 200: listAnswer } } }, async (request) => {
     const merchant = await authenticateMerchant(config.db, request);
     const { limit, status } = request.query;
-    const rows = await listWebhookEvents(config.db, { merchantId: merchant.id, ...(status ? { status } : {}) }, limit);
+    const rows = await listWebhookEvents(config.db, { merchantId: merchant.id, livemode: merchant.livemode, ...(status ? { status } : {}) }, limit);
     return { items: rows.slice(0, limit).map(deliveryViewOf), limit, has_more: rows.length > limit };
   });
 
   app.post('/v1/webhook-events/:id/resend', { schema: { params: byId, body: z.strictObject({}) } }, async (request, reply) => {
     const merchant = await authenticateMerchant(config.db, request);
     const key = idempotencyKeyOf(request.headers);
-    const response = await idempotent(config.db, merchant.id, key, await requestHash(request.method, request.url, request.body), async () => {
-      const row = await resendWebhookEvent(config.db, request.params.id, merchant.id, new Date());
+    const response = await idempotent(config.db, idempotencyScope(merchant), key, await requestHash(request.method, request.url, request.body), async () => {
+      const row = await resendWebhookEvent(config.db, request.params.id, merchant, new Date());
       if (!row) throw new KessaiError('webhook_event_not_found');
       request.log.info({ event: row.id, merchant: merchant.id, type: row.event_type }, 'webhook event resent by the merchant');
       return { status: 200, body: deliveryViewOf(row) };

@@ -1,0 +1,119 @@
+/**
+ * Test and live mode, as Stripe's (docs/protocol.md "Test and live mode"): a merchant API key is
+ * sk_test_… or sk_live_…; every payment request, refund and webhook event says which mode it is
+ * of; a key of one mode cannot see or act on the other mode's objects (404, as if absent). The
+ * demo merchant of `kessai start` has a test key.
+ */
+import { describe, expect, it } from 'vitest';
+import { randomBytes } from 'node:crypto';
+import { MerchantClient } from '@kessai/sdk';
+import { createMerchant } from '../apps/auth-server/src/merchants.ts';
+import { registerMerchantsCommands } from '../apps/cli/src/merchants-commands.ts';
+import { runKessai } from './support/cli.ts';
+import { codeOf } from './support/errors.ts';
+import { approvedRequest, idempotencyKey, payerForFile } from './support/payer.ts';
+import { callJson } from './support/system.ts';
+
+const card = '4000056655665556';
+const kessai = payerForFile(card);
+const auth = () => kessai.system.auth;
+
+function kessaiCli(args: string[]): Promise<string> {
+  return runKessai((program) => {
+    program.configureOutput({ writeErr: () => undefined });
+    registerMerchantsCommands(program, kessai.system.dataDir);
+  }, args);
+}
+const atBroker = (...args: string[]) => kessaiCli([...args, '--url', auth().url]);
+const clientOf = (apiKey: string) => new MerchantClient({ baseUrl: auth().url, apiKey, caCertPem: kessai.system.pki.caCertPem });
+const newRequest = (client: MerchantClient) =>
+  client.createPaymentRequest({ order_id: `o-${idempotencyKey()}`, currency: 'JPY', amount_minor: '900', line_items: [{ description: 'Gyokuro', quantity: 1, unit_price_minor: '900' }] }, idempotencyKey());
+
+/** A merchant made by `kessai merchants create [--live]`, onboarded at Sakura: its id and key. */
+async function createdMerchant(name: string, live: boolean): Promise<{ id: string; apiKey: string }> {
+  const printed = await atBroker('merchants', 'create', '--name', name, ...(live ? ['--live'] : []));
+  const id = /^created: (mer_[0-9a-z]{26}) /m.exec(printed)![1]!;
+  const apiKey = /^api key \(shown once, stored only as a hash\): (sk_\S+)$/m.exec(printed)![1]!;
+  const sakura = kessai.system.settlements.find((s) => s.issuer.id === 'sakura-bank')!;
+  await kessaiCli(['merchants', 'onboard', '--issuer', 'sakura-bank', '--id', id, '--name', name, '--url', sakura.url]);
+  return { id, apiKey };
+}
+
+describe('test and live mode', () => {
+  it('kessai start’s demo merchant has a test key, and its payment requests, refunds and events are test objects', async () => {
+    expect(kessai.system.merchant.apiKey).toMatch(/^sk_test_/);
+    const id = await approvedRequest(kessai.merchant, kessai.wallet, card, 700n);
+    expect((await kessai.merchant.getPaymentRequest(id)).livemode).toBe(false);
+    await kessai.merchant.capture(id, {}, idempotencyKey());
+    const refund = await kessai.merchant.refund(id, 100n, idempotencyKey());
+    expect(refund.livemode).toBe(false);
+    const events = await callJson(kessai.system, 'GET', `${auth().url}/v1/webhook-events`, undefined, { authorization: `Bearer ${kessai.system.merchant.apiKey}` });
+    const ofRequest = events.body.items.filter((event: { payment_request_id: string }) => event.payment_request_id === id);
+    expect(ofRequest.length).toBeGreaterThan(0);
+    expect(ofRequest.every((event: { livemode: boolean }) => event.livemode === false)).toBe(true);
+  });
+
+  it('kessai merchants create makes an sk_test_ key by default and an sk_live_ key with --live; show names each key’s mode', async () => {
+    const test = await createdMerchant('Genmaicha Stand', false);
+    const live = await createdMerchant('Kabusecha Shop', true);
+    expect(test.apiKey).toMatch(/^sk_test_[A-Za-z0-9_-]{32}$/);
+    expect(live.apiKey).toMatch(/^sk_live_[A-Za-z0-9_-]{32}$/);
+    expect(await atBroker('merchants', 'show', live.id)).toContain(`keys: current live …${live.apiKey.slice(-4)}`);
+    expect(await atBroker('merchants', 'show', test.id)).toContain(`keys: current test …${test.apiKey.slice(-4)}`);
+    const created = await callJson(kessai.system, 'POST', `${auth().url}/admin/v1/merchants`, { name: 'Bancha Corner', livemode: true }, kessai.system.operatorHeaders(auth().url));
+    expect([created.status, created.body.merchant.api_keys[0].livemode]).toEqual([200, true]);
+    expect(created.body.api_key).toMatch(/^sk_live_/);
+  });
+
+  it('a key sees only objects of its own mode: the other mode’s payment request, refunds and events are absent (404)', async () => {
+    const { id, apiKey: testKey } = await createdMerchant('Sobacha Place', false);
+    // Rolling to a live key with an overlap leaves the merchant a key of each mode at once.
+    const rolled = await atBroker('merchants', 'rotate-key', id, '--live', '--overlap', '600');
+    const liveKey = /^new api key .*: (sk_live_\S+)$/m.exec(rolled)![1]!;
+    expect(await atBroker('merchants', 'show', id)).toMatch(/keys: current live …\S{4}, previous test …/);
+    const [test, live] = [clientOf(testKey), clientOf(liveKey)];
+    try {
+      const testRequest = await newRequest(test);
+      expect(testRequest.livemode).toBe(false);
+      // One idempotency key used with both keys: two requests, never the other mode's answer replayed.
+      const shared = idempotencyKey();
+      const body = { order_id: 'o-shared', currency: 'JPY' as const, amount_minor: '300', line_items: [{ description: 'Mugicha', quantity: 1, unit_price_minor: '300' }] };
+      const [inTest, inLive] = [await test.createPaymentRequest(body, shared), await live.createPaymentRequest(body, shared)];
+      expect([inTest.livemode, inLive.livemode, inTest.id === inLive.id]).toEqual([false, true, false]);
+      const liveId = await approvedRequest(live, kessai.wallet, card, 900n);
+      expect((await live.getPaymentRequest(liveId)).livemode).toBe(true);
+      expect(await codeOf(test.getPaymentRequest(liveId))).toBe('payment_request_not_found');
+      expect(await codeOf(live.getPaymentRequest(testRequest.id))).toBe('payment_request_not_found');
+      expect(await codeOf(test.capture(liveId, {}, idempotencyKey()))).toBe('payment_request_not_found');
+      expect(await codeOf(test.void(liveId, idempotencyKey()))).toBe('payment_request_not_found');
+      expect((await live.capture(liveId, {}, idempotencyKey())).livemode).toBe(true);
+      expect(await codeOf(test.refund(liveId, 100n, idempotencyKey()))).toBe('payment_request_not_found');
+      expect((await live.refund(liveId, 100n, idempotencyKey())).livemode).toBe(true);
+
+      const eventsWith = async (key: string) => (await callJson(kessai.system, 'GET', `${auth().url}/v1/webhook-events`, undefined, { authorization: `Bearer ${key}` })).body.items as { id: string; payment_request_id: string; livemode: boolean }[];
+      const liveEvents = (await eventsWith(liveKey)).filter((event) => event.payment_request_id === liveId);
+      expect(liveEvents.length).toBeGreaterThan(0);
+      expect(liveEvents.every((event) => event.livemode)).toBe(true);
+      expect((await eventsWith(testKey)).some((event) => event.payment_request_id === liveId)).toBe(false);
+      const resend = await callJson(kessai.system, 'POST', `${auth().url}/v1/webhook-events/${liveEvents[0]!.id}/resend`, {}, { authorization: `Bearer ${testKey}`, 'idempotency-key': idempotencyKey() });
+      expect([resend.status, resend.body.code]).toEqual([404, 'webhook_event_not_found']);
+    } finally {
+      await test.close();
+      await live.close();
+    }
+  });
+
+  it('a key made before modes existed (sk_… with neither prefix) is a test key', async () => {
+    const legacyKey = `sk_${randomBytes(24).toString('base64url')}`;
+    const { merchant } = await createMerchant(auth().db, { name: 'Kukicha Cellar', apiKey: legacyKey });
+    expect(merchant.api_keys[0]!.livemode).toBe(false);
+    const sakura = kessai.system.settlements.find((s) => s.issuer.id === 'sakura-bank')!;
+    await kessaiCli(['merchants', 'onboard', '--issuer', 'sakura-bank', '--id', merchant.merchant_id, '--name', 'Kukicha Cellar', '--url', sakura.url]);
+    const legacy = clientOf(legacyKey);
+    try {
+      expect((await newRequest(legacy)).livemode).toBe(false);
+    } finally {
+      await legacy.close();
+    }
+  });
+});
