@@ -9,6 +9,7 @@
  */
 import { cpSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import process from 'node:process';
 import { fileURLToPath } from 'node:url';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -50,5 +51,5 @@ export function stage(out) {
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const out = process.argv[2];
   if (!out) throw new Error('usage: node scripts/stage-packages.mjs <out dir>');
-  for (const dir of stage(path.resolve(out))) console.log(dir);
+  for (const dir of stage(path.resolve(out))) process.stdout.write(`${dir}\n`);
 }
