@@ -71,6 +71,30 @@ describe('tolerant answers and events', () => {
   });
 });
 
+describe('list pagination', () => {
+  it('walks every page with for await, each after the last id of the previous, and fetches one page with .page()', async () => {
+    seen.length = 0;
+    const item = (n: number) => ({ ...view, id: `pr_${String(n).padStart(26, '0')}`, added_later: n });
+    script = [
+      { status: 200, body: { items: [item(5), item(4)], limit: 2, has_more: true } },
+      { status: 200, body: { items: [item(3), item(2)], limit: 2, has_more: true } },
+      { status: 200, body: { items: [item(1)], limit: 2, has_more: false } },
+    ];
+    const ids: string[] = [];
+    for await (const request of client().listPaymentRequests({ limit: 2 })) ids.push(request.id);
+    expect(ids).toEqual([5, 4, 3, 2, 1].map((n) => item(n).id));
+    expect(seen.map((s) => s.url)).toEqual([
+      '/v1/payment-requests?limit=2',
+      `/v1/payment-requests?limit=2&starting_after=${item(4).id}`,
+      `/v1/payment-requests?limit=2&starting_after=${item(2).id}`,
+    ]);
+    seen.length = 0;
+    script = [{ status: 200, body: { items: [], limit: 10, has_more: false } }];
+    expect(await client().listRefunds({ limit: 10, paymentRequestId: id }).page()).toEqual({ items: [], limit: 10, has_more: false });
+    expect(seen.map((s) => s.url)).toEqual([`/v1/refunds?limit=10&payment_request_id=${id}`]);
+  });
+});
+
 describe('retries and errors', () => {
   it('retries 503 and 409 in progress with the same generated Idempotency-Key, honouring Retry-After', async () => {
     seen.length = 0;

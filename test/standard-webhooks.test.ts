@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Webhook } from 'standardwebhooks';
 import { limits, standardWebhooksSecret, verifyStandardWebhook, verifyWebhook } from '@kessai/protocol';
-import type { WalletClient } from '@kessai/sdk';
+import { MerchantClient, type WalletClient } from '@kessai/sdk';
 import { checkout } from './support/shop.ts';
 import { demoCard, enroll, startTestSystem, waitFor, type TestSystem } from './support/system.ts';
 
@@ -60,5 +60,22 @@ describe('Standard Webhooks headers on real deliveries', () => {
     expect(await verifyStandardWebhook([secret], standard, delivery.body, now, limits.webhookToleranceMs)).toBe(true);
     expect(await verifyStandardWebhook([secret], { ...standard, id: 'evt_another' }, delivery.body, now, limits.webhookToleranceMs)).toBe(false);
     expect(await verifyStandardWebhook([secret], standard, delivery.body, now + limits.webhookToleranceMs + 60_000, limits.webhookToleranceMs)).toBe(false);
+  });
+
+  it("pages GET /v1/webhook-events with the SDK's async iterator", async () => {
+    const merchant = new MerchantClient({ baseUrl: system.auth.url, apiKey: system.merchant.apiKey, caCertPem: system.pki.caCertPem });
+    try {
+      const events = [];
+      for await (const event of merchant.listWebhookEvents()) events.push(event);
+      const delivered = received.map((d) => (JSON.parse(d.body) as { id: string }).id);
+      expect(events.map((e) => e.id)).toEqual(expect.arrayContaining(delivered));
+      expect(events.every((e) => typeof e.event_type === 'string' && typeof e.attempts === 'number')).toBe(true);
+      const page = await merchant.listWebhookEvents({ limit: 1 }).page();
+      // One item per page (more events may have been queued meanwhile: the shop captures on approval).
+      expect(page.limit).toBe(1);
+      expect(page.items).toHaveLength(1);
+    } finally {
+      await merchant.close();
+    }
   });
 });

@@ -5,3 +5,4 @@ export * from './authorization-verifier.ts';
 export * from './trace-context.ts';
 export * from './retry.ts';
 export * from './wire.ts';
+export * from './pager.ts';

@@ -4,7 +4,7 @@
  * protocol schemas on the way out and on the way back; every POST carries an Idempotency-Key that
  * the caller chose and stored first, so a retry can never create a second payment.
  */
-import type { z } from 'zod';
+import { z } from 'zod';
 import {
   Secret,
   captureRequest,
@@ -23,6 +23,7 @@ import {
 } from '@kessai/protocol';
 import { randomUUID } from 'node:crypto';
 import { HttpClient } from './http.ts';
+import { ListIterable, type ListPage, type ListParams } from './pager.ts';
 import { retrying, type RetryOptions } from './retry.ts';
 import { wirePaymentRequestView, wireRefundView, wireSettlementBatchList, wireSettlementReport, wireWebhookEvent, type TolerantWebhookEvent } from './wire.ts';
 
@@ -36,6 +37,13 @@ export interface MerchantClientOptions {
   /** Retries of a network error, 409 in progress, 429, 502 or 503, with jittered back-off (default 2, as stripe-node). */
   maxNetworkRetries?: number;
 }
+
+/** An event of `GET /v1/events`: `data` is the event's object as in the webhook body; unknown types and fields are kept. */
+const merchantEvent = z.looseObject({ id: z.string(), type: z.string(), created_at: z.string(), data: z.unknown(), livemode: z.boolean().optional() });
+export type MerchantEvent = z.infer<typeof merchantEvent>;
+/** One webhook delivery of `GET /v1/webhook-events` (its event id and type, delivery state and attempts, among other fields). */
+const webhookDelivery = z.looseObject({ id: z.string(), event_type: z.string(), state: z.string(), attempts: z.number().int() });
+export type WebhookDelivery = z.infer<typeof webhookDelivery>;
 
 export interface CaptureOptions {
   /** Capture less than authorized (a partial capture); the whole authorized amount when absent. */
@@ -98,6 +106,28 @@ export class MerchantClient {
   async settlementReportCsv(batchId: string): Promise<string> {
     return (await this.#http.text(this.#reportUrl(batchId, 'csv'), { headers: this.#auth(), unavailable: 'issuer_unavailable' })).text;
   }
+
+  /** The merchant's payment requests, newest first, every page (`for await`), or one (`.page()`). */
+  listPaymentRequests(params: ListParams = {}): ListIterable<PaymentRequestView> {
+    return new ListIterable(this.#page, '/v1/payment-requests', wirePaymentRequestView, params);
+  }
+
+  /** The merchant's refunds, newest first; only one payment request's with `paymentRequestId`. */
+  listRefunds(params: ListParams & { paymentRequestId?: string } = {}): ListIterable<RefundView> {
+    return new ListIterable(this.#page, '/v1/refunds', wireRefundView, { ...params, filters: { payment_request_id: params.paymentRequestId } });
+  }
+
+  /** The merchant's events (kept limits.eventsRetentionDays days), newest first; `types` filters them. */
+  listEvents(params: ListParams & { types?: readonly string[] } = {}): ListIterable<MerchantEvent> {
+    return new ListIterable(this.#page, '/v1/events', merchantEvent, { ...params, filters: { types: params.types?.join(',') } });
+  }
+
+  /** The webhook deliveries of the merchant's events, newest first; `status: 'dead'` for the dead letters. */
+  listWebhookEvents(params: ListParams & { status?: string } = {}): ListIterable<WebhookDelivery> {
+    return new ListIterable(this.#page, '/v1/webhook-events', webhookDelivery, { ...params, filters: { status: params.status } });
+  }
+
+  readonly #page = <T>(pathAndQuery: string, schema: z.ZodType<ListPage<T>>): Promise<ListPage<T>> => this.#get(`${this.#baseUrl}${pathAndQuery}`, schema);
 
   close(): Promise<void> {
     return this.#http.close();
