@@ -9,6 +9,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { z } from 'zod';
 import { decodeJwt, decodeProtectedHeader, importJWK } from 'jose';
+import { Webhook } from 'standardwebhooks';
 import {
   Directory,
   KeyRing,
@@ -21,11 +22,14 @@ import {
   limits,
   openJson,
   sha256Base64url,
+  signStandardWebhook,
   signWebhook,
+  standardWebhooksSecret,
   thumbprint,
   typ,
   verifyDeviceProof,
   verifyJson,
+  verifyStandardWebhook,
   verifyWebhook,
   type JWK,
 } from '@kessai/protocol';
@@ -156,6 +160,15 @@ interface JweVector {
 interface ItemsHashVector {
   cases: Array<{ name: string; line_items: messages.LineItem[]; canonical_json: string; items_hash: string }>;
 }
+interface StandardWebhookVector {
+  secret: string;
+  standard_webhooks_secret: string;
+  id: string;
+  timestamp: number;
+  body: string;
+  expected_signature: string;
+}
+
 interface WebhookVector {
   secret: string;
   timestamp: number;
@@ -184,6 +197,7 @@ const vectorFiles = [
   'payment-request-view-jws.json',
   'pin-jwe.json',
   'registration-jws.json',
+  'standard-webhook-signature.json',
   'webhook-signature.json',
 ];
 
@@ -231,6 +245,19 @@ describe('known-answer vectors (docs/protocol/vectors)', () => {
     expect(await verifyWebhook(['whsec_another', secret], expected_header, body, atMs, limits.webhookToleranceMs)).toBe(true);
     expect(await verifyWebhook([secret], expected_header, body, atMs + limits.webhookToleranceMs + 1000, limits.webhookToleranceMs)).toBe(false);
     expect(await verifyWebhook([secret], expected_header, body.replace('"5700"', '"57000"'), atMs, limits.webhookToleranceMs)).toBe(false);
+  });
+
+  it('reproduces the Standard Webhooks signature exactly, as the standardwebhooks package computes it', async () => {
+    const vector = readVector<StandardWebhookVector>('standard-webhook-signature.json');
+    const { secret, id, timestamp, body, expected_signature } = vector;
+    expect(standardWebhooksSecret(secret)).toBe(vector.standard_webhooks_secret);
+    expect(await signStandardWebhook([secret], id, body, timestamp)).toBe(expected_signature);
+    expect(new Webhook(vector.standard_webhooks_secret).sign(id, new Date(timestamp * 1000), body)).toBe(expected_signature);
+    const headers = { id, timestamp: String(timestamp), signature: `v1,bm90IGl0 ${expected_signature}` };
+    const atMs = timestamp * 1000;
+    expect(await verifyStandardWebhook(['whsec_another', secret], headers, body, atMs, limits.webhookToleranceMs)).toBe(true);
+    expect(await verifyStandardWebhook([secret], headers, body, atMs + limits.webhookToleranceMs + 1000, limits.webhookToleranceMs)).toBe(false);
+    expect(await verifyStandardWebhook([secret], headers, body.replace('"5700"', '"57000"'), atMs, limits.webhookToleranceMs)).toBe(false);
   });
 
   it('verifies the approval JWS with the device key, and its ih is the hash of its line items', async () => {

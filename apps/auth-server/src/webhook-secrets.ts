@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { KessaiError, merchantId, sha256Base64url, signWebhook, webhookSecretRetirement, webhookSecretRotation, type WebhookSecretRetirement, type WebhookSecretRotation } from '@kessai/protocol';
+import { KessaiError, merchantId, sha256Base64url, signStandardWebhook, signWebhook, webhookSecretRetirement, webhookSecretRotation, type WebhookSecretRetirement, type WebhookSecretRotation } from '@kessai/protocol';
 import { recordDomainEvent, requireOperator, type Db } from '@kessai/service';
 
 /** The Kessai-Signature header: `t=…,v1=<current>` and one more `v1=` per previous secret. */
@@ -17,6 +17,19 @@ export async function webhookSignature(current: string, previous: readonly strin
   const header = await signWebhook(current, body, timestampSeconds);
   const extra = await Promise.all(previous.map(async (secret) => (await signWebhook(secret, body, timestampSeconds)).split(',')[1]));
   return [header, ...extra].join(',');
+}
+
+/** The Standard Webhooks headers of one delivery: the event id, the time, and a v1 signature per secret. */
+export async function standardWebhookHeaders(
+  row: { id: string; body: string; webhook_secret: string; previous_secrets: string[] | null },
+  timestampSeconds: number,
+): Promise<Record<'webhook-id' | 'webhook-timestamp' | 'webhook-signature', string>> {
+  const secrets = [row.webhook_secret, ...(row.previous_secrets ?? [])];
+  return {
+    'webhook-id': row.id,
+    'webhook-timestamp': String(timestampSeconds),
+    'webhook-signature': await signStandardWebhook(secrets, row.id, row.body, timestampSeconds),
+  };
 }
 
 export async function rotateWebhookSecret(db: Db, merchant: string): Promise<WebhookSecretRotation> {

@@ -13,7 +13,7 @@ import { Agent, request } from 'undici';
 import { limits, newId, type PaymentRequestView, type RefundView, type WebhookEvent } from '@kessai/protocol';
 import { formatTraceparent, newSpanId, newTraceId, trustedCas } from '@kessai/sdk';
 import { recordDomainEvent, type Db, type Logger, type Queryable } from '@kessai/service';
-import { webhookSignature } from './webhook-secrets.ts';
+import { standardWebhookHeaders, webhookSignature } from './webhook-secrets.ts';
 
 if (limits.webhookAttemptsMax !== limits.webhookRetryDelaysMs.length + 1) throw new Error('limits: webhookAttemptsMax must be webhookRetryDelaysMs.length + 1');
 
@@ -111,11 +111,13 @@ export class WebhookDispatcher {
     const trace = { traceId: row.trace_id && /^[0-9a-f]{32}$/.test(row.trace_id) ? row.trace_id : newTraceId(), spanId: newSpanId(), flags: '01' };
     const traced = { trace_id: trace.traceId, span_id: trace.spanId };
     try {
-      const signature = await webhookSignature(row.webhook_secret, row.previous_secrets ?? [], row.body, Math.floor(now.getTime() / 1000));
+      const seconds = Math.floor(now.getTime() / 1000);
+      const signature = await webhookSignature(row.webhook_secret, row.previous_secrets ?? [], row.body, seconds);
+      const standard = await standardWebhookHeaders(row, seconds);
       const response = await request(row.webhook_url, {
         method: 'POST',
         dispatcher: this.#agent,
-        headers: { 'content-type': 'application/json', 'kessai-signature': signature, traceparent: formatTraceparent(trace) },
+        headers: { 'content-type': 'application/json', 'kessai-signature': signature, ...standard, traceparent: formatTraceparent(trace) },
         body: row.body,
         signal: AbortSignal.timeout(limits.webhookTimeoutMs),
       });

@@ -329,6 +329,50 @@ export async function verifyWebhook(secrets: readonly string[], header: string, 
   return false;
 }
 
+// ---- Standard Webhooks (github.com/standard-webhooks): v1,<base64 HMAC-SHA256 of "id.t.body"> ----
+
+/**
+ * The HMAC key is the UTF-8 bytes of the whole Kessai secret (`whsec_…` included), the same key as
+ * Kessai-Signature. A Standard Webhooks library wants `whsec_` + standard base64 of its key bytes:
+ * standardWebhooksSecret() gives that string.
+ */
+export function standardWebhooksSecret(kessaiSecret: string): string {
+  return `whsec_${base64Std(encoder.encode(kessaiSecret))}`;
+}
+
+async function hmacBase64(secret: string, message: string): Promise<string> {
+  const key = await globalThis.crypto.subtle.importKey('raw', encoder.encode(secret), { name: 'HMAC', hash: 'SHA-256' }, false, ['sign']);
+  return base64Std(new Uint8Array(await globalThis.crypto.subtle.sign('HMAC', key, encoder.encode(message))));
+}
+
+function base64Std(bytes: Uint8Array): string {
+  return btoa(Array.from(bytes, (b) => String.fromCharCode(b)).join(''));
+}
+
+/** The `webhook-signature` header: one `v1,<base64>` per secret (current first), space separated. */
+export async function signStandardWebhook(secrets: readonly string[], id: string, body: string, timestampSeconds: number): Promise<string> {
+  const signatures = await Promise.all(secrets.map(async (secret) => `v1,${await hmacBase64(secret, `${id}.${timestampSeconds}.${body}`)}`));
+  return signatures.join(' ');
+}
+
+/** Checks Standard Webhooks headers over the raw body with any of the Kessai `secrets`, inside `toleranceMs` of now. */
+export async function verifyStandardWebhook(
+  secrets: readonly string[],
+  headers: { id: string; timestamp: string; signature: string },
+  body: string,
+  nowMs: number,
+  toleranceMs: number,
+): Promise<boolean> {
+  const t = /^\d{1,12}$/.test(headers.timestamp) ? Number(headers.timestamp) : Number.NaN;
+  if (!Number.isSafeInteger(t) || Math.abs(nowMs - t * 1000) > toleranceMs) return false;
+  const offered = headers.signature.split(' ').filter((s) => s.startsWith('v1,'));
+  for (const secret of secrets) {
+    const expected = `v1,${await hmacBase64(secret, `${headers.id}.${t}.${body}`)}`;
+    if (offered.some((s) => constantTimeEqual(s, expected))) return true;
+  }
+  return false;
+}
+
 function constantTimeEqual(a: string, b: string): boolean {
   if (a.length !== b.length) return false;
   let diff = 0;

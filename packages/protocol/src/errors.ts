@@ -44,6 +44,7 @@ export const errorCatalog = {
   refund_exceeds_captured: { status: 422, title: 'The refunds would exceed the captured amount' },
   authorization_not_refundable: { status: 409, title: 'Only a captured payment can be refunded' },
   issuer_unavailable: { status: 502, title: 'The settlement server could not be reached' },
+  broker_unavailable: { status: 502, title: 'The authentication server could not be reached' },
   issuer_refused: { status: 502, title: 'The settlement server refused the request' },
   deadline_exceeded: { status: 503, title: "The caller's deadline passed before the work began; nothing was done" },
   settlement_day_not_over: { status: 409, title: 'The business day has not ended yet; it cannot be closed' },

@@ -83,7 +83,7 @@ export class HttpClient {
     }
     const code = (body as { code?: unknown } | undefined)?.code;
     // A peer's documented code is kept (a 502 issuer_refused stays that); a 500 is the peer's bug, not an answer.
-    if (status !== 500 && isErrorCode(code) && code !== 'internal_error') throw withRequestId(withRetryAfter(peerAnswer(code, (body as { detail?: string }).detail), retryAfter), body, requestId);
+    if (status !== 500 && isErrorCode(code) && code !== 'internal_error') throw withRequestId(withRetryAfter(peerAnswer(code, body), retryAfter), body, requestId);
     throw withRequestId(new KessaiError(options.unavailable, `${new URL(url).pathname} answered ${status}`), body, requestId);
   }
 
@@ -138,8 +138,10 @@ function withRequestId(err: KessaiError, body: unknown, header: unknown): Kessai
   return err;
 }
 
-function peerAnswer(code: ErrorCode, detail: string | undefined): KessaiError {
-  const answer = new KessaiError(code, detail);
+/** The peer's problem as a KessaiError: its code, detail and `errors[]` (where the request was wrong). */
+function peerAnswer(code: ErrorCode, body: unknown): KessaiError {
+  const { detail, errors } = body as { detail?: unknown; errors?: unknown };
+  const answer = new KessaiError(code, typeof detail === 'string' ? detail : undefined, Array.isArray(errors) ? (errors as KessaiError['errors']) : undefined);
   answer.fromPeer = true;
   return answer;
 }
@@ -154,9 +156,10 @@ function neverConnected(err: unknown): boolean {
 }
 
 /** A relayed rate_limited, database_unavailable or overloaded keeps the peer's Retry-After (whole seconds, at most an hour), so our own answer carries it on. */
+const retryAfterCodes = new Set<ErrorCode>(['rate_limited', 'database_unavailable', 'overloaded', 'idempotency_request_in_progress']);
 function withRetryAfter(err: KessaiError, header: unknown): KessaiError {
   const seconds = typeof header === 'string' && /^\d{1,4}$/.test(header) ? Number(header) : undefined;
-  if (seconds !== undefined && seconds <= 3_600 && (err.code === 'rate_limited' || err.code === 'database_unavailable' || err.code === 'overloaded')) err.retryAfterSeconds = seconds;
+  if (seconds !== undefined && seconds <= 3_600 && retryAfterCodes.has(err.code)) err.retryAfterSeconds = seconds;
   return err;
 }
 
