@@ -12,6 +12,7 @@ import { checkAuthConfig, type AuthConfig } from './config.ts';
 import { adminConsoleRoutes } from './admin-console.ts';
 import type { AuthContext } from './context.ts';
 import { purgeIdempotencyKeys } from './idempotency.ts';
+import { sweepOldEvents } from './merchant-lists.ts';
 import { syncHolds } from './hold-sync.ts';
 import { resolveInDoubt } from './in-doubt.ts';
 import { transition } from './payment-state.ts';
@@ -29,6 +30,7 @@ import { paymentLinkRoutes, paymentRequestRoutes } from './routes/payment-reques
 import { settlementRoutes } from './routes/settlements.ts';
 import { terminalRoutes } from './routes/terminal.ts';
 import { webhookEventRoutes } from './routes/webhook-events.ts';
+import { merchantListRoutes } from './routes/merchant-lists.ts';
 import { webhookSecretRoutes } from './webhook-secrets.ts';
 import { brokerMerchantRoutes, createMerchant, merchantExists } from './merchants.ts';
 import { allowWalletOrigins } from './wallet-origins.ts';
@@ -73,6 +75,7 @@ export async function runWorker(context: AuthContext, dispatcher: WebhookDispatc
   await expirePending(context, now);
   await config.db.query('delete from device_proofs where expires_at < $1', [now]);
   await purgeIdempotencyKeys(config.db, now);
+  await sweepOldEvents(config.db, now);
   await dispatcher.deliverDue(now);
   // After the deliveries, so a slow issuer delays no webhook: authorizations whose answer was lost
   // (in-doubt.ts: asked about, adopted or reversed), then the issuer's state of approved holds (hold-sync.ts).
@@ -113,6 +116,7 @@ export async function buildAuthServer(config: AuthConfig) {
   await app.register((plugin) => terminalRoutes(plugin, context));
   await app.register((plugin) => paymentLinkRoutes(plugin, context));
   await app.register((plugin) => settlementRoutes(plugin, context));
+  await app.register((plugin) => merchantListRoutes(plugin, context)); // the merchant's payment requests, refunds and events, paged (routes/merchant-lists.ts)
   await app.register((plugin) => webhookEventRoutes(plugin, context)); // the merchant's webhook events and their resend (routes/webhook-events.ts)
   // The operator console at /console/ (docs/web.md). The browser wallet is served from its own origin (apps/wallet/src/host.ts).
   registerWebPages(app, 'auth-server', { home: 'console' });
