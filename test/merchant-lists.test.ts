@@ -131,6 +131,8 @@ describe('merchant lists', () => {
     await kessai.merchant.capture(id, {}, idempotencyKey());
     const events = (await get('/v1/events')).body.items as { id: string; type: string; created_at: string; data: { id: string } }[];
     const mine = events.filter((event) => event.data.id === id);
+    // Events hold no personal data: no card number.
+    expect(JSON.stringify(events)).not.toContain('4000056655665556');
     expect(mine.map((event) => event.type)).toEqual(['payment_request.captured', 'payment_request.approved']);
     const [row] = await auth().db.query<{ body: string }>('select body from webhook_outbox where id = $1', [mine[0]!.id]);
     expect(mine[0]).toEqual(JSON.parse(row!.body));

@@ -15,7 +15,7 @@ import {
   refundRequest,
   refundView,
   settlementBatchId,
-  settlementBatchList,
+  settlementBatchPage,
   settlementReport,
   verifyWebhook,
   webhookEvent,
@@ -83,8 +83,8 @@ export class MerchantClient {
 
   /** The merchant's settlement batches at every issuer, newest business day first. */
   async listSettlementBatches(): Promise<SettlementBatchView[]> {
-    const list = await this.#http.call('GET', `${this.#baseUrl}/v1/settlement-batches`, { headers: this.#auth(), schema: settlementBatchList, unavailable: 'issuer_unavailable' });
-    return list.batches;
+    const list = await this.#http.call('GET', `${this.#baseUrl}/v1/settlement-batches`, { headers: this.#auth(), schema: settlementBatchPage, unavailable: 'issuer_unavailable' });
+    return list.items;
   }
 
   /** One batch's settlement report: every capture and refund with its fee and net, and the totals. */
