@@ -97,6 +97,27 @@ describe('test and live mode', () => {
       expect((await eventsWith(testKey)).some((event) => event.payment_request_id === liveId)).toBe(false);
       const resend = await callJson(kessai.system, 'POST', `${auth().url}/v1/webhook-events/${liveEvents[0]!.id}/resend`, {}, { authorization: `Bearer ${testKey}`, 'idempotency-key': idempotencyKey() });
       expect([resend.status, resend.body.code]).toEqual([404, 'webhook_event_not_found']);
+
+      // The lists (GET /v1/payment-requests, /v1/refunds, /v1/events) hold only the key's mode, and
+      // the other mode's id is no cursor for them.
+      const listWith = async (key: string, path: string) =>
+        (await callJson(kessai.system, 'GET', `${auth().url}${path}`, undefined, { authorization: `Bearer ${key}` })).body as {
+          items: Array<{ id: string; livemode: boolean; payment_request_id?: string; data?: { id: string } }>;
+          code?: string;
+        };
+      for (const [key, mode] of [[testKey, false], [liveKey, true]] as const) {
+        const requests = (await listWith(key, '/v1/payment-requests')).items;
+        expect(requests.length).toBeGreaterThan(0);
+        expect(requests.every((item) => item.livemode === mode)).toBe(true);
+        expect(requests.some((item) => item.id === (mode ? testRequest.id : liveId))).toBe(false);
+        const refunds = (await listWith(key, '/v1/refunds')).items;
+        expect(refunds.every((item) => item.livemode === mode)).toBe(true);
+        expect(refunds.length).toBe(mode ? 1 : 0);
+        const events = (await listWith(key, '/v1/events')).items;
+        expect(events.every((item) => item.livemode === mode)).toBe(true);
+        expect(events.some((item) => item.data?.id === liveId)).toBe(mode);
+      }
+      expect((await listWith(testKey, `/v1/payment-requests?starting_after=${liveId}`)).code).toBe('starting_after_not_found');
     } finally {
       await test.close();
       await live.close();

@@ -158,6 +158,16 @@ describe('settlement batches', () => {
     expect(download.contentType).toMatch(/^text\/csv/);
     expect((await getText(`${system.shop.url}/api/settlements/${batch.id}/report.csv`, {})).status).toBe(401);
     expect(await merchant.listSettlementBatches()).toEqual(listed.body.batches);
+
+    // The merchant API pages them as every list does: newest first, limit and starting_after.
+    const all = await merchant.listSettlementBatches();
+    expect(all).toHaveLength(2);
+    const headers = { authorization: `Bearer ${system.merchant.apiKey}` };
+    const first = await callJson(system, 'GET', `${system.auth.url}/v1/settlement-batches?limit=1`, undefined, headers);
+    expect(first.body).toMatchObject({ items: [all[0]], limit: 1, has_more: true, batches: [all[0]] });
+    const second = await callJson(system, 'GET', `${system.auth.url}/v1/settlement-batches?limit=1&starting_after=${all[0]!.id}`, undefined, headers);
+    expect(second.body).toMatchObject({ items: [all[1]], limit: 1, has_more: false });
+    expect(new Date(all[0]!.created_at).getTime()).toBeGreaterThanOrEqual(new Date(all[1]!.created_at).getTime());
   });
 
   it("the operator reads any merchant's report, JSON and CSV, the same the merchant gets; without the token unauthenticated", async () => {
@@ -190,6 +200,8 @@ describe('settlement batches', () => {
     const other = new MerchantClient({ baseUrl: system.auth.url, apiKey, caCertPem: system.pki.caCertPem });
     try {
       expect(await other.listSettlementBatches()).toEqual([]);
+      const cursor = await callJson(system, 'GET', `${system.auth.url}/v1/settlement-batches?starting_after=${batch.id}`, undefined, { authorization: `Bearer ${apiKey}` });
+      expect([cursor.status, cursor.body.code]).toEqual([404, 'starting_after_not_found']);
       expect(await codeOf(other.settlementReport(batch.id))).toBe('settlement_batch_not_found');
       expect(await codeOf(other.settlementReportCsv(batch.id))).toBe('settlement_batch_not_found');
     } finally {

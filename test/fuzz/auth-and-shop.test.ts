@@ -64,6 +64,9 @@ function authEndpoints(): Endpoint[] {
     { name: 'operator: webhook deliveries', method: 'GET', path: '/admin/v1/webhook-deliveries', operator: true },
     { name: 'operator: resend webhook event', method: 'POST', path: '/admin/v1/webhook-deliveries/:id/resend', ids: [newId('evt')], operator: true },
     { name: 'webhook events', method: 'GET', path: '/v1/webhook-events' },
+    { name: 'list payment requests', method: 'GET', path: '/v1/payment-requests' },
+    { name: 'list refunds', method: 'GET', path: '/v1/refunds' },
+    { name: 'list events', method: 'GET', path: '/v1/events' },
     { name: 'resend webhook event', method: 'POST', path: '/v1/webhook-events/:id/resend', ids: [newId('evt')], body: {} },
     { name: 'operator: revoke', method: 'POST', path: '/admin/v1/credentials/:id/revoke', ids: [newId('cred')], operator: true },
     { name: 'operator: keys', method: 'GET', path: '/admin/v1/keys', operator: true },
@@ -91,7 +94,7 @@ const authTarget = (): Target => ({
       if (fuzzCase.credential === 'right') Object.assign(headers, { origin: new URL(fixture.system.wallet.url).origin, 'access-control-request-method': 'POST' });
       if (fuzzCase.credential === 'wrong') Object.assign(headers, { origin: 'https://wallet.example.net', 'access-control-request-method': 'POST' });
     }
-    if (fuzzCase.endpoint.path.startsWith('/v1/payment-requests') || fuzzCase.endpoint.path.startsWith('/v1/settlement-batches')) {
+    if (['/v1/payment-requests', '/v1/settlement-batches', '/v1/refunds', '/v1/events'].some((prefix) => fuzzCase.endpoint.path.startsWith(prefix))) {
       headers['idempotency-key'] = randomBytes(12).toString('hex');
       if (fuzzCase.credential === 'right') headers.authorization = `Bearer ${fixture.system.merchant.apiKey}`;
       if (fuzzCase.credential === 'wrong') headers.authorization = `Bearer ${plantedValues[path.length % plantedValues.length]!.replace(/ /g, '')}`;

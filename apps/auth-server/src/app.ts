@@ -12,6 +12,7 @@ import { checkAuthConfig, type AuthConfig } from './config.ts';
 import { adminConsoleRoutes } from './admin-console.ts';
 import type { AuthContext } from './context.ts';
 import { purgeIdempotencyKeys } from './idempotency.ts';
+import { sweepOldEvents } from './merchant-lists.ts';
 import { syncHolds } from './hold-sync.ts';
 import { resolveInDoubt } from './in-doubt.ts';
 import { transition } from './payment-state.ts';
@@ -29,6 +30,7 @@ import { paymentLinkRoutes, paymentRequestRoutes } from './routes/payment-reques
 import { settlementRoutes } from './routes/settlements.ts';
 import { terminalRoutes } from './routes/terminal.ts';
 import { webhookEventRoutes } from './routes/webhook-events.ts';
+import { merchantListRoutes } from './routes/merchant-lists.ts';
 import { webhookSecretRoutes } from './webhook-secrets.ts';
 import { brokerMerchantRoutes, createMerchant, merchantExists } from './merchants.ts';
 import { allowWalletOrigins } from './wallet-origins.ts';
@@ -70,13 +72,14 @@ const brokerWork = classifyWork({ 'POST /v1/payment-requests': 'intake', 'GET /v
 /** When each context's worker last deleted expired device proofs and idempotency keys (epoch ms). */
 const lastPurges = new WeakMap<AuthContext, number>();
 
-/** Expired device proofs and idempotency keys, deleted at most every limits.brokerPurgeIntervalMs. */
+/** Expired device proofs and idempotency keys, and events past their retention, deleted at most every limits.brokerPurgeIntervalMs. */
 async function purgeExpired(context: AuthContext, now: Date): Promise<void> {
   const last = lastPurges.get(context);
   if (last !== undefined && now.getTime() - last < limits.brokerPurgeIntervalMs && now.getTime() >= last) return;
   lastPurges.set(context, now.getTime());
   await context.config.db.query('delete from device_proofs where expires_at < $1', [now]);
   await purgeIdempotencyKeys(context.config.db, now);
+  await sweepOldEvents(context.config.db, now);
 }
 
 /** One pass of the background work; exported so tests can run it without waiting. */
@@ -123,6 +126,7 @@ export async function buildAuthServer(config: AuthConfig) {
   await app.register((plugin) => terminalRoutes(plugin, context));
   await app.register((plugin) => paymentLinkRoutes(plugin, context));
   await app.register((plugin) => settlementRoutes(plugin, context));
+  await app.register((plugin) => merchantListRoutes(plugin, context)); // the merchant's payment requests, refunds and events, paged (routes/merchant-lists.ts)
   await app.register((plugin) => webhookEventRoutes(plugin, context)); // the merchant's webhook events and their resend (routes/webhook-events.ts)
   // The operator console at /console/ (docs/web.md). The browser wallet is served from its own origin (apps/wallet/src/host.ts).
   registerWebPages(app, 'auth-server', { home: 'console' });

@@ -4,20 +4,30 @@
  * issuer until one has the batch. An issuer answers only the batches of the merchant named in
  * the path, so one merchant never sees another's.
  */
-import { KessaiError, limits, settlementBatchList, settlementReport, type SettlementBatchView, type SettlementReport } from '@kessai/protocol';
+import { KessaiError, settlementBatchList, settlementReport, type SettlementBatchView, type SettlementReport } from '@kessai/protocol';
 import type { MerchantCaller } from './callers.ts';
 import type { AuthContext } from './context.ts';
 
 const base = (baseUrl: string, merchant: MerchantCaller) => `${baseUrl}/internal/v1/merchants/${encodeURIComponent(merchant.id)}/settlement-batches`;
 
-/** Every issuer's batches of this merchant, newest day first, at most limits.settlementBatchesListMax. */
-export async function listMerchantBatches(context: AuthContext, merchant: MerchantCaller): Promise<SettlementBatchView[]> {
+/**
+ * One page of every issuer's batches of this merchant, newest first (created_at desc, id desc), the
+ * items older than `startingAfter` (starting_after_not_found when it names none of them). Each
+ * issuer answers at most settlementBatchesListMax; the pages are cut from their merge.
+ */
+export async function listMerchantBatches(context: AuthContext, merchant: MerchantCaller, page: { limit: number; startingAfter?: string | undefined }): Promise<{ items: SettlementBatchView[]; hasMore: boolean }> {
   const answers = await Promise.all(
     context.config.issuers.map((issuer) => context.http.call('GET', base(issuer.baseUrl, merchant), { schema: settlementBatchList, unavailable: 'issuer_unavailable' })),
   );
   const batches = answers.flatMap((answer) => answer.batches);
-  batches.sort((a, b) => (a.business_day === b.business_day ? a.id.localeCompare(b.id) : b.business_day.localeCompare(a.business_day)));
-  return batches.slice(0, limits.settlementBatchesListMax);
+  const key = (batch: SettlementBatchView) => `${new Date(batch.created_at).toISOString()} ${batch.id}`;
+  batches.sort((a, b) => key(b).localeCompare(key(a)));
+  let from = 0;
+  if (page.startingAfter !== undefined) {
+    from = batches.findIndex((batch) => batch.id === page.startingAfter) + 1;
+    if (from === 0) throw new KessaiError('starting_after_not_found');
+  }
+  return { items: batches.slice(from, from + page.limit), hasMore: batches.length > from + page.limit };
 }
 
 /** Asks each issuer in turn; the first that has the batch answers. */

@@ -56,6 +56,7 @@ export const errorCatalog = {
   key_retired: { status: 422, title: 'The sealed credential or PIN block is under a retired key' },
   key_not_found: { status: 404, title: 'No such key' },
   webhook_event_not_found: { status: 404, title: 'No such webhook event' },
+  starting_after_not_found: { status: 404, title: 'The starting_after id names none of your objects of this list' },
   key_in_use: { status: 409, title: 'The current key cannot be retired; rotate first' },
   overloaded: { status: 503, title: 'The server has too many requests of this kind in progress; retry after the number of seconds in Retry-After' },
   database_unavailable: { status: 503, title: 'The server cannot reach its database; retry after the number of seconds in Retry-After' },

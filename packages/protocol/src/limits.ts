@@ -214,6 +214,12 @@ export const limits = {
   shopWorkerIntervalMsDefault: 10_000,
   /** Webhook events returned by one list call (operator and merchant). */
   webhookEventsListMax: 100,
+  /** Items returned by one page of a merchant list (payment requests, refunds, events); also the default. */
+  merchantListMax: 100,
+  /** Days an event stays answerable by `GET /v1/events`; older delivered or dead events are swept. */
+  eventsRetentionDays: 30,
+  /** Events one sweep pass removes at most (the worker runs again on its next tick). */
+  eventsSweepBatchMax: 1_000,
   /** Open server-sent-event streams per credential and in all. */
   sseStreamsPerCredentialMax: 4,
   sseStreamsMax: 1_000,

@@ -6,7 +6,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { settlementBatchId, settlementBatchList, settlementReport } from '@kessai/protocol';
+import { limits, settlementBatchId, settlementBatchPage, settlementReport } from '@kessai/protocol';
 import { authenticateMerchant } from '../callers.ts';
 import type { AuthContext } from '../context.ts';
 import { listMerchantBatches, merchantReport, merchantReportCsv } from '../settlements.ts';
@@ -16,9 +16,16 @@ export async function settlementRoutes(plugin: FastifyInstance, context: AuthCon
   const { config } = context;
   const byId = z.strictObject({ id: settlementBatchId });
 
-  app.get('/v1/settlement-batches', { schema: { response: { 200: settlementBatchList } } }, async (request) => ({
-    batches: await listMerchantBatches(context, await authenticateMerchant(config.db, request)),
-  }));
+  const listQuery = z.strictObject({
+    limit: z.coerce.number().int().min(1).max(limits.settlementBatchesListMax).default(limits.settlementBatchesListMax),
+    starting_after: settlementBatchId.optional(),
+  });
+  app.get('/v1/settlement-batches', { schema: { querystring: listQuery, response: { 200: settlementBatchPage } } }, async (request) => {
+    const merchant = await authenticateMerchant(config.db, request);
+    const { limit, starting_after } = request.query;
+    const { items, hasMore } = await listMerchantBatches(context, merchant, { limit, startingAfter: starting_after });
+    return { items, limit, has_more: hasMore, batches: items };
+  });
 
   app.get('/v1/settlement-batches/:id/report.json', { schema: { params: byId, response: { 200: settlementReport } } }, async (request) =>
     merchantReport(context, await authenticateMerchant(config.db, request), request.params.id),
