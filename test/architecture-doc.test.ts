@@ -12,7 +12,10 @@ import { describe, expect, it } from 'vitest';
 
 const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
 const doc = readFileSync(path.join(root, 'docs/architecture.md'), 'utf8');
-const ignoredTopLevel = new Set(['node_modules', 'dist']);
+/** Folders git ignores (.gitignore's `name/` lines: node_modules, dist, test-results, wallets…) are not the tree's. */
+const ignoredTopLevel = new Set(
+  readFileSync(path.join(root, '.gitignore'), 'utf8').split('\n').map((l) => l.trim()).filter((l) => /^[\w.-]+\/$/.test(l)).map((l) => l.slice(0, -1)),
+);
 const nestedParents = ['apps', 'packages', 'web'];
 
 const folders = (dir: string): string[] =>
