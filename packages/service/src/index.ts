@@ -19,3 +19,4 @@ export * from './deadline.ts';
 export * from './load-shedding.ts';
 export * from './operations.ts';
 export * from './metrics.ts';
+export * from './openapi.ts';

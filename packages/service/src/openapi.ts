@@ -1,0 +1,45 @@
+/**
+ * OpenAPI 3.1 documents generated from the same zod schemas that validate and serialize each route
+ * (@fastify/swagger with fastify-type-provider-zod's transforms). Each server serves its document at
+ * `GET /openapi.json`, without authentication: it describes the API and holds no secret.
+ * `npm run openapi` writes them to docs/openapi/ and test/openapi.test.ts checks they do not drift.
+ */
+import swagger from '@fastify/swagger';
+import { jsonSchemaTransform, jsonSchemaTransformObject } from 'fastify-type-provider-zod';
+import type { KessaiApp } from './server.ts';
+
+/** The ways a caller proves who it is, by name: each server declares the ones its routes use. */
+export const securitySchemes = {
+  merchantKey: { type: 'http', scheme: 'bearer', description: 'A merchant API key (`Authorization: Bearer sk_…`).' },
+  operatorToken: { type: 'http', scheme: 'bearer', description: "The server's operator token (`Authorization: Bearer …`)." },
+  walletCredential: { type: 'http', scheme: 'bearer', description: "A wallet's signed request token (JWS) for its credential." },
+  mutualTls: { type: 'mutualTLS', description: 'A client certificate issued by the Kessai CA (the broker calling a bank).' },
+} as const;
+
+export type SecuritySchemeName = keyof typeof securitySchemes;
+
+export interface OpenApiOptions {
+  title: string;
+  description: string;
+  version?: string;
+  /** The schemes this server's routes use (routes name theirs with `schema.security`). */
+  schemes: SecuritySchemeName[];
+}
+
+/** Registers the generator and `GET /openapi.json`; call it before any route is added. */
+export async function registerOpenApi(app: KessaiApp, options: OpenApiOptions): Promise<void> {
+  const components = { securitySchemes: Object.fromEntries(options.schemes.map((name) => [name, securitySchemes[name]])) };
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: { title: options.title, description: options.description, version: options.version ?? '1' },
+      components,
+    },
+    transform: jsonSchemaTransform,
+    transformObject: jsonSchemaTransformObject,
+  });
+  app.get('/openapi.json', { schema: { hide: true } }, async (_request, reply) => {
+    reply.header('cache-control', 'no-cache');
+    return app.swagger();
+  });
+}
