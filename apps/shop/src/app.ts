@@ -50,7 +50,7 @@ export async function buildShop(input: ShopConfig): Promise<Shop> {
   const context: ShopContext = { config, db: config.db, merchant, fulfilment };
 
   const app = createServer({ logger: config.logger, db: config.db, ...(config.operatorToken ? { metricsToken: config.operatorToken } : {}), ...(config.tls ? { tls: config.tls } : {}), ...(config.serverTimeouts ? { timeouts: config.serverTimeouts } : {}) });
-  await registerOpenApi(app, { title: 'Kessai demo shop', description: "The demo merchant's storefront API and its webhook endpoint.", schemes: ['operatorToken'] });
+  await registerOpenApi(app, { title: 'Kessai demo shop', description: "The demo merchant's storefront API and its webhook endpoint.", routeSecurity: [['/admin/', 'operatorToken'], ['/metrics', 'operatorToken']] });
   // First of all hooks: a request over its class's in-flight limit is refused before any work. A new cart and checkout start a payment (intake); webhooks are payment work (the broker retries a refused one).
   shedLoad(app, classifyWork({ 'POST /api/carts': 'intake', 'POST /api/carts/:id/checkout': 'intake' }), config.loadShedding, config.logger);
   app.operations.readinessChecks.push(migrationsReadiness(config.db, migrationsDir)); // the schema (/readyz)

@@ -12,7 +12,11 @@ import type { KessaiApp } from './server.ts';
 export const securitySchemes = {
   merchantKey: { type: 'http', scheme: 'bearer', description: 'A merchant API key (`Authorization: Bearer sk_…`).' },
   operatorToken: { type: 'http', scheme: 'bearer', description: "The server's operator token (`Authorization: Bearer …`)." },
-  walletCredential: { type: 'http', scheme: 'bearer', description: "A wallet's signed request token (JWS) for its credential." },
+  walletDevice: {
+    type: 'http',
+    scheme: 'KessaiDevice',
+    description: "A wallet's device proof: `Authorization: KessaiDevice <JWS>` signed with the credential's device key.",
+  },
   mutualTls: { type: 'mutualTLS', description: 'A client certificate issued by the Kessai CA (the broker calling a bank).' },
 } as const;
 
@@ -22,20 +26,33 @@ export interface OpenApiOptions {
   title: string;
   description: string;
   version?: string;
-  /** The schemes this server's routes use (routes name theirs with `schema.security`). */
-  schemes: SecuritySchemeName[];
+  /** Which scheme protects the routes under a path prefix (the first prefix that matches wins). */
+  routeSecurity: Array<[prefix: string, scheme: SecuritySchemeName]>;
+}
+
+type TransformInput = Parameters<typeof jsonSchemaTransform>[0];
+
+/** jsonSchemaTransform, and the security requirement of the route's prefix. */
+function transformWithSecurity(routeSecurity: OpenApiOptions['routeSecurity']) {
+  return (input: TransformInput) => {
+    const output = jsonSchemaTransform(input);
+    const scheme = routeSecurity.find(([prefix]) => input.url.startsWith(prefix))?.[1];
+    return scheme ? { ...output, schema: { ...output.schema, security: [{ [scheme]: [] }] } } : output;
+  };
 }
 
 /** Registers the generator and `GET /openapi.json`; call it before any route is added. */
 export async function registerOpenApi(app: KessaiApp, options: OpenApiOptions): Promise<void> {
-  const components = { securitySchemes: Object.fromEntries(options.schemes.map((name) => [name, securitySchemes[name]])) };
+  const used = [...new Set(options.routeSecurity.map(([, scheme]) => scheme))].sort();
+  const components = { securitySchemes: Object.fromEntries(used.map((name) => [name, securitySchemes[name]])) };
   await app.register(swagger, {
     openapi: {
       openapi: '3.1.0',
       info: { title: options.title, description: options.description, version: options.version ?? '1' },
-      components,
+      // mutualTLS is OpenAPI 3.1's; @fastify/swagger's types stop at 3.0.
+      components: components as unknown as Record<string, never>,
     },
-    transform: jsonSchemaTransform,
+    transform: transformWithSecurity(options.routeSecurity),
     transformObject: jsonSchemaTransformObject,
   });
   app.get('/openapi.json', { schema: { hide: true } }, async (_request, reply) => {
