@@ -232,6 +232,7 @@ const routes: Route[] = [
   // The operations surface (operations.md): health for load balancers, metrics for the operator.
   { server: 'auth', method: 'GET', path: '/livez', caller: 'public' },
   { server: 'auth', method: 'GET', path: '/readyz', caller: 'public' },
+  { server: 'auth', method: 'GET', path: '/openapi.json', caller: 'public' },
   { server: 'auth', method: 'GET', path: '/metrics', caller: 'operator' },
   { server: 'auth', method: 'GET', path: '/admin/v1/webhook-deliveries', caller: 'operator' },
   { server: 'auth', method: 'POST', path: `/admin/v1/webhook-deliveries/${evt}/resend`, caller: 'operator', malformedId: '/admin/v1/webhook-deliveries/evt_x/resend', notFound: { path: `/admin/v1/webhook-deliveries/${evt}/resend`, code: 'webhook_event_not_found' } },
@@ -256,6 +257,7 @@ const routes: Route[] = [
   { server: 'settlement', method: 'POST', path: '/admin/v1/accounts/import', caller: 'operator', body: { rows: [{ card_number: '4242424242424242', holder_name: 'INPUT TEST', expiry: '12/34', pin: '1234', balance: '100', currency: 'JPY', kind: 'debit' }] }, tooLong: { rows: [{ card_number: '4'.repeat(33), holder_name: 'INPUT TEST', expiry: '12/34', pin: '1234', balance: '100', currency: 'JPY', kind: 'debit' }] } },
   { server: 'settlement', method: 'GET', path: '/livez', caller: 'public' },
   { server: 'settlement', method: 'GET', path: '/readyz', caller: 'public' },
+  { server: 'settlement', method: 'GET', path: '/openapi.json', caller: 'public' },
   { server: 'settlement', method: 'GET', path: '/metrics', caller: 'operator' },
   { server: 'settlement', method: 'GET', path: '/', caller: 'public' },
   { server: 'settlement', method: 'GET', path: '/console/', caller: 'public', notFound: { path: '/no-such-page/', code: 'not_found' } },
@@ -290,6 +292,7 @@ const routes: Route[] = [
   { server: 'shop', method: 'GET', path: '/admin/v1/audit/verify', caller: 'operator' },
   { server: 'shop', method: 'GET', path: '/livez', caller: 'public' },
   { server: 'shop', method: 'GET', path: '/readyz', caller: 'public' },
+  { server: 'shop', method: 'GET', path: '/openapi.json', caller: 'public' },
   { server: 'shop', method: 'GET', path: '/metrics', caller: 'operator' },
   { server: 'shop', method: 'GET', path: '/api/settlements', caller: 'operator' },
   { server: 'shop', method: 'GET', path: `/api/settlements/${stb}/report.json`, caller: 'operator', malformedId: '/api/settlements/stb_X/report.json', notFound: { path: `/api/settlements/${stb}/report.json`, code: 'settlement_batch_not_found' } },

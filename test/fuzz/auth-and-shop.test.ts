@@ -82,6 +82,7 @@ function authEndpoints(): Endpoint[] {
     { name: 'operator: retire API keys', method: 'POST', path: '/admin/v1/merchants/:id/api-keys/retire-previous', ids: [newId('mer')], operator: true },
     { name: 'liveness', method: 'GET', path: '/livez' },
     { name: 'readiness', method: 'GET', path: '/readyz' },
+    { name: 'OpenAPI document', method: 'GET', path: '/openapi.json' },
     { name: 'operator: metrics', method: 'GET', path: '/metrics', operator: true },
   ];
 }
@@ -124,6 +125,7 @@ function shopEndpoints(): Endpoint[] {
     { name: 'audit verify', method: 'GET', path: '/admin/v1/audit/verify', operator: true },
     { name: 'liveness', method: 'GET', path: '/livez' },
     { name: 'readiness', method: 'GET', path: '/readyz' },
+    { name: 'OpenAPI document', method: 'GET', path: '/openapi.json' },
     { name: 'operator: metrics', method: 'GET', path: '/metrics', operator: true },
     { name: 'settlements', method: 'GET', path: '/api/settlements', operator: true },
     { name: 'settlement report (JSON)', method: 'GET', path: '/api/settlements/:id/report.json', ids: [`stb_${newId('pr').slice(3)}`], operator: true },

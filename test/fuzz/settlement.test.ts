@@ -97,6 +97,7 @@ function settlementEndpoints(issuer: string): Endpoint[] {
     { name: 'operator: import accounts', method: 'POST', path: '/admin/v1/accounts/import', body: { rows: [{ card_number: '4000000000000010', holder_name: 'FUZZ IMPORT', expiry: '12/34', pin: '4821', balance: '100', currency: 'JPY', kind: 'debit' }] }, operator: true },
     { name: 'liveness', method: 'GET', path: '/livez' },
     { name: 'readiness', method: 'GET', path: '/readyz' },
+    { name: 'OpenAPI document', method: 'GET', path: '/openapi.json' },
     { name: 'operator: metrics', method: 'GET', path: '/metrics', operator: true },
   ];
 }

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { directoryResponse, limits, merchantNameProblem } from '@kessai/protocol';
 import { HttpClient } from '@kessai/sdk';
-import { classifyWork, createRateLimiters, createServer, logPassFailure, migrationsReadiness, prepareSchema, rateLimitHook, registerWebPages, setUpAuditLog, shedLoad, keyAdminRoutes } from '@kessai/service';
+import { classifyWork, createRateLimiters, createServer, registerOpenApi, logPassFailure, migrationsReadiness, prepareSchema, rateLimitHook, registerWebPages, setUpAuditLog, shedLoad, keyAdminRoutes } from '@kessai/service';
 import { checkAuthConfig, type AuthConfig } from './config.ts';
 import { adminConsoleRoutes } from './admin-console.ts';
 import type { AuthContext } from './context.ts';
@@ -101,6 +101,20 @@ export async function buildAuthServer(config: AuthConfig) {
   const http = new HttpClient({ trust: 'pinned', caCertPem: config.tls.caCertPem, clientCertPem: config.clientTls.certPem, clientKeyPem: config.clientTls.keyPem });
   const context: AuthContext = { config, http, issuers: new IssuerDirectory(config.issuers, http), hub: await createPushHub(config) };
   const app = createServer({ logger: config.logger, db: config.db, ...(config.operatorToken ? { metricsToken: config.operatorToken } : {}), tls: config.tls, ...(config.serverTimeouts ? { timeouts: config.serverTimeouts } : {}) });
+  await registerOpenApi(app, {
+    title: 'Kessai authentication server',
+    description: 'The merchant API, the wallet and terminal API, and the operator admin API of the broker.',
+    routeSecurity: [
+      ['/admin/', 'operatorToken'],
+      ['/metrics', 'operatorToken'],
+      ['/v1/terminal/', 'walletDevice'],
+      ['/v1/payment-requests', 'merchantKey'],
+      ['/v1/refunds', 'merchantKey'],
+      ['/v1/events', 'merchantKey'],
+      ['/v1/settlement-batches', 'merchantKey'],
+      ['/v1/webhook-events', 'merchantKey'],
+    ],
+  });
   // First of all hooks: a request over its class's in-flight limit is refused before any work (load-shedding.ts).
   shedLoad(app, brokerWork, config.loadShedding, config.logger);
   const metrics = brokerMetrics(app.operations.metrics.registry, config.db); // payments by state, webhooks (metrics.ts)

@@ -31,7 +31,7 @@ import {
   voidRequest,
   type IssuerMetadata,
 } from '@kessai/protocol';
-import { byAddressExceptCertifiedPeers, classifyWork, deadlineOf, requireHttpsUrl, createRateLimiters, createServer, keysReadiness, migrationsReadiness, prepareSchema, rateLimitHook, registerWebPages, setUpAuditLog, shedLoad, keyAdminRoutes } from '@kessai/service';
+import { byAddressExceptCertifiedPeers, classifyWork, deadlineOf, requireHttpsUrl, createRateLimiters, createServer, registerOpenApi, keysReadiness, migrationsReadiness, prepareSchema, rateLimitHook, registerWebPages, setUpAuditLog, shedLoad, keyAdminRoutes } from '@kessai/service';
 import type { SettlementConfig } from './config.ts';
 import { adminCardRoutes } from './admin-cards.ts';
 import { adminConsoleRoutes } from './admin-console.ts';
@@ -81,6 +81,7 @@ export async function buildSettlementServer(config: SettlementConfig) {
   await prepareSchema(config.db, migrationsDir, config.migrations);
   for (const merchant of config.merchants ?? []) await onboardMerchant(config.db, merchant);
   const app = createServer({ logger: config.logger, db: config.db, ...(config.operatorToken ? { metricsToken: config.operatorToken } : {}), ...(config.tls ? { tls: { ...config.tls, requestClientCertificate: true } } : {}), ...(config.serverTimeouts ? { timeouts: config.serverTimeouts } : {}) });
+  await registerOpenApi(app, { title: 'Kessai settlement server', description: "A bank's internal API (called by the broker over mutual TLS) and its operator API.", routeSecurity: [['/admin/', 'operatorToken'], ['/metrics', 'operatorToken'], ['/internal/', 'mutualTls']] });
   // First of all hooks: over its class's in-flight limit, or with too little of the broker's deadline left, a request is refused before any work.
   shedLoad(app, bankWork, config.loadShedding, config.logger);
   app.operations.readinessChecks.push(keysReadiness(config.keys, ['enc', 'sig']), migrationsReadiness(config.db, migrationsDir)); // cipher 2 and the authorization-signing key; the schema

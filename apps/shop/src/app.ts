@@ -13,6 +13,7 @@ import {
   classifyWork,
   createRateLimiters,
   createServer,
+  registerOpenApi,
   migrationsReadiness,
   prepareSchema,
   rateLimitHook,
@@ -81,6 +82,14 @@ export async function buildShop(input: ShopConfig): Promise<Shop> {
     ...(config.operatorToken ? { metricsToken: config.operatorToken } : {}),
     ...(config.tls ? { tls: config.tls } : {}),
     ...(config.serverTimeouts ? { timeouts: config.serverTimeouts } : {}),
+  });
+  await registerOpenApi(app, {
+    title: 'Kessai demo shop',
+    description: "The demo merchant's storefront API and its webhook endpoint.",
+    routeSecurity: [
+      ['/admin/', 'operatorToken'],
+      ['/metrics', 'operatorToken'],
+    ],
   });
   // First of all hooks: a request over its class's in-flight limit is refused before any work. A new cart and
   // checkout start a payment (intake); webhooks are payment work (the broker retries a refused one).

@@ -14,9 +14,17 @@ const text = (max: number = limits.stringLengthMax) => z.string().min(1).max(max
 const jose = z.string().min(1).max(limits.joseLengthMax).regex(/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]*){2,4}$/, 'compact JOSE');
 const prefixedId = (prefix: string) => z.string().regex(new RegExp(`^${prefix}_[0-9a-hjkmnp-tv-z]{26}$`), `${prefix}_ id`);
 
-export const amountString = z.string().max(20).regex(amountPattern, 'non-negative integer string').refine((v) => amountPattern.test(v) && BigInt(v) <= limits.amountMinorMax, 'exceeds amountMinorMax');
+const moneyDescription = 'An amount in integer minor units of the currency, as a decimal string (JPY 5,700 is "5700"; USD 12.34 is "1234"): never a JSON number.';
+export const amountString = z
+  .string()
+  .max(20)
+  .regex(amountPattern, 'non-negative integer string')
+  .refine((v) => amountPattern.test(v) && BigInt(v) <= limits.amountMinorMax, 'exceeds amountMinorMax')
+  .meta({ description: moneyDescription, examples: ['5700'] });
 /** An amount that moves money: at least one minor unit (a zero request or capture is refused; a void releases a hold). */
-export const positiveAmountString = amountString.refine((v) => v !== '0', 'must be at least 1 minor unit');
+export const positiveAmountString = amountString
+  .refine((v) => v !== '0', 'must be at least 1 minor unit')
+  .meta({ description: `${moneyDescription} At least 1.`, examples: ['5700'] });
 export const currencyCode = z.enum(currencies);
 export const credentialId = prefixedId('cred');
 /** A recovery code: 20 Crockford base32 characters (100 bits) in five groups of four. */

@@ -21,3 +21,4 @@ export * from './load-shedding.ts';
 export * from './operations.ts';
 export * from './metrics.ts';
 export * from './console-pages.ts';
+export * from './openapi.ts';

@@ -14,7 +14,9 @@ import {
   newId,
   parseAmount,
   paymentRequestId,
+  paymentRequestView,
   refundRequest,
+  refundView,
   settlementCaptureResponse,
   voidRequest,
 } from '@kessai/protocol';
@@ -48,7 +50,7 @@ export async function paymentRequestRoutes(plugin: FastifyInstance, context: Aut
   }
 
   // Step 402: the shop asks for a payment.
-  app.post('/v1/payment-requests', { schema: { body: createPaymentRequest } }, async (request, reply) =>
+  app.post('/v1/payment-requests', { schema: { body: createPaymentRequest, response: { 201: paymentRequestView } } }, async (request, reply) =>
     merchantPost(request, reply, async (merchant) => {
       const body = request.body;
       if (lineItemsTotal(body.line_items) !== parseAmount(body.amount_minor)) throw new KessaiError('amount_mismatch');
@@ -76,14 +78,14 @@ export async function paymentRequestRoutes(plugin: FastifyInstance, context: Aut
     }),
   );
 
-  app.get('/v1/payment-requests/:id', { schema: { params: byId } }, async (request) => {
+  app.get('/v1/payment-requests/:id', { schema: { params: byId, response: { 200: paymentRequestView } } }, async (request) => {
     const merchant = await authenticateMerchant(config.db, request);
     return merchantView(await ownedRequest(merchant, request.params.id), config.publicBaseUrl);
   });
 
   // Step 409: capture (fully or partly) or void, relayed to the issuer that holds the funds.
   for (const action of ['capture', 'void'] as const) {
-    app.post(`/v1/payment-requests/:id/${action}`, { schema: { params: byId, body: action === 'capture' ? captureRequest : voidRequest } }, async (request, reply) =>
+    app.post(`/v1/payment-requests/:id/${action}`, { schema: { params: byId, body: action === 'capture' ? captureRequest : voidRequest, response: { 200: paymentRequestView } } }, async (request, reply) =>
       merchantPost(request, reply, async (merchant) => {
         const row = await ownedRequest(merchant, request.params.id);
         const amount = action === 'capture' ? ((request.body as { amount_minor?: string }).amount_minor ?? BigInt(row.amount_minor).toString()) : undefined;
@@ -108,7 +110,7 @@ export async function paymentRequestRoutes(plugin: FastifyInstance, context: Aut
   }
 
   // Step 409: a refund of part of what was captured (refunds.ts); several, up to the captured amount.
-  app.post('/v1/payment-requests/:id/refunds', { schema: { params: byId, body: refundRequest } }, async (request, reply) =>
+  app.post('/v1/payment-requests/:id/refunds', { schema: { params: byId, body: refundRequest, response: { 201: refundView } } }, async (request, reply) =>
     merchantPost(request, reply, async (merchant) => {
       const row = await ownedRequest(merchant, request.params.id);
       const refund = await relayRefund(context, merchant, row, parseAmount(request.body.amount_minor), idempotencyKeyOf(request.headers));
