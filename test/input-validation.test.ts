@@ -236,6 +236,7 @@ const routes: Route[] = [
   { server: 'auth', method: 'GET', path: '/admin/v1/webhook-deliveries', caller: 'operator' },
   { server: 'auth', method: 'POST', path: `/admin/v1/webhook-deliveries/${evt}/resend`, caller: 'operator', malformedId: '/admin/v1/webhook-deliveries/evt_x/resend', notFound: { path: `/admin/v1/webhook-deliveries/${evt}/resend`, code: 'webhook_event_not_found' } },
   { server: 'auth', method: 'GET', path: '/v1/webhook-events', caller: 'merchant' },
+  { server: 'auth', method: 'GET', path: '/v1/events/stream', caller: 'merchant' },
   { server: 'auth', method: 'POST', path: `/v1/webhook-events/${evt}/resend`, caller: 'merchant', body: {}, malformedId: `/v1/webhook-events/${pr}/resend`, notFound: { path: `/v1/webhook-events/${evt}/resend`, body: {}, code: 'webhook_event_not_found' } },
   // A settlement server.
   { server: 'settlement', method: 'GET', path: '/.well-known/kessai-issuer', caller: 'public' },

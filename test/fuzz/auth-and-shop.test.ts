@@ -64,6 +64,8 @@ function authEndpoints(): Endpoint[] {
     { name: 'operator: webhook deliveries', method: 'GET', path: '/admin/v1/webhook-deliveries', operator: true },
     { name: 'operator: resend webhook event', method: 'POST', path: '/admin/v1/webhook-deliveries/:id/resend', ids: [newId('evt')], operator: true },
     { name: 'webhook events', method: 'GET', path: '/v1/webhook-events' },
+    // With the right key the merchant's event stream stays open: only refused openings are fuzzed.
+    { name: 'merchant event stream', method: 'GET', path: '/v1/events/stream', noRightCredential: true },
     { name: 'resend webhook event', method: 'POST', path: '/v1/webhook-events/:id/resend', ids: [newId('evt')], body: {} },
     { name: 'operator: revoke', method: 'POST', path: '/admin/v1/credentials/:id/revoke', ids: [newId('cred')], operator: true },
     { name: 'operator: keys', method: 'GET', path: '/admin/v1/keys', operator: true },
