@@ -1,6 +1,11 @@
 /** Issue 14 item 5: `kessai trigger <event>` drives a real purchase and the broker emits the mapped event types. */
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { saveWallet } from '@kessai/wallet';
 import { trigger, triggerEvents, type TriggerName } from '../apps/cli/src/trigger.ts';
+import { runKessaiProcess } from './support/cli.ts';
 import { startWithPayer } from './support/payer.ts';
 import { demoCard, waitFor } from './support/system.ts';
 
@@ -37,5 +42,24 @@ describe('kessai trigger', () => {
       return expected.every((t) => found.includes(t)) ? found : undefined;
     });
     expect(types).toEqual(expected);
+  }, 90_000);
+
+  it('runs as `kessai trigger` with the key and PIN from the environment and a wallet folder; an unknown name fails', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'kessai-trigger-'));
+    try {
+      const storage = path.join(dir, 'wallet');
+      await mkdir(storage, { mode: 0o700 });
+      await saveWallet(storage, env.wallet.wallet, env.system.pki.caCertPem);
+      const envVars = { KESSAI_API_KEY: env.system.merchant.apiKey, KESSAI_TRIGGER_PIN: demoCard(cardNumber).pin, KESSAI_BROKER_URL: env.system.auth.url };
+      const ran = await runKessaiProcess(['trigger', 'payment.approved', '--storage', storage], envVars);
+      expect(ran.stderr).toBe('');
+      expect(ran.code).toBe(0);
+      expect(ran.stdout).toMatch(/^pr_\S+: approved; events: payment_request.approved$/m);
+      const unknown = await runKessaiProcess(['trigger', 'payment.nothing', '--storage', storage], envVars);
+      expect(unknown.code).not.toBe(0);
+      expect(unknown.stderr).toContain('unknown event payment.nothing');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   }, 90_000);
 });

@@ -12,6 +12,7 @@ import { registerCredentialsCommands } from './credentials-commands.ts';
 import { registerDbCommands } from './db-commands.ts';
 import { registerKeysCommands } from './keys-commands.ts';
 import { registerListenCommands } from './listen-commands.ts';
+import { registerTriggerCommands } from './trigger-commands.ts';
 import { registerMerchantsCommands } from './merchants-commands.ts';
 import { demo } from './demo.ts';
 import { registerSettleCommands } from './settle-commands.ts';
@@ -64,5 +65,6 @@ registerMerchantsCommands(program, process.env.KESSAI_DATA_DIR ?? './.kessai');
 registerSettleCommands(program, process.env.KESSAI_DATA_DIR ?? './.kessai');
 registerWebhooksCommands(program, process.env.KESSAI_DATA_DIR ?? './.kessai');
 registerListenCommands(program, process.env.KESSAI_DATA_DIR ?? './.kessai', process.env);
+registerTriggerCommands(program, process.env);
 
 await program.parseAsync(process.argv);
