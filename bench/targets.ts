@@ -37,16 +37,33 @@ function atLeast(row: string, value: number | undefined, unit: string, limit: nu
 
 export function issueTargets(inputs: TargetInputs): TargetRow[] {
   const closed = inputs.phases.filter((p) => p.mode === 'closed' && p.payments > 0);
-  const best = closed.reduce<PhaseResult | undefined>((b, p) => (!b || p.paymentsPerSecond > b.paymentsPerSecond ? p : b), undefined);
-  const cpuMs = (role: string) => (best?.cpuSecondsPerPayment[role] === undefined ? undefined : best.cpuSecondsPerPayment[role]! * 1000);
-  const share = best && inputs.httpChainRequestsPerSecond ? (best.paymentsPerSecond / inputs.httpChainRequestsPerSecond) * 100 : undefined;
+  const best = closed.reduce<PhaseResult | undefined>(
+    (b, p) => (!b || p.paymentsPerSecond > b.paymentsPerSecond ? p : b),
+    undefined,
+  );
+  const cpuMs = (role: string) =>
+    best?.cpuSecondsPerPayment[role] === undefined ? undefined : best.cpuSecondsPerPayment[role]! * 1000;
+  const share =
+    best && inputs.httpChainRequestsPerSecond
+      ? (best.paymentsPerSecond / inputs.httpChainRequestsPerSecond) * 100
+      : undefined;
   const p99 = inputs.halfFlowP99Ms;
   return [
     { row: 'crypto one payment needs', value: inputs.cryptoMsPerPayment, unit: 'ms' },
     { row: 'bare HTTPS chain, 2 hops, mutual TLS', value: inputs.httpChainRequestsPerSecond, unit: 'requests/s' },
-    { row: `best end-to-end payments/s (closed loop, c = ${best?.concurrency ?? '?'})`, value: best?.paymentsPerSecond, unit: 'payments/s' },
+    {
+      row: `best end-to-end payments/s (closed loop, c = ${best?.concurrency ?? '?'})`,
+      value: best?.paymentsPerSecond,
+      unit: 'payments/s',
+    },
     atLeast('best end-to-end payments/s as % of the bare chain', share, '%', 7.5),
-    { row: 'flow 402→409 p99, open loop at half the best rate', value: p99, unit: 'ms', target: '< 50', ...(p99 === undefined ? {} : { met: p99 < 50 }) },
+    {
+      row: 'flow 402→409 p99, open loop at half the best rate',
+      value: p99,
+      unit: 'ms',
+      target: '< 50',
+      ...(p99 === undefined ? {} : { met: p99 < 50 }),
+    },
     atMost('CPU per payment, authentication server', cpuMs(broker), 'ms', 6),
     atMost('CPU per payment, settlement server', cpuMs(bank), 'ms', 6),
     atMost('CPU per payment, load generator (terminal + merchant)', cpuMs(loadGenerator), 'ms', 4),
@@ -61,7 +78,8 @@ export function issueTargets(inputs: TargetInputs): TargetRow[] {
 export function printTargets(rows: TargetRow[]): void {
   console.log('\nissue 15 targets                                           | this run          | target | met');
   for (const r of rows) {
-    const value = r.value === undefined ? 'not measured' : `${r.value.toFixed(r.value >= 100 ? 0 : 1)} ${r.unit}`.trim();
+    const value =
+      r.value === undefined ? 'not measured' : `${r.value.toFixed(r.value >= 100 ? 0 : 1)} ${r.unit}`.trim();
     const met = r.met === undefined ? '' : r.met ? 'met' : 'NOT met';
     console.log(`${r.row.padEnd(58)} | ${value.padEnd(17)} | ${(r.target ?? '—').padEnd(6)} | ${met}`);
   }

@@ -48,12 +48,15 @@ export function documentText(document: Json): string {
 const methods = ['get', 'post', 'put', 'patch', 'delete'] as const;
 
 function cell(text: unknown): string {
-  return String(text ?? '').replace(/\|/g, '\\|').replace(/\s*\n\s*/g, ' ');
+  return String(text ?? '')
+    .replace(/\|/g, '\\|')
+    .replace(/\s*\n\s*/g, ' ');
 }
 
 function schemaType(schema: Json | undefined): string {
   if (!schema) return '';
-  if (typeof schema.type === 'string') return schema.pattern ? `${schema.type} (${String(schema.pattern)})` : schema.type;
+  if (typeof schema.type === 'string')
+    return schema.pattern ? `${schema.type} (${String(schema.pattern)})` : schema.type;
   return Array.isArray(schema.type) ? schema.type.join(' \\| ') : '';
 }
 
@@ -65,7 +68,10 @@ function operationLines(method: string, route: string, operation: Json): string[
   const parameters = (operation.parameters as Json[] | undefined) ?? [];
   if (parameters.length > 0) {
     lines.push('| Parameter | In | Required | Type | Description |', '| --- | --- | --- | --- | --- |');
-    for (const p of parameters) lines.push(`| ${cell(p.name)} | ${cell(p.in)} | ${p.required ? 'yes' : 'no'} | ${cell(schemaType(p.schema as Json))} | ${cell(p.description)} |`);
+    for (const p of parameters)
+      lines.push(
+        `| ${cell(p.name)} | ${cell(p.in)} | ${p.required ? 'yes' : 'no'} | ${cell(schemaType(p.schema as Json))} | ${cell(p.description)} |`,
+      );
     lines.push('');
   }
   const body = (operation.requestBody as Json | undefined)?.content as Record<string, Json> | undefined;
@@ -73,7 +79,10 @@ function operationLines(method: string, route: string, operation: Json): string[
   const responses = Object.entries((operation.responses as Record<string, Json> | undefined) ?? {});
   if (responses.length > 0) {
     lines.push('| Status | Description | Content |', '| --- | --- | --- |');
-    for (const [status, r] of responses) lines.push(`| ${status} | ${cell(r.description)} | ${cell(Object.keys((r.content as Json | undefined) ?? {}).join(', '))} |`);
+    for (const [status, r] of responses)
+      lines.push(
+        `| ${status} | ${cell(r.description)} | ${cell(Object.keys((r.content as Json | undefined) ?? {}).join(', '))} |`,
+      );
     lines.push('');
   }
   return lines;

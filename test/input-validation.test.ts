@@ -240,6 +240,7 @@ const routes: Route[] = [
   { server: 'auth', method: 'GET', path: '/v1/payment-requests', caller: 'merchant' },
   { server: 'auth', method: 'GET', path: '/v1/refunds', caller: 'merchant' },
   { server: 'auth', method: 'GET', path: '/v1/events', caller: 'merchant' },
+  { server: 'auth', method: 'GET', path: '/v1/events/stream', caller: 'merchant' },
   { server: 'auth', method: 'POST', path: `/v1/webhook-events/${evt}/resend`, caller: 'merchant', body: {}, malformedId: `/v1/webhook-events/${pr}/resend`, notFound: { path: `/v1/webhook-events/${evt}/resend`, body: {}, code: 'webhook_event_not_found' } },
   // A settlement server.
   { server: 'settlement', method: 'GET', path: '/.well-known/kessai-issuer', caller: 'public' },

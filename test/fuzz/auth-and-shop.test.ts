@@ -67,6 +67,8 @@ function authEndpoints(): Endpoint[] {
     { name: 'list payment requests', method: 'GET', path: '/v1/payment-requests' },
     { name: 'list refunds', method: 'GET', path: '/v1/refunds' },
     { name: 'list events', method: 'GET', path: '/v1/events' },
+    // With the right key the merchant's event stream stays open: only refused openings are fuzzed.
+    { name: 'merchant event stream', method: 'GET', path: '/v1/events/stream', noRightCredential: true },
     { name: 'resend webhook event', method: 'POST', path: '/v1/webhook-events/:id/resend', ids: [newId('evt')], body: {} },
     { name: 'operator: revoke', method: 'POST', path: '/admin/v1/credentials/:id/revoke', ids: [newId('cred')], operator: true },
     { name: 'operator: keys', method: 'GET', path: '/admin/v1/keys', operator: true },

@@ -28,6 +28,7 @@ import { credentialRoutes } from './routes/credentials.ts';
 import { enrollmentRoutes } from './routes/enrollments.ts';
 import { paymentLinkRoutes, paymentRequestRoutes } from './routes/payment-requests.ts';
 import { settlementRoutes } from './routes/settlements.ts';
+import { eventStreamRoutes } from './routes/event-stream.ts';
 import { terminalRoutes } from './routes/terminal.ts';
 import { webhookEventRoutes } from './routes/webhook-events.ts';
 import { merchantListRoutes } from './routes/merchant-lists.ts';
@@ -66,8 +67,8 @@ async function expirePending(context: AuthContext, now: Date): Promise<void> {
   for (const row of due) await transition(config.db, row, 'expired', {}, { publicBaseUrl: config.publicBaseUrl, now });
 }
 
-/** The broker's work classes: the defaults of classifyWork; a new payment request is intake; the terminals' event streams are bounded by sseStreamsMax instead. */
-const brokerWork = classifyWork({ 'POST /v1/payment-requests': 'intake', 'GET /v1/terminal/events': 'exempt' });
+/** The broker's work classes: the defaults of classifyWork; a new payment request is intake; the terminals' and merchants' event streams are bounded by sseStreamsMax and their per-caller limits instead. */
+const brokerWork = classifyWork({ 'POST /v1/payment-requests': 'intake', 'GET /v1/terminal/events': 'exempt', 'GET /v1/events/stream': 'exempt' });
 
 /** When each context's worker last deleted expired device proofs and idempotency keys (epoch ms). */
 const lastPurges = new WeakMap<AuthContext, number>();
@@ -141,6 +142,7 @@ export async function buildAuthServer(config: AuthConfig) {
   await app.register((plugin) => paymentLinkRoutes(plugin, context));
   await app.register((plugin) => settlementRoutes(plugin, context));
   await app.register((plugin) => merchantListRoutes(plugin, context)); // the merchant's payment requests, refunds and events, paged (routes/merchant-lists.ts)
+  await app.register((plugin) => eventStreamRoutes(plugin, context)); // the merchant's events as server-sent events, for `kessai listen` (routes/event-stream.ts)
   await app.register((plugin) => webhookEventRoutes(plugin, context)); // the merchant's webhook events and their resend (routes/webhook-events.ts)
   // The operator console at /console/ (docs/web.md). The browser wallet is served from its own origin (apps/wallet/src/host.ts).
   registerWebPages(app, 'auth-server', { home: 'console' });

@@ -9,6 +9,7 @@
 import { currencyCode, KessaiError, limits, type RefundView } from '@kessai/protocol';
 import type { Queryable } from '@kessai/service';
 import type { PaymentRequestRow } from './payment-requests.ts';
+import { eventLivemode } from './webhooks.ts';
 
 export interface Page {
   merchantId: string;
@@ -27,7 +28,7 @@ interface Cursor {
 const livemodeOf = {
   payment_requests: 'payment_requests.livemode',
   refunds: '(select p.livemode from payment_requests p where p.id = refunds.payment_request_id)',
-  webhook_outbox: 'coalesce((select p.livemode from payment_requests p where p.id = webhook_outbox.payment_request_id), false)',
+  webhook_outbox: eventLivemode,
 } as const;
 
 /** The cursor row of `table` — the merchant's own, or starting_after_not_found. */
@@ -46,7 +47,8 @@ export async function listPaymentRequests(db: Queryable, page: Page): Promise<Pa
   const cursor = await cursorOf(db, 'payment_requests', page);
   return db.query<PaymentRequestRow>(
     `select * from payment_requests
-      where merchant_id = $1 and livemode = $5 and ($2::timestamptz is null or (created_at, id) < ($2::timestamptz, $3::text))
+      where merchant_id = $1 and livemode = $5
+        and ($2::timestamptz is null or (created_at, id) < ($2::timestamptz, $3::text))
       order by created_at desc, id desc limit $4`,
     [page.merchantId, cursor?.created_at ?? null, cursor?.id ?? null, page.limit + 1, page.livemode],
   );
@@ -75,10 +77,18 @@ export async function listRefunds(db: Queryable, page: Page, paymentRequestId?: 
               where e.payment_request_id = r.payment_request_id and e.state = 'succeeded'
                 and (e.created_at, e.id) <= (r.created_at, r.id)) as refunded_minor
        from refunds r join payment_requests p on p.id = r.payment_request_id
-      where r.merchant_id = $1 and p.livemode = $6 and r.state = 'succeeded' and ($4::text is null or r.payment_request_id = $4)
+      where r.merchant_id = $1 and p.livemode = $6 and r.state = 'succeeded'
+        and ($4::text is null or r.payment_request_id = $4)
         and ($2::timestamptz is null or (r.created_at, r.id) < ($2::timestamptz, $3::text))
       order by r.created_at desc, r.id desc limit $5`,
-    [page.merchantId, cursor?.created_at ?? null, cursor?.id ?? null, paymentRequestId ?? null, page.limit + 1, page.livemode],
+    [
+      page.merchantId,
+      cursor?.created_at ?? null,
+      cursor?.id ?? null,
+      paymentRequestId ?? null,
+      page.limit + 1,
+      page.livemode,
+    ],
   );
   return rows.map((row) => ({
     id: row.id,

@@ -185,7 +185,8 @@ export interface WebhookEventRecord {
   livemode: boolean;
 }
 
-const eventLivemode = 'coalesce((select p.livemode from payment_requests p where p.id = webhook_outbox.payment_request_id), false)';
+/** An outbox row's mode, as SQL: its payment request's (docs/protocol.md, "Test and live mode"). */
+export const eventLivemode = 'coalesce((select p.livemode from payment_requests p where p.id = webhook_outbox.payment_request_id), false)';
 const recordColumns = `id, merchant_id, event_type, payment_request_id, status, attempts, last_status, next_attempt_at, delivered_at,
   dead_at, resent_at, created_at, ${eventLivemode} as livemode`;
 

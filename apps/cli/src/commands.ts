@@ -11,6 +11,8 @@ import { registerCardsCommands } from './cards-commands.ts';
 import { registerCredentialsCommands } from './credentials-commands.ts';
 import { registerDbCommands } from './db-commands.ts';
 import { registerKeysCommands } from './keys-commands.ts';
+import { registerListenCommands } from './listen-commands.ts';
+import { registerTriggerCommands } from './trigger-commands.ts';
 import { registerMerchantsCommands } from './merchants-commands.ts';
 import { demo } from './demo.ts';
 import { registerSettleCommands } from './settle-commands.ts';
@@ -62,5 +64,7 @@ registerDbCommands(program, process.env.KESSAI_DATABASE_URL);
 registerMerchantsCommands(program, process.env.KESSAI_DATA_DIR ?? './.kessai');
 registerSettleCommands(program, process.env.KESSAI_DATA_DIR ?? './.kessai');
 registerWebhooksCommands(program, process.env.KESSAI_DATA_DIR ?? './.kessai');
+registerListenCommands(program, process.env.KESSAI_DATA_DIR ?? './.kessai', process.env);
+registerTriggerCommands(program, process.env);
 
 await program.parseAsync(process.argv);

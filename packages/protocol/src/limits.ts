@@ -223,6 +223,12 @@ export const limits = {
   /** Open server-sent-event streams per credential and in all. */
   sseStreamsPerCredentialMax: 4,
   sseStreamsMax: 1_000,
+  /** Open merchant event streams (`GET /v1/events/stream`, `kessai listen`) per merchant, per process. */
+  eventStreamsPerMerchantMax: 4,
+  /** How often a merchant event stream reads webhook_outbox for the merchant's new events. */
+  eventStreamPollMs: 1_000,
+  /** Events one poll of a merchant event stream sends at most (the rest come at the next poll). */
+  eventStreamBatchMax: 100,
   /** Keep-alive comment interval on event streams. */
   sseHeartbeatMs: 15_000,
   /** Payment requests returned by one list call. */

@@ -92,11 +92,15 @@ export class AuthorizationVerifier {
   constructor(options: AuthorizationVerifierOptions) {
     this.#issuers = new Map();
     for (const [issuer, uri] of Object.entries(options.issuers)) {
-      if (new URL(uri).protocol !== 'https:') throw new TypeError(`AuthorizationVerifier: jwks_uri of ${issuer} must be https`);
+      if (new URL(uri).protocol !== 'https:')
+        throw new TypeError(`AuthorizationVerifier: jwks_uri of ${issuer} must be https`);
       this.#issuers.set(issuer, uri);
     }
     if (this.#issuers.size === 0) throw new TypeError('AuthorizationVerifier: no issuers configured');
-    this.#http = new HttpClient({ caCertPem: options.caCertPem, ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }) });
+    this.#http = new HttpClient({
+      caCertPem: options.caCertPem,
+      ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
+    });
     this.#now = options.now ?? Date.now;
   }
 
@@ -165,7 +169,10 @@ export class AuthorizationVerifier {
     if (running) return running;
     this.#lastAttemptMs.set(issuer, this.#now());
     const fetching = (async () => {
-      const document = await this.#http.call('GET', jwksUri, { schema: jwksDocument, unavailable: 'issuer_unavailable' });
+      const document = await this.#http.call('GET', jwksUri, {
+        schema: jwksDocument,
+        unavailable: 'issuer_unavailable',
+      });
       const entry: IssuerKeys = { keys: await signingKeys(document.keys as JWK[]), fetchedAtMs: this.#now() };
       this.#cache.set(issuer, entry);
       return entry;

@@ -60,10 +60,17 @@ export class HttpClient {
       const response = await request(url, {
         method,
         dispatcher: this.#agent,
-        headers: { accept: 'application/json', traceparent: outboundTraceparent(), ...(options.body === undefined ? {} : { 'content-type': 'application/json' }), ...options.headers },
+        headers: {
+          accept: 'application/json',
+          traceparent: outboundTraceparent(),
+          ...(options.body === undefined ? {} : { 'content-type': 'application/json' }),
+          ...options.headers,
+        },
         ...(options.body === undefined ? {} : { body: JSON.stringify(options.body) }),
         signal: AbortSignal.timeout(options.timeoutMs ?? this.#timeoutMs),
-        ...(options.timeoutMs === undefined ? {} : { headersTimeout: options.timeoutMs, bodyTimeout: options.timeoutMs }),
+        ...(options.timeoutMs === undefined
+          ? {}
+          : { headersTimeout: options.timeoutMs, bodyTimeout: options.timeoutMs }),
       });
       status = response.statusCode;
       retryAfter = response.headers['retry-after'];
@@ -78,22 +85,39 @@ export class HttpClient {
     const body = parseJson(text);
     if (status >= 200 && status < 300) {
       const parsed = options.schema.safeParse(body);
-      if (!parsed.success) throw new KessaiError(options.unavailable, `${new URL(url).pathname} answered an unexpected body`);
+      if (!parsed.success)
+        throw new KessaiError(options.unavailable, `${new URL(url).pathname} answered an unexpected body`);
       return parsed.data;
     }
     const code = (body as { code?: unknown } | undefined)?.code;
     // A peer's documented code is kept (a 502 issuer_refused stays that); a 500 is the peer's bug, not an answer.
-    if (status !== 500 && isErrorCode(code) && code !== 'internal_error') throw withRequestId(withRetryAfter(peerAnswer(code, body), retryAfter), body, requestId);
-    throw withRequestId(new KessaiError(options.unavailable, `${new URL(url).pathname} answered ${status}`), body, requestId);
+    if (status !== 500 && isErrorCode(code) && code !== 'internal_error')
+      throw withRequestId(withRetryAfter(peerAnswer(code, body), retryAfter), body, requestId);
+    throw withRequestId(
+      new KessaiError(options.unavailable, `${new URL(url).pathname} answered ${status}`),
+      body,
+      requestId,
+    );
   }
 
-  /** A GET whose successful answer is not JSON (a CSV report): its body as text and its content type; failures as in call(). */
-  async text(url: string, options: { headers?: Record<string, string>; unavailable: ErrorCode }): Promise<{ text: string; contentType: string }> {
+  /**
+   * A GET whose successful answer is not JSON (a CSV report): its body as text and its content type; failures as in
+   * call().
+   */
+  async text(
+    url: string,
+    options: { headers?: Record<string, string>; unavailable: ErrorCode },
+  ): Promise<{ text: string; contentType: string }> {
     let status: number;
     let text: string;
     let contentType: string;
     try {
-      const response = await request(url, { method: 'GET', dispatcher: this.#agent, headers: { accept: '*/*', traceparent: outboundTraceparent(), ...options.headers }, signal: AbortSignal.timeout(this.#timeoutMs) });
+      const response = await request(url, {
+        method: 'GET',
+        dispatcher: this.#agent,
+        headers: { accept: '*/*', traceparent: outboundTraceparent(), ...options.headers },
+        signal: AbortSignal.timeout(this.#timeoutMs),
+      });
       status = response.statusCode;
       contentType = String(response.headers['content-type'] ?? '');
       text = await response.body.text();
@@ -102,13 +126,20 @@ export class HttpClient {
     }
     if (status >= 200 && status < 300) return { text, contentType };
     const body = parseJson(text) as { code?: unknown; detail?: string } | undefined;
-    if (status !== 500 && isErrorCode(body?.code) && body.code !== 'internal_error') throw new KessaiError(body.code, body.detail);
+    if (status !== 500 && isErrorCode(body?.code) && body.code !== 'internal_error')
+      throw new KessaiError(body.code, body.detail);
     throw new KessaiError(options.unavailable, `${new URL(url).pathname} answered ${status}`);
   }
 
   /** Opens a long-lived GET (server-sent events) and yields its body as text chunks. */
   async *stream(url: string, headers: Record<string, string>, signal: AbortSignal): AsyncGenerator<string> {
-    const response = await request(url, { method: 'GET', dispatcher: this.#agent, headers: { accept: 'text/event-stream', traceparent: outboundTraceparent(), ...headers }, signal, bodyTimeout: 0 });
+    const response = await request(url, {
+      method: 'GET',
+      dispatcher: this.#agent,
+      headers: { accept: 'text/event-stream', traceparent: outboundTraceparent(), ...headers },
+      signal,
+      bodyTimeout: 0,
+    });
     if (response.statusCode !== 200) {
       const body = parseJson(await response.body.text()) as { code?: unknown; detail?: string } | undefined;
       throw new KessaiError(isErrorCode(body?.code) ? body.code : 'unauthenticated', body?.detail);
@@ -134,29 +165,53 @@ export function trustedCas(caCertPem: string, trust: 'public' | 'pinned'): strin
 function withRequestId(err: KessaiError, body: unknown, header: unknown): KessaiError {
   const fromBody = (body as { request_id?: unknown } | undefined)?.request_id;
   const id = typeof fromBody === 'string' ? fromBody : header;
-  if (typeof id === 'string' && new RegExp(`^[A-Za-z0-9._-]{1,${limits.requestIdLengthMax}}$`).test(id)) err.requestId = id;
+  if (typeof id === 'string' && new RegExp(`^[A-Za-z0-9._-]{1,${limits.requestIdLengthMax}}$`).test(id))
+    err.requestId = id;
   return err;
 }
 
 /** The peer's problem as a KessaiError: its code, detail and `errors[]` (where the request was wrong). */
 function peerAnswer(code: ErrorCode, body: unknown): KessaiError {
   const { detail, errors } = body as { detail?: unknown; errors?: unknown };
-  const answer = new KessaiError(code, typeof detail === 'string' ? detail : undefined, Array.isArray(errors) ? (errors as KessaiError['errors']) : undefined);
+  const answer = new KessaiError(
+    code,
+    typeof detail === 'string' ? detail : undefined,
+    Array.isArray(errors) ? (errors as KessaiError['errors']) : undefined,
+  );
   answer.fromPeer = true;
   return answer;
 }
 
 /** Errors (or their causes) that mean the connection was never made: nothing of the request reached the peer. */
-const notConnectedCodes = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'UND_ERR_CONNECT_TIMEOUT']);
+const notConnectedCodes = new Set([
+  'ECONNREFUSED',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'UND_ERR_CONNECT_TIMEOUT',
+]);
 function neverConnected(err: unknown): boolean {
-  for (let e = err as { code?: unknown; cause?: unknown } | undefined, depth = 0; e && depth < 4; e = e.cause as typeof e, depth++) {
+  for (
+    let e = err as { code?: unknown; cause?: unknown } | undefined, depth = 0;
+    e && depth < 4;
+    e = e.cause as typeof e, depth++
+  ) {
     if (typeof e.code === 'string' && notConnectedCodes.has(e.code)) return true;
   }
   return false;
 }
 
-/** A relayed rate_limited, database_unavailable or overloaded keeps the peer's Retry-After (whole seconds, at most an hour), so our own answer carries it on. */
-const retryAfterCodes = new Set<ErrorCode>(['rate_limited', 'database_unavailable', 'overloaded', 'idempotency_request_in_progress']);
+/**
+ * A relayed rate_limited, database_unavailable or overloaded keeps the peer's Retry-After (whole seconds, at most an
+ * hour), so our own answer carries it on.
+ */
+const retryAfterCodes = new Set<ErrorCode>([
+  'rate_limited',
+  'database_unavailable',
+  'overloaded',
+  'idempotency_request_in_progress',
+]);
 function withRetryAfter(err: KessaiError, header: unknown): KessaiError {
   const seconds = typeof header === 'string' && /^\d{1,4}$/.test(header) ? Number(header) : undefined;
   if (seconds !== undefined && seconds <= 3_600 && retryAfterCodes.has(err.code)) err.retryAfterSeconds = seconds;

@@ -25,7 +25,14 @@ import { randomUUID } from 'node:crypto';
 import { HttpClient } from './http.ts';
 import { ListIterable, type ListPage, type ListParams } from './pager.ts';
 import { retrying, type RetryOptions } from './retry.ts';
-import { wirePaymentRequestView, wireRefundView, wireSettlementBatchList, wireSettlementReport, wireWebhookEvent, type TolerantWebhookEvent } from './wire.ts';
+import {
+  wirePaymentRequestView,
+  wireRefundView,
+  wireSettlementBatchList,
+  wireSettlementReport,
+  wireWebhookEvent,
+  type TolerantWebhookEvent,
+} from './wire.ts';
 
 export interface MerchantClientOptions {
   /** The authentication server, e.g. https://127.0.0.1:8443. */
@@ -34,15 +41,34 @@ export interface MerchantClientOptions {
   /** The CA that issued the authentication server's certificate. */
   caCertPem: string;
   timeoutMs?: number;
-  /** Retries of a network error, 409 in progress, 429, 502 or 503, with jittered back-off (default 2, as stripe-node). */
+  /**
+   * Retries of a network error, 409 in progress, 429, 502 or 503, with jittered back-off (default 2, as stripe-node).
+   */
   maxNetworkRetries?: number;
 }
 
-/** An event of `GET /v1/events`: `data` is the event's object as in the webhook body; unknown types and fields are kept. */
-const merchantEvent = z.looseObject({ id: z.string(), type: z.string(), created_at: z.string(), data: z.unknown(), livemode: z.boolean().optional() });
+/**
+ * An event of `GET /v1/events`: `data` is the event's object as in the webhook body; unknown types and fields are
+ * kept.
+ */
+const merchantEvent = z.looseObject({
+  id: z.string(),
+  type: z.string(),
+  created_at: z.string(),
+  data: z.unknown(),
+  livemode: z.boolean().optional(),
+});
 export type MerchantEvent = z.infer<typeof merchantEvent>;
-/** One webhook delivery of `GET /v1/webhook-events` (its event id and type, delivery state and attempts, among other fields). */
-const webhookDelivery = z.looseObject({ id: z.string(), event_type: z.string(), state: z.string(), attempts: z.number().int() });
+/**
+ * One webhook delivery of `GET /v1/webhook-events` (its event id and type, delivery state and attempts, among other
+ * fields).
+ */
+const webhookDelivery = z.looseObject({
+  id: z.string(),
+  event_type: z.string(),
+  state: z.string(),
+  attempts: z.number().int(),
+});
 export type WebhookDelivery = z.infer<typeof webhookDelivery>;
 
 export interface CaptureOptions {
@@ -63,7 +89,10 @@ export class MerchantClient {
     this.#apiKey = typeof options.apiKey === 'string' ? new Secret(options.apiKey) : options.apiKey;
     if (this.#apiKey.expose().length === 0) throw new TypeError('MerchantClient: apiKey is empty');
     this.#retry = { maxNetworkRetries: options.maxNetworkRetries ?? 2 };
-    this.#http = new HttpClient({ caCertPem: options.caCertPem, ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }) });
+    this.#http = new HttpClient({
+      caCertPem: options.caCertPem,
+      ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
+    });
   }
 
   /** Step 402: asks the authentication server for a payment request. */
@@ -88,7 +117,12 @@ export class MerchantClient {
 
   /** Step 409: refunds part of what was captured; several refunds may follow, up to the captured amount. */
   async refund(id: string, amountMinor: bigint, idempotencyKey?: string): Promise<RefundView> {
-    return this.#post(`${this.#url(id)}/refunds`, outgoing(refundRequest, { amount_minor: amountMinor.toString() }), idempotencyKey, wireRefundView);
+    return this.#post(
+      `${this.#url(id)}/refunds`,
+      outgoing(refundRequest, { amount_minor: amountMinor.toString() }),
+      idempotencyKey,
+      wireRefundView,
+    );
   }
 
   /** The merchant's settlement batches at every issuer, newest business day first. */
@@ -104,7 +138,12 @@ export class MerchantClient {
 
   /** The same report as CSV text (docs/ledger.md, "Settlement report"). */
   async settlementReportCsv(batchId: string): Promise<string> {
-    return (await this.#http.text(this.#reportUrl(batchId, 'csv'), { headers: this.#auth(), unavailable: 'issuer_unavailable' })).text;
+    return (
+      await this.#http.text(this.#reportUrl(batchId, 'csv'), {
+        headers: this.#auth(),
+        unavailable: 'issuer_unavailable',
+      })
+    ).text;
   }
 
   /** The merchant's payment requests, newest first, every page (`for await`), or one (`.page()`). */
@@ -114,27 +153,39 @@ export class MerchantClient {
 
   /** The merchant's refunds, newest first; only one payment request's with `paymentRequestId`. */
   listRefunds(params: ListParams & { paymentRequestId?: string } = {}): ListIterable<RefundView> {
-    return new ListIterable(this.#page, '/v1/refunds', wireRefundView, { ...params, filters: { payment_request_id: params.paymentRequestId } });
+    return new ListIterable(this.#page, '/v1/refunds', wireRefundView, {
+      ...params,
+      filters: { payment_request_id: params.paymentRequestId },
+    });
   }
 
   /** The merchant's events (kept limits.eventsRetentionDays days), newest first; `types` filters them. */
   listEvents(params: ListParams & { types?: readonly string[] } = {}): ListIterable<MerchantEvent> {
-    return new ListIterable(this.#page, '/v1/events', merchantEvent, { ...params, filters: { types: params.types?.join(',') } });
+    return new ListIterable(this.#page, '/v1/events', merchantEvent, {
+      ...params,
+      filters: { types: params.types?.join(',') },
+    });
   }
 
   /** The webhook deliveries of the merchant's events, newest first; `status: 'dead'` for the dead letters. */
   listWebhookEvents(params: ListParams & { status?: string } = {}): ListIterable<WebhookDelivery> {
-    return new ListIterable(this.#page, '/v1/webhook-events', webhookDelivery, { ...params, filters: { status: params.status } });
+    return new ListIterable(this.#page, '/v1/webhook-events', webhookDelivery, {
+      ...params,
+      filters: { status: params.status },
+    });
   }
 
-  readonly #page = <T>(pathAndQuery: string, schema: z.ZodType<ListPage<T>>): Promise<ListPage<T>> => this.#get(`${this.#baseUrl}${pathAndQuery}`, schema);
+  readonly #page = <T>(pathAndQuery: string, schema: z.ZodType<ListPage<T>>): Promise<ListPage<T>> =>
+    this.#get(`${this.#baseUrl}${pathAndQuery}`, schema);
 
   close(): Promise<void> {
     return this.#http.close();
   }
 
   async #get<T>(url: string, schema: z.ZodType<T>): Promise<T> {
-    return retrying(this.#retry, () => this.#http.call('GET', url, { headers: this.#auth(), schema, unavailable: 'broker_unavailable' }));
+    return retrying(this.#retry, () =>
+      this.#http.call('GET', url, { headers: this.#auth(), schema, unavailable: 'broker_unavailable' }),
+    );
   }
 
   /** A POST with its Idempotency-Key (the caller's, else a fresh one), the same key on every retry. */
@@ -149,7 +200,9 @@ export class MerchantClient {
     }
     const url = pathOrUrl.startsWith('/') ? `${this.#baseUrl}${pathOrUrl}` : pathOrUrl;
     const headers = { ...this.#auth(), 'idempotency-key': idempotencyKey };
-    return retrying(this.#retry, () => this.#http.call('POST', url, { body, headers, schema, unavailable: 'broker_unavailable' }));
+    return retrying(this.#retry, () =>
+      this.#http.call('POST', url, { body, headers, schema, unavailable: 'broker_unavailable' }),
+    );
   }
 
   #url(id: string, action?: 'capture' | 'void'): string {
@@ -172,7 +225,9 @@ export class MerchantClient {
 function outgoing<T>(schema: z.ZodType<T>, body: unknown): T {
   const parsed = schema.safeParse(body);
   if (!parsed.success) {
-    const where = parsed.error.issues.map((issue) => `${issue.path.join('.') || '(body)'}: ${issue.message}`).join('; ');
+    const where = parsed.error.issues
+      .map((issue) => `${issue.path.join('.') || '(body)'}: ${issue.message}`)
+      .join('; ');
     throw new TypeError(`MerchantClient: request body does not match the protocol schema (${where})`);
   }
   return parsed.data;
@@ -207,14 +262,26 @@ export async function verifyWebhookEvent(
   return parsed.success ? parsed.data : undefined;
 }
 
-async function signatureVerifies(secrets: readonly string[], signature: string | WebhookHeaders, rawBody: string, nowMs: number): Promise<boolean> {
+async function signatureVerifies(
+  secrets: readonly string[],
+  signature: string | WebhookHeaders,
+  rawBody: string,
+  nowMs: number,
+): Promise<boolean> {
   const header = (name: string): string | undefined => {
-    const value = typeof signature === 'string' ? (name === 'kessai-signature' ? signature : undefined) : signature[name];
+    const value =
+      typeof signature === 'string' ? (name === 'kessai-signature' ? signature : undefined) : signature[name];
     return typeof value === 'string' && value.length <= 1024 ? value : undefined;
   };
   const kessai = header('kessai-signature');
   if (kessai !== undefined) return verifyWebhook(secrets, kessai, rawBody, nowMs, limits.webhookToleranceMs);
   const [id, timestamp, standard] = [header('webhook-id'), header('webhook-timestamp'), header('webhook-signature')];
   if (id === undefined || timestamp === undefined || standard === undefined) return false;
-  return verifyStandardWebhook(secrets, { id, timestamp, signature: standard }, rawBody, nowMs, limits.webhookToleranceMs);
+  return verifyStandardWebhook(
+    secrets,
+    { id, timestamp, signature: standard },
+    rawBody,
+    nowMs,
+    limits.webhookToleranceMs,
+  );
 }

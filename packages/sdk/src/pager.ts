@@ -23,7 +23,11 @@ export type PageFetcher = <T>(pathAndQuery: string, schema: z.ZodType<ListPage<T
 
 /** A tolerant page schema: the page and each item may carry fields this SDK does not know. */
 export function pageOf<T>(item: z.ZodType<T>): z.ZodType<ListPage<T>> {
-  return z.looseObject({ items: z.array(item), limit: z.number().int(), has_more: z.boolean() }) as unknown as z.ZodType<ListPage<T>>;
+  return z.looseObject({
+    items: z.array(item),
+    limit: z.number().int(),
+    has_more: z.boolean(),
+  }) as unknown as z.ZodType<ListPage<T>>;
 }
 
 export class ListIterable<T extends { id: string }> implements AsyncIterable<T> {
@@ -33,7 +37,12 @@ export class ListIterable<T extends { id: string }> implements AsyncIterable<T> 
   readonly #params: ListParams;
   readonly #schema: z.ZodType<ListPage<T>>;
 
-  constructor(fetch: PageFetcher, path: string, item: z.ZodType<T>, params: ListParams & { filters?: Record<string, string | undefined> }) {
+  constructor(
+    fetch: PageFetcher,
+    path: string,
+    item: z.ZodType<T>,
+    params: ListParams & { filters?: Record<string, string | undefined> },
+  ) {
     this.#fetch = fetch;
     this.#path = path;
     this.#filters = params.filters ?? {};

@@ -22,7 +22,10 @@ export const traceStorage = new AsyncLocalStorage<TraceContext>();
 const traceparentShape = /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;
 const allZero = /^0+$/;
 
-/** The parent of an inbound `traceparent`, or undefined when it is absent or not a valid version-00 header (then a new trace starts). */
+/**
+ * The parent of an inbound `traceparent`, or undefined when it is absent or not a valid version-00 header (then a new
+ * trace starts).
+ */
 export function parseTraceparent(value: unknown): { traceId: string; parentId: string; flags: string } | undefined {
   if (typeof value !== 'string') return undefined;
   const match = traceparentShape.exec(value);

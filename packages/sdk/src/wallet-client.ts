@@ -44,7 +44,10 @@ import {
 } from '@kessai/protocol';
 import { HttpClient } from './http.ts';
 
-/** The server's 5xx answers to an approval that mean it did nothing (it refused the call to the issuer, shed it, or let it expire unstarted). */
+/**
+ * The server's 5xx answers to an approval that mean it did nothing (it refused the call to the issuer, shed it, or
+ * let it expire unstarted).
+ */
 const nothingDoneCodes = new Set<string>(['issuer_unavailable', 'deadline_exceeded', 'overloaded']);
 
 /** Everything the removable storage holds; enough to pay from any terminal it is moved to. */
@@ -83,7 +86,10 @@ export interface VerifiedRequest {
 
 /** Fetches the directory through the authentication server and verifies it with the pinned key. */
 export async function fetchDirectory(http: HttpClient, authBaseUrl: string, directoryKey: JWK): Promise<Directory> {
-  const { directory } = await http.call('GET', `${authBaseUrl}/v1/directory`, { schema: directoryResponse, unavailable: 'issuer_unavailable' });
+  const { directory } = await http.call('GET', `${authBaseUrl}/v1/directory`, {
+    schema: directoryResponse,
+    unavailable: 'issuer_unavailable',
+  });
   const key = (await importJWK(toPublicJwk(directoryKey), 'ES256')) as CryptoKey;
   return Directory.verify(directory, key);
 }
@@ -121,9 +127,20 @@ export class WalletClient {
       const issuer = directory.issuerForCard(normalizeCardNumber(input.cardNumber));
       const issuerKeys = await directory.keys(issuer.id);
       const credentialId = newId('cred');
-      const body = await enrollmentBody(issuer, issuerKeys, { credentialId, deviceJwk, holderName: input.holderName, cardNumber: input.cardNumber, expiry: input.expiry, pin: input.pin });
+      const body = await enrollmentBody(issuer, issuerKeys, {
+        credentialId,
+        deviceJwk,
+        holderName: input.holderName,
+        cardNumber: input.cardNumber,
+        expiry: input.expiry,
+        pin: input.pin,
+      });
       // step 302: the device public key goes to the authentication server with the enrollment
-      const enrolled: EnrollmentResponse = await http.call('POST', `${input.authBaseUrl}/v1/enrollments`, { body, schema: enrollmentResponse, unavailable: 'issuer_unavailable' });
+      const enrolled: EnrollmentResponse = await http.call('POST', `${input.authBaseUrl}/v1/enrollments`, {
+        body,
+        schema: enrollmentResponse,
+        unavailable: 'issuer_unavailable',
+      });
       await checkEnrollmentAnswer(enrolled, issuer, issuerKeys, { credentialId, dkt: await thumbprint(deviceJwk) });
       const wallet: StoredWallet = {
         version: 2,
@@ -142,25 +159,44 @@ export class WalletClient {
   }
 
   /** Revokes a credential with its recovery code, from any device: no device key is needed. */
-  static async revoke(input: { authBaseUrl: string; caCertPem: string; credentialId: string; recoveryCode: string }): Promise<CredentialRevocation> {
+  static async revoke(input: {
+    authBaseUrl: string;
+    caCertPem: string;
+    credentialId: string;
+    recoveryCode: string;
+  }): Promise<CredentialRevocation> {
     const http = new HttpClient({ caCertPem: input.caCertPem });
     try {
-      return await http.call('POST', `${input.authBaseUrl}/v1/credentials/${encodeURIComponent(input.credentialId)}/revoke`, {
-        body: { recovery_code: input.recoveryCode },
-        schema: credentialRevocation,
-        unavailable: 'issuer_unavailable',
-      });
+      return await http.call(
+        'POST',
+        `${input.authBaseUrl}/v1/credentials/${encodeURIComponent(input.credentialId)}/revoke`,
+        {
+          body: { recovery_code: input.recoveryCode },
+          schema: credentialRevocation,
+          unavailable: 'issuer_unavailable',
+        },
+      );
     } finally {
       await http.close();
     }
   }
 
   async #proofHeader(method: string, path: string): Promise<Record<string, string>> {
-    const proof = await signDeviceProof(await this.#deviceKey, { credentialId: this.wallet.credential_id, method, path });
+    const proof = await signDeviceProof(await this.#deviceKey, {
+      credentialId: this.wallet.credential_id,
+      method,
+      path,
+    });
     return { authorization: `KessaiDevice ${proof}` };
   }
 
-  async #call<T>(method: 'GET' | 'POST', path: string, schema: z.ZodType<T>, body?: unknown, timeoutMs?: number): Promise<T> {
+  async #call<T>(
+    method: 'GET' | 'POST',
+    path: string,
+    schema: z.ZodType<T>,
+    body?: unknown,
+    timeoutMs?: number,
+  ): Promise<T> {
     return this.#http.call(method, `${this.wallet.auth_base_url}${path}`, {
       schema,
       headers: await this.#proofHeader(method, path),
@@ -171,8 +207,10 @@ export class WalletClient {
   }
 
   async #keys(uri: string): Promise<KeyRing> {
-    // The request views are verified with these keys: over plain HTTP they could be anyone's, so an http: URL in the storage is never fetched.
-    if (new URL(uri).protocol !== 'https:') throw new KessaiError('issuer_unavailable', 'a key URL of this wallet is not https:');
+    // The request views are verified with these keys: over plain HTTP they could be anyone's, so an http: URL in the
+    // storage is never fetched.
+    if (new URL(uri).protocol !== 'https:')
+      throw new KessaiError('issuer_unavailable', 'a key URL of this wallet is not https:');
     const set = await this.#http.call('GET', uri, { schema: jwks, unavailable: 'issuer_unavailable' });
     return new KeyRing(await Promise.all(set.keys.map((jwk) => keyEntryFromJwk(jwk as JWK))));
   }
@@ -193,7 +231,11 @@ export class WalletClient {
   /** A payment request id, or a payment link ending in one. */
   async fetchRequest(idOrLink: string): Promise<VerifiedRequest> {
     const id = idOrLink.split('/').pop() ?? idOrLink;
-    const { request } = await this.#call('GET', `/v1/terminal/payment-requests/${encodeURIComponent(id)}`, signedRequest);
+    const { request } = await this.#call(
+      'GET',
+      `/v1/terminal/payment-requests/${encodeURIComponent(id)}`,
+      signedRequest,
+    );
     return this.verifyRequest(request);
   }
 
@@ -201,7 +243,11 @@ export class WalletClient {
   async *listen(signal: AbortSignal): AsyncGenerator<VerifiedRequest> {
     const path = '/v1/terminal/events';
     let buffer = '';
-    for await (const chunk of this.#http.stream(`${this.wallet.auth_base_url}${path}`, await this.#proofHeader('GET', path), signal)) {
+    for await (const chunk of this.#http.stream(
+      `${this.wallet.auth_base_url}${path}`,
+      await this.#proofHeader('GET', path),
+      signal,
+    )) {
       buffer += chunk;
       let end: number;
       while ((end = buffer.indexOf('\n\n')) >= 0) {
@@ -221,18 +267,34 @@ export class WalletClient {
    * credential re-sealed under a rotated key, this client uses it from now on; the caller stores it
    * (the command-line wallet writes it to the storage).
    */
-  async approve(request: VerifiedRequest, pin: string, overrides: Partial<ApprovalPayload> = {}): Promise<TerminalOutcome> {
+  async approve(
+    request: VerifiedRequest,
+    pin: string,
+    overrides: Partial<ApprovalPayload> = {},
+  ): Promise<TerminalOutcome> {
     const body = await this.approvalBody(request, pin, overrides);
     const sentAt = Date.now();
     let outcome: TerminalOutcome;
     try {
-      outcome = await this.#call('POST', `/v1/terminal/payment-requests/${request.view.rid}/approve`, terminalOutcome, body, limits.walletApproveTimeoutMs);
+      outcome = await this.#call(
+        'POST',
+        `/v1/terminal/payment-requests/${request.view.rid}/approve`,
+        terminalOutcome,
+        body,
+        limits.walletApproveTimeoutMs,
+      );
     } catch (err) {
       // The issuer retired the key this client's directory named: the next approval reads the directory again.
       if (err instanceof KessaiError && err.code === 'key_retired') this.#directory = undefined;
       // No answer, or a 5xx: the approval may have been recorded. Ask, never report "not paid".
-      // The server's own 4xx answers, and the 5xx it gives only when nothing was done, are definite; any other failure is asked about.
-      if (err instanceof KessaiError && !err.notSent && !(err.fromPeer && (err.status < 500 || nothingDoneCodes.has(err.code)))) return this.settledOutcome(request.view.rid, sentAt, true);
+      // The server's own 4xx answers, and the 5xx it gives only when nothing was done, are definite; any other
+      // failure is asked about.
+      if (
+        err instanceof KessaiError &&
+        !err.notSent &&
+        !(err.fromPeer && (err.status < 500 || nothingDoneCodes.has(err.code)))
+      )
+        return this.settledOutcome(request.view.rid, sentAt, true);
       throw err;
     }
     if (outcome.status === 'authorizing') return this.settledOutcome(request.view.rid, sentAt, false);
@@ -247,7 +309,12 @@ export class WalletClient {
    * request counts as not paid only once walletApproveTimeoutMs + approvalSaveWindowMs have passed
    * since the approval was sent (the server saves no approval later than that).
    */
-  async settledOutcome(id: string, sentAt: number, lost: boolean, waitMs: number = limits.walletOutcomeWaitMs): Promise<TerminalOutcome> {
+  async settledOutcome(
+    id: string,
+    sentAt: number,
+    lost: boolean,
+    waitMs: number = limits.walletOutcomeWaitMs,
+  ): Promise<TerminalOutcome> {
     const until = Date.now() + waitMs;
     let outcome: TerminalOutcome | undefined;
     for (;;) {
@@ -256,7 +323,14 @@ export class WalletClient {
       } catch (err) {
         if (!(err instanceof KessaiError) || (err.code !== 'issuer_unavailable' && err.status < 500)) throw err;
       }
-      const settled = outcome !== undefined && outcome.status !== 'authorizing' && !(lost && outcome.status === 'pending' && Date.now() < sentAt + limits.walletApproveTimeoutMs + limits.approvalSaveWindowMs);
+      const settled =
+        outcome !== undefined &&
+        outcome.status !== 'authorizing' &&
+        !(
+          lost &&
+          outcome.status === 'pending' &&
+          Date.now() < sentAt + limits.walletApproveTimeoutMs + limits.approvalSaveWindowMs
+        );
       if (settled || Date.now() >= until) break;
       await new Promise((resolve) => setTimeout(resolve, limits.walletOutcomePollMs));
     }
@@ -267,14 +341,21 @@ export class WalletClient {
   #renew(sealed: string): void {
     const now = readHeader(this.wallet.sealed_credential, 'credential_invalid');
     try {
-      checkCredentialBinding(readHeader(sealed, 'credential_invalid'), { credentialId: String(now.cred), issuerId: String(now.iss), deviceJkt: String(now.dkt) });
+      checkCredentialBinding(readHeader(sealed, 'credential_invalid'), {
+        credentialId: String(now.cred),
+        issuerId: String(now.iss),
+        deviceJkt: String(now.dkt),
+      });
     } catch {
       throw new KessaiError('credential_invalid', 'the re-sealed credential is bound to another credential');
     }
     this.wallet.sealed_credential = sealed;
   }
 
-  /** The signed directory, fetched through the authentication server and verified with the pinned key (once per client). */
+  /**
+   * The signed directory, fetched through the authentication server and verified with the pinned key (once per
+   * client).
+   */
   directory(): Promise<Directory> {
     this.#directory ??= fetchDirectory(this.#http, this.wallet.auth_base_url, this.wallet.directory_key as JWK);
     this.#directory.catch(() => (this.#directory = undefined));
@@ -282,17 +363,32 @@ export class WalletClient {
   }
 
   /** The body of an approval, exposed so tests can tamper with each part. */
-  async approvalBody(request: VerifiedRequest, pin: string, overrides: Partial<ApprovalPayload> = {}): Promise<{ sealed_credential: string; approval: string; pin: string }> {
+  async approvalBody(
+    request: VerifiedRequest,
+    pin: string,
+    overrides: Partial<ApprovalPayload> = {},
+  ): Promise<{ sealed_credential: string; approval: string; pin: string }> {
     // The issuer's key from the directory (fetched once per client; a rotated key still opens as `previous`).
     const issuerKey = (await (await this.directory()).keys(this.wallet.issuer.id)).current('enc');
     const jkt = await thumbprint(toPublicJwk(this.wallet.device_private_jwk as JWK));
-    const signed = await approvalFor(request.view, { privateKey: await this.#deviceKey, jkt }, issuerKey, pin, overrides);
+    const signed = await approvalFor(
+      request.view,
+      { privateKey: await this.#deviceKey, jkt },
+      issuerKey,
+      pin,
+      overrides,
+    );
     return { sealed_credential: this.wallet.sealed_credential, ...signed };
   }
 
   /** Step 408 at the terminal: the issuer's signed authorization, verified with the issuer's key from the directory. */
   async verifyAuthorization(jws: string, view: TerminalRequestPayload): Promise<AuthorizationPayload> {
-    return verifyAuthorizationFor(jws, view, this.wallet.issuer.id, await (await this.directory()).keys(this.wallet.issuer.id));
+    return verifyAuthorizationFor(
+      jws,
+      view,
+      this.wallet.issuer.id,
+      await (await this.directory()).keys(this.wallet.issuer.id),
+    );
   }
 
   async decline(request: VerifiedRequest): Promise<TerminalOutcome> {

@@ -6,9 +6,21 @@
  */
 import { z } from 'zod';
 import { paymentRequestView, refundView, settlementBatchList, settlementReport, webhookEvent } from '@kessai/protocol';
-import type { PaymentRequestView, RefundView, SettlementBatchList, SettlementReport, WebhookEvent } from '@kessai/protocol';
+import type {
+  PaymentRequestView,
+  RefundView,
+  SettlementBatchList,
+  SettlementReport,
+  WebhookEvent,
+} from '@kessai/protocol';
 
-type Def = { type: string; shape?: Record<string, z.ZodType>; element?: z.ZodType; innerType?: z.ZodType; options?: z.ZodType[] };
+type Def = {
+  type: string;
+  shape?: Record<string, z.ZodType>;
+  element?: z.ZodType;
+  innerType?: z.ZodType;
+  options?: z.ZodType[];
+};
 
 /** The same schema with every object in it loose (unknown keys kept through, never refused). */
 export function tolerant<T>(schema: z.ZodType<T>): z.ZodType<T> {
@@ -19,7 +31,9 @@ function loosen(schema: z.ZodType): z.ZodType {
   const def = (schema as unknown as { _zod: { def: Def } })._zod.def;
   switch (def.type) {
     case 'object':
-      return z.looseObject(Object.fromEntries(Object.entries(def.shape ?? {}).map(([key, value]) => [key, loosen(value)])));
+      return z.looseObject(
+        Object.fromEntries(Object.entries(def.shape ?? {}).map(([key, value]) => [key, loosen(value)])),
+      );
     case 'array':
       return z.array(loosen(def.element!));
     case 'optional':
@@ -44,4 +58,6 @@ export const wirePaymentRequestView = tolerant<PaymentRequestView>(paymentReques
 export const wireRefundView = tolerant<RefundView>(refundView);
 export const wireSettlementBatchList = tolerant<SettlementBatchList>(settlementBatchList);
 export const wireSettlementReport = tolerant<SettlementReport>(settlementReport);
-export const wireWebhookEvent = (loosen(webhookEvent) as z.ZodObject).extend({ type: z.string().min(1).max(128) }) as unknown as z.ZodType<TolerantWebhookEvent>;
+export const wireWebhookEvent = (loosen(webhookEvent) as z.ZodObject).extend({
+  type: z.string().min(1).max(128),
+}) as unknown as z.ZodType<TolerantWebhookEvent>;

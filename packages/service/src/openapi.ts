@@ -11,13 +11,21 @@ import type { KessaiApp } from './server.ts';
 /** The ways a caller proves who it is, by name: each server declares the ones its routes use. */
 export const securitySchemes = {
   merchantKey: { type: 'http', scheme: 'bearer', description: 'A merchant API key (`Authorization: Bearer sk_…`).' },
-  operatorToken: { type: 'http', scheme: 'bearer', description: "The server's operator token (`Authorization: Bearer …`)." },
+  operatorToken: {
+    type: 'http',
+    scheme: 'bearer',
+    description: "The server's operator token (`Authorization: Bearer …`).",
+  },
   walletDevice: {
     type: 'http',
     scheme: 'KessaiDevice',
-    description: "A wallet's device proof: `Authorization: KessaiDevice <JWS>` signed with the credential's device key.",
+    description:
+      "A wallet's device proof: `Authorization: KessaiDevice <JWS>` signed with the credential's device key.",
   },
-  mutualTls: { type: 'mutualTLS', description: 'A client certificate issued by the Kessai CA (the broker calling a bank).' },
+  mutualTls: {
+    type: 'mutualTLS',
+    description: 'A client certificate issued by the Kessai CA (the broker calling a bank).',
+  },
 } as const;
 
 export type SecuritySchemeName = keyof typeof securitySchemes;

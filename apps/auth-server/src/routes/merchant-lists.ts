@@ -17,7 +17,11 @@ const eventType = webhookEvent.shape.type;
 const eventId = z.string().regex(idPattern('evt'), 'evt_ id');
 
 const paymentRequestsQuery = z.strictObject({ limit, starting_after: paymentRequestId.optional() });
-const refundsQuery = z.strictObject({ limit, starting_after: refundId.optional(), payment_request_id: paymentRequestId.optional() });
+const refundsQuery = z.strictObject({
+  limit,
+  starting_after: refundId.optional(),
+  payment_request_id: paymentRequestId.optional(),
+});
 const eventsQuery = z.strictObject({
   limit,
   starting_after: eventId.optional(),
@@ -45,9 +49,17 @@ export async function merchantListRoutes(plugin: FastifyInstance, { config }: Au
   app.get('/v1/payment-requests', { schema: { querystring: paymentRequestsQuery } }, async (request) => {
     const merchant = await authenticateMerchant(config.db, request);
     const { limit: size, starting_after } = request.query;
-    const rows = await listPaymentRequests(config.db, { merchantId: merchant.id, livemode: merchant.livemode, limit: size, startingAfter: starting_after });
+    const rows = await listPaymentRequests(config.db, {
+      merchantId: merchant.id,
+      livemode: merchant.livemode,
+      limit: size,
+      startingAfter: starting_after,
+    });
     const now = new Date();
-    return pageOf(rows.map((row) => merchantView(row, config.publicBaseUrl, now)), size);
+    return pageOf(
+      rows.map((row) => merchantView(row, config.publicBaseUrl, now)),
+      size,
+    );
   });
 
   app.get('/v1/refunds', { schema: { querystring: refundsQuery } }, async (request) => {
@@ -61,6 +73,13 @@ export async function merchantListRoutes(plugin: FastifyInstance, { config }: Au
     const merchant = await authenticateMerchant(config.db, request);
     const { limit: size, starting_after } = request.query;
     const types = eventTypesOf(request.query);
-    return pageOf(await listEvents(config.db, { merchantId: merchant.id, livemode: merchant.livemode, limit: size, startingAfter: starting_after }, types), size);
+    return pageOf(
+      await listEvents(
+        config.db,
+        { merchantId: merchant.id, livemode: merchant.livemode, limit: size, startingAfter: starting_after },
+        types,
+      ),
+      size,
+    );
   });
 }

@@ -1,0 +1,58 @@
+/**
+ * The merchant's event stream (`GET /v1/events/stream`, read by `kessai listen`): the merchant's
+ * events in the order they were written to webhook_outbox, read by polling every
+ * limits.eventStreamPollMs. A stream resumes after `Last-Event-ID` (an event of the same merchant);
+ * without one it starts after the newest event at connection time. SQL only; the route decides.
+ */
+import { limits } from '@kessai/protocol';
+import type { Queryable } from '@kessai/service';
+import { eventLivemode } from './webhooks.ts';
+
+/** Whose events a stream carries: one merchant's, of the calling key's mode. */
+export interface StreamOwner {
+  merchantId: string;
+  livemode: boolean;
+}
+
+/** created_at as PostgreSQL's text (microseconds kept: a JavaScript Date would round them off). */
+export interface StreamCursor {
+  createdAt: string;
+  id: string;
+}
+
+export interface StreamedEvent {
+  id: string;
+  event_type: string;
+  body: string;
+  at: string;
+}
+
+/** The position of `eventId` in the merchant's events, or undefined when the merchant has no such event. */
+export async function cursorOf(db: Queryable, owner: StreamOwner, eventId: string): Promise<StreamCursor | undefined> {
+  const [row] = await db.query<{ id: string; at: string }>(
+    `select id, created_at::text as at from webhook_outbox
+      where id = $1 and merchant_id = $2 and ${eventLivemode} = $3`,
+    [eventId, owner.merchantId, owner.livemode],
+  );
+  return row ? { createdAt: row.at, id: row.id } : undefined;
+}
+
+/** The position just after the merchant's newest event (the epoch when it has none). */
+export async function latestCursor(db: Queryable, owner: StreamOwner): Promise<StreamCursor> {
+  const [row] = await db.query<{ id: string; at: string }>(
+    `select id, created_at::text as at from webhook_outbox where merchant_id = $1 and ${eventLivemode} = $2
+      order by created_at desc, id desc limit 1`,
+    [owner.merchantId, owner.livemode],
+  );
+  return row ? { createdAt: row.at, id: row.id } : { createdAt: '1970-01-01T00:00:00Z', id: '' };
+}
+
+/** The merchant's events after `cursor`, oldest first, at most limits.eventStreamBatchMax. */
+export function eventsAfter(db: Queryable, owner: StreamOwner, cursor: StreamCursor): Promise<StreamedEvent[]> {
+  return db.query<StreamedEvent>(
+    `select id, event_type, body, created_at::text as at from webhook_outbox
+      where merchant_id = $1 and ${eventLivemode} = $5 and (created_at, id) > ($2::timestamptz, $3::text)
+      order by created_at, id limit $4`,
+    [owner.merchantId, cursor.createdAt, cursor.id, limits.eventStreamBatchMax, owner.livemode],
+  );
+}

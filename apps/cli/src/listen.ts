@@ -1,0 +1,111 @@
+/**
+ * `kessai listen --forward-to URL` (as `stripe listen`): reads the merchant's event stream
+ * (`GET /v1/events/stream` with the merchant API key), signs each event again with a secret made
+ * for this run (printed at start; the `Kessai-Signature: t=…,v1=…` scheme `verifyWebhookEvent`
+ * checks) and POSTs it to URL, printing the event's type and id and the forward's HTTP status.
+ * A dropped stream is opened again after the last event seen (`Last-Event-ID`). Ends when `signal` aborts.
+ */
+import { randomBytes } from 'node:crypto';
+import { Agent, request } from 'undici';
+import { createParser, type EventSourceMessage } from 'eventsource-parser';
+import { signWebhook } from '@kessai/protocol';
+
+export interface ListenOptions {
+  brokerUrl: string;
+  apiKey: string;
+  forwardTo: string;
+  /** Only these event types are forwarded (all when absent). */
+  events?: readonly string[];
+  /** The CA of the broker's certificate (public roots when absent). */
+  caCertPem?: string;
+  signal: AbortSignal;
+  print: (line: string) => void;
+  /** Wait before opening a dropped stream again. */
+  reconnectMs?: number;
+}
+
+/** A fresh `whsec_…` secret for one run of `kessai listen`. */
+export function newListenSecret(): string {
+  return `whsec_${randomBytes(24).toString('base64url')}`;
+}
+
+export async function listen(options: ListenOptions, secret: string): Promise<void> {
+  const agent = new Agent(options.caCertPem ? { connect: { ca: options.caCertPem } } : {});
+  let lastEventId: string | undefined;
+  options.print(`Ready! Your webhook signing secret is ${secret} (^C to quit)`);
+  try {
+    while (!options.signal.aborted) {
+      try {
+        lastEventId = await readStream(options, agent, secret, lastEventId);
+      } catch (err) {
+        if (options.signal.aborted) break;
+        options.print(`stream error: ${(err as Error).message}; reconnecting`);
+      }
+      if (!options.signal.aborted) await new Promise((resolve) => setTimeout(resolve, options.reconnectMs ?? 1000));
+    }
+  } finally {
+    await agent.close();
+  }
+}
+
+/** One connection to the stream; returns the id of the last event forwarded. */
+async function readStream(
+  options: ListenOptions,
+  agent: Agent,
+  secret: string,
+  lastEventId: string | undefined,
+): Promise<string | undefined> {
+  const headers: Record<string, string> = { authorization: `Bearer ${options.apiKey}`, accept: 'text/event-stream' };
+  if (lastEventId) headers['last-event-id'] = lastEventId;
+  const answer = await request(new URL('/v1/events/stream', options.brokerUrl), {
+    dispatcher: agent,
+    headers,
+    signal: options.signal,
+    bodyTimeout: 0,
+  });
+  if (answer.statusCode !== 200) {
+    const text = await answer.body.text();
+    throw new Error(`the broker answered ${answer.statusCode}: ${text.slice(0, 300)}`);
+  }
+  let last = lastEventId;
+  let queue: Promise<void> = Promise.resolve();
+  const parser = createParser({
+    onEvent: (message: EventSourceMessage) => {
+      queue = queue
+        .then(() => forward(options, agent, secret, message))
+        .catch((err: unknown) => options.print(`forward failed: ${(err as Error).message}`));
+      if (message.id) last = message.id;
+    },
+  });
+  try {
+    for await (const chunk of answer.body) parser.feed((chunk as Buffer).toString('utf8'));
+  } catch (err) {
+    if (!options.signal.aborted) throw err;
+  }
+  await queue;
+  return last;
+}
+
+async function forward(
+  options: ListenOptions,
+  agent: Agent,
+  secret: string,
+  message: EventSourceMessage,
+): Promise<void> {
+  const type = message.event ?? 'message';
+  if (options.events && !options.events.includes(type)) return;
+  const signature = await signWebhook(secret, message.data, Math.floor(Date.now() / 1000));
+  options.print(`--> ${type} [${message.id ?? '-'}]`);
+  try {
+    const answer = await request(options.forwardTo, {
+      method: 'POST',
+      dispatcher: agent,
+      headers: { 'content-type': 'application/json', 'kessai-signature': signature },
+      body: message.data,
+    });
+    await answer.body.dump();
+    options.print(`<-- [${answer.statusCode}] POST ${options.forwardTo} [${message.id ?? '-'}]`);
+  } catch (err) {
+    options.print(`<-- [failed: ${(err as Error).message}] POST ${options.forwardTo} [${message.id ?? '-'}]`);
+  }
+}

@@ -1,0 +1,98 @@
+/**
+ * Issue 14 item 5: `GET /v1/events/stream` and `kessai listen --forward-to`. A real system, a real
+ * receiver over HTTP that verifies each forward with the SDK's verifyWebhookEvent and the run's secret.
+ */
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Agent, request } from 'undici';
+import { limits } from '@kessai/protocol';
+import { verifyWebhookEvent, type WalletClient } from '@kessai/sdk';
+import { listen, newListenSecret } from '../apps/cli/src/listen.ts';
+import { approvedRequest, startWithMerchant } from './support/payer.ts';
+import { waitFor } from './support/system.ts';
+
+const cardNumber = '4242424242424242';
+let env: Awaited<ReturnType<typeof startWithMerchant>>;
+let wallet: WalletClient;
+let receiver: Server;
+let receiverUrl: string;
+const received: Array<{ type: string; id: string; verified: boolean }> = [];
+let secret = '';
+
+beforeAll(async () => {
+  env = await startWithMerchant();
+  wallet = await env.payer(cardNumber);
+  receiver = createServer((req, res) => {
+    let body = '';
+    req.on('data', (chunk: Buffer) => (body += chunk.toString()));
+    req.on('end', () => {
+      void verifyWebhookEvent([secret], String(req.headers['kessai-signature'] ?? ''), body).then((event) => {
+        const parsed = JSON.parse(body) as { id: string; type: string };
+        received.push({ type: parsed.type, id: parsed.id, verified: event !== undefined });
+        res.statusCode = event ? 200 : 400;
+        res.end();
+      });
+    });
+  });
+  await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
+  receiverUrl = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/webhooks`;
+}, 120_000);
+afterAll(async () => {
+  receiver?.close();
+  await env?.stop();
+});
+
+function streamRequest(headers: Record<string, string>, signal?: AbortSignal) {
+  const agent = new Agent({ connect: { ca: env.system.pki.caCertPem } });
+  return request(new URL('/v1/events/stream', env.system.auth.url), { dispatcher: agent, headers, ...(signal ? { signal } : {}) });
+}
+
+describe('kessai listen', () => {
+  it('forwards each new event, re-signed with the run’s secret, and prints type, id and the forward’s status', async () => {
+    secret = newListenSecret();
+    expect(secret).toMatch(/^whsec_/);
+    const lines: string[] = [];
+    const controller = new AbortController();
+    const running = listen({ brokerUrl: env.system.auth.url, apiKey: env.system.merchant.apiKey, forwardTo: receiverUrl, caCertPem: env.system.pki.caCertPem, signal: controller.signal, print: (l) => lines.push(l), events: ['payment_request.approved'] }, secret);
+    await waitFor('listen ready', async () => (lines.some((l) => l.startsWith('Ready!')) ? true : undefined));
+    await new Promise((resolve) => setTimeout(resolve, 300)); // the stream is open
+    const id = await approvedRequest(env.merchant, wallet, cardNumber, 1200n);
+    const event = await waitFor('the approval forwarded', async () => received.find((r) => r.type === 'payment_request.approved'));
+    expect(event.verified).toBe(true);
+    const [row] = await env.system.auth.db.query<{ id: string }>("select id from webhook_outbox where payment_request_id = $1 and event_type = 'payment_request.approved'", [id]);
+    expect(event.id).toBe(row!.id);
+    await waitFor('status printed', async () => (lines.some((l) => l === `<-- [200] POST ${receiverUrl} [${row!.id}]`) ? true : undefined));
+    expect(lines).toContain(`--> payment_request.approved [${row!.id}]`);
+    expect(lines.join('\n')).toContain(secret);
+    controller.abort();
+    await running; // ends cleanly on abort (Ctrl-C)
+  }, 60_000);
+
+  it('the stream resumes after Last-Event-ID, refuses an unknown one and a missing key, and bounds streams per merchant', async () => {
+    const auth = { authorization: `Bearer ${env.system.merchant.apiKey}` };
+    await approvedRequest(env.merchant, wallet, cardNumber, 800n); // a second event, after the first test's
+    expect((await streamRequest({})).statusCode).toBe(401);
+    const unknown = await streamRequest({ ...auth, 'last-event-id': 'evt_nosuchevent123' });
+    expect(unknown.statusCode).toBe(404);
+    expect(((await unknown.body.json()) as { code: string }).code).toBe('webhook_event_not_found');
+    const [first] = await env.system.auth.db.query<{ id: string }>('select id from webhook_outbox where merchant_id = $1 order by created_at, id limit 1', [env.system.merchant.merchantId]);
+    const controller = new AbortController();
+    const resumed = await streamRequest({ ...auth, 'last-event-id': first!.id }, controller.signal);
+    expect(resumed.statusCode).toBe(200);
+    expect(resumed.headers['content-type']).toBe('text/event-stream');
+    let text = '';
+    for await (const chunk of resumed.body) {
+      text += (chunk as Buffer).toString();
+      if (text.includes('event: payment_request.approved')) break;
+    }
+    expect(text).not.toContain(`id: ${first!.id}\n`);
+    expect(text).toMatch(/^id: evt_/m);
+    const open = [];
+    for (let i = 0; i < limits.eventStreamsPerMerchantMax; i++) open.push(await streamRequest(auth, controller.signal));
+    const over = await streamRequest(auth);
+    expect(over.statusCode).toBe(429);
+    expect(((await over.body.json()) as { code: string }).code).toBe('stream_limit_reached');
+    controller.abort();
+  }, 60_000);
+});
