@@ -95,4 +95,31 @@ describe('kessai listen', () => {
     expect(((await over.body.json()) as { code: string }).code).toBe('stream_limit_reached');
     controller.abort();
   }, 60_000);
+  it('the stream still sends, once, an event that committed after a later-stamped one was sent (within the look-back)', async () => {
+    const auth = { authorization: `Bearer ${env.system.merchant.apiKey}` };
+    const controller = new AbortController();
+    const stream = await streamRequest(auth, controller.signal);
+    expect(stream.statusCode).toBe(200);
+    let text = '';
+    const reader = (async () => {
+      for await (const chunk of stream.body) text += (chunk as Buffer).toString();
+    })().catch(() => undefined);
+    await approvedRequest(env.merchant, wallet, cardNumber, 700n);
+    const sentId = await waitFor('an event on the stream', async () => /^id: (evt_\S+)$/m.exec(text)?.[1]);
+    // A row stamped just before the event just sent (after the stream's start), as a transaction that began earlier and
+    // committed later would leave it: a cursor on (created_at, id) alone would step over it.
+    const lateId = `evt_late${Date.now()}`;
+    await env.system.auth.db.query(
+      `insert into webhook_outbox (id, merchant_id, event_type, payment_request_id, body, status, created_at)
+       select $2, merchant_id, event_type, payment_request_id, replace(body, id, $2), 'delivered', created_at - interval '1 millisecond'
+         from webhook_outbox where id = $1`,
+      [sentId, lateId],
+    );
+    await waitFor('the late event on the stream', async () => text.includes(`id: ${lateId}\n`) || undefined);
+    await new Promise((resolve) => setTimeout(resolve, 3 * limits.eventStreamPollMs));
+    expect(text.split(`id: ${lateId}\n`).length - 1).toBe(1);
+    expect(text.split(`id: ${sentId}\n`).length - 1).toBe(1);
+    controller.abort();
+    await reader;
+  }, 60_000);
 });

@@ -25,6 +25,8 @@ export interface StreamedEvent {
   event_type: string;
   body: string;
   at: string;
+  /** created_at in epoch milliseconds (for the look-back window's bookkeeping). */
+  at_ms: string | number;
 }
 
 /** The position of `eventId` in the merchant's events, or undefined when the merchant has no such event. */
@@ -47,12 +49,39 @@ export async function latestCursor(db: Queryable, owner: StreamOwner): Promise<S
   return row ? { createdAt: row.at, id: row.id } : { createdAt: '1970-01-01T00:00:00Z', id: '' };
 }
 
-/** The merchant's events after `cursor`, oldest first, at most limits.eventStreamBatchMax. */
-export function eventsAfter(db: Queryable, owner: StreamOwner, cursor: StreamCursor): Promise<StreamedEvent[]> {
+/** Where a stream stands: where it started, the newest event it sent, and the ids it sent lately. */
+export interface StreamPosition {
+  /** The stream's starting point: nothing at or before it is sent. */
+  floor: StreamCursor;
+  /** The newest event sent (the floor before any). */
+  newest: StreamCursor;
+  /** Ids sent within limits.eventStreamLookBackMs of `newest`. */
+  sent: readonly string[];
+}
+
+/**
+ * The merchant's events after the stream's floor not sent yet, stamped after `newest` or up to
+ * limits.eventStreamLookBackMs before it, oldest first, at most limits.eventStreamBatchMax: created_at
+ * is the inserting transaction's time, so an event can commit after a later-stamped one was read.
+ */
+export function eventsAfter(db: Queryable, owner: StreamOwner, at: StreamPosition): Promise<StreamedEvent[]> {
   return db.query<StreamedEvent>(
-    `select id, event_type, body, created_at::text as at from webhook_outbox
-      where merchant_id = $1 and ${eventLivemode} = $5 and (created_at, id) > ($2::timestamptz, $3::text)
-      order by created_at, id limit $4`,
-    [owner.merchantId, cursor.createdAt, cursor.id, limits.eventStreamBatchMax, owner.livemode],
+    `select id, event_type, body, created_at::text as at,
+            floor(extract(epoch from created_at) * 1000)::bigint as at_ms from webhook_outbox
+      where merchant_id = $1 and ${eventLivemode} = $2
+        and (created_at, id) > ($3::timestamptz, $4::text)
+        and created_at > $5::timestamptz - make_interval(secs => $6::double precision / 1000)
+        and not (id = any($7::text[]))
+      order by created_at, id limit $8`,
+    [
+      owner.merchantId,
+      owner.livemode,
+      at.floor.createdAt,
+      at.floor.id,
+      at.newest.createdAt,
+      limits.eventStreamLookBackMs,
+      [...at.sent],
+      limits.eventStreamBatchMax,
+    ],
   );
 }

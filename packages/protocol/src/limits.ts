@@ -229,6 +229,11 @@ export const limits = {
   eventStreamPollMs: 1_000,
   /** Events one poll of a merchant event stream sends at most (the rest come at the next poll). */
   eventStreamBatchMax: 100,
+  /**
+   * How far back each poll of an event stream looks again: an event whose transaction committed after
+   * a later-stamped one was sent is still found within this window (the ids already sent are skipped).
+   */
+  eventStreamLookBackMs: 10_000,
   /** Keep-alive comment interval on event streams. */
   sseHeartbeatMs: 15_000,
   /** Payment requests returned by one list call. */
@@ -469,6 +474,8 @@ export const limitRelations: ReadonlyArray<readonly [string, (l: Limits) => bool
     (l) => l.handedPortMin < l.handedPortMax && l.handedPortMax < 32_768],
   ['holderNameLengthMax and orderIdLengthMax ≤ stringLengthMax',
     (l) => Math.max(l.holderNameLengthMax, l.orderIdLengthMax) <= l.stringLengthMax],
+  ['eventStreamPollMs < eventStreamLookBackMs (a late-committed event is looked for over several polls)',
+    (l) => l.eventStreamPollMs < l.eventStreamLookBackMs],
 ];
 
 /** The relations `l` breaks (none for the limits above). */

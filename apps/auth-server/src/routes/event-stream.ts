@@ -39,15 +39,26 @@ export async function eventStreamRoutes(app: FastifyInstance, { config }: AuthCo
     open.set(merchant.id, count + 1);
     const raw = startStream(reply);
     let position = cursor;
+    // Sent ids still inside the look-back window (eventsAfter): a late-committed event is sent once.
+    const sent = new Map<string, number>();
+    let newestMs = 0;
     let busy = false;
     const poll = async () => {
       if (busy || raw.writableEnded) return;
       busy = true;
       try {
-        for (const event of await eventsAfter(config.db, owner, position)) {
+        for (const event of await eventsAfter(config.db, owner, {
+          floor: cursor,
+          newest: position,
+          sent: [...sent.keys()],
+        })) {
           raw.write(`id: ${event.id}\nevent: ${event.event_type}\ndata: ${event.body}\n\n`);
-          position = { createdAt: event.at, id: event.id };
+          const atMs = Number(event.at_ms);
+          sent.set(event.id, atMs);
+          // Rows come oldest first: a late-committed one found by the look-back does not move the cursor back.
+          if (atMs >= newestMs) [position, newestMs] = [{ createdAt: event.at, id: event.id }, atMs];
         }
+        for (const [id, atMs] of sent) if (atMs < newestMs - limits.eventStreamLookBackMs) sent.delete(id);
       } catch (err) {
         request.log.warn({ err, merchant: merchant.id }, 'event stream poll failed');
       } finally {
