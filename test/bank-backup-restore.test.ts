@@ -77,7 +77,7 @@ describe(`a bank backed up, wiped and restored pays again with the same wallet (
     const directoryKey: JWK = (await publishDirectoryFile(dataDir, caCertPem, [{ issuer: sakura, url: bankUrl }])).publicJwk;
     const authDatabaseUrl = await scratch('kessai_restore_auth');
     auth = await startInstance('auth', await authEnv({ dataDir, issuers: [{ id: sakura.id, baseUrl: bankUrl, cardPrefixes: sakura.cardPrefixes }], merchants: [seed], workerIntervalMs: 100, ...(authDatabaseUrl ? { databaseUrl: authDatabaseUrl } : {}) }));
-    merchant = new MerchantClient({ baseUrl: auth.url, apiKey: seed.apiKey, caCertPem });
+    merchant = new MerchantClient({ maxNetworkRetries: 0, baseUrl: auth.url, apiKey: seed.apiKey, caCertPem });
     operator = new HttpClient({ caCertPem });
     wallet = new WalletClient(await WalletClient.enroll({ authBaseUrl: auth.url, caCertPem, directoryKey, holderName: card.holderName, cardNumber: card.cardNumber, expiry: card.expiry, pin: card.pin }), { caCertPem });
   }, 180_000);

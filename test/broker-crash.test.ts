@@ -86,7 +86,7 @@ describe(`the broker killed after the bank's answer (step 407), restarted on its
       ...(scratchAuth ? { databaseUrl: scratchAuth.url } : {}),
     });
     broker = await startInstance('auth', brokerEnv);
-    merchant = new MerchantClient({ baseUrl: broker.url, apiKey: seed.apiKey, caCertPem: pki.caCertPem });
+    merchant = new MerchantClient({ maxNetworkRetries: 0, baseUrl: broker.url, apiKey: seed.apiKey, caCertPem: pki.caCertPem });
     wallet = new WalletClient(await WalletClient.enroll({ authBaseUrl: broker.url, caCertPem: pki.caCertPem, directoryKey, holderName: card.holderName, cardNumber: card.cardNumber, expiry: card.expiry, pin: card.pin }), { caCertPem: pki.caCertPem });
   }, 120_000);
 

@@ -93,7 +93,7 @@ describe.skipIf(!pgUrl)(pgUrl ? 'database faults under separate processes on Pos
     bank = await startInstance('settlement', await settlementEnv({ issuerId: issuer.id, dataDir, port: bankPort, operatorToken, merchants: [{ id: merchantSeed.id, name: merchantSeed.name }], databaseUrl: bankDb.url, dbTimeouts, logName: 'bank', loadShedding: loadTestLoadShedding }));
     directoryKey = (await publishDirectoryFile(dataDir, pki.caCertPem, [{ issuer, url: bank.url }])).publicJwk;
     auth = await startInstance('auth', await authEnv({ dataDir, databaseUrl: authDb.url, dbTimeouts, issuers: [{ id: issuer.id, baseUrl: bank.url, cardPrefixes: issuer.cardPrefixes }], merchants: [merchantSeed], workerIntervalMs: 100, logName: 'auth', loadShedding: loadTestLoadShedding }));
-    merchant = new MerchantClient({ baseUrl: auth.url, apiKey: merchantSeed.apiKey, caCertPem: pki.caCertPem });
+    merchant = new MerchantClient({ maxNetworkRetries: 0, baseUrl: auth.url, apiKey: merchantSeed.apiKey, caCertPem: pki.caCertPem });
     wallet = new WalletClient(await WalletClient.enroll({ authBaseUrl: auth.url, caCertPem: pki.caCertPem, directoryKey, holderName: card.holderName, cardNumber: card.cardNumber, expiry: card.expiry, pin: card.pin }), { caCertPem: pki.caCertPem });
   }, 180_000);
 

@@ -90,7 +90,7 @@ describe('enrollment refusals', () => {
 describe('credentials at the authentication server', () => {
   let merchant: MerchantClient;
   beforeAll(() => {
-    merchant = new MerchantClient({ baseUrl: system.auth.url, apiKey: system.merchant.apiKey, caCertPem: system.pki.caCertPem });
+    merchant = new MerchantClient({ maxNetworkRetries: 0, baseUrl: system.auth.url, apiKey: system.merchant.apiKey, caCertPem: system.pki.caCertPem });
   });
   afterAll(async () => {
     await merchant.close();

@@ -47,7 +47,7 @@ beforeAll(async () => {
   anonymous = new Agent({ connect: { ca: system.pki.caCertPem } });
   const leaf = system.pki.leaves['auth-server']!;
   peer = new Agent({ connect: { ca: system.pki.caCertPem, cert: leaf.certPem, key: leaf.keyPem } });
-  merchant = new MerchantClient({ baseUrl: system.auth.url, apiKey: system.merchant.apiKey, caCertPem: system.pki.caCertPem });
+  merchant = new MerchantClient({ maxNetworkRetries: 0, baseUrl: system.auth.url, apiKey: system.merchant.apiKey, caCertPem: system.pki.caCertPem });
   wallet = await enroll(system, '4242424242424242');
   deviceKey = (await importJWK(wallet.wallet.device_private_jwk as JWK, 'ES256')) as CryptoKey;
 });

@@ -25,7 +25,7 @@ let merchant: MerchantClient;
 const clients: WalletClient[] = [];
 beforeAll(async () => {
   system = await startTestSystem();
-  merchant = new MerchantClient({ baseUrl: system.auth.url, apiKey: system.merchant.apiKey, caCertPem: system.pki.caCertPem });
+  merchant = new MerchantClient({ maxNetworkRetries: 0, baseUrl: system.auth.url, apiKey: system.merchant.apiKey, caCertPem: system.pki.caCertPem });
 });
 afterAll(async () => {
   for (const client of clients) await client.close();

@@ -25,7 +25,7 @@ function kessaiCli(args: string[]): Promise<string> {
   }, args);
 }
 const atBroker = (...args: string[]) => kessaiCli([...args, '--url', auth().url]);
-const clientOf = (apiKey: string) => new MerchantClient({ baseUrl: auth().url, apiKey, caCertPem: kessai.system.pki.caCertPem });
+const clientOf = (apiKey: string) => new MerchantClient({ maxNetworkRetries: 0, baseUrl: auth().url, apiKey, caCertPem: kessai.system.pki.caCertPem });
 const newRequest = (client: MerchantClient) =>
   client.createPaymentRequest({ order_id: `o-${idempotencyKey()}`, currency: 'JPY', amount_minor: '900', line_items: [{ description: 'Gyokuro', quantity: 1, unit_price_minor: '900' }] }, idempotencyKey());
 

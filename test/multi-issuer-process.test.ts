@@ -95,7 +95,7 @@ describe(`two issuers behind one authentication server, each server its own proc
         ...(await databaseUrl('kessai_issuers_auth')),
       }),
     );
-    merchant = new MerchantClient({ baseUrl: auth.url, apiKey: seed.apiKey, caCertPem });
+    merchant = new MerchantClient({ maxNetworkRetries: 0, baseUrl: auth.url, apiKey: seed.apiKey, caCertPem });
     operator = new HttpClient({ caCertPem });
   }, 180_000);
 

@@ -62,7 +62,7 @@ describe.skipIf(!pgUrl)('several authentication servers on one PostgreSQL', () =
     const env = await authEnv({ databaseUrl: authDbUrl, dataDir, issuers: [{ id: issuer.id, baseUrl: settlementUrl, cardPrefixes: issuer.cardPrefixes }], merchants: [merchant], workerIntervalMs: 100, dbTimeouts: { listenHeartbeatMs: 600_000 } });
     a = await startInstance('auth', env);
     b = await startInstance('auth', env); // after A: A ran the migrations and made the shared keys
-    merchantA = new MerchantClient({ baseUrl: a.url, apiKey: merchant.apiKey, caCertPem });
+    merchantA = new MerchantClient({ maxNetworkRetries: 0, baseUrl: a.url, apiKey: merchant.apiKey, caCertPem });
     // The terminal is enrolled at, listens on and approves through B only.
     wallet = new WalletClient(await WalletClient.enroll({ authBaseUrl: b.url, caCertPem, directoryKey, holderName: card.holderName, cardNumber: card.cardNumber, expiry: card.expiry, pin: card.pin }), { caCertPem });
     // What crosses the channel, as any other listener on the database sees it.

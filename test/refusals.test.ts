@@ -15,7 +15,7 @@ let system: TestSystem;
 let merchant: MerchantClient;
 beforeAll(async () => {
   system = await startTestSystem();
-  merchant = new MerchantClient({ baseUrl: system.auth.url, apiKey: system.merchant.apiKey, caCertPem: system.pki.caCertPem });
+  merchant = new MerchantClient({ maxNetworkRetries: 0, baseUrl: system.auth.url, apiKey: system.merchant.apiKey, caCertPem: system.pki.caCertPem });
 });
 afterAll(async () => {
   await merchant?.close();
@@ -233,7 +233,7 @@ describe('the merchant API', () => {
   it('does not let a merchant read another merchant’s request: payment_request_not_found', async () => {
     const apiKey = `sk_test_${randomBytes(24).toString('base64url')}`;
     await system.auth.db.query("insert into merchants (id, name, api_key_hash, webhook_secret) values ('mer_0000000000000000000000other', 'Other Shop', $1, 'whsec_other')", [await sha256Base64url(apiKey)]);
-    const intruder = new MerchantClient({ baseUrl: system.auth.url, apiKey, caCertPem: system.pki.caCertPem });
+    const intruder = new MerchantClient({ maxNetworkRetries: 0, baseUrl: system.auth.url, apiKey, caCertPem: system.pki.caCertPem });
     try {
       const created = await paymentRequest();
       expect(await codeOf(intruder.getPaymentRequest(created.id))).toBe('payment_request_not_found');

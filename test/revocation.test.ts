@@ -23,7 +23,7 @@ beforeAll(async () => {
   // The recovery route's per-address rate limit (limits.rateLimits.recovery) is test/rate-limits.test.ts's
   // subject; raised here so that this file's many revocations from one address test the lockout per credential and address.
   system = await startTestSystem({ rateLimits: { limits: { recovery: { perMinute: 600, burst: 100 }, enrollmentPerCard: { perMinute: 600, burst: 100 } } }, sseHeartbeatMs: 200 });
-  merchant = new MerchantClient({ baseUrl: system.auth.url, apiKey: system.merchant.apiKey, caCertPem: system.pki.caCertPem });
+  merchant = new MerchantClient({ maxNetworkRetries: 0, baseUrl: system.auth.url, apiKey: system.merchant.apiKey, caCertPem: system.pki.caCertPem });
 });
 afterAll(async () => {
   await merchant?.close();

@@ -125,7 +125,7 @@ describe('kessai serve: the four roles from environment variables only', () => {
     // Two support functions read a system's CA and shop URL only.
     const system = { pki: { caCertPem }, shop: { url: urls.shop } } as unknown as KessaiSystem;
     const wallet = new WalletClient(await WalletClient.enroll({ authBaseUrl: urls.auth, caCertPem, directoryKey: directoryKey.publicJwk, holderName: card.holderName, cardNumber: card.cardNumber, expiry: card.expiry, pin: card.pin }), { caCertPem });
-    const merchantClient = new MerchantClient({ baseUrl: urls.auth, apiKey: merchant.apiKey, caCertPem });
+    const merchantClient = new MerchantClient({ maxNetworkRetries: 0, baseUrl: urls.auth, apiKey: merchant.apiKey, caCertPem });
     const abort = new AbortController();
     try {
       expect(wallet.wallet.issuer.id).toBe(issuer.id);

@@ -197,7 +197,7 @@ describe('settlement batches', () => {
   it('another merchant sees none of these batches: settlement_batch_not_found', async () => {
     const apiKey = `sk_test_${randomBytes(24).toString('base64url')}`;
     await system.auth.db.query('insert into merchants (id, name, api_key_hash, webhook_url, webhook_secret) values ($1, $2, $3, null, $4)', [newId('mer'), 'Other shop', await sha256Base64url(apiKey), `whsec_${randomBytes(24).toString('base64url')}`]);
-    const other = new MerchantClient({ baseUrl: system.auth.url, apiKey, caCertPem: system.pki.caCertPem });
+    const other = new MerchantClient({ maxNetworkRetries: 0, baseUrl: system.auth.url, apiKey, caCertPem: system.pki.caCertPem });
     try {
       expect(await other.listSettlementBatches()).toEqual([]);
       const cursor = await callJson(system, 'GET', `${system.auth.url}/v1/settlement-batches?starting_after=${batch.id}`, undefined, { authorization: `Bearer ${apiKey}` });

@@ -63,7 +63,7 @@ describe('Standard Webhooks headers on real deliveries', () => {
   });
 
   it("pages GET /v1/webhook-events with the SDK's async iterator", async () => {
-    const merchant = new MerchantClient({ baseUrl: system.auth.url, apiKey: system.merchant.apiKey, caCertPem: system.pki.caCertPem });
+    const merchant = new MerchantClient({ maxNetworkRetries: 0, baseUrl: system.auth.url, apiKey: system.merchant.apiKey, caCertPem: system.pki.caCertPem });
     try {
       const events = [];
       for await (const event of merchant.listWebhookEvents()) events.push(event);

@@ -36,7 +36,7 @@ let broker: Agent;
 
 beforeAll(async () => {
   system = await startTestSystem();
-  merchant = new MerchantClient({ baseUrl: system.auth.url, apiKey: system.merchant.apiKey, caCertPem: system.pki.caCertPem });
+  merchant = new MerchantClient({ maxNetworkRetries: 0, baseUrl: system.auth.url, apiKey: system.merchant.apiKey, caCertPem: system.pki.caCertPem });
   anonymous = new Agent({ connect: { ca: system.pki.caCertPem } });
   const leaf = system.pki.leaves['auth-server']!;
   broker = new Agent({ connect: { ca: system.pki.caCertPem, cert: leaf.certPem, key: leaf.keyPem } });

@@ -87,7 +87,7 @@ beforeAll(async () => {
       });
     },
   });
-  merchant = new MerchantClient({ baseUrl: system.auth.url, apiKey: system.merchant.apiKey, caCertPem: system.pki.caCertPem });
+  merchant = new MerchantClient({ maxNetworkRetries: 0, baseUrl: system.auth.url, apiKey: system.merchant.apiKey, caCertPem: system.pki.caCertPem });
   const leaf = system.pki.leaves['auth-server']!;
   broker = new Agent({ connect: { ca: system.pki.caCertPem, cert: leaf.certPem, key: leaf.keyPem } });
 });
@@ -418,7 +418,7 @@ describe('the bank refuses credentials, device keys and merchants it does not kn
   it('refuses a merchant the bank has not onboarded (the broker’s own, named like a real one) with merchant_unknown, and moves no money', async () => {
     const apiKey = `sk_test_${randomBytes(24).toString('base64url')}`;
     await system.auth.db.query('insert into merchants (id, name, api_key_hash, webhook_secret) values ($1, $2, $3, $4)', [newId('mer'), 'Kessai Tea House', await sha256Base64url(apiKey), `whsec_${randomBytes(24).toString('base64url')}`]);
-    const invented = new MerchantClient({ baseUrl: system.auth.url, apiKey, caCertPem: system.pki.caCertPem });
+    const invented = new MerchantClient({ maxNetworkRetries: 0, baseUrl: system.auth.url, apiKey, caCertPem: system.pki.caCertPem });
     const wallet = await enroll(system, taro.cardNumber);
     try {
       const before = await balance(taro.cardNumber);
@@ -467,7 +467,7 @@ describe('the bank refuses credentials, device keys and merchants it does not kn
     it('refuses merchant B shown to the payer under merchant A’s name (the approval names what the payer saw) with approval_mismatch', async () => {
       const apiKey = `sk_test_${randomBytes(24).toString('base64url')}`;
       await system.auth.db.query('insert into merchants (id, name, api_key_hash, webhook_secret) values ($1, $2, $3, $4) on conflict (id) do update set name = excluded.name, api_key_hash = excluded.api_key_hash', [other.id, 'Kessai Tea House', await sha256Base64url(apiKey), `whsec_${randomBytes(24).toString('base64url')}`]);
-      const disguised = new MerchantClient({ baseUrl: system.auth.url, apiKey, caCertPem: system.pki.caCertPem });
+      const disguised = new MerchantClient({ maxNetworkRetries: 0, baseUrl: system.auth.url, apiKey, caCertPem: system.pki.caCertPem });
       const wallet = await enroll(system, kenji.cardNumber);
       try {
         const created = await paymentRequest(wallet, disguised);

@@ -81,7 +81,7 @@ describe('the command-line wallet on a real payment request', () => {
     const card = demoCard('4242424242424242');
     const enrolled = await wallet(['enroll', '--storage', storage, '--auth', system.auth.url, '--ca', system.pki.caCertPath, '--directory-key', system.directoryKey.file, '--pin-from-env', 'KESSAI_TEST_PIN', '--name', card.holderName, '--card', card.cardNumber, '--expiry', card.expiry], { KESSAI_TEST_PIN: card.pin });
     expect(enrolled).toMatch(/^enrolled: credential cred_/m);
-    const merchant = new MerchantClient({ baseUrl: system.auth.url, apiKey: system.merchant.apiKey, caCertPem: system.pki.caCertPem });
+    const merchant = new MerchantClient({ maxNetworkRetries: 0, baseUrl: system.auth.url, apiKey: system.merchant.apiKey, caCertPem: system.pki.caCertPem });
     const disguised = Object.values(hidden).join('');
     const created = await merchant.createPaymentRequest(
       {

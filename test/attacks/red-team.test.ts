@@ -186,7 +186,7 @@ describe('findings 2–5, on one system with the production timeouts', () => {
       },
     });
     anonymous = new Agent({ connect: { ca: system.pki.caCertPem } });
-    merchant = new MerchantClient({ baseUrl: system.auth.url, apiKey: system.merchant.apiKey, caCertPem: system.pki.caCertPem });
+    merchant = new MerchantClient({ maxNetworkRetries: 0, baseUrl: system.auth.url, apiKey: system.merchant.apiKey, caCertPem: system.pki.caCertPem });
   });
   afterAll(async () => {
     await merchant?.close();

@@ -36,7 +36,7 @@ export async function startFuzzFixture(): Promise<FuzzFixture> {
   const peer = new Agent({ ...pool, connect: { ...pool.connect, cert: leaf.certPem, key: leaf.keyPem } });
   const shopLeaf = system.pki.leaves.shop!;
   const stranger = new Agent({ ...pool, connect: { ...pool.connect, cert: shopLeaf.certPem, key: shopLeaf.keyPem } });
-  const merchant = new MerchantClient({ baseUrl: system.auth.url, apiKey: system.merchant.apiKey, caCertPem: system.pki.caCertPem });
+  const merchant = new MerchantClient({ maxNetworkRetries: 0, baseUrl: system.auth.url, apiKey: system.merchant.apiKey, caCertPem: system.pki.caCertPem });
   const wallet = await enroll(system, '4242424242424242');
   const deviceKey = (await importJWK(wallet.wallet.device_private_jwk as JWK, 'ES256')) as CryptoKey;
   const items: CreatePaymentRequest['line_items'] = [{ description: 'Sencha, 100 g', quantity: 2, unit_price_minor: '1200' }];

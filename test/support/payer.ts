@@ -31,7 +31,8 @@ export async function approvedRequest(merchant: MerchantClient, wallet: WalletCl
 /** A whole system and the demo merchant's client; payer() enrolls a wallet; stop() closes them all. */
 export async function startWithMerchant(options?: Parameters<typeof startTestSystem>[0]) {
   const system = await startTestSystem(options);
-  const merchant = new MerchantClient({ baseUrl: system.auth.url, apiKey: system.merchant.apiKey, caCertPem: system.pki.caCertPem });
+  // No automatic retries: these tests check what one call answers (the SDK's retries: sdk-client.test.ts).
+  const merchant = new MerchantClient({ maxNetworkRetries: 0, baseUrl: system.auth.url, apiKey: system.merchant.apiKey, caCertPem: system.pki.caCertPem });
   const wallets: WalletClient[] = [];
   return {
     system,

@@ -233,7 +233,7 @@ describe.skipIf(skipWithoutChromium)('storefront and browser wallet in Chromium'
     await consolePage.close();
 
     // A refund by the merchant reaches the order page too, without reloading.
-    const merchant = new MerchantClient({ baseUrl: system.auth.url, apiKey: system.merchant.apiKey, caCertPem: system.pki.caCertPem });
+    const merchant = new MerchantClient({ maxNetworkRetries: 0, baseUrl: system.auth.url, apiKey: system.merchant.apiKey, caCertPem: system.pki.caCertPem });
     try {
       await merchant.refund(paymentRequestId, 8_900n, `web-refund-${paymentRequestId}`);
     } finally {
