@@ -154,7 +154,15 @@ describe.skipIf(!adminUrl)(`chaos: three roles as processes on PostgreSQL under 
     await answer(wallet, payment, request, pin);
   }
 
-  async function restart(role: 'auth' | 'bank' | 'shop', downMs: number): Promise<void> {
+  /** Each role's restarts, one after another: the shop's long outage may begin while a kill-shop fault is still restarting it. */
+  const restarts: Record<'auth' | 'bank' | 'shop', Promise<void>> = { auth: Promise.resolve(), bank: Promise.resolve(), shop: Promise.resolve() };
+  function restart(role: 'auth' | 'bank' | 'shop', downMs: number): Promise<void> {
+    const next = restarts[role].then(() => restartNow(role, downMs));
+    restarts[role] = next.catch(() => undefined);
+    return next;
+  }
+
+  async function restartNow(role: 'auth' | 'bank' | 'shop', downMs: number): Promise<void> {
     const instance = running[role];
     if (instance && instance.child.exitCode === null && instance.child.signalCode === null) {
       const exited = new Promise((resolve) => instance.child.once('exit', resolve));
