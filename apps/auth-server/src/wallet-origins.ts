@@ -21,7 +21,7 @@ export function allowWalletOrigins(app: KessaiApp, origins: readonly string[]): 
     const origin = allows(request);
     if (origin) reply.header('access-control-allow-origin', origin).header('vary', 'origin');
   });
-  app.options('/*', async (request, reply) => {
+  app.options('/*', { schema: { hide: true } }, async (request, reply) => {
     const origin = allows(request);
     if (!origin) throw new KessaiError('not_found');
     return reply

@@ -85,18 +85,20 @@ export function registerWebPages(app: KessaiApp, role: string, options: WebPages
       .send(body);
   };
 
-  app.get<{ Params: { page: string } }>('/:page/', async (request, reply) => {
+  // Pages, assets and the home redirect are the browser's, not the API's: left out of /openapi.json.
+  const page = { schema: { hide: true } };
+  app.get<{ Params: { page: string } }>('/:page/', page, async (request, reply) => {
     const { page } = request.params;
     if (!pageName.test(page)) throw new KessaiError('not_found');
     return send(path.join(dir, page, 'index.html'), reply, false);
   });
-  app.get<{ Params: { file: string } }>('/assets/:file', async (request, reply) => {
+  app.get<{ Params: { file: string } }>('/assets/:file', page, async (request, reply) => {
     const { file } = request.params;
     if (!assetName.test(file)) throw new KessaiError('not_found');
     return send(path.join(dir, 'assets', file), reply, true);
   });
   if (options.home) {
     const home = options.home;
-    app.get('/', async (_request, reply) => reply.redirect(`/${home}/`));
+    app.get('/', page, async (_request, reply) => reply.redirect(`/${home}/`));
   }
 }
