@@ -5,10 +5,9 @@
  * Stripe's do: the old key works during the overlap and is refused after it, or at once with --now.
  */
 import { describe, expect, it } from 'vitest';
-import { runKessai } from './support/cli.ts';
+import { merchantsAtBroker } from './support/cli.ts';
 import { sha256Base64url } from '@kessai/protocol';
 import { MerchantClient } from '@kessai/sdk';
-import { registerMerchantsCommands } from '../apps/cli/src/merchants-commands.ts';
 import { codeOf } from './support/errors.ts';
 import { idempotencyKey, merchantForFile } from './support/payer.ts';
 import { callJson } from './support/system.ts';
@@ -16,14 +15,7 @@ import { callJson } from './support/system.ts';
 const kessai = merchantForFile();
 const auth = () => kessai.system.auth;
 
-function kessaiCli(args: string[]): Promise<string> {
-  return runKessai((program) => {
-    program.configureOutput({ writeErr: () => undefined });
-    registerMerchantsCommands(program, kessai.system.dataDir);
-  }, args);
-}
-
-const atBroker = (...args: string[]) => kessaiCli([...args, '--url', auth().url]);
+const { cli: kessaiCli, atBroker } = merchantsAtBroker(() => kessai.system.dataDir, () => auth().url);
 
 /** A payment request created with `apiKey`: its id, or the code it was refused with. */
 async function paymentRequestWith(apiKey: string): Promise<string> {

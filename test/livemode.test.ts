@@ -8,8 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { MerchantClient } from '@kessai/sdk';
 import { createMerchant } from '../apps/auth-server/src/merchants.ts';
-import { registerMerchantsCommands } from '../apps/cli/src/merchants-commands.ts';
-import { runKessai } from './support/cli.ts';
+import { merchantsAtBroker } from './support/cli.ts';
 import { codeOf } from './support/errors.ts';
 import { approvedRequest, idempotencyKey, payerForFile } from './support/payer.ts';
 import { callJson } from './support/system.ts';
@@ -18,13 +17,7 @@ const card = '4000056655665556';
 const kessai = payerForFile(card);
 const auth = () => kessai.system.auth;
 
-function kessaiCli(args: string[]): Promise<string> {
-  return runKessai((program) => {
-    program.configureOutput({ writeErr: () => undefined });
-    registerMerchantsCommands(program, kessai.system.dataDir);
-  }, args);
-}
-const atBroker = (...args: string[]) => kessaiCli([...args, '--url', auth().url]);
+const { cli: kessaiCli, atBroker } = merchantsAtBroker(() => kessai.system.dataDir, () => auth().url);
 const clientOf = (apiKey: string) => new MerchantClient({ maxNetworkRetries: 0, baseUrl: auth().url, apiKey, caCertPem: kessai.system.pki.caCertPem });
 const newRequest = (client: MerchantClient) =>
   client.createPaymentRequest({ order_id: `o-${idempotencyKey()}`, currency: 'JPY', amount_minor: '900', line_items: [{ description: 'Gyokuro', quantity: 1, unit_price_minor: '900' }] }, idempotencyKey());

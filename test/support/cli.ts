@@ -2,6 +2,7 @@
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { Command } from 'commander';
+import { registerMerchantsCommands } from '../../apps/cli/src/merchants-commands.ts';
 
 export async function runKessai(register: (program: Command) => void, args: string[]): Promise<string> {
   const program = new Command('kessai').exitOverride();
@@ -15,6 +16,19 @@ export async function runKessai(register: (program: Command) => void, args: stri
     process.stdout.write = write;
   }
   return written.join('');
+}
+
+/**
+ * `kessai merchants …` against a test system's data folder (its operator tokens), at the broker
+ * `brokerUrl`: what it printed. Commander's own error output is silenced (tests read the thrown error).
+ */
+export function merchantsAtBroker(dataDir: () => string, brokerUrl: () => string) {
+  const cli = (args: string[]) =>
+    runKessai((program) => {
+      program.configureOutput({ writeErr: () => undefined });
+      registerMerchantsCommands(program, dataDir());
+    }, args);
+  return { cli, atBroker: (...args: string[]) => cli([...args, '--url', brokerUrl()]) };
 }
 
 /** `npx tsx apps/cli/src/main.ts …` as its own process (without npx's start-up): its exit code and output. */
