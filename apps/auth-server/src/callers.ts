@@ -46,7 +46,16 @@ export interface TerminalCaller {
 
 export const deviceProofScheme = 'KessaiDevice';
 
-export async function authenticateTerminal(db: Db, request: FastifyRequest): Promise<TerminalCaller> {
+/**
+ * Verifies the device proof (once per proof) and answers the credential it names. A revoked
+ * credential is refused with credential_revoked, unless `revoked: 'allowed'` (its own status, which
+ * it may ask for after a revocation); `status` tells which.
+ */
+export async function authenticateTerminal(
+  db: Db,
+  request: FastifyRequest,
+  options: { revoked?: 'refused' | 'allowed' } = {},
+): Promise<TerminalCaller & { status: 'active' | 'revoked' }> {
   const header = request.headers.authorization;
   const token = typeof header === 'string' && header.startsWith(`${deviceProofScheme} `) ? header.slice(deviceProofScheme.length + 1) : undefined;
   if (!token || token.length > limits.joseLengthMax) throw new KessaiError('unauthenticated');
@@ -64,6 +73,8 @@ export async function authenticateTerminal(db: Db, request: FastifyRequest): Pro
     throw err;
   }
   setAuditActor(request, `credential:${credentialId}`);
-  if (credential.status === 'revoked') throw new KessaiError('credential_revoked');
-  return { credentialId, issuerId: credential.issuer_id, deviceJwk: credential.device_jwk, deviceJkt: credential.device_jkt };
+  const status = credential.status === 'revoked' ? 'revoked' : 'active';
+  if (status === 'revoked' && options.revoked !== 'allowed') throw new KessaiError('credential_revoked');
+  const { issuer_id: issuerId, device_jwk: deviceJwk, device_jkt: deviceJkt } = credential;
+  return { credentialId, issuerId, deviceJwk, deviceJkt, status };
 }

@@ -1,7 +1,7 @@
 /**
  * The settlement server (role 40) as a Fastify app built from a frozen config. Public: its
  * metadata and JWKS. Internal (mutual TLS, the authentication server only): enrollments (step
- * 303: the issuer verifies the cardholder and registers the credential), revocations,
+ * 303: the issuer verifies the cardholder and registers the credential), revocations, credential states,
  * authorizations (step 406–407), capture, void and refunds (step 409). Operator (its own token):
  * merchants, credentials, cards, keys, settlement. A worker releases
  * expired holds every expiryIntervalMs.
@@ -47,6 +47,7 @@ import { adminAccountRoutes } from './admin-accounts.ts';
 import { internalCallerCheck } from './internal-callers.ts';
 import { bankMetrics } from './metrics.ts';
 import { refund } from './refund.ts';
+import { credentialStatusRoutes } from './credential-status.ts';
 import { credentialAdminRoutes, revokeCredential } from './registry.ts';
 import { renewedCredential } from './renew.ts';
 import { registerSettlement } from './settlement/routes.ts';
@@ -151,6 +152,7 @@ export async function buildSettlementServer(config: SettlementConfig) {
   if (config.operatorToken) await app.register((plugin) => adminAccountRoutes(plugin, config)); // the account import (accounts-import.ts)
   await app.register((plugin) => merchantRoutes(plugin, config, config.db)); // merchant onboarding (merchants.ts)
   await app.register((plugin) => credentialAdminRoutes(plugin, config)); // the issuer operator's revocation (registry.ts)
+  await app.register((plugin) => credentialStatusRoutes(plugin, config)); // the registry's state, for the payer
   await app.register((plugin) => keyAdminRoutes(plugin, config.keys, config.operatorToken)); // key rotation (packages/service/src/key-admin.ts)
   await app.register((plugin) => registerSettlement(plugin, config, ledger)); // settlement batches, fees, payouts, reports (docs/ledger.md)
   registerWebPages(app, 'settlement-server', { home: 'console' }); // the operator console at /console/ (docs/web.md)

@@ -1,5 +1,5 @@
 /** The command-line terminal (role 10): `kessai wallet …` and its removable storage. */
-export { directoryKeyFile, registerWalletCommands, WalletCliError, listenReconnectsMax, listenReconnectDelayMsFirst, type WalletCliErrorCode, type WalletIo } from './commands.ts';
+export { directoryKeyFile, registerWalletCommands, WalletCliError, listenReconnectsMax, listenReconnectDelayMsFirst, type WalletCliErrorCode, type WalletIo } from './commands/index.ts';
 export {
   assertMayEnroll,
   loadWallet,

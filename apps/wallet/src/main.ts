@@ -3,7 +3,7 @@
  * `kessai` program (apps/cli/src/main.ts registers the same commands).
  */
 import { Command } from 'commander';
-import { registerWalletCommands } from './commands.ts';
+import { registerWalletCommands } from './commands/index.ts';
 
 const program = new Command('kessai').description('Kessai command-line wallet');
 registerWalletCommands(program, { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr, env: process.env });

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { exportJWK, generateKeyPair } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { outcomeExitCodes, printable } from '../src/commands.ts';
+import { outcomeExitCodes, printable } from '../src/commands/index.ts';
 import { loadWallet, saveWallet, storageFiles } from '../src/storage.ts';
 import { fakeCaCertPem, fakeStoredWallet } from './fake-wallet.ts';
 

@@ -409,6 +409,11 @@ export const limits = {
   demoCaptureWaitMs: 20_000,
   /** The largest file the CLI wallet reads from its storage (a sealed credential is at most 16 KiB). */
   walletStorageFileBytesMax: 64 * 1024,
+  /** `kessai wallet listen`: consecutive reconnections after the event stream drops, and the first pause (doubling). */
+  walletListenReconnectsMax: 5,
+  walletListenReconnectDelayMsFirst: 1_000,
+  /** Request ids `kessai wallet listen` remembers, so a request pushed twice is shown once. */
+  walletListenSeenRequestsMax: 1_000,
   /** A fee's percentage part in basis points: at most 100 %. */
   feeBasisPointsMax: 10_000,
   /**

@@ -272,6 +272,31 @@ export const terminalOutcome = z.strictObject({
 });
 export type TerminalOutcome = z.infer<typeof terminalOutcome>;
 
+/**
+ * A credential as its payer is told it (`GET /v1/terminal/credential`, `kessai wallet status`):
+ * `active` with the PIN tries left before a lock, `locked` (too many wrong PINs: the card's lock,
+ * `pin_locked`, or this credential's own, `credential_locked`), `blocked` (the issuer blocked the
+ * card, `card_blocked`) or `revoked` (`credential_revoked`). The issuer's registry decides all but a
+ * revocation the authentication server holds itself. No personal data: the card is not named.
+ */
+export const credentialState = z.enum(['active', 'locked', 'blocked', 'revoked']);
+const credentialStateCode = z.enum(['pin_locked', 'credential_locked', 'card_blocked', 'credential_revoked']);
+const credentialStateFields = {
+  credential_id: credentialId,
+  status: credentialState,
+  /** Why it is not active (null when active). */
+  code: credentialStateCode.nullable(),
+  /** Active only: the wrong PINs still allowed before the card or this credential locks. */
+  pin_tries_left: z
+    .number()
+    .int()
+    .min(0)
+    .max(Math.max(limits.pinAttemptsMax, limits.pinAttemptsPerCredentialMax, limits.pinFailuresWindowMax))
+    .nullable(),
+};
+export const terminalCredentialStatus = z.strictObject(credentialStateFields);
+export type TerminalCredentialStatus = z.infer<typeof terminalCredentialStatus>;
+
 // ---- Authentication server ↔ settlement server (steps 303, 405–407, 409) -------------------
 
 export const issuerMetadata = z.strictObject({
@@ -321,6 +346,16 @@ export const settlementCaptureRequest = z.strictObject({ amount_minor: positiveA
 export const issuerRevocationRequest = z.strictObject({ revoked_by: z.enum(['payer', 'operator']) });
 export const issuerRevocation = z.strictObject({ credential_id: credentialId, status: z.literal('revoked'), revoked_at: z.string(), revoked_by: z.enum(['payer', 'operator', 'issuer_operator']) });
 export type IssuerRevocation = z.infer<typeof issuerRevocation>;
+/**
+ * The issuer's registry state of a credential (`GET /internal/v1/credentials/{id}`), with the
+ * thumbprint of the device key it registered: the authentication server answers `credential_unknown`
+ * when its own record names another device key.
+ */
+export const issuerCredentialStatus = z.strictObject({
+  ...credentialStateFields,
+  device_jkt: z.string().regex(/^[A-Za-z0-9_-]{43}$/),
+});
+export type IssuerCredentialStatus = z.infer<typeof issuerCredentialStatus>;
 /** A merchant onboarded at an issuer by its operator: only these are paid, under this name. */
 export const issuerMerchant = z.strictObject({ merchant_id: merchantId, name: text() });
 export const issuerMerchantView = z.strictObject({ merchant_id: merchantId, name: text(), created_at: z.string() });

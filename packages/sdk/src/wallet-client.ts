@@ -27,6 +27,7 @@ import {
   readHeader,
   Secret,
   signDeviceProof,
+  terminalCredentialStatus,
   terminalOutcome,
   terminalRequestPayload,
   thumbprint,
@@ -39,6 +40,7 @@ import {
   type CredentialRevocation,
   type EnrollmentResponse,
   type JWK,
+  type TerminalCredentialStatus,
   type TerminalOutcome,
   type TerminalRequestPayload,
 } from '@kessai/protocol';
@@ -61,6 +63,14 @@ export const storedWallet = z.strictObject({
   /** The directory's public key the wallet was installed with: every issuer key comes from a directory it verifies. */
   directory_key: z.record(z.string(), z.unknown()),
   device_private_jwk: z.record(z.string(), z.unknown()),
+  /**
+   * The card's last four digits, for the payer to tell wallets apart (`kessai wallet status`): kept on
+   * the storage only, never sent. Absent in wallets enrolled before it was kept.
+   */
+  card_last4: z
+    .string()
+    .regex(/^[0-9]{4}$/)
+    .optional(),
 });
 export type StoredWallet = z.infer<typeof storedWallet>;
 
@@ -151,6 +161,7 @@ export class WalletClient {
         auth_jwks_uri: enrolled.auth_jwks_uri,
         directory_key: toPublicJwk(input.directoryKey),
         device_private_jwk: { ...(await exportJWK(privateKey)), alg: 'ES256' },
+        card_last4: normalizeCardNumber(input.cardNumber).slice(-4),
       };
       return { wallet, recoveryCode: new Secret(enrolled.recovery_code) };
     } finally {
@@ -398,6 +409,15 @@ export class WalletClient {
   /** Step 408: the final state of a request this wallet answered. */
   async outcome(id: string): Promise<TerminalOutcome> {
     return this.#call('GET', `/v1/terminal/payment-requests/${encodeURIComponent(id)}/outcome`, terminalOutcome);
+  }
+
+  /**
+   * The state of this wallet's credential: active (with the PIN tries left), locked, blocked or
+   * revoked, as the authentication server and the issuer's registry hold it. Answers for a revoked
+   * credential too.
+   */
+  async credentialStatus(): Promise<TerminalCredentialStatus> {
+    return this.#call('GET', '/v1/terminal/credential', terminalCredentialStatus);
   }
 
   /** Sends a raw approve body (for tests of refusals). */

@@ -1,15 +1,17 @@
 /**
  * The terminal API (steps 403–404, 408). Every call carries a device proof. The terminal
  * listens for payment requests over server-sent events, or fetches one by id (payment link),
- * then approves or declines it, and reads the final state.
+ * then approves or declines it, and reads the final state; and it reads its credential's state.
  */
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { approveRequest, KessaiError, limits, voidRequest, paymentRequestId, terminalOutcome } from '@kessai/protocol';
+import { terminalCredentialStatus } from '@kessai/protocol';
 import { authenticateTerminal } from '../callers.ts';
 import type { AuthContext } from '../context.ts';
 import { approve, decline, outcomeOf, requestForTerminal } from '../approval.ts';
+import { credentialStatusOf } from '../credential-status.ts';
 import { signTerminalView, type PaymentRequestRow } from '../payment-requests.ts';
 
 const signedRequest = z.strictObject({ request: z.string() });
@@ -95,5 +97,12 @@ export async function terminalRoutes(plugin: FastifyInstance, context: AuthConte
   app.get('/v1/terminal/payment-requests/:id/outcome', { schema: { params: byId, response: { 200: terminalOutcome } } }, async (request) => {
     const terminal = await authenticateTerminal(config.db, request);
     return outcomeOf(await requestForTerminal(context, terminal, request.params.id));
+  });
+
+  // The terminal's own credential: active (with the PIN tries left), locked, blocked or revoked. A
+  // revoked credential may still ask, so the payer learns why it is refused (credential-status.ts).
+  app.get('/v1/terminal/credential', { schema: { response: { 200: terminalCredentialStatus } } }, async (request) => {
+    const terminal = await authenticateTerminal(config.db, request, { revoked: 'allowed' });
+    return credentialStatusOf(context, terminal);
   });
 }
