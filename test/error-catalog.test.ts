@@ -63,7 +63,7 @@ describe('docs/errors.md', () => {
   });
 
   it("lists the wallet command line's own codes, and no other", async () => {
-    const walletCodes = [...(await unionMembers('apps/wallet/src/commands.ts', 'WalletCliErrorCode')), ...(await unionMembers('apps/wallet/src/storage.ts', 'StorageErrorCode'))];
+    const walletCodes = [...(await unionMembers('apps/wallet/src/commands/common.ts', 'WalletCliErrorCode')), ...(await unionMembers('apps/wallet/src/storage.ts', 'StorageErrorCode'))];
     const listed = tableRows('Wallet command-line codes').map(([code]) => code);
     expect(duplicates(listed), 'listed twice').toEqual([]);
     expect([...listed].sort()).toEqual([...walletCodes].sort());

@@ -4,7 +4,7 @@
  * enrollment (301–305) and payment (401–408), by payment link and by push.
  */
 import { spawn } from 'node:child_process';
-import { chmod, mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { exportJWK, generateKeyPair } from 'jose';
@@ -171,17 +171,20 @@ describe('checks made before any server is asked', () => {
     expect(notId.stderr).toMatch(/is not a payment request id \(pr_…\) or payment link \(input_invalid\)\n$/);
   });
 
-  it('shows the wallet on the storage without contacting any server', async () => {
+  it('shows the wallet on the storage without contacting any server (--offline), its card unknown when enrolled before the wallet kept it', async () => {
     const storage = await freshFolder('status');
     const stored = await fakeStoredWallet();
     await saveWallet(storage, stored, fakeCaCertPem);
-    const result = await runWallet(['status', '--storage', storage]);
+    const result = await runWallet(['status', '--storage', storage, '--offline']);
     expect(result.code).toBe(0);
     expect(result.stderr).toBe('');
+    expect(lines(result.stdout).map((line) => line.split(':')[0])).toEqual(['credential', 'card', 'issuer', 'conversion mode', 'authentication server', 'storage', 'status']);
     expect(result.stdout).toContain(`credential: ${stored.credential_id}`);
+    expect(result.stdout).toContain('card: unknown (enrolled before the wallet kept the last four digits)\n');
     expect(result.stdout).toContain('issuer: Sakura Demo Bank (sakura-bank)');
     expect(result.stdout).toContain('conversion mode: reseal');
     expect(result.stdout).toContain(`storage: ${storage}`);
+    expect(result.stdout).toContain('status: not asked (--offline)\n');
   });
 
   it.skipIf(process.platform === 'win32')('refuses storage whose files others can read', async () => {
@@ -242,6 +245,53 @@ describe('against a running system', () => {
     await shop.waitForOrder(system, order.order_id, 'captured');
     const status = await runWallet(['status', order.payment_request_id, '--storage', storage]);
     expect(status).toMatchObject({ code: 0, stdout: `${order.payment_request_id}: captured\n`, stderr: '' });
+  });
+
+  it('status: the card ending, the issuer, and active, then locked after too many wrong PINs, then revoked', async () => {
+    const card = { number: '5425233430109903', holder: 'MIKI NAKAMURA' };
+    const { storage, result: enrolled } = await enrollCli('e2e-status', card);
+    expect(enrolled.code).toBe(0);
+    const loaded = await loadWallet(storage);
+    expect(loaded.wallet.card_last4).toBe('9903');
+    const statusLine = async () => {
+      const shown = await runWallet(['status', '--storage', storage]);
+      expect({ code: shown.code, stderr: shown.stderr }).toEqual({ code: 0, stderr: '' });
+      expect(shown.stdout).toContain('card: ending 9903\n');
+      expect(shown.stdout).toContain('issuer: Fuji Direct Bank (fuji-bank)\n');
+      expect(shown.stdout).not.toContain('5425233430109903');
+      return lines(shown.stdout).at(-1);
+    };
+    expect(await statusLine()).toBe('status: active — 3 wrong PINs allowed before a lock');
+
+    const { WalletClient } = await import('@kessai/sdk');
+    const client = new WalletClient(loaded.wallet, { caCertPem: loaded.caCertPem });
+    try {
+      for (let attempt = 0; attempt < 3; attempt++) {
+        const order = await shop.checkout(system, [{ index: 0, quantity: 1 }], loaded.wallet.credential_id);
+        await client.approve(await client.fetchRequest(order.payment_request_id), '0001');
+      }
+    } finally {
+      await client.close();
+    }
+    expect(await statusLine()).toBe('status: locked — Too many wrong PINs: the card is locked until the issuer unlocks it (pin_locked)');
+
+    const recoveryCode = /^recovery code: (\S+) /m.exec(enrolled.stdout)?.[1];
+    expect(recoveryCode).toBeDefined();
+    const revoked = await runWallet(['revoke', '--credential', loaded.wallet.credential_id, '--auth', system.auth.url, '--ca', systemCa, '--recovery-code', recoveryCode!]);
+    expect(revoked.code).toBe(0);
+    expect(await statusLine()).toBe('status: revoked — The credential has been revoked; every use of it is refused (credential_revoked)');
+  });
+
+  it('status of a wallet enrolled before the wallet kept the last four digits: card unknown, the state asked all the same', async () => {
+    const { storage, result: enrolled } = await enrollCli('e2e-status-old', { number: '4000000000009995', holder: 'JIRO TANAKA' });
+    expect(enrolled.code).toBe(0);
+    const walletJson = path.join(storage, storageFiles.wallet);
+    const { card_last4: _kept, ...old } = JSON.parse(await readFile(walletJson, 'utf8')) as Record<string, unknown>;
+    await writeFile(walletJson, JSON.stringify(old), { mode: 0o600 });
+    const shown = await runWallet(['status', '--storage', storage]);
+    expect({ code: shown.code, stderr: shown.stderr }).toEqual({ code: 0, stderr: '' });
+    expect(shown.stdout).toContain('card: unknown (enrolled before the wallet kept the last four digits)\n');
+    expect(lines(shown.stdout).at(-1)).toBe('status: active — 3 wrong PINs allowed before a lock');
   });
 
   it('listens, is pushed the request, approves it once, and exits', async () => {
