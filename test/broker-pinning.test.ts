@@ -60,6 +60,8 @@ describe('broker certificate pinning at the settlement servers', () => {
       expect(refused).toEqual({ status: 401, code: 'client_certificate_required' });
       const refusedRevocation = await call(rogue, issuerId, 'POST', `/internal/v1/credentials/${newId('cred')}/revoke`, { revoked_by: 'payer' });
       expect(refusedRevocation).toEqual({ status: 401, code: 'client_certificate_required' });
+      const refusedState = await call(rogue, issuerId, 'GET', `/internal/v1/credentials/${newId('cred')}`);
+      expect(refusedState).toEqual({ status: 401, code: 'client_certificate_required' });
       const refusedAuthorization = await call(rogue, issuerId, 'POST', '/internal/v1/authorizations', {});
       expect(refusedAuthorization).toEqual({ status: 401, code: 'client_certificate_required' });
       const served = await call(broker, issuerId, 'GET', `/internal/v1/authorizations/${rid}`);
@@ -70,7 +72,7 @@ describe('broker certificate pinning at the settlement servers', () => {
     it(`${issuerId}: refuses the second certificate on every /internal route the server registers, whichever module registers it, and on a percent-encoded path`, async () => {
       const app = system.settlements.find((s) => s.issuer.id === issuerId)!.app;
       const internal = registeredRoutes(app).filter((route) => route.split(' ')[1]!.startsWith('/internal/'));
-      expect(internal.length).toBeGreaterThanOrEqual(9); // enrollments, revocations, authorizations and their 409 steps, settlement batches and reports
+      expect(internal.length).toBeGreaterThanOrEqual(10); // enrollments, revocations, credential states, authorizations and their 409 steps, settlement batches and reports
       for (const route of internal) {
         const [method, pattern] = route.split(' ') as ['GET' | 'POST', string];
         const path = pattern.replace(/:merchant_id/g, newId('mer')).replace(/:batch_id/g, `stb_${'0'.repeat(26)}`).replace(/:rid/g, newId('pr')).replace(/:id/g, newId('cred'));

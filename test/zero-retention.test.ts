@@ -18,7 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { jweOpenings } from '@kessai/protocol';
 import { WalletClient } from '@kessai/sdk';
-import { collectAuditRows, collectAuthAndShopRetention, collectDataFolder, findPersonalData } from './support/retention.ts';
+import { collectAuditRows, collectAuthAndShopRetention, collectDataFolder, findPersonalData, wholeToken } from './support/retention.ts';
 import { checkout, waitForOrder } from './support/shop.ts';
 import { callJson, demoCard, enroll, startTestSystem, type TestSystem } from './support/system.ts';
 
@@ -31,6 +31,9 @@ const passThroughReceived: string[] = [];
 /** Credential ids of pass-through wallets, to pick their requests out. */
 const passThroughCredentials = new Set<string>();
 const webhookBodies: string[] = [];
+/** What the authentication server received and answered for `GET /v1/terminal/credential` (the wallet's status). */
+const statusReceived: string[] = [];
+const statusAnswers: string[] = [];
 
 beforeAll(async () => {
   system = await startTestSystem({
@@ -40,8 +43,13 @@ beforeAll(async () => {
         return payload;
       });
       if (role === 'auth-server') {
+        app.addHook('onSend', async (request, _reply, payload) => {
+          if (request.url === '/v1/terminal/credential') statusAnswers.push(String(payload));
+          return payload;
+        });
         app.addHook('preHandler', async (request) => {
           const text = `${request.method} ${request.url} ${JSON.stringify(request.headers)} ${JSON.stringify(request.body ?? null)}`;
+          if (request.url === '/v1/terminal/credential') statusReceived.push(text);
           const body = request.body as { issuer_id?: string } | undefined;
           if (body?.issuer_id === 'fuji-bank' || [...passThroughCredentials].some((id) => text.includes(id))) passThroughReceived.push(text);
         });
@@ -181,5 +189,28 @@ describe('zero retention after purchases and refusals', () => {
     const { text, rows } = await collectAuthAndShopRetention(system);
     expect(rows).toBeGreaterThan(20);
     expect(findPersonalData(text)).toEqual([]);
+  });
+});
+
+describe("the card's last four digits stay on the wallet's storage", () => {
+  it('the wallet keeps them; asking for its status sends them nowhere, and the authentication server keeps them in no table and no log', async () => {
+    const card = demoCard('5425233430109903');
+    const last4 = card.cardNumber.slice(-4);
+    const wallet = await enroll(system, card.cardNumber);
+    try {
+      expect(wallet.wallet.card_last4).toBe(last4);
+      expect(await wallet.credentialStatus()).toMatchObject({ status: 'active' });
+      expect(await wallet.credentialStatus()).toMatchObject({ status: 'active' });
+    } finally {
+      await wallet.close();
+    }
+    expect(statusReceived.length).toBeGreaterThanOrEqual(2);
+    expect(statusAnswers.length).toBe(statusReceived.length);
+    const exchanged = [...statusReceived, ...statusAnswers].join('\n');
+    expect(exchanged).not.toMatch(wholeToken(last4));
+    expect(exchanged).not.toMatch(/last.?4|last.?four|card_number|holder/i);
+    const { text } = await collectAuthAndShopRetention(system);
+    expect(text).not.toMatch(wholeToken(last4));
+    expect(text).not.toMatch(/card_last4/);
   });
 });

@@ -46,6 +46,7 @@ function authEndpoints(): Endpoint[] {
     { name: 'approve', method: 'POST', path: '/v1/terminal/payment-requests/:id/approve', ids: prIds, body: { sealed_credential: joseSample, approval: joseSample, pin: joseSample } },
     { name: 'decline', method: 'POST', path: '/v1/terminal/payment-requests/:id/decline', ids: prIds, body: {} },
     { name: 'outcome', method: 'GET', path: '/v1/terminal/payment-requests/:id/outcome', ids: prIds },
+    { name: 'credential state', method: 'GET', path: '/v1/terminal/credential' },
     { name: 'refund', method: 'POST', path: '/v1/payment-requests/:id/refunds', ids: prIds, body: { amount_minor: '100' } },
     // The payer's own revocation with a recovery code: the fixture's credential, whose code the fuzz never knows, and one nobody enrolled.
     { name: 'revoke with recovery code', method: 'POST', path: '/v1/credentials/:id/revoke', ids: [ids.cred, newId('cred')], body: { recovery_code: 'ABCD-EFGH-JKMN-PQRS-TVWX' } },

@@ -60,6 +60,8 @@ function settlementEndpoints(issuer: string): Endpoint[] {
     { name: 'enrollment', method: 'POST', path: '/internal/v1/enrollments', body: bodies.enrollment },
     { name: 'enrollment (opaque parts)', method: 'POST', path: '/internal/v1/enrollments', body: { credential_id: newId('cred'), device_jwk: deviceJwk, sealed_credential: joseSample, pin_block: joseSample } },
     // Revocation relayed by the broker: ids no one enrolled, so the fuzz revokes nothing it relies on.
+    // The registry's state of a credential: the fixture's own (registered at this issuer or not) and one nobody enrolled.
+    { name: 'credential state', method: 'GET', path: '/internal/v1/credentials/:id', ids: [ids.cred, newId('cred')] },
     { name: 'relayed revocation', method: 'POST', path: '/internal/v1/credentials/:id/revoke', ids: [newId('cred')], body: { revoked_by: 'payer' } },
     // An authorization through a registered device that passes every check when sent unchanged (retries get its stored decision).
     { name: 'authorize', method: 'POST', path: '/internal/v1/authorizations', body: bodies.authorization },
