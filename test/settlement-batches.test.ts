@@ -157,14 +157,16 @@ describe('settlement batches', () => {
     expect(download).toMatchObject({ status: 200, text: csv });
     expect(download.contentType).toMatch(/^text\/csv/);
     expect((await getText(`${system.shop.url}/api/settlements/${batch.id}/report.csv`, {})).status).toBe(401);
-    expect(await merchant.listSettlementBatches()).toEqual(listed.body.batches);
+    expect((await merchant.listSettlementBatches().page()).items).toEqual(listed.body.batches);
 
     // The merchant API pages them as every list does: newest first, limit and starting_after.
-    const all = await merchant.listSettlementBatches();
+    const all: SettlementBatchView[] = [];
+    for await (const each of merchant.listSettlementBatches({ limit: 1 })) all.push(each);
+    expect(all).toEqual(listed.body.batches);
     expect(all).toHaveLength(2);
     const headers = { authorization: `Bearer ${system.merchant.apiKey}` };
     const first = await callJson(system, 'GET', `${system.auth.url}/v1/settlement-batches?limit=1`, undefined, headers);
-    expect(first.body).toMatchObject({ items: [all[0]], limit: 1, has_more: true, batches: [all[0]] });
+    expect(first.body).toEqual({ items: [all[0]], limit: 1, has_more: true });
     const second = await callJson(system, 'GET', `${system.auth.url}/v1/settlement-batches?limit=1&starting_after=${all[0]!.id}`, undefined, headers);
     expect(second.body).toMatchObject({ items: [all[1]], limit: 1, has_more: false });
     expect(new Date(all[0]!.created_at).getTime()).toBeGreaterThanOrEqual(new Date(all[1]!.created_at).getTime());
@@ -199,7 +201,7 @@ describe('settlement batches', () => {
     await system.auth.db.query('insert into merchants (id, name, api_key_hash, webhook_url, webhook_secret) values ($1, $2, $3, null, $4)', [newId('mer'), 'Other shop', await sha256Base64url(apiKey), `whsec_${randomBytes(24).toString('base64url')}`]);
     const other = new MerchantClient({ maxNetworkRetries: 0, baseUrl: system.auth.url, apiKey, caCertPem: system.pki.caCertPem });
     try {
-      expect(await other.listSettlementBatches()).toEqual([]);
+      expect((await other.listSettlementBatches().page()).items).toEqual([]);
       const cursor = await callJson(system, 'GET', `${system.auth.url}/v1/settlement-batches?starting_after=${batch.id}`, undefined, { authorization: `Bearer ${apiKey}` });
       expect([cursor.status, cursor.body.code]).toEqual([404, 'starting_after_not_found']);
       expect(await codeOf(other.settlementReport(batch.id))).toBe('settlement_batch_not_found');

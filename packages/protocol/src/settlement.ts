@@ -40,15 +40,11 @@ export type SettlementBatchView = z.infer<typeof settlementBatchView>;
 
 export const settlementBatchList = z.strictObject({ batches: z.array(settlementBatchView).max(limits.settlementBatchesListMax) });
 export type SettlementBatchList = z.infer<typeof settlementBatchList>;
-/**
- * The merchant API's page of settlement batches (`GET /v1/settlement-batches`): the list contract's
- * `items`, `limit`, `has_more`, and `batches` — the same items, kept for callers of the unpaged answer.
- */
+/** The merchant API's page of settlement batches (`GET /v1/settlement-batches`): the list contract's `items`, `limit`, `has_more`. */
 export const settlementBatchPage = z.strictObject({
   items: z.array(settlementBatchView).max(limits.settlementBatchesListMax),
   limit: z.number().int(),
   has_more: z.boolean(),
-  batches: z.array(settlementBatchView).max(limits.settlementBatchesListMax),
 });
 export type SettlementBatchPage = z.infer<typeof settlementBatchPage>;
 

@@ -5,11 +5,11 @@
  * as a string beside the known union. So an SDK built today keeps working when the API grows.
  */
 import { z } from 'zod';
-import { paymentRequestView, refundView, settlementBatchList, settlementReport, webhookEvent } from '@kessai/protocol';
+import { paymentRequestView, refundView, settlementBatchView, settlementReport, webhookEvent } from '@kessai/protocol';
 import type {
   PaymentRequestView,
   RefundView,
-  SettlementBatchList,
+  SettlementBatchView,
   SettlementReport,
   WebhookEvent,
 } from '@kessai/protocol';
@@ -56,7 +56,7 @@ export type TolerantWebhookEvent = Omit<WebhookEvent, 'type'> & { type: WebhookE
 
 export const wirePaymentRequestView = tolerant<PaymentRequestView>(paymentRequestView);
 export const wireRefundView = tolerant<RefundView>(refundView);
-export const wireSettlementBatchList = tolerant<SettlementBatchList>(settlementBatchList);
+export const wireSettlementBatchView = tolerant<SettlementBatchView>(settlementBatchView);
 export const wireSettlementReport = tolerant<SettlementReport>(settlementReport);
 export const wireWebhookEvent = (loosen(webhookEvent) as z.ZodObject).extend({
   type: z.string().min(1).max(128),
