@@ -234,6 +234,13 @@ export const limits = {
    * a later-stamped one was sent is still found within this window (the ids already sent are skipped).
    */
   eventStreamLookBackMs: 10_000,
+  /**
+   * Ids one event stream remembers for its look-back (about 40 bytes each): at most this many after
+   * each poll. At the cap it forgets them and reads on only after its newest event (StreamTracker in
+   * apps/auth-server/src/event-stream.ts): never a duplicate, but an event committed behind more
+   * than this many newer ones is then not sent on that stream (still a webhook, still listed).
+   */
+  eventStreamSentIdsMax: 1_000,
   /** Keep-alive comment interval on event streams. */
   sseHeartbeatMs: 15_000,
   /** Payment requests returned by one list call. */
@@ -476,6 +483,8 @@ export const limitRelations: ReadonlyArray<readonly [string, (l: Limits) => bool
     (l) => Math.max(l.holderNameLengthMax, l.orderIdLengthMax) <= l.stringLengthMax],
   ['eventStreamPollMs < eventStreamLookBackMs (a late-committed event is looked for over several polls)',
     (l) => l.eventStreamPollMs < l.eventStreamLookBackMs],
+  ['eventStreamBatchMax < eventStreamSentIdsMax (one poll never reaches the cap alone)',
+    (l) => l.eventStreamBatchMax < l.eventStreamSentIdsMax],
 ];
 
 /** The relations `l` breaks (none for the limits above). */
