@@ -292,6 +292,15 @@ export const limits = {
   holdSyncMismatchRecheckMs: 60 * 60 * 1000,
   /** Settlement batches returned by one list call (newest first). */
   settlementBatchesListMax: 100,
+  /**
+   * Settlement events (apps/auth-server/src/settlement-events.ts): the broker asks each issuer for
+   * the batches it closed at most every settlementEventsPollMs (across all broker processes: the
+   * issuer's cursor row is claimed for settlementEventsClaimMs, skip-locked), and reads at most
+   * settlementEventsPageMax batches per ask (the next page at the next pass).
+   */
+  settlementEventsPollMs: 5_000,
+  settlementEventsClaimMs: 60_000,
+  settlementEventsPageMax: 20,
   /** How often the settlement worker checks whether the previous business day may be closed; 0 turns it off. */
   settlementWorkerIntervalMsDefault: 60_000,
   /** The worker closes a business day this long after it ended (late captures of other processes land first). */
@@ -483,6 +492,8 @@ export const limitRelations: ReadonlyArray<readonly [string, (l: Limits) => bool
     (l) => Math.max(l.holderNameLengthMax, l.orderIdLengthMax) <= l.stringLengthMax],
   ['eventStreamPollMs < eventStreamLookBackMs (a late-committed event is looked for over several polls)',
     (l) => l.eventStreamPollMs < l.eventStreamLookBackMs],
+  ['settlementEventsPollMs < settlementEventsClaimMs; claim ≥ 2 × upstreamTimeoutMs (an ask and its page)',
+    (l) => l.settlementEventsPollMs < l.settlementEventsClaimMs && l.settlementEventsClaimMs >= 2 * l.upstreamTimeoutMs],
   ['eventStreamBatchMax < eventStreamSentIdsMax (one poll never reaches the cap alone)',
     (l) => l.eventStreamBatchMax < l.eventStreamSentIdsMax],
 ];

@@ -8,7 +8,7 @@
 import { z } from 'zod';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { KessaiError, limits } from '@kessai/protocol';
-import { AuthorizationVerificationError, verifyWebhookEvent } from '@kessai/sdk';
+import { AuthorizationVerificationError, isSettlementBatchEvent, verifyWebhookEvent } from '@kessai/sdk';
 import type { KessaiApp } from '@kessai/service';
 import type { ShopContext } from '../app.ts';
 import { webhookPath } from '../config.ts';
@@ -46,6 +46,19 @@ export async function registerWebhookRoute(app: KessaiApp, { config, db, fulfilm
           [event.id],
         );
         if (seen) return { received: true as const };
+        // A settlement batch closed at an issuer: the merchant's books, nothing for the storefront (the back office
+        // reads batches through /api/settlements). Acknowledged and logged, once.
+        if (isSettlementBatchEvent(event)) {
+          request.log.info(
+            { event: event.id, type: event.type, batch: event.data.id, issuer: event.data.issuer_id },
+            'settlement batch closed: nothing to fulfil',
+          );
+          await db.query(
+            'insert into processed_webhook_events (event_id, type) values ($1, $2) on conflict (event_id) do nothing',
+            [event.id, event.type],
+          );
+          return { received: true as const };
+        }
         // A retry that overtook a later event of the same payment request (a stale `approved` after
         // `captured`): acknowledged, so it is not sent again, and not applied. Its refund, a fact of
         // its own, is still recorded (once per refund id).
