@@ -31,7 +31,10 @@ let db: Db;
 beforeAll(async () => {
   db = await openDb({ pgliteTemplate: await pgliteTemplate() });
   await migrate(db, migrations);
-  await db.query("insert into merchants (id, name, api_key_hash, webhook_url, webhook_secret) values ($1, 'Shop', 'h', null, 's')", [merchantId]);
+  await db.query(
+    "insert into merchants (id, name, api_key_hash, webhook_url, webhook_secret) values ($1, 'Shop', 'h', null, 's')",
+    [merchantId],
+  );
 });
 afterAll(async () => {
   await db?.close();
@@ -44,7 +47,11 @@ class FakeIssuer {
   asks = 0;
   constructor(readonly id: string) {}
 
-  close(merchant = merchantId, paymentRequestIds: string[] = [], id = `stb_${newId('evt').slice(4, 30)}`): SettlementBatchView {
+  close(
+    merchant = merchantId,
+    paymentRequestIds: string[] = [],
+    id = `stb_${newId('evt').slice(4, 30)}`,
+  ): SettlementBatchView {
     const batch: SettlementBatchView = {
       id,
       issuer_id: this.id,
@@ -88,7 +95,11 @@ const issuers = { sakura: new FakeIssuer('sakura-bank'), fuji: new FakeIssuer('f
 
 /** A broker process: its own context (and so its own poll gate) on the shared database. */
 function brokerProcess(): AuthContext {
-  const routes = Object.values(issuers).map((issuer) => ({ id: issuer.id, baseUrl: `https://${issuer.id}.test`, cardPrefixes: [] }));
+  const routes = Object.values(issuers).map((issuer) => ({
+    id: issuer.id,
+    baseUrl: `https://${issuer.id}.test`,
+    cardPrefixes: [],
+  }));
   const http = {
     call: async (_method: string, url: string) => {
       const parsed = new URL(url);
@@ -98,7 +109,10 @@ function brokerProcess(): AuthContext {
       return issuer.feed(parsed);
     },
   };
-  return { config: { db, issuers: routes, logger: createLogger({ name: 'test', level: 'silent' }) }, http } as unknown as AuthContext;
+  return {
+    config: { db, issuers: routes, logger: createLogger({ name: 'test', level: 'silent' }) },
+    http,
+  } as unknown as AuthContext;
 }
 
 /** Each poll of a process is later than its last by the poll interval (its gate opens again). */
@@ -106,7 +120,9 @@ let clockMs = 0;
 const later = () => new Date((clockMs = Math.max(clockMs + limits.settlementEventsPollMs, Date.now())));
 
 async function batchEvents(): Promise<Array<{ id: string; type: string; livemode: boolean; body: string }>> {
-  return db.query(`select id, event_type as type, ${eventLivemode} as livemode, body from webhook_outbox where event_type = 'settlement_batch.closed' order by created_at, id`);
+  return db.query(
+    `select id, event_type as type, ${eventLivemode} as livemode, body from webhook_outbox where event_type = 'settlement_batch.closed' order by created_at, id`,
+  );
 }
 
 describe('settlement batch events', () => {
@@ -148,7 +164,10 @@ describe('settlement batch events', () => {
     expect(await pollSettlementEvents(broker, later())).toBe(0);
     issuers.fuji.down = false;
     expect(await pollSettlementEvents(broker, later())).toBe(1);
-    const [row] = await db.query<{ event_id: string | null }>("select event_id from settlement_batch_events where issuer_id = 'fuji-bank' and batch_id = $1", [issuers.fuji.batches[1]!.batch.id]);
+    const [row] = await db.query<{ event_id: string | null }>(
+      "select event_id from settlement_batch_events where issuer_id = 'fuji-bank' and batch_id = $1",
+      [issuers.fuji.batches[1]!.batch.id],
+    );
     expect(row).toEqual({ event_id: null });
     expect((await batchEvents()).filter((event) => JSON.parse(event.body).data.id === waiting.id)).toHaveLength(1);
   });
@@ -166,7 +185,9 @@ describe('settlement batch events', () => {
     const broker = brokerProcess();
     await pollSettlementEvents(broker, later());
     const events = (await batchEvents()).filter((event) => JSON.parse(event.body).data.id === shared);
-    expect(events.map((event) => [JSON.parse(event.body).data.issuer_id, event.livemode, JSON.parse(event.body).livemode])).toEqual(
+    expect(
+      events.map((event) => [JSON.parse(event.body).data.issuer_id, event.livemode, JSON.parse(event.body).livemode]),
+    ).toEqual(
       expect.arrayContaining([
         ['sakura-bank', false, false],
         ['fuji-bank', true, true],

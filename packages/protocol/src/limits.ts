@@ -493,7 +493,8 @@ export const limitRelations: ReadonlyArray<readonly [string, (l: Limits) => bool
   ['eventStreamPollMs < eventStreamLookBackMs (a late-committed event is looked for over several polls)',
     (l) => l.eventStreamPollMs < l.eventStreamLookBackMs],
   ['settlementEventsPollMs < settlementEventsClaimMs; claim ≥ 2 × upstreamTimeoutMs (an ask and its page)',
-    (l) => l.settlementEventsPollMs < l.settlementEventsClaimMs && l.settlementEventsClaimMs >= 2 * l.upstreamTimeoutMs],
+    (l) => l.settlementEventsPollMs < l.settlementEventsClaimMs
+      && l.settlementEventsClaimMs >= 2 * l.upstreamTimeoutMs],
   ['eventStreamBatchMax < eventStreamSentIdsMax (one poll never reaches the cap alone)',
     (l) => l.eventStreamBatchMax < l.eventStreamSentIdsMax],
 ];

@@ -40,7 +40,7 @@ export type SettlementBatchView = z.infer<typeof settlementBatchView>;
 
 export const settlementBatchList = z.strictObject({ batches: z.array(settlementBatchView).max(limits.settlementBatchesListMax) });
 export type SettlementBatchList = z.infer<typeof settlementBatchList>;
-/** The merchant API's page of settlement batches (`GET /v1/settlement-batches`): the list contract's `items`, `limit`, `has_more`. */
+/** The merchant API's page of settlement batches (`GET /v1/settlement-batches`): `items`, `limit`, `has_more`. */
 export const settlementBatchPage = z.strictObject({
   items: z.array(settlementBatchView).max(limits.settlementBatchesListMax),
   limit: z.number().int(),
@@ -61,7 +61,13 @@ export const closedBatchesQuery = z.strictObject({
 });
 export const closedBatchFeed = z.strictObject({
   items: z
-    .array(z.strictObject({ cursor: settlementBatchCursor, batch: settlementBatchView, payment_request_ids: z.array(paymentRequestId) }))
+    .array(
+      z.strictObject({
+        cursor: settlementBatchCursor,
+        batch: settlementBatchView,
+        payment_request_ids: z.array(paymentRequestId),
+      }),
+    )
     .max(limits.settlementEventsPageMax),
   has_more: z.boolean(),
 });
@@ -79,7 +85,10 @@ export const settlementBatchEvent = z.strictObject({
 export type SettlementBatchEvent = z.infer<typeof settlementBatchEvent>;
 
 /** Every event type the authentication server sends: the payment requests' and the settlement batches'. */
-export const webhookEventType = z.enum([...webhookEvent.shape.type.options, settlementBatchEvent.shape.type.value]);
+export const webhookEventType = z.enum([
+  ...webhookEvent.shape.type.options,
+  settlementBatchEvent.shape.type.value,
+]);
 export type WebhookEventTypeName = z.infer<typeof webhookEventType>;
 
 export const settlementLineView = z.strictObject({

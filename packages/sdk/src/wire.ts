@@ -65,7 +65,7 @@ export type WebhookEventType = KnownWebhookEventType | (string & {});
 export type TolerantPaymentRequestEvent = Omit<WebhookEvent, 'type'> & {
   type: Exclude<KnownWebhookEventType, SettlementBatchEvent['type']> | (string & {});
 };
-/** `settlement_batch.closed`: its issuer closed a settlement batch of the merchant (no payment request, no `sequence`). */
+/** `settlement_batch.closed`: an issuer closed a batch of the merchant (no payment request, no `sequence`). */
 export type TolerantSettlementBatchEvent = SettlementBatchEvent;
 /** Tell them apart with isSettlementBatchEvent: every other event carries a payment request. */
 export type TolerantWebhookEvent = TolerantPaymentRequestEvent | TolerantSettlementBatchEvent;

@@ -38,7 +38,7 @@ export async function eventStreamRoutes(app: FastifyInstance, { config }: AuthCo
       throw new KessaiError('stream_limit_reached');
     open.set(merchant.id, count + 1);
     const raw = startStream(reply);
-    // The look-back's sent ids, at most limits.eventStreamSentIdsMax (StreamTracker): a late-committed event is sent once.
+    // The look-back's sent ids, at most limits.eventStreamSentIdsMax (StreamTracker): a late event is sent once.
     const tracker = new StreamTracker(cursor);
     let busy = false;
     const poll = async () => {

@@ -54,10 +54,16 @@ export async function registerSettlement(app: FastifyInstance, config: Settlemen
       batches: (await listBatches(config.db, { merchantId: request.params.merchant_id })).map((row) => batchView(row, config.issuerId)),
     }));
     // The authentication server learns of closed batches here (settlement events); the bank never calls it.
-    internal.get('/internal/v1/settlement-batches', { schema: { querystring: closedBatchesQuery, response: { 200: closedBatchFeed } } }, async (request) => {
-      const rows = await closedBatchesAfter(config.db, request.query.after, request.query.limit + 1);
-      const items = rows.slice(0, request.query.limit).map((row) => ({ cursor: batchCursorOf(row), batch: batchView(row, config.issuerId), payment_request_ids: row.payment_request_ids }));
-      return { items, has_more: rows.length > request.query.limit };
+    const feedSchema = { querystring: closedBatchesQuery, response: { 200: closedBatchFeed } };
+    internal.get('/internal/v1/settlement-batches', { schema: feedSchema }, async (request) => {
+      const { after, limit } = request.query;
+      const rows = await closedBatchesAfter(config.db, after, limit + 1);
+      const items = rows.slice(0, limit).map((row) => ({
+        cursor: batchCursorOf(row),
+        batch: batchView(row, config.issuerId),
+        payment_request_ids: row.payment_request_ids,
+      }));
+      return { items, has_more: rows.length > limit };
     });
     internal.get(
       '/internal/v1/merchants/:merchant_id/settlement-batches/:batch_id/report',
