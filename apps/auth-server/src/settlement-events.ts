@@ -92,7 +92,11 @@ async function pollIssuer(
       });
       if (moved) queued += 1;
     }
-    if (feed.has_more) nextPollAt = now;
+    // More to read: due again at once, in this process at its next worker pass.
+    if (feed.has_more) {
+      nextPollAt = now;
+      lastPolls.delete(context);
+    }
   } catch (err) {
     if (err instanceof ClaimLost) return queued;
     if (!(err instanceof KessaiError)) throw err;

@@ -3,7 +3,7 @@
  * remembers stay at most limits.eventStreamSentIdsMax after every poll, and at the cap the stream
  * forgets them and reads on only after its newest event — no event is sent twice, and an event
  * committed late behind the cap is not sent on the stream (as docs/protocol.md says). A real
- * database with the authentication server's migrations.
+ * database (PGlite, or PostgreSQL with KESSAI_TEST_PG_URL) with the authentication server's migrations.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import path from 'node:path';
@@ -11,14 +11,18 @@ import { fileURLToPath } from 'node:url';
 import { limits } from '@kessai/protocol';
 import { migrate, openDb, type Db } from '@kessai/service';
 import { eventsAfter, latestCursor, StreamTracker } from '../src/event-stream.ts';
-import { pgliteTemplate } from '../../../test/support/database.ts';
+import { pgliteTemplate, scratchPostgres } from '../../../test/support/database.ts';
 
 const migrations = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'migrations');
 const owner = { merchantId: 'mer_stream', livemode: false };
 
 let db: Db;
+let drop: (() => Promise<void>) | undefined;
 beforeAll(async () => {
-  db = await openDb({ pgliteTemplate: await pgliteTemplate() });
+  // PostgreSQL when KESSAI_TEST_PG_URL is set (where skip-locked claims really run side by side), else PGlite.
+  const scratch = await scratchPostgres('kessai_event_stream');
+  drop = scratch?.drop;
+  db = scratch ? await openDb({ url: scratch.url }) : await openDb({ pgliteTemplate: await pgliteTemplate() });
   await migrate(db, migrations);
   await db.query(
     "insert into merchants (id, name, api_key_hash, webhook_url, webhook_secret) values ($1, 'Shop', 'h', null, 's')",
@@ -27,6 +31,7 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await db?.close();
+  await drop?.();
 });
 
 /** `count` delivered events of the merchant, one microsecond apart from `base`, ids `evt_<prefix><n>`. */
