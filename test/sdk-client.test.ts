@@ -12,7 +12,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KessaiError, signStandardWebhook, signWebhook } from '@kessai/protocol';
 import { loadOrCreateDevPki } from '@kessai/service';
-import { MerchantClient, verifyWebhookEvent } from '@kessai/sdk';
+import { isSettlementBatchEvent, knownWebhookEventTypes, MerchantClient, verifyWebhookEvent } from '@kessai/sdk';
 import { readFileSync } from 'node:fs';
 
 const vector = JSON.parse(readFileSync(new URL('../docs/protocol/vectors/webhook-signature.json', import.meta.url), 'utf8')) as { body: string };
@@ -68,6 +68,15 @@ describe('tolerant answers and events', () => {
     const headers = { 'webhook-id': 'evt_w0ewd4783w1bzwjcgm1fd7m2qm', 'webhook-timestamp': String(t), 'webhook-signature': await signStandardWebhook([secret], 'evt_w0ewd4783w1bzwjcgm1fd7m2qm', body, t) };
     expect((await verifyWebhookEvent([secret], headers, body))?.type).toBe('payout.paid');
     expect(await verifyWebhookEvent([secret], { ...headers, 'webhook-id': 'evt_other' }, body)).toBeUndefined();
+    // A payment request's data under a type this SDK does not know is still a payment request's event.
+    expect(kessai && isSettlementBatchEvent(kessai)).toBe(false);
+  });
+
+  it('knows settlement_batch.closed and tells it apart from a payment request’s event', async () => {
+    expect(knownWebhookEventTypes).toContain('settlement_batch.closed');
+    const secret = 'whsec_i5iOUMqFvXPIMlNBnBYultoK1OBY1JDh';
+    const approved = await verifyWebhookEvent([secret], await signWebhook(secret, vector.body, Math.floor(Date.now() / 1000)), vector.body);
+    expect(approved && isSettlementBatchEvent(approved)).toBe(false);
   });
 });
 

@@ -11,11 +11,12 @@ import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Agent, request } from 'undici';
-import { newId, sha256Base64url, type SettlementBatchView } from '@kessai/protocol';
+import { closedBatchFeed, limits, newId, sha256Base64url, type SettlementBatchView } from '@kessai/protocol';
 import { MerchantClient, type WalletClient } from '@kessai/sdk';
 import { addDays, businessDayOf, endOfDay, readAccount } from '@kessai/settlement-server';
 import { callJson, enroll, waitFor, type TestSystem } from './support/system.ts';
 import { runKessaiProcess } from './support/cli.ts';
+import { pollSettlementEvents } from '../apps/auth-server/src/settlement-events.ts';
 import { codeOf } from './support/errors.ts';
 import { approvedRequest, idempotencyKey, startWithPayer } from './support/payer.ts';
 
@@ -68,6 +69,7 @@ const runCli = (args: string[]) => runKessaiProcess(args, { KESSAI_DATA_DIR: sys
 
 describe('settlement batches', () => {
   let batch: SettlementBatchView;
+  let fujiBatch: SettlementBatchView;
   let payments: { full: string; partial: string };
 
   it('refuses to close the current day or a future one with settlement_day_not_over', async () => {
@@ -109,6 +111,61 @@ describe('settlement batches', () => {
     const fuji = await closeDay('fuji-bank', today);
     expect(fuji.body.batches).toHaveLength(1);
     expect(fuji.body.batches[0]).toMatchObject({ issuer_id: 'fuji-bank', captured_minor: '1000', fees_minor: '25', payout_minor: '975', fee_schedule: { basis_points: 250, fixed_minor: '0' } });
+    fujiBatch = fuji.body.batches[0];
+  });
+
+  it('the broker learns of each closed batch from its issuer and tells the merchant once: settlement_batch.closed listed, delivered, streamed, resendable', async () => {
+    // Another broker process asks the issuers at the same time as the running one: still one event per batch.
+    await Promise.all([pollSettlementEvents({ ...system.auth.context }, new Date()), pollSettlementEvents({ ...system.auth.context }, new Date())]);
+    const events = await waitFor('both batches announced', async () => {
+      const page = await merchant.listEvents({ types: ['settlement_batch.closed'] }).page();
+      return page.items.length >= 2 ? page.items : undefined;
+    });
+    // Batch ids derive from day, merchant and currency: both issuers' batches of today share one, and each is announced.
+    expect(events.map((event) => event.data).sort((a, b) => JSON.stringify(a).localeCompare(JSON.stringify(b)))).toEqual([fujiBatch, batch].sort((a, b) => JSON.stringify(a).localeCompare(JSON.stringify(b))));
+    expect(events.every((event) => event.type === 'settlement_batch.closed' && event.livemode === false)).toBe(true);
+    const ids = events.map((event) => event.id);
+    // Delivered to the shop, which acknowledges it and fulfils nothing.
+    await waitFor('the events delivered', async () => {
+      const rows = await system.auth.db.query<{ status: string }>('select status from webhook_outbox where id = any($1)', [ids]);
+      return rows.length === 2 && rows.every((row) => row.status === 'delivered') ? true : undefined;
+    });
+    const processed = await system.shop.db.query<{ type: string }>('select type from processed_webhook_events where event_id = any($1)', [ids]);
+    expect(processed.map((row) => row.type)).toEqual(['settlement_batch.closed', 'settlement_batch.closed']);
+    // Asked again from the start (a lost cursor), the issuers' batches are not announced twice.
+    await system.auth.db.query("update settlement_event_cursors set cursor = null, next_poll_at = now() - interval '1 second'");
+    await pollSettlementEvents({ ...system.auth.context }, new Date());
+    const rows = await system.auth.db.query<{ n: number }>("select count(*)::int4 as n from webhook_outbox where event_type = 'settlement_batch.closed'");
+    expect(rows[0]!.n).toBe(2);
+    // The issuer's feed pages by its cursors exactly: after the first batch comes the next, never the first again.
+    const feedUrl = (query: string) => `${issuer('sakura-bank').url}/internal/v1/settlement-batches${query}`;
+    const feed = (query: string) => system.auth.context.http.call('GET', feedUrl(query), { schema: closedBatchFeed, unavailable: 'issuer_unavailable' });
+    const all = await feed('');
+    expect(all.items.map((item) => item.batch)).toEqual([batch]);
+    expect(all.items[0]!.payment_request_ids.sort()).toEqual([payments.full, payments.partial].sort());
+    expect(await feed(`?after=${encodeURIComponent(all.items[0]!.cursor)}&limit=1`)).toEqual({ items: [], has_more: false });
+    for (const bad of ['?after=1:pr_x', '?after=stb_x', `?limit=${limits.settlementEventsPageMax + 1}`, '?limit=0', '?since=1']) {
+      expect(await codeOf(feed(bad)), bad).toBe('validation_failed');
+    }
+    // Resent like any event; streamed like any event.
+    const headers = { authorization: `Bearer ${system.merchant.apiKey}`, 'idempotency-key': idempotencyKey() };
+    const resent = await callJson(system, 'POST', `${system.auth.url}/v1/webhook-events/${ids[0]}/resend`, {}, headers);
+    expect(resent).toMatchObject({ status: 200, body: { id: ids[0], event_type: 'settlement_batch.closed', payment_request_id: null } });
+    const [before] = await system.auth.db.query<{ id: string }>("select id from webhook_outbox where merchant_id = $1 and event_type <> 'settlement_batch.closed' order by created_at desc, id desc limit 1", [system.merchant.merchantId]);
+    const agent = new Agent({ connect: { ca: system.pki.caCertPem } });
+    const controller = new AbortController();
+    try {
+      const stream = await request(`${system.auth.url}/v1/events/stream`, { dispatcher: agent, signal: controller.signal, headers: { authorization: headers.authorization, 'last-event-id': before!.id } });
+      let text = '';
+      for await (const chunk of stream.body) {
+        text += (chunk as Buffer).toString();
+        if (ids.every((id) => text.includes(`id: ${id}\nevent: settlement_batch.closed\n`))) break;
+      }
+      expect(text).toContain('"type":"settlement_batch.closed"');
+    } finally {
+      controller.abort();
+      await agent.close();
+    }
   });
 
   it('the report adds up exactly to the payout transfer and the ledger, in JSON and in CSV, through the merchant API and the shop', async () => {
@@ -157,14 +214,16 @@ describe('settlement batches', () => {
     expect(download).toMatchObject({ status: 200, text: csv });
     expect(download.contentType).toMatch(/^text\/csv/);
     expect((await getText(`${system.shop.url}/api/settlements/${batch.id}/report.csv`, {})).status).toBe(401);
-    expect(await merchant.listSettlementBatches()).toEqual(listed.body.batches);
+    expect((await merchant.listSettlementBatches().page()).items).toEqual(listed.body.batches);
 
     // The merchant API pages them as every list does: newest first, limit and starting_after.
-    const all = await merchant.listSettlementBatches();
+    const all: SettlementBatchView[] = [];
+    for await (const each of merchant.listSettlementBatches({ limit: 1 })) all.push(each);
+    expect(all).toEqual(listed.body.batches);
     expect(all).toHaveLength(2);
     const headers = { authorization: `Bearer ${system.merchant.apiKey}` };
     const first = await callJson(system, 'GET', `${system.auth.url}/v1/settlement-batches?limit=1`, undefined, headers);
-    expect(first.body).toMatchObject({ items: [all[0]], limit: 1, has_more: true, batches: [all[0]] });
+    expect(first.body).toEqual({ items: [all[0]], limit: 1, has_more: true });
     const second = await callJson(system, 'GET', `${system.auth.url}/v1/settlement-batches?limit=1&starting_after=${all[0]!.id}`, undefined, headers);
     expect(second.body).toMatchObject({ items: [all[1]], limit: 1, has_more: false });
     expect(new Date(all[0]!.created_at).getTime()).toBeGreaterThanOrEqual(new Date(all[1]!.created_at).getTime());
@@ -199,7 +258,7 @@ describe('settlement batches', () => {
     await system.auth.db.query('insert into merchants (id, name, api_key_hash, webhook_url, webhook_secret) values ($1, $2, $3, null, $4)', [newId('mer'), 'Other shop', await sha256Base64url(apiKey), `whsec_${randomBytes(24).toString('base64url')}`]);
     const other = new MerchantClient({ maxNetworkRetries: 0, baseUrl: system.auth.url, apiKey, caCertPem: system.pki.caCertPem });
     try {
-      expect(await other.listSettlementBatches()).toEqual([]);
+      expect((await other.listSettlementBatches().page()).items).toEqual([]);
       const cursor = await callJson(system, 'GET', `${system.auth.url}/v1/settlement-batches?starting_after=${batch.id}`, undefined, { authorization: `Bearer ${apiKey}` });
       expect([cursor.status, cursor.body.code]).toEqual([404, 'starting_after_not_found']);
       expect(await codeOf(other.settlementReport(batch.id))).toBe('settlement_batch_not_found');

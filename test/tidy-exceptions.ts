@@ -61,7 +61,7 @@ export const tidyExceptions: readonly TidyException[] = [
   { rule: 'line-width', file: 'apps/auth-server/src/settlements.ts', count: 8, reason: 'lines written before the 120-column check: not reformatted now (seven branches in flight); new lines are held to it' },
   { rule: 'line-width', file: 'apps/auth-server/src/wallet-origins.ts', count: 2, reason: 'lines written before the 120-column check: not reformatted now (seven branches in flight); new lines are held to it' },
   { rule: 'line-width', file: 'apps/auth-server/src/webhook-secrets.ts', count: 12, reason: 'lines written before the 120-column check: not reformatted now (seven branches in flight); new lines are held to it' },
-  { rule: 'line-width', file: 'apps/auth-server/src/webhooks.ts', count: 23, reason: 'lines written before the 120-column check: not reformatted now (seven branches in flight); new lines are held to it' },
+  { rule: 'line-width', file: 'apps/auth-server/src/webhooks.ts', count: 22, reason: 'lines written before the 120-column check: not reformatted now (seven branches in flight); new lines are held to it' },
   { rule: 'line-width', file: 'apps/cli/src/accounts-commands.ts', count: 6, reason: 'lines written before the 120-column check: not reformatted now (seven branches in flight); new lines are held to it' },
   { rule: 'line-width', file: 'apps/cli/src/accounts-file.ts', count: 6, reason: 'lines written before the 120-column check: not reformatted now (seven branches in flight); new lines are held to it' },
   { rule: 'line-width', file: 'apps/cli/src/audit-commands.ts', count: 8, reason: 'lines written before the 120-column check: not reformatted now (seven branches in flight); new lines are held to it' },
@@ -213,5 +213,4 @@ export const tidyExceptions: readonly TidyException[] = [
   { rule: 'line-width', file: 'scripts/stage-packages.mjs', count: 2, reason: 'lines written before the 120-column check, moved since: not reformatted now; new lines are held to it' },
   { rule: 'function-lines', file: 'apps/auth-server/src/app.ts', count: 1, reason: 'longer than 70 lines before the tidy check (moved or reformatted since, not yet split): split when next changed' },
   { rule: 'line-width', file: 'scripts/openapi.ts', count: 2, reason: 'lines written before the 120-column check, moved since: not reformatted now; new lines are held to it' },
-  { rule: 'function-lines', file: 'apps/auth-server/src/routes/event-stream.ts', count: 1, reason: 'longer than 70 lines before the tidy check (moved or reformatted since, not yet split): split when next changed' },
 ];

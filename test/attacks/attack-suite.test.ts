@@ -438,6 +438,7 @@ describe('transport: mutual TLS to the issuer and no fallback below TLS 1.2', ()
     { method: 'POST', route: `/internal/v1/authorizations/${rid}/refunds` },
     { method: 'GET', route: `/internal/v1/authorizations/${rid}` },
     { method: 'GET', route: `/internal/v1/merchants/${merchant}/settlement-batches` },
+    { method: 'GET', route: '/internal/v1/settlement-batches' },
     { method: 'GET', route: `/internal/v1/merchants/${merchant}/settlement-batches/stb_${rid.slice(3)}/report` },
   ];
   const callInternal = (agent: Agent, { method, route }: (typeof internalRoutes)[number]) =>

@@ -73,6 +73,7 @@ function settlementEndpoints(issuer: string): Endpoint[] {
     { name: 'refund', method: 'POST', path: '/internal/v1/authorizations/:id/refunds', ids: rids, body: { refund_id: newId('rf'), amount_minor: '1' } },
     { name: 'authorization status', method: 'GET', path: '/internal/v1/authorizations/:id', ids: rids },
     { name: 'merchant batches', method: 'GET', path: '/internal/v1/merchants/:id/settlement-batches', ids: [system.merchant.merchantId, newId('mer')] },
+    { name: 'closed batches (settlement events)', method: 'GET', path: '/internal/v1/settlement-batches' },
     { name: 'merchant batch report', method: 'GET', path: `/internal/v1/merchants/${system.merchant.merchantId}/settlement-batches/:id/report`, ids: batchIds },
     { name: 'home page', method: 'GET', path: '/' },
     { name: 'page', method: 'GET', path: '/:id/', ids: ['console', 'nothing'] },

@@ -19,6 +19,7 @@ import { transition } from './payment-state.ts';
 import { brokerMetrics } from './metrics.ts';
 import { brokerReadinessChecks } from './readiness.ts';
 import { relayPendingRevocations } from './revocation-relay.ts';
+import { pollSettlementEvents } from './settlement-events.ts';
 import { IssuerDirectory } from './issuers.ts';
 import type { PaymentRequestRow } from './payment-requests.ts';
 import { authRateLimitKeys } from './rate-limits.ts';
@@ -93,6 +94,7 @@ export async function runWorker(context: AuthContext, dispatcher: WebhookDispatc
   await resolveInDoubt(context, now);
   await syncHolds(context, now);
   await relayPendingRevocations(context);
+  await pollSettlementEvents(context, now); // the batches the issuers closed, as settlement_batch.closed events
 }
 
 export async function buildAuthServer(config: AuthConfig) {

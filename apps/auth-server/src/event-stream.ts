@@ -25,8 +25,8 @@ export interface StreamedEvent {
   event_type: string;
   body: string;
   at: string;
-  /** created_at in epoch milliseconds (for the look-back window's bookkeeping). */
-  at_ms: string | number;
+  /** created_at in epoch microseconds, as text (exact: the look-back's bookkeeping compares them). */
+  at_us: string;
 }
 
 /** The position of `eventId` in the merchant's events, or undefined when the merchant has no such event. */
@@ -60,6 +60,60 @@ export interface StreamPosition {
 }
 
 /**
+ * One stream's bookkeeping (pure: no I/O, no clock). It remembers the ids it sent within
+ * limits.eventStreamLookBackMs of the newest, so the look-back sends a late-committed event once,
+ * and at most `sentIdsMax` (limits.eventStreamSentIdsMax) of them after each poll. At the cap it
+ * forgets them all and moves its floor up to the newest event sent: nothing at or before that is
+ * read again, so no event is ever sent twice, but an event that commits later than `sentIdsMax`
+ * newer events were sent within one look-back window is not sent on this stream (its webhook is
+ * still delivered, and `GET /v1/events` lists it).
+ */
+export class StreamTracker {
+  #floor: StreamCursor;
+  #newest: StreamCursor;
+  #newestUs = -1n;
+  /** Sent id → its created_at in epoch microseconds. */
+  readonly #sent = new Map<string, bigint>();
+  readonly #sentIdsMax: number;
+
+  constructor(start: StreamCursor, sentIdsMax: number = limits.eventStreamSentIdsMax) {
+    if (!Number.isInteger(sentIdsMax) || sentIdsMax < 1)
+      throw new TypeError('StreamTracker: sentIdsMax must be a positive integer');
+    this.#floor = start;
+    this.#newest = start;
+    this.#sentIdsMax = sentIdsMax;
+  }
+
+  position(): StreamPosition {
+    return { floor: this.#floor, newest: this.#newest, sent: [...this.#sent.keys()] };
+  }
+
+  get sentCount(): number {
+    return this.#sent.size;
+  }
+
+  /**
+   * An event just sent. Rows come in (created_at, id) order within a poll, and a later poll's row
+   * stamped in the same microsecond as the newest comes after it in that order (the same transaction's
+   * rows, split by eventStreamBatchMax): so `>=` keeps `newest` the greatest sent.
+   */
+  sent(event: Pick<StreamedEvent, 'id' | 'at' | 'at_us'>): void {
+    const atUs = BigInt(event.at_us);
+    this.#sent.set(event.id, atUs);
+    if (atUs >= this.#newestUs) [this.#newest, this.#newestUs] = [{ createdAt: event.at, id: event.id }, atUs];
+  }
+
+  /** After each poll: forgets ids older than the look-back window; past the cap, all of them (see above). */
+  endPoll(): void {
+    const oldestUs = this.#newestUs - BigInt(limits.eventStreamLookBackMs) * 1000n;
+    for (const [id, atUs] of this.#sent) if (atUs < oldestUs) this.#sent.delete(id);
+    if (this.#sent.size <= this.#sentIdsMax) return;
+    this.#sent.clear();
+    this.#floor = this.#newest;
+  }
+}
+
+/**
  * The merchant's events after the stream's floor not sent yet, stamped after `newest` or up to
  * limits.eventStreamLookBackMs before it, oldest first, at most limits.eventStreamBatchMax: created_at
  * is the inserting transaction's time, so an event can commit after a later-stamped one was read.
@@ -67,7 +121,7 @@ export interface StreamPosition {
 export function eventsAfter(db: Queryable, owner: StreamOwner, at: StreamPosition): Promise<StreamedEvent[]> {
   return db.query<StreamedEvent>(
     `select id, event_type, body, created_at::text as at,
-            floor(extract(epoch from created_at) * 1000)::bigint as at_ms from webhook_outbox
+            (extract(epoch from created_at) * 1000000)::bigint::text as at_us from webhook_outbox
       where merchant_id = $1 and ${eventLivemode} = $2
         and (created_at, id) > ($3::timestamptz, $4::text)
         and created_at > $5::timestamptz - make_interval(secs => $6::double precision / 1000)

@@ -181,12 +181,13 @@ export interface WebhookEventRecord {
   dead_at: Date | null;
   resent_at: Date | null;
   created_at: Date;
-  /** The mode of the event's payment request (false without one). */
+  /** The event's mode: its own (a settlement batch's event), else its payment request's (false without either). */
   livemode: boolean;
 }
 
-/** An outbox row's mode, as SQL: its payment request's (docs/protocol.md, "Test and live mode"). */
-export const eventLivemode = 'coalesce((select p.livemode from payment_requests p where p.id = webhook_outbox.payment_request_id), false)';
+/** An outbox row's mode, as SQL: its own (a settlement batch's event), else its payment request's. */
+export const eventLivemode = `coalesce(webhook_outbox.livemode,
+  (select p.livemode from payment_requests p where p.id = webhook_outbox.payment_request_id), false)`;
 const recordColumns = `id, merchant_id, event_type, payment_request_id, status, attempts, last_status, next_attempt_at, delivered_at,
   dead_at, resent_at, created_at, ${eventLivemode} as livemode`;
 

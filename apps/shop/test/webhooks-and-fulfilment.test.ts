@@ -99,6 +99,24 @@ describe('webhook signature', () => {
     expect((await deliver(body, '')).status).toBe(400);
   });
 
+  it('acknowledges a settlement_batch.closed event once and changes no order (it is the back office’s, not the storefront’s)', async () => {
+    const { orderId, requestId } = await checkout();
+    const view = shop.peers.requests.get(requestId)!;
+    const batch = { id: `stb_${'a'.repeat(26)}`, issuer_id: 'sakura-bank', business_day: '2026-01-05', time_zone: 'UTC', merchant_id: view.merchant_id, currency: 'JPY', fee_schedule: { basis_points: 250, fixed_minor: '0' }, captured_minor: '1000', refunded_minor: '0', fees_minor: '25', net_minor: '975', carried_in_minor: '0', payout_minor: '975', carried_out_minor: '0', fee_transfer_id: null, payout_transfer_id: null, line_count: 1, created_at: new Date().toISOString() };
+    const closed = { id: newId('evt'), type: 'settlement_batch.closed', created_at: new Date().toISOString(), livemode: false, data: batch };
+    const body = JSON.stringify(closed);
+    const signature = await signWebhook(shop.webhookSecret, body, Math.floor(Date.now() / 1000));
+    expect((await deliver(body, signature)).status).toBe(200);
+    expect((await deliver(body, signature)).status).toBe(200);
+    const rows = await shop.db.query<{ type: string }>('select type from processed_webhook_events where event_id = $1', [closed.id]);
+    expect(rows).toEqual([{ type: 'settlement_batch.closed' }]);
+    expect(await orderStatus(orderId)).toBe('awaiting_payment');
+    // The SDK reads it as the batch event it is; one whose data is not a batch is no event.
+    expect(await verifyWebhookEvent([shop.webhookSecret], signature, body)).toEqual(closed);
+    const broken = JSON.stringify({ ...closed, data: view });
+    expect((await deliver(broken, await signWebhook(shop.webhookSecret, broken, Math.floor(Date.now() / 1000)))).status).toBe(400);
+  });
+
   it('refuses a signed body that is not a webhook event', async () => {
     const body = '{"id":"evt_1","type":"payment_request.approved"}';
     expect((await deliver(body, await signWebhook(shop.webhookSecret, body, Math.floor(Date.now() / 1000)))).status).toBe(400);

@@ -234,6 +234,13 @@ export const limits = {
    * a later-stamped one was sent is still found within this window (the ids already sent are skipped).
    */
   eventStreamLookBackMs: 10_000,
+  /**
+   * Ids one event stream remembers for its look-back (about 40 bytes each): at most this many after
+   * each poll. At the cap it forgets them and reads on only after its newest event (StreamTracker in
+   * apps/auth-server/src/event-stream.ts): never a duplicate, but an event committed behind more
+   * than this many newer ones is then not sent on that stream (still a webhook, still listed).
+   */
+  eventStreamSentIdsMax: 1_000,
   /** Keep-alive comment interval on event streams. */
   sseHeartbeatMs: 15_000,
   /** Payment requests returned by one list call. */
@@ -285,6 +292,15 @@ export const limits = {
   holdSyncMismatchRecheckMs: 60 * 60 * 1000,
   /** Settlement batches returned by one list call (newest first). */
   settlementBatchesListMax: 100,
+  /**
+   * Settlement events (apps/auth-server/src/settlement-events.ts): the broker asks each issuer for
+   * the batches it closed at most every settlementEventsPollMs (across all broker processes: the
+   * issuer's cursor row is claimed for settlementEventsClaimMs, skip-locked), and reads at most
+   * settlementEventsPageMax batches per ask (the next page at the next pass).
+   */
+  settlementEventsPollMs: 5_000,
+  settlementEventsClaimMs: 60_000,
+  settlementEventsPageMax: 20,
   /** How often the settlement worker checks whether the previous business day may be closed; 0 turns it off. */
   settlementWorkerIntervalMsDefault: 60_000,
   /** The worker closes a business day this long after it ended (late captures of other processes land first). */
@@ -481,6 +497,11 @@ export const limitRelations: ReadonlyArray<readonly [string, (l: Limits) => bool
     (l) => Math.max(l.holderNameLengthMax, l.orderIdLengthMax) <= l.stringLengthMax],
   ['eventStreamPollMs < eventStreamLookBackMs (a late-committed event is looked for over several polls)',
     (l) => l.eventStreamPollMs < l.eventStreamLookBackMs],
+  ['settlementEventsPollMs < settlementEventsClaimMs; claim ≥ 2 × upstreamTimeoutMs (an ask and its page)',
+    (l) => l.settlementEventsPollMs < l.settlementEventsClaimMs
+      && l.settlementEventsClaimMs >= 2 * l.upstreamTimeoutMs],
+  ['eventStreamBatchMax < eventStreamSentIdsMax (one poll never reaches the cap alone)',
+    (l) => l.eventStreamBatchMax < l.eventStreamSentIdsMax],
 ];
 
 /** The relations `l` breaks (none for the limits above). */

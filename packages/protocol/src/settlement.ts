@@ -6,7 +6,7 @@
  */
 import { z } from 'zod';
 import { limits } from './limits.ts';
-import { amountString, currencyCode, merchantId } from './messages.ts';
+import { amountString, currencyCode, merchantId, paymentRequestId, webhookEvent } from './messages.ts';
 
 /** A settlement batch id: `stb_` and 26 Crockford base32 characters derived from its day, merchant and currency. */
 export const settlementBatchId = z.string().regex(/^stb_[0-9a-hjkmnp-tv-z]{26}$/, 'stb_ id');
@@ -40,17 +40,56 @@ export type SettlementBatchView = z.infer<typeof settlementBatchView>;
 
 export const settlementBatchList = z.strictObject({ batches: z.array(settlementBatchView).max(limits.settlementBatchesListMax) });
 export type SettlementBatchList = z.infer<typeof settlementBatchList>;
-/**
- * The merchant API's page of settlement batches (`GET /v1/settlement-batches`): the list contract's
- * `items`, `limit`, `has_more`, and `batches` — the same items, kept for callers of the unpaged answer.
- */
+/** The merchant API's page of settlement batches (`GET /v1/settlement-batches`): `items`, `limit`, `has_more`. */
 export const settlementBatchPage = z.strictObject({
   items: z.array(settlementBatchView).max(limits.settlementBatchesListMax),
   limit: z.number().int(),
   has_more: z.boolean(),
-  batches: z.array(settlementBatchView).max(limits.settlementBatchesListMax),
 });
 export type SettlementBatchPage = z.infer<typeof settlementBatchPage>;
+
+/**
+ * The issuer's feed of closed batches (`GET /internal/v1/settlement-batches?after=…&limit=…`, the
+ * authentication server over mutual TLS): every merchant's batches in the order they were closed,
+ * each with its position (`cursor`: pass the last one as `after` for the next page) and the payment
+ * requests it settles (so the broker can tell their mode).
+ */
+export const settlementBatchCursor = z.string().regex(/^\d{1,19}:stb_[0-9a-hjkmnp-tv-z]{26}$/, 'batch cursor');
+export const closedBatchesQuery = z.strictObject({
+  after: settlementBatchCursor.optional(),
+  limit: z.coerce.number().int().min(1).max(limits.settlementEventsPageMax).default(limits.settlementEventsPageMax),
+});
+export const closedBatchFeed = z.strictObject({
+  items: z
+    .array(
+      z.strictObject({
+        cursor: settlementBatchCursor,
+        batch: settlementBatchView,
+        payment_request_ids: z.array(paymentRequestId),
+      }),
+    )
+    .max(limits.settlementEventsPageMax),
+  has_more: z.boolean(),
+});
+export type ClosedBatchFeed = z.infer<typeof closedBatchFeed>;
+
+/** The event of a batch its issuer closed (docs/protocol.md, "Settlement events"): once per batch, no `sequence`. */
+export const settlementBatchEvent = z.strictObject({
+  id: z.string(),
+  type: z.literal('settlement_batch.closed'),
+  created_at: z.string(),
+  /** True when any payment the batch settles is live (docs/protocol.md, "Settlement events"). */
+  livemode: z.boolean(),
+  data: settlementBatchView,
+});
+export type SettlementBatchEvent = z.infer<typeof settlementBatchEvent>;
+
+/** Every event type the authentication server sends: the payment requests' and the settlement batches'. */
+export const webhookEventType = z.enum([
+  ...webhookEvent.shape.type.options,
+  settlementBatchEvent.shape.type.value,
+]);
+export type WebhookEventTypeName = z.infer<typeof webhookEventType>;
 
 export const settlementLineView = z.strictObject({
   transfer_id: z.string().max(limits.stringLengthMax),

@@ -28,7 +28,7 @@ import { retrying, type RetryOptions } from './retry.ts';
 import {
   wirePaymentRequestView,
   wireRefundView,
-  wireSettlementBatchList,
+  wireSettlementBatchView,
   wireSettlementReport,
   wireWebhookEvent,
   type TolerantWebhookEvent,
@@ -125,10 +125,9 @@ export class MerchantClient {
     );
   }
 
-  /** The merchant's settlement batches at every issuer, newest business day first. */
-  async listSettlementBatches(): Promise<SettlementBatchView[]> {
-    const list = await this.#get(`${this.#baseUrl}/v1/settlement-batches`, wireSettlementBatchList);
-    return list.batches;
+  /** The merchant's settlement batches at every issuer, newest first, every page (`for await`), or one (`.page()`). */
+  listSettlementBatches(params: ListParams = {}): ListIterable<SettlementBatchView> {
+    return new ListIterable(this.#page, '/v1/settlement-batches', wireSettlementBatchView, params);
   }
 
   /** One batch's settlement report: every capture and refund with its fee and net, and the totals. */

@@ -5,11 +5,20 @@
  * as a string beside the known union. So an SDK built today keeps working when the API grows.
  */
 import { z } from 'zod';
-import { paymentRequestView, refundView, settlementBatchList, settlementReport, webhookEvent } from '@kessai/protocol';
+import {
+  paymentRequestView,
+  refundView,
+  settlementBatchEvent,
+  settlementBatchView,
+  settlementReport,
+  webhookEvent,
+  webhookEventType,
+} from '@kessai/protocol';
 import type {
   PaymentRequestView,
   RefundView,
-  SettlementBatchList,
+  SettlementBatchEvent,
+  SettlementBatchView,
   SettlementReport,
   WebhookEvent,
 } from '@kessai/protocol';
@@ -48,16 +57,38 @@ function loosen(schema: z.ZodType): z.ZodType {
 }
 
 /** The event types this SDK knows; any other string is accepted too (a type added after it was built). */
-export const knownWebhookEventTypes = webhookEvent.shape.type.options;
+export const knownWebhookEventTypes = webhookEventType.options;
 export type KnownWebhookEventType = (typeof knownWebhookEventTypes)[number];
 /** A known type, or a newer one as a plain string (`string & {}` keeps the known names in completions). */
 export type WebhookEventType = KnownWebhookEventType | (string & {});
-export type TolerantWebhookEvent = Omit<WebhookEvent, 'type'> & { type: WebhookEventType };
+/** A payment request's event, or one of a type newer than this SDK carrying a payment request as `data`. */
+export type TolerantPaymentRequestEvent = Omit<WebhookEvent, 'type'> & {
+  type: Exclude<KnownWebhookEventType, SettlementBatchEvent['type']> | (string & {});
+};
+/** `settlement_batch.closed`: an issuer closed a batch of the merchant (no payment request, no `sequence`). */
+export type TolerantSettlementBatchEvent = SettlementBatchEvent;
+/** Tell them apart with isSettlementBatchEvent: every other event carries a payment request. */
+export type TolerantWebhookEvent = TolerantPaymentRequestEvent | TolerantSettlementBatchEvent;
+
+/** True for `settlement_batch.closed` (a type test: `event.type === …` cannot narrow beside the open string). */
+export function isSettlementBatchEvent(event: TolerantWebhookEvent): event is TolerantSettlementBatchEvent {
+  return event.type === settlementBatchEvent.shape.type.value;
+}
 
 export const wirePaymentRequestView = tolerant<PaymentRequestView>(paymentRequestView);
 export const wireRefundView = tolerant<RefundView>(refundView);
-export const wireSettlementBatchList = tolerant<SettlementBatchList>(settlementBatchList);
+export const wireSettlementBatchView = tolerant<SettlementBatchView>(settlementBatchView);
 export const wireSettlementReport = tolerant<SettlementReport>(settlementReport);
-export const wireWebhookEvent = (loosen(webhookEvent) as z.ZodObject).extend({
-  type: z.string().min(1).max(128),
-}) as unknown as z.ZodType<TolerantWebhookEvent>;
+export const wireSettlementBatchEvent = tolerant<SettlementBatchEvent>(settlementBatchEvent);
+const settlementBatchEventType: string = settlementBatchEvent.shape.type.value;
+const wirePaymentRequestEvent = (loosen(webhookEvent) as z.ZodObject).extend({
+  type: z
+    .string()
+    .min(1)
+    .max(128)
+    .refine((type) => type !== settlementBatchEventType),
+});
+export const wireWebhookEvent = z.union([
+  wireSettlementBatchEvent,
+  wirePaymentRequestEvent,
+]) as unknown as z.ZodType<TolerantWebhookEvent>;

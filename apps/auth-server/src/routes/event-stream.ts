@@ -10,7 +10,7 @@ import type { FastifyInstance, FastifyReply } from 'fastify';
 import { KessaiError, limits } from '@kessai/protocol';
 import { authenticateMerchant } from '../callers.ts';
 import type { AuthContext } from '../context.ts';
-import { cursorOf, eventsAfter, latestCursor, type StreamCursor } from '../event-stream.ts';
+import { cursorOf, eventsAfter, latestCursor, StreamTracker, type StreamCursor } from '../event-stream.ts';
 
 const lastEventIdPattern = /^evt_[A-Za-z0-9_-]{1,64}$/;
 
@@ -38,27 +38,18 @@ export async function eventStreamRoutes(app: FastifyInstance, { config }: AuthCo
       throw new KessaiError('stream_limit_reached');
     open.set(merchant.id, count + 1);
     const raw = startStream(reply);
-    let position = cursor;
-    // Sent ids still inside the look-back window (eventsAfter): a late-committed event is sent once.
-    const sent = new Map<string, number>();
-    let newestMs = 0;
+    // The look-back's sent ids, at most limits.eventStreamSentIdsMax (StreamTracker): a late event is sent once.
+    const tracker = new StreamTracker(cursor);
     let busy = false;
     const poll = async () => {
       if (busy || raw.writableEnded) return;
       busy = true;
       try {
-        for (const event of await eventsAfter(config.db, owner, {
-          floor: cursor,
-          newest: position,
-          sent: [...sent.keys()],
-        })) {
+        for (const event of await eventsAfter(config.db, owner, tracker.position())) {
           raw.write(`id: ${event.id}\nevent: ${event.event_type}\ndata: ${event.body}\n\n`);
-          const atMs = Number(event.at_ms);
-          sent.set(event.id, atMs);
-          // Rows come oldest first: a late-committed one found by the look-back does not move the cursor back.
-          if (atMs >= newestMs) [position, newestMs] = [{ createdAt: event.at, id: event.id }, atMs];
+          tracker.sent(event);
         }
-        for (const [id, atMs] of sent) if (atMs < newestMs - limits.eventStreamLookBackMs) sent.delete(id);
+        tracker.endPoll();
       } catch (err) {
         request.log.warn({ err, merchant: merchant.id }, 'event stream poll failed');
       } finally {

@@ -6,14 +6,14 @@
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { idPattern, KessaiError, limits, paymentRequestId, refundId, webhookEvent } from '@kessai/protocol';
+import { idPattern, KessaiError, limits, paymentRequestId, refundId, webhookEventType } from '@kessai/protocol';
 import { authenticateMerchant } from '../callers.ts';
 import type { AuthContext } from '../context.ts';
 import { listEvents, listPaymentRequests, listRefunds } from '../merchant-lists.ts';
 import { merchantView } from '../payment-requests.ts';
 
 const limit = z.coerce.number().int().min(1).max(limits.merchantListMax).default(limits.merchantListMax);
-const eventType = webhookEvent.shape.type;
+const eventType = webhookEventType;
 const eventId = z.string().regex(idPattern('evt'), 'evt_ id');
 
 const paymentRequestsQuery = z.strictObject({ limit, starting_after: paymentRequestId.optional() });

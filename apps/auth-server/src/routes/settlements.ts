@@ -24,7 +24,7 @@ export async function settlementRoutes(plugin: FastifyInstance, context: AuthCon
     const merchant = await authenticateMerchant(config.db, request);
     const { limit, starting_after } = request.query;
     const { items, hasMore } = await listMerchantBatches(context, merchant, { limit, startingAfter: starting_after });
-    return { items, limit, has_more: hasMore, batches: items };
+    return { items, limit, has_more: hasMore };
   });
 
   app.get('/v1/settlement-batches/:id/report.json', { schema: { params: byId, response: { 200: settlementReport } } }, async (request) =>

@@ -113,6 +113,40 @@ export async function listBatches(db: Queryable, filter: { day?: string; merchan
   );
 }
 
+/** A batch in the order batches were closed, with its feed cursor and the payment requests it settles. */
+export interface ClosedBatchRow extends BatchRow {
+  at_us: string;
+  payment_request_ids: string[];
+}
+
+/** `<created_at in epoch microseconds>:<batch id>`: a batch's place in the close order (closedBatchesAfter). */
+export const batchCursorOf = (row: ClosedBatchRow): string => `${row.at_us}:${row.id}`;
+
+/**
+ * Every merchant's batches closed after `cursor` (a batchCursorOf; undefined: from the first),
+ * oldest first, at most `limit`. The order is (created_at, id), and closeDay stamps created_at
+ * after taking the close lock, so a batch committed later is always ordered after every batch
+ * committed before it: a reader that moves its cursor past what it read never skips one.
+ */
+export async function closedBatchesAfter(
+  db: Queryable,
+  cursor: string | undefined,
+  limit: number,
+): Promise<ClosedBatchRow[]> {
+  const colon = cursor?.indexOf(':') ?? -1;
+  const [atUs, id] = cursor === undefined ? [null, null] : [cursor.slice(0, colon), cursor.slice(colon + 1)];
+  return db.query<ClosedBatchRow>(
+    `select ${batchColumns}, (extract(epoch from b.created_at) * 1000000)::bigint::text as at_us,
+            array(select distinct l.payment_request_id from settlement_lines l where l.batch_id = b.id order by 1)
+              as payment_request_ids
+       from settlement_batches b join settlement_days d on d.business_day = b.business_day
+      where $1::bigint is null
+         or (b.created_at, b.id) > (timestamptz 'epoch' + $1::bigint * interval '1 microsecond', $2::text)
+      order by b.created_at, b.id limit $3`,
+    [atUs, id, limit],
+  );
+}
+
 export async function findBatch(db: Queryable, id: string): Promise<BatchRow | undefined> {
   const [row] = await db.query<BatchRow>(`select ${batchColumns} from settlement_batches b join settlement_days d on d.business_day = b.business_day where b.id = $1`, [id]);
   return row;
@@ -200,9 +234,11 @@ export async function closeDay(tx: Queryable, options: ResolvedSettlementOptions
       if (result !== 'ok' && result !== 'exists') throw new Error(`ledger refused settlement transfer ${transfers[i]!.id}: ${result}`);
     });
     const [row] = await tx.query<BatchRow>(
+      // created_at after the close lock (not the transaction's start): the close order closedBatchesAfter reads.
       `insert into settlement_batches (id, business_day, merchant_id, currency, merchant_account_id, basis_points, fixed_minor, captured, refunded, fees, net,
-                                       carried_in, payout, carried_out, fee_transfer_id, payout_transfer_id, line_count)
-       values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) returning *, $18::text as time_zone`,
+                                       carried_in, payout, carried_out, fee_transfer_id, payout_transfer_id, line_count,
+                                       created_at)
+       values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, clock_timestamp()) returning *, $18::text as time_zone`,
       [id, day, merchantId, currency, merchantAccountId, schedule.basisPoints, schedule.fixedMinor, captured, refunded, fees, net, carriedIn, payout, carriedOut,
         fees > 0n ? `${id}.fee` : null, payout > 0n ? `${id}.payout` : null, priced.length, timeZone],
     );

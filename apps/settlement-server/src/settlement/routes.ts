@@ -8,6 +8,8 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import {
   businessDay,
+  closedBatchFeed,
+  closedBatchesQuery,
   closeDayRequest,
   closeDayResponse,
   currencyCode,
@@ -22,7 +24,7 @@ import { requireOperator } from '@kessai/service';
 import type { SettlementConfig } from '../config.ts';
 import type { GroupCommit } from '../ledger/group-commit.ts';
 import { addDays, businessDayOf } from './business-day.ts';
-import { batchView, closeDay, listBatches } from './batches.ts';
+import { batchCursorOf, batchView, closeDay, closedBatchesAfter, listBatches } from './batches.ts';
 import { feeScheduleFor, setFeeSchedule } from './fees.ts';
 import { resolveSettlementOptions } from './options.ts';
 import { loadReport, reportCsv } from './report.ts';
@@ -51,6 +53,18 @@ export async function registerSettlement(app: FastifyInstance, config: Settlemen
     internal.get('/internal/v1/merchants/:merchant_id/settlement-batches', { schema: { params: merchantParams, response: { 200: settlementBatchList } } }, async (request) => ({
       batches: (await listBatches(config.db, { merchantId: request.params.merchant_id })).map((row) => batchView(row, config.issuerId)),
     }));
+    // The authentication server learns of closed batches here (settlement events); the bank never calls it.
+    const feedSchema = { querystring: closedBatchesQuery, response: { 200: closedBatchFeed } };
+    internal.get('/internal/v1/settlement-batches', { schema: feedSchema }, async (request) => {
+      const { after, limit } = request.query;
+      const rows = await closedBatchesAfter(config.db, after, limit + 1);
+      const items = rows.slice(0, limit).map((row) => ({
+        cursor: batchCursorOf(row),
+        batch: batchView(row, config.issuerId),
+        payment_request_ids: row.payment_request_ids,
+      }));
+      return { items, has_more: rows.length > limit };
+    });
     internal.get(
       '/internal/v1/merchants/:merchant_id/settlement-batches/:batch_id/report',
       { schema: { params: z.strictObject({ merchant_id: merchantId, batch_id: settlementBatchId }), querystring: reportQuery } },

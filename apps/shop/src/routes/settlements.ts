@@ -18,7 +18,7 @@ export async function registerSettlementRoutes(app: KessaiApp, { config, merchan
     routes.addHook('onRequest', requireOperator(operatorToken));
     const byId = z.strictObject({ id: settlementBatchId });
     routes.get('/api/settlements', { schema: { response: { 200: settlementBatchList } } }, async () => ({
-      batches: await merchant.listSettlementBatches(),
+      batches: (await merchant.listSettlementBatches().page()).items,
     }));
     routes.get(
       '/api/settlements/:id/report.json',

@@ -8,13 +8,22 @@
 import { z } from 'zod';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { KessaiError, limits } from '@kessai/protocol';
-import { AuthorizationVerificationError, verifyWebhookEvent } from '@kessai/sdk';
+import { AuthorizationVerificationError, isSettlementBatchEvent, verifyWebhookEvent } from '@kessai/sdk';
 import type { KessaiApp } from '@kessai/service';
 import type { ShopContext } from '../app.ts';
 import { webhookPath } from '../config.ts';
 
 export const webhookHeaders = z.looseObject({ 'kessai-signature': z.string().min(1).max(1024) });
 export const webhookAck = z.strictObject({ received: z.literal(true) });
+
+/** The event is handled: a retry of it is acknowledged and changes nothing. */
+async function recordProcessed(db: ShopContext['db'], event: { id: string; type: string }) {
+  await db.query(
+    'insert into processed_webhook_events (event_id, type) values ($1, $2) on conflict (event_id) do nothing',
+    [event.id, event.type],
+  );
+  return { received: true as const };
+}
 
 export async function registerWebhookRoute(app: KessaiApp, { config, db, fulfilment }: ShopContext): Promise<void> {
   await app.register(async (plugin) => {
@@ -46,6 +55,12 @@ export async function registerWebhookRoute(app: KessaiApp, { config, db, fulfilm
           [event.id],
         );
         if (seen) return { received: true as const };
+        // A settlement batch closed at an issuer: the merchant's books, nothing for the storefront (the back office
+        // reads batches through /api/settlements). Acknowledged and logged, once.
+        if (isSettlementBatchEvent(event)) {
+          request.log.info({ event: event.id, batch: event.data.id }, 'settlement batch closed: nothing to fulfil');
+          return recordProcessed(db, event);
+        }
         // A retry that overtook a later event of the same payment request (a stale `approved` after
         // `captured`): acknowledged, so it is not sent again, and not applied. Its refund, a fact of
         // its own, is still recorded (once per refund id).
@@ -86,11 +101,7 @@ export async function registerWebhookRoute(app: KessaiApp, { config, db, fulfilm
           'update orders set last_event_sequence = greatest(last_event_sequence, $2) where payment_request_id = $1',
           [event.data.id, event.sequence],
         );
-        await db.query(
-          'insert into processed_webhook_events (event_id, type) values ($1, $2) on conflict (event_id) do nothing',
-          [event.id, event.type],
-        );
-        return { received: true as const };
+        return recordProcessed(db, event);
       },
     );
   });
