@@ -41,7 +41,11 @@ export const mutations: Mutation[] = [
   removeCheck('amount', "  field('amount', 'amt'),\n"),
   removeCheck('currency', "  field('currency', 'cur'),\n"),
   removeCheck('items-hash', "  field('items hash', 'ih'),\n"),
-  removeCheck('mode', "  { name: 'mode', code: 'approval_mismatch', passes: (approval, { lm }) => lm === undefined || approval.lm === lm },\n"),
+  removeCheck(
+    'mode',
+    "  { name: 'mode', code: 'approval_mismatch', " +
+      'passes: (approval, { lm }) => lm === undefined || approval.lm === lm },\n',
+  ),
   {
     name: 'issued-at',
     check: 'approval issued at',
