@@ -17,8 +17,8 @@
  *      passed, spend the approval nonce (a reversal may have spent it: approval_replayed), find the card (it must be the registered one),
  *      check status, velocity, the credential's PIN lock and expiry, verify the PIN (keyed, pin.ts),
  *      count a wrong one, check the card's mode against `lm` (a test card pays only a test request,
- *      a live card only a live one: livemode_mismatch), currency and funds, and place the hold — a pending transfer that expires after
- *      holdTimeoutSeconds;
+ *      a live card only a live one: livemode_mismatch), currency and funds, and place the hold — a
+ *      pending transfer that expires after holdTimeoutSeconds;
  *   7. step 407: sign the decision.
  */
 import {
