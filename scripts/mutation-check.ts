@@ -41,6 +41,11 @@ export const mutations: Mutation[] = [
   removeCheck('amount', "  field('amount', 'amt'),\n"),
   removeCheck('currency', "  field('currency', 'cur'),\n"),
   removeCheck('items-hash', "  field('items hash', 'ih'),\n"),
+  removeCheck(
+    'mode',
+    "  { name: 'mode', code: 'approval_mismatch', " +
+      'passes: (approval, { lm }) => lm === undefined || approval.lm === lm },\n',
+  ),
   {
     name: 'issued-at',
     check: 'approval issued at',
@@ -62,6 +67,14 @@ export const mutations: Mutation[] = [
     check: 'approval nonce spent once',
     file: 'apps/settlement-server/src/authorize.ts',
     find: '    await spendNonce(tx, approval.nonce, body.request.rid);\n',
+    replace: '',
+    tests: guard,
+  },
+  {
+    name: 'livemode',
+    check: 'card of the approval’s mode (livemode_mismatch)',
+    file: 'apps/settlement-server/src/authorize.ts',
+    find: "  if (asked.lm !== (card.test !== true)) return { code: 'livemode_mismatch' };\n",
     replace: '',
     tests: guard,
   },

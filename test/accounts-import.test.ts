@@ -115,7 +115,8 @@ describe('the bank operator’s account import', () => {
 
   it('imports a JSON array the same way, and the imported card enrolls and pays', async () => {
     const file = path.join(kessai.system.dataDir, 'accounts.json');
-    await writeFile(file, JSON.stringify([{ card_number: '4000000000000010', holder_name: 'NAO KATO', expiry: '08/35', pin: '4826', balance: 50_000, currency: 'JPY', kind: 'debit' }]));
+    // A test card (`"test": true`): the demo merchant's key is a test key, and a live card would be declined livemode_mismatch.
+    await writeFile(file, JSON.stringify([{ card_number: '4000000000000010', holder_name: 'NAO KATO', expiry: '08/35', pin: '4826', balance: 50_000, currency: 'JPY', kind: 'debit', test: true }]));
     const { out, error } = await kessaiCli(['accounts', 'import', file, '--issuer', 'sakura-bank', '--url', sakura().url]);
     expect(error).toBeUndefined();
     expect(out).toMatch(/^row 1: created card ••••0010 acct_/);
@@ -133,6 +134,29 @@ describe('the bank operator’s account import', () => {
     } finally {
       await wallet.close();
     }
+  });
+
+  it('reads the test column: true makes a test card, false or blank a live one (the default), anything else is rejected; a re-import naming the other mode is a conflict', async () => {
+    const row = { holder_name: 'EMI ABE', expiry: '07/35', pin: '3141', balance: '1000', currency: 'JPY', kind: 'debit' };
+    const cards = ['4000000000000036', '4000000000000044', '4000000000000051', '4000000000000069'];
+    const answer = await importCall({ rows: [{ ...row, card_number: cards[0], test: 'TRUE' }, { ...row, card_number: cards[1], test: 'false' }, { ...row, card_number: cards[2] }, { ...row, card_number: cards[3], test: 'yes' }] });
+    expect(answer.body.results.map((r: { result: string; fields?: string[] }) => [r.result, r.fields])).toEqual([['created', undefined], ['created', undefined], ['created', undefined], ['rejected', ['test']]]);
+    const db = sakura().config.db;
+    const flagOf = async (card: string) => (await db.query<{ test: boolean | null }>('select test from cards where account_id = $1', [await accountIdOfCard(db, sakura().config.cardKeys, card)]))[0]?.test;
+    expect([await flagOf(cards[0]!), await flagOf(cards[1]!), await flagOf(cards[2]!)]).toEqual([true, false, false]);
+    const again = await importCall({ rows: [{ ...row, card_number: cards[0], test: 'false' }, { ...row, card_number: cards[2], test: 'true' }, { ...row, card_number: cards[1] }] });
+    expect(again.body.results.map((r: { result: string; fields?: string[] }) => [r.result, r.fields])).toEqual([['conflict', ['test']], ['conflict', ['test']], ['unchanged', undefined]]);
+    expect(await flagOf(cards[0]!)).toBe(true);
+  });
+
+  it('gives a card imported before modes (test null, migration 0012) the mode the same data names on its next import: how the demo cards become test cards on an upgrade', async () => {
+    const row = { card_number: '4000000000000077', holder_name: 'GO SAITO', expiry: '07/35', pin: '2718', balance: '1000', currency: 'JPY', kind: 'debit' };
+    expect((await importCall({ rows: [row] })).body.created).toBe(1);
+    const db = sakura().config.db;
+    const accountId = await accountIdOfCard(db, sakura().config.cardKeys, row.card_number);
+    await db.query('update cards set test = null where account_id = $1', [accountId]);
+    expect((await importCall({ rows: [{ ...row, test: 'true' }] })).body.unchanged).toBe(1);
+    expect((await db.query<{ test: boolean | null }>('select test from cards where account_id = $1', [accountId]))[0]?.test).toBe(true);
   });
 
   it('refuses more than accountsImportRowsMax rows in one call with import_batch_too_large, and the call without the bank’s operator token with unauthenticated', async () => {

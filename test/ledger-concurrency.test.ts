@@ -56,7 +56,8 @@ afterAll(async () => {
 
 /** What a terminal and an honest broker send for the i-th payment, through one of the cardholder's enrolled devices. */
 function authorizeBody(_: unknown, i: number) {
-  return bank.authorizeBody(devices[i % devicesCount]!, card, merchant, { approvedAmount: amountMinor.toString(), items });
+  // The card was inserted with no test flag: a live card, paid by live approvals.
+  return bank.authorizeBody(devices[i % devicesCount]!, card, merchant, { approvedAmount: amountMinor.toString(), items, lm: true });
 }
 
 describe('concurrent authorizations against one account', () => {

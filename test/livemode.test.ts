@@ -2,15 +2,18 @@
  * Test and live mode, as Stripe's (docs/protocol.md "Test and live mode"): a merchant API key is
  * sk_test_… or sk_live_…; every payment request, refund and webhook event says which mode it is
  * of; a key of one mode cannot see or act on the other mode's objects (404, as if absent). The
- * demo merchant of `kessai start` has a test key.
+ * demo merchant of `kessai start` has a test key, and its demo cards are test cards. The bank
+ * learns the mode from the payer's device — the signed view's livemode, signed back as the
+ * approval's lm — and declines a card of the other mode with livemode_mismatch.
  */
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
-import { MerchantClient } from '@kessai/sdk';
+import { MerchantClient, WalletClient } from '@kessai/sdk';
+import { readJwsPayload } from '@kessai/protocol';
 import { createMerchant } from '../apps/auth-server/src/merchants.ts';
 import { merchantsAtBroker } from './support/cli.ts';
 import { codeOf } from './support/errors.ts';
-import { approvedRequest, idempotencyKey, payerForFile } from './support/payer.ts';
+import { approvedRequest, cardAccount, idempotencyKey, payerForFile } from './support/payer.ts';
 import { callJson } from './support/system.ts';
 
 const card = '4000056655665556';
@@ -21,6 +24,34 @@ const { cli: kessaiCli, atBroker } = merchantsAtBroker(() => kessai.system.dataD
 const clientOf = (apiKey: string) => new MerchantClient({ maxNetworkRetries: 0, baseUrl: auth().url, apiKey, caCertPem: kessai.system.pki.caCertPem });
 const newRequest = (client: MerchantClient) =>
   client.createPaymentRequest({ order_id: `o-${idempotencyKey()}`, currency: 'JPY', amount_minor: '900', line_items: [{ description: 'Gyokuro', quantity: 1, unit_price_minor: '900' }] }, idempotencyKey());
+
+/** A live card (no `test` column: the import's default), imported at Sakura by its operator. */
+const liveCard = { cardNumber: '4000000000000085', holderName: 'RIKU HONDA', expiry: '06/35', pin: '1618' };
+let liveWalletOnce: Promise<WalletClient> | undefined;
+
+/** A wallet enrolled with the live card, imported and enrolled on first use (closed with the system's other clients at the end). */
+function liveWallet(): Promise<WalletClient> {
+  liveWalletOnce ??= (async () => {
+    const { system } = kessai;
+    const sakura = system.settlements.find((s) => s.issuer.id === 'sakura-bank')!;
+    const row = { card_number: liveCard.cardNumber, holder_name: liveCard.holderName, expiry: liveCard.expiry, pin: liveCard.pin, balance: '100000', currency: 'JPY', kind: 'debit' };
+    const imported = await callJson(system, 'POST', `${sakura.url}/admin/v1/accounts/import`, { rows: [row] }, system.operatorHeaders(sakura.url));
+    expect(imported.body.created).toBe(1);
+    const stored = await WalletClient.enroll({ authBaseUrl: system.auth.url, caCertPem: system.pki.caCertPem, directoryKey: system.directoryKey.publicJwk, ...liveCard });
+    return new WalletClient(stored, { caCertPem: system.pki.caCertPem });
+  })();
+  return liveWalletOnce;
+}
+afterAll(async () => (await liveWalletOnce)?.close());
+
+/** A one-line request of `client`'s mode answered by `wallet` with `pin`: the terminal's outcome and the issuer's signed decision. */
+async function paid(client: MerchantClient, wallet: WalletClient, pin: string) {
+  const created = await newRequest(client);
+  const request = await wallet.fetchRequest(created.id);
+  const outcome = await wallet.approve(request, pin);
+  const decision = outcome.authorization ? (readJwsPayload(outcome.authorization, 'internal_error') as { decision: string; code: string | null; lm?: boolean }) : undefined;
+  return { id: created.id, shown: request.view.livemode, outcome, decision };
+}
 
 /** A merchant made by `kessai merchants create [--live]`, onboarded at Sakura: its id and key. */
 async function createdMerchant(name: string, live: boolean): Promise<{ id: string; apiKey: string }> {
@@ -73,7 +104,8 @@ describe('test and live mode', () => {
       const body = { order_id: 'o-shared', currency: 'JPY' as const, amount_minor: '300', line_items: [{ description: 'Mugicha', quantity: 1, unit_price_minor: '300' }] };
       const [inTest, inLive] = [await test.createPaymentRequest(body, shared), await live.createPaymentRequest(body, shared)];
       expect([inTest.livemode, inLive.livemode, inTest.id === inLive.id]).toEqual([false, true, false]);
-      const liveId = await approvedRequest(live, kessai.wallet, card, 900n);
+      const { id: liveId, outcome } = await paid(live, await liveWallet(), liveCard.pin);
+      expect(outcome.status).toBe('approved');
       expect((await live.getPaymentRequest(liveId)).livemode).toBe(true);
       expect(await codeOf(test.getPaymentRequest(liveId))).toBe('payment_request_not_found');
       expect(await codeOf(live.getPaymentRequest(testRequest.id))).toBe('payment_request_not_found');
@@ -131,3 +163,47 @@ describe('test and live mode', () => {
     }
   });
 });
+
+describe('the bank learns the mode from the payer’s device (view livemode → approval lm → the card’s own flag)', () => {
+  it('a test request paid with a demo test card is approved, and every signature says test (the control)', async () => {
+    const { shown, outcome, decision } = await paid(kessai.merchant, kessai.wallet, '2846');
+    expect([shown, outcome.status, decision?.decision, decision?.lm]).toEqual([false, 'approved', 'approved', false]);
+  });
+
+  it('a live request paid with a live card is approved, the authorization saying lm true (the control)', async () => {
+    const { key } = await liveMerchant();
+    const live = clientOf(key);
+    try {
+      const { shown, outcome, decision } = await paid(live, await liveWallet(), liveCard.pin);
+      expect([shown, outcome.status, decision?.lm]).toEqual([true, 'approved', true]);
+    } finally {
+      await live.close();
+    }
+  });
+
+  it('declines a live request paid with a test card with livemode_mismatch, signed, and holds nothing', async () => {
+    const { key } = await liveMerchant();
+    const live = clientOf(key);
+    try {
+      const before = await cardAccount(kessai.system, card);
+      const { id, outcome, decision } = await paid(live, kessai.wallet, '2846');
+      expect([outcome.status, outcome.decline_code, decision?.decision, decision?.code, decision?.lm]).toEqual(['declined', 'livemode_mismatch', 'declined', 'livemode_mismatch', true]);
+      expect(await live.getPaymentRequest(id)).toMatchObject({ status: 'declined', decline_code: 'livemode_mismatch', livemode: true });
+      expect((await cardAccount(kessai.system, card)).debitsPending).toBe(before.debitsPending);
+    } finally {
+      await live.close();
+    }
+  });
+
+  it('declines a test request paid with a live card with livemode_mismatch', async () => {
+    const { outcome, decision } = await paid(kessai.merchant, await liveWallet(), liveCard.pin);
+    expect([outcome.status, decision?.code, decision?.lm]).toEqual(['declined', 'livemode_mismatch', false]);
+  });
+});
+
+let liveMerchantOnce: Promise<{ id: string; key: string }> | undefined;
+/** One live merchant for the mode tests, made on first use. */
+function liveMerchant(): Promise<{ id: string; key: string }> {
+  liveMerchantOnce ??= createdMerchant('Hojicha Roastery', true).then(({ id, apiKey }) => ({ id, key: apiKey }));
+  return liveMerchantOnce;
+}

@@ -271,10 +271,12 @@ describe('known-answer vectors (docs/protocol/vectors)', () => {
     const approval = messages.approvalPayload.parse(value);
     expect(approval.ih).toBe(await itemsHash(vector.line_items));
     // The approval rule both servers run passes at its signing time, and refuses it after its expiry.
-    const expected = { rid: approval.rid, mid: approval.mid, mnm: approval.mnm, amt: approval.amt, cur: approval.cur, ih: await itemsHash(vector.line_items) };
+    const expected = { rid: approval.rid, mid: approval.mid, mnm: approval.mnm, amt: approval.amt, cur: approval.cur, ih: await itemsHash(vector.line_items), lm: false };
     expect(checkApproval(approval, expected, approval.iat * 1000)).toEqual(approval);
     expect(await codeOf(Promise.resolve().then(() => checkApproval(approval, expected, (approval.exp + 3600) * 1000)))).toBe('approval_stale');
     expect(await codeOf(Promise.resolve().then(() => checkApproval(approval, { ...expected, mnm: 'Kessai Tea House (another)' }, approval.iat * 1000)))).toBe('approval_mismatch');
+    // A test approval (lm false) for a live request is another payment.
+    expect(await codeOf(Promise.resolve().then(() => checkApproval(approval, { ...expected, lm: true }, approval.iat * 1000)))).toBe('approval_mismatch');
     const { d: _d, ...publicPart } = keyOf(vector, 'device_private_jwk');
     expect(await thumbprint(publicPart)).toBe(await thumbprint(keyOf(vector, 'device_public_jwk')));
     expect(await codeOf(verifyJson(vector.jws, key, typ.authorization, 'approval_invalid'))).toBe('approval_invalid');
@@ -438,6 +440,7 @@ describe('known-answer vectors (docs/protocol/vectors)', () => {
     expect([merchant.id, merchant.name, authorization.mid]).toEqual([signed.mid, signed.mnm, signed.mid]);
     expect([view.amount_minor, view.currency, authorization.amt, authorization.cur]).toEqual([signed.amt, signed.cur, signed.amt, signed.cur]);
     expect(signed.exp).toBe(Math.floor(Date.parse(String(view.expires_at)) / 1000));
+    expect([view.livemode, signed.lm, authorization.lm]).toEqual([false, false, false]);
     expect(pin.nonce).toBe(signed.nonce);
     expect(credential.plaintext.device_jwk).toEqual(keyOf(approval, 'device_public_jwk'));
     expect(proof.keys.device_public_jwk).toEqual(keyOf(approval, 'device_public_jwk'));

@@ -45,7 +45,7 @@ const paymentRequest = (walletHandle?: string) =>
 
 /** Every terminal endpoint, called by a wallet whose credential may be revoked: the code each answers. */
 async function everyTerminalCall(client: WalletClient, requestId: string) {
-  const view = { view: { rid: requestId, merchant: { id: system.merchant.merchantId, name: 'x' }, order_id: 'o', currency: 'JPY' as const, amount_minor: '500', line_items: [{ description: 'Sencha', quantity: 1, unit_price_minor: '500' }], expires_at: new Date(Date.now() + 60_000).toISOString(), iat: 0 } };
+  const view = { view: { rid: requestId, merchant: { id: system.merchant.merchantId, name: 'x' }, order_id: 'o', currency: 'JPY' as const, amount_minor: '500', line_items: [{ description: 'Sencha', quantity: 1, unit_price_minor: '500' }], expires_at: new Date(Date.now() + 60_000).toISOString(), iat: 0, livemode: false } };
   const abort = new AbortController();
   try {
     return {

@@ -95,7 +95,7 @@ export const tidyExceptions: readonly TidyException[] = [
   { rule: 'line-width', file: 'apps/settlement-server/src/capture.ts', count: 14, reason: 'lines written before the 120-column check: not reformatted now (seven branches in flight); new lines are held to it' },
   { rule: 'line-width', file: 'apps/settlement-server/src/card-vault.ts', count: 8, reason: 'lines written before the 120-column check: not reformatted now (seven branches in flight); new lines are held to it' },
   { rule: 'line-width', file: 'apps/settlement-server/src/config.ts', count: 3, reason: 'lines written before the 120-column check: not reformatted now (seven branches in flight); new lines are held to it' },
-  { rule: 'line-width', file: 'apps/settlement-server/src/credential.ts', count: 4, reason: 'lines written before the 120-column check: not reformatted now (seven branches in flight); new lines are held to it' },
+  { rule: 'line-width', file: 'apps/settlement-server/src/credential.ts', count: 3, reason: 'lines written before the 120-column check: not reformatted now (seven branches in flight); new lines are held to it' },
   { rule: 'line-width', file: 'apps/settlement-server/src/credit-line.ts', count: 3, reason: 'lines written before the 120-column check: not reformatted now (seven branches in flight); new lines are held to it' },
   { rule: 'line-width', file: 'apps/settlement-server/src/demo.ts', count: 5, reason: 'lines written before the 120-column check: not reformatted now (seven branches in flight); new lines are held to it' },
   { rule: 'line-width', file: 'apps/settlement-server/src/enroll.ts', count: 8, reason: 'lines written before the 120-column check: not reformatted now (seven branches in flight); new lines are held to it' },

@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Agent } from 'undici';
 import { exportJWK, generateKeyPair } from 'jose';
 import {
+  apiKeyLivemode,
   Directory,
   generateKeyEntry,
   itemsHash,
@@ -28,7 +29,7 @@ import {
   type DirectoryPayload,
   type ErrorCode,
 } from '@kessai/protocol';
-import { MerchantClient, WalletClient } from '@kessai/sdk';
+import { AuthorizationVerifier, MerchantClient, WalletClient } from '@kessai/sdk';
 import { loadTestRateLimits } from '@kessai/service';
 import { panLookup } from '@kessai/settlement-server';
 import { reseal } from '../../apps/auth-server/src/conversion/reseal.ts';
@@ -59,6 +60,8 @@ const hostile = {
   enrollmentAnswer: undefined as ((answer: Record<string, unknown>) => Promise<Record<string, unknown>>) | undefined,
   /** Everything terminals sent it: enrollments and approvals, as received. */
   received: [] as string[],
+  /** Rewrites the payment-request view it shows terminals, signed again with its own key (as only it can). */
+  view: undefined as ((payload: Record<string, unknown>) => Record<string, unknown>) | undefined,
 };
 
 let system: TestSystem;
@@ -80,8 +83,9 @@ beforeAll(async () => {
         }
         return undefined;
       });
-      app.addHook('onSend', async (request, _reply, payload) => {
+      app.addHook('onSend', async (request, reply, payload) => {
         if (request.url === '/v1/enrollments' && hostile.enrollmentAnswer && typeof payload === 'string') return JSON.stringify(await hostile.enrollmentAnswer(JSON.parse(payload) as Record<string, unknown>));
+        if (request.routeOptions.url === '/v1/terminal/payment-requests/:id' && hostile.view && typeof payload === 'string' && reply.statusCode === 200) return JSON.stringify({ request: await resignedView((JSON.parse(payload) as { request: string }).request, hostile.view) });
         if (request.url !== '/v1/directory' || !hostile.directory || typeof payload !== 'string') return payload;
         return JSON.stringify({ directory: await hostile.directory((JSON.parse(payload) as { directory: string }).directory) });
       });
@@ -98,6 +102,12 @@ afterAll(async () => {
 });
 
 const bankOf = (issuerId: string) => system.settlements.find((s) => s.issuer.id === issuerId)!;
+
+/** The view re-signed by the broker's own signing key after `change`: a view every wallet takes as the broker's. */
+async function resignedView(jws: string, change: (payload: Record<string, unknown>) => Record<string, unknown>): Promise<string> {
+  const key = system.auth.context.config.keys.current('sig');
+  return signJson(change(decodePart(jws, 1)), key.privateKey!, { typ: typ.requestView, kid: key.kid });
+}
 
 /** A device key of the broker's own, with a fresh credential id: what it would enroll or mint a credential with. */
 async function brokerDevice() {
@@ -145,9 +155,9 @@ async function authorizeAtBank(issuerId: string, payload: unknown): Promise<Answ
   return toBank(issuerId, '/internal/v1/authorizations', payload);
 }
 
-function decisionOf(answer: Answer): { decision: string; code: string | null; amt: string } {
+function decisionOf(answer: Answer): { decision: string; code: string | null; amt: string; lm?: boolean } {
   expect(answer.status, answer.text).toBe(200);
-  return decodePart(String(answer.body.authorization), 1) as { decision: string; code: string | null; amt: string };
+  return decodePart(String(answer.body.authorization), 1) as { decision: string; code: string | null; amt: string; lm?: boolean };
 }
 
 async function pinFailures(cardNumber: string): Promise<number> {
@@ -479,6 +489,77 @@ describe('the bank refuses credentials, device keys and merchants it does not kn
         await wallet.close();
       }
     });
+  });
+});
+
+// ---- The mode: what the payer's device signed against the card's own flag ---------------------------
+
+describe('a broker cannot make a live payment test, or a test card pay a live one (view livemode → approval lm → the card’s flag)', () => {
+  const live = { id: '', client: undefined as unknown as MerchantClient };
+  /** A live card, imported at Sakura with no test column (live is the default). */
+  const liveCard = { cardNumber: '4000000000000051', holderName: 'MEI KONDO', expiry: '05/35', pin: '4096' };
+  let liveWallet: WalletClient;
+  let testWallet: WalletClient;
+  beforeAll(async () => {
+    const created = await callJson(system, 'POST', `${system.auth.url}/admin/v1/merchants`, { name: 'Live Tea Counter', livemode: true }, system.operatorHeaders(system.auth.url));
+    live.id = created.body.merchant.merchant_id;
+    live.client = new MerchantClient({ maxNetworkRetries: 0, baseUrl: system.auth.url, apiKey: created.body.api_key, caCertPem: system.pki.caCertPem });
+    const sakura = bankOf('sakura-bank');
+    await callJson(system, 'POST', `${sakura.url}/admin/v1/merchants`, { merchant_id: live.id, name: 'Live Tea Counter' }, system.operatorHeaders(sakura.url));
+    const row = { card_number: liveCard.cardNumber, holder_name: liveCard.holderName, expiry: liveCard.expiry, pin: liveCard.pin, balance: '100000', currency: 'JPY', kind: 'debit' };
+    expect((await callJson(system, 'POST', `${sakura.url}/admin/v1/accounts/import`, { rows: [row] }, system.operatorHeaders(sakura.url))).body.created).toBe(1);
+    liveWallet = new WalletClient(await WalletClient.enroll({ ...enrollInput(taro), ...liveCard }), { caCertPem: system.pki.caCertPem });
+    testWallet = await enroll(system, taro.cardNumber);
+  });
+  afterAll(async () => {
+    await live.client?.close();
+    await liveWallet?.close();
+    await testWallet?.close();
+  });
+
+  /** A live request the payer approved, held by the broker, after the broker showed it as `shownLive` (re-signing the view). */
+  async function heldLiveApproval(wallet: WalletClient, pin: string, shownLive: boolean) {
+    hostile.view = shownLive ? undefined : (payload) => ({ ...payload, livemode: false });
+    try {
+      const held = await heldApproval(wallet, pin, live.client);
+      expect(held.request.view.livemode).toBe(shownLive); // what the wallet showed: "TEST" when false
+      return held;
+    } finally {
+      hostile.view = undefined;
+    }
+  }
+
+  it('a live request paid with a live card, shown as it is: approved, the authorization saying lm true (the control)', async () => {
+    const { id, body } = await heldLiveApproval(liveWallet, liveCard.pin, true);
+    const decision = decisionOf(await authorizeAtBank('sakura-bank', await forwarded('sakura-bank', id, body, { mid: live.id })));
+    expect([decision.decision, decision.lm]).toEqual(['approved', true]);
+  });
+
+  it('declines a live request the broker showed as "test" to a payer with a live card with livemode_mismatch: the device signed what it was shown, and the bank compares it with the card', async () => {
+    const { id, body } = await heldLiveApproval(liveWallet, liveCard.pin, false);
+    const decision = decisionOf(await authorizeAtBank('sakura-bank', await forwarded('sakura-bank', id, body, { mid: live.id })));
+    expect([decision.decision, decision.code, decision.lm]).toEqual(['declined', 'livemode_mismatch', false]);
+  });
+
+  it('declines a test card on a live request shown as it is with livemode_mismatch (the payer’s device says live, the card is a test card)', async () => {
+    const { id, body } = await heldLiveApproval(testWallet, taro.pin, true);
+    const decision = decisionOf(await authorizeAtBank('sakura-bank', await forwarded('sakura-bank', id, body, { mid: live.id })));
+    expect([decision.decision, decision.code]).toEqual(['declined', 'livemode_mismatch']);
+  });
+
+  it('a broker and a payer who call a live order "test" and pay it with a public test card get an authorization saying lm false, which no live shop ships against', async () => {
+    const { id, body } = await heldLiveApproval(testWallet, taro.pin, false);
+    const answer = await authorizeAtBank('sakura-bank', await forwarded('sakura-bank', id, body, { mid: live.id }));
+    expect([decisionOf(answer).decision, decisionOf(answer).lm]).toEqual(['approved', false]);
+    // The live shop's check (apps/shop/src/fulfilment.ts; apps/shop/test: `… refuses a test authorization for a live order …`):
+    // the issuer's signature verifies, for this request, merchant and amount — in the other mode.
+    const verifier = new AuthorizationVerifier({ issuers: { 'sakura-bank': `${bankOf('sakura-bank').url}/.well-known/jwks.json` }, caCertPem: system.pki.caCertPem });
+    try {
+      const verified = await verifier.verify(String(answer.body.authorization), { rid: id, mid: live.id, amountMinor: 5700n, currency: 'JPY' });
+      expect(verified.lm === apiKeyLivemode('sk_live_')).toBe(false);
+    } finally {
+      await verifier.close();
+    }
   });
 });
 

@@ -54,7 +54,7 @@ async function main(): Promise<void> {
   });
   const app = await buildSettlementServer(config);
   // Every restart imports the same cards again: the store answers unchanged.
-  await importAccounts(db, config.cardKeys, cards.map((c) => ({ card_number: c.cardNumber, holder_name: c.holderName, expiry: c.expiry, pin: c.pin, balance: formatDecimalAmount(BigInt(c.balanceMinor), c.currency), currency: c.currency, kind: 'debit', status: c.status })));
+  await importAccounts(db, config.cardKeys, cards.map((c) => ({ card_number: c.cardNumber, holder_name: c.holderName, expiry: c.expiry, pin: c.pin, balance: formatDecimalAmount(BigInt(c.balanceMinor), c.currency), currency: c.currency, kind: 'debit', status: c.status, test: 'true' })));
   await app.listen({ port, host: '127.0.0.1' });
   process.stdout.write(`listening ${port}\n`);
   process.once('SIGTERM', () => {

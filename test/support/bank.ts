@@ -44,6 +44,8 @@ export interface AuthorizeOptions {
   nonce?: string;
   /** The PIN-block hash the approval signs (default: the hash of the PIN block sent). */
   pbh?: string;
+  /** The mode the approval signs (default false: a test request, as the demo cards are test cards). */
+  lm?: boolean;
 }
 
 /** The bank's /internal API with the broker's client certificate. */
@@ -110,7 +112,7 @@ export class BankCaller {
     const iat = Math.floor(Date.now() / 1000) + (options.iatOffsetS ?? 0);
     const enc = (await this.keys()).current('enc');
     const pin = await sealJson({ pin: options.pin ?? card.pin, rid, nonce, dkt: device.dkt }, enc, { typ: typ.pin, rid, nonce, dkt: device.dkt });
-    const approval = await signJson({ rid, mid, mnm: options.mnm ?? merchant.name, amt, cur, ih: await itemsHash(items), iat, exp: iat + 600, nonce, pbh: options.pbh ?? (await sha256Base64url(pin)) }, options.approvalKey ?? device.privateKey, { typ: typ.approval });
+    const approval = await signJson({ rid, mid, mnm: options.mnm ?? merchant.name, amt, cur, ih: await itemsHash(items), iat, exp: iat + 600, nonce, pbh: options.pbh ?? (await sha256Base64url(pin)), lm: options.lm ?? false }, options.approvalKey ?? device.privateKey, { typ: typ.approval });
     return { request: { rid, mid, amt: options.requestedAmount ?? amt, cur, line_items: items }, sealed_credential: device.sealed, approval, pin };
   }
 

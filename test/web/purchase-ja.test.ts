@@ -93,6 +93,7 @@ describe.skipIf(skipWithoutChromium)('the purchase in Japanese in Chromium', () 
     const rows = await walletPage.getByRole('table', { name: 'お支払いの商品' }).locator('tbody tr td').allTextContents();
     expect(rows).toEqual(['Sencha, 100 g', '2', '￥1,200', '￥2,400']);
     expect(await walletPage.getByTestId('confirm-total').textContent()).toBe('￥2,400');
+    expect(await walletPage.getByTestId('test-mode').textContent()).toBe('テスト');
     await walletPage.getByLabel('PIN', { exact: true }).fill(card.pin);
     await screenshot(walletPage, 'ja-wallet-2-confirm');
     await walletPage.getByRole('button', { name: '￥2,400 を支払う' }).click();

@@ -195,6 +195,8 @@ describe.skipIf(skipWithoutChromium)('storefront and browser wallet in Chromium'
     await walletPage.getByRole('button', { name: 'Review and pay' }).click({ timeout: 15_000 });
     await walletPage.getByRole('heading', { name: 'Confirm the payment' }).waitFor();
     expect(await walletPage.getByTestId('merchant-name').textContent()).toBe('Kessai Tea House');
+    // The demo shop has a test key: the signed view says so, and the wallet marks it.
+    expect(await walletPage.getByTestId('test-mode').textContent()).toBe('TEST');
     const rows = await walletPage.getByRole('table', { name: 'Items to pay for' }).locator('tbody tr').evaluateAll((trs) => trs.map((tr) => Array.from(tr.querySelectorAll('td'), (td) => td.textContent)));
     expect(rows).toEqual([
       ['Sencha, 100 g', '2', 'JPY\u00a01,200', 'JPY\u00a02,400'],

@@ -2,7 +2,8 @@
  * Steps 404–407 at the authentication server. The checks run in this order, one rule each:
  *   1. the request is this terminal's to answer, still pending and not expired;
  *   2. the approval is signed by the credential record's device key and names exactly this
- *      request, merchant (id and name), amount, currency and items, and is fresh (the approval rule);
+ *      request, merchant (id and name), amount, currency, items and mode (`lm`: the mode of the key
+ *      that created the request), and is fresh (the approval rule);
  *   3. the sealed credential's header is bound to this credential and device key (credential-binding rule);
  *   4. the nonce is spent and the intent saved (status `authorizing`, the attempt's nonce kept)
  *      before calling out;
@@ -64,7 +65,7 @@ async function verifiedApproval(context: AuthContext, terminal: TerminalCaller, 
   const parsed = approvalPayload.safeParse(value);
   if (!parsed.success) throw new KessaiError('approval_invalid');
   const [merchant] = await context.config.db.query<{ name: string }>('select name from merchants where id = $1', [row.merchant_id]);
-  const expected = { rid: row.id, mid: row.merchant_id, mnm: merchant?.name ?? '', amt: BigInt(row.amount_minor).toString(), cur: row.currency, ih: await itemsHash(row.line_items) };
+  const expected = { rid: row.id, mid: row.merchant_id, mnm: merchant?.name ?? '', amt: BigInt(row.amount_minor).toString(), cur: row.currency, ih: await itemsHash(row.line_items), lm: row.livemode };
   return checkApproval(parsed.data, expected, now.getTime());
 }
 

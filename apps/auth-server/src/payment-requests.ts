@@ -83,6 +83,7 @@ export async function signTerminalView(row: PaymentRequestRow, merchantName: str
     line_items: row.line_items,
     expires_at: row.expires_at.toISOString(),
     iat: Math.floor(now.getTime() / 1000),
+    livemode: row.livemode,
   };
   const key = keys.current('sig');
   if (!key.privateKey) throw new Error('authentication server signing key has no private part');

@@ -29,7 +29,7 @@ export function registerAccountsCommands(program: Command, dataDirDefault: strin
   accounts
     .command('import')
     .description('import accounts and cards from a CSV (header row) or JSON file into an issuer’s settlement server')
-    .argument('<file>', 'CSV with columns card_number, holder_name, expiry, pin, balance, currency, kind[, credit_line, status, note], or a JSON array of such objects')
+    .argument('<file>', 'CSV with columns card_number, holder_name, expiry, pin, balance, currency, kind[, credit_line, status, test (true: a test card; default live), note], or a JSON array of such objects')
     .requiredOption('--issuer <id>', 'the issuer (settlement server), e.g. sakura-bank')
     .option('--data-dir <dir>', 'the data folder of the running system (CA and operator tokens)', dataDirDefault)
     .option('--url <url>', 'the settlement server (default: the issuer’s port under kessai start)')

@@ -61,8 +61,8 @@ function rowOf(entries: Array<[string, unknown]>): AccountImportRow {
   const row: Record<string, string> = {};
   for (const [name, value] of entries) {
     if (ignored.has(name) || value === undefined || value === null || value === '') continue;
-    // Amounts are decimal strings; an integer is taken as written, anything else (a float) is sent unreadable so the bank rejects that row's field.
-    row[name] = typeof value === 'string' ? value : typeof value === 'number' && Number.isSafeInteger(value) ? String(value) : '?';
+    // Amounts are decimal strings; an integer is taken as written, and a boolean (`"test": true`); anything else (a float) is sent unreadable so the bank rejects that row's field.
+    row[name] = typeof value === 'string' ? value : (typeof value === 'number' && Number.isSafeInteger(value)) || typeof value === 'boolean' ? String(value) : '?';
   }
   return row as AccountImportRow;
 }

@@ -6,7 +6,9 @@
  * already in the store is never overwritten: the same data again is `unchanged`, other data a
  * `conflict`. The rows that pass are written in one transaction: a new cardholder account funded
  * from the issuer's funding account by an ordinary ledger transfer, a credit line for a credit card
- * (credit-line.ts), and the card sealed as the card vault keeps it (card-vault.ts, pin.ts).
+ * (credit-line.ts), and the card sealed as the card vault keeps it (card-vault.ts, pin.ts), with
+ * its mode: a test card (`test` true) is paid only by test-mode requests, a live one (the default)
+ * only by live ones (authorize.ts, `livemode_mismatch`).
  */
 import { isCurrency, isValidCardNumber, expiryPattern, limits, newId, normalizeCardNumber, parseDecimalAmount, Secret, type AccountImportResult, type AccountImportRow, type AccountsImportResponse, type Currency } from '@kessai/protocol';
 import type { Db, Queryable } from '@kessai/service';
@@ -26,6 +28,8 @@ export interface AccountToImport {
   kind: 'debit' | 'credit';
   creditLineMinor: bigint | undefined;
   status: 'active' | 'blocked';
+  /** A test card: only a test-mode approval (`lm` false) pays with it. */
+  test: boolean;
 }
 
 const required = ['card_number', 'holder_name', 'expiry', 'pin', 'balance', 'currency', 'kind'] as const;
@@ -65,9 +69,13 @@ export function checkAccountRow(row: AccountImportRow): { account: AccountToImpo
   if (kind === 'debit' && row.credit_line !== undefined && row.credit_line.trim() !== '' && !fields.includes('credit_line')) fields.push('credit_line');
   const status = (row.status ?? 'active').trim().toLowerCase() || 'active';
   if (status !== 'active' && status !== 'blocked') fields.push('status');
+  const test = (row.test ?? '').trim().toLowerCase() || 'false';
+  if (test !== 'true' && test !== 'false') fields.push('test');
   if (fields.length > 0 || balanceMinor === undefined || !isCurrency(currency)) return { fields: fields.length > 0 ? fields : ['balance'] };
   return {
-    account: { cardNumber, holderName, expiry, pin: new Secret(pin), balanceMinor, currency, kind: kind as 'debit' | 'credit', creditLineMinor: kind === 'credit' ? creditLineMinor : undefined, status: status as 'active' | 'blocked' },
+    account: { cardNumber, holderName, expiry, pin: new Secret(pin), balanceMinor, currency, kind: kind as 'debit' | 'credit', creditLineMinor: kind === 'credit' ? creditLineMinor : undefined, status: status as 'active' | 'blocked',
+      test: test === 'true',
+    },
   };
 }
 
@@ -87,6 +95,8 @@ interface StoredCard {
   opening_balance_minor: bigint | string | null;
   opening_credit_line_minor: bigint | string | null;
   currency: string;
+  /** Null: imported before the flag existed (migration 0012); the same data again sets it. */
+  test: boolean | null;
 }
 
 /** Which fields of an existing card differ from the row (names only); empty: the same card. */
@@ -101,6 +111,7 @@ function differences(keys: CardKeys, stored: StoredCard, account: AccountToImpor
   if ((stored.credit_line_account_id !== null) !== (account.kind === 'credit')) fields.push('kind');
   if (stored.opening_balance_minor !== null && BigInt(stored.opening_balance_minor) !== account.balanceMinor) fields.push('balance');
   if (stored.opening_credit_line_minor !== null && account.creditLineMinor !== undefined && BigInt(stored.opening_credit_line_minor) !== account.creditLineMinor) fields.push('credit_line');
+  if (stored.test !== null && stored.test !== account.test) fields.push('test');
   return fields;
 }
 
@@ -120,7 +131,12 @@ async function createCardAccount(tx: Queryable, keys: CardKeys, account: Account
   }
   const lineAccountId = account.creditLineMinor === undefined ? null : await openCreditLine(tx, accountId, account.currency, account.creditLineMinor, now);
   await insertCard(tx, keys, { cardNumber: account.cardNumber, holderName: account.holderName, expiry: account.expiry, accountId, status: account.status, pin: account.pin, creditLineAccountId: lineAccountId });
-  await tx.query('update cards set opening_balance_minor = $2, opening_credit_line_minor = $3 where pan_lookup = $1', [panLookup(keys, account.cardNumber), account.balanceMinor, account.creditLineMinor ?? null]);
+  await tx.query('update cards set opening_balance_minor = $2, opening_credit_line_minor = $3, test = $4 where pan_lookup = $1', [
+    panLookup(keys, account.cardNumber),
+    account.balanceMinor,
+    account.creditLineMinor ?? null,
+    account.test,
+  ]);
   return accountId;
 }
 
@@ -142,7 +158,7 @@ export async function importAccounts(db: Db, keys: CardKeys, rows: readonly Acco
       const lookup = panLookup(keys, check.account.cardNumber);
       // Two imports of one card serialize on its row; a card new to both is caught by the primary key.
       const [stored] = await tx.query<StoredCard>(
-        'select c.pan_lookup, c.card_record, c.card_key_id, c.account_id, c.pin_verifier, c.credit_line_account_id, c.opening_balance_minor, c.opening_credit_line_minor, a.currency from cards c join ledger_accounts a on a.id = c.account_id where c.pan_lookup = $1 for update of c',
+        'select c.pan_lookup, c.card_record, c.card_key_id, c.account_id, c.pin_verifier, c.credit_line_account_id, c.opening_balance_minor, c.opening_credit_line_minor, c.test, a.currency from cards c join ledger_accounts a on a.id = c.account_id where c.pan_lookup = $1 for update of c',
         [lookup],
       );
       if (stored) {
@@ -151,6 +167,10 @@ export async function importAccounts(db: Db, keys: CardKeys, rows: readonly Acco
         if (fields.includes('pin')) await tx.query('insert into pin_failures (pan_lookup, at) values ($1, $2)', [lookup, now]);
         // Migration 0008's other half: a card still holding an argon2id verifier takes the keyed value of the imported PIN.
         if (fields.length === 0 && isLegacyVerifier(stored.pin_verifier)) await tx.query('update cards set pin_verifier = $2 where pan_lookup = $1', [lookup, keys.pin.derive(lookup, check.account.pin)]);
+        // Migration 0012's other half: a card imported before modes takes the mode the same data names now.
+        if (fields.length === 0 && stored.test === null) {
+          await tx.query('update cards set test = $2 where pan_lookup = $1', [lookup, check.account.test]);
+        }
         out.push(fields.length === 0 ? { row, result: 'unchanged', account_id: stored.account_id, ...shown } : { row, result: 'conflict', code: 'account_conflict', fields, ...shown });
         continue;
       }

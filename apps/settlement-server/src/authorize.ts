@@ -9,14 +9,16 @@
  *   4. the approval is signed by the registered device key and names exactly this request, the
  *      merchant under its onboarded name, the amount, currency and the hash of the line items —
  *      computed here — and is fresh (the approval rule, packages/protocol/src/checks/approval.ts);
+ *      its mode (`lm`) is the payer's device's word, compared with the card's own in step 6;
  *   5. the PIN block is the one the approval signed (its hash, `pbh`), opens, and is bound to this
  *      request, the approval's nonce and the device key;
  *   6. as one job of the ledger's group commit (ledger/group-commit.ts): answer a retry with the
  *      stored decision, refuse deadline_exceeded if the broker's deadline (Kessai-Deadline-Ms) has
  *      passed, spend the approval nonce (a reversal may have spent it: approval_replayed), find the card (it must be the registered one),
  *      check status, velocity, the credential's PIN lock and expiry, verify the PIN (keyed, pin.ts),
- *      count a wrong one, check funds and place the hold — a pending transfer that expires after
- *      holdTimeoutSeconds;
+ *      count a wrong one, check the card's mode against `lm` (a test card pays only a test request,
+ *      a live card only a live one: livemode_mismatch), currency and funds, and place the hold — a
+ *      pending transfer that expires after holdTimeoutSeconds;
  *   7. step 407: sign the decision.
  */
 import {
@@ -82,11 +84,12 @@ export async function authorize(config: SettlementConfig, ledger: GroupCommit, l
     const card = await registeredCard(tx, config, credential, registered);
     await markCredentialUsed(tx, registered.id);
     const pinOk = config.cardKeys.pin.matches(card.pin_verifier, card.pan_lookup, pin);
-    const decline = await declineReason(config, tx, card, holder, credential.expiry.expose(), pinOk, body.request.cur, now);
-    if (decline) return record(config, tx, body, approval.nonce, card.account_id, { decision: 'declined', ...decline }, now);
+    const asked = { cur: body.request.cur, lm: approval.lm };
+    const decline = await declineReason(config, tx, card, holder, credential.expiry.expose(), pinOk, asked, now);
+    if (decline) return record(config, tx, body, approval, card.account_id, { decision: 'declined', ...decline }, now);
     const hold = await placeHold(config, tx, card.account_id, body, now);
-    if (hold.result !== 'ok') return record(config, tx, body, approval.nonce, card.account_id, { decision: 'declined', code: 'insufficient_funds' }, now);
-    return record(config, tx, body, approval.nonce, card.account_id, { decision: 'approved', code: null, holdTransferId: hold.id }, now);
+    if (hold.result !== 'ok') return record(config, tx, body, approval, card.account_id, { decision: 'declined', code: 'insufficient_funds' }, now);
+    return record(config, tx, body, approval, card.account_id, { decision: 'approved', code: null, holdTransferId: hold.id }, now);
   });
 }
 
@@ -137,7 +140,7 @@ async function spendNonce(tx: Queryable, nonce: string, rid: string): Promise<vo
   }
 }
 
-async function declineReason(config: SettlementConfig, tx: Queryable, card: CardRow, holder: PinHolder, expiry: string, pinOk: boolean, currency: Currency, now: Date): Promise<WrongPin | undefined> {
+async function declineReason(config: SettlementConfig, tx: Queryable, card: CardRow, holder: PinHolder, expiry: string, pinOk: boolean, asked: { cur: Currency; lm: boolean }, now: Date): Promise<WrongPin | undefined> {
   if (card.status === 'blocked') return { code: 'card_blocked' };
   if (card.status === 'locked') return { code: 'pin_locked' };
   if (await velocityExceeded(tx, card.pan_lookup, now)) return { code: 'pin_locked' };
@@ -145,8 +148,10 @@ async function declineReason(config: SettlementConfig, tx: Queryable, card: Card
   if (isExpired(expiry, now)) return { code: 'card_expired' };
   if (!pinOk) return countWrongPin(config.logger, tx, card, holder, now);
   await resetPinFailures(tx, card, holder);
+  // The approval's mode (what the payer's device was shown) against the card's own: null is a card from before modes, live.
+  if (asked.lm !== (card.test !== true)) return { code: 'livemode_mismatch' };
   const [account] = await tx.query<{ currency: string }>('select currency from ledger_accounts where id = $1', [card.account_id]);
-  if (account?.currency !== currency) return { code: 'currency_mismatch' };
+  if (account?.currency !== asked.cur) return { code: 'currency_mismatch' };
   return undefined;
 }
 
@@ -178,7 +183,8 @@ type Outcome = { decision: 'approved'; code: null; holdTransferId: string } | { 
  * left is not the request's decision: it is kept by its attempt's nonce only, and the payer may
  * answer the request again with a new approval (a new nonce).
  */
-async function record(config: SettlementConfig, tx: Queryable, body: AuthorizeRequest, nonce: string, accountId: string, outcome: Outcome, now: Date): Promise<Decision> {
+async function record(config: SettlementConfig, tx: Queryable, body: AuthorizeRequest, approval: Pick<ApprovalPayload, 'nonce' | 'lm'>, accountId: string, outcome: Outcome, now: Date): Promise<Decision> {
+  const { nonce } = approval;
   const payload: AuthorizationPayload = {
     iss: config.issuerId,
     aid: newId('auth'),
@@ -189,6 +195,7 @@ async function record(config: SettlementConfig, tx: Queryable, body: AuthorizeRe
     decision: outcome.decision,
     code: outcome.code,
     ...(outcome.decision === 'declined' && outcome.triesLeft !== undefined ? { pin_tries_left: outcome.triesLeft } : {}),
+    lm: approval.lm,
     iat: Math.floor(now.getTime() / 1000),
   };
   const key = config.keys.current('sig');

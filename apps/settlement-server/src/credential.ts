@@ -41,6 +41,8 @@ export interface CardRow {
   status: 'active' | 'blocked' | 'locked';
   pin_verifier: string;
   pin_failures: number;
+  /** A test card (migration 0012); null: imported before modes, taken as live. */
+  test: boolean | null;
 }
 
 /**
@@ -50,12 +52,13 @@ export interface CardRow {
 export async function findCard(tx: Queryable, keys: CardKeys, credential: OpenedCredential, lock: boolean): Promise<CardRow | undefined> {
   const lookup = panLookup(keys, credential.cardNumber.expose());
   const [row] = await tx.query<CardRow & { card_record: string; card_key_id: string }>(
-    `select pan_lookup, card_record, card_key_id, account_id, status, pin_verifier, pin_failures from cards
+    `select pan_lookup, card_record, card_key_id, account_id, status, pin_verifier, pin_failures, test from cards
       where pan_lookup = $1 ${lock ? 'for update' : ''}`,
     [lookup],
   );
   if (!row) return undefined;
   const stored = openCard(keys, row.pan_lookup, row.card_record, row.card_key_id);
   if (!sameText(stored.holderName.expose(), credential.holderName.expose()) || !sameText(stored.expiry.expose(), credential.expiry.expose())) return undefined;
-  return { pan_lookup: row.pan_lookup, account_id: row.account_id, status: row.status, pin_verifier: row.pin_verifier, pin_failures: row.pin_failures };
+  const { pan_lookup, account_id, status, pin_verifier, pin_failures, test } = row;
+  return { pan_lookup, account_id, status, pin_verifier, pin_failures, test };
 }

@@ -2,8 +2,9 @@
  * The demo world `kessai start` runs, as data (fixtures/): two bank descriptions — one re-seals
  * (embodiment 1), one takes credentials straight through (embodiment 2, patent claim 3) — and
  * their test cards as account-import files, whose numbers, PINs and outcomes README.md documents as
- * card networks document theirs. Accounts are in JPY but one in KWD, a currency with three
- * decimals. The cards reach a bank through the operator's import (accounts-import.ts), nothing else.
+ * card networks document theirs. Every row says `"test": "true"`: they pay test-mode requests only.
+ * Accounts are in JPY but one in KWD, a currency with three decimals. The cards reach a bank
+ * through the operator's import (accounts-import.ts), nothing else.
  */
 import { z } from 'zod';
 import { accountImportRow, formatDecimalAmount, limits, parseDecimalAmount, type AccountImportRow, type ConversionMode, type Currency, type KeyManagementAlgorithm } from '@kessai/protocol';
@@ -27,6 +28,8 @@ export interface DemoCard {
   /** A credit card: its account draws on a credit line of this limit (docs/ledger.md, "Credit lines"). */
   creditLimitMinor?: bigint;
   currency: Currency;
+  /** A test card (every demo card is): only test-mode requests pay with it. */
+  test: boolean;
   /** What the card demonstrates, for the printed list of test cards. */
   purpose: string;
 }
@@ -56,6 +59,7 @@ function demoCardOf(row: AccountImportRow & { note: string }): DemoCard {
     balanceMinor: account.balanceMinor,
     ...(account.creditLineMinor !== undefined ? { creditLimitMinor: account.creditLineMinor } : {}),
     currency: account.currency,
+    test: account.test,
     purpose: row.note,
   };
 }
@@ -84,6 +88,7 @@ export function demoCardRows(cards: readonly DemoCard[]): AccountImportRow[] {
     kind: card.creditLimitMinor === undefined ? 'debit' : 'credit',
     ...(card.creditLimitMinor !== undefined ? { credit_line: formatUnits(card.creditLimitMinor, card.currency) } : {}),
     status: card.status,
+    test: card.test ? 'true' : 'false',
   }));
 }
 

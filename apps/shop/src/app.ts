@@ -6,7 +6,7 @@
  */
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { limits } from '@kessai/protocol';
+import { apiKeyLivemode, limits } from '@kessai/protocol';
 import { AuthorizationVerifier, MerchantClient } from '@kessai/sdk';
 import {
   byAddress,
@@ -73,6 +73,9 @@ export async function buildShop(input: ShopConfig): Promise<Shop> {
     verifier,
     autoCapture: config.autoCapture,
     logger: config.logger,
+    livemode: apiKeyLivemode(
+      typeof config.merchantApiKey === 'string' ? config.merchantApiKey : config.merchantApiKey.expose(),
+    ),
   });
   const context: ShopContext = { config, db: config.db, merchant, fulfilment };
 

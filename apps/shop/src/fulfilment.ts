@@ -76,6 +76,8 @@ export const idempotencyKeys = {
    */
   paymentRequest: (orderId: string, walletHandle?: string) => `${orderId}:payment-request:${walletHandle ?? 'link'}`,
   capture: (orderId: string) => `${orderId}:capture`,
+  /** The void of an authorization of the other mode (#refuseOtherMode). */
+  void: (orderId: string) => `${orderId}:void`,
 } as const;
 
 export interface FulfilmentOptions {
@@ -84,6 +86,8 @@ export interface FulfilmentOptions {
   verifier: AuthorizationVerifier;
   autoCapture: boolean;
   logger: Logger;
+  /** The mode of the shop's own API key (sk_live_… true): every order is of it, and so must be its authorization. */
+  livemode: boolean;
 }
 
 export class Fulfilment {
@@ -92,6 +96,7 @@ export class Fulfilment {
   readonly #verifier: AuthorizationVerifier;
   readonly #autoCapture: boolean;
   readonly #log: Logger;
+  readonly #livemode: boolean;
   /** Captures in flight, by order id: a poll joins the capture a webhook started. */
   readonly #captures = new Map<string, Promise<OrderRow>>();
 
@@ -101,6 +106,7 @@ export class Fulfilment {
     this.#verifier = options.verifier;
     this.#autoCapture = options.autoCapture;
     this.#log = options.logger;
+    this.#livemode = options.livemode;
   }
 
   /**
@@ -193,7 +199,8 @@ export class Fulfilment {
   /**
    * Step 408: the shop trusts no one's word that the order is paid but the issuer's: it verifies
    * the settlement server's signature and that it was given for this request, merchant, amount
-   * and currency; only then does it mark the order paid (and so fulfil it).
+   * and currency, in the mode of the shop's own key; only then does it mark the order paid (and so
+   * fulfil it).
    */
   async #fulfil(order: OrderRow, view: PaymentRequestView): Promise<OrderRow> {
     if (!view.authorization) throw new AuthorizationVerificationError('malformed', 'approved without an authorization');
@@ -207,6 +214,7 @@ export class Fulfilment {
     });
     if (authorization.decision !== 'approved')
       return this.#settle(order, 'declined', { decline_code: authorization.code });
+    if (authorization.lm !== this.#livemode) return this.#refuseOtherMode(order, authorization.aid);
     const [paid] = await this.#db.query<OrderRow>(
       `update orders set status = 'paid', authorization_id = $2, authorization_jws = $3,
               paid_at = now(), updated_at = now()
@@ -219,6 +227,28 @@ export class Fulfilment {
         'step 408: authorization verified, order paid',
       );
     return paid ? normalize(paid) : this.#reload(order);
+  }
+
+  /**
+   * An authorization of the other mode — a test card's for a live order, which only a broker that
+   * told the payer's device "test" can obtain, or one signed before issuers knew modes — ships
+   * nothing: the shop voids its hold (best effort: an unvoided hold lapses at the issuer) and
+   * declines the order with `livemode_mismatch`, as the issuer would have.
+   */
+  async #refuseOtherMode(order: OrderRow, authorizationId: string): Promise<OrderRow> {
+    const requestId = order.payment_request_id;
+    if (!requestId) throw new Error(`order ${order.id} has no payment request`);
+    this.#log.warn(
+      { order: order.id, authorization: authorizationId, livemode: this.#livemode },
+      'step 408: the authorization is of the other mode: voided, order declined',
+    );
+    try {
+      await this.#merchant.void(requestId, idempotencyKeys.void(order.id));
+    } catch (err) {
+      if (!(err instanceof KessaiError)) throw err;
+      this.#log.warn({ order: order.id, code: err.code }, 'could not void the authorization of the other mode');
+    }
+    return this.#settle(order, 'declined', { decline_code: 'livemode_mismatch' });
   }
 
   /** Step 409: captures the whole authorized amount, once per order, however often it is asked. */

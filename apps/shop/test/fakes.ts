@@ -165,7 +165,7 @@ export class FakeIssuer {
     return new FakeIssuer(id, (await generateKeyEntry('sig')).entry);
   }
   sign(payload: Partial<AuthorizationPayload> & Pick<AuthorizationPayload, 'rid' | 'mid' | 'amt' | 'cur'>, header: { typ?: string; kid?: string } = {}): Promise<string> {
-    const full: AuthorizationPayload = { iss: this.id, aid: newId('auth'), decision: 'approved', code: null, iat: Math.floor(Date.now() / 1000), ...payload };
+    const full: AuthorizationPayload = { iss: this.id, aid: newId('auth'), decision: 'approved', code: null, lm: false, iat: Math.floor(Date.now() / 1000), ...payload };
     return signJson(full, this.key.privateKey!, { typ: header.typ ?? typ.authorization, kid: header.kid ?? this.key.kid });
   }
 }
@@ -179,7 +179,7 @@ export interface TestShop extends Shop {
   stop(): Promise<void>;
 }
 
-export async function startTestShop(options: { autoCapture?: boolean; issuers?: Record<string, string> } = {}): Promise<TestShop> {
+export async function startTestShop(options: { autoCapture?: boolean; issuers?: Record<string, string>; livemode?: boolean } = {}): Promise<TestShop> {
   const peers = await FakePeers.start();
   const issuer = await FakeIssuer.create('issuer-a');
   peers.jwks = { keys: [issuer.key.publicJwk] };
@@ -189,7 +189,7 @@ export async function startTestShop(options: { autoCapture?: boolean; issuers?: 
   const shop = await buildShop({
     logger: createLogger({ name: 'shop-test' }),
     db,
-    merchantApiKey: 'sk_test_shop',
+    merchantApiKey: options.livemode ? 'sk_live_shop' : 'sk_test_shop',
     authBaseUrl: peers.baseUrl,
     caCertPem: peers.caCertPem,
     webhookSecrets: [webhookSecret],

@@ -40,9 +40,9 @@ async function deliverSigned(value: WebhookEvent, secret = shop.webhookSecret, n
 }
 
 /** Approves the request at the fake authentication server, with an authorization signed by `issuer`. */
-async function approve(requestId: string, issuer: FakeIssuer = shop.issuer, amt = '6500'): Promise<PaymentRequestView> {
+async function approve(requestId: string, issuer: FakeIssuer = shop.issuer, amt = '6500', lm: boolean | 'absent' = false): Promise<PaymentRequestView> {
   const view = shop.peers.requests.get(requestId)!;
-  const authorization = await issuer.sign({ rid: view.id, mid: view.merchant_id, amt, cur: view.currency });
+  const authorization = await issuer.sign({ rid: view.id, mid: view.merchant_id, amt, cur: view.currency, lm: lm === 'absent' ? undefined : lm });
   return shop.peers.settle(requestId, { status: 'approved', authorization });
 }
 
@@ -158,6 +158,17 @@ describe('fulfilment (steps 408–409)', () => {
     expect(await orderStatus(orderId)).toBe('awaiting_payment');
   });
 
+  it('refuses an authorization of the other mode (a live card’s at this test shop, or one signed before issuers knew modes): voids its hold, declines the order livemode_mismatch, ships nothing', async () => {
+    for (const lm of [true, 'absent'] as const) {
+      const { orderId, requestId } = await checkout();
+      expect((await deliverSigned(event(await approve(requestId, shop.issuer, '6500', lm)))).status).toBe(200);
+      const body = (await shop.app.inject({ method: 'GET', url: `/api/orders/${orderId}` })).json();
+      expect(body).toMatchObject({ status: 'declined', decline_code: 'livemode_mismatch', authorization_id: null });
+      expect(shop.peers.callsTo('POST', `/${requestId}/void`).map((c) => c.idempotencyKey)).toEqual([`${orderId}:void`]);
+      expect(shop.peers.callsTo('POST', `/${requestId}/capture`)).toHaveLength(0);
+    }
+  });
+
   it('does not fulfil an approved request that carries no authorization', async () => {
     const { orderId, requestId } = await checkout();
     const view = shop.peers.settle(requestId, { status: 'approved', authorization: null });
@@ -259,5 +270,36 @@ describe('fulfilment without automatic capture', () => {
     const body = (await manual.app.inject({ method: 'GET', url: `/api/orders/${orderId}` })).json();
     expect(body.status).toBe('paid');
     expect(manual.peers.callsTo('POST', '/capture')).toHaveLength(0);
+  });
+});
+
+describe('a live shop (sk_live_ key)', () => {
+  let live: TestShop;
+  beforeAll(async () => {
+    live = await startTestShop({ livemode: true, autoCapture: false });
+  });
+  afterAll(async () => {
+    await live?.stop();
+  });
+
+  async function liveOrderPaidWith(lm: boolean): Promise<{ orderId: string; requestId: string; body: Record<string, unknown> }> {
+    const cart = (await live.app.inject({ method: 'POST', url: '/api/carts' })).json().id as string;
+    await live.app.inject({ method: 'POST', url: `/api/carts/${cart}/items`, payload: { product_id: 'tenugui', quantity: 1 } });
+    const checkout = (await live.app.inject({ method: 'POST', url: `/api/carts/${cart}/checkout` })).json();
+    const { order_id: orderId, payment_request_id: requestId } = checkout as { order_id: string; payment_request_id: string };
+    const view = live.peers.requests.get(requestId)!;
+    const authorization = await live.issuer.sign({ rid: view.id, mid: view.merchant_id, amt: '990', cur: 'JPY', lm });
+    live.peers.settle(requestId, { status: 'approved', authorization });
+    return { orderId, requestId, body: (await live.app.inject({ method: 'GET', url: `/api/orders/${orderId}` })).json() };
+  }
+
+  it('ships against a live authorization (the control)', async () => {
+    expect((await liveOrderPaidWith(true)).body.status).toBe('paid');
+  });
+
+  it('refuses a test authorization for a live order (a broker and a payer who called it test, paid with a test card): voided, declined livemode_mismatch', async () => {
+    const { orderId, requestId, body } = await liveOrderPaidWith(false);
+    expect(body).toMatchObject({ status: 'declined', decline_code: 'livemode_mismatch' });
+    expect(live.peers.callsTo('POST', `/${requestId}/void`).map((c) => c.idempotencyKey)).toEqual([`${orderId}:void`]);
   });
 });

@@ -239,6 +239,8 @@ describe('against a running system', () => {
     expect(paid.stderr).toBe('');
     expect(paid.code).toBe(0);
     expect(paid.stdout).toContain(`payment request ${order.payment_request_id} from Kessai Tea House`);
+    // The demo shop's key is a test key: the confirm screen says so first, from the signed view.
+    expect(paid.stdout).toMatch(/^TEST — a test-mode payment request: only a test card pays it\npayment request /m);
     expect(paid.stdout).toMatch(new RegExp(`^approved: ${order.payment_request_id} — JPY [0-9,]+ to Kessai Tea House \\(authorization auth_\\w+, signed by Sakura Demo Bank\\)$`, 'm'));
     expect(paid.stdout + paid.stderr).not.toContain('7392');
 

@@ -85,6 +85,7 @@ export const declineCatalog = {
   card_blocked: 'The issuer has blocked the card',
   card_expired: 'The card has expired',
   currency_mismatch: "The card's account is in another currency",
+  livemode_mismatch: 'A test card in live mode, or a live card in test mode',
   credential_locked: 'Too many wrong PINs through this credential: it is locked until the issuer unlocks it',
 } as const;
 

@@ -228,6 +228,11 @@ export const terminalRequestPayload = z.strictObject({
   line_items: z.array(lineItem),
   expires_at: z.string(),
   iat: z.number().int(),
+  /**
+   * The request's mode (the key that created it): false is a test request, which the wallet marks
+   * "TEST"; the device signs it as the approval's `lm`.
+   */
+  livemode: z.boolean(),
 });
 export type TerminalRequestPayload = z.infer<typeof terminalRequestPayload>;
 
@@ -247,6 +252,11 @@ export const approvalPayload = z.strictObject({
   nonce: z.string().regex(/^[A-Za-z0-9_-]{22,64}$/),
   /** sha256 (base64url) of the compact PIN block sent with this approval: the device signs which PIN block the issuer may test. */
   pbh: z.string().regex(/^[A-Za-z0-9_-]{43}$/),
+  /**
+   * The request's mode as the payer was shown it (the view's `livemode`): the issuer declines
+   * `livemode_mismatch` when the card is of the other mode.
+   */
+  lm: z.boolean(),
 });
 export type ApprovalPayload = z.infer<typeof approvalPayload>;
 
@@ -331,6 +341,12 @@ export const authorizationPayload = z.strictObject({
   code: z.enum(declineCodes as [string, ...string[]]).nullable(),
   /** With `pin_incorrect` only: the PIN tries left before the card or this credential locks (the payer may try again). */
   pin_tries_left: z.number().int().min(1).max(Math.max(limits.pinAttemptsMax, limits.pinAttemptsPerCredentialMax)).optional(),
+  /**
+   * The approval's `lm`, which the issuer checked against the card's own mode: a shop refuses an
+   * authorization of another mode than its key's (absent only in decisions signed before modes
+   * reached the issuer: refused likewise).
+   */
+  lm: z.boolean().optional(),
   iat: z.number().int(),
 });
 export type AuthorizationPayload = z.infer<typeof authorizationPayload>;
@@ -453,6 +469,8 @@ export const accountImportRow = z.strictObject({
   kind: importField(16),
   credit_line: importField(32),
   status: importField(16),
+  /** `true` for a test card (paid only by test-mode requests); `false` or blank: a live card (the default). */
+  test: importField(8),
 });
 export type AccountImportRow = z.infer<typeof accountImportRow>;
 export const accountsImportRequest = z.strictObject({

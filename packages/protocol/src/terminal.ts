@@ -57,8 +57,8 @@ export async function checkEnrollmentAnswer(answer: Pick<EnrollmentResponse, 'cr
 /**
  * Step 404: the PIN block for the issuer, bound to the request id, the approval's nonce and the
  * device key, and the approval the device key signs (dynamic linking to the request, the merchant's
- * id and shown name, amount, currency, items hash and expiry) over the hash of that PIN block, so
- * the issuer tests no PIN block the device did not send.
+ * id and shown name, amount, currency, items hash, expiry and the mode it was shown) over the
+ * hash of that PIN block, so the issuer tests no PIN block the device did not send.
  */
 export async function approvalFor(view: TerminalRequestPayload, device: { privateKey: CryptoKey; jkt: string }, issuerKey: KeyEntry, pin: string, overrides: Partial<ApprovalPayload> = {}): Promise<{ approval: string; pin: string }> {
   // step 404: the payer approves; the terminal signs the approval and seals the PIN
@@ -78,6 +78,7 @@ export async function approvalFor(view: TerminalRequestPayload, device: { privat
     exp: Math.floor(Date.parse(view.expires_at) / 1000),
     nonce,
     pbh: await sha256Base64url(pinBlock),
+    lm: view.livemode,
     ...overrides,
   };
   const approval = await signJson(payload, device.privateKey, { typ: typ.approval });
@@ -91,5 +92,6 @@ export async function verifyAuthorizationFor(jws: string, view: TerminalRequestP
   if (!parsed.success) throw new KessaiError('issuer_refused', 'unreadable authorization');
   const payload = parsed.data;
   if (payload.iss !== issuerId || payload.rid !== view.rid || payload.mid !== view.merchant.id || payload.amt !== view.amount_minor || payload.cur !== view.currency) throw new KessaiError('issuer_refused', 'the authorization names another payment');
+  if (payload.lm !== view.livemode) throw new KessaiError('issuer_refused', 'the authorization is of another mode');
   return payload;
 }

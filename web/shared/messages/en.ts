@@ -89,6 +89,7 @@ export const en = {
       enrollment_refused: 'your bank refused the card: check the name, expiry and PIN',
       credential_limit_reached: 'this card has the most devices your bank allows: revoke one first',
       card_expired: 'the card has expired',
+      livemode_mismatch: 'a test card pays only test requests, and a real card only real ones',
       payer_declined: 'you declined it',
     },
     statuses: {
@@ -157,6 +158,8 @@ export const en = {
     },
     confirm: {
       title: 'Confirm the payment',
+      test: 'TEST',
+      testNotice: 'A test payment request: only a test card pays it, and no real money moves.',
       merchant: 'Merchant',
       verified: 'verified',
       signed: (order: string) =>

@@ -83,6 +83,7 @@ export const ja: Messages = {
       enrollment_refused: '銀行がカードを拒否しました: 名前、有効期限、PIN を確認してください',
       credential_limit_reached: 'このカードは銀行が認める端末数の上限に達しています: 先にどれかを無効にしてください',
       card_expired: 'カードの有効期限が切れています',
+      livemode_mismatch: 'テストカードはテストの要求だけを、本番のカードは本番の要求だけを支払えます',
       payer_declined: 'お客様が拒否しました',
     },
     statuses: {
@@ -145,6 +146,8 @@ export const ja: Messages = {
     },
     confirm: {
       title: 'お支払いの確認',
+      test: 'テスト',
+      testNotice: 'テストの支払い要求です: 支払えるのはテストカードだけで、実際のお金は動きません。',
       merchant: '加盟店',
       verified: '確認済み',
       signed: (order) => `この要求は認証サーバーが署名し、表示の前に署名を確認しました。注文 ${order}。`,

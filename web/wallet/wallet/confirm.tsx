@@ -83,7 +83,16 @@ export function Confirm({ view, terminal, onFinished, onBack }: { view: Terminal
     <section className="card" aria-labelledby="confirm-title">
       <h2 id="confirm-title" ref={heading} tabIndex={-1}>
         {t.title}
+        {!view.livemode && (
+          <>
+            {' '}
+            <span className="status wait" data-testid="test-mode">
+              {t.test}
+            </span>
+          </>
+        )}
       </h2>
+      {!view.livemode && <p className="notice">{t.testNotice}</p>}
       <p>
         <span className="muted">{t.merchant}</span>
         <br />

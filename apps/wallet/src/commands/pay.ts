@@ -154,6 +154,8 @@ function showRequest(io: WalletIo, view: TerminalRequestPayload, total: string):
   const whatWidth = Math.max(...rows.map((row) => row.what.length));
   const unitWidth = Math.max(...rows.map((row) => row.unit.length));
   const sumWidth = Math.max(total.length, ...rows.map((row) => row.sum.length));
+  // The mode is signed with the rest: a test request pays only with a test card, and moves no real money.
+  if (!view.livemode) out('TEST — a test-mode payment request: only a test card pays it');
   out(`payment request ${view.rid} from ${printable(view.merchant.name)} (signed by the authentication server)`);
   for (const row of rows)
     out(`  ${row.what.padEnd(whatWidth)}  at ${row.unit.padStart(unitWidth)}  = ${row.sum.padStart(sumWidth)}`);

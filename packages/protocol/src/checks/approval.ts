@@ -1,9 +1,10 @@
 /**
  * The approval rule (step 404, checked at 405 by the authentication server and at 406 by the
  * issuer): an approval signed by the device key names exactly one request, merchant (id and the
- * name the payer was shown), amount, currency and item list, and is used while fresh. One small
- * check per field, run in the order of `approvalChecks`; both servers run the same list, the
- * issuer against its own records (docs/threat-model.md lists each check with its test).
+ * name the payer was shown), amount, currency and item list, in the mode the payer was shown (`lm`),
+ * and is used while fresh. One small check per field, run in the order of `approvalChecks`; both
+ * servers run the same list, the issuer against its own records (docs/threat-model.md lists each
+ * check with its test).
  */
 import { KessaiError, type ErrorCode } from '../errors.ts';
 import { limits } from '../limits.ts';
@@ -19,6 +20,12 @@ export interface ExpectedApproval {
   cur: string;
   /** itemsHash of the line items this server holds for the request. */
   ih: string;
+  /**
+   * The request's mode, where this server knows it (the authentication server: its key's mode). The
+   * issuer has no request mode of its own: it leaves this out and compares `lm` with the card
+   * account's test flag instead, a signed decline (`livemode_mismatch`, authorize.ts).
+   */
+  lm?: boolean;
 }
 
 export interface ApprovalCheck {
@@ -41,6 +48,7 @@ export const approvalChecks: readonly ApprovalCheck[] = [
   field('amount', 'amt'),
   field('currency', 'cur'),
   field('items hash', 'ih'),
+  { name: 'mode', code: 'approval_mismatch', passes: (approval, { lm }) => lm === undefined || approval.lm === lm },
   { name: 'issued at', code: 'approval_stale', passes: (approval, _expected, nowMs) => nowMs - approval.iat * 1000 <= limits.approvalAgeMsMax && approval.iat * 1000 - nowMs <= limits.clockSkewMs },
   { name: 'expiry', code: 'approval_stale', passes: (approval, _expected, nowMs) => nowMs <= approval.exp * 1000 + limits.clockSkewMs && approval.exp >= approval.iat },
 ];
