@@ -90,7 +90,7 @@ export const tidyExceptions: readonly TidyException[] = [
   { rule: 'line-width', file: 'apps/settlement-server/src/admin-console.ts', count: 11, reason: 'lines written before the 120-column check: not reformatted now (seven branches in flight); new lines are held to it' },
   { rule: 'line-width', file: 'apps/settlement-server/src/app.ts', count: 23, reason: 'lines written before the 120-column check: not reformatted now (seven branches in flight); new lines are held to it' },
   { rule: 'line-width', file: 'apps/settlement-server/src/authorization-status.ts', count: 4, reason: 'lines written before the 120-column check: not reformatted now (seven branches in flight); new lines are held to it' },
-  { rule: 'line-width', file: 'apps/settlement-server/src/authorize.ts', count: 26, reason: 'lines written before the 120-column check: not reformatted now (seven branches in flight); new lines are held to it' },
+  { rule: 'line-width', file: 'apps/settlement-server/src/authorize.ts', count: 25, reason: 'lines written before the 120-column check: not reformatted now (seven branches in flight); new lines are held to it' },
   { rule: 'line-width', file: 'apps/settlement-server/src/bank.ts', count: 7, reason: 'lines written before the 120-column check: not reformatted now (seven branches in flight); new lines are held to it' },
   { rule: 'line-width', file: 'apps/settlement-server/src/capture.ts', count: 14, reason: 'lines written before the 120-column check: not reformatted now (seven branches in flight); new lines are held to it' },
   { rule: 'line-width', file: 'apps/settlement-server/src/card-vault.ts', count: 8, reason: 'lines written before the 120-column check: not reformatted now (seven branches in flight); new lines are held to it' },
