@@ -20,7 +20,8 @@ export interface Page {
 }
 
 interface Cursor {
-  created_at: Date;
+  /** PostgreSQL's text of the timestamp: its microseconds kept (a JavaScript Date would round them off to ms). */
+  created_at: string;
   id: string;
 }
 
@@ -35,7 +36,7 @@ const livemodeOf = {
 async function cursorOf(db: Queryable, table: keyof typeof livemodeOf, page: Page): Promise<Cursor | null> {
   if (page.startingAfter === undefined) return null;
   const [row] = await db.query<Cursor>(
-    `select created_at, id from ${table} where id = $1 and merchant_id = $2 and ${livemodeOf[table]} = $3`,
+    `select created_at::text as created_at, id from ${table} where id = $1 and merchant_id = $2 and ${livemodeOf[table]} = $3`,
     [page.startingAfter, page.merchantId, page.livemode],
   );
   if (!row) throw new KessaiError('starting_after_not_found');
