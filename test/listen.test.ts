@@ -10,7 +10,7 @@ import { limits } from '@kessai/protocol';
 import { verifyWebhookEvent, type WalletClient } from '@kessai/sdk';
 import { listen, newListenSecret } from '../apps/cli/src/listen.ts';
 import { approvedRequest, startWithMerchant } from './support/payer.ts';
-import { waitFor } from './support/system.ts';
+import { callJson, waitFor } from './support/system.ts';
 
 const cardNumber = '4242424242424242';
 let env: Awaited<ReturnType<typeof startWithMerchant>>;
@@ -94,6 +94,25 @@ describe('kessai listen', () => {
     expect(over.statusCode).toBe(429);
     expect(((await over.body.json()) as { code: string }).code).toBe('stream_limit_reached');
     controller.abort();
+  }, 60_000);
+  it('the stream ends when its API key stops working (rolled without overlap) while it is open', async () => {
+    const ops = env.system.operatorHeaders(env.system.auth.url);
+    const made = await callJson(env.system, 'POST', `${env.system.auth.url}/admin/v1/merchants`, { name: `Stream key ${Date.now()}` }, ops);
+    expect(made.status).toBe(200);
+    const controller = new AbortController();
+    const stream = await streamRequest({ authorization: `Bearer ${made.body.api_key}` }, controller.signal);
+    expect(stream.statusCode).toBe(200);
+    let ended = false;
+    const reader = (async () => {
+      for await (const _chunk of stream.body) void _chunk;
+      ended = true;
+    })().catch(() => undefined);
+    const rolled = await callJson(env.system, 'POST', `${env.system.auth.url}/admin/v1/merchants/${made.body.merchant.merchant_id}/api-keys/roll`, { overlap_seconds: 0 }, ops);
+    expect(rolled.status).toBe(200);
+    // The old key is refused at once; the stream it opened must not go on carrying the merchant's events.
+    await waitFor('the stream to end', async () => ended || undefined, 3 * limits.eventStreamPollMs + 2_000);
+    controller.abort();
+    await reader;
   }, 60_000);
   it('the stream still sends, once, an event that committed after a later-stamped one was sent (within the look-back)', async () => {
     const auth = { authorization: `Bearer ${env.system.merchant.apiKey}` };

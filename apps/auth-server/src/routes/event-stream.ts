@@ -6,11 +6,12 @@
  * webhook_event_not_found); at most limits.eventStreamsPerMerchantMax streams per merchant and
  * process and limits.sseStreamsMax in all (`stream_limit_reached`). This is what `kessai listen` reads and forwards.
  */
-import type { FastifyInstance, FastifyReply } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { KessaiError, limits } from '@kessai/protocol';
 import { authenticateMerchant } from '../callers.ts';
 import type { AuthContext } from '../context.ts';
-import { cursorOf, eventsAfter, latestCursor, type StreamCursor } from '../event-stream.ts';
+import type { Db } from '@kessai/service';
+import { cursorOf, eventsAfter, latestCursor, type StreamCursor, type StreamOwner } from '../event-stream.ts';
 
 const lastEventIdPattern = /^evt_[A-Za-z0-9_-]{1,64}$/;
 
@@ -47,6 +48,7 @@ export async function eventStreamRoutes(app: FastifyInstance, { config }: AuthCo
       if (busy || raw.writableEnded) return;
       busy = true;
       try {
+        if (!(await keyStillWorks(config.db, request, owner))) return end();
         for (const event of await eventsAfter(config.db, owner, {
           floor: cursor,
           newest: position,
@@ -86,6 +88,20 @@ export async function eventStreamRoutes(app: FastifyInstance, { config }: AuthCo
     raw.write(': ready\n\n');
     await poll();
   });
+}
+
+/**
+ * Whether the stream's API key still names its merchant and mode: a key rolled without overlap, or whose overlap
+ * ended, closes the streams it opened at their next poll.
+ */
+async function keyStillWorks(db: Db, request: FastifyRequest, owner: StreamOwner): Promise<boolean> {
+  try {
+    const merchant = await authenticateMerchant(db, request);
+    return merchant.id === owner.merchantId && merchant.livemode === owner.livemode;
+  } catch (err) {
+    if (err instanceof KessaiError && err.code === 'unauthenticated') return false;
+    throw err;
+  }
 }
 
 /** Takes the reply out of Fastify and opens the event stream (the headers hooks set go along by hand). */
