@@ -114,6 +114,38 @@ describe('kessai listen', () => {
     controller.abort();
     await reader;
   }, 60_000);
+  it('a forward target that never answers is given up after webhookTimeoutMs, and the next event is still forwarded', async () => {
+    const hanging = createServer(() => undefined); // reads the request, never answers
+    await new Promise<void>((resolve) => hanging.listen(0, '127.0.0.1', resolve));
+    const hangingUrl = `http://127.0.0.1:${(hanging.address() as AddressInfo).port}/webhooks`;
+    const lines: string[] = [];
+    const controller = new AbortController();
+    const running = listen({ brokerUrl: env.system.auth.url, apiKey: env.system.merchant.apiKey, forwardTo: hangingUrl, caCertPem: env.system.pki.caCertPem, signal: controller.signal, print: (l) => lines.push(l), events: ['payment_request.approved'] }, newListenSecret());
+    try {
+      await waitFor('listen ready', async () => (lines.some((l) => l.startsWith('Ready!')) ? true : undefined));
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      await approvedRequest(env.merchant, wallet, cardNumber, 600n);
+      await approvedRequest(env.merchant, wallet, cardNumber, 601n);
+      const failed = () => lines.filter((l) => l.startsWith('<-- [failed:')).length;
+      await waitFor('both forwards given up', async () => (failed() >= 2 ? true : undefined), 3 * limits.webhookTimeoutMs + 5_000);
+    } finally {
+      controller.abort();
+      await running;
+      hanging.closeAllConnections();
+      hanging.close();
+    }
+  }, 60_000);
+
+  it('listen stops with an error when the broker refuses its key (401), instead of reconnecting for ever', async () => {
+    const lines: string[] = [];
+    const controller = new AbortController();
+    const running = listen({ brokerUrl: env.system.auth.url, apiKey: 'sk_test_nosuchkey0000000000000000', forwardTo: receiverUrl, caCertPem: env.system.pki.caCertPem, signal: controller.signal, print: (l) => lines.push(l), reconnectMs: 50 }, newListenSecret());
+    const outcome = await Promise.race([running.then(() => 'ended', (err: Error) => err.message), new Promise((resolve) => setTimeout(() => resolve('still running'), 2_000))]);
+    controller.abort();
+    await running.catch(() => undefined);
+    expect(outcome).toMatch(/401.*unauthenticated/);
+  }, 30_000);
+
   it('the stream still sends, once, an event that committed after a later-stamped one was sent (within the look-back)', async () => {
     const auth = { authorization: `Bearer ${env.system.merchant.apiKey}` };
     const controller = new AbortController();

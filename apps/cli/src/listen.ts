@@ -3,12 +3,13 @@
  * (`GET /v1/events/stream` with the merchant API key), signs each event again with a secret made
  * for this run (printed at start; the `Kessai-Signature: t=…,v1=…` scheme `verifyWebhookEvent`
  * checks) and POSTs it to URL, printing the event's type and id and the forward's HTTP status.
- * A dropped stream is opened again after the last event seen (`Last-Event-ID`). Ends when `signal` aborts.
+ * A dropped stream is opened again after the last event seen (`Last-Event-ID`); a forward gets limits.webhookTimeoutMs,
+ * as a real delivery. Ends when `signal` aborts, or with an error when the broker refuses the key (401).
  */
 import { randomBytes } from 'node:crypto';
 import { Agent, request } from 'undici';
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
-import { signWebhook } from '@kessai/protocol';
+import { limits, signWebhook } from '@kessai/protocol';
 
 export interface ListenOptions {
   brokerUrl: string;
@@ -23,6 +24,9 @@ export interface ListenOptions {
   /** Wait before opening a dropped stream again. */
   reconnectMs?: number;
 }
+
+/** The broker refused the API key (401): listen ends with this error. */
+class KeyRefused extends Error {}
 
 /** A fresh `whsec_…` secret for one run of `kessai listen`. */
 export function newListenSecret(): string {
@@ -39,6 +43,7 @@ export async function listen(options: ListenOptions, secret: string): Promise<vo
         lastEventId = await readStream(options, agent, secret, lastEventId);
       } catch (err) {
         if (options.signal.aborted) break;
+        if (err instanceof KeyRefused) throw err;
         options.print(`stream error: ${(err as Error).message}; reconnecting`);
       }
       if (!options.signal.aborted) await new Promise((resolve) => setTimeout(resolve, options.reconnectMs ?? 1000));
@@ -65,7 +70,10 @@ async function readStream(
   });
   if (answer.statusCode !== 200) {
     const text = await answer.body.text();
-    throw new Error(`the broker answered ${answer.statusCode}: ${text.slice(0, 300)}`);
+    const failed = new Error(`the broker answered ${answer.statusCode}: ${text.slice(0, 300)}`);
+    // A refused key will not work on the next try either: stop rather than reconnect for ever.
+    if (answer.statusCode === 401) throw new KeyRefused(failed.message);
+    throw failed;
   }
   let last = lastEventId;
   let queue: Promise<void> = Promise.resolve();
@@ -102,6 +110,8 @@ async function forward(
       dispatcher: agent,
       headers: { 'content-type': 'application/json', 'kessai-signature': signature },
       body: message.data,
+      // As a real delivery: a receiver that does not answer within webhookTimeoutMs has failed (and Ctrl-C ends a wait).
+      signal: AbortSignal.any([options.signal, AbortSignal.timeout(limits.webhookTimeoutMs)]),
     });
     await answer.body.dump();
     options.print(`<-- [${answer.statusCode}] POST ${options.forwardTo} [${message.id ?? '-'}]`);
