@@ -117,6 +117,29 @@ describe('test and live mode', () => {
     }
   });
 
+  it('one Idempotency-Key used for a refund in each mode makes two refunds, neither refused for the other mode’s', async () => {
+    const { id, apiKey: testKey } = await createdMerchant('Hojicha Bar', false);
+    const rolled = await atBroker('merchants', 'rotate-key', id, '--live', '--overlap', '600');
+    const liveKey = /^new api key .*: (sk_live_\S+)$/m.exec(rolled)![1]!;
+    const [test, live] = [clientOf(testKey), clientOf(liveKey)];
+    try {
+      const [testId, liveId] = [await approvedRequest(test, kessai.wallet, card, 500n), await approvedRequest(live, kessai.wallet, card, 600n)];
+      await test.capture(testId, {}, idempotencyKey());
+      await live.capture(liveId, {}, idempotencyKey());
+      const shared = idempotencyKey();
+      const inTest = await test.refund(testId, 100n, shared);
+      const inLive = await live.refund(liveId, 200n, shared);
+      expect([inTest.payment_request_id, inTest.livemode, inTest.amount_minor]).toEqual([testId, false, '100']);
+      expect([inLive.payment_request_id, inLive.livemode, inLive.amount_minor]).toEqual([liveId, true, '200']);
+      // A retry in each mode still answers that mode's refund.
+      expect((await live.refund(liveId, 200n, shared)).id).toBe(inLive.id);
+      expect((await test.refund(testId, 100n, shared)).id).toBe(inTest.id);
+    } finally {
+      await test.close();
+      await live.close();
+    }
+  });
+
   it('a key made before modes existed (sk_… with neither prefix) is a test key', async () => {
     const legacyKey = `sk_${randomBytes(24).toString('base64url')}`;
     const { merchant } = await createMerchant(auth().db, { name: 'Kukicha Cellar', apiKey: legacyKey });

@@ -110,7 +110,7 @@ async function forward(
       dispatcher: agent,
       headers: { 'content-type': 'application/json', 'kessai-signature': signature },
       body: message.data,
-      // As a real delivery: a receiver that does not answer within webhookTimeoutMs has failed (and Ctrl-C ends a wait).
+      // As a real delivery: no answer within webhookTimeoutMs is a failure (and Ctrl-C ends the wait).
       signal: AbortSignal.any([options.signal, AbortSignal.timeout(limits.webhookTimeoutMs)]),
     });
     await answer.body.dump();
