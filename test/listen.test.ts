@@ -20,8 +20,18 @@ let receiverUrl: string;
 const received: Array<{ type: string; id: string; verified: boolean }> = [];
 let secret = '';
 
+/** The broker's open event-stream responses (to read how much each holds unsent). */
+const streamResponses: Array<{ writableLength: number }> = [];
+
 beforeAll(async () => {
-  env = await startWithMerchant();
+  env = await startWithMerchant({
+    beforeListen: (role, app) => {
+      if (role !== 'auth-server') return;
+      app.addHook('onRequest', async (request, reply) => {
+        if (request.url === '/v1/events/stream') streamResponses.push(reply.raw);
+      });
+    },
+  });
   wallet = await env.payer(cardNumber);
   receiver = createServer((req, res) => {
     let body = '';
@@ -145,6 +155,42 @@ describe('kessai listen', () => {
     await running.catch(() => undefined);
     expect(outcome).toMatch(/401.*unauthenticated/);
   }, 30_000);
+
+  it('a stream its reader does not drain stops reading events (no unbounded buffer); nothing is lost', async () => {
+    const auth = { authorization: `Bearer ${env.system.merchant.apiKey}` };
+    const controller = new AbortController();
+    const before = streamResponses.length;
+    const stream = await streamRequest(auth, controller.signal); // its body is not read
+    expect(stream.statusCode).toBe(200);
+    const response = streamResponses[before]!;
+    await approvedRequest(env.merchant, wallet, cardNumber, 650n); // an event to copy
+    const [model] = await env.system.auth.db.query<{ id: string }>("select id from webhook_outbox where merchant_id = $1 and payment_request_id is not null order by created_at desc limit 1", [env.system.merchant.merchantId]);
+    // Events of 64 KiB, 8 polls' worth: far more than the socket's buffers hold.
+    const padding = 'x'.repeat(64 * 1024);
+    const count = 8 * limits.eventStreamBatchMax;
+    await env.system.auth.db.query(
+      `insert into webhook_outbox (id, merchant_id, event_type, payment_request_id, body, status)
+       select 'evt_big' || n || '_' || $3, merchant_id, event_type, payment_request_id, '{"pad":"' || $2 || '"}', 'delivered'
+         from webhook_outbox, generate_series(1, $4) as n where id = $1`,
+      [model!.id, padding, Date.now(), count],
+    );
+    await new Promise((resolve) => setTimeout(resolve, 10 * limits.eventStreamPollMs));
+    // At most about one read's batch waits in the broker's memory, not every event.
+    expect(response.writableLength).toBeLessThan(2 * limits.eventStreamBatchMax * padding.length);
+    // Reading now delivers them all, in order, each once.
+    let text = '';
+    let seen = 0;
+    for await (const chunk of stream.body) {
+      text += (chunk as Buffer).toString();
+      const blocks = text.split('\n\n');
+      text = blocks.pop()!;
+      seen += blocks.filter((block) => block.includes('id: evt_big')).length;
+      if (seen === count) break;
+    }
+    expect(seen).toBe(count);
+    controller.abort();
+    await env.system.auth.db.query("delete from webhook_outbox where id like 'evt_big%'");
+  }, 120_000);
 
   it('the stream still sends, once, an event that committed after a later-stamped one was sent (within the look-back)', async () => {
     const auth = { authorization: `Bearer ${env.system.merchant.apiKey}` };

@@ -45,7 +45,9 @@ export async function eventStreamRoutes(app: FastifyInstance, { config }: AuthCo
     let newestMs = 0;
     let busy = false;
     const poll = async () => {
-      if (busy || raw.writableEnded) return;
+      // A reader that has not taken the last batch yet gets no more: the cursor waits, so nothing is lost, and the
+      // broker holds at most one batch for it (a stream that is never read cannot fill the broker's memory).
+      if (busy || raw.writableEnded || raw.writableNeedDrain) return;
       busy = true;
       try {
         if (!(await keyStillWorks(config.db, request, owner))) return end();
@@ -69,7 +71,7 @@ export async function eventStreamRoutes(app: FastifyInstance, { config }: AuthCo
     };
     const timer = setInterval(() => void poll(), limits.eventStreamPollMs);
     const heartbeat = setInterval(
-      () => raw.writableEnded || raw.write(': keep-alive\n\n'),
+      () => raw.writableEnded || raw.writableNeedDrain || raw.write(': keep-alive\n\n'),
       config.sseHeartbeatMs ?? limits.sseHeartbeatMs,
     );
     const close = () => {
