@@ -75,6 +75,8 @@ describe('Standard Webhooks headers on real deliveries', () => {
       expect(page.limit).toBe(1);
       expect(page.items).toHaveLength(1);
       // One item a page: the pager walks the same events page by page, each once (starting_after on every next page).
+      // Two events at least: the approval's, and the capture's the shop makes on it.
+      await waitFor('two events', async () => ((await system.auth.db.query('select id from webhook_outbox')).length >= 2 ? true : undefined));
       const paged = [];
       for await (const event of merchant.listWebhookEvents({ limit: 1 })) paged.push(event.id);
       expect(paged.length).toBeGreaterThan(1);
