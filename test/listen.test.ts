@@ -22,13 +22,18 @@ let secret = '';
 
 /** The broker's open event-stream responses (to read how much each holds unsent). */
 const streamResponses: Array<{ writableLength: number }> = [];
+/** Each stream the broker opened: the Last-Event-ID it was asked for, and a way to cut its connection. */
+const streamOpens: Array<{ lastEventId: string | undefined; cut: () => void }> = [];
 
 beforeAll(async () => {
   env = await startWithMerchant({
     beforeListen: (role, app) => {
       if (role !== 'auth-server') return;
       app.addHook('onRequest', async (request, reply) => {
-        if (request.url === '/v1/events/stream') streamResponses.push(reply.raw);
+        if (request.url !== '/v1/events/stream') return;
+        streamResponses.push(reply.raw);
+        const lastEventId = request.headers['last-event-id'];
+        streamOpens.push({ lastEventId: typeof lastEventId === 'string' ? lastEventId : undefined, cut: () => request.raw.socket.destroy() });
       });
     },
   });
@@ -124,6 +129,30 @@ describe('kessai listen', () => {
     controller.abort();
     await reader;
   }, 60_000);
+  it('listen reopens a cut stream after the last event it saw (Last-Event-ID), so the events of the gap are forwarded', async () => {
+    secret = newListenSecret();
+    const lines: string[] = [];
+    const controller = new AbortController();
+    const before = streamOpens.length;
+    const running = listen({ brokerUrl: env.system.auth.url, apiKey: env.system.merchant.apiKey, forwardTo: receiverUrl, caCertPem: env.system.pki.caCertPem, signal: controller.signal, print: (l) => lines.push(l), events: ['payment_request.approved'], reconnectMs: 200 }, secret);
+    try {
+      const first = await waitFor('the stream open', async () => streamOpens[before]);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      const firstId = await approvedRequest(env.merchant, wallet, cardNumber, 1300n);
+      const [firstEvent] = await env.system.auth.db.query<{ id: string }>("select id from webhook_outbox where payment_request_id = $1 and event_type = 'payment_request.approved'", [firstId]);
+      await waitFor('the first forwarded', async () => (lines.some((l) => l.includes(`[200] POST ${receiverUrl} [${firstEvent!.id}]`)) ? true : undefined));
+      first.cut(); // the connection drops (no clean end of the stream)
+      const secondId = await approvedRequest(env.merchant, wallet, cardNumber, 1301n);
+      const reopened = await waitFor('the stream reopened', async () => streamOpens[before + 1]);
+      expect(reopened.lastEventId).toBe(firstEvent!.id);
+      const [secondEvent] = await env.system.auth.db.query<{ id: string }>("select id from webhook_outbox where payment_request_id = $1 and event_type = 'payment_request.approved'", [secondId]);
+      await waitFor('the gap’s event forwarded', async () => (lines.some((l) => l.includes(`[200] POST ${receiverUrl} [${secondEvent!.id}]`)) ? true : undefined));
+    } finally {
+      controller.abort();
+      await running;
+    }
+  }, 60_000);
+
   it('a forward target that never answers is given up after webhookTimeoutMs, and the next event is still forwarded', async () => {
     const hanging = createServer(() => undefined); // reads the request, never answers
     await new Promise<void>((resolve) => hanging.listen(0, '127.0.0.1', resolve));

@@ -35,12 +35,13 @@ export function newListenSecret(): string {
 
 export async function listen(options: ListenOptions, secret: string): Promise<void> {
   const agent = new Agent(options.caCertPem ? { connect: { ca: options.caCertPem } } : {});
-  let lastEventId: string | undefined;
+  // The last event seen, kept across connections — also one that dropped mid-stream — for Last-Event-ID.
+  const position: { lastEventId?: string } = {};
   options.print(`Ready! Your webhook signing secret is ${secret} (^C to quit)`);
   try {
     while (!options.signal.aborted) {
       try {
-        lastEventId = await readStream(options, agent, secret, lastEventId);
+        await readStream(options, agent, secret, position);
       } catch (err) {
         if (options.signal.aborted) break;
         if (err instanceof KeyRefused) throw err;
@@ -53,15 +54,15 @@ export async function listen(options: ListenOptions, secret: string): Promise<vo
   }
 }
 
-/** One connection to the stream; returns the id of the last event forwarded. */
+/** One connection to the stream, resumed after `position.lastEventId`, which it moves on at each event. */
 async function readStream(
   options: ListenOptions,
   agent: Agent,
   secret: string,
-  lastEventId: string | undefined,
-): Promise<string | undefined> {
+  position: { lastEventId?: string },
+): Promise<void> {
   const headers: Record<string, string> = { authorization: `Bearer ${options.apiKey}`, accept: 'text/event-stream' };
-  if (lastEventId) headers['last-event-id'] = lastEventId;
+  if (position.lastEventId) headers['last-event-id'] = position.lastEventId;
   const answer = await request(new URL('/v1/events/stream', options.brokerUrl), {
     dispatcher: agent,
     headers,
@@ -75,23 +76,23 @@ async function readStream(
     if (answer.statusCode === 401) throw new KeyRefused(failed.message);
     throw failed;
   }
-  let last = lastEventId;
   let queue: Promise<void> = Promise.resolve();
   const parser = createParser({
     onEvent: (message: EventSourceMessage) => {
       queue = queue
         .then(() => forward(options, agent, secret, message))
         .catch((err: unknown) => options.print(`forward failed: ${(err as Error).message}`));
-      if (message.id) last = message.id;
+      if (message.id) position.lastEventId = message.id;
     },
   });
   try {
     for await (const chunk of answer.body) parser.feed((chunk as Buffer).toString('utf8'));
   } catch (err) {
     if (!options.signal.aborted) throw err;
+  } finally {
+    // The events read are forwarded, in order, before the next connection forwards any.
+    await queue;
   }
-  await queue;
-  return last;
 }
 
 async function forward(
