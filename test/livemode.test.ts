@@ -8,13 +8,14 @@
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
+import { Agent, request } from 'undici';
 import { MerchantClient, WalletClient } from '@kessai/sdk';
 import { readJwsPayload } from '@kessai/protocol';
 import { createMerchant } from '../apps/auth-server/src/merchants.ts';
 import { merchantsAtBroker } from './support/cli.ts';
 import { codeOf } from './support/errors.ts';
 import { approvedRequest, cardAccount, idempotencyKey, payerForFile } from './support/payer.ts';
-import { callJson } from './support/system.ts';
+import { callJson, waitFor } from './support/system.ts';
 
 const card = '4000056655665556';
 const kessai = payerForFile(card);
@@ -144,6 +145,64 @@ describe('test and live mode', () => {
       }
       expect((await listWith(testKey, `/v1/payment-requests?starting_after=${liveId}`)).code).toBe('starting_after_not_found');
     } finally {
+      await test.close();
+      await live.close();
+    }
+  });
+
+  it('one Idempotency-Key used for a refund in each mode makes two refunds, neither refused for the other mode’s', async () => {
+    const { id, apiKey: testKey } = await createdMerchant('Hojicha Bar', false);
+    const rolled = await atBroker('merchants', 'rotate-key', id, '--live', '--overlap', '600');
+    const liveKey = /^new api key .*: (sk_live_\S+)$/m.exec(rolled)![1]!;
+    const [test, live] = [clientOf(testKey), clientOf(liveKey)];
+    try {
+      const [testId, liveId] = [await approvedRequest(test, kessai.wallet, card, 500n), await approvedRequest(live, kessai.wallet, card, 600n)];
+      await test.capture(testId, {}, idempotencyKey());
+      await live.capture(liveId, {}, idempotencyKey());
+      const shared = idempotencyKey();
+      const inTest = await test.refund(testId, 100n, shared);
+      const inLive = await live.refund(liveId, 200n, shared);
+      expect([inTest.payment_request_id, inTest.livemode, inTest.amount_minor]).toEqual([testId, false, '100']);
+      expect([inLive.payment_request_id, inLive.livemode, inLive.amount_minor]).toEqual([liveId, true, '200']);
+      // A retry in each mode still answers that mode's refund.
+      expect((await live.refund(liveId, 200n, shared)).id).toBe(inLive.id);
+      expect((await test.refund(testId, 100n, shared)).id).toBe(inTest.id);
+    } finally {
+      await test.close();
+      await live.close();
+    }
+  });
+
+  it('the event stream of a key carries only its own mode’s events', async () => {
+    const { id, apiKey: testKey } = await createdMerchant('Matcha Kiosk', false);
+    const rolled = await atBroker('merchants', 'rotate-key', id, '--live', '--overlap', '600');
+    const liveKey = /^new api key .*: (sk_live_\S+)$/m.exec(rolled)![1]!;
+    const agent = new Agent({ connect: { ca: kessai.system.pki.caCertPem } });
+    const controller = new AbortController();
+    const texts = { test: '', live: '' };
+    const open = async (key: string, mode: 'test' | 'live') => {
+      const stream = await request(new URL('/v1/events/stream', auth().url), { dispatcher: agent, headers: { authorization: `Bearer ${key}` }, signal: controller.signal });
+      expect(stream.statusCode).toBe(200);
+      // Wrapped: an async function returning the reader's promise would wait for the stream to end.
+      return {
+        done: (async () => {
+          for await (const chunk of stream.body) texts[mode] += (chunk as Buffer).toString();
+        })().catch(() => undefined),
+      };
+    };
+    const readers = [(await open(testKey, 'test')).done, (await open(liveKey, 'live')).done];
+    const [test, live] = [clientOf(testKey), clientOf(liveKey)];
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      const liveId = await approvedRequest(live, kessai.wallet, card, 400n);
+      const testId = await approvedRequest(test, kessai.wallet, card, 401n);
+      await waitFor('both events on their streams', async () => (texts.live.includes(liveId) && texts.test.includes(testId)) || undefined);
+      expect(texts.test).not.toContain(liveId);
+      expect(texts.live).not.toContain(testId);
+    } finally {
+      controller.abort();
+      await Promise.all(readers);
+      await agent.close();
       await test.close();
       await live.close();
     }

@@ -72,6 +72,18 @@ describe('merchant lists', () => {
     expect(listed.body.items.find((item: { id: string }) => item.id === created[0])).toEqual(first.body);
   });
 
+  it('pages rows created within one millisecond (microseconds apart) without losing one at a page boundary', async () => {
+    const merchant = await newMerchant();
+    const created: string[] = [];
+    for (let i = 0; i < 4; i++) created.push(await createRequest(merchant.apiKey));
+    // PostgreSQL keeps microseconds; a cursor read back through a JavaScript Date would keep milliseconds only.
+    for (const [i, id] of created.entries()) {
+      await auth().db.query("update payment_requests set created_at = '2026-01-01T00:00:00.000100Z'::timestamptz + make_interval(secs => $2::double precision / 1000000) where id = $1", [id, (i + 1) * 100]);
+    }
+    const { ids } = await everyPage('/v1/payment-requests', 1, merchant.apiKey);
+    expect(ids).toEqual([...created].reverse());
+  });
+
   it('answers the default and the maximum limit, and refuses limits out of bounds with validation_failed', async () => {
     const merchant = await newMerchant();
     await createRequest(merchant.apiKey);

@@ -133,6 +133,36 @@ describe('retries and errors', () => {
     expect(seen).toHaveLength(1);
   });
 
+  it('an answer missing a required field, or with one of the wrong type, fails at once, naming the field and the request id', async () => {
+    seen.length = 0;
+    const { amount_minor: _dropped, ...missing } = view;
+    script = [{ status: 200, body: missing }];
+    const err = await client().capture(id, {}).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(KessaiError);
+    expect(err).toMatchObject({ code: 'broker_unavailable', requestId: 'req_1', errors: [{ path: '/amount_minor' }] });
+    expect((err as Error).message).toContain('/amount_minor');
+    // The server answered: a retry would get the same body (and a POST's replay the same answer), so none is made.
+    expect(seen).toHaveLength(1);
+    seen.length = 0;
+    script = [{ status: 200, body: { ...view, amount_minor: 5700 } }];
+    const wrongType = await client().getPaymentRequest(id).catch((e: unknown) => e);
+    expect(wrongType).toMatchObject({ code: 'broker_unavailable', errors: [{ path: '/amount_minor' }] });
+    expect(seen).toHaveLength(1);
+  });
+
+  it('an error code this SDK does not know keeps its status and code in the message; a 4xx one is not retried', async () => {
+    seen.length = 0;
+    script = [{ status: 422, body: problem('dispute_open', 422) }];
+    const err = await client().capture(id, {}).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'broker_unavailable', requestId: 'req_1' });
+    expect((err as Error).message).toMatch(/answered 422 dispute_open/);
+    expect(seen).toHaveLength(1);
+    seen.length = 0;
+    script = [{ status: 500, body: problem('internal_error', 500) }, { status: 200, body: view }];
+    expect((await client().getPaymentRequest(id)).id).toBe(id); // a 500 is retried, as stripe-node does
+    expect(seen).toHaveLength(2);
+  });
+
   it('reports an unreachable authentication server as broker_unavailable, after its retries', async () => {
     const unreachable = new MerchantClient({ baseUrl: 'https://127.0.0.1:9', apiKey: 'sk_test_x', caCertPem, maxNetworkRetries: 1 });
     const err = await unreachable.getPaymentRequest(id).catch((e: unknown) => e);

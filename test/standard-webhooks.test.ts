@@ -74,6 +74,16 @@ describe('Standard Webhooks headers on real deliveries', () => {
       // One item per page (more events may have been queued meanwhile: the shop captures on approval).
       expect(page.limit).toBe(1);
       expect(page.items).toHaveLength(1);
+      // One item a page: the pager walks the same events page by page, each once (starting_after on every next page).
+      // Two events at least: the approval's, and the capture's the shop makes on it.
+      await waitFor('two events', async () => ((await system.auth.db.query('select id from webhook_outbox')).length >= 2 ? true : undefined));
+      const paged = [];
+      for await (const event of merchant.listWebhookEvents({ limit: 1 })) paged.push(event.id);
+      expect(paged.length).toBeGreaterThan(1);
+      expect(new Set(paged).size).toBe(paged.length);
+      expect(paged).toEqual(expect.arrayContaining(delivered));
+      const foreign = await merchant.listWebhookEvents({ startingAfter: 'evt_00000000000000000000000000' }).page().catch((e: unknown) => e);
+      expect(foreign).toMatchObject({ code: 'starting_after_not_found', status: 404 });
     } finally {
       await merchant.close();
     }

@@ -19,8 +19,9 @@ export interface Page {
   startingAfter?: string | undefined;
 }
 
-interface Cursor {
-  created_at: Date;
+export interface Cursor {
+  /** PostgreSQL's text of the timestamp: its microseconds kept (a JavaScript Date would round them off to ms). */
+  created_at: string;
   id: string;
 }
 
@@ -32,10 +33,11 @@ const livemodeOf = {
 } as const;
 
 /** The cursor row of `table` — the merchant's own, or starting_after_not_found. */
-async function cursorOf(db: Queryable, table: keyof typeof livemodeOf, page: Page): Promise<Cursor | null> {
+export async function cursorOf(db: Queryable, table: keyof typeof livemodeOf, page: Page): Promise<Cursor | null> {
   if (page.startingAfter === undefined) return null;
   const [row] = await db.query<Cursor>(
-    `select created_at, id from ${table} where id = $1 and merchant_id = $2 and ${livemodeOf[table]} = $3`,
+    `select created_at::text as created_at, id from ${table}
+      where id = $1 and merchant_id = $2 and ${livemodeOf[table]} = $3`,
     [page.startingAfter, page.merchantId, page.livemode],
   );
   if (!row) throw new KessaiError('starting_after_not_found');

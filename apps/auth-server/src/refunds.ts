@@ -21,6 +21,13 @@ interface SavedRefund {
   created_at: Date;
 }
 
+/**
+ * The key a refund is saved under: the merchant's Idempotency-Key, with ` live` after it in live mode (a key has no
+ * space, so the two modes' keys never meet — one key used in both modes makes two refunds, as callers.ts scopes it).
+ */
+const savedKeyOf = (merchant: MerchantCaller, idempotencyKey: string): string =>
+  merchant.livemode ? `${idempotencyKey} live` : idempotencyKey;
+
 function refundByKey(db: Queryable, merchantId: string, idempotencyKey: string): Promise<SavedRefund | undefined> {
   return db.query<SavedRefund>('select id, payment_request_id, amount_minor, state, created_at from refunds where merchant_id = $1 and idempotency_key = $2', [merchantId, idempotencyKey]).then((rows) => rows[0]);
 }
@@ -37,8 +44,9 @@ function refuseReuse(saved: SavedRefund, paymentRequestId: string, amount: bigin
   }
 }
 
-export async function relayRefund(context: AuthContext, merchant: MerchantCaller, row: PaymentRequestRow, amount: bigint, idempotencyKey: string): Promise<RefundView> {
+export async function relayRefund(context: AuthContext, merchant: MerchantCaller, row: PaymentRequestRow, amount: bigint, requestKey: string): Promise<RefundView> {
   const { config } = context;
+  const idempotencyKey = savedKeyOf(merchant, requestKey);
   // A refund already saved under this key is continued or answered as it was asked (refuseReuse),
   // not checked against the refunds made since: a retry of a full refund is not refund_exceeds_captured.
   // step 409 refund: the broker saves the refund's intent, then relays it to the issuer

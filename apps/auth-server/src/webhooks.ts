@@ -191,18 +191,34 @@ export const eventLivemode = `coalesce(webhook_outbox.livemode,
 const recordColumns = `id, merchant_id, event_type, payment_request_id, status, attempts, last_status, next_attempt_at, delivered_at,
   dead_at, resent_at, created_at, ${eventLivemode} as livemode`;
 
-/** Newest first, one more than `limit` (so the caller knows whether there are more). */
+/**
+ * Newest first, one more than `limit` (so the caller knows whether there are more); after `cursor` (the last item of
+ * the previous page, merchant-lists.ts cursorOf) when given.
+ */
 export function listWebhookEvents(
   db: Queryable,
-  filter: { merchantId?: string; status?: WebhookEventStatus; livemode?: boolean },
+  filter: {
+    merchantId?: string;
+    status?: WebhookEventStatus;
+    livemode?: boolean;
+    cursor?: { created_at: string; id: string } | null;
+  },
   limit: number,
 ): Promise<WebhookEventRecord[]> {
   return db.query<WebhookEventRecord>(
     `select ${recordColumns} from webhook_outbox
       where ($1::text is null or merchant_id = $1) and ($2::text is null or status = $2)
         and ($4::boolean is null or ${eventLivemode} = $4)
+        and ($5::timestamptz is null or (created_at, id) < ($5::timestamptz, $6::text))
       order by created_at desc, id desc limit $3`,
-    [filter.merchantId ?? null, filter.status ?? null, limit + 1, filter.livemode ?? null],
+    [
+      filter.merchantId ?? null,
+      filter.status ?? null,
+      limit + 1,
+      filter.livemode ?? null,
+      filter.cursor?.created_at ?? null,
+      filter.cursor?.id ?? null,
+    ],
   );
 }
 

@@ -3,12 +3,13 @@
  * (`GET /v1/events/stream` with the merchant API key), signs each event again with a secret made
  * for this run (printed at start; the `Kessai-Signature: t=…,v1=…` scheme `verifyWebhookEvent`
  * checks) and POSTs it to URL, printing the event's type and id and the forward's HTTP status.
- * A dropped stream is opened again after the last event seen (`Last-Event-ID`). Ends when `signal` aborts.
+ * A dropped stream is opened again after the last event seen (`Last-Event-ID`); a forward gets limits.webhookTimeoutMs,
+ * as a real delivery. Ends when `signal` aborts, or with an error when the broker refuses the key (401).
  */
 import { randomBytes } from 'node:crypto';
 import { Agent, request } from 'undici';
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
-import { signWebhook } from '@kessai/protocol';
+import { limits, signWebhook } from '@kessai/protocol';
 
 export interface ListenOptions {
   brokerUrl: string;
@@ -24,6 +25,9 @@ export interface ListenOptions {
   reconnectMs?: number;
 }
 
+/** The broker refused the API key (401): listen ends with this error. */
+class KeyRefused extends Error {}
+
 /** A fresh `whsec_…` secret for one run of `kessai listen`. */
 export function newListenSecret(): string {
   return `whsec_${randomBytes(24).toString('base64url')}`;
@@ -31,14 +35,16 @@ export function newListenSecret(): string {
 
 export async function listen(options: ListenOptions, secret: string): Promise<void> {
   const agent = new Agent(options.caCertPem ? { connect: { ca: options.caCertPem } } : {});
-  let lastEventId: string | undefined;
+  // The last event seen, kept across connections — also one that dropped mid-stream — for Last-Event-ID.
+  const position: { lastEventId?: string } = {};
   options.print(`Ready! Your webhook signing secret is ${secret} (^C to quit)`);
   try {
     while (!options.signal.aborted) {
       try {
-        lastEventId = await readStream(options, agent, secret, lastEventId);
+        await readStream(options, agent, secret, position);
       } catch (err) {
         if (options.signal.aborted) break;
+        if (err instanceof KeyRefused) throw err;
         options.print(`stream error: ${(err as Error).message}; reconnecting`);
       }
       if (!options.signal.aborted) await new Promise((resolve) => setTimeout(resolve, options.reconnectMs ?? 1000));
@@ -48,15 +54,15 @@ export async function listen(options: ListenOptions, secret: string): Promise<vo
   }
 }
 
-/** One connection to the stream; returns the id of the last event forwarded. */
+/** One connection to the stream, resumed after `position.lastEventId`, which it moves on at each event. */
 async function readStream(
   options: ListenOptions,
   agent: Agent,
   secret: string,
-  lastEventId: string | undefined,
-): Promise<string | undefined> {
+  position: { lastEventId?: string },
+): Promise<void> {
   const headers: Record<string, string> = { authorization: `Bearer ${options.apiKey}`, accept: 'text/event-stream' };
-  if (lastEventId) headers['last-event-id'] = lastEventId;
+  if (position.lastEventId) headers['last-event-id'] = position.lastEventId;
   const answer = await request(new URL('/v1/events/stream', options.brokerUrl), {
     dispatcher: agent,
     headers,
@@ -65,25 +71,28 @@ async function readStream(
   });
   if (answer.statusCode !== 200) {
     const text = await answer.body.text();
-    throw new Error(`the broker answered ${answer.statusCode}: ${text.slice(0, 300)}`);
+    const failed = new Error(`the broker answered ${answer.statusCode}: ${text.slice(0, 300)}`);
+    // A refused key will not work on the next try either: stop rather than reconnect for ever.
+    if (answer.statusCode === 401) throw new KeyRefused(failed.message);
+    throw failed;
   }
-  let last = lastEventId;
   let queue: Promise<void> = Promise.resolve();
   const parser = createParser({
     onEvent: (message: EventSourceMessage) => {
       queue = queue
         .then(() => forward(options, agent, secret, message))
         .catch((err: unknown) => options.print(`forward failed: ${(err as Error).message}`));
-      if (message.id) last = message.id;
+      if (message.id) position.lastEventId = message.id;
     },
   });
   try {
     for await (const chunk of answer.body) parser.feed((chunk as Buffer).toString('utf8'));
   } catch (err) {
     if (!options.signal.aborted) throw err;
+  } finally {
+    // The events read are forwarded, in order, before the next connection forwards any.
+    await queue;
   }
-  await queue;
-  return last;
 }
 
 async function forward(
@@ -102,6 +111,8 @@ async function forward(
       dispatcher: agent,
       headers: { 'content-type': 'application/json', 'kessai-signature': signature },
       body: message.data,
+      // As a real delivery: no answer within webhookTimeoutMs is a failure (and Ctrl-C ends the wait).
+      signal: AbortSignal.any([options.signal, AbortSignal.timeout(limits.webhookTimeoutMs)]),
     });
     await answer.body.dump();
     options.print(`<-- [${answer.statusCode}] POST ${options.forwardTo} [${message.id ?? '-'}]`);

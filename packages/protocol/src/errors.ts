@@ -119,6 +119,11 @@ export class KessaiError extends Error {
   fromPeer?: boolean;
   /** Set by a client from the peer's answer (`request_id`, else the `Request-Id` header): quote it to the peer's operator. */
   requestId?: string;
+  /**
+   * Set by a client when the peer did answer, but not with a documented problem: the HTTP status of a body it cannot
+   * read, of an error code it does not know, or of a 500.
+   */
+  answeredStatus?: number;
   constructor(code: ErrorCode, detail?: string, errors?: Problem['errors']) {
     super(detail ?? errorCatalog[code].title);
     this.name = 'KessaiError';

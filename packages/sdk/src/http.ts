@@ -83,21 +83,22 @@ export class HttpClient {
       throw failed;
     }
     const body = parseJson(text);
+    const where = new URL(url).pathname;
     if (status >= 200 && status < 300) {
       const parsed = options.schema.safeParse(body);
       if (!parsed.success)
-        throw new KessaiError(options.unavailable, `${new URL(url).pathname} answered an unexpected body`);
+        throw withRequestId(unreadable(options.unavailable, where, status, parsed.error), undefined, requestId);
       return parsed.data;
     }
     const code = (body as { code?: unknown } | undefined)?.code;
     // A peer's documented code is kept (a 502 issuer_refused stays that); a 500 is the peer's bug, not an answer.
     if (status !== 500 && isErrorCode(code) && code !== 'internal_error')
       throw withRequestId(withRetryAfter(peerAnswer(code, body), retryAfter), body, requestId);
-    throw withRequestId(
-      new KessaiError(options.unavailable, `${new URL(url).pathname} answered ${status}`),
-      body,
-      requestId,
-    );
+    // A code this client does not know yet (added after it was built) is named, so the caller can look it up.
+    const named = typeof code === 'string' && /^[a-z][a-z0-9_]{0,63}$/.test(code) ? ` ${code}` : '';
+    const failed = new KessaiError(options.unavailable, `${where} answered ${status}${named}`);
+    failed.answeredStatus = status;
+    throw withRequestId(failed, body, requestId);
   }
 
   /**
@@ -168,6 +169,26 @@ function withRequestId(err: KessaiError, body: unknown, header: unknown): Kessai
   if (typeof id === 'string' && new RegExp(`^[A-Za-z0-9._-]{1,${limits.requestIdLengthMax}}$`).test(id))
     err.requestId = id;
   return err;
+}
+
+/**
+ * A successful answer whose body does not match the schema (a field missing or of another type): `errors[]` and the
+ * message name where (JSON pointers and the schema's words, never the values).
+ */
+function unreadable(code: ErrorCode, where: string, status: number, error: z.ZodError): KessaiError {
+  const errors = error.issues.map((issue) => ({
+    path: `/${issue.path.map((part) => String(part)).join('/')}`,
+    message: issue.message,
+  }));
+  const [first] = errors;
+  const more = errors.length > 1 ? ` and ${errors.length - 1} more` : '';
+  const failed = new KessaiError(
+    code,
+    `${where} answered a body this client cannot read (${first?.path}: ${first?.message}${more})`,
+    errors,
+  );
+  failed.answeredStatus = status;
+  return failed;
 }
 
 /** The peer's problem as a KessaiError: its code, detail and `errors[]` (where the request was wrong). */

@@ -1,6 +1,6 @@
 /**
  * The SDK's retries (as stripe-node): a network error (the call got no answer), 409 (the same
- * Idempotency-Key still in progress), 429, 502 and 503 are tried again up to `maxNetworkRetries`
+ * Idempotency-Key still in progress), 429, 500, 502 and 503 are tried again up to `maxNetworkRetries`
  * times, after a jittered exponential back-off — or the server's Retry-After when it sent one.
  * A POST keeps its Idempotency-Key across the tries, so a retry never does the work twice.
  */
@@ -18,7 +18,9 @@ const retriedStatuses = new Set([409, 429, 502, 503]);
 /** Whether an error is worth another try: no answer at all, or an answer that says "later". */
 export function isRetryable(err: unknown): err is KessaiError {
   if (!(err instanceof KessaiError)) return false;
-  if (!err.fromPeer) return err.code === 'broker_unavailable';
+  // No answer, or a 5xx one: tried again. An unreadable body, or a 4xx code it does not know, would come back the same.
+  if (!err.fromPeer)
+    return err.code === 'broker_unavailable' && (err.answeredStatus === undefined || err.answeredStatus >= 500);
   // A peer's 409 is retried only when it means "in progress", not a state conflict.
   if (err.status === 409) return err.code === 'idempotency_request_in_progress';
   return retriedStatuses.has(err.status) && err.code !== 'issuer_refused';

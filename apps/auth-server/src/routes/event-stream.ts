@@ -6,11 +6,19 @@
  * webhook_event_not_found); at most limits.eventStreamsPerMerchantMax streams per merchant and
  * process and limits.sseStreamsMax in all (`stream_limit_reached`). This is what `kessai listen` reads and forwards.
  */
-import type { FastifyInstance, FastifyReply } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { KessaiError, limits } from '@kessai/protocol';
 import { authenticateMerchant } from '../callers.ts';
 import type { AuthContext } from '../context.ts';
-import { cursorOf, eventsAfter, latestCursor, StreamTracker, type StreamCursor } from '../event-stream.ts';
+import type { Db } from '@kessai/service';
+import {
+  cursorOf,
+  eventsAfter,
+  latestCursor,
+  StreamTracker,
+  type StreamCursor,
+  type StreamOwner,
+} from '../event-stream.ts';
 
 const lastEventIdPattern = /^evt_[A-Za-z0-9_-]{1,64}$/;
 
@@ -42,9 +50,12 @@ export async function eventStreamRoutes(app: FastifyInstance, { config }: AuthCo
     const tracker = new StreamTracker(cursor);
     let busy = false;
     const poll = async () => {
-      if (busy || raw.writableEnded) return;
+      // A reader that has not taken the last batch yet gets no more: the cursor waits, so nothing is lost, and the
+      // broker holds at most one batch for it (a stream that is never read cannot fill the broker's memory).
+      if (busy || raw.writableEnded || raw.writableNeedDrain) return;
       busy = true;
       try {
+        if (!(await keyStillWorks(config.db, request, owner))) return end();
         for (const event of await eventsAfter(config.db, owner, tracker.position())) {
           raw.write(`id: ${event.id}\nevent: ${event.event_type}\ndata: ${event.body}\n\n`);
           tracker.sent(event);
@@ -58,7 +69,7 @@ export async function eventStreamRoutes(app: FastifyInstance, { config }: AuthCo
     };
     const timer = setInterval(() => void poll(), limits.eventStreamPollMs);
     const heartbeat = setInterval(
-      () => raw.writableEnded || raw.write(': keep-alive\n\n'),
+      () => raw.writableEnded || raw.writableNeedDrain || raw.write(': keep-alive\n\n'),
       config.sseHeartbeatMs ?? limits.sseHeartbeatMs,
     );
     const close = () => {
@@ -77,6 +88,20 @@ export async function eventStreamRoutes(app: FastifyInstance, { config }: AuthCo
     raw.write(': ready\n\n');
     await poll();
   });
+}
+
+/**
+ * Whether the stream's API key still names its merchant and mode: a key rolled without overlap, or whose overlap
+ * ended, closes the streams it opened at their next poll.
+ */
+async function keyStillWorks(db: Db, request: FastifyRequest, owner: StreamOwner): Promise<boolean> {
+  try {
+    const merchant = await authenticateMerchant(db, request);
+    return merchant.id === owner.merchantId && merchant.livemode === owner.livemode;
+  } catch (err) {
+    if (err instanceof KessaiError && err.code === 'unauthenticated') return false;
+    throw err;
+  }
 }
 
 /** Takes the reply out of Fastify and opens the event stream (the headers hooks set go along by hand). */

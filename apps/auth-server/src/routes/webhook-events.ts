@@ -12,11 +12,13 @@ import { deliveryViewOf, webhookDeliveryView } from '../admin-console.ts';
 import { authenticateMerchant, idempotencyScope } from '../callers.ts';
 import type { AuthContext } from '../context.ts';
 import { idempotencyKeyOf, idempotent, requestHash } from '../idempotency.ts';
+import { cursorOf } from '../merchant-lists.ts';
 import { listWebhookEvents, resendWebhookEvent, webhookEventStatuses } from '../webhooks.ts';
 
 const listQuery = z.strictObject({
   limit: z.coerce.number().int().min(1).max(limits.webhookEventsListMax).default(limits.webhookEventsListMax),
   status: z.enum(webhookEventStatuses).optional(),
+  starting_after: z.string().regex(idPattern('evt'), 'evt_ id').optional(),
 });
 const listAnswer = z.strictObject({ items: z.array(webhookDeliveryView), limit: z.number().int(), has_more: z.boolean() });
 const byId = z.strictObject({ id: z.string().regex(idPattern('evt'), 'evt_ id') });
@@ -26,8 +28,11 @@ export async function webhookEventRoutes(plugin: FastifyInstance, { config }: Au
 
   app.get('/v1/webhook-events', { schema: { querystring: listQuery, response: { 200: listAnswer } } }, async (request) => {
     const merchant = await authenticateMerchant(config.db, request);
-    const { limit, status } = request.query;
-    const rows = await listWebhookEvents(config.db, { merchantId: merchant.id, livemode: merchant.livemode, ...(status ? { status } : {}) }, limit);
+    const { limit, status, starting_after } = request.query;
+    // The cursor is one of this merchant's events in this mode (any status), else starting_after_not_found.
+    const mine = { merchantId: merchant.id, livemode: merchant.livemode };
+    const cursor = await cursorOf(config.db, 'webhook_outbox', { ...mine, limit, startingAfter: starting_after });
+    const rows = await listWebhookEvents(config.db, { ...mine, cursor, ...(status ? { status } : {}) }, limit);
     return { items: rows.slice(0, limit).map(deliveryViewOf), limit, has_more: rows.length > limit };
   });
 
