@@ -66,7 +66,7 @@ export const mutations: Mutation[] = [
     name: 'nonce',
     check: 'approval nonce spent once',
     file: 'apps/settlement-server/src/authorize.ts',
-    find: '    await spendNonce(tx, approval.nonce, body.request.rid);\n',
+    find: "  if (!read.nonceFresh) throw new KessaiError('approval_replayed');\n",
     replace: '',
     tests: guard,
   },
@@ -131,7 +131,7 @@ export const mutations: Mutation[] = [
     check: 'merchant onboarded at the bank',
     file: 'apps/settlement-server/src/merchants.ts',
     find: "  if (!row) throw new KessaiError('merchant_unknown');\n  return row;",
-    replace: "  return row ?? { id: merchantId, name: 'Kessai Tea House' };",
+    replace: "  return row ?? { id: 'mer_unknown', name: 'Kessai Tea House' };",
     tests: guard,
   },
   {
@@ -146,9 +146,9 @@ export const mutations: Mutation[] = [
     name: 'registered-credential',
     check: 'credential registered at all',
     file: 'apps/settlement-server/src/authorize.ts',
-    find: '  const registered = await registeredCredential(config.db, credential.credentialId, credential.deviceJkt);',
+    find: '  const registered = checkRegistered(found.credential, credential.deviceJkt);',
     replace:
-      "  const registered = await registeredCredential(config.db, credential.credentialId, credential.deviceJkt).catch(async () => ({ id: credential.credentialId, device_jkt: credential.deviceJkt, status: 'active' as const, ...(await config.db.query<{ pan_lookup: string; account_id: string }>('select pan_lookup, account_id from cards limit 1'))[0]! }));",
+      "  const registered = found.credential ? checkRegistered(found.credential, credential.deviceJkt) : { id: credential.credentialId, device_jkt: credential.deviceJkt, status: 'active' as const, ...(await config.db.query<{ pan_lookup: string; account_id: string }>('select pan_lookup, account_id from cards where pan_lookup = $1', [panLookup(config.cardKeys, credential.cardNumber.expose())]))[0]! };",
     tests: guard,
   },
   {

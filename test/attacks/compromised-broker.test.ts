@@ -31,7 +31,7 @@ import {
 } from '@kessai/protocol';
 import { AuthorizationVerifier, MerchantClient, WalletClient } from '@kessai/sdk';
 import { loadTestRateLimits } from '@kessai/service';
-import { panLookup } from '@kessai/settlement-server';
+import { ledgerTotals, panLookup } from '@kessai/settlement-server';
 import { reseal } from '../../apps/auth-server/src/conversion/reseal.ts';
 import { callJson, demoCard, enroll, startTestSystem, type TestSystem } from '../support/system.ts';
 import { cardAccount, idempotencyKey } from '../support/payer.ts';
@@ -647,6 +647,32 @@ describe('every field of the approval is checked at the bank (each check fails i
     expect(decisionOf(first).decision).toBe('approved');
     expect(again.body.authorization).toBe(first.body.authorization);
     expect(await balance(taro.cardNumber)).toBe(before - 5700n);
+  });
+
+  it('captures with the authorization when asked for automatic capture (posted whole, ledger balanced), refunds after it, and a reversal of that attempt undoes the posting', async () => {
+    const bank = bankOf('sakura-bank');
+    const spendable = await balance(taro.cardNumber);
+    const paid = await heldApproval(wallet, taro.pin);
+    const answer = await authorizeAtBank('sakura-bank', { ...(await forwarded('sakura-bank', paid.id, paid.body)), capture_method: 'automatic' });
+    expect(decodePart(String(answer.body.authorization), 1)).toMatchObject({ decision: 'approved', cap: 'automatic' });
+    expect(await balance(taro.cardNumber)).toBe(spendable - 5700n);
+    const [row] = await bank.config.db.query<{ status: string; captured_amount: bigint }>('select status, captured_amount from authorizations where request_id = $1', [paid.id]);
+    expect(row).toEqual({ status: 'captured', captured_amount: 5700n });
+    // No hold is left to capture: a capture of the whole amount answers as captured already.
+    expect((await toBank('sakura-bank', `/internal/v1/authorizations/${paid.id}/capture`, { amount_minor: '5700' })).body).toMatchObject({ status: 'captured', captured_minor: '5700' });
+    expect((await toBank('sakura-bank', `/internal/v1/authorizations/${paid.id}/refunds`, { refund_id: newId('rf'), amount_minor: '700' })).body).toMatchObject({ refunded_minor: '700' });
+    expect(await balance(taro.cardNumber)).toBe(spendable - 5000n);
+    // Another payment whose answer the broker lost: the reversal of its attempt gives the money back and voids it.
+    const lost = await heldApproval(wallet, taro.pin);
+    const { nonce } = decodePart(lost.body.approval, 1) as { nonce: string };
+    expect((await authorizeAtBank('sakura-bank', { ...(await forwarded('sakura-bank', lost.id, lost.body)), capture_method: 'automatic' })).status).toBe(200);
+    expect(await balance(taro.cardNumber)).toBe(spendable - 10700n);
+    expect((await toBank('sakura-bank', `/internal/v1/authorizations/${lost.id}/reversal`, { nonce })).body).toMatchObject({ status: 'voided' });
+    expect(await balance(taro.cardNumber)).toBe(spendable - 5000n);
+    // A repeated reversal changes nothing more.
+    expect((await toBank('sakura-bank', `/internal/v1/authorizations/${lost.id}/reversal`, { nonce })).body).toMatchObject({ status: 'voided' });
+    expect(await balance(taro.cardNumber)).toBe(spendable - 5000n);
+    for (const total of await ledgerTotals(bank.config.db)) expect([total.debits_pending, total.debits_posted]).toEqual([total.credits_pending, total.credits_posted]);
   });
 
   it('refuses an approval whose nonce the bank has spent, even where its decision is gone (the nonce backstop), with approval_replayed', async () => {

@@ -56,6 +56,15 @@ export async function findCard(tx: Queryable, keys: CardKeys, credential: Opened
       where pan_lookup = $1 ${lock ? 'for update' : ''}`,
     [lookup],
   );
+  return matchCard(keys, credential, row);
+}
+
+/** The card row read for the credential's card number (or none), if its holder name and expiry match. */
+export function matchCard(
+  keys: CardKeys,
+  credential: OpenedCredential,
+  row: (CardRow & { card_record: string; card_key_id: string }) | undefined | null,
+): CardRow | undefined {
   if (!row) return undefined;
   const stored = openCard(keys, row.pan_lookup, row.card_record, row.card_key_id);
   if (!sameText(stored.holderName.expose(), credential.holderName.expose()) || !sameText(stored.expiry.expose(), credential.expiry.expose())) return undefined;

@@ -35,6 +35,11 @@ export async function onboardMerchant(db: Queryable, merchant: IssuerMerchant): 
 /** The onboarded merchant named by an approval, or merchant_unknown. */
 export async function knownMerchant(db: Queryable, merchantId: string): Promise<IssuerMerchant> {
   const [row] = await db.query<IssuerMerchant>('select id, name from merchants where id = $1', [merchantId]);
+  return onboarded(row);
+}
+
+/** The merchants row of an approval's merchant (or none), checked: merchant_unknown or the merchant. */
+export function onboarded(row: IssuerMerchant | undefined | null): IssuerMerchant {
   if (!row) throw new KessaiError('merchant_unknown');
   return row;
 }

@@ -11,6 +11,7 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { limits, type DeclineCode, type Secret } from '@kessai/protocol';
 import type { Logger, Queryable } from '@kessai/service';
+import type { SqlPart } from './ledger/store.ts';
 
 /** Where the PIN verification key lives. A KMS or HSM implements the same two calls. */
 export interface PinKeyProvider {
@@ -61,8 +62,13 @@ export async function credentialPinLocked(tx: Queryable, holder: PinHolder): Pro
 
 /** Wrong PINs of the card within pinFailuresWindowMs, whatever unlocks came between. */
 export async function velocityExceeded(tx: Queryable, panLookup: string, now: Date): Promise<boolean> {
+  return (await failuresInWindow(tx, panLookup, now)) >= limits.pinFailuresWindowMax;
+}
+
+/** The card's wrong PINs within pinFailuresWindowMs (the velocity record). */
+export async function failuresInWindow(tx: Queryable, panLookup: string, now: Date): Promise<number> {
   const [row] = await tx.query<{ count: number }>('select count(*)::int as count from pin_failures where pan_lookup = $1 and at > $2', [panLookup, new Date(now.getTime() - limits.pinFailuresWindowMs)]);
-  return (row?.count ?? 0) >= limits.pinFailuresWindowMax;
+  return row?.count ?? 0;
 }
 
 interface PinCard {
@@ -111,6 +117,23 @@ async function countForCredential(tx: Queryable, holder: PinHolder, accountId: s
     [holder.deviceJkt, holder.credentialId, accountId, limits.pinAttemptsPerCredentialMax],
   );
   return row;
+}
+
+/**
+ * resetPinFailures as writes for the authorization's one statement (runWrites): only the counts
+ * that are not zero (the card's and the credential's, as the job read them under lock).
+ */
+export function pinResets(card: PinCard, credentialFailures: number, holder: PinHolder): SqlPart[] {
+  const parts: SqlPart[] = [];
+  if (card.pin_failures > 0) {
+    parts.push({ sql: 'update cards set pin_failures = 0 where pan_lookup = $1', params: [card.pan_lookup] });
+  }
+  if (credentialFailures > 0) {
+    const sql = `update credential_pin_limits set failures = 0, updated_at = now()
+      where device_jkt = $1 and failures > 0 and status = 'active'`;
+    parts.push({ sql, params: [holder.deviceJkt] });
+  }
+  return parts;
 }
 
 /** A right PIN resets the consecutive counts: the account's and this credential's (never the velocity record). */

@@ -24,6 +24,11 @@ export interface RegisteredCredential {
 /** The registered credential `id` used with the device key `deviceJkt`: credential_unknown, credential_revoked, or the record. */
 export async function registeredCredential(db: Queryable, id: string, deviceJkt: string): Promise<RegisteredCredential> {
   const [row] = await db.query<RegisteredCredential>('select id, device_jkt, pan_lookup, account_id, status from credentials where id = $1', [id]);
+  return checkRegistered(row, deviceJkt);
+}
+
+/** The registry's row of a credential (or none), checked: credential_unknown, credential_revoked, or the record. */
+export function checkRegistered(row: RegisteredCredential | undefined | null, deviceJkt: string): RegisteredCredential {
   if (!row || row.device_jkt !== deviceJkt) throw new KessaiError('credential_unknown');
   if (row.status === 'revoked') throw new KessaiError('credential_revoked');
   return row;

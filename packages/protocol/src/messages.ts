@@ -164,6 +164,14 @@ export function itemsHash(items: readonly LineItem[]): Promise<string> {
   return sha256Base64url(JSON.stringify(items.map((item) => [item.description, item.quantity, item.unit_price_minor])));
 }
 
+/**
+ * When the issuer moves the money: `manual` (the default) holds it at approval and the merchant
+ * captures or voids the hold (step 409); `automatic` posts the whole amount with the approval, one
+ * hop fewer, and the request is `captured` at once (refunds as usual).
+ */
+export const captureMethod = z.enum(['automatic', 'manual']);
+export type CaptureMethod = z.infer<typeof captureMethod>;
+
 export const createPaymentRequest = z.strictObject({
   order_id: text(limits.orderIdLengthMax),
   currency: currencyCode,
@@ -324,6 +332,11 @@ export const authorizeRequest = z.strictObject({
   sealed_credential: jose,
   approval: jose,
   pin: jose,
+  /**
+   * `automatic`: the issuer posts (captures) the whole amount in the authorization itself; `manual`
+   * (the default): it holds it until the capture (step 409).
+   */
+  capture_method: captureMethod.optional(),
 });
 export type AuthorizeRequest = z.infer<typeof authorizeRequest>;
 
@@ -347,6 +360,8 @@ export const authorizationPayload = z.strictObject({
    * reached the issuer: refused likewise).
    */
   lm: z.boolean().optional(),
+  /** Approved with automatic capture only: the issuer posted the whole amount with this approval. */
+  cap: z.literal('automatic').optional(),
   iat: z.number().int(),
 });
 export type AuthorizationPayload = z.infer<typeof authorizationPayload>;
