@@ -18,7 +18,7 @@ import type { PaymentRequestStatus, RefundView, WebhookEvent } from '@kessai/pro
 import { traceStorage } from '@kessai/sdk';
 import type { Queryable } from '@kessai/service';
 import { merchantView, type PaymentRequestRow } from './payment-requests.ts';
-import { sequencedEventBody } from './webhooks.ts';
+import { eventsQueued, sequencedEventBody } from './webhooks.ts';
 
 export type PaymentEvent =
   | 'approval_saved'
@@ -136,5 +136,6 @@ export async function transition(db: Queryable, from: PaymentRequestRow, event: 
      select * from next`,
     params,
   );
+  if (row) eventsQueued(db); // committed (one statement): the worker delivers it now (worker.ts)
   return row;
 }

@@ -53,6 +53,25 @@ export function retryDelayMs(attempts: number): number | undefined {
   return limits.webhookRetryDelaysMs[attempts - 1];
 }
 
+/** Per database handle, who wants to know that events were queued on it (the worker's wake-up, worker.ts). */
+const queuedListeners = new WeakMap<object, Set<() => void>>();
+
+/** Calls `listener` each time `eventsQueued(db)` is told of events committed through `db`; returns the unsubscribe. */
+export function onEventsQueued(db: Queryable, listener: () => void): () => void {
+  const set = queuedListeners.get(db) ?? new Set();
+  set.add(listener);
+  queuedListeners.set(db, set);
+  return () => set.delete(listener);
+}
+
+/**
+ * Events were committed to the outbox through `db`: its worker delivers them now instead of at its
+ * next poll. A transaction's handle has no listener: its caller tells the Db after the commit.
+ */
+export function eventsQueued(db: Queryable): void {
+  for (const listener of queuedListeners.get(db) ?? []) listener();
+}
+
 export class WebhookDispatcher {
   readonly #db: Db;
   readonly #logger: Logger;
@@ -73,20 +92,27 @@ export class WebhookDispatcher {
     return trustedCas(caCertPem, 'public');
   }
 
-  /** Claims due events under a lease of webhookLeaseMs (another pass or process skips them) and delivers them. */
+  /** Claims due events under a lease of webhookLeaseMs (another pass or process skips them) and delivers them; buries abandoned ones first. */
   async deliverDue(now: Date): Promise<number> {
     await this.#buryAbandoned(now);
-    const due = await this.#db.transaction((tx) =>
-      tx.query<OutboxRow>(
-        `update webhook_outbox o set next_attempt_at = $2, leased_until = $2, attempts = o.attempts + 1
-           from merchants m
-          where o.merchant_id = m.id and o.id in (
-            select id from webhook_outbox where status = 'pending' and next_attempt_at <= $1 and attempts < $3
-             order by next_attempt_at limit $4 for update skip locked)
-        returning o.id, o.merchant_id, o.event_type, o.body, o.attempts, o.trace_id, m.webhook_url, m.webhook_secret,
-          array(select s.secret from merchant_webhook_secrets s where s.merchant_id = m.id and s.status = 'previous' order by s.rotated_at desc) as previous_secrets`,
-        [now, new Date(now.getTime() + limits.webhookLeaseMs), limits.webhookAttemptsMax, limits.webhookBatchMax],
-      ),
+    return this.deliverQueued(now);
+  }
+
+  /**
+   * Claims and delivers the events due now, without looking for abandoned ones (the worker's
+   * wake-up after an event was queued, worker.ts). The claim is one statement — its own
+   * transaction, its `for update skip locked` held to its end — so no BEGIN and COMMIT around it.
+   */
+  async deliverQueued(now: Date): Promise<number> {
+    const due = await this.#db.query<OutboxRow>(
+      `update webhook_outbox o set next_attempt_at = $2, leased_until = $2, attempts = o.attempts + 1
+         from merchants m
+        where o.merchant_id = m.id and o.id in (
+          select id from webhook_outbox where status = 'pending' and next_attempt_at <= $1 and attempts < $3
+           order by next_attempt_at limit $4 for update skip locked)
+      returning o.id, o.merchant_id, o.event_type, o.body, o.attempts, o.trace_id, m.webhook_url, m.webhook_secret,
+        array(select s.secret from merchant_webhook_secrets s where s.merchant_id = m.id and s.status = 'previous' order by s.rotated_at desc) as previous_secrets`,
+      [now, new Date(now.getTime() + limits.webhookLeaseMs), limits.webhookAttemptsMax, limits.webhookBatchMax],
     );
     await Promise.all(due.map((row) => this.#deliver(row, now)));
     return due.length;
@@ -225,5 +251,6 @@ export async function resendWebhookEvent(
     [id, now, merchantId ?? null, merchant?.livemode ?? null],
   );
   if (row) void recordDomainEvent(db, { actor: merchantId ? `merchant:${merchantId}` : 'operator', action: 'webhook_event.resent', resource: `${row.id} ${row.merchant_id}`, outcome: 'pending' });
+  if (row) eventsQueued(db);
   return row;
 }

@@ -193,6 +193,12 @@ export const limits = {
    */
   brokerPurgeIntervalMs: 10_000,
   /**
+   * The broker worker's slow poll (AuthConfig.workerIntervalMs when not set): one statement asks
+   * which kinds of work are due by time (expiry, webhook retries, in-doubt, holds, revocations).
+   * Webhook events queued by this process do not wait for it: their commit wakes the delivery.
+   */
+  brokerWorkerIntervalMsDefault: 200,
+  /**
    * A request running under an Idempotency-Key holds it for this long (a lease, `locked_until`),
    * renewed every third of it while the request still runs; a retry meanwhile is answered
    * idempotency_request_in_progress with Retry-After. A process that dies stops renewing: once the
