@@ -228,7 +228,8 @@ export class Driver {
     const okPayments = payments.filter((p) => p.ok);
     // A payment's statements include its two webhook deliveries (approved, captured): counted once they arrived.
     const deadline = performance.now() + 2_000;
-    const delivered = (p: Payment) => ['approved', 'captured'].every((type) => this.#system.webhooks.has(`${p.id} payment_request.${type}`));
+    const arrived = (p: Payment, type: string) => this.#system.webhooks.has(`${p.id} payment_request.${type}`);
+    const delivered = (p: Payment) => arrived(p, 'approved') && arrived(p, 'captured');
     while (performance.now() < deadline && !okPayments.every(delivered)) await new Promise((resolve) => setTimeout(resolve, 50));
     const statementsAfter = await this.statements();
     const notification = okPayments.flatMap((p) => {

@@ -12,7 +12,7 @@ import type { MerchantCaller } from './callers.ts';
 import type { AuthContext } from './context.ts';
 import type { PaymentRequestRow } from './payment-requests.ts';
 import { transition } from './payment-state.ts';
-import { eventsQueued } from './webhooks.ts';
+import { eventsQueued } from './work-signals.ts';
 
 interface SavedRefund {
   id: string;

@@ -1,7 +1,7 @@
 /**
  * The authentication server's background work, driven by work rather than by a fast poll:
  *   - an event queued by a state change (payment-state.ts, refunds, a resend) wakes the webhook
- *     delivery of this process at once (an in-process signal, webhooks.ts `eventsQueued`): the
+ *     delivery of this process at once (an in-process signal, work-signals.ts `eventsQueued`): the
  *     process that committed the event is alive to send it, on PGlite and PostgreSQL alike, so no
  *     NOTIFY is needed; another process's poll finds what a dead one left (its lease runs out);
  *   - every workerIntervalMs (the slow poll) one statement asks which kinds of work are due by
@@ -9,6 +9,8 @@
  *     in doubt, holds to check, revocations to relay — and only those passes run; an idle server
  *     sends one statement per interval, not one per kind of work;
  *   - device proofs, idempotency keys and old events are purged at most every brokerPurgeIntervalMs.
+ *   - work that becomes due at a known time in this process (an authorization in doubt) asks for
+ *     a poll at that time (work-signals.ts `workDueAt`);
  * `runWorker` is the whole pass, every kind of work whether due or not (tests call it).
  */
 import { limits } from '@kessai/protocol';
@@ -21,12 +23,16 @@ import { resolveInDoubt } from './in-doubt.ts';
 import { transition } from './payment-state.ts';
 import type { PaymentRequestRow } from './payment-requests.ts';
 import { relayPendingRevocations, revocationRetryBefore } from './revocation-relay.ts';
-import { onEventsQueued, type WebhookDispatcher } from './webhooks.ts';
+import type { WebhookDispatcher } from './webhooks.ts';
+import { onEventsQueued, onWorkDue } from './work-signals.ts';
 
 /** The default slow poll of the worker (AuthConfig.workerIntervalMs). */
 export const workerIntervalMsDefault = limits.brokerWorkerIntervalMsDefault;
 
-/** The one writer of expiry: each pending request past its expiry turns `expired`, its event queued in the same statement (payment-state.ts). */
+/**
+ * The one writer of expiry: each pending request past its expiry turns `expired`, its event queued
+ * in the same statement (payment-state.ts).
+ */
 async function expirePending(context: AuthContext, now: Date): Promise<void> {
   const { config } = context;
   const due = await config.db.query<PaymentRequestRow>(
@@ -39,7 +45,7 @@ async function expirePending(context: AuthContext, now: Date): Promise<void> {
 /** When each context's worker last deleted expired device proofs and idempotency keys (epoch ms). */
 const lastPurges = new WeakMap<AuthContext, number>();
 
-/** Expired device proofs and idempotency keys, and events past their retention, deleted at most every limits.brokerPurgeIntervalMs. */
+/** Expired device proofs and idempotency keys, and old events, deleted at most every brokerPurgeIntervalMs. */
 async function purgeExpired(context: AuthContext, now: Date): Promise<void> {
   const last = lastPurges.get(context);
   if (last !== undefined && now.getTime() - last < limits.brokerPurgeIntervalMs && now.getTime() >= last) return;
@@ -114,7 +120,6 @@ export function startableWorker(context: AuthContext, dispatcher: WebhookDispatc
   let delivering: Promise<void> | undefined;
   let again = false;
   let stopped = false;
-  let unsubscribe: (() => void) | undefined;
   const tick = () => {
     if (polling || stopped) return;
     polling = polledPass(context, dispatcher, new Date())
@@ -137,15 +142,30 @@ export function startableWorker(context: AuthContext, dispatcher: WebhookDispatc
       .catch((err: unknown) => logPassFailure(logger, err, 'webhook delivery pass failed'))
       .finally(() => (delivering = undefined));
   };
+  /** A poll at `at` too (the earliest asked for), besides the interval's. */
+  let dueTimer: NodeJS.Timeout | undefined;
+  let dueAt = Infinity;
+  const pollAt = (at: Date) => {
+    if (stopped || at.getTime() >= dueAt) return;
+    clearTimeout(dueTimer);
+    dueAt = at.getTime();
+    dueTimer = setTimeout(() => {
+      dueAt = Infinity;
+      tick();
+    }, Math.max(0, dueAt - Date.now()));
+    dueTimer.unref();
+  };
+  const unsubscribes: Array<() => void> = [];
   return {
     start() {
-      unsubscribe = onEventsQueued(db, () => setImmediate(wake));
+      unsubscribes.push(onEventsQueued(db, () => setImmediate(wake)), onWorkDue(db, pollAt));
       timer = setInterval(tick, intervalMs);
     },
     async stop() {
       stopped = true;
       clearInterval(timer);
-      unsubscribe?.();
+      clearTimeout(dueTimer);
+      for (const unsubscribe of unsubscribes) unsubscribe();
       await polling;
       await delivering;
     },
