@@ -149,16 +149,22 @@ export function startableWorker(context: AuthContext, dispatcher: WebhookDispatc
     if (stopped || at.getTime() >= dueAt) return;
     clearTimeout(dueTimer);
     dueAt = at.getTime();
-    dueTimer = setTimeout(() => {
-      dueAt = Infinity;
-      tick();
-    }, Math.max(0, dueAt - Date.now()));
+    dueTimer = setTimeout(
+      () => {
+        dueAt = Infinity;
+        tick();
+      },
+      Math.max(0, dueAt - Date.now()),
+    );
     dueTimer.unref();
   };
   const unsubscribes: Array<() => void> = [];
   return {
     start() {
-      unsubscribes.push(onEventsQueued(db, () => setImmediate(wake)), onWorkDue(db, pollAt));
+      unsubscribes.push(
+        onEventsQueued(db, () => setImmediate(wake)),
+        onWorkDue(db, pollAt),
+      );
       timer = setInterval(tick, intervalMs);
     },
     async stop() {
