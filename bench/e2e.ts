@@ -225,10 +225,13 @@ export class Driver {
   /** Summarizes a phase; waits up to 2 s for the approvals' webhooks. */
   async summarize(payments: Payment[], phase: Pick<PhaseResult, 'mode' | 'concurrency' | 'rate'>, seconds: number, cpuBefore: Record<string, number>): Promise<PhaseResult> {
     const cpuAfter = this.cpu();
-    const statementsAfter = await this.statements();
     const okPayments = payments.filter((p) => p.ok);
+    // A payment's statements include its two webhook deliveries (approved, captured): counted once they arrived.
     const deadline = performance.now() + 2_000;
-    while (performance.now() < deadline && okPayments.some((p) => !this.#system.webhooks.has(`${p.id} payment_request.approved`))) await new Promise((resolve) => setTimeout(resolve, 50));
+    const arrived = (p: Payment, type: string) => this.#system.webhooks.has(`${p.id} payment_request.${type}`);
+    const delivered = (p: Payment) => arrived(p, 'approved') && arrived(p, 'captured');
+    while (performance.now() < deadline && !okPayments.every(delivered)) await new Promise((resolve) => setTimeout(resolve, 50));
+    const statementsAfter = await this.statements();
     const notification = okPayments.flatMap((p) => {
       const arrived = this.#system.webhooks.get(`${p.id} payment_request.approved`);
       return arrived === undefined ? [] : [arrived - p.approvedAt];

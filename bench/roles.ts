@@ -205,7 +205,8 @@ export async function startBenchSystem(dataDir: string, pgAdminUrl: string | und
       logName: 'auth-server',
       issuers: [{ id: issuer.id, baseUrl: settlement.url, cardPrefixes: issuer.cardPrefixes }],
       merchants: [{ id: merchantId, name: benchMerchantName, apiKey, webhookUrl, webhookSecret: `whsec_${randomBytes(24).toString('base64url')}` }],
-      workerIntervalMs: 50,
+      // The worker's default slow poll (limits.brokerWorkerIntervalMsDefault): webhooks do not wait
+      // for it, their commit wakes the delivery (apps/auth-server/src/worker.ts).
       rateLimits: loadTestRateLimits,
       ...shedding,
       serverTiming: true,

@@ -26,8 +26,8 @@ describe('expiry and a slow approval', () => {
       // The worker pass is stuck behind a slow issuer: the expiry pass does not run meanwhile.
       if (armed && sql.startsWith("select * from payment_requests where status = 'pending' and expires_at <=")) return [];
       const rows = await query(sql, params);
-      // The approve handler is slow between its expiry check and saveIntent (here: its merchant lookup).
-      if (armed && sql.startsWith('select name from merchants where id = $1')) await sleep(Math.max(0, expiresAt - Date.now() + 1_000));
+      // The approve handler is slow between its expiry check and saveIntent (here: its read of the request, with the merchant's name).
+      if (armed && sql.startsWith('select p.*, m.name as merchant_name from payment_requests p')) await sleep(Math.max(0, expiresAt - Date.now() + 1_000));
       return rows;
     };
     let shown: string;

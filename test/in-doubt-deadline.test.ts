@@ -39,8 +39,8 @@ describe('the in-doubt check waits for the deadline of a slow-to-start approval'
     const query = db.query.bind(db);
     db.query = async (sql, params) => {
       const rows = await query(sql, params);
-      // The broker is 2 s slow before saveIntent (its merchant lookup).
-      if (armed && sql.startsWith('select name from merchants where id = $1')) await sleep(2_000);
+      // The broker is 2 s slow before saveIntent (its read of the request, with the merchant's name).
+      if (armed && sql.startsWith('select p.*, m.name as merchant_name from payment_requests p')) await sleep(2_000);
       return rows;
     };
     let told: string;

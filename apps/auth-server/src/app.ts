@@ -5,23 +5,15 @@
  */
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { directoryResponse, limits, merchantNameProblem } from '@kessai/protocol';
+import { directoryResponse, merchantNameProblem } from '@kessai/protocol';
 import { HttpClient } from '@kessai/sdk';
-import { classifyWork, createRateLimiters, createServer, registerOpenApi, logPassFailure, migrationsReadiness, prepareSchema, rateLimitHook, registerWebPages, setUpAuditLog, shedLoad, keyAdminRoutes } from '@kessai/service';
+import { classifyWork, createRateLimiters, createServer, registerOpenApi, migrationsReadiness, prepareSchema, rateLimitHook, registerWebPages, setUpAuditLog, shedLoad, keyAdminRoutes } from '@kessai/service';
 import { checkAuthConfig, type AuthConfig } from './config.ts';
 import { adminConsoleRoutes } from './admin-console.ts';
 import type { AuthContext } from './context.ts';
-import { purgeIdempotencyKeys } from './idempotency.ts';
-import { sweepOldEvents } from './merchant-lists.ts';
-import { syncHolds } from './hold-sync.ts';
-import { resolveInDoubt } from './in-doubt.ts';
-import { transition } from './payment-state.ts';
 import { brokerMetrics } from './metrics.ts';
 import { brokerReadinessChecks } from './readiness.ts';
-import { relayPendingRevocations } from './revocation-relay.ts';
-import { pollSettlementEvents } from './settlement-events.ts';
 import { IssuerDirectory } from './issuers.ts';
-import type { PaymentRequestRow } from './payment-requests.ts';
 import { authRateLimitKeys } from './rate-limits.ts';
 import { createPushHub } from './push.ts';
 import { registerServerTiming } from './server-timing.ts';
@@ -37,6 +29,7 @@ import { webhookSecretRoutes } from './webhook-secrets.ts';
 import { brokerMerchantRoutes, createMerchant, merchantExists } from './merchants.ts';
 import { allowWalletOrigins } from './wallet-origins.ts';
 import { WebhookDispatcher } from './webhooks.ts';
+import { runWorker, startableWorker, workerIntervalMsDefault } from './worker.ts';
 
 /** The authentication server's migrations (`kessai db`, readiness checks). */
 export const migrationsDir = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'migrations');
@@ -61,41 +54,8 @@ async function registerConfiguredMerchants(config: AuthConfig): Promise<void> {
   }
 }
 
-/** The one writer of expiry: each pending request past its expiry turns `expired`, its event queued in the same statement (payment-state.ts). */
-async function expirePending(context: AuthContext, now: Date): Promise<void> {
-  const { config } = context;
-  const due = await config.db.query<PaymentRequestRow>("select * from payment_requests where status = 'pending' and expires_at <= $1 order by expires_at limit $2", [now, limits.expiryBatchMax]);
-  for (const row of due) await transition(config.db, row, 'expired', {}, { publicBaseUrl: config.publicBaseUrl, now });
-}
-
 /** The broker's work classes: the defaults of classifyWork; a new payment request is intake; the terminals' and merchants' event streams are bounded by sseStreamsMax and their per-caller limits instead. */
 const brokerWork = classifyWork({ 'POST /v1/payment-requests': 'intake', 'GET /v1/terminal/events': 'exempt', 'GET /v1/events/stream': 'exempt' });
-
-/** When each context's worker last deleted expired device proofs and idempotency keys (epoch ms). */
-const lastPurges = new WeakMap<AuthContext, number>();
-
-/** Expired device proofs and idempotency keys, and events past their retention, deleted at most every limits.brokerPurgeIntervalMs. */
-async function purgeExpired(context: AuthContext, now: Date): Promise<void> {
-  const last = lastPurges.get(context);
-  if (last !== undefined && now.getTime() - last < limits.brokerPurgeIntervalMs && now.getTime() >= last) return;
-  lastPurges.set(context, now.getTime());
-  await context.config.db.query('delete from device_proofs where expires_at < $1', [now]);
-  await purgeIdempotencyKeys(context.config.db, now);
-  await sweepOldEvents(context.config.db, now);
-}
-
-/** One pass of the background work; exported so tests can run it without waiting. */
-export async function runWorker(context: AuthContext, dispatcher: WebhookDispatcher, now: Date): Promise<void> {
-  await expirePending(context, now);
-  await purgeExpired(context, now);
-  await dispatcher.deliverDue(now);
-  // After the deliveries, so a slow issuer delays no webhook: authorizations whose answer was lost
-  // (in-doubt.ts: asked about, adopted or reversed), then the issuer's state of approved holds (hold-sync.ts).
-  await resolveInDoubt(context, now);
-  await syncHolds(context, now);
-  await relayPendingRevocations(context);
-  await pollSettlementEvents(context, now); // the batches the issuers closed, as settlement_batch.closed events
-}
 
 export async function buildAuthServer(config: AuthConfig) {
   checkAuthConfig(config);
@@ -150,20 +110,10 @@ export async function buildAuthServer(config: AuthConfig) {
   registerWebPages(app, 'auth-server', { home: 'console' });
   if (config.operatorToken) await app.register((plugin) => adminConsoleRoutes(plugin, config));
 
-  let timer: NodeJS.Timeout | undefined;
-  let running: Promise<void> | undefined;
-  const tick = () => {
-    if (running) return;
-    running = runWorker(context, dispatcher, new Date())
-      .catch((err: unknown) => logPassFailure(config.logger, err, 'worker pass failed'))
-      .finally(() => (running = undefined));
-  };
-  app.addHook('onReady', async () => {
-    timer = setInterval(tick, config.workerIntervalMs ?? 200);
-  });
+  const worker = startableWorker(context, dispatcher, config.workerIntervalMs ?? workerIntervalMsDefault); // worker.ts
+  app.addHook('onReady', async () => worker.start());
   app.addHook('onClose', async () => {
-    clearInterval(timer);
-    await running;
+    await worker.stop();
     await dispatcher.close();
     await context.hub.close();
     await http.close();

@@ -41,13 +41,25 @@ import { passThrough } from './conversion/pass-through.ts';
 import { renewedForTerminal } from './conversion/renew.ts';
 import { reseal } from './conversion/reseal.ts';
 import type { Issuer } from './issuers.ts';
-import { loadPaymentRequest, statusAt, type PaymentRequestRow } from './payment-requests.ts';
+import {
+  loadPaymentRequest,
+  loadWithMerchantName,
+  statusAt,
+  type PaymentRequestRow,
+  type PaymentRequestWithMerchant,
+} from './payment-requests.ts';
 import { ruleFor, transition } from './payment-state.ts';
 import { timed } from './server-timing.ts';
+import { workDueAt } from './work-signals.ts';
 
-export async function requestForTerminal(context: AuthContext, terminal: TerminalCaller, id: string): Promise<PaymentRequestRow> {
+/** The request as a terminal may see it (with its merchant's name, read in the same statement). */
+export async function requestForTerminal(
+  context: AuthContext,
+  terminal: TerminalCaller,
+  id: string,
+): Promise<PaymentRequestWithMerchant> {
   const { config } = context;
-  const row = await loadPaymentRequest(config.db, id);
+  const row = await loadWithMerchantName(config.db, id);
   if (row.wallet_handle !== null && row.wallet_handle !== terminal.credentialId) throw new KessaiError('payment_request_not_found');
   if (row.credential_id !== null && row.credential_id !== terminal.credentialId) throw new KessaiError('payment_request_not_found');
   return row;
@@ -59,13 +71,25 @@ function requireAnswerable(row: PaymentRequestRow, now: Date): void {
 }
 
 /** The approval rule (packages/protocol/src/checks/approval.ts) against this server's record of the request and merchant. */
-async function verifiedApproval(context: AuthContext, terminal: TerminalCaller, row: PaymentRequestRow, approval: string, now: Date): Promise<ApprovalPayload> {
+async function verifiedApproval(
+  terminal: TerminalCaller,
+  row: PaymentRequestWithMerchant,
+  approval: string,
+  now: Date,
+): Promise<ApprovalPayload> {
   const deviceKey = await importPublicKey(terminal.deviceJwk, 'ES256');
   const { value } = await verifyJson(approval, deviceKey, typ.approval, 'approval_invalid');
   const parsed = approvalPayload.safeParse(value);
   if (!parsed.success) throw new KessaiError('approval_invalid');
-  const [merchant] = await context.config.db.query<{ name: string }>('select name from merchants where id = $1', [row.merchant_id]);
-  const expected = { rid: row.id, mid: row.merchant_id, mnm: merchant?.name ?? '', amt: BigInt(row.amount_minor).toString(), cur: row.currency, ih: await itemsHash(row.line_items), lm: row.livemode };
+  const expected = {
+    rid: row.id,
+    mid: row.merchant_id,
+    mnm: row.merchant_name ?? '',
+    amt: BigInt(row.amount_minor).toString(),
+    cur: row.currency,
+    ih: await itemsHash(row.line_items),
+    lm: row.livemode,
+  };
   return checkApproval(parsed.data, expected, now.getTime());
 }
 
@@ -144,7 +168,7 @@ export async function approve(context: AuthContext, terminal: TerminalCaller, id
   const { config } = context;
   const row = await requestForTerminal(context, terminal, id);
   requireAnswerable(row, now);
-  const approval = await verifiedApproval(context, terminal, row, body.approval, now);
+  const approval = await verifiedApproval(terminal, row, body.approval, now);
   checkCredentialBinding(readHeader(body.sealed_credential, 'credential_invalid'), terminal);
   const issuer = await context.issuers.byId(terminal.issuerId);
   // An approval that waited here too long is not started: its terminal may have given up and told
@@ -184,7 +208,12 @@ export async function approve(context: AuthContext, terminal: TerminalCaller, id
     }
     // In doubt: the issuer may hold the funds. The in-doubt worker asks it shortly (in-doubt.ts);
     // the terminal is told `authorizing` and asks for the outcome (never "not paid").
-    await config.db.query("update payment_requests set resolve_at = $2 where id = $1 and status = 'authorizing'", [row.id, new Date(now.getTime() + limits.inDoubtFirstCheckMs)]);
+    const resolveAt = new Date(now.getTime() + limits.inDoubtFirstCheckMs);
+    await config.db.query("update payment_requests set resolve_at = $2 where id = $1 and status = 'authorizing'", [
+      row.id,
+      resolveAt,
+    ]);
+    workDueAt(config.db, resolveAt); // the worker asks then, not at its next slow poll (worker.ts)
     config.logger.warn({ request: row.id, code: err instanceof KessaiError ? err.code : 'internal_error' }, 'step 406: the issuer\'s answer was lost; the authorization is in doubt');
     return outcomeOf(authorizing);
   }

@@ -14,6 +14,8 @@ import type { Db } from '@kessai/service';
 export interface StoredResponse {
   status: number;
   body: unknown;
+  /** The run stored this answer itself, with its change (answerCte). */
+  stored?: boolean;
 }
 
 export async function requestHash(method: string, path: string, body: unknown): Promise<string> {
@@ -27,16 +29,48 @@ export function idempotencyKeyOf(headers: Record<string, unknown>): string {
   return key;
 }
 
+/** Where a new claim's lease ends. */
+export const claimLeaseEnd = (clock: () => number = Date.now): Date => new Date(clock() + limits.idempotencyLeaseMs);
+
+/** The key a run holds: what answerCte needs to store the answer with the change itself. */
+export interface IdempotencyRef {
+  merchantId: string;
+  key: string;
+}
+
+/**
+ * A CTE (named `answered`) for the statement that makes a merchant POST's change: it stores
+ * `response` as the key's answer, in the same statement, if the CTE `guard` has a row (the change
+ * happened). Its parameters are numbered from `firstParam`. The run then answers `stored: true`
+ * and idempotent() writes nothing more: one statement fewer per POST.
+ */
+export function answerCte(ref: IdempotencyRef, response: StoredResponse, guard: string, firstParam: number) {
+  const [status, body, merchant, key] = [0, 1, 2, 3].map((i) => `$${firstParam + i}`);
+  return {
+    cte: `answered as (update idempotency_keys
+                          set state = 'done', locked_until = null,
+                              response_status = ${status}, response_body = ${body}::text::jsonb
+                        where merchant_id = ${merchant} and key = ${key} and state = 'in_progress'
+                          and exists (select 1 from ${guard}))`,
+    params: [response.status, JSON.stringify(response.body), ref.merchantId, ref.key],
+  };
+}
+
 /**
  * Runs `run` once per key. The in-progress claim is a lease (`locked_until`, idempotencyLeaseMs)
  * that this process renews every third of it while `run` is still going; a retry meanwhile is
  * idempotency_request_in_progress with Retry-After (seconds until the lease ends). A process that
  * died renews nothing: once its lease has ended the retry takes the key over and runs again.
+ * `claimedAlready`: the caller made the claim itself (authenticateMerchantAndClaim, callers.ts: the
+ * same insert, folded into the statement that authenticates the merchant) — true if it inserted
+ * the key, false if the key was there. `run` is given the key it holds (answerCte).
  */
-export async function idempotent(db: Db, merchantId: string, key: string, hash: string, run: () => Promise<StoredResponse>, clock: () => number = Date.now): Promise<StoredResponse> {
-  const leaseEnd = () => new Date(clock() + limits.idempotencyLeaseMs);
-  const claimed = await db.query("insert into idempotency_keys (merchant_id, key, request_hash, state, locked_until) values ($1, $2, $3, 'in_progress', $4) on conflict do nothing returning key", [merchantId, key, hash, leaseEnd()]);
-  if (claimed.length === 0) {
+export async function idempotent(db: Db, merchantId: string, key: string, hash: string, run: (ref: IdempotencyRef) => Promise<StoredResponse>, clock: () => number = Date.now, claimedAlready?: boolean): Promise<StoredResponse> {
+  const leaseEnd = () => claimLeaseEnd(clock);
+  const claim = async () =>
+    (await db.query("insert into idempotency_keys (merchant_id, key, request_hash, state, locked_until) values ($1, $2, $3, 'in_progress', $4) on conflict do nothing returning key", [merchantId, key, hash, leaseEnd()])).length > 0;
+  const claimed = claimedAlready ?? (await claim());
+  if (!claimed) {
     const [row] = await db.query<{ request_hash: string; state: string; response_status: number; response_body: unknown; locked_until: Date | null }>('select request_hash, state, response_status, response_body, locked_until from idempotency_keys where merchant_id = $1 and key = $2', [merchantId, key]);
     if (!row) return idempotent(db, merchantId, key, hash, run, clock);
     if (row.request_hash !== hash) throw new KessaiError('idempotency_key_reused');
@@ -58,7 +92,7 @@ export async function idempotent(db: Db, merchantId: string, key: string, hash: 
   }, limits.idempotencyLeaseMs / 3);
   let response: StoredResponse;
   try {
-    response = await run();
+    response = await run({ merchantId, key });
   } catch (err) {
     if (!(err instanceof KessaiError) || err.status >= 500 || err.code === 'idempotency_key_reused') {
       // Only a claim still in progress: after a lease takeover, another process may have finished and stored its answer.
@@ -69,6 +103,7 @@ export async function idempotent(db: Db, merchantId: string, key: string, hash: 
   } finally {
     clearInterval(renewal);
   }
+  if (response.stored) return { status: response.status, body: response.body };
   await db.query("update idempotency_keys set state = 'done', locked_until = null, response_status = $3, response_body = $4::text::jsonb where merchant_id = $1 and key = $2 and state = 'in_progress'", [merchantId, key, response.status, JSON.stringify(response.body)]);
   return response;
 }

@@ -19,6 +19,7 @@ import type { AuthContext } from './context.ts';
 import type { Issuer } from './issuers.ts';
 import type { PaymentRequestRow } from './payment-requests.ts';
 import { transition, type PaymentEvent } from './payment-state.ts';
+import { workDueAt } from './work-signals.ts';
 
 /** One pass: resolves the authorizing requests whose check is due; answers how many it settled. */
 export async function resolveInDoubt(context: AuthContext, now: Date): Promise<number> {
@@ -39,7 +40,12 @@ export async function resolveInDoubt(context: AuthContext, now: Date): Promise<n
         if (!(err instanceof KessaiError)) throw err;
         const waitMs = Math.min(limits.inDoubtFirstCheckMs * 2 ** row.resolve_attempts, limits.inDoubtRetryMsMax);
         config.logger.warn({ request: row.id, code: err.code, attempts: row.resolve_attempts + 1 }, 'in doubt: the issuer did not answer; asking again');
-        await config.db.query("update payment_requests set resolve_at = $2, resolve_attempts = resolve_attempts + 1 where id = $1 and status = 'authorizing'", [row.id, new Date(now.getTime() + waitMs)]);
+        const resolveAt = new Date(now.getTime() + waitMs);
+        await config.db.query(
+          "update payment_requests set resolve_at = $2, resolve_attempts = resolve_attempts + 1 where id = $1 and status = 'authorizing'",
+          [row.id, resolveAt],
+        );
+        workDueAt(config.db, resolveAt); // asked again then, not at a later slow poll (worker.ts)
         return false;
       }
     }),

@@ -19,6 +19,8 @@ import { traceStorage } from '@kessai/sdk';
 import type { Queryable } from '@kessai/service';
 import { merchantView, type PaymentRequestRow } from './payment-requests.ts';
 import { sequencedEventBody } from './webhooks.ts';
+import { eventsQueued } from './work-signals.ts';
+import { answerCte, type IdempotencyRef } from './idempotency.ts';
 
 export type PaymentEvent =
   | 'approval_saved'
@@ -96,6 +98,11 @@ export interface TransitionContext {
   now: Date;
   /** payment_request.refunded only: the refund that caused the event. */
   refund?: RefundView;
+  /**
+   * A merchant POST's Idempotency-Key: its answer (`status` and the merchant view of the new row)
+   * is stored by the same statement when the transition happens (answerCte, idempotency.ts).
+   */
+  answer?: { ref: IdempotencyRef; status: number };
 }
 
 /**
@@ -117,24 +124,32 @@ export async function transition(db: Queryable, from: PaymentRequestRow, event: 
     params.push(value);
     set.push(monotonic.has(column) ? `${column} = greatest(${column}, $${params.length})` : `${column} = $${params.length}`);
   }
-  if (rule.webhook === null) {
-    const [row] = await db.query<PaymentRequestRow>(`update payment_requests set ${set.join(', ')} where id = $1 and status = $2 and attempt_nonce is not distinct from $4 returning *`, params);
-    return row;
-  }
-  set.push('event_sequence = event_sequence + 1');
-  // The event is what the row becomes ({...from, ...change}); its sequence is the row's new
-  // event_sequence, completing the signed bytes in the statement itself (sequencedEventBody).
+  // What the row becomes ({...from, ...change}): the event's data and a stored answer are its view.
   const next: PaymentRequestRow = { ...from, ...change, status: rule.to };
-  const body = sequencedEventBody(rule.webhook, merchantView(next, context.publicBaseUrl, context.now), context.now, context.refund);
-  params.push(body.id, rule.webhook, body.prefix);
-  const n = params.length;
-  // The trace of the request that made this change, if any: the event's delivery continues it (webhooks.ts).
-  params.push(traceStorage.getStore()?.traceId ?? null);
-  const [row] = await db.query<PaymentRequestRow>(
-    `with next as (update payment_requests set ${set.join(', ')} where id = $1 and status = $2 and attempt_nonce is not distinct from $4 returning *),
-     queued as (insert into webhook_outbox (id, merchant_id, event_type, body, payment_request_id, trace_id) select $${n - 2}, merchant_id, $${n - 1}, $${n} || event_sequence::text || '}', id, $${n + 1} from next)
-     select * from next`,
-    params,
-  );
+  const view = merchantView(next, context.publicBaseUrl, context.now);
+  if (rule.webhook !== null) set.push('event_sequence = event_sequence + 1');
+  const ctes = [`next as (update payment_requests set ${set.join(', ')}
+                 where id = $1 and status = $2 and attempt_nonce is not distinct from $4 returning *)`];
+  if (rule.webhook !== null) {
+    // The event's sequence is the row's new event_sequence, completing the signed bytes in the
+    // statement itself (sequencedEventBody).
+    const body = sequencedEventBody(rule.webhook, view, context.now, context.refund);
+    params.push(body.id, rule.webhook, body.prefix);
+    const n = params.length;
+    // The trace of the request that made this change, if any: the event's delivery continues it (webhooks.ts).
+    params.push(traceStorage.getStore()?.traceId ?? null);
+    ctes.push(`queued as (insert into webhook_outbox (id, merchant_id, event_type, body, payment_request_id, trace_id)
+                 select $${n - 2}, merchant_id, $${n - 1}, $${n} || event_sequence::text || '}', id, $${n + 1}
+                   from next)`);
+  }
+  if (context.answer) {
+    const { ref, status } = context.answer;
+    const answered = answerCte(ref, { status, body: view }, 'next', params.length + 1);
+    params.push(...answered.params);
+    ctes.push(answered.cte);
+  }
+  const [row] = await db.query<PaymentRequestRow>(`with ${ctes.join(',\n     ')}\n     select * from next`, params);
+  if (!rule.webhook) return row;
+  if (row) eventsQueued(db); // committed (one statement): the worker delivers it now (worker.ts)
   return row;
 }

@@ -12,7 +12,22 @@ import type { DbListener, Logger } from '@kessai/service';
 import type { AuthConfig } from './config.ts';
 import { signTerminalView, type PaymentRequestRow } from './payment-requests.ts';
 
-type Listener = (event: { type: 'payment_request'; request: string }) => void;
+/**
+ * `credentialChecked`: the request's own insert found the credential active a moment ago (step
+ * 402 in this process), so the stream need not read its status again before writing it.
+ */
+export interface PushEvent {
+  type: 'payment_request';
+  request: string;
+  credentialChecked?: boolean;
+}
+
+type Listener = (event: PushEvent) => void;
+
+export interface PublishOptions {
+  /** The publisher checked the credential active in the statement that stored the request (insertPaymentRequest). */
+  credentialChecked?: boolean;
+}
 
 /** The NOTIFY channel every authentication server on one database listens on. */
 export const pushChannel = 'kessai_push';
@@ -36,12 +51,14 @@ export class PushHub {
 
   /** Tells this process's listeners of `credentialId` about a request (its signed view). */
   // step 403: the signed view is pushed to the listening terminal
-  publish(credentialId: string, view: string): void {
-    this.deliver(credentialId, view);
+  publish(credentialId: string, view: string, options: PublishOptions = {}): void {
+    this.deliver(credentialId, view, options);
   }
 
-  protected deliver(credentialId: string, view: string): void {
-    for (const listener of this.#listeners.get(credentialId) ?? []) listener({ type: 'payment_request', request: view });
+  protected deliver(credentialId: string, view: string, options: PublishOptions = {}): void {
+    const checked = options.credentialChecked ? { credentialChecked: true } : {};
+    const event: PushEvent = { type: 'payment_request', request: view, ...checked };
+    for (const listener of this.#listeners.get(credentialId) ?? []) listener(event);
   }
 
   protected listening(credentialId: string): boolean {
@@ -98,9 +115,9 @@ export class PgPushHub extends PushHub {
     this.#listener = await this.#config.db.listen(pushChannel, (payload) => void this.#received(payload), () => void this.#resync());
   }
 
-  override publish(credentialId: string, view: string): void {
+  override publish(credentialId: string, view: string, options: PublishOptions = {}): void {
     const requestId = requestIdOf(view);
-    this.deliver(credentialId, view);
+    this.deliver(credentialId, view, options);
     if (!requestId) return;
     const notice: Notice = { o: this.#origin, c: credentialId, r: requestId };
     this.#config.db.query('select pg_notify($1, $2)', [pushChannel, JSON.stringify(notice)]).catch((err: unknown) => this.#logger.warn({ err }, 'push: notify failed'));

@@ -12,6 +12,7 @@ import type { MerchantCaller } from './callers.ts';
 import type { AuthContext } from './context.ts';
 import type { PaymentRequestRow } from './payment-requests.ts';
 import { transition } from './payment-state.ts';
+import { eventsQueued } from './work-signals.ts';
 
 interface SavedRefund {
   id: string;
@@ -87,5 +88,6 @@ export async function relayRefund(context: AuthContext, merchant: MerchantCaller
     const next = await transition(tx, row, 'refunded', { refunded_minor: BigInt(result.refunded_minor) }, { publicBaseUrl: config.publicBaseUrl, now: new Date(), refund });
     if (!next) throw new Error(`payment request ${row.id} left captured while refunded`);
   });
+  eventsQueued(config.db); // the refund's event, committed: delivered now (worker.ts)
   return refund;
 }

@@ -24,13 +24,16 @@ export async function relayRevocation(context: AuthContext, credentialId: string
   return true;
 }
 
+/** A revocation last tried before this is tried again (holdSyncRetryMs apart). */
+export const revocationRetryBefore = (): Date => new Date(Date.now() - limits.holdSyncRetryMs);
+
 /** The worker's pass: revocations the issuers have not acknowledged yet. */
 export async function relayPendingRevocations(context: AuthContext): Promise<void> {
   const rows = await context.config.db.query<{ id: string; revoked_by: 'payer' | 'operator' | null }>(
     `select c.id, r.revoked_by from credentials c left join credential_recovery r on r.credential_id = c.id
       where c.status = 'revoked' and c.issuer_revoked_at is null and (c.issuer_revoke_tried_at is null or c.issuer_revoke_tried_at < $2)
       order by c.id limit $1`,
-    [limits.holdSyncBatchMax, new Date(Date.now() - limits.holdSyncRetryMs)],
+    [limits.holdSyncBatchMax, revocationRetryBefore()],
   );
   for (const row of rows) await relayRevocation(context, row.id, row.revoked_by ?? 'operator');
 }

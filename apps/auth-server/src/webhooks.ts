@@ -14,6 +14,7 @@ import { limits, newId, type PaymentRequestView, type RefundView, type WebhookEv
 import { formatTraceparent, newSpanId, newTraceId, trustedCas } from '@kessai/sdk';
 import { recordDomainEvent, type Db, type Logger, type Queryable } from '@kessai/service';
 import { standardWebhookHeaders, webhookSignature } from './webhook-secrets.ts';
+import { eventsQueued } from './work-signals.ts';
 
 if (limits.webhookAttemptsMax !== limits.webhookRetryDelaysMs.length + 1) throw new Error('limits: webhookAttemptsMax must be webhookRetryDelaysMs.length + 1');
 
@@ -53,12 +54,33 @@ export function retryDelayMs(attempts: number): number | undefined {
   return limits.webhookRetryDelaysMs[attempts - 1];
 }
 
+/** An update recording successful deliveries: ids, statuses and times as three array parameters. */
+function markSql(ids: string, statuses: string, times: string): string {
+  return `update webhook_outbox w
+             set status = 'delivered', delivered_at = v.at, last_status = v.status, leased_until = null
+            from unnest(${ids}::text[], ${statuses}::int[], ${times}::timestamptz[]) as v (id, status, at)
+           where w.id = v.id`;
+}
+
+interface Mark {
+  id: string;
+  status: number;
+  at: Date;
+}
+
+function zipMarks([ids, statuses, times]: [string[], number[], Date[]]): Mark[] {
+  return ids.map((id, i) => ({ id, status: statuses[i]!, at: times[i]! }));
+}
+
 export class WebhookDispatcher {
   readonly #db: Db;
   readonly #logger: Logger;
   readonly #agent: Agent;
 
   readonly #onAttempt: ((outcome: 'delivered' | 'failed' | 'dead') => void) | undefined;
+  /** Successful deliveries not written yet (#mark). */
+  #marks: Mark[] = [];
+  #flushTimer: NodeJS.Timeout | undefined;
 
   /** `caCertPem`: extra CAs trusted beside Node's root certificates (a merchant's public certificate is reached too). `onAttempt`: told each attempt's outcome (/metrics). */
   constructor(db: Db, logger: Logger, caCertPem: string, onAttempt?: (outcome: 'delivered' | 'failed' | 'dead') => void) {
@@ -73,23 +95,74 @@ export class WebhookDispatcher {
     return trustedCas(caCertPem, 'public');
   }
 
-  /** Claims due events under a lease of webhookLeaseMs (another pass or process skips them) and delivers them. */
+  /**
+   * Claims due events under a lease of webhookLeaseMs (another pass or process skips them) and
+   * delivers them; buries abandoned ones first. Writes every outcome before it returns.
+   */
   async deliverDue(now: Date): Promise<number> {
     await this.#buryAbandoned(now);
-    const due = await this.#db.transaction((tx) =>
-      tx.query<OutboxRow>(
-        `update webhook_outbox o set next_attempt_at = $2, leased_until = $2, attempts = o.attempts + 1
-           from merchants m
-          where o.merchant_id = m.id and o.id in (
-            select id from webhook_outbox where status = 'pending' and next_attempt_at <= $1 and attempts < $3
-             order by next_attempt_at limit $4 for update skip locked)
-        returning o.id, o.merchant_id, o.event_type, o.body, o.attempts, o.trace_id, m.webhook_url, m.webhook_secret,
-          array(select s.secret from merchant_webhook_secrets s where s.merchant_id = m.id and s.status = 'previous' order by s.rotated_at desc) as previous_secrets`,
-        [now, new Date(now.getTime() + limits.webhookLeaseMs), limits.webhookAttemptsMax, limits.webhookBatchMax],
-      ),
-    );
+    const delivered = await this.deliverQueued(now);
+    await this.flushMarks();
+    return delivered;
+  }
+
+  /**
+   * Claims and delivers the events due now, without looking for abandoned ones (the worker's
+   * wake-up after an event was queued, worker.ts). The claim is one statement — its own
+   * transaction, its `for update skip locked` held to its end — so no BEGIN and COMMIT around it —
+   * and it also records the deliveries that succeeded since the last claim (#marks).
+   */
+  async deliverQueued(now: Date): Promise<number> {
+    const marks = this.#takeMarks();
+    const leaseEnd = new Date(now.getTime() + limits.webhookLeaseMs);
+    const due = await this.#db.query<OutboxRow>(
+      `with marked as (${markSql('$5', '$6', '$7')})
+       update webhook_outbox o set next_attempt_at = $2, leased_until = $2, attempts = o.attempts + 1
+         from merchants m
+        where o.merchant_id = m.id and o.id in (
+          select id from webhook_outbox
+           where status = 'pending' and next_attempt_at <= $1 and attempts < $3 and id <> all($5::text[])
+           order by next_attempt_at limit $4 for update skip locked)
+      returning o.id, o.merchant_id, o.event_type, o.body, o.attempts, o.trace_id, m.webhook_url, m.webhook_secret,
+        array(select s.secret from merchant_webhook_secrets s where s.merchant_id = m.id and s.status = 'previous' order by s.rotated_at desc) as previous_secrets`,
+      [now, leaseEnd, limits.webhookAttemptsMax, limits.webhookBatchMax, ...marks],
+    ).catch((err: unknown) => {
+      this.#marks.unshift(...zipMarks(marks)); // not written: kept for the next claim or flush
+      throw err;
+    });
     await Promise.all(due.map((row) => this.#deliver(row, now)));
     return due.length;
+  }
+
+  /** Writes the successful deliveries not recorded yet, in one statement (the worker's timer, close, deliverDue). */
+  async flushMarks(): Promise<void> {
+    clearTimeout(this.#flushTimer);
+    this.#flushTimer = undefined;
+    const marks = this.#takeMarks();
+    if (marks[0].length === 0) return;
+    await this.#db.query(markSql('$1', '$2', '$3'), marks).catch((err: unknown) => {
+      this.#marks.unshift(...zipMarks(marks));
+      throw err;
+    });
+  }
+
+  /**
+   * A successful delivery, recorded with the next claim or within webhookMarkDelayMs: its lease
+   * keeps it from being sent again meanwhile; a process that dies first sends it again after the
+   * lease (at least once, as any delivery whose answer was lost).
+   */
+  #mark(id: string, status: number, at: Date): void {
+    this.#marks.push({ id, status, at });
+    this.#flushTimer ??= setTimeout(() => {
+      this.#flushTimer = undefined;
+      this.flushMarks().catch((err: unknown) => this.#logger.warn({ err }, 'webhook outcomes not written; tried again'));
+    }, limits.webhookMarkDelayMs);
+    this.#flushTimer.unref();
+  }
+
+  #takeMarks(): [string[], number[], Date[]] {
+    const marks = this.#marks.splice(0, this.#marks.length);
+    return [marks.map((m) => m.id), marks.map((m) => m.status), marks.map((m) => m.at)];
   }
 
   /** The last attempt's process died before it recorded the outcome: once its lease is over, the event is dead. */
@@ -104,7 +177,7 @@ export class WebhookDispatcher {
 
   async #deliver(row: OutboxRow, now: Date): Promise<void> {
     if (!row.webhook_url) {
-      await this.#db.query("update webhook_outbox set status = 'delivered', delivered_at = $2, last_status = 0, leased_until = null where id = $1", [row.id, now]);
+      this.#mark(row.id, 0, now);
       return;
     }
     let status: number;
@@ -127,7 +200,7 @@ export class WebhookDispatcher {
       status = 0;
     }
     if (status >= 200 && status < 300) {
-      await this.#db.query("update webhook_outbox set status = 'delivered', delivered_at = $3, last_status = $2, leased_until = null where id = $1", [row.id, status, now]);
+      this.#mark(row.id, status, now);
       this.#onAttempt?.('delivered');
       this.#logger.info({ event: row.id, type: row.event_type, attempts: row.attempts, ...traced }, 'webhook delivered');
       return;
@@ -159,8 +232,10 @@ export class WebhookDispatcher {
     this.#logger.warn({ event: row.id, merchant: row.merchant_id, type: row.event_type, attempts: Number(row.attempts), status }, 'webhook event dead after its last attempt; resend it once the receiver is fixed');
   }
 
-  close(): Promise<void> {
-    return this.#agent.close();
+  async close(): Promise<void> {
+    const lost = (err: unknown) => this.#logger.warn({ err }, 'webhook outcomes not recorded at close: sent again after their lease');
+    await this.flushMarks().catch(lost);
+    await this.#agent.close();
   }
 }
 
@@ -242,5 +317,6 @@ export async function resendWebhookEvent(
     [id, now, merchantId ?? null, merchant?.livemode ?? null],
   );
   if (row) void recordDomainEvent(db, { actor: merchantId ? `merchant:${merchantId}` : 'operator', action: 'webhook_event.resent', resource: `${row.id} ${row.merchant_id}`, outcome: 'pending' });
+  if (row) eventsQueued(db);
   return row;
 }

@@ -181,6 +181,11 @@ export const limits = {
   webhookLeaseMs: 30_000,
   /** Outbox rows delivered per poll. */
   webhookBatchMax: 20,
+  /**
+   * A successful webhook delivery is written with the next claim of events, or at most this long
+   * after it (one statement for all of them): its lease keeps it from being sent again meanwhile.
+   */
+  webhookMarkDelayMs: 1_000,
   /** Webhook signatures older than this are refused by the receiver. */
   webhookToleranceMs: 5 * 60 * 1000,
   /** Idempotency keys are kept at least this long. */
@@ -192,6 +197,18 @@ export const limits = {
    * idempotencyKeyTtlMs).
    */
   brokerPurgeIntervalMs: 10_000,
+  /**
+   * The broker worker's slow poll (AuthConfig.workerIntervalMs when not set): one statement asks
+   * which kinds of work are due by time (expiry, webhook retries, in-doubt, holds, revocations).
+   * Webhook events queued by this process do not wait for it: their commit wakes the delivery; an
+   * authorization this process left in doubt asks for a pass at its check time (worker.ts).
+   */
+  brokerWorkerIntervalMsDefault: 1_000,
+  /**
+   * Credentials whose device key (never changed for a credential id) the broker keeps imported per
+   * process, so a device proof is verified before one statement spends it and reads the status.
+   */
+  deviceKeyCacheMax: 10_000,
   /**
    * A request running under an Idempotency-Key holds it for this long (a lease, `locked_until`),
    * renewed every third of it while the request still runs; a retry meanwhile is answered
@@ -464,6 +481,7 @@ export const limitRelations: ReadonlyArray<readonly [string, (l: Limits) => bool
     (l) => l.connectionIdleMsMax > Math.max(l.sseHeartbeatMs, l.upstreamTimeoutMs, l.keepAliveTimeoutMs)],
   ['requestTimeoutCheckMs < requestTimeoutMs', (l) => l.requestTimeoutCheckMs < l.requestTimeoutMs],
   ['webhookTimeoutMs < webhookLeaseMs', (l) => l.webhookTimeoutMs < l.webhookLeaseMs],
+  ['webhookMarkDelayMs < webhookLeaseMs', (l) => l.webhookMarkDelayMs < l.webhookLeaseMs],
   ['webhookAttemptsMax = webhookRetryDelaysMs.length + 1',
     (l) => l.webhookAttemptsMax === l.webhookRetryDelaysMs.length + 1],
   ['webhookRetryDelaysMs never shrink',

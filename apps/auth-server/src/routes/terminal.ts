@@ -8,11 +8,11 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { approveRequest, KessaiError, limits, voidRequest, paymentRequestId, terminalOutcome } from '@kessai/protocol';
 import { terminalCredentialStatus } from '@kessai/protocol';
-import { authenticateTerminal } from '../callers.ts';
+import { authenticateTerminal, credentialIsActive } from '../callers.ts';
 import type { AuthContext } from '../context.ts';
 import { approve, decline, outcomeOf, requestForTerminal } from '../approval.ts';
 import { credentialStatusOf } from '../credential-status.ts';
-import { signTerminalView, type PaymentRequestRow } from '../payment-requests.ts';
+import { pendingForWallet, signTerminalView, type PaymentRequestWithMerchant } from '../payment-requests.ts';
 
 const signedRequest = z.strictObject({ request: z.string() });
 
@@ -26,9 +26,8 @@ export async function terminalRoutes(plugin: FastifyInstance, context: AuthConte
     for (const end of [...streams]) end();
   });
 
-  async function signedView(row: PaymentRequestRow): Promise<string> {
-    const [merchant] = await config.db.query<{ name: string }>('select name from merchants where id = $1', [row.merchant_id]);
-    return signTerminalView(row, merchant?.name ?? row.merchant_id, config.keys, new Date());
+  function signedView(row: PaymentRequestWithMerchant): Promise<string> {
+    return signTerminalView(row, row.merchant_name ?? row.merchant_id, config.keys, new Date());
   }
 
   // Step 403: push. Pending requests addressed to this wallet first, then each new one. A stream
@@ -37,7 +36,9 @@ export async function terminalRoutes(plugin: FastifyInstance, context: AuthConte
   app.get('/v1/terminal/events', async (request, reply) => {
     const terminal = await authenticateTerminal(config.db, request);
     let chain: Promise<unknown> = Promise.resolve();
-    const unsubscribe = hub.subscribe(terminal.credentialId, (event) => whileActive(() => write(event.request)));
+    const unsubscribe = hub.subscribe(terminal.credentialId, (event) =>
+      whileActive(() => write(event.request), event.credentialChecked),
+    );
     if (!unsubscribe) throw new KessaiError('stream_limit_reached');
     reply.hijack();
     const raw = reply.raw;
@@ -48,12 +49,15 @@ export async function terminalRoutes(plugin: FastifyInstance, context: AuthConte
       if (raw.writableEnded) return;
       raw.write(`event: payment_request\ndata: ${JSON.stringify({ request: view })}\n\n`);
     }
-    /** Runs `then` in order with the stream's other writes, if the credential is still active; ends the stream if not. */
-    function whileActive(then: () => void) {
+    /**
+     * Runs `then` in order with the stream's other writes, if the credential is still active; ends
+     * the stream if not. `checked`: the statement that stored the pushed request found it active a
+     * moment ago (insertPaymentRequest), as fresh as reading it here.
+     */
+    function whileActive(then: () => void, checked = false) {
       chain = chain.then(async () => {
         if (raw.writableEnded) return;
-        const [row] = await config.db.query<{ status: string }>('select status from credentials where id = $1', [terminal.credentialId]);
-        if (row?.status === 'active') return then();
+        if (checked || (await credentialIsActive(config.db, terminal.credentialId))) return then();
         raw.end(`event: revoked\ndata: ${JSON.stringify({ code: 'credential_revoked' })}\n\n`);
         close();
       }).catch((err: unknown) => request.log.error({ err }, 'event stream check failed'));
@@ -70,7 +74,7 @@ export async function terminalRoutes(plugin: FastifyInstance, context: AuthConte
     };
     streams.add(endStream);
     request.raw.on('close', close);
-    const pending = await config.db.query<PaymentRequestRow>("select * from payment_requests where wallet_handle = $1 and status = 'pending' and expires_at > now() order by created_at limit $2", [terminal.credentialId, limits.listPageMax]);
+    const pending = await pendingForWallet(config.db, terminal.credentialId, limits.listPageMax);
     for (const row of pending) write(await signedView(row));
     raw.write(': ready\n\n');
   });
