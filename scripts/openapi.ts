@@ -22,11 +22,15 @@ interface Injectable {
   inject(options: { method: 'GET'; url: string }): Promise<{ statusCode: number; body: string }>;
 }
 
-/** The servers with a document, by file name: one settlement server stands for every bank. */
+/**
+ * The servers with a document, by file name: one settlement server stands for every bank. The
+ * wallet host has one too: its configuration is what the wallet's pages read, and its health
+ * routes are what a load balancer asks.
+ */
 export function openApiServers(system: KessaiSystem): Record<string, Injectable> {
   const settlement = system.settlements[0];
   if (!settlement) throw new Error('the system has no settlement server');
-  return { 'auth-server': system.auth.app, 'settlement-server': settlement.app, shop: system.shop.app };
+  return { 'auth-server': system.auth.app, 'settlement-server': settlement.app, shop: system.shop.app, 'wallet-host': system.wallet.app };
 }
 
 /** Each server's document, as served at /openapi.json. */

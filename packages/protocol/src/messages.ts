@@ -7,7 +7,7 @@ import { z } from 'zod';
 import { limits } from './limits.ts';
 import { amountPattern, currencies } from './money.ts';
 import { expiryPattern } from './card.ts';
-import { declineCodes } from './errors.ts';
+import { declineCodes, errorCodes, type ErrorCode } from './errors.ts';
 import { sha256Base64url } from './crypto.ts';
 
 const text = (max: number = limits.stringLengthMax) => z.string().min(1).max(max);
@@ -489,3 +489,59 @@ export const apiKeyRollRequest = z.strictObject({
 /** The new key, shown once; the key it replaced works until `previous_expires_at` (null: retired at once). */
 export const apiKeyRolled = z.strictObject({ merchant: brokerMerchantView, api_key: merchantApiKey, previous_expires_at: z.string().nullable() });
 export const apiKeysRetired = z.strictObject({ merchant_id: merchantId, retired: z.number().int().min(0) });
+
+// ---- What every server answers alike: problem details, health, public keys --------------------
+
+/**
+ * Every 4xx and 5xx answer (RFC 9457, `application/problem+json`): KessaiError.toProblem. Named
+ * `Problem` in the OpenAPI documents, where each operation's error statuses refer to it.
+ */
+export const problemDetails = z
+  .object({
+    type: z.string().meta({ description: '`urn:kessai:error:<code>`' }),
+    title: z.string().meta({ description: "The code's title in the error catalogue (docs/errors.md)." }),
+    status: z.number().int().min(400).max(599),
+    code: z.enum(errorCodes as [ErrorCode, ...ErrorCode[]]).meta({ description: 'What went wrong: one of docs/errors.md.' }),
+    detail: z.string().optional().meta({ description: 'This occurrence, in words; never personal data.' }),
+    errors: z
+      .array(z.strictObject({ path: z.string(), message: z.string() }))
+      .optional()
+      .meta({ description: 'validation_failed: each field that does not match the schema.' }),
+    request_id: z.string().optional().meta({ description: "The answer's Request-Id header: quote it to the server's operator." }),
+  })
+  .meta({ id: 'Problem', description: 'Problem details (RFC 9457): `code` says what went wrong (docs/errors.md).' });
+
+/** `GET /livez`: the process and its event loop run. */
+export const livenessAnswer = z.strictObject({ status: z.literal('live') });
+/** `GET /readyz`: 200 ready, 503 not_ready (a check failed or timed out) or draining (SIGTERM). */
+export const readinessAnswer = z.strictObject({
+  status: z.enum(['ready', 'not_ready', 'draining']),
+  /** Each readiness check by its fixed name (database, keys, migrations, …). */
+  checks: z.record(z.string(), z.enum(['ok', 'failed', 'timeout'])),
+});
+
+/** A public key of `/.well-known/jwks.json`: EC (P-256) or RSA public members only — a private member fails the answer. */
+export const publicJwk = z.strictObject({
+  kty: z.enum(['EC', 'RSA']),
+  kid: z.string(),
+  use: z.enum(['sig', 'enc']),
+  alg: z.string(),
+  crv: z.string().optional(),
+  x: z.string().optional(),
+  y: z.string().optional(),
+  n: z.string().optional(),
+  e: z.string().optional(),
+});
+export const publicJwkSet = z.strictObject({ keys: z.array(publicJwk) });
+
+/** `GET /pay/:id` (public): what a payment link asks for and how to pay it. */
+export const paymentLinkView = z.strictObject({
+  id: paymentRequestId,
+  /** The merchant's name (its id if it has none). */
+  merchant: z.string(),
+  currency: currencyCode,
+  amount_minor: amountString,
+  status: paymentRequestStatus,
+  expires_at: z.string(),
+  how_to_pay: z.string(),
+});

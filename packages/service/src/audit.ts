@@ -329,7 +329,7 @@ export { auditVerifyResponse };
 export async function auditAdminRoutes(plugin: FastifyInstance, db: Db, audit: AuditLog, operatorToken: string): Promise<void> {
   const app = plugin.withTypeProvider<ZodTypeProvider>();
   app.addHook('onRequest', requireOperator(operatorToken));
-  app.get('/admin/v1/audit/verify', { schema: { response: { 200: auditVerifyResponse } } }, async () => {
+  app.get('/admin/v1/audit/verify', { schema: { summary: "Verify the audit log's hash chain", operationId: 'verifyAuditLog', response: { 200: auditVerifyResponse } } }, async () => {
     await audit.flush();
     return auditVerificationView(await verifyAuditChain(db));
   });

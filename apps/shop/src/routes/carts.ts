@@ -19,15 +19,15 @@ export function registerCartRoutes(app: KessaiApp, { db }: ShopContext): void {
   const created = { 201: cartView };
   app.post(
     '/api/carts',
-    { schema: { body: z.strictObject({}).nullish(), response: created } },
+    { schema: { summary: 'Open a cart', operationId: 'createCart', body: z.strictObject({}).nullish(), response: created } },
     async (_request, reply) => reply.code(201).send(await createCart(db)),
   );
 
-  app.get('/api/carts/:id', { schema: { params: cartParams, response: { 200: cartView } } }, async (request) =>
+  app.get('/api/carts/:id', { schema: { summary: 'Retrieve a cart', operationId: 'getCart', params: cartParams, response: { 200: cartView } } }, async (request) =>
     loadCart(db, request.params.id),
   );
 
-  const addItem = { params: cartParams, body: addItemRequest, response: { 200: cartView } };
+  const addItem = { summary: 'Add a product to a cart', operationId: 'addCartItem', params: cartParams, body: addItemRequest, response: { 200: cartView } };
   app.post('/api/carts/:id/items', { schema: addItem }, async (request) =>
     addCartItem(db, request.params.id, request.body.product_id, request.body.quantity),
   );

@@ -7,7 +7,7 @@
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { settlementBatchId, settlementBatchList, settlementReport } from '@kessai/protocol';
-import { requireOperator, type KessaiApp } from '@kessai/service';
+import { requireOperator, textAnswer, type KessaiApp } from '@kessai/service';
 import type { ShopContext } from '../app.ts';
 
 export async function registerSettlementRoutes(app: KessaiApp, { config, merchant }: ShopContext): Promise<void> {
@@ -17,15 +17,15 @@ export async function registerSettlementRoutes(app: KessaiApp, { config, merchan
     const routes = plugin.withTypeProvider<ZodTypeProvider>();
     routes.addHook('onRequest', requireOperator(operatorToken));
     const byId = z.strictObject({ id: settlementBatchId });
-    routes.get('/api/settlements', { schema: { response: { 200: settlementBatchList } } }, async () => ({
+    routes.get('/api/settlements', { schema: { summary: "The shop's settlement batches", operationId: 'listSettlements', response: { 200: settlementBatchList } } }, async () => ({
       batches: await merchant.listSettlementBatches(),
     }));
     routes.get(
       '/api/settlements/:id/report.json',
-      { schema: { params: byId, response: { 200: settlementReport } } },
+      { schema: { summary: "A settlement batch's report", operationId: 'getSettlementReport', params: byId, response: { 200: settlementReport } } },
       async (request) => merchant.settlementReport(request.params.id),
     );
-    routes.get('/api/settlements/:id/report.csv', { schema: { params: byId } }, async (request, reply) =>
+    routes.get('/api/settlements/:id/report.csv', { schema: { summary: "A settlement batch's report as CSV", operationId: 'getSettlementReportCsv', params: byId, response: { 200: textAnswer('text/csv', 'The report as CSV (an attachment).') } } }, async (request, reply) =>
       reply
         .type('text/csv; charset=utf-8')
         .header('content-disposition', `attachment; filename="${request.params.id}.csv"`)

@@ -28,7 +28,7 @@ export async function registerWebhookRoute(app: KessaiApp, { config, db, fulfilm
 
     scope.post(
       webhookPath,
-      { schema: { headers: webhookHeaders, body: z.string(), response: { 200: webhookAck } } },
+      { schema: { summary: 'Receive a Kessai webhook (signed)', description: 'The body is the signed event as sent (Standard Webhooks headers); it is verified before it is read.', operationId: 'receiveKessaiWebhook', headers: webhookHeaders, body: z.string(), response: { 200: webhookAck } } },
       async (request) => {
         const event = await verifyWebhookEvent(
           config.webhookSecrets,
