@@ -7,12 +7,12 @@
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { idPattern, KessaiError, limits, paymentRequestStatus } from '@kessai/protocol';
+import { amountString, idPattern, KessaiError, limits, paymentRequestStatus } from '@kessai/protocol';
 import { requireOperator, consolePage, consolePageOf, decimalString, isoOrNull } from '@kessai/service';
 import type { AuthConfig } from './config.ts';
 import { listWebhookEvents, resendWebhookEvent, webhookEventStatuses, type WebhookEventRecord } from './webhooks.ts';
 
-const amount = z.string().regex(/^\d+$/);
+const amount = amountString;
 const timestamp = z.string();
 const limitParam = z.coerce.number().int().min(1).max(limits.listPageMax).default(limits.listPageMax);
 

@@ -7,11 +7,11 @@
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { limits } from '@kessai/protocol';
+import { limits, signedAmountString } from '@kessai/protocol';
 import { requireOperator, consolePage, consolePageOf, decimalString, isoOrNull } from '@kessai/service';
 import type { SettlementConfig } from './config.ts';
 
-const amount = z.string().regex(/^-?\d+$/);
+const amount = signedAmountString;
 const timestamp = z.string();
 const listQuery = z.strictObject({ limit: z.coerce.number().int().min(1).max(limits.listPageMax).default(limits.listPageMax) });
 

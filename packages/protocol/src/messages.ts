@@ -408,15 +408,16 @@ export type WebhookEvent = z.infer<typeof webhookEvent>;
  * are in the currency's units (`"1000"`, `"12.50"`), converted exactly to minor units.
  */
 const importField = (max: number) => z.string().max(max).optional();
+const majorUnitsDescription = 'An amount in the currency\'s units as a decimal string ("1000", "12.50"): never a JSON number.';
 export const accountImportRow = z.strictObject({
   card_number: importField(32),
   holder_name: importField(limits.holderNameLengthMax * 2),
   expiry: importField(8),
   pin: importField(16),
-  balance: importField(32),
+  balance: importField(32).meta({ description: majorUnitsDescription }),
   currency: importField(8),
   kind: importField(16),
-  credit_line: importField(32),
+  credit_line: importField(32).meta({ description: majorUnitsDescription }),
   status: importField(16),
 });
 export type AccountImportRow = z.infer<typeof accountImportRow>;

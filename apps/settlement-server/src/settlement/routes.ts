@@ -7,6 +7,7 @@ import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import {
+  amountString,
   businessDay,
   closeDayRequest,
   closeDayResponse,
@@ -28,7 +29,7 @@ import { resolveSettlementOptions } from './options.ts';
 import { loadReport, reportCsv } from './report.ts';
 import { startSettlementWorker } from './worker.ts';
 
-const feeScheduleView = z.strictObject({ merchant_id: merchantId, currency: currencyCode, basis_points: z.number().int(), fixed_minor: z.string() });
+const feeScheduleView = z.strictObject({ merchant_id: merchantId, currency: currencyCode, basis_points: z.number().int(), fixed_minor: amountString });
 const reportQuery = z.strictObject({ format: z.enum(['json', 'csv']).default('json') });
 /** A report is JSON, or CSV with `format=csv`. */
 const reportAnswer = {
