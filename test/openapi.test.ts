@@ -131,6 +131,9 @@ describe('OpenAPI documents', () => {
       expect(paths['/metrics'].get.responses['200'].content, name).toHaveProperty('text/plain');
       expect(paths['/metrics'].get.security, name).toEqual(name === 'wallet-host' ? undefined : [{ operatorToken: [] }]);
     }
+    const tags = new Set(Object.values(documents).flatMap((document) => operationsOf(document).flatMap(([, , operation]) => operation.tags ?? [])));
+    const named = ['admin', 'internal', 'merchant', 'ops', 'settlements', 'storefront', 'terminal', 'wallet', 'webhooks', 'well-known'];
+    expect([...tags].sort(), 'a new tag: name it in the API reference intro (renderApiReference, scripts/openapi.ts)').toEqual(named);
     const wallet = documents['wallet-host'] as Operation;
     expect(wallet.paths['/wallet/config.json'].get.responses['200'].content['application/json'].schema.required).toEqual(['auth_base_url', 'directory_key']);
     // What the document says is what the routes answer: their answers pass through the same schemas.

@@ -58,20 +58,31 @@ export const sharedTags: Array<[prefix: string, tag: string]> = [
   ['/metrics', 'ops'],
 ];
 
-const byPrefix = <T>(list: ReadonlyArray<readonly [string, T]>, url: string): T | undefined => list.find(([prefix]) => url.startsWith(prefix))?.[1];
+const byPrefix = <T>(list: ReadonlyArray<readonly [string, T]>, url: string): T | undefined =>
+  list.find(([prefix]) => url.startsWith(prefix))?.[1];
 
 /** Every problem answer: application/problem+json with the shared `Problem` schema. */
-const problemResponse = (description: string) => ({ description, content: { 'application/problem+json': { schema: problemDetails } } });
+const problemResponse = (description: string) => ({
+  description,
+  content: { 'application/problem+json': { schema: problemDetails } },
+});
 const inputs = ['body', 'querystring', 'params', 'headers'] as const;
 
 /**
  * The error statuses of a route: any 4xx and 5xx is a problem; 400 (validation_failed) named where
  * the route reads input, 401 where a credential is asked for. A status the route states itself wins.
  */
-function withProblemResponses(schema: Record<string, unknown>, scheme: SecuritySchemeName | undefined): Record<string, unknown> {
+function withProblemResponses(
+  schema: Record<string, unknown>,
+  scheme: SecuritySchemeName | undefined,
+): Record<string, unknown> {
   const problems: Record<string, unknown> = {};
-  if (inputs.some((input) => schema[input] !== undefined)) problems['400'] = problemResponse('validation_failed: the request does not match the schema (`errors` says where).');
-  if (scheme === 'mutualTls') problems['401'] = problemResponse('client_certificate_required: no client certificate, or not an allowed one.');
+  if (inputs.some((input) => schema[input] !== undefined))
+    problems['400'] = problemResponse(
+      'validation_failed: the request does not match the schema (`errors` says where).',
+    );
+  if (scheme === 'mutualTls')
+    problems['401'] = problemResponse('client_certificate_required: no client certificate, or not an allowed one.');
   else if (scheme) problems['401'] = problemResponse('unauthenticated: the credential is missing or not accepted.');
   problems['4xx'] = problemResponse('A client error, as problem details (docs/errors.md).');
   problems['5xx'] = problemResponse('A server-side failure or overload, as problem details (503s carry Retry-After).');
@@ -96,7 +107,11 @@ function transformByPrefix(options: OpenApiOptions) {
     if (output.schema.hide) return output;
     const scheme = byPrefix(options.routeSecurity, input.url);
     const tag = byPrefix(tags, input.url);
-    const schema = { ...output.schema, ...(tag && !output.schema.tags ? { tags: [tag] } : {}), ...(scheme ? { security: [{ [scheme]: [] }] } : {}) };
+    const schema = {
+      ...output.schema,
+      ...(tag && !output.schema.tags ? { tags: [tag] } : {}),
+      ...(scheme ? { security: [{ [scheme]: [] }] } : {}),
+    };
     return { ...output, schema };
   };
 }
@@ -105,7 +120,9 @@ type Document = ReturnType<typeof jsonSchemaTransformObject>;
 
 /** jsonSchemaTransformObject without the named schemas nothing refers to (`ProblemInput`: no request carries a problem). */
 function transformObject(input: Parameters<typeof jsonSchemaTransformObject>[0]): Document {
-  const document = jsonSchemaTransformObject(input) as Document & { components?: { schemas?: Record<string, unknown> } };
+  const document = jsonSchemaTransformObject(input) as Document & {
+    components?: { schemas?: Record<string, unknown> };
+  };
   const schemas = document.components?.schemas ?? {};
   const text = JSON.stringify({ ...document, components: { ...document.components, schemas: {} } });
   for (const name of Object.keys(schemas)) if (!text.includes(`"#/components/schemas/${name}"`)) delete schemas[name];

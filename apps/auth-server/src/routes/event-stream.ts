@@ -24,7 +24,8 @@ export async function eventStreamRoutes(app: FastifyInstance, { config }: AuthCo
 
   const streamSchema = {
     summary: 'Your events as server-sent events',
-    description: 'Each event: `id: evt_…`, `event: <type>`, `data: <the webhook body>`. `Last-Event-ID` resumes after that event.',
+    description:
+      'Each event: `id: evt_…`, `event: <type>`, `data: <the webhook body>`. `Last-Event-ID` resumes after that event.',
     operationId: 'streamEvents',
     response: { 200: textAnswer('text/event-stream', 'Server-sent events until the client disconnects.') },
   };

@@ -10,6 +10,13 @@ import { settlementBatchId, settlementBatchList, settlementReport } from '@kessa
 import { requireOperator, textAnswer, type KessaiApp } from '@kessai/service';
 import type { ShopContext } from '../app.ts';
 
+const docs = {
+  list: { summary: "The shop's settlement batches", operationId: 'listSettlements' },
+  report: { summary: "A settlement batch's report", operationId: 'getSettlementReport' },
+  csv: { summary: "A settlement batch's report as CSV", operationId: 'getSettlementReportCsv' },
+};
+const csv = { 200: textAnswer('text/csv', 'The report as CSV (an attachment).') };
+
 export async function registerSettlementRoutes(app: KessaiApp, { config, merchant }: ShopContext): Promise<void> {
   if (!config.operatorToken) return;
   const operatorToken = config.operatorToken;
@@ -17,19 +24,22 @@ export async function registerSettlementRoutes(app: KessaiApp, { config, merchan
     const routes = plugin.withTypeProvider<ZodTypeProvider>();
     routes.addHook('onRequest', requireOperator(operatorToken));
     const byId = z.strictObject({ id: settlementBatchId });
-    routes.get('/api/settlements', { schema: { summary: "The shop's settlement batches", operationId: 'listSettlements', response: { 200: settlementBatchList } } }, async () => ({
+    routes.get('/api/settlements', { schema: { ...docs.list, response: { 200: settlementBatchList } } }, async () => ({
       batches: await merchant.listSettlementBatches(),
     }));
     routes.get(
       '/api/settlements/:id/report.json',
-      { schema: { summary: "A settlement batch's report", operationId: 'getSettlementReport', params: byId, response: { 200: settlementReport } } },
+      { schema: { ...docs.report, params: byId, response: { 200: settlementReport } } },
       async (request) => merchant.settlementReport(request.params.id),
     );
-    routes.get('/api/settlements/:id/report.csv', { schema: { summary: "A settlement batch's report as CSV", operationId: 'getSettlementReportCsv', params: byId, response: { 200: textAnswer('text/csv', 'The report as CSV (an attachment).') } } }, async (request, reply) =>
-      reply
-        .type('text/csv; charset=utf-8')
-        .header('content-disposition', `attachment; filename="${request.params.id}.csv"`)
-        .send(await merchant.settlementReportCsv(request.params.id)),
+    routes.get(
+      '/api/settlements/:id/report.csv',
+      { schema: { ...docs.csv, params: byId, response: csv } },
+      async (request, reply) =>
+        reply
+          .type('text/csv; charset=utf-8')
+          .header('content-disposition', `attachment; filename="${request.params.id}.csv"`)
+          .send(await merchant.settlementReportCsv(request.params.id)),
     );
   });
 }

@@ -16,6 +16,12 @@ import { webhookPath } from '../config.ts';
 export const webhookHeaders = z.looseObject({ 'kessai-signature': z.string().min(1).max(1024) });
 export const webhookAck = z.strictObject({ received: z.literal(true) });
 
+const receiveDocs = {
+  summary: 'Receive a Kessai webhook (signed)',
+  description: 'The body is the event as signed (Standard Webhooks headers); it is verified before it is read.',
+  operationId: 'receiveKessaiWebhook',
+};
+
 export async function registerWebhookRoute(app: KessaiApp, { config, db, fulfilment }: ShopContext): Promise<void> {
   await app.register(async (plugin) => {
     plugin.removeContentTypeParser('application/json');
@@ -28,7 +34,7 @@ export async function registerWebhookRoute(app: KessaiApp, { config, db, fulfilm
 
     scope.post(
       webhookPath,
-      { schema: { summary: 'Receive a Kessai webhook (signed)', description: 'The body is the signed event as sent (Standard Webhooks headers); it is verified before it is read.', operationId: 'receiveKessaiWebhook', headers: webhookHeaders, body: z.string(), response: { 200: webhookAck } } },
+      { schema: { ...receiveDocs, headers: webhookHeaders, body: z.string(), response: { 200: webhookAck } } },
       async (request) => {
         const event = await verifyWebhookEvent(
           config.webhookSecrets,
