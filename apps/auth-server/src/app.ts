@@ -134,7 +134,12 @@ export async function buildAuthServer(config: AuthConfig) {
   allowWalletOrigins(app, config.walletOrigins ?? []);
   app.operations.readinessChecks.push(...brokerReadinessChecks(context), migrationsReadiness(config.db, migrationsDir)); // keys, directory, issuers (readiness.ts); the schema
 
-  const jwksSchema = { summary: "The broker's public signing keys", description: 'Terminals verify the signed payment requests with them.', operationId: 'getJwks', response: { 200: publicJwkSet } };
+  const jwksSchema = {
+    summary: "The broker's public signing keys",
+    description: 'Terminals verify the signed payment requests with them.',
+    operationId: 'getJwks',
+    response: { 200: publicJwkSet },
+  };
   app.get('/.well-known/jwks.json', { schema: jwksSchema }, async () => {
     const { keys } = config.keys.jwks();
     return publicJwkSet.parse({ keys: keys.filter((key) => key.use === 'sig') }); // public members only, or it fails

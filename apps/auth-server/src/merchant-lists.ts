@@ -113,7 +113,7 @@ export async function listEvents(db: Queryable, page: Page, types: readonly stri
       order by created_at desc, id desc limit $5`,
     [page.merchantId, cursor?.created_at ?? null, cursor?.id ?? null, [...types], page.limit + 1, page.livemode],
   );
-  return rows.map((row) => JSON.parse(row.body) as WebhookEvent); // the body this server wrote (and the route's schema checks)
+  return rows.map((row) => JSON.parse(row.body) as WebhookEvent); // as this server wrote it; the route's schema checks
 }
 
 /**

@@ -101,10 +101,21 @@ export async function buildSettlementServer(config: SettlementConfig) {
     app.addHook('onClose', () => worker.stop());
   }
 
-  app.get('/.well-known/kessai-issuer', { schema: { summary: "The issuer's metadata", operationId: 'getIssuerMetadata', response: { 200: issuerMetadata } } }, async () => metadata);
+  const metadataSchema = {
+    summary: "The issuer's metadata",
+    operationId: 'getIssuerMetadata',
+    response: { 200: issuerMetadata },
+  };
+  app.get('/.well-known/kessai-issuer', { schema: metadataSchema }, async () => metadata);
   // Public keys only: the directory's operator lists them (wallets take them from the signed directory), shops verify authorizations with them.
-  const jwksSchema = { summary: "The issuer's public keys", description: 'Signing (authorizations) and encryption (cipher 2) keys.', operationId: 'getJwks', response: { 200: publicJwkSet } };
-  app.get('/.well-known/jwks.json', { schema: jwksSchema }, async () => publicJwkSet.parse(config.keys.jwks())); // public members only, or it fails
+  const jwksSchema = {
+    summary: "The issuer's public keys",
+    description: 'Signing (authorizations) and encryption (cipher 2) keys.',
+    operationId: 'getJwks',
+    response: { 200: publicJwkSet },
+  };
+  // Public members only, or it fails.
+  app.get('/.well-known/jwks.json', { schema: jwksSchema }, async () => publicJwkSet.parse(config.keys.jwks()));
 
   await app.register(async (plugin) => {
     const internal = plugin.withTypeProvider<ZodTypeProvider>();

@@ -49,7 +49,8 @@ export async function merchantRoutes(plugin: FastifyInstance, config: Settlement
     void recordDomainEvent(db, { actor: auditActorOf(request) ?? 'operator', action: 'merchant.onboarded', resource: onboarded.merchant_id, outcome: 'onboarded' });
     return onboarded;
   });
-  app.get('/admin/v1/merchants', { schema: { summary: 'List onboarded merchants', operationId: 'listMerchants', response: { 200: issuerMerchantList } } }, async () => {
+  const listSchema = { summary: 'List merchants', operationId: 'listMerchants', response: { 200: issuerMerchantList } };
+  app.get('/admin/v1/merchants', { schema: listSchema }, async () => {
     const rows = await db.query<{ id: string; name: string; created_at: Date }>('select id, name, created_at from merchants order by created_at desc limit $1', [limits.listPageMax]);
     return { items: rows.map((row) => ({ merchant_id: row.id, name: row.name, created_at: new Date(row.created_at).toISOString() })) };
   });

@@ -25,7 +25,9 @@ export interface WalletHostConfig {
 /** `GET /wallet/config.json`: what the wallet's pages read first. */
 export const walletConfigAnswer = z.strictObject({
   auth_base_url: z.url().meta({ description: 'The authentication server the wallet talks to.' }),
-  directory_key: publicJwk.partial({ kid: true, use: true, alg: true }).meta({ description: 'The directory key built in to this wallet: it checks the signed issuer directory.' }),
+  directory_key: publicJwk
+    .partial({ kid: true, use: true, alg: true })
+    .meta({ description: 'The directory key built in to this wallet: it checks the signed issuer directory.' }),
 });
 
 export async function buildWalletHost(config: WalletHostConfig) {
@@ -34,14 +36,18 @@ export async function buildWalletHost(config: WalletHostConfig) {
   const app = createServer({ logger: config.logger, tls: config.tls, ...(config.serverTimeouts ? { timeouts: config.serverTimeouts } : {}) });
   await registerOpenApi(app, {
     title: 'Kessai wallet host',
-    description: "The browser wallet's own origin: its pages (not documented here), its configuration and the health routes.",
+    description: "The browser wallet's own origin: its pages (not documented here), its configuration, health routes.",
     routeSecurity: [],
     routeTags: [['/wallet/', 'wallet']],
   });
   app.addHook('onRequest', rateLimitHook(createRateLimiters(config.rateLimits), byAddress));
   // Checked at start: a directory key with a private member (or not a JWK) never reaches a browser.
   const walletConfig = Object.freeze(walletConfigAnswer.parse({ auth_base_url: config.authBaseUrl.replace(/\/+$/, ''), directory_key: config.directoryKey }));
-  const configSchema = { summary: "The wallet's configuration", operationId: 'getWalletConfig', response: { 200: walletConfigAnswer } };
+  const configSchema = {
+    summary: "The wallet's configuration",
+    operationId: 'getWalletConfig', 
+    response: { 200: walletConfigAnswer },
+  };
   app.get('/wallet/config.json', { schema: configSchema }, async (_request, reply) => reply.header('cache-control', 'no-cache').header('x-content-type-options', 'nosniff').send(walletConfig));
   registerWebPages(app, 'wallet', { home: 'wallet', connectSrc: [authOrigin] });
   return app;

@@ -408,7 +408,8 @@ export type WebhookEvent = z.infer<typeof webhookEvent>;
  * are in the currency's units (`"1000"`, `"12.50"`), converted exactly to minor units.
  */
 const importField = (max: number) => z.string().max(max).optional();
-const majorUnitsDescription = 'An amount in the currency\'s units as a decimal string ("1000", "12.50"): never a JSON number.';
+const majorUnitsDescription =
+  'An amount in the currency\'s units as a decimal string ("1000", "12.50"): never a JSON number.';
 export const accountImportRow = z.strictObject({
   card_number: importField(32),
   holder_name: importField(limits.holderNameLengthMax * 2),
@@ -502,13 +503,13 @@ export const problemDetails = z
     type: z.string().meta({ description: '`urn:kessai:error:<code>`' }),
     title: z.string().meta({ description: "The code's title in the error catalogue (docs/errors.md)." }),
     status: z.number().int().min(400).max(599),
-    code: z.enum(errorCodes as [ErrorCode, ...ErrorCode[]]).meta({ description: 'What went wrong: one of docs/errors.md.' }),
+    code: z.enum(errorCodes as [ErrorCode, ...ErrorCode[]]).meta({ description: 'What went wrong (docs/errors.md).' }),
     detail: z.string().optional().meta({ description: 'This occurrence, in words; never personal data.' }),
     errors: z
       .array(z.strictObject({ path: z.string(), message: z.string() }))
       .optional()
       .meta({ description: 'validation_failed: each field that does not match the schema.' }),
-    request_id: z.string().optional().meta({ description: "The answer's Request-Id header: quote it to the server's operator." }),
+    request_id: z.string().optional().meta({ description: "The answer's Request-Id: quote it to its operator." }),
   })
   .meta({ id: 'Problem', description: 'Problem details (RFC 9457): `code` says what went wrong (docs/errors.md).' });
 
@@ -521,7 +522,10 @@ export const readinessAnswer = z.strictObject({
   checks: z.record(z.string(), z.enum(['ok', 'failed', 'timeout'])),
 });
 
-/** A public key of `/.well-known/jwks.json`: EC (P-256) or RSA public members only — a private member fails the answer. */
+/**
+ * A public key of `/.well-known/jwks.json`: EC (P-256) or RSA public members only:
+ * a private member fails the answer.
+ */
 export const publicJwk = z.strictObject({
   kty: z.enum(['EC', 'RSA']),
   kid: z.string(),

@@ -15,7 +15,11 @@ export const signedAmountString = z
   .string()
   .max(21)
   .regex(/^(0|-?[1-9]\d*)$/, 'integer string')
-  .meta({ description: 'An amount in integer minor units of the currency, as a decimal string with a leading minus sign when negative ("-1200"): never a JSON number.', examples: ['-1200'] });
+  .meta({
+    description:
+      'Integer minor units as a decimal string, with a minus sign when negative ("-1200"): never a JSON number.',
+    examples: ['-1200'],
+  });
 
 export const settlementBatchView = z.strictObject({
   id: settlementBatchId,

@@ -111,7 +111,8 @@ export async function keyAdminRoutes(plugin: FastifyInstance, ring: KeyRing, ope
   if (!operatorToken) return;
   const app = plugin.withTypeProvider<ZodTypeProvider>();
   app.addHook('onRequest', requireOperator(operatorToken));
-  app.get('/admin/v1/keys', { schema: { summary: "List the server's keys", operationId: 'listKeys', response: { 200: keyList } } }, async () => ({ keys: await listKeys(ring) }));
+  const listSchema = { summary: "List the server's keys", operationId: 'listKeys', response: { 200: keyList } };
+  app.get('/admin/v1/keys', { schema: listSchema }, async () => ({ keys: await listKeys(ring) }));
   app.post('/admin/v1/keys/rotate', { schema: { summary: 'Rotate a key: a new current key', operationId: 'rotateKey', body: keyRotateRequest, response: { 200: keyInfo } } }, async (request) => {
     const rotated = await rotateKey(ring, request.body.key, new Date());
     request.log.info({ key: rotated.key, kid: rotated.kid }, 'key rotated');

@@ -118,7 +118,7 @@ function transformByPrefix(options: OpenApiOptions) {
 
 type Document = ReturnType<typeof jsonSchemaTransformObject>;
 
-/** jsonSchemaTransformObject without the named schemas nothing refers to (`ProblemInput`: no request carries a problem). */
+/** jsonSchemaTransformObject without the named schemas nothing refers to (`ProblemInput`: no request is a problem). */
 function transformObject(input: Parameters<typeof jsonSchemaTransformObject>[0]): Document {
   const document = jsonSchemaTransformObject(input) as Document & {
     components?: { schemas?: Record<string, unknown> };
@@ -136,7 +136,8 @@ function transformObject(input: Parameters<typeof jsonSchemaTransformObject>[0])
 export async function registerOpenApi(app: KessaiApp, options: OpenApiOptions): Promise<void> {
   const used = [...new Set(options.routeSecurity.map(([, scheme]) => scheme))].sort();
   const components = { securitySchemes: Object.fromEntries(used.map((name) => [name, securitySchemes[name]])) };
-  const addOperationsRoutes = app.operations.takeRoutes(); // before the await: the app's own plugin would add them first
+  // Taken before the await, or the app's own plugin would add them first (Operations.takeRoutes).
+  const addOperationsRoutes = app.operations.takeRoutes();
   // Before the generator's own hook: it keeps a reference to the same route options.
   app.addHook('onRoute', (route: RouteOptions) => {
     if (route.schema?.hide) return;

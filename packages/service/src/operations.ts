@@ -123,7 +123,8 @@ const livezSchema = {
 };
 const readyzSchema = {
   summary: 'Readiness: the server can do its work',
-  description: 'Runs every readiness check (database, keys, migrations, the app’s own); 503 while one fails or the server drains.',
+  description:
+    'Runs every readiness check (database, keys, migrations, the app’s own); 503 while one fails or the server drains.',
   operationId: 'getReadiness',
   response: {
     200: readinessAnswer.meta({ description: 'Ready: every check answered ok.' }),
@@ -132,7 +133,8 @@ const readyzSchema = {
 };
 const metricsSchema = {
   summary: 'Prometheus metrics',
-  description: "Prometheus' text exposition format (version 0.0.4). With an operator token configured, only its bearer may read it.",
+  description:
+    "Prometheus' text format (version 0.0.4). With an operator token configured, only its bearer may read it.",
   operationId: 'getMetrics',
   response: { 200: textAnswer('text/plain', 'The metrics, as text.') },
 };

@@ -87,7 +87,7 @@ export async function paymentRequestRoutes(plugin: FastifyInstance, context: Aut
 
   // Step 409: capture (fully or partly) or void, relayed to the issuer that holds the funds.
   const settleDocs = {
-    capture: { summary: 'Capture an approved payment, fully or partly (step 409)', operationId: 'capturePaymentRequest' },
+    capture: { summary: 'Capture an approved payment, in full or in part', operationId: 'capturePaymentRequest' },
     void: { summary: 'Void an approved payment: release the hold (step 409)', operationId: 'voidPaymentRequest' },
   };
   for (const action of ['capture', 'void'] as const) {
@@ -135,10 +135,11 @@ export async function paymentLinkRoutes(plugin: FastifyInstance, context: AuthCo
   const { config } = context;
   const linkSchema = {
     summary: 'Open a payment link (public)',
-    description: 'What the payment request asks for and how to pay it; a browser (Accept: text/html) is redirected to the browser wallet.',
+    description:
+      'What the payment request asks and how to pay it; a browser (Accept: text/html) goes to the browser wallet.',
     operationId: 'getPaymentLink',
     params: z.strictObject({ id: paymentRequestId }),
-    response: { 200: paymentLinkView, 302: z.null().meta({ description: 'A browser: to the browser wallet, `?pay=<id>`.' }) },
+    response: { 200: paymentLinkView, 302: z.null().meta({ description: 'To the browser wallet (`?pay=<id>`).' }) },
   };
   app.get('/pay/:id', { schema: linkSchema }, async (request, reply) => {
     const row = await loadPaymentRequest(config.db, request.params.id);

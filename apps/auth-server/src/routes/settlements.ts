@@ -32,7 +32,13 @@ export async function settlementRoutes(plugin: FastifyInstance, context: AuthCon
     merchantReport(context, await authenticateMerchant(config.db, request), request.params.id),
   );
 
-  app.get('/v1/settlement-batches/:id/report.csv', { schema: { summary: "A settlement batch's report as CSV", operationId: 'getSettlementReportCsv', params: byId, response: { 200: textAnswer('text/csv', 'The report as CSV (an attachment).') } } }, async (request, reply) => {
+  const csvSchema = {
+    summary: "A settlement batch's report as CSV",
+    operationId: 'getSettlementReportCsv',
+    params: byId,
+    response: { 200: textAnswer('text/csv', 'The report as CSV (an attachment).') },
+  };
+  app.get('/v1/settlement-batches/:id/report.csv', { schema: csvSchema }, async (request, reply) => {
     const csv = await merchantReportCsv(context, await authenticateMerchant(config.db, request), request.params.id);
     return reply.type('text/csv; charset=utf-8').header('content-disposition', `attachment; filename="${request.params.id}.csv"`).send(csv);
   });

@@ -35,7 +35,8 @@ export async function terminalRoutes(plugin: FastifyInstance, context: AuthConte
   // pushed request and each heartbeat: once it is revoked, the stream ends with a `revoked` event.
   const eventsSchema = {
     summary: 'Listen for payment requests (server-sent events, step 403)',
-    description: 'Each `payment_request` event carries a signed request; a `revoked` event ends the stream once the credential is revoked.',
+    description:
+      'Each `payment_request` event carries a signed request; a `revoked` event ends the stream (credential revoked).',
     operationId: 'streamTerminalEvents',
     response: { 200: textAnswer('text/event-stream', 'Server-sent events until the terminal disconnects.') },
   };

@@ -42,7 +42,8 @@ export async function webhookEventRoutes(plugin: FastifyInstance, { config }: Au
     });
     // A stored answer, replayed as it was (a problem or the delivery view): not typed by the schema.
     const replay = reply as FastifyReply;
-    if (response.status >= 400) return replay.code(response.status).type('application/problem+json').send(response.body);
+    const problemJson = 'application/problem+json';
+    if (response.status >= 400) return replay.code(response.status).type(problemJson).send(response.body);
     return replay.code(response.status).send(response.body);
   });
 }
