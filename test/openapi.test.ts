@@ -15,6 +15,8 @@ import { apiReferencePath, collectOpenApiDocuments, documentText, openApiDir, re
 import { callJson, startTestSystem, type TestSystem } from './support/system.ts';
 
 type Json = Record<string, unknown>;
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- reads JSON documents
+type Operation = any;
 const regenerate = 'the committed OpenAPI documents differ from the code: run `npm run openapi` and commit docs/openapi/ and docs/api-reference.md';
 
 let system: TestSystem;
@@ -40,7 +42,7 @@ async function typeCheck(files: Record<string, string>): Promise<string[]> {
 
 describe('OpenAPI documents', () => {
   it('each server serves its document at /openapi.json without authentication', async () => {
-    for (const url of [system.auth.url, system.shop.url, system.settlements[0]!.url]) {
+    for (const url of [system.auth.url, system.shop.url, system.settlements[0]!.url, system.wallet.url]) {
       const answer = await callJson(system, 'GET', `${url}/openapi.json`);
       expect(answer.status).toBe(200);
       expect(answer.contentType).toMatch(/^application\/json/);
@@ -78,6 +80,69 @@ describe('OpenAPI documents', () => {
     expect(bank.components.securitySchemes.mutualTls.type).toBe('mutualTLS');
   });
 
+  it('every operation has a summary, a unique operationId, a tag, a success answer and problem details for its errors', () => {
+    const problems: string[] = [];
+    for (const [name, document] of Object.entries(documents)) {
+      const ids = new Set<string>();
+      for (const [route, method, operation] of operationsOf(document)) {
+        const at = `docs/openapi/${name}.json ${method.toUpperCase()} ${route}`;
+        if (!operation.summary) problems.push(`${at}: add \`summary\` (a short line) to the route's schema`);
+        if (!operation.operationId) problems.push(`${at}: add \`operationId\` (camelCase, unique in its server) to the route's schema`);
+        else if (ids.has(operation.operationId)) problems.push(`${at}: operationId ${operation.operationId} is used twice in this document`);
+        ids.add(operation.operationId);
+        if (!operation.tags?.length) problems.push(`${at}: no tag — add its prefix to routeTags in the app's registerOpenApi call (or \`tags\` to the route's schema)`);
+        const success = Object.entries(operation.responses as Record<string, Operation>).filter(([status]) => /^2/.test(status));
+        if (!success.some(([, answer]) => Object.values(answer.content ?? {}).some((media: Operation) => media.schema)))
+          problems.push(`${at}: no 2xx answer with a schema — add \`response: { 200: <its zod schema, from packages/protocol> }\` (or textAnswer(contentType, description) from @kessai/service for CSV, an event stream, text)`);
+        for (const [status, answer] of Object.entries(operation.responses as Record<string, Operation>)) {
+          if (!/^[45]/.test(status) || `${method} ${route} ${status}` === 'get /readyz 503') continue; // /readyz: not ready is its answer, not an error
+          if (answer.content?.['application/problem+json']?.schema?.$ref !== '#/components/schemas/Problem')
+            problems.push(`${at}: ${status} is not the shared Problem — error statuses come from registerOpenApi; a route declares a 4xx/5xx only with problemDetails (packages/protocol)`);
+        }
+      }
+    }
+    expect(problems, problems.join('\n')).toEqual([]);
+  });
+
+  it('documents every money field as a decimal string, and the Problem schema every error answer refers to', () => {
+    const money = /(^|_)(minor|amount|balance|credit_line|available|captured|debits_pending|debits_posted|credits_pending|credits_posted)$/;
+    const found: string[] = [];
+    const wrong: string[] = [];
+    for (const [name, document] of Object.entries(documents)) {
+      visitProperties(document, (property, schema) => {
+        if (!money.test(property)) return;
+        found.push(`${name} ${property}`);
+        if (schema.type !== 'string' || !/decimal string/.test(String(schema.description)))
+          wrong.push(`${name}: ${property} is ${JSON.stringify(schema)} — use amountString, positiveAmountString or signedAmountString (packages/protocol)`);
+      });
+      const problem = (document.components as Operation).schemas.Problem;
+      expect(problem.properties.code.enum, name).toContain('validation_failed');
+      expect(problem.required, name).toEqual(['type', 'title', 'status', 'code']);
+    }
+    expect(wrong, wrong.join('\n')).toEqual([]);
+    expect(found.length).toBeGreaterThan(50);
+  });
+
+  it('documents the health and metrics routes of every server (ops), and the wallet host its configuration', async () => {
+    for (const [name, document] of Object.entries(documents)) {
+      const paths = document.paths as Operation;
+      expect(Object.keys(paths), name).toEqual(expect.arrayContaining(['/livez', '/readyz', '/metrics']));
+      expect(paths['/readyz'].get.tags, name).toEqual(['ops']);
+      expect(paths['/metrics'].get.responses['200'].content, name).toHaveProperty('text/plain');
+      expect(paths['/metrics'].get.security, name).toEqual(name === 'wallet-host' ? undefined : [{ operatorToken: [] }]);
+    }
+    const tags = new Set(Object.values(documents).flatMap((document) => operationsOf(document).flatMap(([, , operation]) => operation.tags ?? [])));
+    const named = ['admin', 'internal', 'merchant', 'ops', 'settlements', 'storefront', 'terminal', 'wallet', 'webhooks', 'well-known'];
+    expect([...tags].sort(), 'a new tag: name it in the API reference intro (renderApiReference, scripts/openapi.ts)').toEqual(named);
+    const wallet = documents['wallet-host'] as Operation;
+    expect(wallet.paths['/wallet/config.json'].get.responses['200'].content['application/json'].schema.required).toEqual(['auth_base_url', 'directory_key']);
+    // What the document says is what the routes answer: their answers pass through the same schemas.
+    const ready = await callJson(system, 'GET', `${system.wallet.url}/readyz`);
+    expect(ready.body).toEqual({ status: 'ready', checks: {} });
+    const config = await callJson(system, 'GET', `${system.wallet.url}/wallet/config.json`);
+    expect(Object.keys(config.body).sort()).toEqual(['auth_base_url', 'directory_key']);
+  });
+
   it('a client typed by openapi-typescript compiles, and a wrong field name does not', async () => {
     const types = astToString(await openapiTS(structuredClone(documents['auth-server']) as never));
     const client = (field: string) => `import type { paths } from './kessai.ts';
@@ -94,3 +159,21 @@ export const amount: string = created.${field};
     expect(wrong.join('\n')).toMatch(/amount_minr/);
   }, 60_000);
 });
+
+const methods = ['get', 'post', 'put', 'patch', 'delete'] as const;
+
+/** Each operation of a document: path, method, operation object. */
+function operationsOf(document: Json): Array<[string, string, Operation]> {
+  return Object.entries(document.paths as Record<string, Operation>).flatMap(([route, item]) =>
+    methods.filter((method) => item[method]).map((method): [string, string, Operation] => [route, method, item[method]]),
+  );
+}
+
+/** Calls `visit` with each named property schema anywhere in `value`. */
+function visitProperties(value: unknown, visit: (property: string, schema: Operation) => void): void {
+  if (Array.isArray(value)) return value.forEach((item) => visitProperties(item, visit));
+  if (value === null || typeof value !== 'object') return;
+  const properties = (value as Json).properties;
+  if (properties && typeof properties === 'object') for (const [property, schema] of Object.entries(properties)) visit(property, schema);
+  for (const child of Object.values(value)) visitProperties(child, visit);
+}

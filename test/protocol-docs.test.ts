@@ -89,6 +89,7 @@ const nestedOnly: Record<string, string> = {
   lineItem: 'inside createPaymentRequest, paymentRequestView and terminalRequestPayload',
   issuerSummary: 'inside enrollmentResponse',
   directoryIssuer: 'inside directoryPayload',
+  publicJwk: 'inside publicJwkSet',
 };
 
 const { examples, problems } = examplesOf(protocolMd);

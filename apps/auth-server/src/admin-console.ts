@@ -7,12 +7,12 @@
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { idPattern, KessaiError, limits, paymentRequestStatus } from '@kessai/protocol';
+import { amountString, idPattern, KessaiError, limits, paymentRequestStatus } from '@kessai/protocol';
 import { requireOperator, consolePage, consolePageOf, decimalString, isoOrNull } from '@kessai/service';
 import type { AuthConfig } from './config.ts';
 import { listWebhookEvents, resendWebhookEvent, webhookEventStatuses, type WebhookEventRecord } from './webhooks.ts';
 
-const amount = z.string().regex(/^\d+$/);
+const amount = amountString;
 const timestamp = z.string();
 const limitParam = z.coerce.number().int().min(1).max(limits.listPageMax).default(limits.listPageMax);
 
@@ -119,7 +119,7 @@ export async function adminConsoleRoutes(plugin: FastifyInstance, config: AuthCo
   const db = config.db;
 
   const requestQuery = z.strictObject({ limit: limitParam, status: paymentRequestStatus.optional() });
-  app.get('/admin/v1/payment-requests', { schema: { querystring: requestQuery, response: { 200: page(paymentRequestView) } } }, async (request) => {
+  app.get('/admin/v1/payment-requests', { schema: { summary: 'List payment requests (operator console)', operationId: 'adminListPaymentRequests', querystring: requestQuery, response: { 200: page(paymentRequestView) } } }, async (request) => {
     const { limit, status } = request.query;
     const rows = await db.query<PaymentRequestRow>(
       `select id, merchant_id, order_id, status, currency, amount_minor, captured_minor, refunded_minor,
@@ -148,7 +148,7 @@ export async function adminConsoleRoutes(plugin: FastifyInstance, config: AuthCo
   });
 
   const credentialQuery = z.strictObject({ limit: limitParam, status: z.enum(['active', 'revoked']).optional() });
-  app.get('/admin/v1/credentials', { schema: { querystring: credentialQuery, response: { 200: page(credentialView) } } }, async (request) => {
+  app.get('/admin/v1/credentials', { schema: { summary: 'List credentials (operator console)', operationId: 'adminListCredentials', querystring: credentialQuery, response: { 200: page(credentialView) } } }, async (request) => {
     const { limit, status } = request.query;
     // Explicit columns: the device key and its thumbprint stay out of the console.
     const rows = await db.query<CredentialRow>(
@@ -160,7 +160,7 @@ export async function adminConsoleRoutes(plugin: FastifyInstance, config: AuthCo
   });
 
   const deliveryQuery = z.strictObject({ limit: limitParam, state: z.enum(webhookEventStatuses).optional(), merchant_id: z.string().max(limits.stringLengthMax).optional() });
-  app.get('/admin/v1/webhook-deliveries', { schema: { querystring: deliveryQuery, response: { 200: page(webhookDeliveryView) } } }, async (request) => {
+  app.get('/admin/v1/webhook-deliveries', { schema: { summary: 'List webhook deliveries (operator console)', operationId: 'adminListWebhookDeliveries', querystring: deliveryQuery, response: { 200: page(webhookDeliveryView) } } }, async (request) => {
     const { limit, state, merchant_id } = request.query;
     // The event body is not sent, only the payment request it is about.
     const rows = await listWebhookEvents(db, { ...(state ? { status: state } : {}), ...(merchant_id ? { merchantId: merchant_id } : {}) }, limit);
@@ -168,7 +168,7 @@ export async function adminConsoleRoutes(plugin: FastifyInstance, config: AuthCo
   });
 
   // Resend: the same event (id and body) queued again for a fresh schedule — a dead one once its receiver is fixed.
-  app.post('/admin/v1/webhook-deliveries/:id/resend', { schema: { params: z.strictObject({ id: z.string().regex(idPattern('evt'), 'evt_ id') }), response: { 200: webhookDeliveryView } } }, async (request) => {
+  app.post('/admin/v1/webhook-deliveries/:id/resend', { schema: { summary: 'Resend a webhook event (operator)', operationId: 'adminResendWebhookEvent', params: z.strictObject({ id: z.string().regex(idPattern('evt'), 'evt_ id') }), response: { 200: webhookDeliveryView } } }, async (request) => {
     const row = await resendWebhookEvent(db, request.params.id, undefined, new Date());
     if (!row) throw new KessaiError('webhook_event_not_found');
     request.log.info({ event: row.id, merchant: row.merchant_id, type: row.event_type }, 'webhook event resent by the operator');

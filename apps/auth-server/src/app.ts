@@ -5,7 +5,7 @@
  */
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { directoryResponse, merchantNameProblem } from '@kessai/protocol';
+import { directoryResponse, limits, merchantNameProblem, publicJwkSet } from '@kessai/protocol';
 import { HttpClient } from '@kessai/sdk';
 import { classifyWork, createRateLimiters, createServer, registerOpenApi, migrationsReadiness, prepareSchema, rateLimitHook, registerWebPages, setUpAuditLog, shedLoad, keyAdminRoutes } from '@kessai/service';
 import { checkAuthConfig, type AuthConfig } from './config.ts';
@@ -77,6 +77,14 @@ export async function buildAuthServer(config: AuthConfig) {
       ['/v1/settlement-batches', 'merchantKey'],
       ['/v1/webhook-events', 'merchantKey'],
     ],
+    routeTags: [
+      ['/v1/terminal/', 'terminal'],
+      ['/v1/enrollments', 'wallet'],
+      ['/v1/credentials/', 'wallet'],
+      ['/v1/directory', 'wallet'],
+      ['/pay/', 'wallet'],
+      ['/v1/', 'merchant'],
+    ],
   });
   // First of all hooks: a request over its class's in-flight limit is refused before any work (load-shedding.ts).
   shedLoad(app, brokerWork, config.loadShedding, config.logger);
@@ -88,12 +96,18 @@ export async function buildAuthServer(config: AuthConfig) {
   allowWalletOrigins(app, config.walletOrigins ?? []);
   app.operations.readinessChecks.push(...brokerReadinessChecks(context), migrationsReadiness(config.db, migrationsDir)); // keys, directory, issuers (readiness.ts); the schema
 
-  app.get('/.well-known/jwks.json', async () => {
+  const jwksSchema = {
+    summary: "The broker's public signing keys",
+    description: 'Terminals verify the signed payment requests with them.',
+    operationId: 'getJwks',
+    response: { 200: publicJwkSet },
+  };
+  app.get('/.well-known/jwks.json', { schema: jwksSchema }, async () => {
     const { keys } = config.keys.jwks();
-    return { keys: keys.filter((key) => key.use === 'sig') };
+    return publicJwkSet.parse({ keys: keys.filter((key) => key.use === 'sig') }); // public members only, or it fails
   });
   // The signed issuer directory, relayed as it is (terminals verify it with their pinned directory key).
-  app.get('/v1/directory', { schema: { response: { 200: directoryResponse } } }, async () => ({ directory: await config.directory() }));
+  app.get('/v1/directory', { schema: { summary: 'The signed issuer directory', operationId: 'getDirectory', response: { 200: directoryResponse } } }, async () => ({ directory: await config.directory() }));
   await app.register((plugin) => enrollmentRoutes(plugin, context));
   await app.register((plugin) => credentialRoutes(plugin, context));
   await app.register((plugin) => keyAdminRoutes(plugin, config.keys, config.operatorToken)); // key rotation (packages/service/src/key-admin.ts)

@@ -137,22 +137,22 @@ export async function brokerMerchantRoutes(plugin: FastifyInstance, db: Db, oper
   const app = plugin.withTypeProvider<ZodTypeProvider>();
   app.addHook('onRequest', requireOperator(operatorToken));
   const byId = z.strictObject({ id: merchantId });
-  app.post('/admin/v1/merchants', { schema: { body: brokerMerchantCreate, response: { 200: brokerMerchantCreated } } }, async (request) => {
+  app.post('/admin/v1/merchants', { schema: { summary: 'Create a merchant: its API key and webhook secret', operationId: 'createMerchant', body: brokerMerchantCreate, response: { 200: brokerMerchantCreated } } }, async (request) => {
     const created = await createMerchant(db, { name: request.body.name, webhookUrl: request.body.webhook_url, livemode: request.body.livemode });
     request.log.info({ merchant: created.merchant.merchant_id }, 'merchant created');
     void recordDomainEvent(db, { actor: auditActorOf(request) ?? 'operator', action: 'merchant.created', resource: created.merchant.merchant_id, outcome: 'created' });
     return { merchant: created.merchant, api_key: created.apiKey, webhook_secret: created.webhookSecret };
   });
-  app.get('/admin/v1/merchants', { schema: { response: { 200: brokerMerchantList } } }, async () => ({ items: await listMerchants(db) }));
-  app.get('/admin/v1/merchants/:id', { schema: { params: byId, response: { 200: brokerMerchantView } } }, async (request) => showMerchant(db, request.params.id));
-  app.post('/admin/v1/merchants/:id/api-keys/roll', { schema: { params: byId, body: apiKeyRollRequest.optional(), response: { 200: apiKeyRolled } } }, async (request) => {
+  app.get('/admin/v1/merchants', { schema: { summary: 'List merchants', operationId: 'listMerchants', response: { 200: brokerMerchantList } } }, async () => ({ items: await listMerchants(db) }));
+  app.get('/admin/v1/merchants/:id', { schema: { summary: 'Retrieve a merchant', operationId: 'getMerchant', params: byId, response: { 200: brokerMerchantView } } }, async (request) => showMerchant(db, request.params.id));
+  app.post('/admin/v1/merchants/:id/api-keys/roll', { schema: { summary: "Roll a merchant's API key", operationId: 'rollMerchantApiKey', params: byId, body: apiKeyRollRequest.optional(), response: { 200: apiKeyRolled } } }, async (request) => {
     const rolled = await rollApiKey(db, request.params.id, request.body?.overlap_seconds ?? limits.apiKeyOverlapSecondsDefault, new Date(), request.body?.livemode);
     const outcome = rolled.previousExpiresAt ? `rolled; previous key works until ${rolled.previousExpiresAt.toISOString()}` : 'rolled; previous key retired at once';
     request.log.info({ merchant: request.params.id, previousExpiresAt: rolled.previousExpiresAt }, 'merchant API key rolled');
     void recordDomainEvent(db, { actor: auditActorOf(request) ?? 'operator', action: 'api_key.rolled', resource: request.params.id, outcome });
     return { merchant: await showMerchant(db, request.params.id), api_key: rolled.apiKey, previous_expires_at: rolled.previousExpiresAt?.toISOString() ?? null };
   });
-  app.post('/admin/v1/merchants/:id/api-keys/retire-previous', { schema: { params: byId, response: { 200: apiKeysRetired } } }, async (request) => {
+  app.post('/admin/v1/merchants/:id/api-keys/retire-previous', { schema: { summary: "Retire a merchant's previous API keys", operationId: 'retirePreviousApiKeys', params: byId, response: { 200: apiKeysRetired } } }, async (request) => {
     const retired = await retirePreviousApiKeys(db, request.params.id);
     void recordDomainEvent(db, { actor: auditActorOf(request) ?? 'operator', action: 'api_key.retired', resource: request.params.id, outcome: `retired ${retired}` });
     return { merchant_id: request.params.id, retired };

@@ -60,12 +60,12 @@ export async function webhookSecretRoutes(plugin: FastifyInstance, db: Db, opera
   const app = plugin.withTypeProvider<ZodTypeProvider>();
   app.addHook('onRequest', requireOperator(operatorToken));
   const byId = z.strictObject({ id: merchantId });
-  app.post('/admin/v1/merchants/:id/webhook-secret/rotate', { schema: { params: byId, response: { 200: webhookSecretRotation } } }, async (request) => {
+  app.post('/admin/v1/merchants/:id/webhook-secret/rotate', { schema: { summary: "Rotate a merchant's webhook secret", operationId: 'rotateWebhookSecret', params: byId, response: { 200: webhookSecretRotation } } }, async (request) => {
     const rotated = await rotateWebhookSecret(db, request.params.id);
     request.log.info({ merchant: rotated.merchant_id, previous: rotated.previous_secrets }, 'webhook secret rotated');
     return rotated;
   });
-  app.post('/admin/v1/merchants/:id/webhook-secret/retire-previous', { schema: { params: byId, response: { 200: webhookSecretRetirement } } }, async (request) => {
+  app.post('/admin/v1/merchants/:id/webhook-secret/retire-previous', { schema: { summary: "Retire a merchant's previous webhook secrets", operationId: 'retirePreviousWebhookSecrets', params: byId, response: { 200: webhookSecretRetirement } } }, async (request) => {
     const retired = await retirePreviousWebhookSecrets(db, request.params.id);
     request.log.info({ merchant: retired.merchant_id, retired: retired.retired }, 'previous webhook secrets retired');
     return retired;

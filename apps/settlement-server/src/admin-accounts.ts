@@ -15,7 +15,7 @@ export async function adminAccountRoutes(plugin: FastifyInstance, config: Settle
   if (!operatorToken) return;
   const app = plugin.withTypeProvider<ZodTypeProvider>();
   app.addHook('onRequest', requireOperator(operatorToken));
-  app.post('/admin/v1/accounts/import', { bodyLimit: limits.bodyBytesMax, schema: { body: accountsImportRequest, response: { 200: accountsImportResponse } } }, async (request) => {
+  app.post('/admin/v1/accounts/import', { bodyLimit: limits.bodyBytesMax, schema: { summary: 'Import accounts and cards', operationId: 'importAccounts', body: accountsImportRequest, response: { 200: accountsImportResponse } } }, async (request) => {
     const { rows, first_row: firstRow = 1 } = request.body;
     if (rows.length > limits.accountsImportRowsMax) throw new KessaiError('import_batch_too_large', `${rows.length} rows; at most ${limits.accountsImportRowsMax} per call`);
     const imported = await importAccounts(config.db, config.cardKeys, rows, firstRow, new Date());

@@ -29,7 +29,7 @@ export async function adminCardRoutes(plugin: FastifyInstance, config: Settlemen
   if (!operatorToken) return;
   const app = plugin.withTypeProvider<ZodTypeProvider>();
   app.addHook('onRequest', requireOperator(operatorToken));
-  app.post('/admin/v1/cards/unlock', { schema: { body: cardUnlockRequest, response: { 200: cardUnlockResponse } } }, async (request) => {
+  app.post('/admin/v1/cards/unlock', { schema: { summary: 'Lift a PIN lock (account or credential)', operationId: 'unlockCards', body: cardUnlockRequest, response: { 200: cardUnlockResponse } } }, async (request) => {
     const unlocked = await unlockCards(config.db, request.body);
     const operator = auditActorOf(request) ?? 'operator';
     request.log.info({ account: request.body.account_id, credential: request.body.credential_id, operator, ...unlocked }, 'PIN lock lifted by the operator');

@@ -7,11 +7,11 @@
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { limits } from '@kessai/protocol';
+import { limits, signedAmountString } from '@kessai/protocol';
 import { requireOperator, consolePage, consolePageOf, decimalString, isoOrNull } from '@kessai/service';
 import type { SettlementConfig } from './config.ts';
 
-const amount = z.string().regex(/^-?\d+$/);
+const amount = signedAmountString;
 const timestamp = z.string();
 const listQuery = z.strictObject({ limit: z.coerce.number().int().min(1).max(limits.listPageMax).default(limits.listPageMax) });
 
@@ -140,7 +140,7 @@ export async function adminConsoleRoutes(plugin: FastifyInstance, config: Settle
   app.addHook('onRequest', requireOperator(config.operatorToken ?? ''));
   const db = config.db;
 
-  app.get('/admin/v1/accounts', { schema: { querystring: listQuery, response: { 200: page(accountView) } } }, async (request) => {
+  app.get('/admin/v1/accounts', { schema: { summary: 'List ledger accounts (operator console)', operationId: 'adminListAccounts', querystring: listQuery, response: { 200: page(accountView) } } }, async (request) => {
     const { limit } = request.query;
     // Explicit columns from ledger_accounts and merchant_accounts only: the cards table is never joined.
     const rows = await db.query<AccountRow>(
@@ -163,7 +163,7 @@ export async function adminConsoleRoutes(plugin: FastifyInstance, config: Settle
     }));
   });
 
-  app.get('/admin/v1/authorizations', { schema: { querystring: listQuery, response: { 200: page(authorizationView) } } }, async (request) => {
+  app.get('/admin/v1/authorizations', { schema: { summary: 'List authorizations (operator console)', operationId: 'adminListAuthorizations', querystring: listQuery, response: { 200: page(authorizationView) } } }, async (request) => {
     const { limit } = request.query;
     const rows = await db.query<AuthorizationRow>(
       `select a.id, a.request_id, a.merchant_id, a.account_id, a.currency, a.amount, a.decision, a.decline_code, a.status,
@@ -191,7 +191,7 @@ export async function adminConsoleRoutes(plugin: FastifyInstance, config: Settle
   });
 
   const transferQuery = listQuery.extend({ kind: transferKind.optional() });
-  app.get('/admin/v1/transfers', { schema: { querystring: transferQuery, response: { 200: page(transferView) } } }, async (request) => {
+  app.get('/admin/v1/transfers', { schema: { summary: 'List ledger transfers (operator console)', operationId: 'adminListTransfers', querystring: transferQuery, response: { 200: page(transferView) } } }, async (request) => {
     const { limit, kind } = request.query;
     const rows = await db.query<TransferRow>(
       `select id, kind, debit_account_id, credit_account_id, currency, amount, pending_id, state, expires_at, created_at
@@ -213,7 +213,7 @@ export async function adminConsoleRoutes(plugin: FastifyInstance, config: Settle
     }));
   });
 
-  app.get('/admin/v1/refunds', { schema: { querystring: listQuery, response: { 200: page(refundView) } } }, async (request) => {
+  app.get('/admin/v1/refunds', { schema: { summary: 'List refunds (operator console)', operationId: 'adminListRefunds', querystring: listQuery, response: { 200: page(refundView) } } }, async (request) => {
     const { limit } = request.query;
     const rows = await db.query<RefundRow>(
       `select r.id, r.authorization_id, a.request_id, a.merchant_id, a.currency, r.amount, r.transfer_id, r.created_at
@@ -237,7 +237,7 @@ export async function adminConsoleRoutes(plugin: FastifyInstance, config: Settle
   // UTC hour or day and currency; the latest listPageMax buckets, oldest first.
   const volumeQuery = z.strictObject({ bucket: z.enum(['hour', 'day']).default('hour') });
   const volumeResponse = z.strictObject({ bucket: z.enum(['hour', 'day']), limit: z.number().int(), buckets: z.array(volumeBucket) });
-  app.get('/admin/v1/volume', { schema: { querystring: volumeQuery, response: { 200: volumeResponse } } }, async (request) => {
+  app.get('/admin/v1/volume', { schema: { summary: 'Captured volume per hour or day', operationId: 'getCapturedVolume', querystring: volumeQuery, response: { 200: volumeResponse } } }, async (request) => {
     const { bucket } = request.query;
     const rows = await db.query<{ bucket_start: Date; currency: string; captured: bigint; captures: bigint }>(
       `select * from (

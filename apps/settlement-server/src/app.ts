@@ -21,6 +21,7 @@ import {
   issuerMetadata,
   limits,
   paymentRequestId,
+  publicJwkSet,
   settlementCaptureRequest,
   settlementCaptureResponse,
   settlementRefundRequest,
@@ -101,25 +102,37 @@ export async function buildSettlementServer(config: SettlementConfig) {
     app.addHook('onClose', () => worker.stop());
   }
 
-  app.get('/.well-known/kessai-issuer', { schema: { response: { 200: issuerMetadata } } }, async () => metadata);
+  const metadataSchema = {
+    summary: "The issuer's metadata",
+    operationId: 'getIssuerMetadata',
+    response: { 200: issuerMetadata },
+  };
+  app.get('/.well-known/kessai-issuer', { schema: metadataSchema }, async () => metadata);
   // Public keys only: the directory's operator lists them (wallets take them from the signed directory), shops verify authorizations with them.
-  app.get('/.well-known/jwks.json', async () => config.keys.jwks());
+  const jwksSchema = {
+    summary: "The issuer's public keys",
+    description: 'Signing (authorizations) and encryption (cipher 2) keys.',
+    operationId: 'getJwks',
+    response: { 200: publicJwkSet },
+  };
+  // Public members only, or it fails.
+  app.get('/.well-known/jwks.json', { schema: jwksSchema }, async () => publicJwkSet.parse(config.keys.jwks()));
 
   await app.register(async (plugin) => {
     const internal = plugin.withTypeProvider<ZodTypeProvider>();
     const rid = z.strictObject({ rid: paymentRequestId });
 
     // Step 303: enrollment — the issuer verifies the card and the PIN and registers the credential (enroll.ts).
-    internal.post('/internal/v1/enrollments', { schema: { body: issuerEnrollmentRequest, response: { 200: issuerEnrollmentResponse } } }, async (request) => ({
+    internal.post('/internal/v1/enrollments', { schema: { summary: 'Register a credential: verify the card and PIN (step 303)', operationId: 'registerCredential', body: issuerEnrollmentRequest, response: { 200: issuerEnrollmentResponse } } }, async (request) => ({
       registration: await enrollCredential(config, limiters, request.body, new Date()),
     }));
 
     // Revocation relayed by the authentication server (the payer's recovery code, the broker operator): it ends in the registry.
-    internal.post('/internal/v1/credentials/:id/revoke', { schema: { params: z.strictObject({ id: credentialId }), body: issuerRevocationRequest, response: { 200: issuerRevocation } } }, async (request) =>
+    internal.post('/internal/v1/credentials/:id/revoke', { schema: { summary: 'Revoke a credential (relayed by the broker)', operationId: 'revokeCredential', params: z.strictObject({ id: credentialId }), body: issuerRevocationRequest, response: { 200: issuerRevocation } } }, async (request) =>
       revokeCredential(config.db, request.params.id, request.body.revoked_by),
     );
 
-    internal.post('/internal/v1/authorizations', { schema: { body: authorizeRequest, response: { 200: authorizeResponse } } }, async (request, reply) => {
+    internal.post('/internal/v1/authorizations', { schema: { summary: 'Authorize a payment: a signed decision and a hold (steps 405–406)', operationId: 'authorize', body: authorizeRequest, response: { 200: authorizeResponse } } }, async (request, reply) => {
       // The broker's deadline (Kessai-Deadline-Ms), counted from the request's arrival: no hold is placed once it has passed.
       const { payload: decided, jws } = await authorize(config, ledger, limiters, request.body, new Date(), deadlineOf(request.headers, Date.now() - reply.elapsedTime));
       metrics.authorizationDecided(decided.decision, decided.code);
@@ -127,25 +140,25 @@ export async function buildSettlementServer(config: SettlementConfig) {
       return { authorization: jws, ...(await renewedCredential(config, request.body.sealed_credential)) };
     });
 
-    internal.post('/internal/v1/authorizations/:rid/capture', { schema: { params: rid, body: settlementCaptureRequest, response: { 200: settlementCaptureResponse } } }, async (request) =>
+    internal.post('/internal/v1/authorizations/:rid/capture', { schema: { summary: 'Capture a hold (step 409)', operationId: 'captureAuthorization', params: rid, body: settlementCaptureRequest, response: { 200: settlementCaptureResponse } } }, async (request) =>
       settleHold(config, ledger, request.params.rid, 'capture', request.body.amount_minor, new Date()),
     );
 
-    internal.post('/internal/v1/authorizations/:rid/refunds', { schema: { params: rid, body: settlementRefundRequest, response: { 200: settlementRefundResponse } } }, async (request) =>
+    internal.post('/internal/v1/authorizations/:rid/refunds', { schema: { summary: 'Refund a captured authorization', operationId: 'refundAuthorization', params: rid, body: settlementRefundRequest, response: { 200: settlementRefundResponse } } }, async (request) =>
       refund(config, ledger, request.params.rid, request.body.refund_id, request.body.amount_minor, new Date()),
     );
 
-    internal.post('/internal/v1/authorizations/:rid/void', { schema: { params: rid, body: voidRequest, response: { 200: settlementCaptureResponse } } }, async (request) =>
+    internal.post('/internal/v1/authorizations/:rid/void', { schema: { summary: 'Void a hold', operationId: 'voidAuthorization', params: rid, body: voidRequest, response: { 200: settlementCaptureResponse } } }, async (request) =>
       settleHold(config, ledger, request.params.rid, 'void', undefined, new Date()),
     );
 
     // A reversal: the authentication server cannot complete this authorization, or expires it uncaptured (reversal.ts).
-    internal.post('/internal/v1/authorizations/:rid/reversal', { schema: { params: rid, body: settlementReversalRequest, response: { 200: settlementReversal } } }, async (request) =>
+    internal.post('/internal/v1/authorizations/:rid/reversal', { schema: { summary: 'Reverse an authorization the broker cannot complete', operationId: 'reverseAuthorization', params: rid, body: settlementReversalRequest, response: { 200: settlementReversal } } }, async (request) =>
       reverse(config, ledger, request.params.rid, request.body.nonce, new Date()),
     );
 
     // The status inquiry: how the authentication server resolves an answer it lost, and learns that a hold expired (authorization-status.ts).
-    internal.get('/internal/v1/authorizations/:rid', { schema: { params: rid, response: { 200: settlementAuthorizationStatus } } }, async (request) => authorizationStatus(config.db, request.params.rid, new Date()));
+    internal.get('/internal/v1/authorizations/:rid', { schema: { summary: "An authorization's status (in-doubt resolution, hold sync)", operationId: 'getAuthorizationStatus', params: rid, response: { 200: settlementAuthorizationStatus } } }, async (request) => authorizationStatus(config.db, request.params.rid, new Date()));
   });
   if (config.operatorToken) await app.register((plugin) => adminConsoleRoutes(plugin, config));
   if (config.operatorToken) await app.register((plugin) => adminCardRoutes(plugin, config));

@@ -49,12 +49,13 @@ export async function merchantRoutes(plugin: FastifyInstance, config: Settlement
   if (!operatorToken) return;
   const app = plugin.withTypeProvider<ZodTypeProvider>();
   app.addHook('onRequest', requireOperator(operatorToken));
-  app.post('/admin/v1/merchants', { schema: { body: issuerMerchant, response: { 200: issuerMerchantView } } }, async (request) => {
+  app.post('/admin/v1/merchants', { schema: { summary: 'Onboard a merchant', operationId: 'onboardMerchant', body: issuerMerchant, response: { 200: issuerMerchantView } } }, async (request) => {
     const onboarded = await onboardMerchant(db, { id: request.body.merchant_id, name: request.body.name });
     void recordDomainEvent(db, { actor: auditActorOf(request) ?? 'operator', action: 'merchant.onboarded', resource: onboarded.merchant_id, outcome: 'onboarded' });
     return onboarded;
   });
-  app.get('/admin/v1/merchants', { schema: { response: { 200: issuerMerchantList } } }, async () => {
+  const listSchema = { summary: 'List merchants', operationId: 'listMerchants', response: { 200: issuerMerchantList } };
+  app.get('/admin/v1/merchants', { schema: listSchema }, async () => {
     const rows = await db.query<{ id: string; name: string; created_at: Date }>('select id, name, created_at from merchants order by created_at desc limit $1', [limits.listPageMax]);
     return { items: rows.map((row) => ({ merchant_id: row.id, name: row.name, created_at: new Date(row.created_at).toISOString() })) };
   });

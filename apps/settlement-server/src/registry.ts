@@ -87,7 +87,7 @@ export async function credentialAdminRoutes(plugin: FastifyInstance, config: Set
   if (!operatorToken) return;
   const app = plugin.withTypeProvider<ZodTypeProvider>();
   app.addHook('onRequest', requireOperator(operatorToken));
-  app.post('/admin/v1/credentials/:id/revoke', { schema: { params: byId, response: { 200: issuerRevocation } } }, async (request) => {
+  app.post('/admin/v1/credentials/:id/revoke', { schema: { summary: 'Revoke a credential (issuer operator)', operationId: 'adminRevokeCredential', params: byId, response: { 200: issuerRevocation } } }, async (request) => {
     const revoked = await revokeCredential(config.db, request.params.id, 'issuer_operator');
     request.log.info({ credential: revoked.credential_id, by: auditActorOf(request) }, 'credential revoked by the issuer operator');
     return revoked;

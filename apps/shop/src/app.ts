@@ -92,6 +92,12 @@ export async function buildShop(input: ShopConfig): Promise<Shop> {
     routeSecurity: [
       ['/admin/', 'operatorToken'],
       ['/metrics', 'operatorToken'],
+      ['/api/settlements', 'operatorToken'],
+    ],
+    routeTags: [
+      ['/api/settlements', 'settlements'],
+      ['/api/', 'storefront'],
+      ['/webhooks/', 'webhooks'],
     ],
   });
   // First of all hooks: a request over its class's in-flight limit is refused before any work. A new cart and

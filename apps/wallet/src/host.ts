@@ -6,8 +6,9 @@
  * fetch from this origin and the authentication server only, so a compromised authentication
  * server can neither change the code that reads the PIN nor the key that checks the directory.
  */
-import type { JWK } from '@kessai/protocol';
-import { byAddress, createRateLimiters, createServer, rateLimitHook, registerWebPages, type Logger, type RateLimitConfig, type ServerTimeouts } from '@kessai/service';
+import { z } from 'zod';
+import { publicJwk, type JWK } from '@kessai/protocol';
+import { byAddress, createRateLimiters, createServer, rateLimitHook, registerOpenApi, registerWebPages, type Logger, type RateLimitConfig, type ServerTimeouts } from '@kessai/service';
 
 export interface WalletHostConfig {
   logger: Logger;
@@ -21,13 +22,33 @@ export interface WalletHostConfig {
   serverTimeouts?: Partial<ServerTimeouts>;
 }
 
-export function buildWalletHost(config: WalletHostConfig) {
+/** `GET /wallet/config.json`: what the wallet's pages read first. */
+export const walletConfigAnswer = z.strictObject({
+  auth_base_url: z.url().meta({ description: 'The authentication server the wallet talks to.' }),
+  directory_key: publicJwk
+    .partial({ kid: true, use: true, alg: true })
+    .meta({ description: 'The directory key built in to this wallet: it checks the signed issuer directory.' }),
+});
+
+export async function buildWalletHost(config: WalletHostConfig) {
   const authOrigin = new URL(config.authBaseUrl).origin;
   if (!authOrigin.startsWith('https://')) throw new TypeError('the wallet host needs an https authentication server URL');
   const app = createServer({ logger: config.logger, tls: config.tls, ...(config.serverTimeouts ? { timeouts: config.serverTimeouts } : {}) });
+  await registerOpenApi(app, {
+    title: 'Kessai wallet host',
+    description: "The browser wallet's own origin: its pages (not documented here), its configuration, health routes.",
+    routeSecurity: [],
+    routeTags: [['/wallet/', 'wallet']],
+  });
   app.addHook('onRequest', rateLimitHook(createRateLimiters(config.rateLimits), byAddress));
-  const walletConfig = Object.freeze({ auth_base_url: config.authBaseUrl.replace(/\/+$/, ''), directory_key: config.directoryKey });
-  app.get('/wallet/config.json', async (_request, reply) => reply.header('cache-control', 'no-cache').header('x-content-type-options', 'nosniff').send(walletConfig));
+  // Checked at start: a directory key with a private member (or not a JWK) never reaches a browser.
+  const walletConfig = Object.freeze(walletConfigAnswer.parse({ auth_base_url: config.authBaseUrl.replace(/\/+$/, ''), directory_key: config.directoryKey }));
+  const configSchema = {
+    summary: "The wallet's configuration",
+    operationId: 'getWalletConfig', 
+    response: { 200: walletConfigAnswer },
+  };
+  app.get('/wallet/config.json', { schema: configSchema }, async (_request, reply) => reply.header('cache-control', 'no-cache').header('x-content-type-options', 'nosniff').send(walletConfig));
   registerWebPages(app, 'wallet', { home: 'wallet', connectSrc: [authOrigin] });
   return app;
 }

@@ -7,7 +7,7 @@ import { z } from 'zod';
 import { limits } from './limits.ts';
 import { amountPattern, currencies } from './money.ts';
 import { expiryPattern } from './card.ts';
-import { declineCodes } from './errors.ts';
+import { declineCodes, errorCodes, type ErrorCode } from './errors.ts';
 import { sha256Base64url } from './crypto.ts';
 
 const text = (max: number = limits.stringLengthMax) => z.string().min(1).max(max);
@@ -474,15 +474,17 @@ export type WebhookEvent = z.infer<typeof webhookEvent>;
  * are in the currency's units (`"1000"`, `"12.50"`), converted exactly to minor units.
  */
 const importField = (max: number) => z.string().max(max).optional();
+const majorUnitsDescription =
+  'An amount in the currency\'s units as a decimal string ("1000", "12.50"): never a JSON number.';
 export const accountImportRow = z.strictObject({
   card_number: importField(32),
   holder_name: importField(limits.holderNameLengthMax * 2),
   expiry: importField(8),
   pin: importField(16),
-  balance: importField(32),
+  balance: importField(32).meta({ description: majorUnitsDescription }),
   currency: importField(8),
   kind: importField(16),
-  credit_line: importField(32),
+  credit_line: importField(32).meta({ description: majorUnitsDescription }),
   status: importField(16),
   /** `true` for a test card (paid only by test-mode requests); `false` or blank: a live card (the default). */
   test: importField(8),
@@ -557,3 +559,62 @@ export const apiKeyRollRequest = z.strictObject({
 /** The new key, shown once; the key it replaced works until `previous_expires_at` (null: retired at once). */
 export const apiKeyRolled = z.strictObject({ merchant: brokerMerchantView, api_key: merchantApiKey, previous_expires_at: z.string().nullable() });
 export const apiKeysRetired = z.strictObject({ merchant_id: merchantId, retired: z.number().int().min(0) });
+
+// ---- What every server answers alike: problem details, health, public keys --------------------
+
+/**
+ * Every 4xx and 5xx answer (RFC 9457, `application/problem+json`): KessaiError.toProblem. Named
+ * `Problem` in the OpenAPI documents, where each operation's error statuses refer to it.
+ */
+export const problemDetails = z
+  .object({
+    type: z.string().meta({ description: '`urn:kessai:error:<code>`' }),
+    title: z.string().meta({ description: "The code's title in the error catalogue (docs/errors.md)." }),
+    status: z.number().int().min(400).max(599),
+    code: z.enum(errorCodes as [ErrorCode, ...ErrorCode[]]).meta({ description: 'What went wrong (docs/errors.md).' }),
+    detail: z.string().optional().meta({ description: 'This occurrence, in words; never personal data.' }),
+    errors: z
+      .array(z.strictObject({ path: z.string(), message: z.string() }))
+      .optional()
+      .meta({ description: 'validation_failed: each field that does not match the schema.' }),
+    request_id: z.string().optional().meta({ description: "The answer's Request-Id: quote it to its operator." }),
+  })
+  .meta({ id: 'Problem', description: 'Problem details (RFC 9457): `code` says what went wrong (docs/errors.md).' });
+
+/** `GET /livez`: the process and its event loop run. */
+export const livenessAnswer = z.strictObject({ status: z.literal('live') });
+/** `GET /readyz`: 200 ready, 503 not_ready (a check failed or timed out) or draining (SIGTERM). */
+export const readinessAnswer = z.strictObject({
+  status: z.enum(['ready', 'not_ready', 'draining']),
+  /** Each readiness check by its fixed name (database, keys, migrations, …). */
+  checks: z.record(z.string(), z.enum(['ok', 'failed', 'timeout'])),
+});
+
+/**
+ * A public key of `/.well-known/jwks.json`: EC (P-256) or RSA public members only:
+ * a private member fails the answer.
+ */
+export const publicJwk = z.strictObject({
+  kty: z.enum(['EC', 'RSA']),
+  kid: z.string(),
+  use: z.enum(['sig', 'enc']),
+  alg: z.string(),
+  crv: z.string().optional(),
+  x: z.string().optional(),
+  y: z.string().optional(),
+  n: z.string().optional(),
+  e: z.string().optional(),
+});
+export const publicJwkSet = z.strictObject({ keys: z.array(publicJwk) });
+
+/** `GET /pay/:id` (public): what a payment link asks for and how to pay it. */
+export const paymentLinkView = z.strictObject({
+  id: paymentRequestId,
+  /** The merchant's name (its id if it has none). */
+  merchant: z.string(),
+  currency: currencyCode,
+  amount_minor: amountString,
+  status: paymentRequestStatus,
+  expires_at: z.string(),
+  how_to_pay: z.string(),
+});

@@ -11,7 +11,15 @@ import { amountString, currencyCode, merchantId, paymentRequestId, webhookEvent 
 /** A settlement batch id: `stb_` and 26 Crockford base32 characters derived from its day, merchant and currency. */
 export const settlementBatchId = z.string().regex(/^stb_[0-9a-hjkmnp-tv-z]{26}$/, 'stb_ id');
 export const businessDay = z.string().regex(/^\d{4}-\d{2}-\d{2}$/, 'YYYY-MM-DD');
-export const signedAmountString = z.string().max(21).regex(/^(0|-?[1-9]\d*)$/, 'integer string');
+export const signedAmountString = z
+  .string()
+  .max(21)
+  .regex(/^(0|-?[1-9]\d*)$/, 'integer string')
+  .meta({
+    description:
+      'Integer minor units as a decimal string, with a minus sign when negative ("-1200"): never a JSON number.',
+    examples: ['-1200'],
+  });
 
 export const settlementBatchView = z.strictObject({
   id: settlementBatchId,

@@ -329,7 +329,12 @@ export { auditVerifyResponse };
 export async function auditAdminRoutes(plugin: FastifyInstance, db: Db, audit: AuditLog, operatorToken: string): Promise<void> {
   const app = plugin.withTypeProvider<ZodTypeProvider>();
   app.addHook('onRequest', requireOperator(operatorToken));
-  app.get('/admin/v1/audit/verify', { schema: { response: { 200: auditVerifyResponse } } }, async () => {
+  const verifySchema = {
+    summary: "Verify the audit log's hash chain",
+    operationId: 'verifyAuditLog',
+    response: { 200: auditVerifyResponse },
+  };
+  app.get('/admin/v1/audit/verify', { schema: verifySchema }, async () => {
     await audit.flush();
     return auditVerificationView(await verifyAuditChain(db));
   });

@@ -111,14 +111,15 @@ export async function keyAdminRoutes(plugin: FastifyInstance, ring: KeyRing, ope
   if (!operatorToken) return;
   const app = plugin.withTypeProvider<ZodTypeProvider>();
   app.addHook('onRequest', requireOperator(operatorToken));
-  app.get('/admin/v1/keys', { schema: { response: { 200: keyList } } }, async () => ({ keys: await listKeys(ring) }));
-  app.post('/admin/v1/keys/rotate', { schema: { body: keyRotateRequest, response: { 200: keyInfo } } }, async (request) => {
+  const listSchema = { summary: "List the server's keys", operationId: 'listKeys', response: { 200: keyList } };
+  app.get('/admin/v1/keys', { schema: listSchema }, async () => ({ keys: await listKeys(ring) }));
+  app.post('/admin/v1/keys/rotate', { schema: { summary: 'Rotate a key: a new current key', operationId: 'rotateKey', body: keyRotateRequest, response: { 200: keyInfo } } }, async (request) => {
     const rotated = await rotateKey(ring, request.body.key, new Date());
     request.log.info({ key: rotated.key, kid: rotated.kid }, 'key rotated');
     void recordDomainEvent(request.server, { actor: 'operator', action: 'key.rotated', resource: `${rotated.key} ${rotated.kid}`, outcome: 'rotated', origin: request.ip });
     return rotated;
   });
-  app.post('/admin/v1/keys/retire', { schema: { body: keyRetireRequest, response: { 200: keyInfo } } }, async (request) => {
+  app.post('/admin/v1/keys/retire', { schema: { summary: 'Retire a previous key', operationId: 'retireKey', body: keyRetireRequest, response: { 200: keyInfo } } }, async (request) => {
     const retired = await retireKey(ring, request.body.key, request.body.kid);
     request.log.info({ key: retired.key, kid: retired.kid }, 'key retired');
     void recordDomainEvent(request.server, { actor: 'operator', action: 'key.retired', resource: `${retired.key} ${retired.kid}`, outcome: 'retired', origin: request.ip });

@@ -5,10 +5,11 @@
  * outside load shedding and rate limits, need no credential, and log nothing at info per call.
  */
 import type { FastifyRequest } from 'fastify';
-import { limits } from '@kessai/protocol';
+import { limits, livenessAnswer, readinessAnswer } from '@kessai/protocol';
 import type { Db } from './db.ts';
 import type { Logger } from './logger.ts';
 import { ServerMetrics } from './metrics.ts';
+import { textAnswer } from './openapi.ts';
 import { requireOperator } from './operator.ts';
 import type { KessaiApp } from './server.ts';
 
@@ -29,6 +30,23 @@ export class Operations {
   readonly metrics = new ServerMetrics();
   #drainingSince: number | undefined;
   readonly #lastOutcome = new Map<string, CheckOutcome>();
+  #addRoutes: (() => void) | undefined;
+
+  /**
+   * createServer hands over how to add /livez, /readyz and /metrics. They are added once, by
+   * whoever takes them first: registerOpenApi right after it starts the OpenAPI generator (which
+   * documents only the routes added after it), else createServer's own plugin when the app loads.
+   */
+  deferRoutes(add: () => void): void {
+    this.#addRoutes = add;
+  }
+
+  /** The function that adds the operations routes, once: later calls get a no-op. */
+  takeRoutes(): () => void {
+    const add = this.#addRoutes ?? (() => {});
+    this.#addRoutes = undefined;
+    return add;
+  }
 
   /** True from the drain signal on: /readyz answers 503 and every answer closes its connection. */
   get draining(): boolean {
@@ -97,13 +115,37 @@ export function keysReadiness(ring: { current(use: 'sig' | 'enc'): unknown }, us
   };
 }
 
+const livezSchema = {
+  summary: 'Liveness: the process runs',
+  description: 'For a load balancer or orchestrator; no credential, never rate-limited or shed.',
+  operationId: 'getLiveness',
+  response: { 200: livenessAnswer },
+};
+const readyzSchema = {
+  summary: 'Readiness: the server can do its work',
+  description:
+    'Runs every readiness check (database, keys, migrations, the app’s own); 503 while one fails or the server drains.',
+  operationId: 'getReadiness',
+  response: {
+    200: readinessAnswer.meta({ description: 'Ready: every check answered ok.' }),
+    503: readinessAnswer.meta({ description: 'Not ready (a check failed or timed out) or draining.' }),
+  },
+};
+const metricsSchema = {
+  summary: 'Prometheus metrics',
+  description:
+    "Prometheus' text format (version 0.0.4). With an operator token configured, only its bearer may read it.",
+  operationId: 'getMetrics',
+  response: { 200: textAnswer('text/plain', 'The metrics, as text.') },
+};
+
 /**
  * Registers /livez and /readyz on `app`. `logLevel: 'warn'` keeps the per-call request lines out of
  * info logs (health checks arrive every second); a failing check is logged when it changes.
  */
 export function registerHealthRoutes(app: KessaiApp, operations: Operations, logger: Logger): void {
-  app.get('/livez', { logLevel: 'warn' }, async (_request, reply) => reply.header('cache-control', 'no-store').send({ status: 'live' }));
-  app.get('/readyz', { logLevel: 'warn' }, async (_request, reply) => {
+  app.get('/livez', { logLevel: 'warn', schema: livezSchema }, async (_request, reply) => reply.header('cache-control', 'no-store').send({ status: 'live' }));
+  app.get('/readyz', { logLevel: 'warn', schema: readyzSchema }, async (_request, reply) => {
     reply.header('cache-control', 'no-store');
     if (operations.draining) return reply.code(503).send({ status: 'draining', checks: { draining: 'failed' } });
     const { ready, checks } = await operations.readiness(logger);
@@ -118,7 +160,7 @@ export function registerHealthRoutes(app: KessaiApp, operations: Operations, log
  * (the wallet host, which has neither operator nor business data) it is open.
  */
 export function registerMetricsRoute(app: KessaiApp, operations: Operations, token: string | undefined): void {
-  app.get('/metrics', { logLevel: 'warn', ...(token ? { onRequest: requireOperator(token) } : {}) }, async (_request, reply) => {
+  app.get('/metrics', { logLevel: 'warn', schema: metricsSchema, ...(token ? { onRequest: requireOperator(token) } : {}) }, async (_request, reply) => {
     const { registry } = operations.metrics;
     return reply.header('cache-control', 'no-store').type(registry.contentType).send(await registry.metrics());
   });

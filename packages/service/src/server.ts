@@ -153,8 +153,12 @@ export function createServer(options: ServerOptions) {
     if (operations.draining) reply.header('connection', 'close');
     return payload;
   });
-  registerHealthRoutes(app, operations, options.logger);
-  registerMetricsRoute(app, operations, options.metricsToken);
+  operations.deferRoutes(() => {
+    registerHealthRoutes(app, operations, options.logger);
+    registerMetricsRoute(app, operations, options.metricsToken);
+  });
+  // At the latest when the app loads: unless registerOpenApi took them first, to document them (Operations.takeRoutes).
+  void app.register(Object.assign(async () => operations.takeRoutes()(), { [Symbol.for('skip-override')]: true }));
   return app;
 }
 

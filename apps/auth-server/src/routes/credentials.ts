@@ -19,7 +19,8 @@ export async function credentialRoutes(plugin: FastifyInstance, context: AuthCon
   const app = plugin.withTypeProvider<ZodTypeProvider>();
   const { config } = context;
 
-  app.post('/v1/credentials/:id/revoke', { schema: { params: byId, body: revokeCredentialRequest, response: { 200: credentialRevocation } } }, async (request) => {
+  const summary = 'Revoke a credential with its recovery code';
+  app.post('/v1/credentials/:id/revoke', { schema: { summary, operationId: 'revokeCredential', params: byId, body: revokeCredentialRequest, response: { 200: credentialRevocation } } }, async (request) => {
     const revoked = await revokeWithRecoveryCode(config.db, request.params.id, new Secret(request.body.recovery_code), request.ip, new Date());
     await relayRevocation(context, revoked.credential_id, 'payer');
     request.log.info({ credential: revoked.credential_id, by: revoked.revoked_by }, 'credential revoked');
@@ -31,7 +32,7 @@ export async function credentialRoutes(plugin: FastifyInstance, context: AuthCon
   await app.register(async (admin) => {
     const routes = admin.withTypeProvider<ZodTypeProvider>();
     routes.addHook('onRequest', requireOperator(operatorToken));
-    routes.post('/admin/v1/credentials/:id/revoke', { schema: { params: byId, response: { 200: credentialRevocation } } }, async (request) => {
+    routes.post('/admin/v1/credentials/:id/revoke', { schema: { summary: 'Revoke a credential (operator)', operationId: 'adminRevokeCredential', params: byId, response: { 200: credentialRevocation } } }, async (request) => {
       const revoked = await revokeByOperator(config.db, request.params.id, new Date());
       await relayRevocation(context, revoked.credential_id, 'operator');
       request.log.info({ credential: revoked.credential_id, by: revoked.revoked_by }, 'credential revoked');

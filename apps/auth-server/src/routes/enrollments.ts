@@ -62,7 +62,8 @@ export async function enrollmentRoutes(plugin: FastifyInstance, context: AuthCon
   const app = plugin.withTypeProvider<ZodTypeProvider>();
   const { config, issuers, http } = context;
 
-  app.post('/v1/enrollments', { schema: { body: enrollmentRequest, response: { 201: enrollmentResponse } } }, async (request, reply) => {
+  const summary = 'Enroll a card: a sealed credential for this device (steps 301–305)';
+  app.post('/v1/enrollments', { schema: { summary, operationId: 'createEnrollment', body: enrollmentRequest, response: { 201: enrollmentResponse } } }, async (request, reply) => {
     const body = request.body;
     const issuer = await issuers.byId(body.issuer_id);
     const mode = issuer.metadata.conversion_mode;

@@ -8,6 +8,7 @@
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { KessaiError, limits } from '@kessai/protocol';
+import { textAnswer } from '@kessai/service';
 import { authenticateMerchant } from '../callers.ts';
 import type { AuthContext } from '../context.ts';
 import type { Db } from '@kessai/service';
@@ -29,7 +30,14 @@ export async function eventStreamRoutes(app: FastifyInstance, { config }: AuthCo
     for (const end of [...streams]) end();
   });
 
-  app.get('/v1/events/stream', async (request, reply) => {
+  const streamSchema = {
+    summary: 'Your events as server-sent events',
+    description:
+      'Each event: `id: evt_…`, `event: <type>`, `data: <the webhook body>`. `Last-Event-ID` resumes after that event.',
+    operationId: 'streamEvents',
+    response: { 200: textAnswer('text/event-stream', 'Server-sent events until the client disconnects.') },
+  };
+  app.get('/v1/events/stream', { schema: streamSchema }, async (request, reply) => {
     const merchant = await authenticateMerchant(config.db, request);
     const owner = { merchantId: merchant.id, livemode: merchant.livemode };
     const header = request.headers['last-event-id'];

@@ -6,7 +6,18 @@
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { idPattern, KessaiError, limits, paymentRequestId, refundId, webhookEventType } from '@kessai/protocol';
+import {
+  idPattern,
+  KessaiError,
+  limits,
+  paymentRequestId,
+  paymentRequestView,
+  refundId,
+  refundView,
+  webhookEvent,
+  webhookEventType,
+} from '@kessai/protocol';
+import { consolePage } from '@kessai/service';
 import { authenticateMerchant } from '../callers.ts';
 import type { AuthContext } from '../context.ts';
 import { listEvents, listPaymentRequests, listRefunds } from '../merchant-lists.ts';
@@ -39,6 +50,25 @@ function eventTypesOf(query: { type?: string | undefined; types?: string | undef
   return types;
 }
 
+const paymentRequestsSchema = {
+  summary: 'List your payment requests',
+  operationId: 'listPaymentRequests',
+  querystring: paymentRequestsQuery,
+  response: { 200: consolePage(paymentRequestView) },
+};
+const refundsSchema = {
+  summary: 'List your refunds',
+  operationId: 'listRefunds',
+  querystring: refundsQuery,
+  response: { 200: consolePage(refundView) },
+};
+const eventsSchema = {
+  summary: 'List your events (the webhook bodies)',
+  operationId: 'listEvents',
+  querystring: eventsQuery,
+  response: { 200: consolePage(webhookEvent) },
+};
+
 function pageOf<T>(rows: T[], size: number): { items: T[]; limit: number; has_more: boolean } {
   return { items: rows.slice(0, size), limit: size, has_more: rows.length > size };
 }
@@ -46,7 +76,7 @@ function pageOf<T>(rows: T[], size: number): { items: T[]; limit: number; has_mo
 export async function merchantListRoutes(plugin: FastifyInstance, { config }: AuthContext): Promise<void> {
   const app = plugin.withTypeProvider<ZodTypeProvider>();
 
-  app.get('/v1/payment-requests', { schema: { querystring: paymentRequestsQuery } }, async (request) => {
+  app.get('/v1/payment-requests', { schema: paymentRequestsSchema }, async (request) => {
     const merchant = await authenticateMerchant(config.db, request);
     const { limit: size, starting_after } = request.query;
     const rows = await listPaymentRequests(config.db, {
@@ -62,14 +92,14 @@ export async function merchantListRoutes(plugin: FastifyInstance, { config }: Au
     );
   });
 
-  app.get('/v1/refunds', { schema: { querystring: refundsQuery } }, async (request) => {
+  app.get('/v1/refunds', { schema: refundsSchema }, async (request) => {
     const merchant = await authenticateMerchant(config.db, request);
     const { limit: size, starting_after, payment_request_id } = request.query;
     const page = { merchantId: merchant.id, livemode: merchant.livemode, limit: size, startingAfter: starting_after };
     return pageOf(await listRefunds(config.db, page, payment_request_id), size);
   });
 
-  app.get('/v1/events', { schema: { querystring: eventsQuery } }, async (request) => {
+  app.get('/v1/events', { schema: eventsSchema }, async (request) => {
     const merchant = await authenticateMerchant(config.db, request);
     const { limit: size, starting_after } = request.query;
     const types = eventTypesOf(request.query);

@@ -14,6 +14,7 @@ import {
   newId,
   parseAmount,
   paymentRequestId,
+  paymentLinkView,
   paymentRequestView,
   refundRequest,
   refundView,
@@ -64,7 +65,8 @@ export async function paymentRequestRoutes(plugin: FastifyInstance, context: Aut
   }
 
   // Step 402: the shop asks for a payment.
-  app.post('/v1/payment-requests', { schema: { body: createPaymentRequest, response: { 201: paymentRequestView } } }, async (request, reply) =>
+  const createSummary = 'Create a payment request (step 402)';
+  app.post('/v1/payment-requests', { schema: { summary: createSummary, operationId: 'createPaymentRequest', body: createPaymentRequest, response: { 201: paymentRequestView } } }, async (request, reply) =>
     merchantPost(request, reply, async (merchant, ref) => {
       const body = request.body;
       if (lineItemsTotal(body.line_items) !== parseAmount(body.amount_minor)) throw new KessaiError('amount_mismatch');
@@ -85,14 +87,18 @@ export async function paymentRequestRoutes(plugin: FastifyInstance, context: Aut
     }),
   );
 
-  app.get('/v1/payment-requests/:id', { schema: { params: byId, response: { 200: paymentRequestView } } }, async (request) => {
+  app.get('/v1/payment-requests/:id', { schema: { summary: 'Retrieve a payment request', operationId: 'getPaymentRequest', params: byId, response: { 200: paymentRequestView } } }, async (request) => {
     const merchant = await authenticateMerchant(config.db, request);
     return merchantView(await ownedRequest(merchant, request.params.id), config.publicBaseUrl);
   });
 
   // Step 409: capture (fully or partly) or void, relayed to the issuer that holds the funds.
+  const settleDocs = {
+    capture: { summary: 'Capture an approved payment, in full or in part', operationId: 'capturePaymentRequest' },
+    void: { summary: 'Void an approved payment: release the hold (step 409)', operationId: 'voidPaymentRequest' },
+  };
   for (const action of ['capture', 'void'] as const) {
-    app.post(`/v1/payment-requests/:id/${action}`, { schema: { params: byId, body: action === 'capture' ? captureRequest : voidRequest, response: { 200: paymentRequestView } } }, async (request, reply) =>
+    app.post(`/v1/payment-requests/:id/${action}`, { schema: { ...settleDocs[action], params: byId, body: action === 'capture' ? captureRequest : voidRequest, response: { 200: paymentRequestView } } }, async (request, reply) =>
       merchantPost(request, reply, async (merchant, ref, loaded) => {
         const row = await ownedRequest(merchant, request.params.id, loaded);
         const amount = action === 'capture' ? ((request.body as { amount_minor?: string }).amount_minor ?? BigInt(row.amount_minor).toString()) : undefined;
@@ -120,7 +126,7 @@ export async function paymentRequestRoutes(plugin: FastifyInstance, context: Aut
   }
 
   // Step 409: a refund of part of what was captured (refunds.ts); several, up to the captured amount.
-  app.post('/v1/payment-requests/:id/refunds', { schema: { params: byId, body: refundRequest, response: { 201: refundView } } }, async (request, reply) =>
+  app.post('/v1/payment-requests/:id/refunds', { schema: { summary: 'Refund part or all of a captured payment', operationId: 'createRefund', params: byId, body: refundRequest, response: { 201: refundView } } }, async (request, reply) =>
     merchantPost(request, reply, async (merchant, _ref, loaded) => {
       const row = await ownedRequest(merchant, request.params.id, loaded);
       const refund = await relayRefund(context, merchant, row, parseAmount(request.body.amount_minor), idempotencyKeyOf(request.headers));
@@ -137,7 +143,15 @@ export async function paymentRequestRoutes(plugin: FastifyInstance, context: Aut
 export async function paymentLinkRoutes(plugin: FastifyInstance, context: AuthContext): Promise<void> {
   const app = plugin.withTypeProvider<ZodTypeProvider>();
   const { config } = context;
-  app.get('/pay/:id', { schema: { params: z.strictObject({ id: paymentRequestId }) } }, async (request, reply) => {
+  const linkSchema = {
+    summary: 'Open a payment link (public)',
+    description:
+      'What the payment request asks and how to pay it; a browser (Accept: text/html) goes to the browser wallet.',
+    operationId: 'getPaymentLink',
+    params: z.strictObject({ id: paymentRequestId }),
+    response: { 200: paymentLinkView, 302: z.null().meta({ description: 'To the browser wallet (`?pay=<id>`).' }) },
+  };
+  app.get('/pay/:id', { schema: linkSchema }, async (request, reply) => {
     const row = await loadWithMerchantName(config.db, request.params.id);
     // A browser (a phone that scanned the shop's QR code) opens the request in the browser wallet.
     if (request.headers.accept?.includes('text/html') && config.walletUrl) return reply.redirect(`${config.walletUrl}?pay=${row.id}`);

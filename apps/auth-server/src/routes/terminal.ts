@@ -8,6 +8,7 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { approveRequest, KessaiError, limits, voidRequest, paymentRequestId, terminalOutcome } from '@kessai/protocol';
 import { terminalCredentialStatus } from '@kessai/protocol';
+import { textAnswer } from '@kessai/service';
 import { authenticateTerminal, credentialIsActive } from '../callers.ts';
 import type { AuthContext } from '../context.ts';
 import { approve, decline, outcomeOf, requestForTerminal } from '../approval.ts';
@@ -33,7 +34,14 @@ export async function terminalRoutes(plugin: FastifyInstance, context: AuthConte
   // Step 403: push. Pending requests addressed to this wallet first, then each new one. A stream
   // outlives the check made when it opened, so the credential's status is read again before each
   // pushed request and each heartbeat: once it is revoked, the stream ends with a `revoked` event.
-  app.get('/v1/terminal/events', async (request, reply) => {
+  const eventsSchema = {
+    summary: 'Listen for payment requests (server-sent events, step 403)',
+    description:
+      'Each `payment_request` event carries a signed request; a `revoked` event ends the stream (credential revoked).',
+    operationId: 'streamTerminalEvents',
+    response: { 200: textAnswer('text/event-stream', 'Server-sent events until the terminal disconnects.') },
+  };
+  app.get('/v1/terminal/events', { schema: eventsSchema }, async (request, reply) => {
     const terminal = await authenticateTerminal(config.db, request);
     let chain: Promise<unknown> = Promise.resolve();
     const unsubscribe = hub.subscribe(terminal.credentialId, (event) =>
@@ -80,25 +88,25 @@ export async function terminalRoutes(plugin: FastifyInstance, context: AuthConte
   });
 
   // Step 403 by payment link: any enrolled terminal may open a request not addressed to another.
-  app.get('/v1/terminal/payment-requests/:id', { schema: { params: byId, response: { 200: signedRequest } } }, async (request) => {
+  app.get('/v1/terminal/payment-requests/:id', { schema: { summary: 'Open a payment request by its link (signed)', operationId: 'getTerminalPaymentRequest', params: byId, response: { 200: signedRequest } } }, async (request) => {
     const terminal = await authenticateTerminal(config.db, request);
     const row = await requestForTerminal(context, terminal, request.params.id);
     return { request: await signedView(row) };
   });
 
   // Step 404: the payer confirmed; steps 405–407 follow before this answers.
-  app.post('/v1/terminal/payment-requests/:id/approve', { schema: { params: byId, body: approveRequest, response: { 200: terminalOutcome } } }, async (request, reply) => {
+  app.post('/v1/terminal/payment-requests/:id/approve', { schema: { summary: 'Approve a payment request (steps 404–407)', operationId: 'approvePaymentRequest', params: byId, body: approveRequest, response: { 200: terminalOutcome } } }, async (request, reply) => {
     const terminal = await authenticateTerminal(config.db, request);
     return approve(context, terminal, request.params.id, request.body, new Date(), Date.now() - reply.elapsedTime);
   });
 
-  app.post('/v1/terminal/payment-requests/:id/decline', { schema: { params: byId, body: voidRequest, response: { 200: terminalOutcome } } }, async (request) => {
+  app.post('/v1/terminal/payment-requests/:id/decline', { schema: { summary: 'Decline a payment request', operationId: 'declinePaymentRequest', params: byId, body: voidRequest, response: { 200: terminalOutcome } } }, async (request) => {
     const terminal = await authenticateTerminal(config.db, request);
     return decline(context, terminal, request.params.id, new Date());
   });
 
   // Step 408: the terminal sees the final state.
-  app.get('/v1/terminal/payment-requests/:id/outcome', { schema: { params: byId, response: { 200: terminalOutcome } } }, async (request) => {
+  app.get('/v1/terminal/payment-requests/:id/outcome', { schema: { summary: "A payment request's outcome (step 408)", operationId: 'getPaymentOutcome', params: byId, response: { 200: terminalOutcome } } }, async (request) => {
     const terminal = await authenticateTerminal(config.db, request);
     return outcomeOf(await requestForTerminal(context, terminal, request.params.id));
   });

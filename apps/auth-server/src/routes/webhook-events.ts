@@ -4,7 +4,7 @@
  * schedule once the merchant's receiver is fixed. Another merchant's event does not exist here.
  * Resend is a POST of the merchant API, so it takes an Idempotency-Key like every other.
  */
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { idPattern, KessaiError, limits } from '@kessai/protocol';
@@ -26,7 +26,7 @@ const byId = z.strictObject({ id: z.string().regex(idPattern('evt'), 'evt_ id') 
 export async function webhookEventRoutes(plugin: FastifyInstance, { config }: AuthContext): Promise<void> {
   const app = plugin.withTypeProvider<ZodTypeProvider>();
 
-  app.get('/v1/webhook-events', { schema: { querystring: listQuery, response: { 200: listAnswer } } }, async (request) => {
+  app.get('/v1/webhook-events', { schema: { summary: 'List your webhook events (dead letters with status=dead)', operationId: 'listWebhookEvents', querystring: listQuery, response: { 200: listAnswer } } }, async (request) => {
     const merchant = await authenticateMerchant(config.db, request);
     const { limit, status, starting_after } = request.query;
     // The cursor is one of this merchant's events in this mode (any status), else starting_after_not_found.
@@ -36,7 +36,7 @@ export async function webhookEventRoutes(plugin: FastifyInstance, { config }: Au
     return { items: rows.slice(0, limit).map(deliveryViewOf), limit, has_more: rows.length > limit };
   });
 
-  app.post('/v1/webhook-events/:id/resend', { schema: { params: byId, body: z.strictObject({}) } }, async (request, reply) => {
+  app.post('/v1/webhook-events/:id/resend', { schema: { summary: 'Resend a webhook event', operationId: 'resendWebhookEvent', params: byId, body: z.strictObject({}), response: { 200: webhookDeliveryView } } }, async (request, reply) => {
     const merchant = await authenticateMerchant(config.db, request);
     const key = idempotencyKeyOf(request.headers);
     const response = await idempotent(config.db, idempotencyScope(merchant), key, await requestHash(request.method, request.url, request.body), async () => {
@@ -45,7 +45,10 @@ export async function webhookEventRoutes(plugin: FastifyInstance, { config }: Au
       request.log.info({ event: row.id, merchant: merchant.id, type: row.event_type }, 'webhook event resent by the merchant');
       return { status: 200, body: deliveryViewOf(row) };
     });
-    if (response.status >= 400) return reply.code(response.status).type('application/problem+json').send(response.body);
-    return reply.code(response.status).send(response.body);
+    // A stored answer, replayed as it was (a problem or the delivery view): not typed by the schema.
+    const replay = reply as FastifyReply;
+    const problemJson = 'application/problem+json';
+    if (response.status >= 400) return replay.code(response.status).type(problemJson).send(response.body);
+    return replay.code(response.status).send(response.body);
   });
 }

@@ -155,7 +155,7 @@ export async function serveWalletHost(config: ServeWalletHostConfig): Promise<Se
   try {
     const { listen: _listen, ...rest } = config;
     const { buildWalletHost } = await import('@kessai/wallet');
-    const app = buildWalletHost(Object.freeze(rest));
+    const app = await buildWalletHost(Object.freeze(rest));
     await listenOn(app, config.listen, reservation);
     return { app, url, parts: {}, close: async () => { await app.close().catch(() => undefined); } };
   } catch (err) {

@@ -15,19 +15,27 @@ export const addItemRequest = z.strictObject({
   quantity: z.number().int().min(1).max(limits.quantityMax),
 });
 
+const docs = {
+  create: { summary: 'Open a cart', operationId: 'createCart' },
+  get: { summary: 'Retrieve a cart', operationId: 'getCart' },
+  addItem: { summary: 'Add a product to a cart', operationId: 'addCartItem' },
+};
+
 export function registerCartRoutes(app: KessaiApp, { db }: ShopContext): void {
   const created = { 201: cartView };
   app.post(
     '/api/carts',
-    { schema: { body: z.strictObject({}).nullish(), response: created } },
+    { schema: { ...docs.create, body: z.strictObject({}).nullish(), response: created } },
     async (_request, reply) => reply.code(201).send(await createCart(db)),
   );
 
-  app.get('/api/carts/:id', { schema: { params: cartParams, response: { 200: cartView } } }, async (request) =>
-    loadCart(db, request.params.id),
+  app.get(
+    '/api/carts/:id',
+    { schema: { ...docs.get, params: cartParams, response: { 200: cartView } } },
+    async (request) => loadCart(db, request.params.id),
   );
 
-  const addItem = { params: cartParams, body: addItemRequest, response: { 200: cartView } };
+  const addItem = { ...docs.addItem, params: cartParams, body: addItemRequest, response: { 200: cartView } };
   app.post('/api/carts/:id/items', { schema: addItem }, async (request) =>
     addCartItem(db, request.params.id, request.body.product_id, request.body.quantity),
   );

@@ -63,10 +63,22 @@ async function requestPayment(
   return (await findOrder(db, order.id)) ?? order;
 }
 
+const checkoutDocs = {
+  summary: 'Check out: an order and its payment request (steps 401–402)',
+  operationId: 'checkoutCart',
+};
+
 export function registerCheckoutRoute(app: KessaiApp, context: ShopContext): void {
   app.post(
     '/api/carts/:id/checkout',
-    { schema: { params: cartParams, body: checkoutRequest.nullish(), response: { 200: checkoutResponse } } },
+    {
+      schema: {
+        ...checkoutDocs,
+        params: cartParams,
+        body: checkoutRequest.nullish(),
+        response: { 200: checkoutResponse },
+      },
+    },
     async (request) => {
       // step 401: the payer checks out; the shop places the order
       let order = await placeOrder(context.db, request.params.id);

@@ -38,8 +38,15 @@ export const orderView = z.strictObject({
 });
 export type OrderView = z.infer<typeof orderView>;
 
+const getOrder = {
+  summary: 'Retrieve an order and its payment state',
+  operationId: 'getOrder',
+  params: orderParams,
+  response: { 200: orderView },
+};
+
 export function registerOrderRoutes(app: KessaiApp, { db, fulfilment }: ShopContext): void {
-  app.get('/api/orders/:id', { schema: { params: orderParams, response: { 200: orderView } } }, async (request) => {
+  app.get('/api/orders/:id', { schema: getOrder }, async (request) => {
     const stored = await findOrder(db, request.params.id);
     if (!stored) throw new KessaiError('not_found', 'no such order');
     const order = await fulfilment.refresh(stored);

@@ -21,8 +21,10 @@ interface ProductRow {
   currency: Currency;
 }
 
+const listProducts = { summary: 'List the catalogue', operationId: 'listProducts' };
+
 export function registerProductRoutes(app: KessaiApp, { db }: ShopContext): void {
-  app.get('/api/products', { schema: { response: { 200: productList } } }, async () => {
+  app.get('/api/products', { schema: { ...listProducts, response: { 200: productList } } }, async () => {
     const rows = await db.query<ProductRow>(
       'select id, name, description, unit_price_minor, currency from products order by id limit $1',
       [limits.listPageMax],

@@ -25,6 +25,12 @@ async function recordProcessed(db: ShopContext['db'], event: { id: string; type:
   return { received: true as const };
 }
 
+const receiveDocs = {
+  summary: 'Receive a Kessai webhook (signed)',
+  description: 'The body is the event as signed (Standard Webhooks headers); it is verified before it is read.',
+  operationId: 'receiveKessaiWebhook',
+};
+
 export async function registerWebhookRoute(app: KessaiApp, { config, db, fulfilment }: ShopContext): Promise<void> {
   await app.register(async (plugin) => {
     plugin.removeContentTypeParser('application/json');
@@ -37,7 +43,7 @@ export async function registerWebhookRoute(app: KessaiApp, { config, db, fulfilm
 
     scope.post(
       webhookPath,
-      { schema: { headers: webhookHeaders, body: z.string(), response: { 200: webhookAck } } },
+      { schema: { ...receiveDocs, headers: webhookHeaders, body: z.string(), response: { 200: webhookAck } } },
       async (request) => {
         const event = await verifyWebhookEvent(
           config.webhookSecrets,
