@@ -57,45 +57,9 @@ async function registerConfiguredMerchants(config: AuthConfig): Promise<void> {
 /** The broker's work classes: the defaults of classifyWork; a new payment request is intake; the terminals' and merchants' event streams are bounded by sseStreamsMax and their per-caller limits instead. */
 const brokerWork = classifyWork({ 'POST /v1/payment-requests': 'intake', 'GET /v1/terminal/events': 'exempt', 'GET /v1/events/stream': 'exempt' });
 
-export async function buildAuthServer(config: AuthConfig) {
-  checkAuthConfig(config);
-  await prepareSchema(config.db, migrationsDir, config.migrations);
-  await registerConfiguredMerchants(config);
-  const http = new HttpClient({ trust: 'pinned', caCertPem: config.tls.caCertPem, clientCertPem: config.clientTls.certPem, clientKeyPem: config.clientTls.keyPem });
-  const context: AuthContext = { config, http, issuers: new IssuerDirectory(config.issuers, http), hub: await createPushHub(config) };
-  const app = createServer({ logger: config.logger, db: config.db, ...(config.operatorToken ? { metricsToken: config.operatorToken } : {}), tls: config.tls, ...(config.serverTimeouts ? { timeouts: config.serverTimeouts } : {}) });
-  await registerOpenApi(app, {
-    title: 'Kessai authentication server',
-    description: 'The merchant API, the wallet and terminal API, and the operator admin API of the broker.',
-    routeSecurity: [
-      ['/admin/', 'operatorToken'],
-      ['/metrics', 'operatorToken'],
-      ['/v1/terminal/', 'walletDevice'],
-      ['/v1/payment-requests', 'merchantKey'],
-      ['/v1/refunds', 'merchantKey'],
-      ['/v1/events', 'merchantKey'],
-      ['/v1/settlement-batches', 'merchantKey'],
-      ['/v1/webhook-events', 'merchantKey'],
-    ],
-    routeTags: [
-      ['/v1/terminal/', 'terminal'],
-      ['/v1/enrollments', 'wallet'],
-      ['/v1/credentials/', 'wallet'],
-      ['/v1/directory', 'wallet'],
-      ['/pay/', 'wallet'],
-      ['/v1/', 'merchant'],
-    ],
-  });
-  // First of all hooks: a request over its class's in-flight limit is refused before any work (load-shedding.ts).
-  shedLoad(app, brokerWork, config.loadShedding, config.logger);
-  const metrics = brokerMetrics(app.operations.metrics.registry, config.db); // payments by state, webhooks (metrics.ts)
-  const dispatcher = new WebhookDispatcher(config.db, config.logger, config.tls.caCertPem, (outcome) => metrics.webhookAttempt(outcome));
-  if (config.serverTiming) registerServerTiming(app);
-  app.addHook('onRequest', rateLimitHook(createRateLimiters(config.rateLimits), authRateLimitKeys));
-  await setUpAuditLog(app, config.db, config.logger, config.operatorToken);
-  allowWalletOrigins(app, config.walletOrigins ?? []);
-  app.operations.readinessChecks.push(...brokerReadinessChecks(context), migrationsReadiness(config.db, migrationsDir)); // keys, directory, issuers (readiness.ts); the schema
-
+/** Every route of the broker: keys and directory, wallets, merchants, terminals, the operator's. */
+async function registerBrokerRoutes(app: ReturnType<typeof createServer>, context: AuthContext): Promise<void> {
+  const { config } = context;
   const jwksSchema = {
     summary: "The broker's public signing keys",
     description: 'Terminals verify the signed payment requests with them.',
@@ -123,6 +87,51 @@ export async function buildAuthServer(config: AuthConfig) {
   // The operator console at /console/ (docs/web.md). The browser wallet is served from its own origin (apps/wallet/src/host.ts).
   registerWebPages(app, 'auth-server', { home: 'console' });
   if (config.operatorToken) await app.register((plugin) => adminConsoleRoutes(plugin, config));
+}
+
+/** The broker's OpenAPI document: who may call each prefix, and its tags (packages/service/src/openapi.ts). */
+const brokerOpenApi: Parameters<typeof registerOpenApi>[1] = {
+  title: 'Kessai authentication server',
+  description: 'The merchant API, the wallet and terminal API, and the operator admin API of the broker.',
+  routeSecurity: [
+    ['/admin/', 'operatorToken'],
+    ['/metrics', 'operatorToken'],
+    ['/v1/terminal/', 'walletDevice'],
+    ['/v1/payment-requests', 'merchantKey'],
+    ['/v1/refunds', 'merchantKey'],
+    ['/v1/events', 'merchantKey'],
+    ['/v1/settlement-batches', 'merchantKey'],
+    ['/v1/webhook-events', 'merchantKey'],
+  ],
+  routeTags: [
+    ['/v1/terminal/', 'terminal'],
+    ['/v1/enrollments', 'wallet'],
+    ['/v1/credentials/', 'wallet'],
+    ['/v1/directory', 'wallet'],
+    ['/pay/', 'wallet'],
+    ['/v1/', 'merchant'],
+  ],
+};
+
+export async function buildAuthServer(config: AuthConfig) {
+  checkAuthConfig(config);
+  await prepareSchema(config.db, migrationsDir, config.migrations);
+  await registerConfiguredMerchants(config);
+  const http = new HttpClient({ trust: 'pinned', caCertPem: config.tls.caCertPem, clientCertPem: config.clientTls.certPem, clientKeyPem: config.clientTls.keyPem });
+  const context: AuthContext = { config, http, issuers: new IssuerDirectory(config.issuers, http), hub: await createPushHub(config) };
+  const app = createServer({ logger: config.logger, db: config.db, ...(config.operatorToken ? { metricsToken: config.operatorToken } : {}), tls: config.tls, ...(config.serverTimeouts ? { timeouts: config.serverTimeouts } : {}) });
+  await registerOpenApi(app, brokerOpenApi);
+  // First of all hooks: a request over its class's in-flight limit is refused before any work (load-shedding.ts).
+  shedLoad(app, brokerWork, config.loadShedding, config.logger);
+  const metrics = brokerMetrics(app.operations.metrics.registry, config.db); // payments by state, webhooks (metrics.ts)
+  const dispatcher = new WebhookDispatcher(config.db, config.logger, config.tls.caCertPem, (outcome) => metrics.webhookAttempt(outcome));
+  if (config.serverTiming) registerServerTiming(app);
+  app.addHook('onRequest', rateLimitHook(createRateLimiters(config.rateLimits), authRateLimitKeys));
+  await setUpAuditLog(app, config.db, config.logger, config.operatorToken);
+  allowWalletOrigins(app, config.walletOrigins ?? []);
+  app.operations.readinessChecks.push(...brokerReadinessChecks(context), migrationsReadiness(config.db, migrationsDir)); // keys, directory, issuers (readiness.ts); the schema
+
+  await registerBrokerRoutes(app, context);
 
   const worker = startableWorker(context, dispatcher, config.workerIntervalMs ?? workerIntervalMsDefault); // worker.ts
   app.addHook('onReady', async () => worker.start());

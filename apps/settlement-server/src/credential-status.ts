@@ -73,7 +73,14 @@ export async function credentialStatusRoutes(plugin: FastifyInstance, config: Se
   const params = z.strictObject({ id: credentialId });
   app.get(
     '/internal/v1/credentials/:id',
-    { schema: { params, response: { 200: issuerCredentialStatus } } },
+    {
+      schema: {
+        summary: "A credential's state at the issuer: active, locked, blocked or revoked",
+        operationId: 'getCredentialStatus',
+        params,
+        response: { 200: issuerCredentialStatus },
+      },
+    },
     async (request) => credentialStatus(config.db, request.params.id, new Date()),
   );
 }

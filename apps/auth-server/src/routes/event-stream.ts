@@ -40,15 +40,7 @@ export async function eventStreamRoutes(app: FastifyInstance, { config }: AuthCo
   app.get('/v1/events/stream', { schema: streamSchema }, async (request, reply) => {
     const merchant = await authenticateMerchant(config.db, request);
     const owner = { merchantId: merchant.id, livemode: merchant.livemode };
-    const header = request.headers['last-event-id'];
-    let cursor: StreamCursor | undefined;
-    if (typeof header === 'string' && header !== '') {
-      if (!lastEventIdPattern.test(header))
-        throw new KessaiError('validation_failed', 'Last-Event-ID must be an evt_ id');
-      cursor = await cursorOf(config.db, owner, header);
-      if (!cursor) throw new KessaiError('webhook_event_not_found');
-    }
-    cursor ??= await latestCursor(config.db, owner);
+    const cursor = await openingCursor(config.db, owner, request.headers['last-event-id']);
     const count = open.get(merchant.id) ?? 0;
     if (count >= limits.eventStreamsPerMerchantMax || streams.size >= limits.sseStreamsMax)
       throw new KessaiError('stream_limit_reached');
@@ -96,6 +88,15 @@ export async function eventStreamRoutes(app: FastifyInstance, { config }: AuthCo
     raw.write(': ready\n\n');
     await poll();
   });
+}
+
+/** Where a stream starts: after `Last-Event-ID` (the merchant's own event in its mode), else after the newest event. */
+async function openingCursor(db: Db, owner: StreamOwner, header: string | string[] | undefined): Promise<StreamCursor> {
+  if (typeof header !== 'string' || header === '') return latestCursor(db, owner);
+  if (!lastEventIdPattern.test(header)) throw new KessaiError('validation_failed', 'Last-Event-ID must be an evt_ id');
+  const cursor = await cursorOf(db, owner, header);
+  if (!cursor) throw new KessaiError('webhook_event_not_found');
+  return cursor;
 }
 
 /**

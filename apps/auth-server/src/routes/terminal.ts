@@ -113,7 +113,12 @@ export async function terminalRoutes(plugin: FastifyInstance, context: AuthConte
 
   // The terminal's own credential: active (with the PIN tries left), locked, blocked or revoked. A
   // revoked credential may still ask, so the payer learns why it is refused (credential-status.ts).
-  app.get('/v1/terminal/credential', { schema: { response: { 200: terminalCredentialStatus } } }, async (request) => {
+  const credentialSchema = {
+    summary: "The terminal's own credential: active, locked, blocked or revoked (asks the issuer)",
+    operationId: 'getTerminalCredential',
+    response: { 200: terminalCredentialStatus },
+  };
+  app.get('/v1/terminal/credential', { schema: credentialSchema }, async (request) => {
     const terminal = await authenticateTerminal(config.db, request, { revoked: 'allowed' });
     return credentialStatusOf(context, terminal);
   });

@@ -60,7 +60,12 @@ export async function registerSettlement(app: FastifyInstance, config: Settlemen
       batches: (await listBatches(config.db, { merchantId: request.params.merchant_id })).map((row) => batchView(row, config.issuerId)),
     }));
     // The authentication server learns of closed batches here (settlement events); the bank never calls it.
-    const feedSchema = { querystring: closedBatchesQuery, response: { 200: closedBatchFeed } };
+    const feedSchema = {
+      summary: 'List the settlement batches closed after a cursor, every merchant (settlement events)',
+      operationId: 'listClosedSettlementBatches',
+      querystring: closedBatchesQuery,
+      response: { 200: closedBatchFeed },
+    };
     internal.get('/internal/v1/settlement-batches', { schema: feedSchema }, async (request) => {
       const { after, limit } = request.query;
       const rows = await closedBatchesAfter(config.db, after, limit + 1);
