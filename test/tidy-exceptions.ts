@@ -170,7 +170,7 @@ export const tidyExceptions: readonly TidyException[] = [
   { rule: 'line-width', file: 'packages/service/src/tls.ts', count: 1, reason: 'lines written before the 120-column check: not reformatted now (seven branches in flight); new lines are held to it' },
   { rule: 'line-width', file: 'packages/service/src/web.ts', count: 2, reason: 'lines written before the 120-column check: not reformatted now (seven branches in flight); new lines are held to it' },
   { rule: 'line-width', file: 'scripts/mutation-check.ts', count: 9, reason: 'lines written before the 120-column check: not reformatted now (seven branches in flight); new lines are held to it' },
-  { rule: 'line-width', file: 'web/auth-server/console/main.tsx', count: 14, reason: 'lines written before the 120-column check: not reformatted now (seven branches in flight); new lines are held to it' },
+  { rule: 'line-width', file: 'web/auth-server/console/main.tsx', count: 11, reason: 'lines written before the 120-column check: not reformatted now (seven branches in flight); new lines are held to it' },
   { rule: 'line-width', file: 'web/settlement-server/console/main.tsx', count: 19, reason: 'lines written before the 120-column check: not reformatted now (seven branches in flight); new lines are held to it' },
   { rule: 'line-width', file: 'web/settlement-server/console/volume-chart.tsx', count: 6, reason: 'lines written before the 120-column check: not reformatted now (seven branches in flight); new lines are held to it' },
   { rule: 'line-width', file: 'web/settlement-server/console/volume.ts', count: 2, reason: 'lines written before the 120-column check: not reformatted now (seven branches in flight); new lines are held to it' },

@@ -5,13 +5,23 @@
  * (an options object beyond); lines ≤ 120 columns; no `node:*` import in packages/protocol (it runs
  * in the browser); `jose` only in packages/protocol and packages/sdk; no app or package imports
  * @kessai/cli; no SQL in a `routes/` folder (SQL lives in store and query modules); every numeric
- * limit in packages/protocol/src/limits.ts. What broke a rule before the check is listed, with its
- * reason and count, in test/tidy-exceptions.ts — the one list.
+ * limit in packages/protocol/src/limits.ts; no block of six or more lines (trimmed, not counting blank,
+ * comment-only, lone-punctuation and import lines) stands in two places — one home per piece of logic.
+ * What broke a rule before the check is listed, with its reason and count, in test/tidy-exceptions.ts
+ * — the one list.
  */
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { countByRuleAndFile, scanTree, tidyRoot, type TidyRule, type Violation } from './support/tidy-scan.ts';
+import {
+  countByRuleAndFile,
+  scanRepeats,
+  scanTree,
+  significantLines,
+  tidyRoot,
+  type TidyRule,
+  type Violation,
+} from './support/tidy-scan.ts';
 import { tidyExceptions } from './tidy-exceptions.ts';
 
 const violations = scanTree();
@@ -36,6 +46,7 @@ const rules: Array<[TidyRule, string]> = [
   ['cli-import', 'no app or package imports @kessai/cli'],
   ['sql-in-routes', 'no SQL in a routes/ folder'],
   ['numeric-limit-outside-limits', 'every numeric limit is in packages/protocol/src/limits.ts'],
+  ['repeated-block', 'no block of six or more lines stands in two places'],
 ];
 
 describe('tidy', () => {
@@ -65,5 +76,22 @@ describe('tidy', () => {
     for (const rule of ['function-lines', 'positional-parameters', 'line-width', 'sql-in-routes'] as const) {
       expect(violations.some((v) => v.rule === rule), rule).toBe(true);
     }
+  });
+
+  it('the repeat check names both places of a repeated run, once, and passes over lines without logic', () => {
+    const block = ['const a = 1;', 'const b = 2;', '', '// a comment', 'const c = a + b;'];
+    block.push('  if (c > 2) {', 'log(c);', '}', 'return c;', 'done();');
+    const files = new Map([
+      ['one.ts', significantLines(["import x from 'x';", 'first();', ...block, 'last();'].join('\n'))],
+      ['two.ts', significantLines(['other();', ...block.map((l) => `    ${l}`)].join('\n'))],
+      ['three.ts', significantLines(block.slice(0, 6).join('\n'))],
+    ]);
+    const found: Violation[] = [];
+    scanRepeats(files, found);
+    const what = 'one.ts:3-12 repeats at two.ts:2-11';
+    expect(found).toEqual([
+      { rule: 'repeated-block', file: 'one.ts', what },
+      { rule: 'repeated-block', file: 'two.ts', what },
+    ]);
   });
 });

@@ -201,6 +201,31 @@ function SignedIn<T>(props: ConsoleAppProps<T> & { heading: string; token: strin
   );
 }
 
+/** The outcome of a row's action (resend, revoke); `failed` shows it as an error. */
+export interface ActionMessage {
+  text: string;
+  failed: boolean;
+}
+
+/**
+ * A status line for the outcome of a row's action, and its setter. The line takes the focus when the
+ * message changes: after the action the row's buttons may be gone, and the focus must not go with them.
+ */
+export function useActionMessage(): [ReactNode, (message: ActionMessage) => void] {
+  const [message, setMessage] = useState<ActionMessage | null>(null);
+  const ref = useRef<HTMLParagraphElement>(null);
+  useEffect(() => {
+    if (message) ref.current?.focus();
+  }, [message]);
+  const className = message?.failed ? 'error' : message ? 'notice' : undefined;
+  const line = (
+    <p ref={ref} tabIndex={-1} className={className} role="status">
+      {message?.text}
+    </p>
+  );
+  return [line, setMessage];
+}
+
 export function Section(props: { id: string; title: string; children: ReactNode; intro?: ReactNode }) {
   return (
     <section id={props.id} aria-labelledby={`${props.id}-heading`}>

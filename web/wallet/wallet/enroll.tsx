@@ -8,6 +8,7 @@ import { describedBy, Field } from './field.tsx';
 import { createDeviceKey, passphraseLengthMin } from './keys.ts';
 import { saveWallet, type WalletRecord } from './store.ts';
 import { enroll } from './terminal.ts';
+import { ErrorNotice } from '../../shared/notice.tsx';
 
 interface EnrollErrors {
   holder?: string;
@@ -98,11 +99,7 @@ export function EnrollForm({ onDone }: { onDone: (record: WalletRecord, recovery
     <section className="card" aria-labelledby="enroll-title">
       <h2 id="enroll-title">{t.title}</h2>
       <p className="muted">{t.intro}</p>
-      {error && (
-        <div className="notice bad" role="alert">
-          {error}
-        </div>
-      )}
+      {error && <ErrorNotice>{error}</ErrorNotice>}
       <form onSubmit={(event) => void submit(event)} noValidate aria-describedby="enroll-title">
         <Field id="enroll-holder" label={t.holder} error={shown('holder')}>
           <input id="enroll-holder" value={values.holder} onChange={set('holder')} onBlur={blur('holder')} autoComplete="cc-name" aria-invalid={shown('holder') ? true : undefined} aria-describedby={describedBy('enroll-holder', false, shown('holder'))} />
