@@ -12,7 +12,7 @@ import { readFile } from 'node:fs/promises';
 import { Agent, request } from 'undici';
 import { KessaiError, limits, type ErrorCode } from '@kessai/protocol';
 import type { WalletClient } from '@kessai/sdk';
-import { idempotencyKeyOf, idempotent, requestHash } from '../apps/auth-server/src/idempotency.ts';
+import { idempotencyKeyOf, idempotent, idempotentAt, requestHash } from '../apps/auth-server/src/idempotency.ts';
 import { registerWebhooksCommands } from '../apps/cli/src/webhooks-commands.ts';
 import { runKessai } from './support/cli.ts';
 import { checkout } from './support/shop.ts';
@@ -330,7 +330,7 @@ describe('Idempotency-Key leases', () => {
     // Just before the lease ends the answer still says 1 s, never 0.
     const [claim] = await system.auth.db.query<{ locked_until: Date }>('select locked_until from idempotency_keys where key = $1', [key]);
     const lockedUntilMs = new Date(claim!.locked_until).getTime();
-    const late = await idempotent(system.auth.db, system.merchant.merchantId, key, 'hash', async () => ({ status: 200, body: {} }), () => lockedUntilMs - 100).catch((err: unknown) => err);
+    const late = await idempotentAt(system.auth.db, { merchantId: system.merchant.merchantId, key, hash: 'hash', clock: () => lockedUntilMs - 100 }, async () => ({ status: 200, body: {} })).catch((err: unknown) => err);
     expect((late as KessaiError).retryAfterSeconds).toBe(1);
     finish();
     expect(await running).toEqual({ status: 200, body: { ok: true } });

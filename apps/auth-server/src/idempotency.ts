@@ -33,12 +33,28 @@ export function idempotencyKeyOf(headers: Record<string, unknown>): string {
  * idempotency_request_in_progress with Retry-After (seconds until the lease ends). A process that
  * died renews nothing: once its lease has ended the retry takes the key over and runs again.
  */
-export async function idempotent(db: Db, merchantId: string, key: string, hash: string, run: () => Promise<StoredResponse>, clock: () => number = Date.now): Promise<StoredResponse> {
+export function idempotent(
+  db: Db,
+  merchantId: string,
+  key: string,
+  hash: string,
+  run: () => Promise<StoredResponse>,
+): Promise<StoredResponse> {
+  return idempotentAt(db, { merchantId, key, hash, clock: Date.now }, run);
+}
+
+/** idempotent() reading the time from `clock` (tests stand at a lease's end). */
+export async function idempotentAt(
+  db: Db,
+  request: { merchantId: string; key: string; hash: string; clock: () => number },
+  run: () => Promise<StoredResponse>,
+): Promise<StoredResponse> {
+  const { merchantId, key, hash, clock } = request;
   const leaseEnd = () => new Date(clock() + limits.idempotencyLeaseMs);
   const claimed = await db.query("insert into idempotency_keys (merchant_id, key, request_hash, state, locked_until) values ($1, $2, $3, 'in_progress', $4) on conflict do nothing returning key", [merchantId, key, hash, leaseEnd()]);
   if (claimed.length === 0) {
     const [row] = await db.query<{ request_hash: string; state: string; response_status: number; response_body: unknown; locked_until: Date | null }>('select request_hash, state, response_status, response_body, locked_until from idempotency_keys where merchant_id = $1 and key = $2', [merchantId, key]);
-    if (!row) return idempotent(db, merchantId, key, hash, run, clock);
+    if (!row) return idempotentAt(db, request, run);
     if (row.request_hash !== hash) throw new KessaiError('idempotency_key_reused');
     if (row.state === 'in_progress') {
       const leftMs = (row.locked_until ? new Date(row.locked_until).getTime() : 0) - clock();
@@ -49,7 +65,7 @@ export async function idempotent(db: Db, merchantId: string, key: string, hash: 
       }
       // Its process died mid-request (the lease ran out unrenewed): the work it saved is found again by the retry (save intent before calling out).
       await db.query("delete from idempotency_keys where merchant_id = $1 and key = $2 and state = 'in_progress' and (locked_until is null or locked_until <= $3)", [merchantId, key, new Date(clock())]);
-      return idempotent(db, merchantId, key, hash, run, clock);
+      return idempotentAt(db, request, run);
     }
     return { status: row.response_status, body: row.response_body };
   }
