@@ -201,7 +201,5 @@ export const tidyExceptions: readonly TidyException[] = [
   { rule: 'line-width', file: 'web/wallet/wallet/home.tsx', count: 12, reason: 'lines written before the 120-column check, moved since: not reformatted now; new lines are held to it' },
   { rule: 'line-width', file: 'web/wallet/wallet/import.tsx', count: 3, reason: 'lines written before the 120-column check, moved since: not reformatted now; new lines are held to it' },
   { rule: 'line-width', file: 'scripts/stage-packages.mjs', count: 2, reason: 'lines written before the 120-column check, moved since: not reformatted now; new lines are held to it' },
-  { rule: 'function-lines', file: 'apps/auth-server/src/app.ts', count: 1, reason: 'longer than 70 lines before the tidy check (moved or reformatted since, not yet split): split when next changed' },
   { rule: 'line-width', file: 'scripts/openapi.ts', count: 2, reason: 'lines written before the 120-column check, moved since: not reformatted now; new lines are held to it' },
-  { rule: 'function-lines', file: 'apps/auth-server/src/routes/event-stream.ts', count: 1, reason: 'longer than 70 lines before the tidy check (moved or reformatted since, not yet split): split when next changed' },
 ];

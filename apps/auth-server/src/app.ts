@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { directoryResponse, limits, merchantNameProblem } from '@kessai/protocol';
 import { HttpClient } from '@kessai/sdk';
 import { classifyWork, createRateLimiters, createServer, registerOpenApi, logPassFailure, migrationsReadiness, prepareSchema, rateLimitHook, registerWebPages, setUpAuditLog, shedLoad, keyAdminRoutes } from '@kessai/service';
+import type { KessaiApp } from '@kessai/service';
 import { checkAuthConfig, type AuthConfig } from './config.ts';
 import { adminConsoleRoutes } from './admin-console.ts';
 import type { AuthContext } from './context.ts';
@@ -148,6 +149,19 @@ export async function buildAuthServer(config: AuthConfig) {
   registerWebPages(app, 'auth-server', { home: 'console' });
   if (config.operatorToken) await app.register((plugin) => adminConsoleRoutes(plugin, config));
 
+  runWorkerLoop(app, context, dispatcher);
+  return {
+    app,
+    context,
+    runWorker: () => runWorker(context, dispatcher, new Date()),
+    /** One webhook delivery pass as of `now` (tests advance their own clock through the retry schedule). */
+    deliverWebhooks: (now: Date) => dispatcher.deliverDue(now),
+  };
+}
+
+/** The worker: a pass every workerIntervalMs once the server is ready, one at a time; on close, the clients close. */
+function runWorkerLoop(app: KessaiApp, context: AuthContext, dispatcher: WebhookDispatcher): void {
+  const { config } = context;
   let timer: NodeJS.Timeout | undefined;
   let running: Promise<void> | undefined;
   const tick = () => {
@@ -164,13 +178,6 @@ export async function buildAuthServer(config: AuthConfig) {
     await running;
     await dispatcher.close();
     await context.hub.close();
-    await http.close();
+    await context.http.close();
   });
-  return {
-    app,
-    context,
-    runWorker: () => runWorker(context, dispatcher, new Date()),
-    /** One webhook delivery pass as of `now` (tests advance their own clock through the retry schedule). */
-    deliverWebhooks: (now: Date) => dispatcher.deliverDue(now),
-  };
 }

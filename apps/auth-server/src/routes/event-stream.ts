@@ -10,7 +10,8 @@ import type { FastifyInstance, FastifyReply } from 'fastify';
 import { KessaiError, limits } from '@kessai/protocol';
 import { authenticateMerchant } from '../callers.ts';
 import type { AuthContext } from '../context.ts';
-import { cursorOf, eventsAfter, latestCursor, type StreamCursor } from '../event-stream.ts';
+import type { Queryable } from '@kessai/service';
+import { cursorOf, eventsAfter, latestCursor, type StreamCursor, type StreamOwner } from '../event-stream.ts';
 
 const lastEventIdPattern = /^evt_[A-Za-z0-9_-]{1,64}$/;
 
@@ -24,15 +25,7 @@ export async function eventStreamRoutes(app: FastifyInstance, { config }: AuthCo
   app.get('/v1/events/stream', async (request, reply) => {
     const merchant = await authenticateMerchant(config.db, request);
     const owner = { merchantId: merchant.id, livemode: merchant.livemode };
-    const header = request.headers['last-event-id'];
-    let cursor: StreamCursor | undefined;
-    if (typeof header === 'string' && header !== '') {
-      if (!lastEventIdPattern.test(header))
-        throw new KessaiError('validation_failed', 'Last-Event-ID must be an evt_ id');
-      cursor = await cursorOf(config.db, owner, header);
-      if (!cursor) throw new KessaiError('webhook_event_not_found');
-    }
-    cursor ??= await latestCursor(config.db, owner);
+    const cursor = await startingCursor(config.db, owner, request.headers['last-event-id']);
     const count = open.get(merchant.id) ?? 0;
     if (count >= limits.eventStreamsPerMerchantMax || streams.size >= limits.sseStreamsMax)
       throw new KessaiError('stream_limit_reached');
@@ -86,6 +79,16 @@ export async function eventStreamRoutes(app: FastifyInstance, { config }: AuthCo
     raw.write(': ready\n\n');
     await poll();
   });
+}
+
+/** Where a stream starts: after the event Last-Event-ID names (which must exist), else after the newest. */
+async function startingCursor(db: Queryable, owner: StreamOwner, lastEventId: unknown): Promise<StreamCursor> {
+  if (typeof lastEventId !== 'string' || lastEventId === '') return latestCursor(db, owner);
+  if (!lastEventIdPattern.test(lastEventId))
+    throw new KessaiError('validation_failed', 'Last-Event-ID must be an evt_ id');
+  const cursor = await cursorOf(db, owner, lastEventId);
+  if (!cursor) throw new KessaiError('webhook_event_not_found');
+  return cursor;
 }
 
 /** Takes the reply out of Fastify and opens the event stream (the headers hooks set go along by hand). */
