@@ -6,10 +6,11 @@
 import { useCallback, useEffect, useRef, useState, type FormEvent, type ReactNode } from 'react';
 import { forgetToken, operatorCall, storedToken, storeToken, TokenRefused } from './operator.ts';
 import { timeText } from './format.ts';
+import { limits } from '../../../packages/protocol/src/limits.ts';
 import './console.css';
 
 /** How often an open console reloads its data. */
-export const refreshMs = 5_000;
+export const refreshMs = limits.consoleRefreshMs;
 
 export interface Session {
   token: string;
