@@ -3,7 +3,7 @@
  * (title, section links, sign-out, refresh every refreshMs), sections and tables with captions and
  * column headers. Everything is reachable by keyboard with a visible focus ring (console.css).
  */
-import { useCallback, useEffect, useRef, useState, type FormEvent, type ReactNode } from 'react';
+import { useCallback, useEffect, useRef, useState, type FormEvent, type ReactNode, type RefObject } from 'react';
 import { forgetToken, operatorCall, storedToken, storeToken, TokenRefused } from './operator.ts';
 import { timeText } from './format.ts';
 import { limits } from '../../../packages/protocol/src/limits.ts';
@@ -160,36 +160,16 @@ function SignedIn<T>(props: ConsoleAppProps<T> & { heading: string; token: strin
       <a className="skip-link" href="#main">
         Skip to the data
       </a>
-      <header className="console-header">
-        <div>
-          <h1 ref={headingRef} tabIndex={-1}>
-            {props.heading}
-          </h1>
-          <p className="hint">
-            Signed in with the operator token. <span aria-live="off">Updated {updatedAt ? `${timeText(updatedAt)} UTC` : '…'}</span>
-          </p>
-        </div>
-        <div className="header-actions">
-          <label className="checkbox">
-            <input type="checkbox" checked={live} onChange={(event) => setLive(event.target.checked)} /> Refresh every {refreshMs / 1000} s
-          </label>
-          <button type="button" className="secondary" onClick={() => void reload()}>
-            Refresh now
-          </button>
-          <button type="button" className="secondary" onClick={() => signOut('Signed out.')}>
-            Sign out
-          </button>
-        </div>
-      </header>
-      <nav aria-label="Sections">
-        <ul>
-          {props.sections.map((section) => (
-            <li key={section.id}>
-              <a href={`#${section.id}`}>{section.label}</a>
-            </li>
-          ))}
-        </ul>
-      </nav>
+      <ConsoleHeader
+        heading={props.heading}
+        headingRef={headingRef}
+        updatedAt={updatedAt}
+        live={live}
+        onLive={setLive}
+        onReload={() => void reload()}
+        onSignOut={() => signOut('Signed out.')}
+      />
+      <SectionLinks sections={props.sections} />
       <main id="main" tabIndex={-1}>
         {error && (
           <p className="error" role="alert">
@@ -199,6 +179,57 @@ function SignedIn<T>(props: ConsoleAppProps<T> & { heading: string; token: strin
         {data === undefined ? <p role="status">Loading…</p> : props.render(data, session, () => void reload())}
       </main>
     </>
+  );
+}
+
+/** The console's header: its heading, when the data was loaded, the live switch, refresh and sign-out. */
+function ConsoleHeader(props: {
+  heading: string;
+  headingRef: RefObject<HTMLHeadingElement | null>;
+  updatedAt: string | null;
+  live: boolean;
+  onLive(live: boolean): void;
+  onReload(): void;
+  onSignOut(): void;
+}) {
+  const { updatedAt, live } = props;
+  return (
+    <header className="console-header">
+      <div>
+        <h1 ref={props.headingRef} tabIndex={-1}>
+          {props.heading}
+        </h1>
+        <p className="hint">
+          Signed in with the operator token. <span aria-live="off">Updated {updatedAt ? `${timeText(updatedAt)} UTC` : '…'}</span>
+        </p>
+      </div>
+      <div className="header-actions">
+        <label className="checkbox">
+          <input type="checkbox" checked={live} onChange={(event) => props.onLive(event.target.checked)} /> Refresh every {refreshMs / 1000} s
+        </label>
+        <button type="button" className="secondary" onClick={props.onReload}>
+          Refresh now
+        </button>
+        <button type="button" className="secondary" onClick={props.onSignOut}>
+          Sign out
+        </button>
+      </div>
+    </header>
+  );
+}
+
+/** Links to the page's sections. */
+function SectionLinks(props: { sections: ReadonlyArray<{ id: string; label: string }> }) {
+  return (
+    <nav aria-label="Sections">
+      <ul>
+        {props.sections.map((section) => (
+          <li key={section.id}>
+            <a href={`#${section.id}`}>{section.label}</a>
+          </li>
+        ))}
+      </ul>
+    </nav>
   );
 }
 
