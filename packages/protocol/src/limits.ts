@@ -391,6 +391,8 @@ export const limits = {
   preflightMaxAgeSeconds: 600,
   /** The operator consoles (web/shared/console/ui.tsx) load their data again this often while live. */
   consoleRefreshMs: 5_000,
+  /** The operator consoles ask each list for its newest consoleListRows items (at most listPageMax). */
+  consoleListRows: 50,
   /**
    * The browser wallet's exported device key (web/wallet/wallet/keys.ts): PBKDF2-SHA256 iterations
    * of a new export (OWASP's figure), the most an imported file may ask (a crafted file cannot make
@@ -486,6 +488,7 @@ export const limitRelations: ReadonlyArray<readonly [string, (l: Limits) => bool
   ['walletExportPbkdf2Iterations ≤ walletExportPbkdf2IterationsMax',
     (l) => l.walletExportPbkdf2Iterations <= l.walletExportPbkdf2IterationsMax],
   ['merchantJwksCooldownMs < merchantJwksCacheMaxAgeMs', (l) => l.merchantJwksCooldownMs < l.merchantJwksCacheMaxAgeMs],
+  ['consoleListRows ≤ listPageMax', (l) => l.consoleListRows <= l.listPageMax],
   ['apiKeyOverlapSecondsDefault ≤ apiKeyOverlapSecondsMax',
     (l) => l.apiKeyOverlapSecondsDefault <= l.apiKeyOverlapSecondsMax],
   ['sseStreamsPerCredentialMax ≤ sseStreamsMax', (l) => l.sseStreamsPerCredentialMax <= l.sseStreamsMax],

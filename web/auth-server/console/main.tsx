@@ -6,7 +6,7 @@
 import { useCallback, useState } from 'react';
 import { mount } from '../../shared/mount.tsx';
 import { amountDigits, amountText } from '../../shared/console/format.ts';
-import type { Page } from '../../shared/console/operator.ts';
+import { recent, type Page } from '../../shared/console/operator.ts';
 import {
   ConsoleApp,
   DataTable,
@@ -60,7 +60,6 @@ interface Delivery {
 }
 
 const statuses = ['pending', 'authorizing', 'approved', 'declined', 'cancelled', 'expired', 'captured', 'voided'] as const;
-const recent = 50;
 
 interface Data {
   requests: Page<PaymentRequest>;

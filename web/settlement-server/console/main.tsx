@@ -7,7 +7,7 @@
 import { useEffect, useLayoutEffect, useRef, useState, type RefObject } from 'react';
 import { mount } from '../../shared/mount.tsx';
 import { amountDigits, amountText } from '../../shared/console/format.ts';
-import type { Page } from '../../shared/console/operator.ts';
+import { recent, type Page } from '../../shared/console/operator.ts';
 import { ConsoleApp, DataTable, Id, Section, Status, Time, type Column, type Session } from '../../shared/console/ui.tsx';
 import { VolumeChart, type BucketSize, type VolumeBucket } from './volume-chart.tsx';
 
@@ -89,7 +89,6 @@ interface Data {
   loadedAt: Date;
 }
 
-const recent = 50;
 const batchesPath = '/admin/v1/settlement-batches';
 
 async function load(session: Session): Promise<Data> {

@@ -40,8 +40,32 @@ export function validateEnrollment(values: EnrollValues, m: ErrorTexts): EnrollE
   return errors;
 }
 
+const noValues: EnrollValues = { holder: '', card: '', expiry: '', pin: '', passphrase: '', confirm: '' };
+
+/** A device key under the passphrase, the enrollment at the authentication server, the record saved. */
+async function enrollAndSave(values: EnrollValues): Promise<{ record: WalletRecord; recoveryCode: string }> {
+  const key = await createDeviceKey(values.passphrase);
+  const answer = await enroll({ holderName: values.holder.trim(), cardNumber: normalizeCardNumber(values.card), expiry: values.expiry, pin: values.pin, deviceJwk: key.publicJwk });
+  const record: WalletRecord = {
+    version: 2,
+    auth_base_url: answer.auth_base_url,
+    credential_id: answer.credential_id,
+    sealed_credential: answer.sealed_credential,
+    issuer: answer.issuer,
+    auth_jwks_uri: answer.auth_jwks_uri,
+    device_public_jwk: key.publicJwk,
+    wrapped_device_key: key.wrapped,
+    device_key: key.privateKey,
+    created_at: new Date().toISOString(),
+    imported: false,
+    history: [],
+  };
+  await saveWallet(record);
+  return { record, recoveryCode: answer.recovery_code };
+}
+
 export function EnrollForm({ onDone }: { onDone: (record: WalletRecord, recoveryCode: string) => void }) {
-  const [values, setValues] = useState({ holder: '', card: '', expiry: '', pin: '', passphrase: '', confirm: '' });
+  const [values, setValues] = useState<EnrollValues>(noValues);
   const [touched, setTouched] = useState<Record<string, boolean>>({});
   const [submitted, setSubmitted] = useState(false);
   const [busy, setBusy] = useState(false);
@@ -69,26 +93,9 @@ export function EnrollForm({ onDone }: { onDone: (record: WalletRecord, recovery
     }
     setBusy(true);
     try {
-      const key = await createDeviceKey(values.passphrase);
-      const answer = await enroll({ holderName: values.holder.trim(), cardNumber: normalizeCardNumber(values.card), expiry: values.expiry, pin: values.pin, deviceJwk: key.publicJwk });
-      const record: WalletRecord = {
-        version: 2,
-        auth_base_url: answer.auth_base_url,
-        credential_id: answer.credential_id,
-        sealed_credential: answer.sealed_credential,
-        issuer: answer.issuer,
-        auth_jwks_uri: answer.auth_jwks_uri,
-        device_public_jwk: key.publicJwk,
-        wrapped_device_key: key.wrapped,
-        device_key: key.privateKey,
-        created_at: new Date().toISOString(),
-        imported: false,
-        history: [],
-      };
-      await saveWallet(record);
-      // The card data leaves the form state: only the sealed credential remains.
-      setValues({ holder: '', card: '', expiry: '', pin: '', passphrase: '', confirm: '' });
-      onDone(record, answer.recovery_code);
+      const { record, recoveryCode } = await enrollAndSave(values);
+      setValues(noValues); // the card data leaves the form state: only the sealed credential remains
+      onDone(record, recoveryCode);
     } catch (err) {
       setError(err instanceof ApiError ? t.refused(describeError(err)) : t.failed(describeError(err)));
       setBusy(false);
