@@ -16,7 +16,6 @@ export const tidyExceptions: readonly TidyException[] = [
   { rule: 'function-lines', file: 'apps/auth-server/src/approval.ts', count: 1, reason: 'longer than 70 lines before the tidy check: split when next changed' },
   { rule: 'function-lines', file: 'apps/auth-server/src/routes/payment-requests.ts', count: 1, reason: 'longer than 70 lines before the tidy check: split when next changed' },
   { rule: 'function-lines', file: 'apps/auth-server/src/routes/terminal.ts', count: 1, reason: 'longer than 70 lines before the tidy check: split when next changed' },
-  { rule: 'function-lines', file: 'web/settlement-server/console/volume-chart.tsx', count: 1, reason: 'longer than 70 lines before the tidy check: split when next changed' },
   { rule: 'function-lines', file: 'web/shop/order/main.tsx', count: 1, reason: 'longer than 70 lines before the tidy check: split when next changed' },
   { rule: 'function-lines', file: 'web/shop/store/main.tsx', count: 1, reason: 'longer than 70 lines before the tidy check: split when next changed' },
   { rule: 'line-width', file: 'apps/auth-server/src/admin-console.ts', count: 10, reason: 'lines written before the 120-column check: not reformatted now (seven branches in flight); new lines are held to it' },
