@@ -17,7 +17,8 @@ export async function saveCredentialRecord(
   record: { credentialId: string; issuerId: string; deviceJwk: unknown; deviceJkt: string },
 ): Promise<void> {
   await tx.query(
-    "insert into credentials (id, issuer_id, device_jwk, device_jkt, status) values ($1, $2, $3::text::jsonb, $4, 'active')",
+    `insert into credentials (id, issuer_id, device_jwk, device_jkt, status)
+     values ($1, $2, $3::text::jsonb, $4, 'active')`,
     [record.credentialId, record.issuerId, JSON.stringify(record.deviceJwk), record.deviceJkt],
   );
 }
