@@ -4,7 +4,6 @@
  * ES256, the keyed PIN verification of apps/settlement-server/src/pin.ts).
  */
 import { performance } from 'node:perf_hooks';
-import { exportJWK, generateKeyPair } from 'jose';
 import { randomBytes } from 'node:crypto';
 import { generateKeyEntry, itemsHash, KeyRing, openJson, sealJson, Secret, signDeviceProof, signJson, typ, verifyDeviceProof, verifyJson } from '@kessai/protocol';
 import { filePinKeys } from '@kessai/settlement-server';
@@ -16,9 +15,10 @@ export interface CryptoCeiling {
 }
 
 export async function measureCrypto(iterations: number, onProgress: (done: number, total: number) => void): Promise<CryptoCeiling> {
-  const device = await generateKeyPair('ES256', { extractable: true });
-  const { kty, crv, x, y } = await exportJWK(device.publicKey);
-  const deviceJwk = { kty, crv, x, y };
+  // A device key as a wallet makes one (ES256), with WebCrypto: jose stays in packages/protocol and packages/sdk.
+  const device = await crypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, true, ['sign', 'verify']);
+  const { kty, crv, x, y } = await crypto.subtle.exportKey('jwk', device.publicKey);
+  const deviceJwk = { kty: kty!, crv: crv!, x: x!, y: y! };
   const cipher1 = new KeyRing([(await generateKeyEntry('enc')).entry]);
   const cipher2 = new KeyRing([(await generateKeyEntry('enc')).entry]);
   const signing = (await generateKeyEntry('sig')).entry;

@@ -134,19 +134,55 @@ const benchMerchantName = 'Kessai Tea House';
 /** Terminals the benchmark may enroll on its one card (one per concurrent payer, at most). */
 const benchTerminalsMax = 1_000;
 
+/** The demo issuer `id` (the benchmark's --issuer). */
+function demoIssuerOf(id: string) {
+  const issuer = demoIssuers.find((i) => i.id === id);
+  if (!issuer) throw new Error(`no demo issuer ${id}: ${demoIssuers.map((i) => i.id).join(', ')}`);
+  return issuer;
+}
+
+/** The merchant's webhook endpoint: records when each event first arrives (no signature check needed here). */
+async function startWebhookReceiver(
+  tls: { keyPem: string; certPem: string },
+  system: Pick<Partial<BenchSystem>, 'onWebhook'> & { webhooks: Map<string, number> },
+): Promise<Server> {
+  const receiver = createHttpsServer({ key: tls.keyPem, cert: tls.certPem }, (req, res) => {
+    let body = '';
+    req.on('data', (chunk: Buffer) => (body += chunk.toString()));
+    req.on('end', () => {
+      const at = performance.now();
+      try {
+        const event = JSON.parse(body) as { type: string; data: { id: string } };
+        const key = `${event.data.id} ${event.type}`;
+        if (!system.webhooks.has(key)) system.webhooks.set(key, at);
+        system.onWebhook?.(key);
+      } catch {
+        // not an event
+      }
+      res.writeHead(200).end();
+    });
+  });
+  await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
+  return receiver;
+}
+
 /**
  * `sheddingOff`: the servers' in-flight limits out of the way (loadTestLoadShedding), for the parts
  * that measure throughput and latency at a fixed concurrency; the overload part keeps limits.ts's.
  */
-export async function startBenchSystem(dataDir: string, pgAdminUrl: string | undefined, profileDir?: string, issuerId = demoIssuers[0]!.id, sheddingOff = true): Promise<BenchSystem> {
-  const shedding = sheddingOff ? { loadShedding: loadTestLoadShedding } : {};
-  const issuer = demoIssuers.find((i) => i.id === issuerId);
-  if (!issuer) throw new Error(`no demo issuer ${issuerId}: ${demoIssuers.map((i) => i.id).join(', ')}`);
-  const pki = await loadOrCreateDevPki(path.join(dataDir, 'pki'), [
+/** The bench's development PKI: the broker (server and client), the bank and the webhook receiver. */
+function benchPki(dataDir: string) {
+  return loadOrCreateDevPki(path.join(dataDir, 'pki'), [
     { name: 'auth-server', dnsNames: ['localhost'], ipAddresses: ['127.0.0.1', '::1'], usages: ['server', 'client'] },
     { name: 'settlement-server', dnsNames: ['localhost'], ipAddresses: ['127.0.0.1', '::1'], usages: ['server'] },
     { name: 'shop', dnsNames: ['localhost'], ipAddresses: ['127.0.0.1', '::1'], usages: ['server'] },
   ]);
+}
+
+export async function startBenchSystem(dataDir: string, pgAdminUrl: string | undefined, profileDir?: string, issuerId = demoIssuers[0]!.id, sheddingOff = true): Promise<BenchSystem> {
+  const shedding = sheddingOff ? { loadShedding: loadTestLoadShedding } : {};
+  const issuer = demoIssuerOf(issuerId);
+  const pki = await benchPki(dataDir);
   const scratches: Scratch[] = [];
   const processes: RoleProcess[] = [];
   let receiver: Server | undefined;
@@ -167,25 +203,7 @@ export async function startBenchSystem(dataDir: string, pgAdminUrl: string | und
       return scratch.url;
     };
     const system: Partial<BenchSystem> & { webhooks: Map<string, number> } = { webhooks: new Map() };
-    // The merchant's webhook endpoint: records when each event arrives (no signature check needed here).
-    const shop = pki.leaves.shop!;
-    receiver = createHttpsServer({ key: shop.keyPem, cert: shop.certPem }, (req, res) => {
-      let body = '';
-      req.on('data', (chunk: Buffer) => (body += chunk.toString()));
-      req.on('end', () => {
-        const at = performance.now();
-        try {
-          const event = JSON.parse(body) as { type: string; data: { id: string } };
-          const key = `${event.data.id} ${event.type}`;
-          if (!system.webhooks.has(key)) system.webhooks.set(key, at);
-          system.onWebhook?.(key);
-        } catch {
-          // not an event
-        }
-        res.writeHead(200).end();
-      });
-    });
-    await new Promise<void>((resolve) => receiver!.listen(0, '127.0.0.1', resolve));
+    receiver = await startWebhookReceiver(pki.leaves.shop!, system);
     const webhookUrl = `https://127.0.0.1:${(receiver.address() as AddressInfo).port}/webhooks/kessai`;
 
     const settlementPort = await freePort();

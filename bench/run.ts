@@ -169,6 +169,49 @@ interface EndToEndReport {
   idleStatementsPerSecond?: Record<string, number>;
 }
 
+/** The overload part (--overload): a baseline rate, then past capacity; load shedding judged. */
+async function overloadPart(
+  driver: Driver,
+  report: EndToEndReport,
+  all: Array<{ phase: string; payments: Payment[] }>,
+): Promise<void> {
+  const concurrency = Math.min(Math.max(Number(values['overload-concurrency']), 1), 64);
+  await driver.enroll(concurrency, (done, total) => progress('enrolling terminals', done, total));
+  await driver.pay(0);
+  const measured = await measureOverload(
+    driver,
+    {
+      concurrency,
+      capacityPayments: values.quick ? concurrency * 8 : concurrency * 40,
+      stepSeconds: values.quick ? 3 : 5,
+      seconds: values.quick ? 5 : Math.min(Math.max(Number(values['overload-seconds']), 2), 3_600),
+      factor: Math.min(Math.max(Number(values['overload-factor']), 1), 20),
+    },
+    progress,
+  );
+  report.overload = measured.report;
+  report.phases.push(measured.report.baseline, measured.report.overload);
+  all.push({ phase: `baseline ${measured.report.baseline.rate}/s`, payments: measured.payments.baseline }, { phase: `overload ${measured.report.overload.rate}/s`, payments: measured.payments.overload });
+}
+
+/**
+ * Each role's mean RSS over the soak's last minute, and its highest one-minute mean, against its
+ * first minute.
+ */
+function soakGrowth(samples: Sample[], seconds: number) {
+  const mean = (role: string, from: number, to: number) => {
+    const window = samples.filter((s) => s.at >= from && s.at < to);
+    return window.reduce((sum, s) => sum + s.rss[role]!, 0) / Math.max(window.length, 1);
+  };
+  const roles = Object.keys(samples[0]!.rss);
+  const first = (role: string) => mean(role, 0, 60);
+  const growthFromFirstMinute = Object.fromEntries(roles.map((role) => [role, mean(role, seconds - 60, Number.POSITIVE_INFINITY) / first(role) - 1]));
+  const minutes = Array.from({ length: Math.max(Math.floor(seconds / 60), 1) }, (_, i) => i * 60);
+  const peakGrowthFromFirstMinute = Object.fromEntries(roles.map((role) => [role, Math.max(...minutes.map((at) => mean(role, at, at + 60))) / first(role) - 1]));
+  const servers = roles.filter((role) => !role.startsWith('load generator'));
+  return { growthFromFirstMinute, peakGrowthFromFirstMinute, servers };
+}
+
 async function endToEndPart(): Promise<{ report: EndToEndReport; payments: Array<{ phase: string; payments: Payment[] }> }> {
   const dataDir = await mkdtemp(path.join(tmpdir(), 'kessai-bench-'));
   const system = await startBenchSystem(dataDir, pgUrl, values.profile === undefined ? undefined : path.resolve(values.profile), values.issuer, !values.overload);
@@ -177,23 +220,7 @@ async function endToEndPart(): Promise<{ report: EndToEndReport; payments: Array
   const all: Array<{ phase: string; payments: Payment[] }> = [];
   try {
     if (values.overload) {
-      const concurrency = Math.min(Math.max(Number(values['overload-concurrency']), 1), 64);
-      await driver.enroll(concurrency, (done, total) => progress('enrolling terminals', done, total));
-      await driver.pay(0);
-      const measured = await measureOverload(
-        driver,
-        {
-          concurrency,
-          capacityPayments: values.quick ? concurrency * 8 : concurrency * 40,
-          stepSeconds: values.quick ? 3 : 5,
-          seconds: values.quick ? 5 : Math.min(Math.max(Number(values['overload-seconds']), 2), 3_600),
-          factor: Math.min(Math.max(Number(values['overload-factor']), 1), 20),
-        },
-        progress,
-      );
-      report.overload = measured.report;
-      report.phases.push(measured.report.baseline, measured.report.overload);
-      all.push({ phase: `baseline ${measured.report.baseline.rate}/s`, payments: measured.payments.baseline }, { phase: `overload ${measured.report.overload.rate}/s`, payments: measured.payments.overload });
+      await overloadPart(driver, report, all);
     } else if (rate === undefined) {
       await driver.enroll(Math.max(...levels), (done, total) => progress('enrolling terminals', done, total));
       await driver.pay(0); // warm up: keys, issuer metadata, connections
@@ -224,16 +251,7 @@ async function endToEndPart(): Promise<{ report: EndToEndReport; payments: Array
         // The judged window follows the warm-up: each server's mean RSS over its last minute, and
         // its highest one-minute mean, against its first minute. The load generator keeps every
         // payment's result, so its growth is recorded but not judged.
-        const mean = (role: string, from: number, to: number) => {
-          const window = samples.filter((s) => s.at >= from && s.at < to);
-          return window.reduce((sum, s) => sum + s.rss[role]!, 0) / Math.max(window.length, 1);
-        };
-        const roles = Object.keys(samples[0]!.rss);
-        const first = (role: string) => mean(role, 0, 60);
-        const growthFromFirstMinute = Object.fromEntries(roles.map((role) => [role, mean(role, seconds - 60, Number.POSITIVE_INFINITY) / first(role) - 1]));
-        const minutes = Array.from({ length: Math.max(Math.floor(seconds / 60), 1) }, (_, i) => i * 60);
-        const peakGrowthFromFirstMinute = Object.fromEntries(roles.map((role) => [role, Math.max(...minutes.map((at) => mean(role, at, at + 60))) / first(role) - 1]));
-        const servers = roles.filter((role) => !role.startsWith('load generator'));
+        const { growthFromFirstMinute, peakGrowthFromFirstMinute, servers } = soakGrowth(samples, seconds);
         report.soak = {
           seconds,
           rate,

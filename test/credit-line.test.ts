@@ -62,13 +62,13 @@ describe('a credit card with a credit line', () => {
     const spent = limit - (await available());
     expect(spent).toBeGreaterThan(0n);
 
-    const cut = await db.transaction((tx) => changeCreditLimit(tx, newId('xfer'), accountId, lineAccountId, spent - 1n, new Date()));
+    const cut = await db.transaction((tx) => changeCreditLimit(tx, newId('xfer'), { cardholderAccountId: accountId, lineAccountId }, spent - 1n, new Date()));
     expect(cut).toBe('exceeds_credits');
     expect(await creditLimitOf(db, lineAccountId)).toBe(limit);
 
     const raiseId = newId('xfer');
-    expect(await db.transaction((tx) => changeCreditLimit(tx, raiseId, accountId, lineAccountId, 80_000n, new Date()))).toBe('ok');
-    expect(await db.transaction((tx) => changeCreditLimit(tx, raiseId, accountId, lineAccountId, 80_000n, new Date()))).toBe('unchanged');
+    expect(await db.transaction((tx) => changeCreditLimit(tx, raiseId, { cardholderAccountId: accountId, lineAccountId }, 80_000n, new Date()))).toBe('ok');
+    expect(await db.transaction((tx) => changeCreditLimit(tx, raiseId, { cardholderAccountId: accountId, lineAccountId }, 80_000n, new Date()))).toBe('unchanged');
     expect(await creditLimitOf(db, lineAccountId)).toBe(80_000n);
     expect(await available()).toBe(80_000n - spent);
 
@@ -79,7 +79,7 @@ describe('a credit card with a credit line', () => {
 
     // A cut to exactly what is spent and held is allowed: nothing is left to spend.
     const used = 80_000n - (await available());
-    expect(await db.transaction((tx) => changeCreditLimit(tx, newId('xfer'), accountId, lineAccountId, used, new Date()))).toBe('ok');
+    expect(await db.transaction((tx) => changeCreditLimit(tx, newId('xfer'), { cardholderAccountId: accountId, lineAccountId }, used, new Date()))).toBe('ok');
     expect(await available()).toBe(0n);
   });
 });

@@ -16,7 +16,8 @@ export type TidyRule =
   | 'jose-import'
   | 'cli-import'
   | 'sql-in-routes'
-  | 'numeric-limit-outside-limits';
+  | 'numeric-limit-outside-limits'
+  | 'repeated-block';
 
 export interface Violation {
   rule: TidyRule;
@@ -27,6 +28,8 @@ export interface Violation {
 export const functionLinesMax = 70;
 export const positionalParametersMax = 5;
 export const lineWidthMax = 120;
+/** A run of this many significant lines (see significantLines) standing in two places is a repeat. */
+export const repeatedBlockLinesMin = 6;
 
 /** Source the rules hold for: the apps, the packages, the web pages, the benchmarks and scripts (not the tests). */
 const sourceRoots = ['apps', 'packages', 'web', 'bench', 'scripts'];
@@ -126,16 +129,89 @@ function scanLines(file: string, text: string, out: Violation[]): void {
   });
 }
 
+/** A source line as the repeat check compares it: trimmed, white space folded, with its line number. */
+interface SignificantLine {
+  text: string;
+  line: number;
+}
+
+/** Lines that carry no logic of their own: blank, comment-only, lone punctuation, imports and re-exports. */
+const insignificantLine =
+  /^(?:$|\/\/|\/\*|\*|[\s{}()[\];,.:]*$|import\s|export\s+(?:type\s+)?(?:\*|\{[^}]*\})\s+from\s)/;
+
+/** The lines of a file that the repeat check compares (the same to the letter once trimmed); the names of a
+ * multi-line import (`import {` … `} from '…';`) are imports too. */
+export function significantLines(text: string): SignificantLine[] {
+  let inImport = false;
+  return text
+    .split('\n')
+    .map((raw, i) => ({ text: raw.trim().replace(/\s+/g, ' '), line: i + 1 }))
+    .filter((l) => {
+      if (inImport) {
+        if (/^\}.*from\s/.test(l.text)) inImport = false;
+        return false;
+      }
+      if (/^import\s(?:type\s)?\{$/.test(l.text)) inImport = true;
+      return !insignificantLine.test(l.text);
+    });
+}
+
+/**
+ * Runs of repeatedBlockLinesMin or more significant lines that stand, the same to the letter, in two
+ * places (two files, or twice in one): one violation for each place, naming both. Lines alike but for
+ * their names are not compared: the tree's schemas, message tables and JSX share shapes by the
+ * thousand, and a shape is not a piece of logic with two homes.
+ */
+export function scanRepeats(files: ReadonlyMap<string, SignificantLine[]>, out: Violation[]): void {
+  const n = repeatedBlockLinesMin;
+  const keys = new Map<string, string[]>();
+  const places = new Map<string, Array<{ file: string; at: number }>>();
+  for (const [file, lines] of files) {
+    const fileKeys = lines.slice(0, Math.max(0, lines.length - n + 1)).map((_, at) =>
+      lines.slice(at, at + n).map((l) => l.text).join('\n'));
+    keys.set(file, fileKeys);
+    fileKeys.forEach((key, at) => places.set(key, [...(places.get(key) ?? []), { file, at }]));
+  }
+  const keyAt = (file: string, at: number) => keys.get(file)![at];
+  for (const found of places.values()) {
+    for (const [i, a] of found.entries()) {
+      for (const b of found.slice(i + 1)) {
+        // The middle of a longer run is reported from the run's start.
+        if (a.at > 0 && b.at > 0 && keyAt(a.file, a.at - 1) === keyAt(b.file, b.at - 1)) continue;
+        let more = 0;
+        const sameAfter = (k: number) =>
+          keyAt(a.file, a.at + k) !== undefined && keyAt(a.file, a.at + k) === keyAt(b.file, b.at + k);
+        while (sameAfter(more + 1)) more++;
+        const span = (p: { file: string; at: number }) => {
+          const lines = files.get(p.file)!;
+          return `${p.file}:${lines[p.at]!.line}-${lines[p.at + more + n - 1]!.line}`;
+        };
+        const what = `${span(a)} repeats at ${span(b)}`;
+        out.push({ rule: 'repeated-block', file: a.file, what }, { rule: 'repeated-block', file: b.file, what });
+      }
+    }
+  }
+}
+
+/** Every rule but the repeats (which compare files) over one file's text, named by its path in the tree. */
+export function scanSource(file: string, text: string, out: Violation[]): void {
+  const kind = file.endsWith('.tsx') ? ts.ScriptKind.TSX : ts.ScriptKind.TS;
+  const sf = ts.createSourceFile(file, text, ts.ScriptTarget.Latest, true, kind);
+  scanFunctions(file, sf, out);
+  scanImports(file, sf, out);
+  scanStrings(file, sf, out);
+  scanLines(file, text, out);
+}
+
 export function scanTree(): Violation[] {
   const out: Violation[] = [];
+  const significant = new Map<string, SignificantLine[]>();
   for (const file of sourceFiles()) {
     const text = readFileSync(path.join(tidyRoot, file), 'utf8');
-    const sf = ts.createSourceFile(file, text, ts.ScriptTarget.Latest, true, file.endsWith('.tsx') ? ts.ScriptKind.TSX : ts.ScriptKind.TS);
-    scanFunctions(file, sf, out);
-    scanImports(file, sf, out);
-    scanStrings(file, sf, out);
-    scanLines(file, text, out);
+    significant.set(file, significantLines(text));
+    scanSource(file, text, out);
   }
+  scanRepeats(significant, out);
   return out;
 }
 

@@ -34,10 +34,7 @@ export function LineItems(props: LineItemsProps) {
       <caption className="sr-only">{props.caption}</caption>
       <thead>
         <tr>
-          <th scope="col">{t.items.item}</th>
-          <th scope="col" className="num">
-            <abbr title={t.items.quantity}>{t.items.qty}</abbr>
-          </th>
+          <ItemAndQuantityHeads />
           <th scope="col" className="num">
             {t.items.price}
           </th>
@@ -66,6 +63,19 @@ export function LineItems(props: LineItemsProps) {
         {props.children}
       </tfoot>
     </table>
+  );
+}
+
+/** The first two column heads of an items table (the order's, the cart's): item and quantity. */
+export function ItemAndQuantityHeads() {
+  const { t } = useI18n();
+  return (
+    <>
+      <th scope="col">{t.items.item}</th>
+      <th scope="col" className="num">
+        <abbr title={t.items.quantity}>{t.items.qty}</abbr>
+      </th>
+    </>
   );
 }
 

@@ -5,7 +5,7 @@
  */
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { directoryResponse, limits, merchantNameProblem, publicJwkSet } from '@kessai/protocol';
+import { directoryResponse, merchantNameProblem, publicJwkSet } from '@kessai/protocol';
 import { HttpClient } from '@kessai/sdk';
 import { classifyWork, createRateLimiters, createServer, registerOpenApi, migrationsReadiness, prepareSchema, rateLimitHook, registerWebPages, setUpAuditLog, shedLoad, keyAdminRoutes } from '@kessai/service';
 import { checkAuthConfig, type AuthConfig } from './config.ts';

@@ -18,7 +18,14 @@ import { eventsQueued } from './work-signals.ts';
 
 if (limits.webhookAttemptsMax !== limits.webhookRetryDelaysMs.length + 1) throw new Error('limits: webhookAttemptsMax must be webhookRetryDelaysMs.length + 1');
 
-export function webhookEvent(type: WebhookEvent['type'], view: PaymentRequestView, now: Date, sequence: number, refund?: RefundView, id = newId('evt')): WebhookEvent {
+/** The event `type` about `view` (with the refund it reports, if any); a new id unless `id` is given. */
+export function webhookEvent(
+  type: WebhookEvent['type'],
+  view: PaymentRequestView,
+  now: Date,
+  sequence: number,
+  { refund, id = newId('evt') }: { refund?: RefundView | undefined; id?: string } = {},
+): WebhookEvent {
   // step 407: the shop is notified by a signed webhook event
   return { id, type, created_at: now.toISOString(), livemode: view.livemode, data: view, ...(refund ? { refund } : {}), sequence };
 }
@@ -30,7 +37,7 @@ export function webhookEvent(type: WebhookEvent['type'], view: PaymentRequestVie
  */
 export function sequencedEventBody(type: WebhookEvent['type'], view: PaymentRequestView, now: Date, refund?: RefundView): { id: string; prefix: string } {
   const id = newId('evt');
-  const json = JSON.stringify(webhookEvent(type, view, now, 1, refund, id));
+  const json = JSON.stringify(webhookEvent(type, view, now, 1, { refund, id }));
   if (!json.endsWith(',"sequence":1}')) throw new Error('webhookEvent: sequence is not the last member');
   return { id, prefix: json.slice(0, -'1}'.length) };
 }

@@ -134,6 +134,72 @@ interface RefundRow {
   created_at: Date;
 }
 
+/** An account row as the console shows it: `available` is what docs/ledger.md defines. */
+function accountOf(row: AccountRow) {
+  return {
+    id: row.id,
+    kind: row.kind,
+    currency: row.currency,
+    merchant_id: row.merchant_id,
+    debits_pending: decimal(row.debits_pending),
+    debits_posted: decimal(row.debits_posted),
+    credits_pending: decimal(row.credits_pending),
+    credits_posted: decimal(row.credits_posted),
+    available: (BigInt(row.credits_posted) - BigInt(row.debits_posted) - BigInt(row.debits_pending)).toString(),
+    created_at: iso(row.created_at)!,
+  };
+}
+
+/** An authorization row with its hold's state and expiry. */
+function authorizationOf(row: AuthorizationRow) {
+  return {
+    id: row.id,
+    request_id: row.request_id,
+    merchant_id: row.merchant_id,
+    account_id: row.account_id,
+    currency: row.currency,
+    amount: decimal(row.amount),
+    decision: row.decision,
+    decline_code: row.decline_code,
+    status: row.status,
+    captured_amount: decimal(row.captured_amount),
+    refunded_amount: decimal(row.refunded_amount),
+    hold_state: row.hold_state,
+    hold_expires_at: iso(row.hold_expires_at),
+    created_at: iso(row.created_at)!,
+  };
+}
+
+/** A transfer row. */
+function transferOf(row: TransferRow) {
+  return {
+    id: row.id,
+    kind: row.kind,
+    debit_account_id: row.debit_account_id,
+    credit_account_id: row.credit_account_id,
+    currency: row.currency,
+    amount: decimal(row.amount),
+    pending_id: row.pending_id,
+    state: row.state,
+    expires_at: iso(row.expires_at),
+    created_at: iso(row.created_at)!,
+  };
+}
+
+/** A refund row with its authorization's request, merchant and currency. */
+function refundOf(row: RefundRow) {
+  return {
+    id: row.id,
+    authorization_id: row.authorization_id,
+    request_id: row.request_id,
+    merchant_id: row.merchant_id,
+    currency: row.currency,
+    amount: decimal(row.amount),
+    transfer_id: row.transfer_id,
+    created_at: iso(row.created_at)!,
+  };
+}
+
 /** Registered by app.ts only when the config has an operator token (requireOperator refuses a missing one). */
 export async function adminConsoleRoutes(plugin: FastifyInstance, config: SettlementConfig): Promise<void> {
   const app = plugin.withTypeProvider<ZodTypeProvider>();
@@ -149,18 +215,7 @@ export async function adminConsoleRoutes(plugin: FastifyInstance, config: Settle
         order by a.created_at desc, a.id limit $1`,
       [limit + 1],
     );
-    return pageOf(rows, limit, (row) => ({
-      id: row.id,
-      kind: row.kind,
-      currency: row.currency,
-      merchant_id: row.merchant_id,
-      debits_pending: decimal(row.debits_pending),
-      debits_posted: decimal(row.debits_posted),
-      credits_pending: decimal(row.credits_pending),
-      credits_posted: decimal(row.credits_posted),
-      available: (BigInt(row.credits_posted) - BigInt(row.debits_posted) - BigInt(row.debits_pending)).toString(),
-      created_at: iso(row.created_at)!,
-    }));
+    return pageOf(rows, limit, accountOf);
   });
 
   app.get('/admin/v1/authorizations', { schema: { summary: 'List authorizations (operator console)', operationId: 'adminListAuthorizations', querystring: listQuery, response: { 200: page(authorizationView) } } }, async (request) => {
@@ -172,22 +227,7 @@ export async function adminConsoleRoutes(plugin: FastifyInstance, config: Settle
         order by a.created_at desc, a.id desc limit $1`,
       [limit + 1],
     );
-    return pageOf(rows, limit, (row) => ({
-      id: row.id,
-      request_id: row.request_id,
-      merchant_id: row.merchant_id,
-      account_id: row.account_id,
-      currency: row.currency,
-      amount: decimal(row.amount),
-      decision: row.decision,
-      decline_code: row.decline_code,
-      status: row.status,
-      captured_amount: decimal(row.captured_amount),
-      refunded_amount: decimal(row.refunded_amount),
-      hold_state: row.hold_state,
-      hold_expires_at: iso(row.hold_expires_at),
-      created_at: iso(row.created_at)!,
-    }));
+    return pageOf(rows, limit, authorizationOf);
   });
 
   const transferQuery = listQuery.extend({ kind: transferKind.optional() });
@@ -199,18 +239,7 @@ export async function adminConsoleRoutes(plugin: FastifyInstance, config: Settle
         order by created_at desc, id desc limit $1`,
       [limit + 1, kind ?? null],
     );
-    return pageOf(rows, limit, (row) => ({
-      id: row.id,
-      kind: row.kind,
-      debit_account_id: row.debit_account_id,
-      credit_account_id: row.credit_account_id,
-      currency: row.currency,
-      amount: decimal(row.amount),
-      pending_id: row.pending_id,
-      state: row.state,
-      expires_at: iso(row.expires_at),
-      created_at: iso(row.created_at)!,
-    }));
+    return pageOf(rows, limit, transferOf);
   });
 
   app.get('/admin/v1/refunds', { schema: { summary: 'List refunds (operator console)', operationId: 'adminListRefunds', querystring: listQuery, response: { 200: page(refundView) } } }, async (request) => {
@@ -221,37 +250,34 @@ export async function adminConsoleRoutes(plugin: FastifyInstance, config: Settle
         order by r.created_at desc, r.id desc limit $1`,
       [limit + 1],
     );
-    return pageOf(rows, limit, (row) => ({
-      id: row.id,
-      authorization_id: row.authorization_id,
-      request_id: row.request_id,
-      merchant_id: row.merchant_id,
-      currency: row.currency,
-      amount: decimal(row.amount),
-      transfer_id: row.transfer_id,
-      created_at: iso(row.created_at)!,
-    }));
+    return pageOf(rows, limit, refundOf);
   });
 
   // Captured volume: the posted amounts of captures (post_pending transfers), summed in SQL per
   // UTC hour or day and currency; the latest listPageMax buckets, oldest first.
   const volumeQuery = z.strictObject({ bucket: z.enum(['hour', 'day']).default('hour') });
   const volumeResponse = z.strictObject({ bucket: z.enum(['hour', 'day']), limit: z.number().int(), buckets: z.array(volumeBucket) });
-  app.get('/admin/v1/volume', { schema: { summary: 'Captured volume per hour or day', operationId: 'getCapturedVolume', querystring: volumeQuery, response: { 200: volumeResponse } } }, async (request) => {
-    const { bucket } = request.query;
-    const rows = await db.query<{ bucket_start: Date; currency: string; captured: bigint; captures: bigint }>(
-      `select * from (
-         select date_trunc($1, created_at at time zone 'UTC') at time zone 'UTC' as bucket_start, currency,
-                sum(amount)::int8 as captured, count(*)::int8 as captures
-           from transfers where kind = 'post_pending'
-          group by 1, 2 order by 1 desc, 2 limit $2) latest
-        order by bucket_start, currency`,
-      [bucket, limits.listPageMax],
-    );
-    return {
-      bucket,
-      limit: limits.listPageMax,
-      buckets: rows.map((row) => ({ bucket_start: iso(row.bucket_start)!, currency: row.currency, captured: decimal(row.captured), captures: Number(row.captures) })),
-    };
+  app.get('/admin/v1/volume', { schema: { summary: 'Captured volume per hour or day', operationId: 'getCapturedVolume', querystring: volumeQuery, response: { 200: volumeResponse } } }, async (request) =>
+    capturedVolume(db, request.query.bucket),
+  );
+}
+
+/** The latest listPageMax buckets of captured volume per currency, oldest first. */
+async function capturedVolume(db: SettlementConfig['db'], bucket: 'hour' | 'day') {
+  const rows = await db.query<{ bucket_start: Date; currency: string; captured: bigint; captures: bigint }>(
+    `select * from (
+       select date_trunc($1, created_at at time zone 'UTC') at time zone 'UTC' as bucket_start, currency,
+              sum(amount)::int8 as captured, count(*)::int8 as captures
+         from transfers where kind = 'post_pending'
+        group by 1, 2 order by 1 desc, 2 limit $2) latest
+      order by bucket_start, currency`,
+    [bucket, limits.listPageMax],
+  );
+  const bucketOf = (row: (typeof rows)[number]) => ({
+    bucket_start: iso(row.bucket_start)!,
+    currency: row.currency,
+    captured: decimal(row.captured),
+    captures: Number(row.captures),
   });
+  return { bucket, limit: limits.listPageMax, buckets: rows.map(bucketOf) };
 }

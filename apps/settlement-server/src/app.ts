@@ -33,6 +33,7 @@ import {
   type IssuerMetadata,
 } from '@kessai/protocol';
 import { byAddressExceptCertifiedPeers, classifyWork, deadlineOf, requireHttpsUrl, createRateLimiters, createServer, registerOpenApi, keysReadiness, migrationsReadiness, prepareSchema, rateLimitHook, registerWebPages, setUpAuditLog, shedLoad, keyAdminRoutes } from '@kessai/service';
+import type { KessaiApp } from '@kessai/service';
 import type { SettlementConfig } from './config.ts';
 import { adminCardRoutes } from './admin-cards.ts';
 import { adminConsoleRoutes } from './admin-console.ts';
@@ -92,31 +93,12 @@ export async function buildSettlementServer(config: SettlementConfig) {
   // Every /internal route, whichever module registers it: mutual TLS with the pinned broker certificate only.
   app.addHook('onRequest', internalCallerCheck(config));
   const audit = await setUpAuditLog(app, config.db, config.logger, config.operatorToken);
-  const metadata = issuerMetadataOf(config);
   // Every ledger write of this server goes through one group commit (ledger/group-commit.ts).
   const metrics = bankMetrics(app.operations.metrics.registry); // authorizations, ledger batches (metrics.ts)
   const ledger = new GroupCommit(config.db, { onBatch: (jobs, seconds) => metrics.ledgerBatch(jobs, seconds) });
-  const expiryIntervalMs = config.expiryIntervalMs ?? limits.expiryIntervalMsDefault;
-  if (expiryIntervalMs > 0) {
-    const worker = startExpiryWorker(ledger, config.logger, expiryIntervalMs);
-    app.addHook('onClose', () => worker.stop());
-  }
+  startExpiry(app, config, ledger);
 
-  const metadataSchema = {
-    summary: "The issuer's metadata",
-    operationId: 'getIssuerMetadata',
-    response: { 200: issuerMetadata },
-  };
-  app.get('/.well-known/kessai-issuer', { schema: metadataSchema }, async () => metadata);
-  // Public keys only: the directory's operator lists them (wallets take them from the signed directory), shops verify authorizations with them.
-  const jwksSchema = {
-    summary: "The issuer's public keys",
-    description: 'Signing (authorizations) and encryption (cipher 2) keys.',
-    operationId: 'getJwks',
-    response: { 200: publicJwkSet },
-  };
-  // Public members only, or it fails.
-  app.get('/.well-known/jwks.json', { schema: jwksSchema }, async () => publicJwkSet.parse(config.keys.jwks()));
+  registerWellKnownRoutes(app, config);
 
   await app.register(async (plugin) => {
     const internal = plugin.withTypeProvider<ZodTypeProvider>();
@@ -145,7 +127,7 @@ export async function buildSettlementServer(config: SettlementConfig) {
     );
 
     internal.post('/internal/v1/authorizations/:rid/refunds', { schema: { summary: 'Refund a captured authorization', operationId: 'refundAuthorization', params: rid, body: settlementRefundRequest, response: { 200: settlementRefundResponse } } }, async (request) =>
-      refund(config, ledger, request.params.rid, request.body.refund_id, request.body.amount_minor, new Date()),
+      refund(config, ledger, request.params.rid, request.body, new Date()),
     );
 
     internal.post('/internal/v1/authorizations/:rid/void', { schema: { summary: 'Void a hold', operationId: 'voidAuthorization', params: rid, body: voidRequest, response: { 200: settlementCaptureResponse } } }, async (request) =>
@@ -160,6 +142,41 @@ export async function buildSettlementServer(config: SettlementConfig) {
     // The status inquiry: how the authentication server resolves an answer it lost, and learns that a hold expired (authorization-status.ts).
     internal.get('/internal/v1/authorizations/:rid', { schema: { summary: "An authorization's status (in-doubt resolution, hold sync)", operationId: 'getAuthorizationStatus', params: rid, response: { 200: settlementAuthorizationStatus } } }, async (request) => authorizationStatus(config.db, request.params.rid, new Date()));
   });
+  await registerOperatorRoutes(app, config, ledger);
+  return app;
+}
+
+/** The issuer's public face: its metadata and its public keys. */
+function registerWellKnownRoutes(app: KessaiApp, config: SettlementConfig): void {
+  const metadata = issuerMetadataOf(config);
+  const metadataSchema = {
+    summary: "The issuer's metadata",
+    operationId: 'getIssuerMetadata',
+    response: { 200: issuerMetadata },
+  };
+  app.get('/.well-known/kessai-issuer', { schema: metadataSchema }, async () => metadata);
+  // Public keys only: the directory's operator lists them (wallets take them from the signed directory), shops verify authorizations with them.
+  const jwksSchema = {
+    summary: "The issuer's public keys",
+    description: 'Signing (authorizations) and encryption (cipher 2) keys.',
+    operationId: 'getJwks',
+    response: { 200: publicJwkSet },
+  };
+  // Public members only, or it fails.
+  app.get('/.well-known/jwks.json', { schema: jwksSchema }, async () => publicJwkSet.parse(config.keys.jwks()));
+}
+
+/** The expiry worker (expiry.ts) ends holds past their time, unless the config turns it off (0). */
+function startExpiry(app: KessaiApp, config: SettlementConfig, ledger: GroupCommit): void {
+  const expiryIntervalMs = config.expiryIntervalMs ?? limits.expiryIntervalMsDefault;
+  if (expiryIntervalMs > 0) {
+    const worker = startExpiryWorker(ledger, config.logger, expiryIntervalMs);
+    app.addHook('onClose', () => worker.stop());
+  }
+}
+
+/** The bank operator's routes and console, merchant onboarding and settlement (not /internal). */
+async function registerOperatorRoutes(app: KessaiApp, config: SettlementConfig, ledger: GroupCommit): Promise<void> {
   if (config.operatorToken) await app.register((plugin) => adminConsoleRoutes(plugin, config));
   if (config.operatorToken) await app.register((plugin) => adminCardRoutes(plugin, config));
   if (config.operatorToken) await app.register((plugin) => adminAccountRoutes(plugin, config)); // the account import (accounts-import.ts)
@@ -169,5 +186,4 @@ export async function buildSettlementServer(config: SettlementConfig) {
   await app.register((plugin) => keyAdminRoutes(plugin, config.keys, config.operatorToken)); // key rotation (packages/service/src/key-admin.ts)
   await app.register((plugin) => registerSettlement(plugin, config, ledger)); // settlement batches, fees, payouts, reports (docs/ledger.md)
   registerWebPages(app, 'settlement-server', { home: 'console' }); // the operator console at /console/ (docs/web.md)
-  return app;
 }

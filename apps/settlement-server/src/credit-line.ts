@@ -32,7 +32,14 @@ export async function creditLimitOf(db: Queryable, lineAccountId: string): Promi
  * cardholder account, which the ledger refuses (`exceeds_credits`) when the payer has already spent
  * or holds more than the new limit leaves. `id` makes the change idempotent.
  */
-export async function changeCreditLimit(tx: Queryable, id: string, cardholderAccountId: string, lineAccountId: string, limit: bigint, now: Date): Promise<TransferResult | 'unchanged'> {
+export async function changeCreditLimit(
+  tx: Queryable,
+  id: string,
+  accounts: { cardholderAccountId: string; lineAccountId: string },
+  limit: bigint,
+  now: Date,
+): Promise<TransferResult | 'unchanged'> {
+  const { cardholderAccountId, lineAccountId } = accounts;
   // Two changes of one line serialize here, so each sees the limit the other left.
   await tx.query('select id from ledger_accounts where id = $1 for update', [lineAccountId]);
   const line = await readAccount(tx, lineAccountId);

@@ -19,8 +19,16 @@ export interface RefundResult {
   captured_minor: string;
 }
 
-export async function refund(config: SettlementConfig, ledger: GroupCommit, rid: string, refundId: string, amountText: string, now: Date): Promise<RefundResult> {
-  const amount = parseAmount(amountText);
+/** The refund `asked` (its id and amount, as the authentication server sent them) of the hold `rid`. */
+export async function refund(
+  config: SettlementConfig,
+  ledger: GroupCommit,
+  rid: string,
+  asked: { refund_id: string; amount_minor: string },
+  now: Date,
+): Promise<RefundResult> {
+  const { refund_id: refundId } = asked;
+  const amount = parseAmount(asked.amount_minor);
   let moved: { currency: string } | undefined;
   const result = await ledger.run(async (tx) => {
     const row = await lockAuthorization(tx, rid);

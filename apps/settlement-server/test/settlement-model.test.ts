@@ -152,7 +152,7 @@ async function run(): Promise<void> {
       const hold = pick(refundable);
       const left = hold.captured - hold.refunded;
       const amount = int(3) === 0 ? left : 1n + BigInt(int(Number(left)));
-      await refund(config, ledger, hold.rid, newId('rf'), amount.toString(), now);
+      await refund(config, ledger, hold.rid, { refund_id: newId('rf'), amount_minor: amount.toString() }, now);
       hold.refunded += amount;
       hold.merchant.balance -= amount;
       unsettled.push({ merchant: hold.merchant, kind: 'refund', amount });

@@ -120,6 +120,20 @@ export async function buildShop(input: ShopConfig): Promise<Shop> {
   registerWebPages(app, 'shop', { home: 'store' }); // the storefront at /store/ (docs/web.md)
 
   const reconcile = (now: Date) => reconcileOrders(config.db, fulfilment, config.logger, now);
+  runReconciler(app, config, reconcile);
+  return {
+    app,
+    reconcile,
+    async close() {
+      await app.close();
+      await fulfilment.close();
+      await Promise.all([merchant.close(), verifier.close()]);
+    },
+  };
+}
+
+/** The reconciler's worker: a pass every workerIntervalMs once the server is ready (none at 0), one at a time. */
+function runReconciler(app: KessaiApp, config: ResolvedShopConfig, reconcile: (now: Date) => Promise<unknown>): void {
   let timer: NodeJS.Timeout | undefined;
   let running: Promise<unknown> | undefined;
   const tick = () => {
@@ -136,14 +150,4 @@ export async function buildShop(input: ShopConfig): Promise<Shop> {
     clearInterval(timer);
     await running;
   });
-
-  return {
-    app,
-    reconcile,
-    async close() {
-      await app.close();
-      await fulfilment.close();
-      await Promise.all([merchant.close(), verifier.close()]);
-    },
-  };
 }

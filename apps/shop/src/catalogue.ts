@@ -2,9 +2,9 @@
  * The shop's demo catalogue: a few goods priced in JPY (integer minor units; the yen has none
  * below one) and one in KWD (three decimals: a minor unit is a thousandth of a dinar), written
  * to the products table on first start. Later starts leave existing rows as they are, so a price
- * an operator changed in the database is not reset.
+ * an operator changed in the database is not reset. The storefront's list is read here too.
  */
-import type { Currency } from '@kessai/protocol';
+import { limits, type Currency } from '@kessai/protocol';
 import type { Db } from '@kessai/service';
 
 export interface CatalogueProduct {
@@ -75,4 +75,22 @@ export async function seedCatalogue(db: Db, products: readonly CatalogueProduct[
     }
     return inserted;
   });
+}
+
+/** A product as the storefront lists it: its price a decimal string of minor units. */
+export interface ListedProduct {
+  id: string;
+  name: string;
+  description: string;
+  unit_price_minor: string;
+  currency: Currency;
+}
+
+/** The products on sale, by id, at most limits.listPageMax. */
+export async function listProducts(db: Pick<Db, 'query'>): Promise<ListedProduct[]> {
+  const rows = await db.query<Omit<ListedProduct, 'unit_price_minor'> & { unit_price_minor: bigint }>(
+    'select id, name, description, unit_price_minor, currency from products order by id limit $1',
+    [limits.listPageMax],
+  );
+  return rows.map((row) => ({ ...row, unit_price_minor: BigInt(row.unit_price_minor).toString() }));
 }

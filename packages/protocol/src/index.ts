@@ -10,6 +10,7 @@ export * from './json.ts';
 export * from './limits.ts';
 export * from './messages.ts';
 export * from './money.ts';
+export * from './passphrase-jwe.ts';
 export * from './secret.ts';
 export * from './settlement.ts';
 export * from './terminal.ts';

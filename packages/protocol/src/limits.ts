@@ -411,8 +411,30 @@ export const limits = {
    */
   issuerMetadataTtlMs: 5 * 60 * 1000,
   issuerJwksKeysMax: 20,
+  /**
+   * The merchant SDK's authorization verifier (packages/sdk/src/authorization-verifier.ts): an
+   * issuer's JWKS is fetched again for an unknown kid at most every merchantJwksCooldownMs (as jose's
+   * remote JWKS does); keys older than merchantJwksCacheMaxAgeMs are fetched again before use (the
+   * old ones still serve if that fails); a JWKS of more than merchantJwksKeysMax keys is refused.
+   */
+  merchantJwksCooldownMs: 30_000,
+  merchantJwksCacheMaxAgeMs: 10 * 60 * 1000,
+  merchantJwksKeysMax: 32,
   /** How long a browser may cache a preflight answer for the wallet's origins (Access-Control-Max-Age). */
   preflightMaxAgeSeconds: 600,
+  /** The operator consoles (web/shared/console/ui.tsx) load their data again this often while live. */
+  consoleRefreshMs: 5_000,
+  /** The operator consoles ask each list for its newest consoleListRows items (at most listPageMax). */
+  consoleListRows: 50,
+  /**
+   * The browser wallet's exported device key (web/wallet/wallet/keys.ts): PBKDF2-SHA256 iterations
+   * of a new export (OWASP's figure), the most an imported file may ask (a crafted file cannot make
+   * the page spin), and the shortest passphrase. The wallet keeps its last walletHistoryMax payments.
+   */
+  walletExportPbkdf2Iterations: 600_000,
+  walletExportPbkdf2IterationsMax: 10_000_000,
+  walletExportPassphraseLengthMin: 10,
+  walletHistoryMax: 200,
   /**
    * Development TLS (packages/service/src/tls.ts): the CA's and a leaf's validity, renewal of anything expiring within
    * devCertRenewBeforeMs, notBefore backdated so small clock differences do not matter.
@@ -502,6 +524,10 @@ export const limitRelations: ReadonlyArray<readonly [string, (l: Limits) => bool
   ['ledgerBatchSizeMax ≤ ledgerQueueDepthMax', (l) => l.ledgerBatchSizeMax <= l.ledgerQueueDepthMax],
   ['accountsImportRowsMax ≤ accountsImportFileRowsMax', (l) => l.accountsImportRowsMax <= l.accountsImportFileRowsMax],
   ['backupPbes2Iterations ≤ backupPbes2IterationsMax', (l) => l.backupPbes2Iterations <= l.backupPbes2IterationsMax],
+  ['walletExportPbkdf2Iterations ≤ walletExportPbkdf2IterationsMax',
+    (l) => l.walletExportPbkdf2Iterations <= l.walletExportPbkdf2IterationsMax],
+  ['merchantJwksCooldownMs < merchantJwksCacheMaxAgeMs', (l) => l.merchantJwksCooldownMs < l.merchantJwksCacheMaxAgeMs],
+  ['consoleListRows ≤ listPageMax', (l) => l.consoleListRows <= l.listPageMax],
   ['apiKeyOverlapSecondsDefault ≤ apiKeyOverlapSecondsMax',
     (l) => l.apiKeyOverlapSecondsDefault <= l.apiKeyOverlapSecondsMax],
   ['sseStreamsPerCredentialMax ≤ sseStreamsMax', (l) => l.sseStreamsPerCredentialMax <= l.sseStreamsMax],

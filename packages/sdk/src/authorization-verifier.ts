@@ -22,11 +22,11 @@ import {
 import { HttpClient } from './http.ts';
 
 /** A JWKS is refetched for an unknown kid at most this often per issuer (as jose's remote JWKS does). */
-export const jwksCooldownMs = 30_000;
+export const jwksCooldownMs = limits.merchantJwksCooldownMs;
 /** Keys older than this are refetched before use; if the refetch fails the old keys still serve. */
-export const jwksCacheMaxAgeMs = 10 * 60 * 1000;
+export const jwksCacheMaxAgeMs = limits.merchantJwksCacheMaxAgeMs;
 /** A JWKS with more keys than this is refused. */
-export const jwksKeysMax = 32;
+export const jwksKeysMax = limits.merchantJwksKeysMax;
 
 export type AuthorizationRefusal =
   /** Not a compact JWS with a JSON payload naming its issuer and a kid. */

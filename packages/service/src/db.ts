@@ -274,20 +274,7 @@ async function listenPostgres(url: string, timeouts: DbTimeouts, channel: string
   let closed = false;
   let client: pg.Client | undefined;
   let retry: NodeJS.Timeout | undefined;
-  let beating = false;
-  const heartbeat = setInterval(() => {
-    const current = client;
-    if (!current || beating) return;
-    beating = true;
-    current
-      .query('select 1')
-      .catch(() => {
-        // Stalled or broken: cut it; its 'end' reopens the channel.
-        if (client === current) cut(current);
-      })
-      .finally(() => (beating = false));
-  }, timeouts.listenHeartbeatMs);
-  heartbeat.unref();
+  const heartbeat = listenHeartbeat(() => client, timeouts.listenHeartbeatMs);
   const open = async (): Promise<void> => {
     const next = new pg.Client({ connectionString: url, ...connectionSettings(timeouts) });
     next.on('notification', (message) => {
@@ -345,6 +332,25 @@ async function listenPostgres(url: string, timeouts: DbTimeouts, channel: string
   };
 }
 
+/** A listener's heartbeat: `select 1` on its current client every `ms`; a client that fails it is cut. */
+function listenHeartbeat(current: () => pg.Client | undefined, ms: number): NodeJS.Timeout {
+  let beating = false;
+  const heartbeat = setInterval(() => {
+    const client = current();
+    if (!client || beating) return;
+    beating = true;
+    client
+      .query('select 1')
+      .catch(() => {
+        // Stalled or broken: cut it; its 'end' reopens the channel.
+        if (current() === client) cut(client);
+      })
+      .finally(() => (beating = false));
+  }, ms);
+  heartbeat.unref();
+  return heartbeat;
+}
+
 /** Closes a client's socket at once, without the goodbye a stalled server would never answer. */
 function cut(client: pg.Client): void {
   (client as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy();
@@ -394,56 +400,72 @@ function createDb(kind: Db['kind'], uncounted: Driver): Db {
       if (statementTimeoutMs !== undefined && !(Number.isSafeInteger(statementTimeoutMs) && statementTimeoutMs > 0)) {
         throw new TypeError('transaction: statementTimeoutMs must be a positive integer (milliseconds)');
       }
-      return driver.run(async (session) => {
-        const state = { open: true, lost: undefined as unknown };
-        const checkOpen = () => {
-          if (!state.open) throw new Error('transaction already finished: `tx` cannot be used any more');
-          if (state.lost) throw state.lost; // no statement waits on a connection already known dead or stalled
-        };
-        // Every statement's failure goes through here: a lost connection fails the rest of the transaction at once.
-        const onSession = <T>(statement: Promise<T>): Promise<T> =>
-          statement.catch((err: unknown) => {
-            const raised = asDatabaseError(err);
-            if (raised !== err) state.lost = raised;
-            throw raised;
-          });
-        const tx: TxQueryable = {
-          async query<T>(sql: string, params: readonly unknown[] = []) {
-            checkOpen();
-            return (await onSession(session.query(sql, params))) as T[];
-          },
-          async exec(sql) {
-            checkOpen();
-            await onSession(session.exec(sql));
-          },
-        };
-        await onSession(session.exec('BEGIN'));
-        try {
-          if (statementTimeoutMs !== undefined) await onSession(session.exec(`SET LOCAL statement_timeout = ${statementTimeoutMs}`));
-          const result = await insideTransaction.run(state, () => fn(tx));
-          state.open = false;
-          if (state.lost) throw state.lost; // fn swallowed it: nothing to commit
-          if ((await onSession(session.exec('COMMIT'))) !== 'COMMIT') {
-            throw new Error('transaction rolled back at COMMIT: a statement in it had failed');
-          }
-          return result;
-        } catch (err) {
-          state.open = false;
-          if (state.lost || isDatabaseUnavailable(err)) {
-            // The server rolls back a transaction whose session is gone; a ROLLBACK sent on a stalled connection would only wait.
-            session.discard?.();
-            throw state.lost ?? asDatabaseError(err);
-          }
-          // After a failed or refused COMMIT there is no transaction left; ROLLBACK then only warns.
-          await session.exec('ROLLBACK').catch(() => session.discard?.());
-          throw err;
-        }
-      }, true, statementTimeoutMs).catch(rethrowAsDatabaseError);
+      return driver
+        .run((s) => transactionOn(s, fn, { statementTimeoutMs, insideTransaction }), true, statementTimeoutMs)
+        .catch(rethrowAsDatabaseError);
     },
     close: () => driver.close(),
     poolStats: () => driver.stats(),
     statementCount: () => statements,
   };
+}
+
+/**
+ * One transaction on `session`: BEGIN, `fn` with a `tx` that refuses use after the end, COMMIT; a
+ * lost connection fails the rest at once and is discarded, any other failure is rolled back.
+ */
+async function transactionOn<T>(
+  session: Session,
+  fn: (tx: TxQueryable) => Promise<T>,
+  options: { statementTimeoutMs: number | undefined; insideTransaction: AsyncLocalStorage<{ open: boolean }> },
+): Promise<T> {
+  const { statementTimeoutMs, insideTransaction } = options;
+  const state = { open: true, lost: undefined as unknown };
+  const checkOpen = () => {
+    if (!state.open) throw new Error('transaction already finished: `tx` cannot be used any more');
+    if (state.lost) throw state.lost; // no statement waits on a connection already known dead or stalled
+  };
+  // Every statement's failure goes through here: a lost connection fails the rest of the transaction at once.
+  const onSession = <R>(statement: Promise<R>): Promise<R> =>
+    statement.catch((err: unknown) => {
+      const raised = asDatabaseError(err);
+      if (raised !== err) state.lost = raised;
+      throw raised;
+    });
+  const tx: TxQueryable = {
+    async query<R>(sql: string, params: readonly unknown[] = []) {
+      checkOpen();
+      return (await onSession(session.query(sql, params))) as R[];
+    },
+    async exec(sql) {
+      checkOpen();
+      await onSession(session.exec(sql));
+    },
+  };
+  await onSession(session.exec('BEGIN'));
+  try {
+    if (statementTimeoutMs !== undefined) {
+      await onSession(session.exec(`SET LOCAL statement_timeout = ${statementTimeoutMs}`));
+    }
+    const result = await insideTransaction.run(state, () => fn(tx));
+    state.open = false;
+    if (state.lost) throw state.lost; // fn swallowed it: nothing to commit
+    if ((await onSession(session.exec('COMMIT'))) !== 'COMMIT') {
+      throw new Error('transaction rolled back at COMMIT: a statement in it had failed');
+    }
+    return result;
+  } catch (err) {
+    state.open = false;
+    if (state.lost || isDatabaseUnavailable(err)) {
+      // The server rolls back a transaction whose session is gone; a ROLLBACK sent on a stalled
+      // connection would only wait.
+      session.discard?.();
+      throw state.lost ?? asDatabaseError(err);
+    }
+    // After a failed or refused COMMIT there is no transaction left; ROLLBACK then only warns.
+    await session.exec('ROLLBACK').catch(() => session.discard?.());
+    throw err;
+  }
 }
 
 /** Rethrows `err`, as database_unavailable when it is a connection-class failure (db-faults.ts). */

@@ -3,8 +3,9 @@
  * JSON document, encrypted under a passphrase as a compact JWE — `PBES2-HS512+A256KW` (PBKDF2-
  * HMAC-SHA-512, `backupPbes2Iterations` iterations and a random 16-byte salt, both in the protected
  * header, RFC 7518 §4.8) wrapping an `A256GCM` content key — so any JOSE library opens it with the
- * passphrase. Restore writes files 0600 in folders 0700, and replaces an existing folder only when
- * asked (keeping it beside, renamed). No key's content ever reaches a message.
+ * passphrase (packages/protocol/src/passphrase-jwe.ts). Restore writes files 0600 in folders 0700,
+ * and replaces an existing folder only when asked (keeping it beside, renamed). No key's content
+ * ever reaches a message.
  *
  * Limits: regular files only (a symbolic link is refused), at most `backupFilesMax` files and
  * `backupBytesMax` bytes; temporary files of an interrupted write (`*.tmp`) are left out; file modes
@@ -13,12 +14,19 @@
 import { randomBytes } from 'node:crypto';
 import { lstat, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { CompactEncrypt, compactDecrypt, decodeProtectedHeader, errors as joseErrors } from 'jose';
 import { z } from 'zod';
-import { KessaiError, limits } from '@kessai/protocol';
+import {
+  KessaiError,
+  limits,
+  openWithPassphrase,
+  passphraseJweAlg,
+  passphraseJweEnc,
+  passphraseJweHeader,
+  sealWithPassphrase,
+} from '@kessai/protocol';
 
-export const keyBackupAlg = 'PBES2-HS512+A256KW';
-export const keyBackupEnc = 'A256GCM';
+export const keyBackupAlg = passphraseJweAlg;
+export const keyBackupEnc = passphraseJweEnc;
 /** The JWE's `cty`: what the decrypted content is. */
 export const keyBackupContentType = 'kessai-key-backup+json';
 
@@ -81,10 +89,10 @@ export async function backupKeyFolder(dir: string, role: string, passphrase: str
     created: new Date().toISOString(),
     files: files.map((file) => ({ path: file.path, content: file.bytes.toString('base64') })),
   };
-  const jwe = await new CompactEncrypt(new TextEncoder().encode(JSON.stringify(content)))
-    .setProtectedHeader({ alg: keyBackupAlg, enc: keyBackupEnc, cty: keyBackupContentType })
-    .setKeyManagementParameters({ p2c: limits.backupPbes2Iterations, p2s: randomBytes(16) })
-    .encrypt(new TextEncoder().encode(passphrase));
+  const jwe = await sealWithPassphrase(new TextEncoder().encode(JSON.stringify(content)), passphrase, {
+    cty: keyBackupContentType,
+    iterations: limits.backupPbes2Iterations,
+  });
   return { jwe, files: files.length };
 }
 
@@ -92,30 +100,21 @@ export async function backupKeyFolder(dir: string, role: string, passphrase: str
 export async function openKeyBackup(jwe: string, passphrase: string): Promise<KeyBackupContent> {
   const text = jwe.trim();
   if (text.length > limits.backupBytesMax * 2) throw new KessaiError('backup_invalid', 'the backup is larger than backupBytesMax allows');
-  let header: ReturnType<typeof decodeProtectedHeader>;
-  try {
-    header = decodeProtectedHeader(text);
-  } catch {
-    throw new KessaiError('backup_invalid', 'the file is not a compact JWE');
-  }
+  const header = passphraseJweHeader(text);
+  if (!header) throw new KessaiError('backup_invalid', 'the file is not a compact JWE');
   if (header.alg !== keyBackupAlg || header.enc !== keyBackupEnc || header.cty !== keyBackupContentType) {
     throw new KessaiError('backup_invalid', `the file is not a key backup (${keyBackupAlg} / ${keyBackupEnc}, cty ${keyBackupContentType})`);
   }
   if (typeof header.p2c !== 'number' || header.p2c > limits.backupPbes2IterationsMax) {
     throw new KessaiError('backup_invalid', `the backup asks more than backupPbes2IterationsMax (${limits.backupPbes2IterationsMax}) iterations`);
   }
-  let plaintext: Uint8Array;
-  try {
-    ({ plaintext } = await compactDecrypt(text, new TextEncoder().encode(passphrase), {
-      keyManagementAlgorithms: [keyBackupAlg],
-      contentEncryptionAlgorithms: [keyBackupEnc],
-      maxPBES2Count: limits.backupPbes2IterationsMax,
-    }));
-  } catch (err) {
-    // AES key unwrap and GCM fail alike for a wrong passphrase and for an altered file.
-    if (err instanceof joseErrors.JWEDecryptionFailed) throw new KessaiError('backup_passphrase_wrong', 'the passphrase does not open this backup (or the file was altered)');
-    throw new KessaiError('backup_invalid', 'the backup is damaged');
+  const plaintext = await openWithPassphrase(text, passphrase, limits.backupPbes2IterationsMax);
+  // AES key unwrap and GCM fail alike for a wrong passphrase and for an altered file.
+  if (plaintext === 'wrong_passphrase') {
+    const why = 'the passphrase does not open this backup (or the file was altered)';
+    throw new KessaiError('backup_passphrase_wrong', why);
   }
+  if (plaintext === 'damaged') throw new KessaiError('backup_invalid', 'the backup is damaged');
   let json: unknown;
   try {
     json = JSON.parse(new TextDecoder().decode(plaintext));

@@ -69,17 +69,21 @@ export const strictTransportSecurity = `max-age=${limits.hstsMaxAgeSeconds}`;
 
 export type KessaiApp = ReturnType<typeof createServer>;
 
-export function createServer(options: ServerOptions) {
-  const timeouts = { ...defaultServerTimeouts, ...options.timeouts };
+/** Node's server options: its timeouts, and TLS when the server has a certificate (else null). */
+function nodeServerOptions(tls: ServerTls | undefined, timeouts: ServerTimeouts) {
   // Node reads these at construction only; Fastify sets requestTimeout again, to the same value.
-  const nodeTimeouts = { requestTimeout: timeouts.requestMs, headersTimeout: timeouts.requestMs, connectionsCheckingInterval: timeouts.requestCheckMs };
-  const https = options.tls
+  const nodeTimeouts = {
+    requestTimeout: timeouts.requestMs,
+    headersTimeout: timeouts.requestMs,
+    connectionsCheckingInterval: timeouts.requestCheckMs,
+  };
+  const https = tls
     ? {
-        key: options.tls.keyPem,
-        cert: options.tls.certPem,
-        ca: options.tls.caCertPem,
+        key: tls.keyPem,
+        cert: tls.certPem,
+        ca: tls.caCertPem,
         minVersion: 'TLSv1.2' as const,
-        requestCert: options.tls.requestClientCertificate ?? false,
+        requestCert: tls.requestClientCertificate ?? false,
         rejectUnauthorized: false,
         // No renegotiation: a connection keeps the certificate of its handshake (peer-certificate.ts caches it).
         secureOptions: cryptoConstants.SSL_OP_NO_RENEGOTIATION,
@@ -87,6 +91,12 @@ export function createServer(options: ServerOptions) {
         ...nodeTimeouts,
       }
     : null;
+  return { nodeTimeouts, https };
+}
+
+export function createServer(options: ServerOptions) {
+  const timeouts = { ...defaultServerTimeouts, ...options.timeouts };
+  const { nodeTimeouts, https } = nodeServerOptions(options.tls, timeouts);
   const app = Fastify({
     loggerInstance: options.logger,
     bodyLimit: limits.bodyBytesMax,
@@ -141,6 +151,12 @@ export function createServer(options: ServerOptions) {
     if (allowed.length > 0) return sendProblem(reply.header('allow', allowed.join(', ')), new KessaiError('method_not_allowed'));
     return sendProblem(reply, new KessaiError('not_found'));
   });
+  addOperations(app, options);
+  return app;
+}
+
+/** Readiness, metrics and draining (operations.ts): app.operations, /healthz, /readyz, /metrics. */
+function addOperations(app: KessaiApp, options: ServerOptions): void {
   const operations = new Operations();
   if (options.db) {
     operations.readinessChecks.push(databaseReadiness(options.db));
@@ -159,7 +175,6 @@ export function createServer(options: ServerOptions) {
   });
   // At the latest when the app loads: unless registerOpenApi took them first, to document them (Operations.takeRoutes).
   void app.register(Object.assign(async () => operations.takeRoutes()(), { [Symbol.for('skip-override')]: true }));
-  return app;
 }
 
 const routeMethods = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'] as const;

@@ -3,11 +3,21 @@
  * their states, credential records with a revoke button, and webhook deliveries. This server keeps
  * no personal data, and the console shows none: ids, states, amounts and times only.
  */
-import { useCallback, useEffect, useRef, useState } from 'react';
+import { useCallback, useState } from 'react';
 import { mount } from '../../shared/mount.tsx';
 import { amountDigits, amountText } from '../../shared/console/format.ts';
-import type { Page } from '../../shared/console/operator.ts';
-import { ConsoleApp, DataTable, Id, Section, Status, Time, type Column, type Session } from '../../shared/console/ui.tsx';
+import { recent, type Page } from '../../shared/console/operator.ts';
+import {
+  ConsoleApp,
+  DataTable,
+  Id,
+  Section,
+  Status,
+  Time,
+  useActionMessage,
+  type Column,
+  type Session,
+} from '../../shared/console/ui.tsx';
 
 interface PaymentRequest {
   id: string;
@@ -50,7 +60,6 @@ interface Delivery {
 }
 
 const statuses = ['pending', 'authorizing', 'approved', 'declined', 'cancelled', 'expired', 'captured', 'voided'] as const;
-const recent = 50;
 
 interface Data {
   requests: Page<PaymentRequest>;
@@ -136,11 +145,7 @@ function ResendButton(props: { delivery: Delivery; session: Session; onDone(mess
 }
 
 function Deliveries(props: { page: Page<Delivery>; session: Session; reload(): void }) {
-  const [message, setMessage] = useState<{ text: string; failed: boolean } | null>(null);
-  const messageRef = useRef<HTMLParagraphElement>(null);
-  useEffect(() => {
-    if (message) messageRef.current?.focus();
-  }, [message]);
+  const [messageLine, setMessage] = useActionMessage();
   const columns: Column<Delivery>[] = [
     ...deliveryColumns,
     {
@@ -159,9 +164,7 @@ function Deliveries(props: { page: Page<Delivery>; session: Session; reload(): v
   ];
   return (
     <>
-      <p ref={messageRef} tabIndex={-1} className={message?.failed ? 'error' : message ? 'notice' : undefined} role="status">
-        {message?.text}
-      </p>
+      {messageLine}
       <DataTable caption={`Webhook deliveries, newest first (at most ${recent})`} columns={columns} rows={props.page.items} rowKey={(d) => d.id} empty="No webhook events yet." hasMore={props.page.has_more} />
     </>
   );
@@ -205,12 +208,8 @@ function RevokeButton(props: { credential: Credential; session: Session; onRevok
 }
 
 function Credentials(props: { page: Page<Credential>; session: Session; reload(): void }) {
-  const [message, setMessage] = useState<{ text: string; failed: boolean } | null>(null);
   // After a revocation the row's buttons are gone: the focus moves to the message that says what happened.
-  const messageRef = useRef<HTMLParagraphElement>(null);
-  useEffect(() => {
-    if (message) messageRef.current?.focus();
-  }, [message]);
+  const [messageLine, setMessage] = useActionMessage();
   const columns: Column<Credential>[] = [
     { header: 'Credential', cell: (c) => <Id value={c.id} /> },
     { header: 'Issuer', cell: (c) => c.issuer_id },
@@ -234,9 +233,7 @@ function Credentials(props: { page: Page<Credential>; session: Session; reload()
   ];
   return (
     <>
-      <p ref={messageRef} tabIndex={-1} className={message?.failed ? 'error' : message ? 'notice' : undefined} role="status">
-        {message?.text}
-      </p>
+      {messageLine}
       <DataTable caption="Credential records, newest first (no card data is kept here)" columns={columns} rows={props.page.items} rowKey={(c) => c.id} empty="No credentials enrolled yet." hasMore={props.page.has_more} />
     </>
   );

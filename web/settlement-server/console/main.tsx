@@ -4,10 +4,10 @@
  * and refunds, and settlement batches with their reports. Accounts are shown by id and kind only:
  * the console API never reads the card store.
  */
-import { useEffect, useLayoutEffect, useRef, useState } from 'react';
+import { useEffect, useLayoutEffect, useRef, useState, type RefObject } from 'react';
 import { mount } from '../../shared/mount.tsx';
 import { amountDigits, amountText } from '../../shared/console/format.ts';
-import type { Page } from '../../shared/console/operator.ts';
+import { recent, type Page } from '../../shared/console/operator.ts';
 import { ConsoleApp, DataTable, Id, Section, Status, Time, type Column, type Session } from '../../shared/console/ui.tsx';
 import { VolumeChart, type BucketSize, type VolumeBucket } from './volume-chart.tsx';
 
@@ -89,7 +89,6 @@ interface Data {
   loadedAt: Date;
 }
 
-const recent = 50;
 const batchesPath = '/admin/v1/settlement-batches';
 
 async function load(session: Session): Promise<Data> {
@@ -209,6 +208,51 @@ function downloadText(name: string, text: string, type: string) {
   setTimeout(() => URL.revokeObjectURL(url), 1_000);
 }
 
+const batchColumns: Column<Batch>[] = [
+  { header: 'Business day', cell: (b) => b.business_day },
+  { header: 'Batch', cell: (b) => <Id value={b.id} /> },
+  { header: 'Merchant', cell: (b) => <Id value={b.merchant_id} /> },
+  { header: 'Currency', cell: (b) => b.currency },
+  { header: 'Captured', numeric: true, cell: (b) => money(b.currency, b.captured_minor) },
+  { header: 'Refunded', numeric: true, cell: (b) => money(b.currency, b.refunded_minor) },
+  { header: 'Fees', numeric: true, cell: (b) => money(b.currency, b.fees_minor) },
+  { header: 'Net', numeric: true, cell: (b) => money(b.currency, b.net_minor) },
+  { header: 'Payout', numeric: true, cell: (b) => money(b.currency, b.payout_minor) },
+  { header: 'Lines', numeric: true, cell: (b) => b.line_count },
+];
+
+/** A batch's report: its lines and totals. */
+function BatchReport(props: { report: Report; headingRef: RefObject<HTMLHeadingElement | null> }) {
+  const { report } = props;
+  return (
+    <section aria-labelledby="settlement-report-heading">
+      <h3 id="settlement-report-heading" ref={props.headingRef} tabIndex={-1}>
+        Report of {report.batch.id} ({report.batch.business_day})
+      </h3>
+      <DataTable
+        caption={`Lines of batch ${report.batch.id}`}
+        columns={[
+          { header: 'Posted (UTC)', cell: (l) => <Time value={l.posted_at} /> },
+          { header: 'Kind', cell: (l) => l.kind },
+          { header: 'Payment request', cell: (l) => <Id value={l.payment_request_id} /> },
+          { header: 'Transfer', cell: (l) => <Id value={l.transfer_id} /> },
+          { header: 'Amount', numeric: true, cell: (l) => money(l.currency, l.amount_minor) },
+          { header: 'Fee', numeric: true, cell: (l) => money(l.currency, l.fee_minor) },
+          { header: 'Net', numeric: true, cell: (l) => money(l.currency, l.net_minor) },
+        ]}
+        rows={report.lines}
+        rowKey={(l) => l.transfer_id}
+        empty="No lines."
+      />
+      <p>
+        Totals: captured {amountText(report.totals.captured_minor, report.batch.currency)}, refunded {amountText(report.totals.refunded_minor, report.batch.currency)}, fees{' '}
+        {amountText(report.totals.fees_minor, report.batch.currency)}, net {amountText(report.totals.net_minor, report.batch.currency)}, payout{' '}
+        {amountText(report.totals.payout_minor, report.batch.currency)}.
+      </p>
+    </section>
+  );
+}
+
 function Batches(props: { batches: Batch[]; session: Session }) {
   const [report, setReport] = useState<Report | null>(null);
   const [problem, setProblem] = useState<string | null>(null);
@@ -234,18 +278,6 @@ function Batches(props: { batches: Batch[]; session: Session }) {
       setProblem(`The CSV report of ${batch.id} could not be loaded (${(err as Error).message}).`);
     }
   };
-  const columns: Column<Batch>[] = [
-    { header: 'Business day', cell: (b) => b.business_day },
-    { header: 'Batch', cell: (b) => <Id value={b.id} /> },
-    { header: 'Merchant', cell: (b) => <Id value={b.merchant_id} /> },
-    { header: 'Currency', cell: (b) => b.currency },
-    { header: 'Captured', numeric: true, cell: (b) => money(b.currency, b.captured_minor) },
-    { header: 'Refunded', numeric: true, cell: (b) => money(b.currency, b.refunded_minor) },
-    { header: 'Fees', numeric: true, cell: (b) => money(b.currency, b.fees_minor) },
-    { header: 'Net', numeric: true, cell: (b) => money(b.currency, b.net_minor) },
-    { header: 'Payout', numeric: true, cell: (b) => money(b.currency, b.payout_minor) },
-    { header: 'Lines', numeric: true, cell: (b) => b.line_count },
-  ];
   const reportColumn: Column<Batch> = {
     header: 'Report',
     cell: (b) => (
@@ -266,34 +298,8 @@ function Batches(props: { batches: Batch[]; session: Session }) {
           {problem}
         </p>
       )}
-      <DataTable caption="Settlement batches, newest business day first" columns={[...columns, reportColumn]} rows={props.batches} rowKey={(b) => b.id} empty="No business day has been closed yet (kessai settle close)." />
-      {report && (
-        <section aria-labelledby="settlement-report-heading">
-          <h3 id="settlement-report-heading" ref={reportHeading} tabIndex={-1}>
-            Report of {report.batch.id} ({report.batch.business_day})
-          </h3>
-          <DataTable
-            caption={`Lines of batch ${report.batch.id}`}
-            columns={[
-              { header: 'Posted (UTC)', cell: (l) => <Time value={l.posted_at} /> },
-              { header: 'Kind', cell: (l) => l.kind },
-              { header: 'Payment request', cell: (l) => <Id value={l.payment_request_id} /> },
-              { header: 'Transfer', cell: (l) => <Id value={l.transfer_id} /> },
-              { header: 'Amount', numeric: true, cell: (l) => money(l.currency, l.amount_minor) },
-              { header: 'Fee', numeric: true, cell: (l) => money(l.currency, l.fee_minor) },
-              { header: 'Net', numeric: true, cell: (l) => money(l.currency, l.net_minor) },
-            ]}
-            rows={report.lines}
-            rowKey={(l) => l.transfer_id}
-            empty="No lines."
-          />
-          <p>
-            Totals: captured {amountText(report.totals.captured_minor, report.batch.currency)}, refunded {amountText(report.totals.refunded_minor, report.batch.currency)}, fees{' '}
-            {amountText(report.totals.fees_minor, report.batch.currency)}, net {amountText(report.totals.net_minor, report.batch.currency)}, payout{' '}
-            {amountText(report.totals.payout_minor, report.batch.currency)}.
-          </p>
-        </section>
-      )}
+      <DataTable caption="Settlement batches, newest business day first" columns={[...batchColumns, reportColumn]} rows={props.batches} rowKey={(b) => b.id} empty="No business day has been closed yet (kessai settle close)." />
+      {report && <BatchReport report={report} headingRef={reportHeading} />}
     </>
   );
 }

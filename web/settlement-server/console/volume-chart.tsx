@@ -4,7 +4,7 @@
  * are scaled with bigint arithmetic; the exact figures are in the table under the chart.
  */
 import { amountText, timeText } from '../../shared/console/format.ts';
-import { barsOf, type BucketSize, type VolumeBucket } from './volume.ts';
+import { barsOf, type Bar, type BucketSize, type VolumeBucket } from './volume.ts';
 
 export type { BucketSize, VolumeBucket };
 
@@ -72,42 +72,49 @@ export function VolumeChart(props: { buckets: readonly VolumeBucket[]; currency:
         </text>
       </svg>
       <figcaption className="hint">{description}</figcaption>
-      <details>
-        <summary>The chart’s figures as a table</summary>
-        <table>
-          <caption>Captured volume in {props.currency} per {props.size}, periods with captures</caption>
-          <thead>
-            <tr>
-              <th scope="col">{props.size === 'hour' ? 'Hour starting (UTC)' : 'Day (UTC)'}</th>
-              <th scope="col" className="num">
-                Captures
-              </th>
-              <th scope="col" className="num">
-                Captured
-              </th>
-            </tr>
-          </thead>
-          <tbody>
-            {bars.filter((bar) => bar.captures > 0).length === 0 ? (
-              <tr>
-                <td colSpan={3} className="empty">
-                  No captures in {span}.
-                </td>
-              </tr>
-            ) : (
-              bars
-                .filter((bar) => bar.captures > 0)
-                .map((bar) => (
-                  <tr key={bar.start.toISOString()}>
-                    <td>{timeText(bar.start.toISOString())}</td>
-                    <td className="num">{bar.captures}</td>
-                    <td className="num">{amountText(bar.captured.toString(), props.currency)}</td>
-                  </tr>
-                ))
-            )}
-          </tbody>
-        </table>
-      </details>
+      <VolumeTable bars={bars} currency={props.currency} size={props.size} span={span} />
     </figure>
+  );
+}
+
+/** The chart's figures as a table (the periods with captures), for screen readers and copying. */
+function VolumeTable(props: { bars: readonly Bar[]; currency: string; size: BucketSize; span: string }) {
+  return (
+    <details>
+      <summary>The chart’s figures as a table</summary>
+      <table>
+        <caption>Captured volume in {props.currency} per {props.size}, periods with captures</caption>
+        <thead>
+          <tr>
+            <th scope="col">{props.size === 'hour' ? 'Hour starting (UTC)' : 'Day (UTC)'}</th>
+            <th scope="col" className="num">
+              Captures
+            </th>
+            <th scope="col" className="num">
+              Captured
+            </th>
+          </tr>
+        </thead>
+        <tbody>
+          {props.bars.filter((bar) => bar.captures > 0).length === 0 ? (
+            <tr>
+              <td colSpan={3} className="empty">
+                No captures in {props.span}.
+              </td>
+            </tr>
+          ) : (
+            props.bars
+              .filter((bar) => bar.captures > 0)
+              .map((bar) => (
+                <tr key={bar.start.toISOString()}>
+                  <td>{timeText(bar.start.toISOString())}</td>
+                  <td className="num">{bar.captures}</td>
+                  <td className="num">{amountText(bar.captured.toString(), props.currency)}</td>
+                </tr>
+              ))
+          )}
+        </tbody>
+      </table>
+    </details>
   );
 }

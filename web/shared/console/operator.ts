@@ -3,6 +3,8 @@
  * sessionStorage only (gone when the tab closes), sent as `Authorization: Bearer …` on every call
  * to the page's own server. A 401 answer means the token is wrong or was replaced.
  */
+import { limits } from '../../../packages/protocol/src/limits.ts';
+
 const storageKey = 'kessai.operator-token';
 
 export function storedToken(): string | null {
@@ -48,6 +50,9 @@ export async function operatorCall<T>(token: string, method: 'GET' | 'POST', pat
   if (!response.ok) throw new ProblemAnswer(response.status, body?.code, body?.title ?? `HTTP ${response.status}`);
   return body as T;
 }
+
+/** How many of a list's newest items a console shows (limits.ts; the servers give at most listPageMax). */
+export const recent = limits.consoleListRows;
 
 /** A list answer of the console API. */
 export interface Page<T> {

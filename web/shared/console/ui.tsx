@@ -3,13 +3,14 @@
  * (title, section links, sign-out, refresh every refreshMs), sections and tables with captions and
  * column headers. Everything is reachable by keyboard with a visible focus ring (console.css).
  */
-import { useCallback, useEffect, useRef, useState, type FormEvent, type ReactNode } from 'react';
+import { useCallback, useEffect, useRef, useState, type FormEvent, type ReactNode, type RefObject } from 'react';
 import { forgetToken, operatorCall, storedToken, storeToken, TokenRefused } from './operator.ts';
 import { timeText } from './format.ts';
+import { limits } from '../../../packages/protocol/src/limits.ts';
 import './console.css';
 
 /** How often an open console reloads its data. */
-export const refreshMs = 5_000;
+export const refreshMs = limits.consoleRefreshMs;
 
 export interface Session {
   token: string;
@@ -159,36 +160,16 @@ function SignedIn<T>(props: ConsoleAppProps<T> & { heading: string; token: strin
       <a className="skip-link" href="#main">
         Skip to the data
       </a>
-      <header className="console-header">
-        <div>
-          <h1 ref={headingRef} tabIndex={-1}>
-            {props.heading}
-          </h1>
-          <p className="hint">
-            Signed in with the operator token. <span aria-live="off">Updated {updatedAt ? `${timeText(updatedAt)} UTC` : '…'}</span>
-          </p>
-        </div>
-        <div className="header-actions">
-          <label className="checkbox">
-            <input type="checkbox" checked={live} onChange={(event) => setLive(event.target.checked)} /> Refresh every {refreshMs / 1000} s
-          </label>
-          <button type="button" className="secondary" onClick={() => void reload()}>
-            Refresh now
-          </button>
-          <button type="button" className="secondary" onClick={() => signOut('Signed out.')}>
-            Sign out
-          </button>
-        </div>
-      </header>
-      <nav aria-label="Sections">
-        <ul>
-          {props.sections.map((section) => (
-            <li key={section.id}>
-              <a href={`#${section.id}`}>{section.label}</a>
-            </li>
-          ))}
-        </ul>
-      </nav>
+      <ConsoleHeader
+        heading={props.heading}
+        headingRef={headingRef}
+        updatedAt={updatedAt}
+        live={live}
+        onLive={setLive}
+        onReload={() => void reload()}
+        onSignOut={() => signOut('Signed out.')}
+      />
+      <SectionLinks sections={props.sections} />
       <main id="main" tabIndex={-1}>
         {error && (
           <p className="error" role="alert">
@@ -199,6 +180,82 @@ function SignedIn<T>(props: ConsoleAppProps<T> & { heading: string; token: strin
       </main>
     </>
   );
+}
+
+/** The console's header: its heading, when the data was loaded, the live switch, refresh and sign-out. */
+function ConsoleHeader(props: {
+  heading: string;
+  headingRef: RefObject<HTMLHeadingElement | null>;
+  updatedAt: string | null;
+  live: boolean;
+  onLive(live: boolean): void;
+  onReload(): void;
+  onSignOut(): void;
+}) {
+  const { updatedAt, live } = props;
+  return (
+    <header className="console-header">
+      <div>
+        <h1 ref={props.headingRef} tabIndex={-1}>
+          {props.heading}
+        </h1>
+        <p className="hint">
+          Signed in with the operator token. <span aria-live="off">Updated {updatedAt ? `${timeText(updatedAt)} UTC` : '…'}</span>
+        </p>
+      </div>
+      <div className="header-actions">
+        <label className="checkbox">
+          <input type="checkbox" checked={live} onChange={(event) => props.onLive(event.target.checked)} /> Refresh every {refreshMs / 1000} s
+        </label>
+        <button type="button" className="secondary" onClick={props.onReload}>
+          Refresh now
+        </button>
+        <button type="button" className="secondary" onClick={props.onSignOut}>
+          Sign out
+        </button>
+      </div>
+    </header>
+  );
+}
+
+/** Links to the page's sections. */
+function SectionLinks(props: { sections: ReadonlyArray<{ id: string; label: string }> }) {
+  return (
+    <nav aria-label="Sections">
+      <ul>
+        {props.sections.map((section) => (
+          <li key={section.id}>
+            <a href={`#${section.id}`}>{section.label}</a>
+          </li>
+        ))}
+      </ul>
+    </nav>
+  );
+}
+
+/** The outcome of a row's action (resend, revoke); `failed` shows it as an error. */
+export interface ActionMessage {
+  text: string;
+  failed: boolean;
+}
+
+/**
+ * A status line for the outcome of a row's action, and its setter. The line takes the focus when the
+ * message changes: after the action the row's buttons may be gone, and the focus must not go with them.
+ */
+export function useActionMessage(): [ReactNode, (message: ActionMessage) => void] {
+  const [message, setMessage] = useState<ActionMessage | null>(null);
+  const ref = useRef<HTMLParagraphElement>(null);
+  useEffect(() => {
+    if (message) ref.current?.focus();
+  }, [message]);
+  const className = message?.failed ? 'error' : message ? 'notice' : undefined;
+  const line = (
+    <p ref={ref} tabIndex={-1} className={className} role="status">
+      {message?.text}
+    </p>
+  );
+  return [line, setMessage];
 }
 
 export function Section(props: { id: string; title: string; children: ReactNode; intro?: ReactNode }) {

@@ -11,6 +11,7 @@ import { FooterRow, LineItems } from '../../shared/line-items.tsx';
 import { mount } from '../../shared/mount.tsx';
 import { LanguageSwitch, textOf, useI18n, useTitle } from '../../shared/i18n.tsx';
 import type { Order } from '../types.ts';
+import { ErrorNotice } from '../../shared/notice.tsx';
 
 /** The tone of each order status; its text is in the message catalogue (order.statuses). */
 const tones: Record<string, 'ok' | 'bad' | 'wait'> = {
@@ -82,11 +83,7 @@ function OrderPage({ id }: { id: string }) {
         <LanguageSwitch />
       </header>
       <main>
-        {error && (
-          <div className="notice bad" role="alert">
-            {error}
-          </div>
-        )}
+        {error && <ErrorNotice>{error}</ErrorNotice>}
         {!order && !error && <p>{t.order.loading}</p>}
         {order && label && (
           <div className="layout">

@@ -8,8 +8,10 @@ import '../../shared/ui.css';
 import { api, describeError } from '../../shared/api.ts';
 import { LanguageSwitch, useI18n, useTitle } from '../../shared/i18n.tsx';
 import { mount } from '../../shared/mount.tsx';
+import { ItemAndQuantityHeads } from '../../shared/line-items.tsx';
 import { productPicture } from '../pictures.ts';
 import type { Cart, CheckoutResult, Product } from '../types.ts';
+import { ErrorNotice } from '../../shared/notice.tsx';
 
 const cartKey = 'kessai.cart';
 const handlePattern = /^cred_[0-9a-hjkmnp-tv-z]{26}$/;
@@ -96,11 +98,7 @@ function Store() {
       </header>
       <main>
         <p className="sr-only" aria-live="polite">{announce}</p>
-        {error && (
-          <div className="notice bad" role="alert">
-            {error}
-          </div>
-        )}
+        {error && <ErrorNotice>{error}</ErrorNotice>}
         <div className="layout">
           <section aria-labelledby="products-title">
             <h2 id="products-title">{t.store.products}</h2>
@@ -133,10 +131,7 @@ function Store() {
                   <caption className="sr-only">{t.store.cartCaption}</caption>
                   <thead>
                     <tr>
-                      <th scope="col">{t.items.item}</th>
-                      <th scope="col" className="num">
-                        <abbr title={t.items.quantity}>{t.items.qty}</abbr>
-                      </th>
+                      <ItemAndQuantityHeads />
                       <th scope="col" className="num">{t.items.amount}</th>
                     </tr>
                   </thead>

@@ -12,6 +12,7 @@ import type { TerminalRequestPayload } from '../../../packages/protocol/src/mess
 import { describedBy, Field } from './field.tsx';
 import type { HistoryEntry } from './store.ts';
 import type { Outcome, Terminal } from './terminal.ts';
+import { ErrorNotice } from '../../shared/notice.tsx';
 
 export function Confirm({ view, terminal, onFinished, onBack }: { view: TerminalRequestPayload; terminal: Terminal; onFinished: (entry: HistoryEntry) => void; onBack: () => void }) {
   const { t: all, money, dateTime } = useI18n();
@@ -104,16 +105,8 @@ export function Confirm({ view, terminal, onFinished, onBack }: { view: Terminal
       <p className="muted">{t.signed(safeDisplay(view.order_id))}</p>
       <LineItems caption={t.caption} currency={view.currency} items={view.line_items} totalMinor={view.amount_minor} totalTestId="confirm-total" />
       <p className="muted">{t.validUntil(dateTime(view.expires_at))}</p>
-      {!totalsAgree && (
-        <div className="notice bad" role="alert">
-          {t.totalsDisagree}
-        </div>
-      )}
-      {error && (
-        <div className="notice bad" role="alert">
-          {error}
-        </div>
-      )}
+      {!totalsAgree && <ErrorNotice>{t.totalsDisagree}</ErrorNotice>}
+      {error && <ErrorNotice>{error}</ErrorNotice>}
       <form onSubmit={(event) => void approve(event)} noValidate>
         <Field id="pin" label={t.pin} hint={t.pinHint} error={pinError}>
           <input

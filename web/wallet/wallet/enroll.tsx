@@ -8,6 +8,7 @@ import { describedBy, Field } from './field.tsx';
 import { createDeviceKey, passphraseLengthMin } from './keys.ts';
 import { saveWallet, type WalletRecord } from './store.ts';
 import { enroll } from './terminal.ts';
+import { ErrorNotice } from '../../shared/notice.tsx';
 
 interface EnrollErrors {
   holder?: string;
@@ -39,8 +40,32 @@ export function validateEnrollment(values: EnrollValues, m: ErrorTexts): EnrollE
   return errors;
 }
 
+const noValues: EnrollValues = { holder: '', card: '', expiry: '', pin: '', passphrase: '', confirm: '' };
+
+/** A device key under the passphrase, the enrollment at the authentication server, the record saved. */
+async function enrollAndSave(values: EnrollValues): Promise<{ record: WalletRecord; recoveryCode: string }> {
+  const key = await createDeviceKey(values.passphrase);
+  const answer = await enroll({ holderName: values.holder.trim(), cardNumber: normalizeCardNumber(values.card), expiry: values.expiry, pin: values.pin, deviceJwk: key.publicJwk });
+  const record: WalletRecord = {
+    version: 2,
+    auth_base_url: answer.auth_base_url,
+    credential_id: answer.credential_id,
+    sealed_credential: answer.sealed_credential,
+    issuer: answer.issuer,
+    auth_jwks_uri: answer.auth_jwks_uri,
+    device_public_jwk: key.publicJwk,
+    wrapped_device_key: key.wrapped,
+    device_key: key.privateKey,
+    created_at: new Date().toISOString(),
+    imported: false,
+    history: [],
+  };
+  await saveWallet(record);
+  return { record, recoveryCode: answer.recovery_code };
+}
+
 export function EnrollForm({ onDone }: { onDone: (record: WalletRecord, recoveryCode: string) => void }) {
-  const [values, setValues] = useState({ holder: '', card: '', expiry: '', pin: '', passphrase: '', confirm: '' });
+  const [values, setValues] = useState<EnrollValues>(noValues);
   const [touched, setTouched] = useState<Record<string, boolean>>({});
   const [submitted, setSubmitted] = useState(false);
   const [busy, setBusy] = useState(false);
@@ -68,26 +93,9 @@ export function EnrollForm({ onDone }: { onDone: (record: WalletRecord, recovery
     }
     setBusy(true);
     try {
-      const key = await createDeviceKey(values.passphrase);
-      const answer = await enroll({ holderName: values.holder.trim(), cardNumber: normalizeCardNumber(values.card), expiry: values.expiry, pin: values.pin, deviceJwk: key.publicJwk });
-      const record: WalletRecord = {
-        version: 2,
-        auth_base_url: answer.auth_base_url,
-        credential_id: answer.credential_id,
-        sealed_credential: answer.sealed_credential,
-        issuer: answer.issuer,
-        auth_jwks_uri: answer.auth_jwks_uri,
-        device_public_jwk: key.publicJwk,
-        wrapped_device_key: key.wrapped,
-        device_key: key.privateKey,
-        created_at: new Date().toISOString(),
-        imported: false,
-        history: [],
-      };
-      await saveWallet(record);
-      // The card data leaves the form state: only the sealed credential remains.
-      setValues({ holder: '', card: '', expiry: '', pin: '', passphrase: '', confirm: '' });
-      onDone(record, answer.recovery_code);
+      const { record, recoveryCode } = await enrollAndSave(values);
+      setValues(noValues); // the card data leaves the form state: only the sealed credential remains
+      onDone(record, recoveryCode);
     } catch (err) {
       setError(err instanceof ApiError ? t.refused(describeError(err)) : t.failed(describeError(err)));
       setBusy(false);
@@ -98,11 +106,7 @@ export function EnrollForm({ onDone }: { onDone: (record: WalletRecord, recovery
     <section className="card" aria-labelledby="enroll-title">
       <h2 id="enroll-title">{t.title}</h2>
       <p className="muted">{t.intro}</p>
-      {error && (
-        <div className="notice bad" role="alert">
-          {error}
-        </div>
-      )}
+      {error && <ErrorNotice>{error}</ErrorNotice>}
       <form onSubmit={(event) => void submit(event)} noValidate aria-describedby="enroll-title">
         <Field id="enroll-holder" label={t.holder} error={shown('holder')}>
           <input id="enroll-holder" value={values.holder} onChange={set('holder')} onBlur={blur('holder')} autoComplete="cc-name" aria-invalid={shown('holder') ? true : undefined} aria-describedby={describedBy('enroll-holder', false, shown('holder'))} />

@@ -11,6 +11,7 @@ import { Confirm } from './confirm.tsx';
 import { describedBy, Field } from './field.tsx';
 import { addHistory, removeWallet, toFile, type HistoryEntry, type WalletRecord } from './store.ts';
 import { Terminal, walletHostConfig } from './terminal.ts';
+import { ErrorNotice } from '../../shared/notice.tsx';
 
 function statusTone(status: string): 'ok' | 'bad' | 'wait' {
   if (status === 'approved' || status === 'captured') return 'ok';
@@ -212,9 +213,7 @@ export function Wallet({ record, onRecord, onRemoved }: { record: WalletRecord; 
             </p>
             <p className="muted">{record.imported ? t.imported : t.enrolled} {t.keyNote}</p>
             {hostAuthUrl !== null && new URL(record.auth_base_url).origin !== new URL(hostAuthUrl).origin && (
-              <div className="notice bad" role="alert">
-                {t.otherServer(record.auth_base_url, hostAuthUrl)}
-              </div>
+              <ErrorNotice>{t.otherServer(record.auth_base_url, hostAuthUrl)}</ErrorNotice>
             )}
             <div className="row">
               <button type="button" onClick={exportFile}>

@@ -5,6 +5,7 @@ import { useI18n } from '../../shared/i18n.tsx';
 import { Field } from './field.tsx';
 import { unwrapDeviceKey, WrongPassphraseError } from './keys.ts';
 import { parseFile, saveWallet, type WalletRecord } from './store.ts';
+import { ErrorNotice } from '../../shared/notice.tsx';
 
 export function ImportForm({ onDone }: { onDone: (record: WalletRecord) => void }) {
   const t = useI18n().t.wallet.import;
@@ -51,11 +52,7 @@ export function ImportForm({ onDone }: { onDone: (record: WalletRecord) => void 
     <section className="card" aria-labelledby="import-title">
       <h2 id="import-title">{t.title}</h2>
       <p className="muted">{t.intro}</p>
-      {error && (
-        <div className="notice bad" role="alert">
-          {error}
-        </div>
-      )}
+      {error && <ErrorNotice>{error}</ErrorNotice>}
       <form onSubmit={(event) => void submit(event)} noValidate>
         <Field id="import-file" label={t.file}>
           <input id="import-file" type="file" accept=".json,application/json" onChange={(event) => setFile(event.target.files?.[0] ?? null)} />

@@ -8,9 +8,10 @@
  * non-extractable key. See docs/web.md.
  */
 import { base64url } from '../../../packages/protocol/src/crypto.ts';
+import { limits } from '../../../packages/protocol/src/limits.ts';
 
-export const pbkdf2Iterations = 600_000;
-export const passphraseLengthMin = 10;
+export const pbkdf2Iterations = limits.walletExportPbkdf2Iterations;
+export const passphraseLengthMin = limits.walletExportPassphraseLengthMin;
 const aad = new TextEncoder().encode('kessai-wallet-device-key-v1');
 
 /** The private device key, encrypted under the payer's passphrase. */
@@ -89,7 +90,7 @@ export class WrongPassphraseError extends Error {
 
 /** Opens an exported device key with the passphrase, straight into a non-extractable key. */
 export async function unwrapDeviceKey(wrapped: WrappedDeviceKey, passphrase: string): Promise<DeviceKey> {
-  if (wrapped.kdf !== 'PBKDF2-SHA256' || wrapped.enc !== 'A256GCM' || !Number.isInteger(wrapped.iterations) || wrapped.iterations < pbkdf2Iterations || wrapped.iterations > 10_000_000) {
+  if (wrapped.kdf !== 'PBKDF2-SHA256' || wrapped.enc !== 'A256GCM' || !Number.isInteger(wrapped.iterations) || wrapped.iterations < pbkdf2Iterations || wrapped.iterations > limits.walletExportPbkdf2IterationsMax) {
     throw new Error('the wallet file uses a key protection this wallet does not accept');
   }
   const wrappingKey = await passphraseKey(passphrase, fromBase64url(wrapped.salt), wrapped.iterations);

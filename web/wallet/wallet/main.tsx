@@ -15,6 +15,7 @@ import { Wallet } from './home.tsx';
 import { ImportForm } from './import.tsx';
 import { RecoveryCode } from './recovery.tsx';
 import { loadWallet, type WalletRecord } from './store.ts';
+import { ErrorNotice } from '../../shared/notice.tsx';
 
 function App() {
   const { t } = useI18n();
@@ -38,11 +39,7 @@ function App() {
         <LanguageSwitch />
       </header>
       <main>
-        {error && (
-          <div className="notice bad" role="alert">
-            {error}
-          </div>
-        )}
+        {error && <ErrorNotice>{error}</ErrorNotice>}
         {record === undefined && !error && <p>{t.wallet.opening}</p>}
         {record === null && new URLSearchParams(location.search).has('pay') && (
           <div className="notice" role="status">

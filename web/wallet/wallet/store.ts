@@ -4,6 +4,7 @@
  * export, and the payment history. Nothing personal is kept: the card number, name and expiry are
  * only inside the sealed credential, which this browser cannot open; the PIN is never stored.
  */
+import { limits } from '../../../packages/protocol/src/limits.ts';
 import type { DevicePublicJwk, WrappedDeviceKey } from './keys.ts';
 
 /** The issuer as the signed directory names it; its keys are taken from the directory at each use. */
@@ -53,7 +54,7 @@ export interface WalletFile extends Enrollment {
   exported_at: string;
 }
 
-export const historyMax = 200;
+export const historyMax = limits.walletHistoryMax;
 const dbName = 'kessai-wallet';
 const storeName = 'wallet';
 const recordKey = 'current';

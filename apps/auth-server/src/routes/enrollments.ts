@@ -33,6 +33,7 @@ import type { FastifyInstance } from 'fastify';
 import type { AuthContext } from '../context.ts';
 import type { Issuer } from '../issuers.ts';
 import { newRecoveryCode, recoveryVerifier, saveRecoveryVerifier } from '../revocation.ts';
+import { credentialIdTaken, saveCredentialRecord } from '../credential-records.ts';
 
 interface Sealed {
   /** What the issuer opens to verify the card (cipher 2). */
@@ -77,8 +78,9 @@ export async function enrollmentRoutes(plugin: FastifyInstance, context: AuthCon
       if (mode !== 'reseal') throw new KessaiError('validation_failed', `${issuer.route.id} takes credentials sealed for it by the terminal (pass-through): send sealed_card`);
       sealed = await resealCard(context, issuer, body, header);
     }
-    const [taken] = await config.db.query<{ device_jkt: string }>('select device_jkt from credentials where id = $1', [body.credential_id]);
-    if (taken) throw new KessaiError('enrollment_refused', 'the credential id is taken: choose another');
+    if (await credentialIdTaken(config.db, body.credential_id)) {
+      throw new KessaiError('enrollment_refused', 'the credential id is taken: choose another');
+    }
 
     // Step 303 at the issuer: it verifies the card and the PIN and registers the credential.
     const { registration } = await http.call('POST', `${issuer.route.baseUrl}/internal/v1/enrollments`, {
@@ -92,7 +94,8 @@ export async function enrollmentRoutes(plugin: FastifyInstance, context: AuthCon
     const recoveryCode = newRecoveryCode();
     const verifier = await recoveryVerifier(recoveryCode);
     await config.db.transaction(async (tx) => {
-      await tx.query("insert into credentials (id, issuer_id, device_jwk, device_jkt, status) values ($1, $2, $3::text::jsonb, $4, 'active')", [body.credential_id, issuer.route.id, JSON.stringify(body.device_jwk), deviceJkt]);
+      const { credential_id: credentialId, device_jwk: deviceJwk } = body;
+      await saveCredentialRecord(tx, { credentialId, issuerId: issuer.route.id, deviceJwk, deviceJkt });
       await saveRecoveryVerifier(tx, body.credential_id, verifier);
     });
     request.log.info({ credential: body.credential_id, issuer: issuer.route.id, mode }, 'step 305: credential issued');

@@ -180,6 +180,18 @@ async function unsettledLines(tx: Queryable, end: Date): Promise<PendingLine[]> 
   return rows.map((row) => ({ ...row, amount: BigInt(row.amount), posted_at: new Date(row.posted_at) }));
 }
 
+/** Lines grouped per merchant and currency: one batch each. */
+function byMerchantAndCurrency(lines: readonly PendingLine[]): PendingLine[][] {
+  const groups = new Map<string, PendingLine[]>();
+  for (const line of lines) {
+    const key = `${line.merchant_id}\n${line.currency}`;
+    const group = groups.get(key) ?? [];
+    group.push(line);
+    groups.set(key, group);
+  }
+  return [...groups.values()];
+}
+
 /**
  * Closes `day` inside the caller's transaction (a job of the ledger's group commit). Refuses a
  * day that has not ended by `now` with settlement_day_not_over.
@@ -198,15 +210,8 @@ export async function closeDay(tx: Queryable, options: ResolvedSettlementOptions
     return { business_day: day, time_zone: closed!.time_zone, closed_at: new Date(closed!.closed_at).toISOString(), already_closed: true, batches: rows.map((row) => batchView(row, issuerId)) };
   }
 
-  const groups = new Map<string, PendingLine[]>();
-  for (const line of await unsettledLines(tx, end)) {
-    const key = `${line.merchant_id}\n${line.currency}`;
-    const group = groups.get(key) ?? [];
-    group.push(line);
-    groups.set(key, group);
-  }
   const created: BatchRow[] = [];
-  for (const lines of groups.values()) {
+  for (const lines of byMerchantAndCurrency(await unsettledLines(tx, end))) {
     const { merchant_id: merchantId, currency, merchant_account_id: merchantAccountId } = lines[0]!;
     if (lines.some((line) => line.merchant_account_id !== merchantAccountId)) throw new Error(`merchant ${merchantId} has two ${currency} accounts`);
     const schedule = await feeScheduleFor(tx, merchantId, currency, options.defaultFees, options.defaultFee);
