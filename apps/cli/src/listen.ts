@@ -10,6 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { Agent, request } from 'undici';
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
 import { limits, signWebhook } from '@kessai/protocol';
+import { trustedCas } from '@kessai/sdk';
 
 export interface ListenOptions {
   brokerUrl: string;
@@ -33,8 +34,16 @@ export function newListenSecret(): string {
   return `whsec_${randomBytes(24).toString('base64url')}`;
 }
 
+/**
+ * The connections of one run: to the broker, and to the forward target — which may be a tunnel with
+ * a publicly trusted certificate, so `--ca` is added to the public roots (undici's `ca` replaces them).
+ */
+export function listenAgent(caCertPem: string | undefined): Agent {
+  return new Agent(caCertPem ? { connect: { ca: trustedCas(caCertPem, 'public') } } : {});
+}
+
 export async function listen(options: ListenOptions, secret: string): Promise<void> {
-  const agent = new Agent(options.caCertPem ? { connect: { ca: options.caCertPem } } : {});
+  const agent = listenAgent(options.caCertPem);
   // The last event seen, kept across connections — also one that dropped mid-stream — for Last-Event-ID.
   const position: { lastEventId?: string } = {};
   options.print(`Ready! Your webhook signing secret is ${secret} (^C to quit)`);
