@@ -48,7 +48,8 @@ describe('a decision the bank committed while a key was retired', () => {
     let retired = false;
     db.query = async (sql, params) => {
       const rows = await query(sql, params);
-      if (!retired && sql.startsWith('select id, device_jkt, pan_lookup, account_id, status from credentials')) {
+      // The registry's read (authorize.ts partiesOf), the first statement after the credential is opened.
+      if (!retired && sql.includes('select id, device_jkt, pan_lookup, account_id, status from credentials')) {
         retired = true;
         await retireKey(fuji().config.keys, 'cipher2', oldKid);
       }

@@ -6,7 +6,14 @@
  * merchant: another merchant's cursor is as unknown as a made-up one (`starting_after_not_found`).
  * Events are the webhook outbox's bodies, kept limits.eventsRetentionDays days (sweepOldEvents).
  */
-import { currencyCode, KessaiError, limits, type RefundView, type WebhookEvent } from '@kessai/protocol';
+import {
+  currencyCode,
+  KessaiError,
+  limits,
+  type RefundView,
+  type SettlementBatchEvent,
+  type WebhookEvent,
+} from '@kessai/protocol';
 import type { Queryable } from '@kessai/service';
 import type { PaymentRequestRow } from './payment-requests.ts';
 import { eventLivemode } from './webhooks.ts';
@@ -104,8 +111,11 @@ export async function listRefunds(db: Queryable, page: Page, paymentRequestId?: 
   }));
 }
 
+/** An event as the merchant receives it: of a payment request, or of a settlement batch. */
+export type MerchantEvent = WebhookEvent | SettlementBatchEvent;
+
 /** The merchant's events as their webhook bodies (the exact JSON that was signed), optionally of the given types. */
-export async function listEvents(db: Queryable, page: Page, types: readonly string[]): Promise<WebhookEvent[]> {
+export async function listEvents(db: Queryable, page: Page, types: readonly string[]): Promise<MerchantEvent[]> {
   const cursor = await cursorOf(db, 'webhook_outbox', page);
   const rows = await db.query<{ body: string }>(
     `select body from webhook_outbox
@@ -115,7 +125,7 @@ export async function listEvents(db: Queryable, page: Page, types: readonly stri
       order by created_at desc, id desc limit $5`,
     [page.merchantId, cursor?.created_at ?? null, cursor?.id ?? null, [...types], page.limit + 1, page.livemode],
   );
-  return rows.map((row) => JSON.parse(row.body) as WebhookEvent); // as this server wrote it; the route's schema checks
+  return rows.map((row) => JSON.parse(row.body) as MerchantEvent); // as this server wrote it; the route's schema checks
 }
 
 /**

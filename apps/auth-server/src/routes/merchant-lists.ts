@@ -15,6 +15,7 @@ import {
   refundId,
   refundView,
   webhookEvent,
+  settlementBatchEvent,
   webhookEventType,
 } from '@kessai/protocol';
 import { consolePage } from '@kessai/service';
@@ -66,7 +67,8 @@ const eventsSchema = {
   summary: 'List your events (the webhook bodies)',
   operationId: 'listEvents',
   querystring: eventsQuery,
-  response: { 200: consolePage(webhookEvent) },
+  // A payment request's event or a settlement batch's: each exactly as its webhook was signed.
+  response: { 200: consolePage(z.union([webhookEvent, settlementBatchEvent])) },
 };
 
 function pageOf<T>(rows: T[], size: number): { items: T[]; limit: number; has_more: boolean } {
