@@ -74,7 +74,7 @@ export const mutations: Mutation[] = [
     name: 'livemode',
     check: 'card of the approval’s mode (livemode_mismatch)',
     file: 'apps/settlement-server/src/authorize.ts',
-    find: "  if (asked.lm !== (card.test !== true)) return { code: 'livemode_mismatch' };\n",
+    find: "  if (lm !== (card.test !== true)) return { code: 'livemode_mismatch' };\n",
     replace: '',
     tests: guard,
   },
